@@ -1,0 +1,255 @@
+//! Site files: `sites/NAME.toml`, one per site.
+//!
+//! Two layers, as in static-web-server: [`raw`] holds serde structs that mirror the
+//! file and reject unknown keys; [`validate`] turns them into the runtime types below,
+//! collecting every problem as a [`ConfigProblem`] that names the file, the key and
+//! the fix.
+
+pub mod raw;
+pub mod units;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+
+use crate::compress::ContentCoding;
+use crate::website::WebsiteConfig;
+
+pub use validate::validate_sites;
+
+/// Per-request origin timeout when `origin.timeout` is not set.
+pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// `cache.default_ttl` when unset: freshness for objects without Cache-Control or Expires.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+/// `cache.max_ttl` when unset.
+pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(365 * 86_400);
+/// `cache.error_ttl` when unset: how long a 404 or 403 from the bucket is cached.
+pub const DEFAULT_ERROR_TTL: Duration = Duration::from_secs(10);
+/// `cache.stale_while_revalidate` when unset.
+pub const DEFAULT_STALE_WHILE_REVALIDATE: Duration = Duration::from_secs(60);
+/// `cache.stale_if_error` when unset.
+pub const DEFAULT_STALE_IF_ERROR: Duration = Duration::from_secs(86_400);
+/// `compression.min_size` when unset: smaller bodies are not worth compressing.
+pub const DEFAULT_COMPRESSION_MIN_SIZE: u64 = 1000;
+/// `compression.max_size` when unset.
+pub const DEFAULT_COMPRESSION_MAX_SIZE: u64 = 10 << 20;
+/// Region used when a site names none and the AWS chain has none either.
+pub const FALLBACK_REGION: &str = "us-east-1";
+
+/// One problem in one site file, printed as `FILE: KEY: what is wrong, and how to fix it`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub file: PathBuf,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.file.display(), self.key, self.message)
+    }
+}
+
+/// Every problem found in a set of site files.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigProblem>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A validated site file.
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    /// The file name without `.toml`.
+    pub name: String,
+    pub file: PathBuf,
+    pub hosts: Vec<HostPattern>,
+    /// Answers hosts that no other site claims.
+    pub default: bool,
+    pub origin: OriginConfig,
+    /// `None`: keys are served as they are (an asset CDN).
+    pub website: Option<WebsiteConfig>,
+    pub cache: CacheConfig,
+    pub compression: CompressionConfig,
+    pub headers: Vec<HeaderRule>,
+    pub cors: Option<CorsConfig>,
+    pub tls: Option<TlsConfig>,
+}
+
+/// A host a site answers for, already lowercased and without a trailing dot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(String),
+    /// `*.example.com`, stored as the suffix `.example.com`: matches `a.example.com`
+    /// and `a.b.example.com`, not `example.com`.
+    Wildcard(String),
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Exact(host) => f.write_str(host),
+            HostPattern::Wildcard(suffix) => write!(f, "*{suffix}"),
+        }
+    }
+}
+
+/// Which S3 service the bucket lives in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// AWS S3, with the endpoint resolved from the region.
+    Aws,
+    /// The store built into this process (`endpoint = "embedded"`).
+    Embedded,
+    /// Any S3-compatible service (`https://s3.example.net`).
+    Url(String),
+}
+
+/// How requests to the bucket are signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialsSource {
+    /// The standard AWS chain (env, profile, web identity, IMDS); for the embedded
+    /// store, its own credentials.
+    Default,
+    /// Unsigned requests to a public bucket.
+    Anonymous,
+    /// Static keys read from these environment variables at startup.
+    Env {
+        access_key_id_var: String,
+        secret_access_key_var: String,
+    },
+}
+
+/// `[origin]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginConfig {
+    pub bucket: String,
+    pub endpoint: Endpoint,
+    pub region: Option<String>,
+    /// Key prefix inside the bucket, e.g. `public/`.
+    pub prefix: String,
+    pub path_style: bool,
+    pub credentials: CredentialsSource,
+    /// Treat a 403 from S3 as a missing key (credentials without s3:ListBucket).
+    pub denied_as_missing: bool,
+    pub timeout: Duration,
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    pub default_ttl: Duration,
+    pub min_ttl: Duration,
+    pub max_ttl: Duration,
+    pub error_ttl: Duration,
+    pub stale_while_revalidate: Duration,
+    pub stale_if_error: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            default_ttl: DEFAULT_TTL,
+            min_ttl: Duration::ZERO,
+            max_ttl: DEFAULT_MAX_TTL,
+            error_ttl: DEFAULT_ERROR_TTL,
+            stale_while_revalidate: DEFAULT_STALE_WHILE_REVALIDATE,
+            stale_if_error: DEFAULT_STALE_IF_ERROR,
+        }
+    }
+}
+
+/// `[compression]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressionConfig {
+    pub enabled: bool,
+    /// Server preference when the client ranks codings equally.
+    pub algorithms: Vec<ContentCoding>,
+    pub min_size: u64,
+    pub max_size: u64,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        CompressionConfig {
+            enabled: true,
+            algorithms: vec![ContentCoding::Brotli, ContentCoding::Gzip],
+            min_size: DEFAULT_COMPRESSION_MIN_SIZE,
+            max_size: DEFAULT_COMPRESSION_MAX_SIZE,
+        }
+    }
+}
+
+/// One `[headers]` entry: set `name` to `value`, or remove it when `value` is `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderRule {
+    pub name: HeaderName,
+    pub value: Option<HeaderValue>,
+}
+
+/// `[cors]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsConfig {
+    pub from_bucket: bool,
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age: Option<Duration>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub redirect_http: bool,
+}
+
+/// Reads and validates every `*.toml` file in `dir`, in name order.
+pub fn load_sites(dir: &Path) -> Result<Vec<SiteConfig>, ConfigErrors> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        ConfigErrors(vec![ConfigProblem {
+            file: dir.to_path_buf(),
+            key: "(directory)".into(),
+            message: format!("cannot read the sites directory: {e}; create it or pass --sites DIR"),
+        }])
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml") && path.is_file())
+        .collect();
+    files.sort();
+    let mut problems = Vec::new();
+    let mut texts = Vec::new();
+    for file in files {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => texts.push((file, text)),
+            Err(e) => problems.push(ConfigProblem {
+                file,
+                key: "(file)".into(),
+                message: format!("cannot read: {e}; check the file's permissions and encoding (UTF-8)"),
+            }),
+        }
+    }
+    match validate_sites(&texts) {
+        Ok(sites) if problems.is_empty() => Ok(sites),
+        Ok(_) => Err(ConfigErrors(problems)),
+        Err(ConfigErrors(more)) => {
+            problems.extend(more);
+            Err(ConfigErrors(problems))
+        }
+    }
+}

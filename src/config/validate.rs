@@ -1,0 +1,781 @@
+//! Raw site files to runtime types, collecting every problem with its file and key.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+
+use super::raw::{self, RawSite, RawSize};
+use super::units::{parse_duration, parse_size};
+use super::*;
+use crate::website::{
+    Condition, KeyReplacement, Protocol, Redirect, RedirectAll, RoutingRule, WebsiteConfig,
+    MAX_ROUTING_RULES,
+};
+
+/// Headers a site may not set with `[headers]`: they describe the connection or the
+/// body framing, which the server owns.
+const FORBIDDEN_SITE_HEADERS: &[&str] = &[
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+];
+
+/// Collects problems for one file.
+struct Problems<'a> {
+    file: &'a Path,
+    list: Vec<ConfigProblem>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.list.push(ConfigProblem {
+            file: self.file.to_path_buf(),
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, key: &str, value: Option<&String>, default: Duration) -> Duration {
+        match value.map(|text| parse_duration(text)) {
+            None => default,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                self.add(key, e);
+                default
+            }
+        }
+    }
+
+    fn size(&mut self, key: &str, value: Option<&RawSize>, default: u64) -> u64 {
+        match value {
+            None => default,
+            Some(RawSize::Bytes(n)) => *n,
+            Some(RawSize::Text(text)) => parse_size(text).unwrap_or_else(|e| {
+                self.add(key, e);
+                default
+            }),
+        }
+    }
+}
+
+/// Validates a set of site files given as `(path, contents)`. Checks each file alone,
+/// then across files (a host claimed twice, several default sites).
+pub fn validate_sites(files: &[(PathBuf, String)]) -> Result<Vec<SiteConfig>, ConfigErrors> {
+    let mut problems = Vec::new();
+    let mut sites = Vec::new();
+    for (file, text) in files {
+        match validate_site(file, text) {
+            Ok(site) => sites.push(site),
+            Err(mut more) => problems.append(&mut more),
+        }
+    }
+    let mut owners: HashMap<String, &SiteConfig> = HashMap::new();
+    let mut default_owner: Option<&SiteConfig> = None;
+    for site in &sites {
+        for host in &site.hosts {
+            let text = host.to_string();
+            if let Some(other) = owners.insert(text.clone(), site) {
+                problems.push(ConfigProblem {
+                    file: site.file.clone(),
+                    key: "hosts".into(),
+                    message: format!(
+                        "host `{text}` is already claimed by site `{}` ({}); a host may belong to one site only",
+                        other.name,
+                        other.file.display()
+                    ),
+                });
+            }
+        }
+        if site.default {
+            if let Some(other) = default_owner {
+                problems.push(ConfigProblem {
+                    file: site.file.clone(),
+                    key: "default".into(),
+                    message: format!(
+                        "site `{}` is already the default site; set `default = true` on one site only",
+                        other.name
+                    ),
+                });
+            } else {
+                default_owner = Some(site);
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(sites)
+    } else {
+        Err(ConfigErrors(problems))
+    }
+}
+
+/// Validates one site file.
+pub fn validate_site(file: &Path, text: &str) -> Result<SiteConfig, Vec<ConfigProblem>> {
+    let mut p = Problems {
+        file,
+        list: Vec::new(),
+    };
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        p.add(
+            "(file name)",
+            "the site's name is its file name, which may hold only letters, digits, `-`, `_` and `.`; rename the file",
+        );
+    }
+    let raw: RawSite = match serde_path_to_error::deserialize(toml::Deserializer::new(text)) {
+        Ok(raw) => raw,
+        Err(err) => {
+            let (key, message) = describe_parse_error(&err, text);
+            p.add(key, message);
+            return Err(p.list);
+        }
+    };
+    let hosts = validate_hosts(&mut p, &raw);
+    let origin = validate_origin(&mut p, raw.origin.as_ref());
+    let website = raw.website.as_ref().map(|w| validate_website(&mut p, w));
+    let cache = validate_cache(&mut p, &raw.cache);
+    let compression = validate_compression(&mut p, &raw.compression);
+    let headers = validate_headers(&mut p, &raw.headers);
+    let cors = raw.cors.as_ref().map(|c| validate_cors(&mut p, c));
+    let tls = raw.tls.as_ref().and_then(|t| validate_tls(&mut p, t));
+    match origin {
+        Some(origin) if p.list.is_empty() => Ok(SiteConfig {
+            name,
+            file: file.to_path_buf(),
+            hosts,
+            default: raw.default,
+            origin,
+            website,
+            cache,
+            compression,
+            headers,
+            cors,
+            tls,
+        }),
+        _ => Err(p.list),
+    }
+}
+
+/// Names the key of a serde error: the path serde was at, plus the unknown field's name.
+fn describe_parse_error(
+    err: &serde_path_to_error::Error<toml::de::Error>,
+    text: &str,
+) -> (String, String) {
+    let inner = err.inner();
+    let message = inner.message().to_string();
+    let mut key = err.path().to_string();
+    if key == "." {
+        key.clear();
+    }
+    if let Some(field) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        if key.rsplit('.').next() != Some(field) {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(field);
+        }
+        let expected = message
+            .split_once(", expected ")
+            .map(|(_, e)| format!("; expected {e}"))
+            .unwrap_or_default();
+        return (
+            key,
+            format!("unknown key{expected}; remove it or fix its spelling"),
+        );
+    }
+    let line = inner
+        .span()
+        .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+    let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+    if key.is_empty() {
+        key = "(syntax)".into();
+    }
+    (key, format!("{message}{at}; fix the TOML"))
+}
+
+/// Lowercases a host, drops one trailing dot, and checks its characters.
+fn normalize_host_pattern(text: &str) -> Result<HostPattern, String> {
+    let host = text.trim().to_ascii_lowercase();
+    let host = host.strip_suffix('.').unwrap_or(&host);
+    let (wildcard, name) = match host.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, host),
+    };
+    let valid = !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if !valid {
+        return Err(format!(
+            "`{text}` is not a host name; write `example.com` or `*.example.com` (no scheme, port or path; punycode for non-ASCII names)"
+        ));
+    }
+    Ok(if wildcard {
+        HostPattern::Wildcard(format!(".{name}"))
+    } else {
+        HostPattern::Exact(name.to_string())
+    })
+}
+
+fn validate_hosts(p: &mut Problems, raw: &RawSite) -> Vec<HostPattern> {
+    let mut hosts = Vec::new();
+    for (i, text) in raw.hosts.iter().enumerate() {
+        match normalize_host_pattern(text) {
+            Ok(host) if hosts.contains(&host) => {
+                p.add(format!("hosts[{i}]"), format!("`{text}` is listed twice"))
+            }
+            Ok(host) => hosts.push(host),
+            Err(e) => p.add(format!("hosts[{i}]"), e),
+        }
+    }
+    if raw.hosts.is_empty() && !raw.default {
+        p.add(
+            "hosts",
+            "no hosts; list the host names this site answers, or set `default = true`",
+        );
+    }
+    hosts
+}
+
+fn validate_origin(p: &mut Problems, raw: Option<&raw::RawOrigin>) -> Option<OriginConfig> {
+    let Some(raw) = raw else {
+        p.add(
+            "origin",
+            "missing section; add `[origin]` with at least `bucket = \"NAME\"`",
+        );
+        return None;
+    };
+    let bucket = raw.bucket.clone().unwrap_or_default();
+    if bucket.is_empty() {
+        p.add("origin.bucket", "missing; set the bucket's name");
+    } else if bucket.contains('/') || bucket.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        p.add(
+            "origin.bucket",
+            format!("`{bucket}` is not a bucket name; write the name only (put key prefixes in `origin.prefix`)"),
+        );
+    }
+    let endpoint = match raw.endpoint.as_deref() {
+        None => Endpoint::Aws,
+        Some("embedded") => Endpoint::Embedded,
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            Endpoint::Url(url.trim_end_matches('/').to_string())
+        }
+        Some(other) => {
+            p.add(
+                "origin.endpoint",
+                format!("`{other}` is not an endpoint; write a URL such as `https://s3.eu-west-1.amazonaws.com`, `\"embedded\"`, or omit it for AWS"),
+            );
+            Endpoint::Aws
+        }
+    };
+    let credentials = match (
+        raw.anonymous,
+        &raw.access_key_id_env,
+        &raw.secret_access_key_env,
+    ) {
+        (false, None, None) => CredentialsSource::Default,
+        (true, None, None) => CredentialsSource::Anonymous,
+        (false, Some(id), Some(secret)) => CredentialsSource::Env {
+            access_key_id_var: id.clone(),
+            secret_access_key_var: secret.clone(),
+        },
+        (true, _, _) => {
+            p.add(
+                "origin.anonymous",
+                "`anonymous = true` sends unsigned requests and cannot be combined with access_key_id_env / secret_access_key_env; remove one",
+            );
+            CredentialsSource::Anonymous
+        }
+        (false, Some(_), None) => {
+            p.add(
+                "origin.secret_access_key_env",
+                "missing; set it together with access_key_id_env",
+            );
+            CredentialsSource::Default
+        }
+        (false, None, Some(_)) => {
+            p.add(
+                "origin.access_key_id_env",
+                "missing; set it together with secret_access_key_env",
+            );
+            CredentialsSource::Default
+        }
+    };
+    let timeout = p.duration(
+        "origin.timeout",
+        raw.timeout.as_ref(),
+        DEFAULT_ORIGIN_TIMEOUT,
+    );
+    if timeout.is_zero() {
+        p.add("origin.timeout", "must be more than zero, e.g. `10s`");
+    }
+    let path_style = raw.path_style.unwrap_or(endpoint != Endpoint::Aws);
+    Some(OriginConfig {
+        bucket,
+        endpoint,
+        region: raw.region.clone().filter(|r| !r.is_empty()),
+        prefix: raw.prefix.clone().unwrap_or_default(),
+        path_style,
+        credentials,
+        denied_as_missing: raw.denied_as_missing,
+        timeout,
+    })
+}
+
+fn validate_protocol(p: &mut Problems, key: &str, value: Option<&String>) -> Option<Protocol> {
+    let text = value?;
+    let protocol = Protocol::parse(text);
+    if protocol.is_none() {
+        p.add(
+            key,
+            format!("`{text}` is not a protocol; use \"http\" or \"https\""),
+        );
+    }
+    protocol
+}
+
+/// The same checks as PutBucketWebsite (InvalidArgument / MalformedXML cases).
+fn validate_website(p: &mut Problems, raw: &raw::RawWebsite) -> WebsiteConfig {
+    let mut config = WebsiteConfig {
+        from_bucket: raw.from_bucket,
+        spa_fallback: raw.spa_fallback,
+        ..WebsiteConfig::default()
+    };
+    if let Some(index) = &raw.index_document {
+        if index.is_empty() || index.contains('/') {
+            p.add(
+                "website.index_document",
+                format!("`{index}` is not a valid index suffix; it must be non-empty and contain no `/` (e.g. `index.html`)"),
+            );
+        }
+        config.index_document = Some(index.clone());
+    }
+    if let Some(error) = &raw.error_document {
+        if error.is_empty() {
+            p.add(
+                "website.error_document",
+                "empty; name the error page's key (e.g. `error.html`) or remove the key",
+            );
+        }
+        config.error_document = Some(error.clone());
+    }
+    if let Some(all) = &raw.redirect_all_requests_to {
+        if raw.index_document.is_some()
+            || raw.error_document.is_some()
+            || !raw.routing_rules.is_empty()
+            || raw.spa_fallback
+        {
+            p.add(
+                "website.redirect_all_requests_to",
+                "cannot be combined with index_document, error_document, routing_rules or spa_fallback (as in S3); remove one",
+            );
+        }
+        let host_name = all.host_name.clone().unwrap_or_default();
+        if host_name.is_empty() {
+            p.add(
+                "website.redirect_all_requests_to.host_name",
+                "missing; name the host every request is redirected to",
+            );
+        }
+        let protocol = validate_protocol(
+            p,
+            "website.redirect_all_requests_to.protocol",
+            all.protocol.as_ref(),
+        );
+        config.redirect_all = Some(RedirectAll {
+            host_name,
+            protocol,
+        });
+    } else if raw.index_document.is_none() && !raw.from_bucket {
+        p.add(
+            "website.index_document",
+            "missing; a website needs an index document (e.g. `index_document = \"index.html\"`) unless it sets redirect_all_requests_to or from_bucket",
+        );
+    }
+    if raw.routing_rules.len() > MAX_ROUTING_RULES {
+        p.add(
+            "website.routing_rules",
+            format!(
+                "{} rules; at most {MAX_ROUTING_RULES} are allowed",
+                raw.routing_rules.len()
+            ),
+        );
+    }
+    for (i, rule) in raw.routing_rules.iter().enumerate() {
+        if let Some(rule) = validate_rule(p, &format!("website.routing_rules[{i}]"), rule) {
+            config.routing_rules.push(rule);
+        }
+    }
+    config
+}
+
+fn validate_rule(p: &mut Problems, key: &str, raw: &raw::RawRoutingRule) -> Option<RoutingRule> {
+    let before = p.list.len();
+    let condition = match &raw.condition {
+        None => Condition::default(),
+        Some(c) => {
+            if c.key_prefix_equals.is_none() && c.http_error_code_returned_equals.is_none() {
+                p.add(
+                    format!("{key}.condition"),
+                    "empty; set key_prefix_equals and/or http_error_code_returned_equals, or remove the condition",
+                );
+            }
+            if let Some(code) = c.http_error_code_returned_equals {
+                if !(400..=599).contains(&code) {
+                    p.add(
+                        format!("{key}.condition.http_error_code_returned_equals"),
+                        format!("{code} is not an error code; use a 4xx or 5xx status"),
+                    );
+                }
+            }
+            Condition {
+                key_prefix_equals: c.key_prefix_equals.clone(),
+                http_error_code_returned_equals: c.http_error_code_returned_equals,
+            }
+        }
+    };
+    let Some(r) = &raw.redirect else {
+        p.add(
+            format!("{key}.redirect"),
+            "missing; every routing rule needs a redirect",
+        );
+        return None;
+    };
+    if r.protocol.is_none()
+        && r.host_name.is_none()
+        && r.replace_key_prefix_with.is_none()
+        && r.replace_key_with.is_none()
+        && r.http_redirect_code.is_none()
+    {
+        p.add(
+            format!("{key}.redirect"),
+            "empty; set at least one of protocol, host_name, replace_key_prefix_with, replace_key_with, http_redirect_code",
+        );
+    }
+    let protocol = validate_protocol(p, &format!("{key}.redirect.protocol"), r.protocol.as_ref());
+    let replacement = match (&r.replace_key_prefix_with, &r.replace_key_with) {
+        (Some(_), Some(_)) => {
+            p.add(
+                format!("{key}.redirect"),
+                "replace_key_prefix_with and replace_key_with cannot both be set; keep one",
+            );
+            KeyReplacement::Keep
+        }
+        (Some(prefix), None) => KeyReplacement::Prefix(prefix.clone()),
+        (None, Some(whole)) => KeyReplacement::Key(whole.clone()),
+        (None, None) => KeyReplacement::Keep,
+    };
+    let code = r.http_redirect_code.unwrap_or(301);
+    if !(301..=308).contains(&code) {
+        p.add(
+            format!("{key}.redirect.http_redirect_code"),
+            format!("{code} is not a redirect code; use 301 to 308"),
+        );
+    }
+    if p.list.len() > before {
+        return None;
+    }
+    Some(RoutingRule {
+        condition,
+        redirect: Redirect {
+            protocol,
+            host_name: r.host_name.clone(),
+            replacement,
+            http_redirect_code: code,
+        },
+    })
+}
+
+fn validate_cache(p: &mut Problems, raw: &raw::RawCache) -> CacheConfig {
+    let d = CacheConfig::default();
+    let config = CacheConfig {
+        default_ttl: p.duration("cache.default_ttl", raw.default_ttl.as_ref(), d.default_ttl),
+        min_ttl: p.duration("cache.min_ttl", raw.min_ttl.as_ref(), d.min_ttl),
+        max_ttl: p.duration("cache.max_ttl", raw.max_ttl.as_ref(), d.max_ttl),
+        error_ttl: p.duration("cache.error_ttl", raw.error_ttl.as_ref(), d.error_ttl),
+        stale_while_revalidate: p.duration(
+            "cache.stale_while_revalidate",
+            raw.stale_while_revalidate.as_ref(),
+            d.stale_while_revalidate,
+        ),
+        stale_if_error: p.duration(
+            "cache.stale_if_error",
+            raw.stale_if_error.as_ref(),
+            d.stale_if_error,
+        ),
+    };
+    if config.min_ttl > config.max_ttl {
+        p.add(
+            "cache.min_ttl",
+            "is larger than cache.max_ttl; lower min_ttl or raise max_ttl",
+        );
+    }
+    config
+}
+
+fn validate_compression(p: &mut Problems, raw: &raw::RawCompression) -> CompressionConfig {
+    let d = CompressionConfig::default();
+    let mut algorithms = Vec::new();
+    for (i, name) in raw.algorithms.iter().flatten().enumerate() {
+        match ContentCoding::parse(name) {
+            Some(coding) if algorithms.contains(&coding) => p.add(
+                format!("compression.algorithms[{i}]"),
+                format!("`{name}` is listed twice"),
+            ),
+            Some(coding) => algorithms.push(coding),
+            None => p.add(
+                format!("compression.algorithms[{i}]"),
+                format!("`{name}` is not supported; use \"br\" and/or \"gzip\""),
+            ),
+        }
+    }
+    let config = CompressionConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        algorithms: if raw.algorithms.is_some() {
+            algorithms
+        } else {
+            d.algorithms
+        },
+        min_size: p.size("compression.min_size", raw.min_size.as_ref(), d.min_size),
+        max_size: p.size("compression.max_size", raw.max_size.as_ref(), d.max_size),
+    };
+    if config.min_size > config.max_size {
+        p.add(
+            "compression.min_size",
+            "is larger than compression.max_size; lower min_size or raise max_size",
+        );
+    }
+    config
+}
+
+fn validate_headers(
+    p: &mut Problems,
+    raw: &std::collections::BTreeMap<String, String>,
+) -> Vec<HeaderRule> {
+    let mut rules = Vec::new();
+    for (name, value) in raw {
+        let key = format!("headers.\"{name}\"");
+        let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
+            p.add(key, "is not a valid header name");
+            continue;
+        };
+        if FORBIDDEN_SITE_HEADERS.contains(&header.as_str()) {
+            p.add(
+                key,
+                "describes the connection or body framing, which s3edge sets itself; remove it",
+            );
+            continue;
+        }
+        let value = if value.is_empty() {
+            None
+        } else {
+            match HeaderValue::from_str(value) {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    p.add(key, "the value holds characters a header may not contain (control characters or non-ASCII)");
+                    continue;
+                }
+            }
+        };
+        rules.push(HeaderRule {
+            name: header,
+            value,
+        });
+    }
+    rules
+}
+
+fn validate_cors(p: &mut Problems, raw: &raw::RawCors) -> CorsConfig {
+    if !raw.from_bucket && raw.allowed_origins.is_empty() {
+        p.add(
+            "cors.allowed_origins",
+            "empty; list the allowed origins (or `[\"*\"]`), or set `from_bucket = true`",
+        );
+    }
+    let mut methods = Vec::new();
+    for (i, m) in raw.allowed_methods.iter().enumerate() {
+        let upper = m.to_ascii_uppercase();
+        if matches!(upper.as_str(), "GET" | "HEAD" | "OPTIONS") {
+            methods.push(upper);
+        } else {
+            p.add(
+                format!("cors.allowed_methods[{i}]"),
+                format!("`{m}` is not served by s3edge; use GET, HEAD or OPTIONS"),
+            );
+        }
+    }
+    if methods.is_empty() {
+        methods = vec!["GET".into(), "HEAD".into()];
+    }
+    let max_age = raw.max_age.as_ref().and_then(|text| {
+        parse_duration(text)
+            .map_err(|e| p.add("cors.max_age", e))
+            .ok()
+    });
+    CorsConfig {
+        from_bucket: raw.from_bucket,
+        allowed_origins: raw.allowed_origins.clone(),
+        allowed_methods: methods,
+        allowed_headers: raw.allowed_headers.clone(),
+        expose_headers: raw.expose_headers.clone(),
+        max_age,
+    }
+}
+
+fn validate_tls(p: &mut Problems, raw: &raw::RawTls) -> Option<TlsConfig> {
+    let mut file = |key: &str, value: &Option<String>, what: &str| -> Option<PathBuf> {
+        let Some(path) = value else {
+            p.add(key, format!("missing; name the {what} file (PEM)"));
+            return None;
+        };
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            p.add(
+                key,
+                format!("`{}` does not exist or is not a file (relative paths resolve against the working directory)", path.display()),
+            );
+            return None;
+        }
+        Some(path)
+    };
+    let cert = file("tls.cert", &raw.cert, "certificate chain");
+    let key = file("tls.key", &raw.key, "private key");
+    Some(TlsConfig {
+        cert: cert?,
+        key: key?,
+        redirect_http: raw.redirect_http,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<SiteConfig, Vec<String>> {
+        validate_site(Path::new("sites/x.toml"), text)
+            .map_err(|problems| problems.iter().map(|p| p.to_string()).collect())
+    }
+
+    const MINIMAL: &str = "hosts = [\"example.com\"]\n[origin]\nbucket = \"b\"\n";
+
+    #[test]
+    fn a_minimal_site_gets_every_default() {
+        let site = check(MINIMAL).expect("valid");
+        assert_eq!(site.name, "x");
+        assert_eq!(site.hosts, vec![HostPattern::Exact("example.com".into())]);
+        assert_eq!(site.origin.endpoint, Endpoint::Aws);
+        assert!(!site.origin.path_style);
+        assert_eq!(site.origin.timeout, DEFAULT_ORIGIN_TIMEOUT);
+        assert_eq!(site.cache, CacheConfig::default());
+        assert_eq!(site.compression, CompressionConfig::default());
+        assert!(site.website.is_none());
+    }
+
+    #[test]
+    fn hosts_are_lowercased_and_lose_their_trailing_dot() {
+        let site = check("hosts = [\"WWW.Example.COM.\", \"*.Preview.example.com\"]\n[origin]\nbucket = \"b\"\n").expect("valid");
+        assert_eq!(
+            site.hosts,
+            vec![
+                HostPattern::Exact("www.example.com".into()),
+                HostPattern::Wildcard(".preview.example.com".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn each_broken_key_is_named_with_a_fix() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("an unknown key names its full path", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\nbukcet=\"c\"\n", "sites/x.toml: origin.bukcet: unknown key"),
+            ("an unknown top-level key is named", "hosts=[\"a\"]\nhostz=[]\n[origin]\nbucket=\"b\"\n", "sites/x.toml: hostz: unknown key"),
+            ("a missing origin section", "hosts=[\"a\"]\n", "sites/x.toml: origin: missing section"),
+            ("a missing bucket", "hosts=[\"a\"]\n[origin]\nregion=\"x\"\n", "sites/x.toml: origin.bucket: missing"),
+            ("a bad duration", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\ntimeout=\"10 parsecs\"\n", "sites/x.toml: origin.timeout: `10 parsecs` has unknown unit"),
+            ("a bad size", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[compression]\nmax_size=\"big\"\n", "sites/x.toml: compression.max_size: `big` is not a size"),
+            ("a host with a port", "hosts=[\"a.com:80\"]\n[origin]\nbucket=\"b\"\n", "sites/x.toml: hosts[0]: `a.com:80` is not a host name"),
+            ("no hosts and not default", "[origin]\nbucket=\"b\"\n", "sites/x.toml: hosts: no hosts"),
+            ("a wrong type", "hosts=\"a\"\n[origin]\nbucket=\"b\"\n", "sites/x.toml: hosts: invalid type"),
+            ("broken TOML", "hosts=[\"a\"\n", "sites/x.toml: "),
+            ("half the static keys", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\naccess_key_id_env=\"K\"\n", "origin.secret_access_key_env: missing"),
+            ("a bad endpoint", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\nendpoint=\"s3.example.com\"\n", "origin.endpoint: `s3.example.com` is not an endpoint"),
+            ("an unknown algorithm", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[compression]\nalgorithms=[\"zstd\"]\n", "compression.algorithms[0]: `zstd` is not supported"),
+            ("a hop-by-hop header", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[headers]\n\"Connection\"=\"close\"\n", "headers.\"Connection\": describes the connection"),
+            ("a missing certificate", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[tls]\ncert=\"/nonexistent.pem\"\nkey=\"/nonexistent.key\"\n", "tls.cert: `/nonexistent.pem` does not exist"),
+            ("website without an index", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[website]\nerror_document=\"e.html\"\n", "website.index_document: missing"),
+            ("index with a slash", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[website]\nindex_document=\"a/index.html\"\n", "website.index_document: `a/index.html` is not a valid index suffix"),
+            ("redirect-all with an index", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[website]\nindex_document=\"i.html\"\nredirect_all_requests_to={host_name=\"x.com\"}\n", "website.redirect_all_requests_to: cannot be combined"),
+            ("both key replacements", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[website]\nindex_document=\"i.html\"\n[[website.routing_rules]]\ncondition={key_prefix_equals=\"a/\"}\nredirect={replace_key_prefix_with=\"b/\",replace_key_with=\"c\"}\n", "website.routing_rules[0].redirect: replace_key_prefix_with and replace_key_with cannot both be set"),
+            ("an empty condition", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[website]\nindex_document=\"i.html\"\n[[website.routing_rules]]\ncondition={}\nredirect={host_name=\"x\"}\n", "website.routing_rules[0].condition: empty"),
+            ("an empty redirect", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[website]\nindex_document=\"i.html\"\n[[website.routing_rules]]\ncondition={key_prefix_equals=\"a\"}\nredirect={}\n", "website.routing_rules[0].redirect: empty"),
+            ("a bad protocol", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[website]\nindex_document=\"i.html\"\n[[website.routing_rules]]\nredirect={protocol=\"ftp\"}\n", "website.routing_rules[0].redirect.protocol: `ftp` is not a protocol"),
+            ("a bad redirect code", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[website]\nindex_document=\"i.html\"\n[[website.routing_rules]]\nredirect={http_redirect_code=300}\n", "website.routing_rules[0].redirect.http_redirect_code: 300 is not a redirect code"),
+        ];
+        for (name, text, want) in cases {
+            let problems = check(text).expect_err(name);
+            assert!(
+                problems.iter().any(|p| p.contains(want)),
+                "{name}: wanted `{want}` in {problems:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_problem_in_a_file_is_reported_at_once() {
+        let problems = check("hosts=[\"a:1\"]\n[origin]\nbucket=\"\"\ntimeout=\"x\"\n[cache]\nmax_ttl=\"1q\"\n").expect_err("invalid");
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+    }
+
+    #[test]
+    fn a_host_claimed_by_two_sites_is_an_error_on_the_second() {
+        let files = vec![
+            (PathBuf::from("sites/a.toml"), MINIMAL.to_string()),
+            (PathBuf::from("sites/b.toml"), MINIMAL.to_string()),
+        ];
+        let errors = validate_sites(&files).expect_err("duplicate");
+        assert_eq!(errors.0.len(), 1);
+        assert!(errors.0[0]
+            .to_string()
+            .starts_with("sites/b.toml: hosts: host `example.com` is already claimed by site `a`"));
+    }
+
+    #[test]
+    fn two_default_sites_are_an_error() {
+        let a = "default = true\n[origin]\nbucket=\"b\"\n".to_string();
+        let files = vec![
+            (PathBuf::from("sites/a.toml"), a.clone()),
+            (PathBuf::from("sites/b.toml"), a),
+        ];
+        let errors = validate_sites(&files).expect_err("two defaults");
+        assert!(errors.0[0].to_string().contains("default: site `a` is already the default"));
+    }
+
+    #[test]
+    fn endpoint_settings_imply_path_style() {
+        let site = check("hosts=[\"a\"]\n[origin]\nbucket=\"b\"\nendpoint=\"http://127.0.0.1:3900/\"\n").expect("valid");
+        assert_eq!(site.origin.endpoint, Endpoint::Url("http://127.0.0.1:3900".into()));
+        assert!(site.origin.path_style);
+        let site = check("hosts=[\"a\"]\n[origin]\nbucket=\"b\"\nendpoint=\"embedded\"\npath_style=false\n").expect("valid");
+        assert!(!site.origin.path_style);
+    }
+}

@@ -1,0 +1,116 @@
+//! Response headers from object metadata (DESIGN.md pipeline step 8).
+//!
+//! Only the representation headers of RFC 9110 section 8 and the caching headers of
+//! RFC 9111 are copied from the object; `x-amz-*` headers and user metadata never
+//! are. A value that cannot be a header value (control characters, CR, LF) is
+//! dropped, never sent.
+
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::HeaderRule;
+use crate::origin::ObjectMeta;
+
+/// Sets a header from text, dropping values with characters a header may not hold.
+pub fn set_checked(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+/// The headers describing an object's representation: Content-Type (already
+/// decided), ETag, Last-Modified, Cache-Control, Expires, Content-Encoding,
+/// Content-Language, Content-Disposition, Accept-Ranges.
+pub fn representation_headers(meta: &ObjectMeta, content_type: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    set_checked(&mut headers, header::CONTENT_TYPE, content_type);
+    let copied = [
+        (header::ETAG, meta.etag.as_deref()),
+        (header::CACHE_CONTROL, meta.cache_control.as_deref()),
+        (header::EXPIRES, meta.expires.as_deref()),
+        (header::CONTENT_ENCODING, meta.content_encoding.as_deref()),
+        (header::CONTENT_LANGUAGE, meta.content_language.as_deref()),
+        (header::CONTENT_DISPOSITION, meta.content_disposition.as_deref()),
+    ];
+    for (name, value) in copied {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            set_checked(&mut headers, name, value);
+        }
+    }
+    if let Some(modified) = meta.last_modified {
+        set_checked(
+            &mut headers,
+            header::LAST_MODIFIED,
+            &httpdate::fmt_http_date(modified),
+        );
+    }
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers
+}
+
+/// Applies the site's `[headers]`: set each, or remove it when its value is empty.
+pub fn apply_site_headers(headers: &mut HeaderMap, rules: &[HeaderRule]) {
+    for rule in rules {
+        match &rule.value {
+            Some(value) => {
+                headers.insert(rule.name.clone(), value.clone());
+            }
+            None => {
+                headers.remove(&rule.name);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_metadata_becomes_representation_headers() {
+        let meta = ObjectMeta {
+            etag: Some("\"abc\"".into()),
+            cache_control: Some("max-age=60".into()),
+            last_modified: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(784_111_777)),
+            content_language: Some("en".into()),
+            ..ObjectMeta::default()
+        };
+        let h = representation_headers(&meta, "text/html; charset=utf-8");
+        assert_eq!(h.get(header::ETAG).unwrap(), "\"abc\"");
+        assert_eq!(h.get(header::CACHE_CONTROL).unwrap(), "max-age=60");
+        assert_eq!(h.get(header::LAST_MODIFIED).unwrap(), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(h.get(header::CONTENT_LANGUAGE).unwrap(), "en");
+        assert_eq!(h.get(header::ACCEPT_RANGES).unwrap(), "bytes");
+        assert!(h.get(header::EXPIRES).is_none());
+    }
+
+    #[test]
+    fn metadata_with_line_breaks_never_becomes_a_header() {
+        let meta = ObjectMeta {
+            cache_control: Some("max-age=60\r\nSet-Cookie: evil=1".into()),
+            content_disposition: Some("attachment;\nfilename=x".into()),
+            ..ObjectMeta::default()
+        };
+        let h = representation_headers(&meta, "text/plain");
+        assert!(h.get(header::CACHE_CONTROL).is_none());
+        assert!(h.get(header::CONTENT_DISPOSITION).is_none());
+    }
+
+    #[test]
+    fn site_headers_set_and_remove() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=1"));
+        let rules = vec![
+            HeaderRule {
+                name: HeaderName::from_static("x-frame-options"),
+                value: Some(HeaderValue::from_static("DENY")),
+            },
+            HeaderRule {
+                name: header::CACHE_CONTROL,
+                value: None,
+            },
+        ];
+        apply_site_headers(&mut h, &rules);
+        assert_eq!(h.get("x-frame-options").unwrap(), "DENY");
+        assert!(h.get(header::CACHE_CONTROL).is_none());
+    }
+}

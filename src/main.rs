@@ -1,0 +1,197 @@
+//! The `s3edge` command: `serve`, `check`. Exit codes: 0 success, 1 runtime
+//! failure, 2 invalid configuration or usage.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use s3edge::access_log::{AccessLog, AccessLogTarget, LogFormat};
+use s3edge::admin::ADMIN_TOKEN_ENV;
+use s3edge::config::{self, units};
+use s3edge::server::{self, Node, NodeOptions, StartError};
+
+/// Exit code for an invalid site file or command line.
+const EXIT_INVALID: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "s3edge", version, about = "A CDN edge node for static websites stored in S3 buckets")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the edge node.
+    Serve(Box<ServeArgs>),
+    /// Validate every site file; print each problem as `FILE: KEY: problem`.
+    Check {
+        /// Directory of site files (`*.toml`).
+        #[arg(long, env = "S3EDGE_SITES", default_value = "sites")]
+        sites: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Directory of site files, one `*.toml` per site.
+    #[arg(long, env = "S3EDGE_SITES", default_value = "sites")]
+    sites: PathBuf,
+    /// Address for plain HTTP (repeatable).
+    #[arg(long, env = "S3EDGE_LISTEN", default_value = "127.0.0.1:8080", value_delimiter = ',')]
+    listen: Vec<SocketAddr>,
+    /// Address for HTTPS, certificates chosen by SNI (repeatable).
+    #[arg(long, env = "S3EDGE_TLS_LISTEN", value_delimiter = ',')]
+    tls_listen: Vec<SocketAddr>,
+    /// Address for health, metrics and purge.
+    #[arg(long, env = "S3EDGE_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    admin_listen: SocketAddr,
+    /// Directory of the disk cache tier.
+    #[arg(long, env = "S3EDGE_CACHE_DIR", default_value = ".s3edge-cache")]
+    cache_dir: PathBuf,
+    /// Size of the disk cache tier (`0` turns it off).
+    #[arg(long, env = "S3EDGE_DISK_CACHE_SIZE", default_value = "1GiB", value_parser = parse_size)]
+    disk_cache_size: u64,
+    /// Size of the memory cache tier.
+    #[arg(long, env = "S3EDGE_MEMORY_CACHE_SIZE", default_value = "256MiB", value_parser = parse_size)]
+    memory_cache_size: u64,
+    /// Larger objects live on disk only.
+    #[arg(long, env = "S3EDGE_MEMORY_OBJECT_MAX", default_value = "8MiB", value_parser = parse_size)]
+    memory_object_max: u64,
+    /// Peers allowed to set X-Forwarded-For, X-Forwarded-Proto, Forwarded (repeatable).
+    #[arg(long, env = "S3EDGE_TRUSTED_PROXY", value_delimiter = ',')]
+    trusted_proxy: Vec<ipnet::IpNet>,
+    /// Access log: a file path, `-` for standard output, or `off`.
+    #[arg(long, env = "S3EDGE_ACCESS_LOG", default_value = "-")]
+    access_log: String,
+    /// Format of the access log and the process's own log lines.
+    #[arg(long, env = "S3EDGE_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Start the embedded S3 store on this directory (default `<sites>/buckets`,
+    /// started when a site uses `endpoint = "embedded"`).
+    #[arg(long, env = "S3EDGE_EMBEDDED_S3")]
+    embedded_s3: Option<PathBuf>,
+    /// Address of the embedded S3 store.
+    #[arg(long, env = "S3EDGE_EMBEDDED_S3_LISTEN", default_value = "127.0.0.1:9000")]
+    embedded_s3_listen: SocketAddr,
+    /// Worker threads (default: the number of cores).
+    #[arg(long, env = "S3EDGE_WORKERS")]
+    workers: Option<usize>,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    units::parse_size(text)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { sites } => check(&sites),
+        Command::Serve(args) => {
+            init_tracing(args.log_format);
+            match serve(*args) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn check(dir: &std::path::Path) -> ExitCode {
+    match config::load_sites(dir) {
+        Ok(sites) => {
+            println!("{}: {} site file(s) valid", dir.display(), sites.len());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for problem in &errors.0 {
+                println!("{problem}");
+            }
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if !args.tls_listen.is_empty() {
+        anyhow::bail!("--tls-listen is not available yet in this build; serve HTTPS through a load balancer for now");
+    }
+    let _ = (&args.cache_dir, args.disk_cache_size, args.memory_cache_size, args.memory_object_max);
+    let access_log = AccessLog::open(&AccessLogTarget::parse(&args.access_log), args.log_format)
+        .with_context(|| format!("cannot open the access log `{}`", args.access_log))?;
+    let options = NodeOptions {
+        sites_dir: args.sites,
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        workers: args
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        access_log,
+        trusted_proxies: args.trusted_proxy,
+        embedded_dir: args.embedded_s3,
+        embedded_listen: args.embedded_s3_listen,
+        embedded_access_key: embedded_credential("S3EDGE_EMBEDDED_ACCESS_KEY", DEV_ACCESS_KEY),
+        embedded_secret_key: embedded_credential("S3EDGE_EMBEDDED_SECRET_KEY", DEV_SECRET_KEY),
+        admin_token: std::env::var(ADMIN_TOKEN_ENV).ok().filter(|t| !t.is_empty()),
+        shutdown_timeout: server::SHUTDOWN_TIMEOUT,
+    };
+    actix_rt::System::new().block_on(async move {
+        let node = match Node::start(options).await {
+            Ok(node) => node,
+            Err(StartError::Config(errors)) => {
+                for problem in &errors.0 {
+                    eprintln!("{problem}");
+                }
+                return Ok(ExitCode::from(EXIT_INVALID));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let handles = node.handles();
+        let mut run = Box::pin(node.run());
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        tokio::select! {
+            result = &mut run => { result?; return Ok(ExitCode::SUCCESS); }
+            _ = terminate.recv() => tracing::info!("SIGTERM: draining in-flight requests"),
+            _ = interrupt.recv() => tracing::info!("SIGINT: draining in-flight requests"),
+        }
+        server::stop(&handles, true).await;
+        run.await?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[cfg(feature = "embedded")]
+const DEV_ACCESS_KEY: &str = s3edge::origin::embedded::DEFAULT_ACCESS_KEY;
+#[cfg(feature = "embedded")]
+const DEV_SECRET_KEY: &str = s3edge::origin::embedded::DEFAULT_SECRET_KEY;
+#[cfg(not(feature = "embedded"))]
+const DEV_ACCESS_KEY: &str = "";
+#[cfg(not(feature = "embedded"))]
+const DEV_SECRET_KEY: &str = "";
+
+fn embedded_credential(var: &str, default: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}

@@ -1,0 +1,171 @@
+//! Where objects come from.
+//!
+//! [`Origin`] is the seam between the edge and a bucket: the S3 origin
+//! ([`s3::S3Origin`], over aws-sdk-s3) in production, and test doubles that count
+//! calls or inject faults. Contract:
+//!
+//! - `get` answers with the object's metadata and a body stream, or a typed
+//!   [`OriginError`] that already knows its HTTP status.
+//! - The body stream yields exactly `meta.content_length` bytes or ends with an
+//!   error; a caller that sees fewer bytes must treat the object as incomplete.
+//! - Conditional requests (`if_none_match`, `if_modified_since`) may answer
+//!   [`Fetched::NotModified`]; range requests answer with `content_range` set.
+
+#[cfg(feature = "embedded")]
+pub mod embedded;
+pub mod s3;
+
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+/// The body of an object as it arrives from the origin.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, OriginError>> + Send>>;
+
+/// What the edge asks the origin for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectRequest {
+    /// The full key, the site's prefix included.
+    pub key: String,
+    /// A `Range` header value for the origin (`bytes=0-99`).
+    pub range: Option<String>,
+    /// Revalidation: the cached representation's ETag.
+    pub if_none_match: Option<String>,
+    /// Revalidation: the cached representation's Last-Modified.
+    pub if_modified_since: Option<SystemTime>,
+}
+
+impl ObjectRequest {
+    pub fn new(key: impl Into<String>) -> ObjectRequest {
+        ObjectRequest {
+            key: key.into(),
+            ..ObjectRequest::default()
+        }
+    }
+}
+
+/// The object's metadata as stored in the bucket. Only what a client may see, plus
+/// what the edge itself needs (redirect location, request id); `x-amz-*` headers
+/// and user metadata never reach the client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Length of the body that follows (of the range, for a ranged GET).
+    pub content_length: u64,
+    /// `Content-Range` of a ranged GET, as the origin sent it.
+    pub content_range: Option<String>,
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_language: Option<String>,
+    pub content_disposition: Option<String>,
+    pub cache_control: Option<String>,
+    /// `Expires`, as the origin sent it (an HTTP-date, or garbage).
+    pub expires: Option<String>,
+    /// `ETag` with its quotes, as the origin sent it.
+    pub etag: Option<String>,
+    pub last_modified: Option<SystemTime>,
+    /// `x-amz-website-redirect-location`.
+    pub website_redirect_location: Option<String>,
+    /// `x-amz-request-id` of the answer, for the access log.
+    pub request_id: Option<String>,
+}
+
+/// A successful answer.
+pub enum Fetched {
+    /// 200 or 206, with a body of `meta.content_length` bytes.
+    Object { meta: ObjectMeta, body: BodyStream },
+    /// 304 to a conditional request: the cached copy is still valid.
+    NotModified { meta: ObjectMeta },
+}
+
+/// Why the origin could not supply the object, each with its HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginError {
+    /// NoSuchKey (404).
+    #[error("no such key")]
+    NotFound { request_id: Option<String> },
+    /// AccessDenied (403): a private object, or a missing key when the
+    /// credentials lack s3:ListBucket.
+    #[error("access denied")]
+    Denied { request_id: Option<String> },
+    /// 412 to a conditional request.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// 416 to a ranged request; the object's length when known.
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable { total_length: Option<u64> },
+    /// The bucket answered with an error that is the node's problem, not the
+    /// client's: bad credentials, a missing bucket, a 5xx (502).
+    #[error("S3 error {code} (HTTP {status}){}", request_id.as_deref().map(|id| format!(", request id {id}")).unwrap_or_default())]
+    Rejected {
+        status: u16,
+        code: String,
+        request_id: Option<String>,
+    },
+    /// No connection could be made, or it broke (502).
+    #[error("origin unreachable: {0}")]
+    Unreachable(String),
+    /// No answer in time (504).
+    #[error("origin timed out: {0}")]
+    Timeout(String),
+    /// The origin's answer broke the protocol: a body cut short, a wrong length,
+    /// a Content-Range that does not match the request (502).
+    #[error("invalid answer from the origin: {0}")]
+    Invalid(String),
+}
+
+impl OriginError {
+    /// The status the client gets for this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            OriginError::NotFound { .. } => 404,
+            OriginError::Denied { .. } => 403,
+            OriginError::PreconditionFailed => 412,
+            OriginError::RangeNotSatisfiable { .. } => 416,
+            OriginError::Rejected { .. } | OriginError::Unreachable(_) | OriginError::Invalid(_) => {
+                502
+            }
+            OriginError::Timeout(_) => 504,
+        }
+    }
+
+    /// A short label for metrics and logs.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            OriginError::NotFound { .. } => "not_found",
+            OriginError::Denied { .. } => "denied",
+            OriginError::PreconditionFailed => "precondition_failed",
+            OriginError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
+            OriginError::Rejected { .. } => "rejected",
+            OriginError::Unreachable(_) => "unreachable",
+            OriginError::Timeout(_) => "timeout",
+            OriginError::Invalid(_) => "invalid",
+        }
+    }
+
+    /// True when the bucket itself answered that the key is missing or private
+    /// (a client error), as opposed to the origin failing.
+    pub fn is_client_error(&self) -> bool {
+        self.http_status() < 500
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            OriginError::NotFound { request_id }
+            | OriginError::Denied { request_id }
+            | OriginError::Rejected { request_id, .. } => request_id.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// A bucket holding a site's objects.
+#[async_trait::async_trait]
+pub trait Origin: Send + Sync + 'static {
+    /// GET the object (or the requested range of it).
+    async fn get(&self, request: &ObjectRequest) -> Result<Fetched, OriginError>;
+
+    /// A short description for startup lines, e.g. `s3://demo (embedded)`.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,334 @@
+//! The S3 origin: one aws-sdk-s3 client per site, built once and shared by every
+//! worker. Errors are classified into [`OriginError`] here, so nothing of S3's XML
+//! or `x-amz-*` headers travels further.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_credential_types::Credentials;
+use aws_sdk_s3::config::{
+    retry::RetryConfig, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::RequestId;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_types::timeout::TimeoutConfig;
+
+use super::{BodyStream, Fetched, ObjectMeta, ObjectRequest, Origin, OriginError};
+use crate::config::{CredentialsSource, Endpoint, OriginConfig, FALLBACK_REGION};
+
+/// Attempts per origin request: one retry for throttling and dropped connections,
+/// all within the site's `timeout`.
+const MAX_ATTEMPTS: u32 = 2;
+
+/// The embedded store's address and credentials, for sites with `endpoint = "embedded"`.
+#[derive(Debug, Clone)]
+pub struct EmbeddedEndpoint {
+    pub url: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+/// Why a site's S3 client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("environment variable `{0}` is not set; export it or change the site's origin credentials")]
+    MissingEnv(String),
+    #[error("the site uses the embedded store, but it is not running (build with the `embedded` feature)")]
+    NoEmbeddedStore,
+}
+
+/// A bucket reached with aws-sdk-s3.
+pub struct S3Origin {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    description: String,
+    /// Longest wait between two body chunks before the transfer counts as stalled.
+    body_idle_timeout: Duration,
+}
+
+impl S3Origin {
+    /// Builds the client for one site. `embedded` is the running embedded store, if any.
+    pub async fn build(
+        config: &OriginConfig,
+        embedded: Option<&EmbeddedEndpoint>,
+    ) -> Result<S3Origin, BuildError> {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(config.timeout)
+            .read_timeout(config.timeout)
+            .operation_timeout(config.timeout)
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+        if let Some(region) = &config.region {
+            loader = loader.region(Region::new(region.clone()));
+        } else if config.endpoint != Endpoint::Aws {
+            loader = loader.region(Region::new(FALLBACK_REGION));
+        }
+        let mut endpoint_url = None;
+        let mut where_ = String::new();
+        match &config.endpoint {
+            Endpoint::Aws => {}
+            Endpoint::Url(url) => {
+                endpoint_url = Some(url.clone());
+                where_ = format!(" at {url}");
+            }
+            Endpoint::Embedded => {
+                let embedded = embedded.ok_or(BuildError::NoEmbeddedStore)?;
+                endpoint_url = Some(embedded.url.clone());
+                where_ = " (embedded)".to_string();
+                if config.credentials == CredentialsSource::Default {
+                    loader = loader.credentials_provider(Credentials::new(
+                        embedded.access_key.clone(),
+                        embedded.secret_key.clone(),
+                        None,
+                        None,
+                        "s3edge-embedded",
+                    ));
+                }
+            }
+        }
+        match &config.credentials {
+            CredentialsSource::Default => {}
+            CredentialsSource::Anonymous => loader = loader.no_credentials(),
+            CredentialsSource::Env {
+                access_key_id_var,
+                secret_access_key_var,
+            } => {
+                let read = |var: &String| {
+                    std::env::var(var).map_err(|_| BuildError::MissingEnv(var.clone()))
+                };
+                loader = loader.credentials_provider(Credentials::new(
+                    read(access_key_id_var)?,
+                    read(secret_access_key_var)?,
+                    None,
+                    None,
+                    "s3edge-site-env",
+                ));
+            }
+        }
+        let shared = loader.load().await;
+        if shared.region().is_none() {
+            // No region anywhere in the chain: AWS's global default.
+            let shared = shared
+                .into_builder()
+                .region(Region::new(FALLBACK_REGION))
+                .build();
+            return Ok(Self::finish(config, &shared, endpoint_url, where_));
+        }
+        Ok(Self::finish(config, &shared, endpoint_url, where_))
+    }
+
+    fn finish(
+        config: &OriginConfig,
+        shared: &aws_config::SdkConfig,
+        endpoint_url: Option<String>,
+        where_: String,
+    ) -> S3Origin {
+        let mut builder = aws_sdk_s3::config::Builder::from(shared)
+            .force_path_style(config.path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(url) = endpoint_url {
+            builder = builder.endpoint_url(url);
+        }
+        S3Origin {
+            client: aws_sdk_s3::Client::from_conf(builder.build()),
+            bucket: config.bucket.clone(),
+            description: format!("s3://{}{where_}", config.bucket),
+            body_idle_timeout: config.timeout,
+        }
+    }
+
+    /// The underlying client (for website and CORS configuration reads).
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+}
+
+#[async_trait]
+impl Origin for S3Origin {
+    async fn get(&self, request: &ObjectRequest) -> Result<Fetched, OriginError> {
+        let mut call = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&request.key);
+        if let Some(range) = &request.range {
+            call = call.range(range);
+        }
+        if let Some(etag) = &request.if_none_match {
+            call = call.if_none_match(etag);
+        }
+        if let Some(since) = request.if_modified_since {
+            call = call.if_modified_since(aws_smithy_types::DateTime::from(since));
+        }
+        let output = match call.send().await {
+            Ok(output) => output,
+            Err(err) => {
+                return match classify(err) {
+                    Classified::NotModified => Ok(Fetched::NotModified {
+                        meta: ObjectMeta::default(),
+                    }),
+                    Classified::Error(e) => Err(e),
+                }
+            }
+        };
+        let meta = ObjectMeta {
+            content_length: output.content_length().unwrap_or(0).max(0) as u64,
+            content_range: output.content_range().map(str::to_string),
+            content_type: output.content_type().map(str::to_string),
+            content_encoding: output.content_encoding().map(str::to_string),
+            content_language: output.content_language().map(str::to_string),
+            content_disposition: output.content_disposition().map(str::to_string),
+            cache_control: output.cache_control().map(str::to_string),
+            expires: output.expires_string().map(str::to_string),
+            etag: output.e_tag().map(str::to_string),
+            last_modified: output
+                .last_modified()
+                .and_then(|t| SystemTime::try_from(*t).ok()),
+            website_redirect_location: output.website_redirect_location().map(str::to_string),
+            request_id: output.request_id().map(str::to_string),
+        };
+        let body = body_stream(output.body, self.body_idle_timeout);
+        Ok(Fetched::Object { meta, body })
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}
+
+/// Turns the SDK's body into a stream of chunks that fails when the origin stalls
+/// for longer than `idle` between two chunks.
+fn body_stream(body: ByteStream, idle: Duration) -> BodyStream {
+    let stream = futures_util::stream::unfold(Some(body), move |state| async move {
+        let mut body = state?;
+        match tokio::time::timeout(idle, body.next()).await {
+            Err(_) => Some((
+                Err(OriginError::Timeout(format!(
+                    "no body data for {}",
+                    crate::config::units::format_duration(idle)
+                ))),
+                None,
+            )),
+            Ok(None) => None,
+            Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(body))),
+            Ok(Some(Err(e))) => Some((
+                Err(OriginError::Invalid(format!("body interrupted: {e}"))),
+                None,
+            )),
+        }
+    });
+    Box::pin(stream)
+}
+
+enum Classified {
+    NotModified,
+    Error(OriginError),
+}
+
+/// Maps an SDK error to the edge's view of it.
+fn classify<E>(err: SdkError<E, HttpResponse>) -> Classified
+where
+    E: ProvideErrorMetadata + RequestId + std::error::Error + Send + Sync + 'static,
+{
+    match err {
+        SdkError::TimeoutError(_) => {
+            Classified::Error(OriginError::Timeout("no answer in time".into()))
+        }
+        SdkError::DispatchFailure(failure) => {
+            let message = failure
+                .as_connector_error()
+                .map(|c| error_chain(c))
+                .unwrap_or_else(|| "request could not be sent".to_string());
+            if failure.is_timeout() {
+                Classified::Error(OriginError::Timeout(message))
+            } else {
+                Classified::Error(OriginError::Unreachable(message))
+            }
+        }
+        SdkError::ResponseError(e) => Classified::Error(OriginError::Invalid(format!(
+            "unreadable response: {:?}",
+            e
+        ))),
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let code = service.err().code().map(str::to_string);
+            let request_id = service.err().request_id().map(str::to_string);
+            Classified::from_status(status, code, request_id)
+        }
+        other => Classified::Error(OriginError::Invalid(error_chain(&other))),
+    }
+}
+
+impl Classified {
+    fn from_status(status: u16, code: Option<String>, request_id: Option<String>) -> Classified {
+        let error = match (status, code.as_deref()) {
+            (304, _) => return Classified::NotModified,
+            (404, Some("NoSuchKey") | None) => OriginError::NotFound { request_id },
+            (403, Some("AccessDenied") | None) => OriginError::Denied { request_id },
+            (412, _) => OriginError::PreconditionFailed,
+            (416, _) => OriginError::RangeNotSatisfiable { total_length: None },
+            (status, code) => OriginError::Rejected {
+                status,
+                code: code.unwrap_or("(none)").to_string(),
+                request_id,
+            },
+        };
+        Classified::Error(error)
+    }
+}
+
+/// An error and its sources on one line, for logs.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_error_codes_map_to_edge_statuses() {
+        let cases: &[(&str, u16, Option<&str>, u16)] = &[
+            ("a missing key is a 404", 404, Some("NoSuchKey"), 404),
+            ("a HEAD 404 without a code is a 404", 404, None, 404),
+            ("a missing bucket is the node's problem", 404, Some("NoSuchBucket"), 502),
+            ("a private object is a 403", 403, Some("AccessDenied"), 403),
+            ("a wrong secret is the node's problem", 403, Some("SignatureDoesNotMatch"), 502),
+            ("an unknown key id is the node's problem", 403, Some("InvalidAccessKeyId"), 502),
+            ("a throttled bucket is a 502", 503, Some("SlowDown"), 502),
+            ("an internal error is a 502", 500, Some("InternalError"), 502),
+            ("a failed precondition passes through", 412, Some("PreconditionFailed"), 412),
+            ("an unsatisfiable range passes through", 416, Some("InvalidRange"), 416),
+        ];
+        for (name, status, code, want) in cases {
+            match Classified::from_status(*status, code.map(str::to_string), None) {
+                Classified::Error(e) => assert_eq!(e.http_status(), *want, "{name}"),
+                Classified::NotModified => panic!("{name}: not modified"),
+            }
+        }
+        assert!(matches!(
+            Classified::from_status(304, None, None),
+            Classified::NotModified
+        ));
+    }
+}

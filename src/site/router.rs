@@ -1,0 +1,143 @@
+//! Picks the site for a request's `Host`.
+
+use std::collections::HashMap;
+
+use crate::config::HostPattern;
+
+/// Maps hosts to site indexes: exact match, then the longest wildcard, then the
+/// default site.
+#[derive(Debug, Clone, Default)]
+pub struct HostRouter {
+    exact: HashMap<String, usize>,
+    /// `(suffix, site)`, longest suffix first.
+    wildcards: Vec<(String, usize)>,
+    default: Option<usize>,
+}
+
+impl HostRouter {
+    /// Builds the router from each site's host patterns and default flag, in site order.
+    pub fn new<'a>(sites: impl IntoIterator<Item = (&'a [HostPattern], bool)>) -> HostRouter {
+        let mut router = HostRouter::default();
+        for (index, (hosts, is_default)) in sites.into_iter().enumerate() {
+            for host in hosts {
+                match host {
+                    HostPattern::Exact(name) => {
+                        router.exact.insert(name.clone(), index);
+                    }
+                    HostPattern::Wildcard(suffix) => router.wildcards.push((suffix.clone(), index)),
+                }
+            }
+            if is_default && router.default.is_none() {
+                router.default = Some(index);
+            }
+        }
+        router
+            .wildcards
+            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        router
+    }
+
+    /// The site for a raw `Host` header value (or HTTP/2 `:authority`), if any.
+    pub fn route(&self, host: Option<&str>) -> Option<usize> {
+        let found = host.and_then(normalize_host).and_then(|host| {
+            self.exact.get(&host).copied().or_else(|| {
+                self.wildcards
+                    .iter()
+                    .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
+                    .map(|(_, index)| *index)
+            })
+        });
+        found.or(self.default)
+    }
+}
+
+/// Lowercases a `Host` value, strips the port and one trailing dot. IPv6 literals
+/// keep their brackets. Returns `None` for values that cannot be a host.
+pub fn normalize_host(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let host = if raw.starts_with('[') {
+        let end = raw.find(']')?;
+        let rest = &raw[end + 1..];
+        if !(rest.is_empty() || (rest.starts_with(':') && rest[1..].bytes().all(|b| b.is_ascii_digit()))) {
+            return None;
+        }
+        &raw[..=end]
+    } else {
+        match raw.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            Some(_) => return None,
+            None => raw,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':'))
+    {
+        return None;
+    }
+    Some(host.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router() -> HostRouter {
+        let a = vec![
+            HostPattern::Exact("example.com".into()),
+            HostPattern::Wildcard(".example.com".into()),
+        ];
+        let b = vec![HostPattern::Wildcard(".preview.example.com".into())];
+        let c = vec![HostPattern::Exact("other.org".into())];
+        HostRouter::new([(&a[..], false), (&b[..], false), (&c[..], true)])
+    }
+
+    #[test]
+    fn hosts_route_to_the_right_site() {
+        let r = router();
+        let cases: &[(&str, Option<&str>, Option<usize>)] = &[
+            ("an exact host", Some("example.com"), Some(0)),
+            ("a port is stripped", Some("example.com:8080"), Some(0)),
+            ("case does not matter", Some("EXAMPLE.com"), Some(0)),
+            ("a trailing dot is removed", Some("example.com."), Some(0)),
+            ("a wildcard matches one label", Some("www.example.com"), Some(0)),
+            ("a wildcard matches several labels", Some("a.b.example.com"), Some(0)),
+            ("the longest wildcard wins", Some("pr-1.preview.example.com"), Some(1)),
+            ("a wildcard's own suffix is not matched by it", Some("preview.example.com"), Some(0)),
+            ("an unknown host goes to the default site", Some("unknown.net"), Some(2)),
+            ("no host goes to the default site", None, Some(2)),
+            ("garbage goes to the default site", Some("a b/c"), Some(2)),
+            ("a suffix without the dot is not a match", Some("badexample.com"), Some(2)),
+        ];
+        for (name, host, want) in cases {
+            assert_eq!(r.route(*host), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn without_a_default_site_unknown_hosts_match_nothing() {
+        let a = vec![HostPattern::Exact("example.com".into())];
+        let r = HostRouter::new([(&a[..], false)]);
+        assert_eq!(r.route(Some("nope.com")), None);
+        assert_eq!(r.route(None), None);
+    }
+
+    #[test]
+    fn hosts_normalize_like_a_browser_sends_them() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("WWW.Example.com:443", Some("www.example.com")),
+            ("example.com.", Some("example.com")),
+            ("[::1]:8080", Some("[::1]")),
+            ("[::1]", Some("[::1]")),
+            ("[::1]x", None),
+            ("exa mple.com", None),
+            ("example.com:http", None),
+            ("", None),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize_host(raw).as_deref(), *want, "{raw}");
+        }
+    }
+}
