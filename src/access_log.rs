@@ -125,12 +125,9 @@ impl AccessLog {
                 })
             }
             AccessLogTarget::Stdout => Box::new(std::io::stdout()),
-            AccessLogTarget::File(path) => Box::new(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            ),
+            AccessLogTarget::File(path) => {
+                Box::new(OpenOptions::new().create(true).append(true).open(path)?)
+            }
         };
         let (sender, receiver) = mpsc::channel::<String>();
         std::thread::Builder::new()

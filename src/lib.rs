@@ -6,6 +6,7 @@ pub mod access_log;
 pub mod admin;
 pub mod compress;
 pub mod config;
+pub mod handler;
 pub mod http;
 pub mod metrics;
 pub mod origin;

@@ -17,7 +17,11 @@ use s3edge::server::{self, Node, NodeOptions, StartError};
 const EXIT_INVALID: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "s3edge", version, about = "A CDN edge node for static websites stored in S3 buckets")]
+#[command(
+    name = "s3edge",
+    version,
+    about = "A CDN edge node for static websites stored in S3 buckets"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,7 +45,12 @@ struct ServeArgs {
     #[arg(long, env = "S3EDGE_SITES", default_value = "sites")]
     sites: PathBuf,
     /// Address for plain HTTP (repeatable).
-    #[arg(long, env = "S3EDGE_LISTEN", default_value = "127.0.0.1:8080", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "S3EDGE_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_delimiter = ','
+    )]
     listen: Vec<SocketAddr>,
     /// Address for HTTPS, certificates chosen by SNI (repeatable).
     #[arg(long, env = "S3EDGE_TLS_LISTEN", value_delimiter = ',')]
@@ -75,7 +84,11 @@ struct ServeArgs {
     #[arg(long, env = "S3EDGE_EMBEDDED_S3")]
     embedded_s3: Option<PathBuf>,
     /// Address of the embedded S3 store.
-    #[arg(long, env = "S3EDGE_EMBEDDED_S3_LISTEN", default_value = "127.0.0.1:9000")]
+    #[arg(
+        long,
+        env = "S3EDGE_EMBEDDED_S3_LISTEN",
+        default_value = "127.0.0.1:9000"
+    )]
     embedded_s3_listen: SocketAddr,
     /// Worker threads (default: the number of cores).
     #[arg(long, env = "S3EDGE_WORKERS")]
@@ -134,7 +147,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if !args.tls_listen.is_empty() {
         anyhow::bail!("--tls-listen is not available yet in this build; serve HTTPS through a load balancer for now");
     }
-    let _ = (&args.cache_dir, args.disk_cache_size, args.memory_cache_size, args.memory_object_max);
+    let _ = (
+        &args.cache_dir,
+        args.disk_cache_size,
+        args.memory_cache_size,
+        args.memory_object_max,
+    );
     let access_log = AccessLog::open(&AccessLogTarget::parse(&args.access_log), args.log_format)
         .with_context(|| format!("cannot open the access log `{}`", args.access_log))?;
     let options = NodeOptions {
@@ -150,7 +168,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         embedded_listen: args.embedded_s3_listen,
         embedded_access_key: embedded_credential("S3EDGE_EMBEDDED_ACCESS_KEY", DEV_ACCESS_KEY),
         embedded_secret_key: embedded_credential("S3EDGE_EMBEDDED_SECRET_KEY", DEV_SECRET_KEY),
-        admin_token: std::env::var(ADMIN_TOKEN_ENV).ok().filter(|t| !t.is_empty()),
+        admin_token: std::env::var(ADMIN_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty()),
         shutdown_timeout: server::SHUTDOWN_TIMEOUT,
     };
     actix_rt::System::new().block_on(async move {
@@ -166,8 +186,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         };
         let handles = node.handles();
         let mut run = Box::pin(node.run());
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         tokio::select! {
             result = &mut run => { result?; return Ok(ExitCode::SUCCESS); }
             _ = terminate.recv() => tracing::info!("SIGTERM: draining in-flight requests"),

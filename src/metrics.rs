@@ -45,7 +45,10 @@ impl CounterVec {
         {
             let values = self.values.read().unwrap_or_else(|e| e.into_inner());
             if let Some(v) = values.iter().find_map(|(k, v)| {
-                (k.iter().map(String::as_str).eq(label_values.iter().copied())).then_some(v)
+                (k.iter()
+                    .map(String::as_str)
+                    .eq(label_values.iter().copied()))
+                .then_some(v)
             }) {
                 return v.clone();
             }
@@ -225,7 +228,10 @@ mod tests {
         m.requests.inc(&["we\"ird", "404"]);
         m.origin_duration.observe(Duration::from_millis(3));
         let text = m.render();
-        assert!(text.contains("s3edge_requests_total{site=\"demo\",status=\"200\"} 2\n"), "{text}");
+        assert!(
+            text.contains("s3edge_requests_total{site=\"demo\",status=\"200\"} 2\n"),
+            "{text}"
+        );
         assert!(text.contains("s3edge_requests_total{site=\"we\\\"ird\",status=\"404\"} 1\n"));
         assert!(text.contains("s3edge_origin_request_duration_seconds_bucket{le=\"0.005\"} 1\n"));
         assert!(text.contains("s3edge_origin_request_duration_seconds_bucket{le=\"0.001\"} 0\n"));

@@ -163,6 +163,206 @@ fn remove_dot_segments(path: &str) -> String {
     result
 }
 
+/// What the request looks like, for building redirects.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo<'a> {
+    /// The scheme the client used (as seen through trusted proxies).
+    pub scheme: Protocol,
+    /// The request's host, as the client sent it (port included).
+    pub host: &'a str,
+    /// The path as received, still percent-encoded.
+    pub raw_path: &'a str,
+    /// The query string without `?`, when there is one.
+    pub query: Option<&'a str>,
+}
+
+/// A redirect answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectTarget {
+    pub status: u16,
+    pub location: String,
+}
+
+/// What to do before any lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Answer with this redirect now.
+    Redirect(RedirectTarget),
+    /// Look up this key (the index document appended for `/` and `dir/`).
+    Lookup { key: String },
+}
+
+/// Status of the redirect a missing `dir` gets when `dir/<index>` exists.
+pub const IMPLICIT_REDIRECT_STATUS: u16 = 302;
+/// Status of `redirect_all_requests_to` and of `x-amz-website-redirect-location`.
+pub const PERMANENT_REDIRECT_STATUS: u16 = 301;
+
+impl RoutingRule {
+    /// Rules without an error-code condition are checked before the lookup
+    /// (AWS: "KeyPrefixEquals" alone redirects whether or not the object exists).
+    fn applies_before_lookup(&self) -> bool {
+        self.condition.http_error_code_returned_equals.is_none()
+    }
+
+    fn prefix(&self) -> &str {
+        self.condition.key_prefix_equals.as_deref().unwrap_or("")
+    }
+}
+
+/// Plans a request for `key` (from [`path_to_key`], without the site's prefix).
+///
+/// - `redirect_all_requests_to` answers every request with a 301 to
+///   `protocol://host_name/original-path?query` (AWS: "RedirectAllRequestsTo").
+/// - Routing rules whose only condition is `key_prefix_equals` are checked in
+///   order, first match wins, before the lookup; they are not applied to the
+///   bucket root, whose key is empty before the index is added.
+/// - Otherwise the key is looked up, with the index document suffix appended to
+///   the root and to keys ending in `/` (AWS: "Index document support").
+pub fn plan(config: &WebsiteConfig, key: &str, request: &RequestInfo<'_>) -> Plan {
+    if let Some(all) = &config.redirect_all {
+        let scheme = all.protocol.unwrap_or(request.scheme);
+        let mut location = format!("{scheme}://{}{}", all.host_name, request.raw_path);
+        if let Some(query) = request.query {
+            location.push('?');
+            location.push_str(query);
+        }
+        return Plan::Redirect(RedirectTarget {
+            status: PERMANENT_REDIRECT_STATUS,
+            location: sanitize_location(&location),
+        });
+    }
+    if !key.is_empty() {
+        let matched = config
+            .routing_rules
+            .iter()
+            .filter(|rule| rule.applies_before_lookup())
+            .find(|rule| key.starts_with(rule.prefix()));
+        if let Some(rule) = matched {
+            return Plan::Redirect(rule_redirect(rule, key, request));
+        }
+    }
+    let index = config.index_document.as_deref().unwrap_or("");
+    if key.is_empty() || key.ends_with('/') {
+        Plan::Lookup {
+            key: format!("{key}{index}"),
+        }
+    } else {
+        Plan::Lookup {
+            key: key.to_string(),
+        }
+    }
+}
+
+/// For a key that was not found and does not end in `/`: the key whose existence
+/// turns the 404 into a 302 to `path/` (AWS: a request for `/dir` when only
+/// `dir/index.html` exists).
+pub fn directory_index_key(config: &WebsiteConfig, key: &str) -> Option<String> {
+    let index = config.index_document.as_deref()?;
+    (!key.is_empty() && !key.ends_with('/')).then(|| format!("{key}/{index}"))
+}
+
+/// The implicit redirect to the directory: a relative `Location` of the path as
+/// received plus `/`, keeping the query string.
+pub fn directory_redirect(request: &RequestInfo<'_>) -> RedirectTarget {
+    let mut location = format!("{}/", request.raw_path);
+    if let Some(query) = request.query {
+        location.push('?');
+        location.push_str(query);
+    }
+    RedirectTarget {
+        status: IMPLICIT_REDIRECT_STATUS,
+        location: sanitize_location(&location),
+    }
+}
+
+/// After the lookup of `key` failed with `status` (404 or 403): the first routing
+/// rule whose `http_error_code_returned_equals` is `status` and whose prefix (if
+/// any) matches the key looked up, checked before the error document.
+pub fn redirect_on_error(
+    config: &WebsiteConfig,
+    key: &str,
+    status: u16,
+    request: &RequestInfo<'_>,
+) -> Option<RedirectTarget> {
+    config
+        .routing_rules
+        .iter()
+        .filter(|rule| rule.condition.http_error_code_returned_equals == Some(status))
+        .find(|rule| key.starts_with(rule.prefix()))
+        .map(|rule| rule_redirect(rule, key, request))
+}
+
+/// The redirect of a matched rule. The Location is absolute when the rule sets a
+/// protocol or a host or replaces the key, as AWS answers; otherwise it is the
+/// key as a root-relative path.
+fn rule_redirect(rule: &RoutingRule, key: &str, request: &RequestInfo<'_>) -> RedirectTarget {
+    let redirect = &rule.redirect;
+    let new_key = match &redirect.replacement {
+        KeyReplacement::Keep => key.to_string(),
+        KeyReplacement::Prefix(with) => {
+            format!("{with}{}", &key[rule.prefix().len().min(key.len())..])
+        }
+        KeyReplacement::Key(with) => with.clone(),
+    };
+    let path = encode_key_path(&new_key);
+    let absolute = redirect.protocol.is_some()
+        || redirect.host_name.is_some()
+        || redirect.replacement != KeyReplacement::Keep;
+    let location = if absolute {
+        let scheme = redirect.protocol.unwrap_or(request.scheme);
+        let host = redirect.host_name.as_deref().unwrap_or(request.host);
+        format!("{scheme}://{host}/{path}")
+    } else {
+        format!("/{path}")
+    };
+    RedirectTarget {
+        status: redirect.http_redirect_code,
+        location: sanitize_location(&location),
+    }
+}
+
+/// Characters percent-encoded when a key becomes a URL path: controls, space,
+/// and the characters that would end or change the path.
+const KEY_PATH_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|');
+
+/// A key as a URL path (without the leading `/`).
+pub fn encode_key_path(key: &str) -> String {
+    percent_encoding::utf8_percent_encode(key, KEY_PATH_SET).to_string()
+}
+
+/// Characters percent-encoded in a Location taken from configuration or object
+/// metadata: controls (CR, LF), space and non-ASCII; `%` is left alone so values
+/// that are already encoded stay as they are.
+const LOCATION_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|');
+
+/// Makes a Location value safe for a header: no raw CR, LF, space or non-ASCII.
+pub fn sanitize_location(location: &str) -> String {
+    percent_encoding::utf8_percent_encode(location, LOCATION_SET).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,27 +371,344 @@ mod tests {
     fn request_paths_become_object_keys() {
         let cases: &[(&str, &str, Result<&str, PathError>)] = &[
             ("the root is the empty key", "/", Ok("")),
-            ("a plain file keeps its name", "/css/site.css", Ok("css/site.css")),
-            ("a directory keeps its trailing slash", "/docs/", Ok("docs/")),
-            ("spaces are decoded once", "/my%20file.txt", Ok("my file.txt")),
+            (
+                "a plain file keeps its name",
+                "/css/site.css",
+                Ok("css/site.css"),
+            ),
+            (
+                "a directory keeps its trailing slash",
+                "/docs/",
+                Ok("docs/"),
+            ),
+            (
+                "spaces are decoded once",
+                "/my%20file.txt",
+                Ok("my file.txt"),
+            ),
             ("a plus sign stays a plus sign", "/a+b.txt", Ok("a+b.txt")),
             ("an encoded slash becomes a slash", "/a%2Fb", Ok("a/b")),
-            ("double encoding is decoded only once", "/a%2520b", Ok("a%20b")),
+            (
+                "double encoding is decoded only once",
+                "/a%2520b",
+                Ok("a%20b"),
+            ),
             ("unicode is decoded", "/caf%C3%A9.html", Ok("café.html")),
             ("dot segments are removed", "/a/./b/../c", Ok("a/c")),
-            ("dot-dot cannot climb above the root", "/../../etc/passwd", Ok("etc/passwd")),
-            ("encoded dot-dot cannot climb either", "/%2e%2e/%2E%2E/secret", Ok("secret")),
+            (
+                "dot-dot cannot climb above the root",
+                "/../../etc/passwd",
+                Ok("etc/passwd"),
+            ),
+            (
+                "encoded dot-dot cannot climb either",
+                "/%2e%2e/%2E%2E/secret",
+                Ok("secret"),
+            ),
             ("a trailing dot-dot leaves a directory", "/a/b/..", Ok("a/")),
             ("an encoded NUL is refused", "/a%00b", Err(PathError::Nul)),
-            ("invalid UTF-8 is refused", "/%ff%fe", Err(PathError::InvalidEncoding)),
-            ("an overlong encoding is refused", "/%c0%ae%c0%ae/x", Err(PathError::InvalidEncoding)),
-            ("a relative path is refused", "a/b", Err(PathError::NotAbsolute)),
-            ("backslashes are ordinary key characters", "/a%5cb", Ok("a\\b")),
-            ("empty segments are kept as S3 keys keep them", "/a//b", Ok("a//b")),
+            (
+                "invalid UTF-8 is refused",
+                "/%ff%fe",
+                Err(PathError::InvalidEncoding),
+            ),
+            (
+                "an overlong encoding is refused",
+                "/%c0%ae%c0%ae/x",
+                Err(PathError::InvalidEncoding),
+            ),
+            (
+                "a relative path is refused",
+                "a/b",
+                Err(PathError::NotAbsolute),
+            ),
+            (
+                "backslashes are ordinary key characters",
+                "/a%5cb",
+                Ok("a\\b"),
+            ),
+            (
+                "empty segments are kept as S3 keys keep them",
+                "/a//b",
+                Ok("a//b"),
+            ),
         ];
         for (name, path, want) in cases {
             let got = path_to_key(path);
             assert_eq!(got.as_deref().map_err(|e| *e), *want, "{name}");
         }
+    }
+
+    fn request() -> RequestInfo<'static> {
+        RequestInfo {
+            scheme: Protocol::Http,
+            host: "example.com:8080",
+            raw_path: "/docs/a%20b.html",
+            query: Some("x=1"),
+        }
+    }
+
+    fn rule(prefix: Option<&str>, code: Option<u16>, redirect: Redirect) -> RoutingRule {
+        RoutingRule {
+            condition: Condition {
+                key_prefix_equals: prefix.map(str::to_string),
+                http_error_code_returned_equals: code,
+            },
+            redirect,
+        }
+    }
+
+    fn redirect(
+        protocol: Option<Protocol>,
+        host: Option<&str>,
+        replacement: KeyReplacement,
+        code: u16,
+    ) -> Redirect {
+        Redirect {
+            protocol,
+            host_name: host.map(str::to_string),
+            replacement,
+            http_redirect_code: code,
+        }
+    }
+
+    fn site() -> WebsiteConfig {
+        WebsiteConfig {
+            index_document: Some("index.html".into()),
+            error_document: Some("error.html".into()),
+            routing_rules: vec![
+                rule(
+                    Some("old/"),
+                    None,
+                    redirect(None, None, KeyReplacement::Prefix("new/".into()), 301),
+                ),
+                rule(
+                    Some("docs/"),
+                    Some(404),
+                    redirect(
+                        Some(Protocol::Https),
+                        Some("docs.example.com"),
+                        KeyReplacement::Prefix("".into()),
+                        302,
+                    ),
+                ),
+                rule(
+                    Some("moved/"),
+                    None,
+                    redirect(None, None, KeyReplacement::Keep, 307),
+                ),
+                rule(
+                    None,
+                    Some(403),
+                    redirect(None, None, KeyReplacement::Key("login.html".into()), 303),
+                ),
+            ],
+            ..WebsiteConfig::default()
+        }
+    }
+
+    fn redirect_to(status: u16, location: &str) -> Plan {
+        Plan::Redirect(RedirectTarget {
+            status,
+            location: location.into(),
+        })
+    }
+
+    fn lookup(key: &str) -> Plan {
+        Plan::Lookup { key: key.into() }
+    }
+
+    #[test]
+    fn requests_are_planned_as_the_s3_website_endpoint_does() {
+        let cases: &[(&str, &str, Plan)] = &[
+            (
+                "the root serves the index document",
+                "",
+                lookup("index.html"),
+            ),
+            (
+                "a directory serves its index document",
+                "docs/",
+                lookup("docs/index.html"),
+            ),
+            (
+                "a nested directory serves its index document",
+                "a/b/",
+                lookup("a/b/index.html"),
+            ),
+            (
+                "a file is looked up as it is",
+                "a/page.html",
+                lookup("a/page.html"),
+            ),
+            (
+                "a directory without its slash is looked up as a key first",
+                "docs",
+                lookup("docs"),
+            ),
+            (
+                "a prefix rule fires before the lookup and replaces the prefix",
+                "old/page.html",
+                redirect_to(301, "http://example.com:8080/new/page.html"),
+            ),
+            (
+                "a prefix rule with only a code keeps a relative location",
+                "moved/x.html",
+                redirect_to(307, "/moved/x.html"),
+            ),
+            (
+                "an error-code rule does not fire before the lookup",
+                "docs/a.html",
+                lookup("docs/a.html"),
+            ),
+        ];
+        let config = site();
+        for (name, key, want) in cases {
+            assert_eq!(plan(&config, key, &request()), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn prefix_rules_are_not_applied_to_the_bucket_root() {
+        let mut config = site();
+        config.routing_rules = vec![rule(
+            None,
+            None,
+            redirect(None, Some("elsewhere.com"), KeyReplacement::Keep, 301),
+        )];
+        assert_eq!(plan(&config, "", &request()), lookup("index.html"));
+        assert_eq!(
+            plan(&config, "a", &request()),
+            redirect_to(301, "http://elsewhere.com/a")
+        );
+    }
+
+    #[test]
+    fn redirect_all_requests_keeps_the_path_and_query() {
+        let config = WebsiteConfig {
+            redirect_all: Some(RedirectAll {
+                host_name: "new.example.com".into(),
+                protocol: Some(Protocol::Https),
+            }),
+            ..WebsiteConfig::default()
+        };
+        assert_eq!(
+            plan(&config, "docs/a b.html", &request()),
+            redirect_to(301, "https://new.example.com/docs/a%20b.html?x=1")
+        );
+        let config = WebsiteConfig {
+            redirect_all: Some(RedirectAll {
+                host_name: "new.example.com".into(),
+                protocol: None,
+            }),
+            ..WebsiteConfig::default()
+        };
+        assert_eq!(
+            plan(
+                &config,
+                "",
+                &RequestInfo {
+                    raw_path: "/",
+                    query: None,
+                    ..request()
+                }
+            ),
+            redirect_to(301, "http://new.example.com/")
+        );
+    }
+
+    #[test]
+    fn error_rules_fire_after_a_failed_lookup_with_their_code() {
+        let config = site();
+        let cases: &[(&str, &str, u16, Option<RedirectTarget>)] = &[
+            (
+                "a 404 under the prefix redirects with the prefix stripped",
+                "docs/a.html",
+                404,
+                Some(RedirectTarget {
+                    status: 302,
+                    location: "https://docs.example.com/a.html".into(),
+                }),
+            ),
+            (
+                "the key looked up includes the index document",
+                "docs/index.html",
+                404,
+                Some(RedirectTarget {
+                    status: 302,
+                    location: "https://docs.example.com/index.html".into(),
+                }),
+            ),
+            (
+                "a 404 outside the prefix does not match",
+                "blog/a.html",
+                404,
+                None,
+            ),
+            (
+                "a 403 rule without a prefix matches every key",
+                "secret/x",
+                403,
+                Some(RedirectTarget {
+                    status: 303,
+                    location: "http://example.com:8080/login.html".into(),
+                }),
+            ),
+            (
+                "a 403 does not match a 404 rule",
+                "docs/a.html",
+                403,
+                Some(RedirectTarget {
+                    status: 303,
+                    location: "http://example.com:8080/login.html".into(),
+                }),
+            ),
+        ];
+        for (name, key, status, want) in cases {
+            assert_eq!(
+                redirect_on_error(&config, key, *status, &request()),
+                *want,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_directory_without_its_slash_tries_the_index() {
+        let config = site();
+        assert_eq!(
+            directory_index_key(&config, "docs").as_deref(),
+            Some("docs/index.html")
+        );
+        assert_eq!(directory_index_key(&config, "docs/"), None);
+        assert_eq!(directory_index_key(&config, ""), None);
+        let target = directory_redirect(&RequestInfo {
+            raw_path: "/docs",
+            ..request()
+        });
+        assert_eq!(
+            target,
+            RedirectTarget {
+                status: 302,
+                location: "/docs/?x=1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn locations_never_carry_raw_line_breaks_or_spaces() {
+        assert_eq!(
+            sanitize_location("/a b\r\nSet-Cookie: x"),
+            "/a%20b%0D%0ASet-Cookie:%20x"
+        );
+        assert_eq!(
+            sanitize_location("https://ex.com/caf\u{e9}"),
+            "https://ex.com/caf%C3%A9"
+        );
+        assert_eq!(
+            sanitize_location("/already%20encoded"),
+            "/already%20encoded"
+        );
+        assert_eq!(encode_key_path("a b/c?d#e%f"), "a%20b/c%3Fd%23e%25f");
     }
 }

@@ -240,7 +240,9 @@ pub fn load_sites(dir: &Path) -> Result<Vec<SiteConfig>, ConfigErrors> {
             Err(e) => problems.push(ConfigProblem {
                 file,
                 key: "(file)".into(),
-                message: format!("cannot read: {e}; check the file's permissions and encoding (UTF-8)"),
+                message: format!(
+                    "cannot read: {e}; check the file's permissions and encoding (UTF-8)"
+                ),
             }),
         }
     }

@@ -71,7 +71,12 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// Formats a duration the way it would be written in a site file (for logs).
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    for (unit, per) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+    for (unit, per) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
         if ms >= per && ms % per == 0 {
             return format!("{}{unit}", ms / per);
         }
@@ -102,7 +107,15 @@ mod tests {
 
     #[test]
     fn malformed_durations_are_rejected_with_a_hint() {
-        for text in ["10", "ten seconds", "10 parsecs", "s", "", "-1s", "99999999999999999999y"] {
+        for text in [
+            "10",
+            "ten seconds",
+            "10 parsecs",
+            "s",
+            "",
+            "-1s",
+            "99999999999999999999y",
+        ] {
             let err = parse_duration(text).expect_err(text);
             assert!(err.contains('`'), "{text}: {err}");
         }

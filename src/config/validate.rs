@@ -694,7 +694,10 @@ mod tests {
 
     #[test]
     fn hosts_are_lowercased_and_lose_their_trailing_dot() {
-        let site = check("hosts = [\"WWW.Example.COM.\", \"*.Preview.example.com\"]\n[origin]\nbucket = \"b\"\n").expect("valid");
+        let site = check(
+            "hosts = [\"WWW.Example.COM.\", \"*.Preview.example.com\"]\n[origin]\nbucket = \"b\"\n",
+        )
+        .expect("valid");
         assert_eq!(
             site.hosts,
             vec![
@@ -742,7 +745,10 @@ mod tests {
 
     #[test]
     fn every_problem_in_a_file_is_reported_at_once() {
-        let problems = check("hosts=[\"a:1\"]\n[origin]\nbucket=\"\"\ntimeout=\"x\"\n[cache]\nmax_ttl=\"1q\"\n").expect_err("invalid");
+        let problems = check(
+            "hosts=[\"a:1\"]\n[origin]\nbucket=\"\"\ntimeout=\"x\"\n[cache]\nmax_ttl=\"1q\"\n",
+        )
+        .expect_err("invalid");
         assert_eq!(problems.len(), 4, "{problems:#?}");
     }
 
@@ -767,15 +773,25 @@ mod tests {
             (PathBuf::from("sites/b.toml"), a),
         ];
         let errors = validate_sites(&files).expect_err("two defaults");
-        assert!(errors.0[0].to_string().contains("default: site `a` is already the default"));
+        assert!(errors.0[0]
+            .to_string()
+            .contains("default: site `a` is already the default"));
     }
 
     #[test]
     fn endpoint_settings_imply_path_style() {
-        let site = check("hosts=[\"a\"]\n[origin]\nbucket=\"b\"\nendpoint=\"http://127.0.0.1:3900/\"\n").expect("valid");
-        assert_eq!(site.origin.endpoint, Endpoint::Url("http://127.0.0.1:3900".into()));
+        let site =
+            check("hosts=[\"a\"]\n[origin]\nbucket=\"b\"\nendpoint=\"http://127.0.0.1:3900/\"\n")
+                .expect("valid");
+        assert_eq!(
+            site.origin.endpoint,
+            Endpoint::Url("http://127.0.0.1:3900".into())
+        );
         assert!(site.origin.path_style);
-        let site = check("hosts=[\"a\"]\n[origin]\nbucket=\"b\"\nendpoint=\"embedded\"\npath_style=false\n").expect("valid");
+        let site = check(
+            "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\nendpoint=\"embedded\"\npath_style=false\n",
+        )
+        .expect("valid");
         assert!(!site.origin.path_style);
     }
 }

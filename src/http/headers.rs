@@ -29,7 +29,10 @@ pub fn representation_headers(meta: &ObjectMeta, content_type: &str) -> HeaderMa
         (header::EXPIRES, meta.expires.as_deref()),
         (header::CONTENT_ENCODING, meta.content_encoding.as_deref()),
         (header::CONTENT_LANGUAGE, meta.content_language.as_deref()),
-        (header::CONTENT_DISPOSITION, meta.content_disposition.as_deref()),
+        (
+            header::CONTENT_DISPOSITION,
+            meta.content_disposition.as_deref(),
+        ),
     ];
     for (name, value) in copied {
         if let Some(value) = value.filter(|v| !v.is_empty()) {
@@ -70,14 +73,19 @@ mod tests {
         let meta = ObjectMeta {
             etag: Some("\"abc\"".into()),
             cache_control: Some("max-age=60".into()),
-            last_modified: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(784_111_777)),
+            last_modified: Some(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(784_111_777),
+            ),
             content_language: Some("en".into()),
             ..ObjectMeta::default()
         };
         let h = representation_headers(&meta, "text/html; charset=utf-8");
         assert_eq!(h.get(header::ETAG).unwrap(), "\"abc\"");
         assert_eq!(h.get(header::CACHE_CONTROL).unwrap(), "max-age=60");
-        assert_eq!(h.get(header::LAST_MODIFIED).unwrap(), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            h.get(header::LAST_MODIFIED).unwrap(),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
         assert_eq!(h.get(header::CONTENT_LANGUAGE).unwrap(), "en");
         assert_eq!(h.get(header::ACCEPT_RANGES).unwrap(), "bytes");
         assert!(h.get(header::EXPIRES).is_none());

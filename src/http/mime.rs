@@ -14,7 +14,13 @@ pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 pub fn content_type(stored: Option<&str>, key: &str) -> String {
     let stored = stored.map(str::trim).filter(|t| !t.is_empty());
     let essence = stored
-        .map(|t| t.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     let base = match stored {
         Some(t) if !UNSPECIFIED_TYPES.contains(&essence.as_str()) => t.to_string(),
@@ -67,19 +73,84 @@ mod tests {
     #[test]
     fn content_types_follow_the_object_then_the_extension() {
         let cases: &[(&str, Option<&str>, &str, &str)] = &[
-            ("a stored type is kept", Some("image/png"), "a.jpg", "image/png"),
-            ("S3's default is replaced by a guess", Some("binary/octet-stream"), "a.css", "text/css; charset=utf-8"),
-            ("the generic binary type is replaced", Some("application/octet-stream"), "a.svg", "image/svg+xml"),
-            ("no type at all is guessed", None, "dir/page.html", "text/html; charset=utf-8"),
-            ("JavaScript gets a charset", None, "app.js", "text/javascript; charset=utf-8"),
-            ("stored JavaScript gets a charset", Some("application/javascript"), "app", "application/javascript; charset=utf-8"),
-            ("a stored charset is kept", Some("text/plain; charset=iso-8859-1"), "a.txt", "text/plain; charset=iso-8859-1"),
-            ("an unknown extension stays binary", Some("binary/octet-stream"), "a.zzz", "binary/octet-stream"),
-            ("no extension and no type is binary", None, "LICENSE", "application/octet-stream"),
-            ("wasm is typed for streaming compilation", None, "m.wasm", "application/wasm"),
-            ("JSON gets a charset", None, "data.json", "application/json; charset=utf-8"),
-            ("the extension is case-insensitive", None, "PHOTO.JPG", "image/jpeg"),
-            ("a dot in a directory is not an extension", None, "v1.2/README", "application/octet-stream"),
+            (
+                "a stored type is kept",
+                Some("image/png"),
+                "a.jpg",
+                "image/png",
+            ),
+            (
+                "S3's default is replaced by a guess",
+                Some("binary/octet-stream"),
+                "a.css",
+                "text/css; charset=utf-8",
+            ),
+            (
+                "the generic binary type is replaced",
+                Some("application/octet-stream"),
+                "a.svg",
+                "image/svg+xml",
+            ),
+            (
+                "no type at all is guessed",
+                None,
+                "dir/page.html",
+                "text/html; charset=utf-8",
+            ),
+            (
+                "JavaScript gets a charset",
+                None,
+                "app.js",
+                "text/javascript; charset=utf-8",
+            ),
+            (
+                "stored JavaScript gets a charset",
+                Some("application/javascript"),
+                "app",
+                "application/javascript; charset=utf-8",
+            ),
+            (
+                "a stored charset is kept",
+                Some("text/plain; charset=iso-8859-1"),
+                "a.txt",
+                "text/plain; charset=iso-8859-1",
+            ),
+            (
+                "an unknown extension stays binary",
+                Some("binary/octet-stream"),
+                "a.zzz",
+                "binary/octet-stream",
+            ),
+            (
+                "no extension and no type is binary",
+                None,
+                "LICENSE",
+                "application/octet-stream",
+            ),
+            (
+                "wasm is typed for streaming compilation",
+                None,
+                "m.wasm",
+                "application/wasm",
+            ),
+            (
+                "JSON gets a charset",
+                None,
+                "data.json",
+                "application/json; charset=utf-8",
+            ),
+            (
+                "the extension is case-insensitive",
+                None,
+                "PHOTO.JPG",
+                "image/jpeg",
+            ),
+            (
+                "a dot in a directory is not an extension",
+                None,
+                "v1.2/README",
+                "application/octet-stream",
+            ),
         ];
         for (name, stored, key, want) in cases {
             assert_eq!(content_type(*stored, key), *want, "{name}");

@@ -140,6 +140,46 @@ pub fn evaluate(range_header: Option<&str>, total_len: u64) -> RangeOutcome {
     RangeOutcome::Partial(ranges)
 }
 
+/// When `range_header` is a valid `bytes` range with exactly one range-spec: that
+/// spec in canonical form (`bytes=0-99`, `bytes=100-`, `bytes=-500`), to forward to
+/// an origin so that a range of an uncached object costs only its bytes. `None`
+/// for anything else (no header, invalid, several ranges): the edge then
+/// evaluates the header itself against the full representation.
+pub fn single_range_spec(range_header: Option<&str>) -> Option<String> {
+    let specs = range_header.and_then(parse_ranges_specifier)?;
+    match specs.as_slice() {
+        [RangeSpec::Int {
+            first,
+            last: Some(last),
+        }] => Some(format!("bytes={first}-{last}")),
+        [RangeSpec::Int { first, last: None }] => Some(format!("bytes={first}-")),
+        [RangeSpec::Suffix(length)] => Some(format!("bytes=-{length}")),
+        _ => None,
+    }
+}
+
+/// Parses a `Content-Range: bytes FIRST-LAST/COMPLETE` value of a 206 (RFC 9110
+/// section 14.4) into the range and the complete length; `None` when it is not
+/// exactly that form (an unknown length `*` included) or is inconsistent.
+pub fn parse_content_range(value: &str) -> Option<(ByteRange, u64)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, complete) = rest.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let (start, end, total) = (
+        parse_digits(first)?,
+        parse_digits(last)?,
+        parse_digits(complete)?,
+    );
+    (start <= end && end < total).then_some((ByteRange { start, end }, total))
+}
+
+/// Whether `range` is what `spec` (from [`single_range_spec`]) selects of a
+/// representation of `total` bytes: the check an edge makes on an origin's 206
+/// before passing its bytes on.
+pub fn spec_selects(spec: &str, range: ByteRange, total: u64) -> bool {
+    matches!(evaluate(Some(spec), total), RangeOutcome::Partial(ranges) if ranges == [range])
+}
+
 /// The `Content-Range` value of a 416 answer, `bytes */1234` (RFC 9110
 /// sections 14.4 and 15.5.17).
 pub fn unsatisfied_content_range(total: u64) -> String {
@@ -662,5 +702,68 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), boundaries.len(), "boundaries repeat");
+    }
+
+    #[test]
+    fn single_ranges_are_forwarded_in_canonical_form() {
+        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
+            ("a closed range", Some("bytes=0-99"), Some("bytes=0-99")),
+            ("an open range", Some("bytes= 100-"), Some("bytes=100-")),
+            ("a suffix range", Some("BYTES=-500"), Some("bytes=-500")),
+            (
+                "several ranges stay at the edge",
+                Some("bytes=0-1,5-6"),
+                None,
+            ),
+            (
+                "an invalid header stays at the edge",
+                Some("bytes=5-1"),
+                None,
+            ),
+            ("another unit stays at the edge", Some("items=0-1"), None),
+            ("no header forwards nothing", None, None),
+        ];
+        for (name, header, want) in cases {
+            assert_eq!(single_range_spec(*header).as_deref(), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn origin_content_ranges_are_checked_against_the_request() {
+        assert_eq!(
+            parse_content_range("bytes 0-99/1000"),
+            Some((ByteRange { start: 0, end: 99 }, 1000))
+        );
+        for bad in [
+            "bytes 0-99/*",
+            "bytes 5-1/10",
+            "bytes 0-10/10",
+            "items 0-1/2",
+            "bytes */10",
+            "bytes 0-99999999999999999999/1",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad}");
+        }
+        assert!(spec_selects(
+            "bytes=-100",
+            ByteRange {
+                start: 900,
+                end: 999
+            },
+            1000
+        ));
+        assert!(spec_selects(
+            "bytes=900-5000",
+            ByteRange {
+                start: 900,
+                end: 999
+            },
+            1000
+        ));
+        assert!(!spec_selects(
+            "bytes=0-99",
+            ByteRange { start: 0, end: 199 },
+            1000
+        ));
     }
 }

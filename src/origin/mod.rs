@@ -123,9 +123,9 @@ impl OriginError {
             OriginError::Denied { .. } => 403,
             OriginError::PreconditionFailed => 412,
             OriginError::RangeNotSatisfiable { .. } => 416,
-            OriginError::Rejected { .. } | OriginError::Unreachable(_) | OriginError::Invalid(_) => {
-                502
-            }
+            OriginError::Rejected { .. }
+            | OriginError::Unreachable(_)
+            | OriginError::Invalid(_) => 502,
             OriginError::Timeout(_) => 504,
         }
     }
@@ -165,6 +165,10 @@ impl OriginError {
 pub trait Origin: Send + Sync + 'static {
     /// GET the object (or the requested range of it).
     async fn get(&self, request: &ObjectRequest) -> Result<Fetched, OriginError>;
+
+    /// HEAD the object: its metadata only (`content_length` is the object's size).
+    /// Used to test whether a key exists without transferring it.
+    async fn head(&self, key: &str) -> Result<ObjectMeta, OriginError>;
 
     /// A short description for startup lines, e.g. `s3://demo (embedded)`.
     fn describe(&self) -> String;

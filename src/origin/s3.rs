@@ -34,7 +34,9 @@ pub struct EmbeddedEndpoint {
 /// Why a site's S3 client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("environment variable `{0}` is not set; export it or change the site's origin credentials")]
+    #[error(
+        "environment variable `{0}` is not set; export it or change the site's origin credentials"
+    )]
     MissingEnv(String),
     #[error("the site uses the embedded store, but it is not running (build with the `embedded` feature)")]
     NoEmbeddedStore,
@@ -201,6 +203,40 @@ impl Origin for S3Origin {
         Ok(Fetched::Object { meta, body })
     }
 
+    async fn head(&self, key: &str) -> Result<ObjectMeta, OriginError> {
+        let output = match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(err) => {
+                return Err(match classify(err) {
+                    Classified::NotModified => {
+                        OriginError::Invalid("304 to an unconditional HEAD".into())
+                    }
+                    Classified::Error(e) => e,
+                })
+            }
+        };
+        Ok(ObjectMeta {
+            content_length: output.content_length().unwrap_or(0).max(0) as u64,
+            content_type: output.content_type().map(str::to_string),
+            content_encoding: output.content_encoding().map(str::to_string),
+            cache_control: output.cache_control().map(str::to_string),
+            etag: output.e_tag().map(str::to_string),
+            last_modified: output
+                .last_modified()
+                .and_then(|t| SystemTime::try_from(*t).ok()),
+            website_redirect_location: output.website_redirect_location().map(str::to_string),
+            request_id: output.request_id().map(str::to_string),
+            ..ObjectMeta::default()
+        })
+    }
+
     fn describe(&self) -> String {
         self.description.clone()
     }
@@ -273,8 +309,8 @@ impl Classified {
     fn from_status(status: u16, code: Option<String>, request_id: Option<String>) -> Classified {
         let error = match (status, code.as_deref()) {
             (304, _) => return Classified::NotModified,
-            (404, Some("NoSuchKey") | None) => OriginError::NotFound { request_id },
-            (403, Some("AccessDenied") | None) => OriginError::Denied { request_id },
+            (404, Some("NoSuchKey" | "NotFound") | None) => OriginError::NotFound { request_id },
+            (403, Some("AccessDenied" | "Forbidden") | None) => OriginError::Denied { request_id },
             (412, _) => OriginError::PreconditionFailed,
             (416, _) => OriginError::RangeNotSatisfiable { total_length: None },
             (status, code) => OriginError::Rejected {
@@ -311,14 +347,50 @@ mod tests {
         let cases: &[(&str, u16, Option<&str>, u16)] = &[
             ("a missing key is a 404", 404, Some("NoSuchKey"), 404),
             ("a HEAD 404 without a code is a 404", 404, None, 404),
-            ("a missing bucket is the node's problem", 404, Some("NoSuchBucket"), 502),
+            (
+                "a HEAD 404 with the generic code is a 404",
+                404,
+                Some("NotFound"),
+                404,
+            ),
+            (
+                "a missing bucket is the node's problem",
+                404,
+                Some("NoSuchBucket"),
+                502,
+            ),
             ("a private object is a 403", 403, Some("AccessDenied"), 403),
-            ("a wrong secret is the node's problem", 403, Some("SignatureDoesNotMatch"), 502),
-            ("an unknown key id is the node's problem", 403, Some("InvalidAccessKeyId"), 502),
+            (
+                "a wrong secret is the node's problem",
+                403,
+                Some("SignatureDoesNotMatch"),
+                502,
+            ),
+            (
+                "an unknown key id is the node's problem",
+                403,
+                Some("InvalidAccessKeyId"),
+                502,
+            ),
             ("a throttled bucket is a 502", 503, Some("SlowDown"), 502),
-            ("an internal error is a 502", 500, Some("InternalError"), 502),
-            ("a failed precondition passes through", 412, Some("PreconditionFailed"), 412),
-            ("an unsatisfiable range passes through", 416, Some("InvalidRange"), 416),
+            (
+                "an internal error is a 502",
+                500,
+                Some("InternalError"),
+                502,
+            ),
+            (
+                "a failed precondition passes through",
+                412,
+                Some("PreconditionFailed"),
+                412,
+            ),
+            (
+                "an unsatisfiable range passes through",
+                416,
+                Some("InvalidRange"),
+                416,
+            ),
         ];
         for (name, status, code, want) in cases {
             match Classified::from_status(*status, code.map(str::to_string), None) {

@@ -3,21 +3,47 @@
 
 mod router;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 pub use router::{normalize_host, HostRouter};
 
 use crate::config::SiteConfig;
 use crate::origin::s3::{BuildError, EmbeddedEndpoint, S3Origin};
 use crate::origin::Origin;
+use crate::website::WebsiteConfig;
 
 /// One site: its validated settings and its origin client.
 pub struct Site {
     pub config: SiteConfig,
     pub origin: Arc<dyn Origin>,
+    /// The website configuration in force: the site file's, merged with the
+    /// bucket's when `from_bucket` is set (refreshed in the background).
+    website: RwLock<Option<Arc<WebsiteConfig>>>,
 }
 
 impl Site {
+    pub fn new(config: SiteConfig, origin: Arc<dyn Origin>) -> Site {
+        let website = config.website.clone().map(Arc::new);
+        Site {
+            config,
+            origin,
+            website: RwLock::new(website),
+        }
+    }
+
+    /// The website rules in force, if the site is a website.
+    pub fn website(&self) -> Option<Arc<WebsiteConfig>> {
+        self.website
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the website rules (after reading the bucket's configuration).
+    pub fn set_website(&self, website: WebsiteConfig) {
+        *self.website.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(website));
+    }
+
     pub fn name(&self) -> &str {
         &self.config.name
     }
@@ -49,10 +75,7 @@ impl Sites {
             let origin = S3Origin::build(&config.origin, embedded)
                 .await
                 .map_err(|e| (config.name.clone(), e))?;
-            sites.push(Arc::new(Site {
-                config,
-                origin: Arc::new(origin),
-            }));
+            sites.push(Arc::new(Site::new(config, Arc::new(origin))));
         }
         Ok(Sites::from_sites(sites))
     }

@@ -43,7 +43,9 @@ impl HostRouter {
             self.exact.get(&host).copied().or_else(|| {
                 self.wildcards
                     .iter()
-                    .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
+                    .find(|(suffix, _)| {
+                        host.len() > suffix.len() && host.ends_with(suffix.as_str())
+                    })
                     .map(|(_, index)| *index)
             })
         });
@@ -58,7 +60,9 @@ pub fn normalize_host(raw: &str) -> Option<String> {
     let host = if raw.starts_with('[') {
         let end = raw.find(']')?;
         let rest = &raw[end + 1..];
-        if !(rest.is_empty() || (rest.starts_with(':') && rest[1..].bytes().all(|b| b.is_ascii_digit()))) {
+        if !(rest.is_empty()
+            || (rest.starts_with(':') && rest[1..].bytes().all(|b| b.is_ascii_digit())))
+        {
             return None;
         }
         &raw[..=end]
@@ -71,9 +75,9 @@ pub fn normalize_host(raw: &str) -> Option<String> {
     };
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty()
-        || !host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':'))
+        || !host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
+        })
     {
         return None;
     }
@@ -102,14 +106,38 @@ mod tests {
             ("a port is stripped", Some("example.com:8080"), Some(0)),
             ("case does not matter", Some("EXAMPLE.com"), Some(0)),
             ("a trailing dot is removed", Some("example.com."), Some(0)),
-            ("a wildcard matches one label", Some("www.example.com"), Some(0)),
-            ("a wildcard matches several labels", Some("a.b.example.com"), Some(0)),
-            ("the longest wildcard wins", Some("pr-1.preview.example.com"), Some(1)),
-            ("a wildcard's own suffix is not matched by it", Some("preview.example.com"), Some(0)),
-            ("an unknown host goes to the default site", Some("unknown.net"), Some(2)),
+            (
+                "a wildcard matches one label",
+                Some("www.example.com"),
+                Some(0),
+            ),
+            (
+                "a wildcard matches several labels",
+                Some("a.b.example.com"),
+                Some(0),
+            ),
+            (
+                "the longest wildcard wins",
+                Some("pr-1.preview.example.com"),
+                Some(1),
+            ),
+            (
+                "a wildcard's own suffix is not matched by it",
+                Some("preview.example.com"),
+                Some(0),
+            ),
+            (
+                "an unknown host goes to the default site",
+                Some("unknown.net"),
+                Some(2),
+            ),
             ("no host goes to the default site", None, Some(2)),
             ("garbage goes to the default site", Some("a b/c"), Some(2)),
-            ("a suffix without the dot is not a match", Some("badexample.com"), Some(2)),
+            (
+                "a suffix without the dot is not a match",
+                Some("badexample.com"),
+                Some(2),
+            ),
         ];
         for (name, host, want) in cases {
             assert_eq!(r.route(*host), *want, "{name}");

@@ -1,0 +1,268 @@
+//! Response bodies: HEAD bodies, length-checked origin streams, and the wrapper
+//! that writes the access log line when a body is done.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use crate::access_log::AccessRecord;
+use crate::origin::{BodyStream, OriginError};
+use crate::server::AppState;
+
+/// The body of a HEAD response: announces the GET body's length, sends nothing.
+pub(super) struct HeadBody(pub u64);
+
+impl MessageBody for HeadBody {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Sized(self.0)
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Poll::Ready(None)
+    }
+}
+
+/// Passes an origin body on, failing if it ends before or runs past the announced
+/// length, so a short body is never presented as complete.
+pub(super) struct LengthChecked {
+    pub inner: BodyStream,
+    pub expected: u64,
+    pub seen: u64,
+}
+
+impl Stream for LengthChecked {
+    type Item = Result<Bytes, OriginError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(bytes))) => {
+                self.seen += bytes.len() as u64;
+                if self.seen > self.expected {
+                    return Poll::Ready(Some(Err(OriginError::Invalid(format!(
+                        "body longer than its Content-Length {}",
+                        self.expected
+                    )))));
+                }
+                Poll::Ready(Some(Ok(bytes)))
+            }
+            Poll::Ready(None) if self.seen < self.expected => {
+                Poll::Ready(Some(Err(OriginError::Invalid(format!(
+                    "body cut short after {} of {} bytes",
+                    self.seen, self.expected
+                )))))
+            }
+            other => other,
+        }
+    }
+}
+
+/// Wraps a response body: counts the bytes sent and, when the body is dropped
+/// (sent, failed or abandoned), writes the access log line and the metrics.
+pub(super) struct LoggedBody {
+    pub inner: Option<BoxBody>,
+    pub record: Option<AccessRecord>,
+    pub started: Instant,
+    pub state: Arc<AppState>,
+}
+
+impl MessageBody for LoggedBody {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.inner.as_ref().map_or(BodySize::None, |b| b.size())
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(bytes))) => {
+                if let Some(record) = self.record.as_mut() {
+                    record.bytes += bytes.len() as u64;
+                }
+                Poll::Ready(Some(Ok(bytes)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(record) = self.record.as_mut() {
+                    record.complete = false;
+                }
+                tracing::warn!("response body failed: {e}");
+                Poll::Ready(Some(Err(e)))
+            }
+            other => other,
+        }
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
+        if let (BodySize::Sized(len), false) = (self.size(), record.method == "HEAD") {
+            if record.bytes < len {
+                record.complete = false;
+            }
+        }
+        record.duration_ms = self.started.elapsed();
+        let site = record.site.as_deref().unwrap_or("-");
+        let metrics = &self.state.metrics;
+        metrics.requests.inc(&[site, &record.status.to_string()]);
+        metrics.response_bytes.add(&[site], record.bytes);
+        self.state.access_log.record(&record);
+    }
+}
+
+/// A piece of a response body assembled from an origin body: literal bytes
+/// (multipart headers) or a byte range of the origin body.
+#[derive(Debug, Clone)]
+pub(super) enum Piece {
+    Literal(Bytes),
+    /// Inclusive byte offsets into the origin body; pieces come in ascending order.
+    Range {
+        start: u64,
+        end: u64,
+    },
+}
+
+/// Streams `pieces` out of `body`: skips the bytes between ranges, copies the bytes
+/// inside them (as zero-copy slices of the origin's chunks), and stops reading the
+/// origin once the last range is complete.
+pub(super) fn select(body: LengthChecked, pieces: Vec<Piece>) -> BodyStream {
+    struct State {
+        body: LengthChecked,
+        pieces: std::collections::VecDeque<Piece>,
+        /// The current origin chunk and the offset of its first byte.
+        chunk: Bytes,
+        chunk_start: u64,
+    }
+    let state = State {
+        body,
+        pieces: pieces.into(),
+        chunk: Bytes::new(),
+        chunk_start: 0,
+    };
+    Box::pin(futures_util::stream::unfold(state, |mut s| async move {
+        loop {
+            match s.pieces.front().cloned()? {
+                Piece::Literal(bytes) => {
+                    s.pieces.pop_front();
+                    return Some((Ok(bytes), s));
+                }
+                Piece::Range { start, end } => {
+                    let chunk_end = s.chunk_start + s.chunk.len() as u64;
+                    if start >= chunk_end {
+                        // Need the next origin chunk.
+                        s.chunk_start = chunk_end;
+                        match s.body.next().await {
+                            Some(Ok(bytes)) => s.chunk = bytes,
+                            Some(Err(e)) => {
+                                s.pieces.clear();
+                                return Some((Err(e), s));
+                            }
+                            None => {
+                                s.pieces.clear();
+                                let e = OriginError::Invalid("body ended before the range".into());
+                                return Some((Err(e), s));
+                            }
+                        }
+                        continue;
+                    }
+                    let from = (start.max(s.chunk_start) - s.chunk_start) as usize;
+                    let to = ((end + 1).min(chunk_end) - s.chunk_start) as usize;
+                    let slice = s.chunk.slice(from..to);
+                    let next_start = s.chunk_start + to as u64;
+                    if next_start > end {
+                        s.pieces.pop_front();
+                    } else if let Some(Piece::Range { start, .. }) = s.pieces.front_mut() {
+                        *start = next_start;
+                    }
+                    if slice.is_empty() {
+                        continue;
+                    }
+                    return Some((Ok(slice), s));
+                }
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(data: &[u8], size: usize) -> LengthChecked {
+        let parts: Vec<Result<Bytes, OriginError>> = data
+            .chunks(size)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        LengthChecked {
+            inner: Box::pin(futures_util::stream::iter(parts)),
+            expected: data.len() as u64,
+            seen: 0,
+        }
+    }
+
+    async fn collect(stream: BodyStream) -> Result<Vec<u8>, OriginError> {
+        let mut out = Vec::new();
+        let mut stream = stream;
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
+    #[actix_rt::test]
+    async fn ranges_are_cut_out_of_any_chunking() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        for chunk_size in [1, 7, 100, 1000] {
+            let pieces = vec![
+                Piece::Literal(Bytes::from_static(b"<a>")),
+                Piece::Range { start: 0, end: 0 },
+                Piece::Literal(Bytes::from_static(b"<b>")),
+                Piece::Range {
+                    start: 95,
+                    end: 205,
+                },
+                Piece::Range {
+                    start: 999,
+                    end: 999,
+                },
+                Piece::Literal(Bytes::from_static(b"<end>")),
+            ];
+            let got = collect(select(chunks(&data, chunk_size), pieces))
+                .await
+                .expect("ok");
+            let mut want = b"<a>".to_vec();
+            want.push(data[0]);
+            want.extend_from_slice(b"<b>");
+            want.extend_from_slice(&data[95..=205]);
+            want.push(data[999]);
+            want.extend_from_slice(b"<end>");
+            assert_eq!(got, want, "chunk size {chunk_size}");
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_short_origin_body_fails_the_selection() {
+        let data = vec![1u8; 10];
+        let mut body = chunks(&data, 3);
+        body.expected = 20;
+        let result = collect(select(body, vec![Piece::Range { start: 5, end: 15 }])).await;
+        assert!(result.is_err());
+    }
+}

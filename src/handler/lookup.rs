@@ -1,0 +1,358 @@
+//! Stages 4 and 5: fetching what the client asked for, with the S3 website rules
+//! around the lookup (index documents, implicit directory redirects, routing rules
+//! on errors, SPA fallback, error documents).
+
+use std::time::Instant;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+
+use super::body::LengthChecked;
+use super::object::{self, Fetch};
+use super::respond::{error_page, origin_error_response, redirect_response};
+use super::Exchange;
+use crate::http::range;
+use crate::origin::{Fetched, ObjectMeta, ObjectRequest, OriginError};
+use crate::server::AppState;
+use crate::site::Site;
+use crate::website::{self, RedirectTarget, RequestInfo, WebsiteConfig};
+
+/// What one request needs while it runs through the lookup stages.
+pub(super) struct Lookup<'a> {
+    pub req: &'a HttpRequest,
+    pub state: &'a AppState,
+    pub site: &'a Site,
+    pub head: bool,
+    pub info: RequestInfo<'a>,
+}
+
+impl Lookup<'_> {
+    /// One origin request, timed and counted.
+    async fn origin_get(
+        &self,
+        request: &ObjectRequest,
+        exchange: &mut Exchange,
+    ) -> Result<Fetched, OriginError> {
+        let started = Instant::now();
+        let result = self.site.origin.get(request).await;
+        self.record(started, &result, exchange);
+        result
+    }
+
+    /// One origin HEAD, timed and counted: does `key` exist?
+    async fn origin_exists(&self, key: &str, exchange: &mut Exchange) -> bool {
+        let started = Instant::now();
+        let result = self.site.origin.head(key).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.outcome(),
+        };
+        self.count(started, outcome);
+        if let Ok(meta) = &result {
+            exchange.origin_request_id.clone_from(&meta.request_id);
+        }
+        result.is_ok()
+    }
+
+    fn record(
+        &self,
+        started: Instant,
+        result: &Result<Fetched, OriginError>,
+        exchange: &mut Exchange,
+    ) {
+        let (outcome, request_id) = match result {
+            Ok(Fetched::Object { meta, .. }) => ("ok", meta.request_id.clone()),
+            Ok(Fetched::NotModified { meta }) => ("not_modified", meta.request_id.clone()),
+            Err(e) => (e.outcome(), e.request_id().map(str::to_string)),
+        };
+        self.count(started, outcome);
+        exchange.origin_request_id = request_id;
+    }
+
+    fn count(&self, started: Instant, outcome: &str) {
+        let metrics = &self.state.metrics;
+        metrics.origin_duration.observe(started.elapsed());
+        metrics.origin_requests.inc(&[self.site.name(), outcome]);
+    }
+
+    /// Fetches `key` (without the site's prefix) for the client's request. A single
+    /// valid `Range` is forwarded so a range of a large object costs only its
+    /// bytes; the origin's `Content-Range` is checked before its bytes are used,
+    /// and the whole object is fetched instead when the origin cannot satisfy the
+    /// range or `If-Range` does not hold.
+    pub async fn fetch(
+        &self,
+        key: &str,
+        ranges: bool,
+        exchange: &mut Exchange,
+    ) -> Result<Fetch, OriginError> {
+        let object_key = self.site.object_key(key);
+        let spec = if ranges {
+            range::single_range_spec(object::range_header(self.req))
+        } else {
+            None
+        };
+        if let Some(spec) = spec {
+            let request = ObjectRequest {
+                range: Some(spec.clone()),
+                ..ObjectRequest::new(object_key.clone())
+            };
+            match self.origin_get(&request, exchange).await {
+                Ok(Fetched::Object { meta, body }) => {
+                    match checked_origin_range(&spec, &meta)? {
+                        // The origin ignored the range: the edge cuts it.
+                        None => {
+                            return Ok(Fetch {
+                                meta,
+                                body,
+                                origin_range: None,
+                            })
+                        }
+                        Some((range, total)) if object::if_range_holds(self.req, &meta) => {
+                            return Ok(Fetch {
+                                meta,
+                                body,
+                                origin_range: Some((range, total)),
+                            })
+                        }
+                        // If-Range does not hold: the client gets the whole object.
+                        Some(_) => {}
+                    }
+                }
+                Ok(Fetched::NotModified { .. }) => {
+                    return Err(OriginError::Invalid("304 to an unconditional GET".into()))
+                }
+                // Unsatisfiable at the origin: the edge answers 416 from the full
+                // object's length (or the range is ignored for an empty object).
+                Err(OriginError::RangeNotSatisfiable { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match self
+            .origin_get(&ObjectRequest::new(object_key), exchange)
+            .await?
+        {
+            Fetched::Object { meta, body } => Ok(Fetch {
+                meta,
+                body,
+                origin_range: None,
+            }),
+            Fetched::NotModified { .. } => {
+                Err(OriginError::Invalid("304 to an unconditional GET".into()))
+            }
+        }
+    }
+}
+
+/// Checks an origin's answer to a forwarded range: `Ok(None)` when it sent the
+/// whole object (200), the range and complete length when its 206 matches the
+/// spec, an error when it does not.
+fn checked_origin_range(
+    spec: &str,
+    meta: &ObjectMeta,
+) -> Result<Option<(range::ByteRange, u64)>, OriginError> {
+    let Some(content_range) = &meta.content_range else {
+        return Ok(None);
+    };
+    match range::parse_content_range(content_range) {
+        Some((r, total))
+            if range::spec_selects(spec, r, total) && r.len() == meta.content_length =>
+        {
+            Ok(Some((r, total)))
+        }
+        _ => Err(OriginError::Invalid(format!(
+            "Content-Range `{content_range}` does not answer `{spec}`"
+        ))),
+    }
+}
+
+/// Serves `key` as an asset CDN does: the key as it is, no website rules.
+pub(super) async fn serve_key(
+    lookup: &Lookup<'_>,
+    key: &str,
+    exchange: &mut Exchange,
+) -> HttpResponse {
+    match lookup.fetch(key, true, exchange).await {
+        Ok(fetch) => object::respond(lookup.req, key, fetch, lookup.head),
+        Err(e) => missing_or_error(lookup, key, &e),
+    }
+}
+
+/// The answer for an origin error without website rules: the small built-in page.
+fn missing_or_error(lookup: &Lookup<'_>, key: &str, error: &OriginError) -> HttpResponse {
+    origin_error_response(lookup.site, &lookup.site.object_key(key), error)
+}
+
+/// The status a failed lookup has for the website rules: 404 or 403 (403 becomes
+/// 404 with `denied_as_missing`); `None` for origin failures.
+fn client_status(site: &Site, error: &OriginError) -> Option<u16> {
+    match error {
+        OriginError::NotFound { .. } => Some(404),
+        OriginError::Denied { .. } if site.config.origin.denied_as_missing => Some(404),
+        OriginError::Denied { .. } => Some(403),
+        _ => None,
+    }
+}
+
+/// Serves a request with the S3 website rules.
+pub(super) async fn serve_website(
+    lookup: &Lookup<'_>,
+    config: &WebsiteConfig,
+    key: &str,
+    exchange: &mut Exchange,
+) -> HttpResponse {
+    let lookup_key = match website::plan(config, key, &lookup.info) {
+        website::Plan::Redirect(target) => return redirect_response(&target),
+        website::Plan::Lookup { key } => key,
+    };
+    let error = match lookup.fetch(&lookup_key, true, exchange).await {
+        Ok(fetch) => {
+            if let Some(location) = fetch.meta.website_redirect_location.as_deref() {
+                return object_redirect(location);
+            }
+            return object::respond(lookup.req, &lookup_key, fetch, lookup.head);
+        }
+        Err(error) => error,
+    };
+    let Some(status) = client_status(lookup.site, &error) else {
+        return missing_or_error(lookup, &lookup_key, &error);
+    };
+    // `/dir` with no object `dir` but an object `dir/<index>`: 302 to `/dir/`.
+    if status == 404 {
+        if let Some(index_key) = website::directory_index_key(config, &lookup_key) {
+            if lookup
+                .origin_exists(&lookup.site.object_key(&index_key), exchange)
+                .await
+            {
+                return redirect_response(&website::directory_redirect(&lookup.info));
+            }
+        }
+    }
+    if let Some(target) = website::redirect_on_error(config, &lookup_key, status, &lookup.info) {
+        return redirect_response(&target);
+    }
+    if status == 404 && config.spa_fallback && !lookup.head {
+        if let Some(response) = spa_fallback(lookup, config, exchange).await {
+            return response;
+        }
+    }
+    error_document(lookup, config, status, exchange).await
+}
+
+/// `x-amz-website-redirect-location` on an object: 301 to it, never its bytes.
+fn object_redirect(location: &str) -> HttpResponse {
+    redirect_response(&RedirectTarget {
+        status: website::PERMANENT_REDIRECT_STATUS,
+        location: website::sanitize_location(location),
+    })
+}
+
+/// SPA fallback: the root index document with 200 and `Cache-Control: no-cache`.
+async fn spa_fallback(
+    lookup: &Lookup<'_>,
+    config: &WebsiteConfig,
+    exchange: &mut Exchange,
+) -> Option<HttpResponse> {
+    let index = config.index_document.as_deref()?;
+    let fetch = lookup.fetch(index, false, exchange).await.ok()?;
+    let mut response = body_with_status(lookup, index, fetch, StatusCode::OK);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Some(response)
+}
+
+/// The error document's body and type with the original status, for GET; the
+/// status alone (with the built-in page's headers) for HEAD. A missing error
+/// document gives the built-in page.
+async fn error_document(
+    lookup: &Lookup<'_>,
+    config: &WebsiteConfig,
+    status: u16,
+    exchange: &mut Exchange,
+) -> HttpResponse {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND);
+    let builtin = || match status {
+        403 => error_page(code, "You may not see this page."),
+        _ => error_page(code, "The page you asked for does not exist."),
+    };
+    let Some(document) = config.error_document.as_deref().filter(|_| !lookup.head) else {
+        return builtin();
+    };
+    match lookup.fetch(document, false, exchange).await {
+        Ok(fetch) => {
+            if let Some(location) = fetch.meta.website_redirect_location.as_deref() {
+                return object_redirect(location);
+            }
+            body_with_status(lookup, document, fetch, code)
+        }
+        Err(e) if e.is_client_error() => builtin(),
+        Err(e) => missing_or_error(lookup, document, &e),
+    }
+}
+
+/// An object's body and Content-Type with a chosen status; the request's
+/// conditional and range headers do not apply.
+fn body_with_status(
+    lookup: &Lookup<'_>,
+    key: &str,
+    fetch: Fetch,
+    status: StatusCode,
+) -> HttpResponse {
+    let content_type = crate::http::mime::content_type(fetch.meta.content_type.as_deref(), key);
+    let mut response = HttpResponse::build(status);
+    response.insert_header((header::CONTENT_TYPE, content_type));
+    if status != StatusCode::OK {
+        response.insert_header((header::CACHE_CONTROL, "no-store"));
+    }
+    let length = fetch.meta.content_length;
+    if lookup.head {
+        return response.body(super::body::HeadBody(length));
+    }
+    let body = LengthChecked {
+        inner: fetch.body,
+        expected: length,
+        seen: 0,
+    };
+    response.body(actix_web::body::SizedStream::new(length, body))
+}
+
+/// The scheme the client used: https on a TLS listener, or what a trusted proxy
+/// says in `X-Forwarded-Proto` / `Forwarded: proto=`.
+pub(super) fn request_scheme(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> website::Protocol {
+    if req.app_config().secure() {
+        return website::Protocol::Https;
+    }
+    let peer_trusted = req
+        .peer_addr()
+        .is_some_and(|peer| trusted.iter().any(|net| net.contains(&peer.ip())));
+    if peer_trusted {
+        let forwarded_proto = req
+            .headers()
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(',')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .or_else(|| {
+                req.headers()
+                    .get(header::FORWARDED)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| {
+                        v.split([';', ','])
+                            .filter_map(|pair| pair.trim().split_once('='))
+                            .find(|(k, _)| k.eq_ignore_ascii_case("proto"))
+                            .map(|(_, v)| v.trim_matches('"').to_ascii_lowercase())
+                    })
+            });
+        if forwarded_proto.as_deref() == Some("https") {
+            return website::Protocol::Https;
+        }
+    }
+    website::Protocol::Http
+}

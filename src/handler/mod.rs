@@ -1,0 +1,206 @@
+//! The request handler. It reads top to bottom (DESIGN.md "Request pipeline"); each stage
+//! either answers or passes on:
+//!
+//! 1. Site: pick the site by `Host` (exact, longest wildcard, default), else 404.
+//! 2. Method: GET and HEAD; other standard methods 405, unknown methods 501.
+//! 3. Path to key: percent-decode once, remove dot-segments, add the prefix; 400
+//!    for NUL or invalid UTF-8.
+//! 4. Website rules (index and error documents, redirects): see `website.rs`.
+//! 5. Fetch from the origin (the cache tiers sit here).
+//! 6. Response headers from the object's metadata, then the site's `[headers]`.
+//! 7. Origin errors: 502 (unreachable, rejected), 504 (timeout), logged with the
+//!    site and the S3 error code.
+//!
+//! Every response body is wrapped so the access log line and the byte counters
+//! are written when the body has been sent (or abandoned).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix_web::body::BoxBody;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode, Version};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::access_log::AccessRecord;
+use crate::http::headers;
+use crate::server::AppState;
+use crate::site::Site;
+use crate::website;
+
+mod body;
+mod lookup;
+mod object;
+mod respond;
+
+use body::LoggedBody;
+use lookup::Lookup;
+use respond::error_page;
+
+/// `Allow` for methods other than GET and HEAD.
+const ALLOW: &str = "GET, HEAD";
+
+/// `Cache-Status` (RFC 9211) while responses are not cached.
+const CACHE_STATUS_BYPASS: &str = "s3edge; fwd=bypass";
+
+/// What the access log and metrics learn while a request is handled.
+struct Exchange {
+    site: Option<Arc<Site>>,
+    cache: &'static str,
+    origin_request_id: Option<String>,
+}
+
+/// The edge handler: runs the pipeline, then applies the site's headers and wraps
+/// the body for the access log.
+pub async fn handle(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let started = Instant::now();
+    let mut exchange = Exchange {
+        site: None,
+        cache: "pass",
+        origin_request_id: None,
+    };
+    let mut response = serve(&req, &state, &mut exchange).await;
+    if let Some(site) = &exchange.site {
+        response.headers_mut().insert(
+            header::HeaderName::from_static("cache-status"),
+            HeaderValue::from_static(CACHE_STATUS_BYPASS),
+        );
+        headers::apply_site_headers(response.headers_mut(), &site.config.headers);
+    }
+    let record = AccessRecord {
+        time: SystemTime::now(),
+        site: exchange.site.as_ref().map(|s| s.name().to_string()),
+        client: client_address(&req, &state.trusted_proxies),
+        method: req.method().to_string(),
+        path: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default(),
+        protocol: protocol_name(req.version()),
+        status: response.status().as_u16(),
+        bytes: 0,
+        duration_ms: Duration::ZERO,
+        cache: exchange.cache,
+        origin_request_id: exchange.origin_request_id,
+        complete: true,
+    };
+    let logged = LoggedBody {
+        inner: None,
+        record: Some(record),
+        started,
+        state: state.into_inner(),
+    };
+    response.map_body(|_, body| {
+        let mut logged = logged;
+        logged.inner = Some(body);
+        BoxBody::new(logged)
+    })
+}
+
+/// Stages 1 to 7 of the pipeline.
+async fn serve(req: &HttpRequest, state: &AppState, exchange: &mut Exchange) -> HttpResponse {
+    // 1. Site.
+    let sites = state.sites();
+    let Some(site) = sites.route(request_host(req)).cloned() else {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            "No site is configured for this host.",
+        );
+    };
+    exchange.site = Some(site.clone());
+
+    // 2. Method.
+    let head = match *req.method() {
+        Method::GET => false,
+        Method::HEAD => true,
+        Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::PATCH
+        | Method::OPTIONS
+        | Method::TRACE
+        | Method::CONNECT => {
+            let mut response = error_page(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "This method is not allowed here.",
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+            return response;
+        }
+        _ => {
+            return error_page(
+                StatusCode::NOT_IMPLEMENTED,
+                "This method is not implemented.",
+            )
+        }
+    };
+
+    // 3. Path to key.
+    let key = match website::path_to_key(req.uri().path()) {
+        Ok(key) => key,
+        Err(e) => {
+            return error_page(StatusCode::BAD_REQUEST, &format!("Bad request: {e}."));
+        }
+    };
+    let host = request_host(req).unwrap_or("");
+    let lookup = Lookup {
+        req,
+        state,
+        site: &site,
+        head,
+        info: website::RequestInfo {
+            scheme: lookup::request_scheme(req, &state.trusted_proxies),
+            host,
+            raw_path: req.uri().path(),
+            query: req.uri().query(),
+        },
+    };
+
+    // 4. Website rules around the lookup, or the key as it is (an asset CDN).
+    // 5. Fetch, then 6. preconditions, ranges and headers (`object.rs`).
+    match site.website() {
+        Some(config) => lookup::serve_website(&lookup, &config, &key, exchange).await,
+        None => lookup::serve_key(&lookup, &key, exchange).await,
+    }
+}
+
+/// The request's host: the `Host` header, or the authority of an HTTP/2 request.
+fn request_host(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+}
+
+/// The client's address: the peer, or the forwarded address when the peer is a
+/// trusted proxy.
+fn client_address(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> String {
+    let peer = req.peer_addr().map(|a| a.ip());
+    let forwarded = peer
+        .filter(|ip| trusted.iter().any(|net| net.contains(ip)))
+        .and_then(|_| {
+            req.headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next_back())
+                .and_then(|v| v.trim().parse::<IpAddr>().ok())
+        });
+    forwarded
+        .or(peer)
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "-".to_string())
+}
+
+fn protocol_name(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}

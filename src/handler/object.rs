@@ -1,0 +1,223 @@
+//! Stage 6: a fetched object becomes a response. Preconditions (RFC 9110 section
+//! 13.2.2) and ranges (section 14) are evaluated here, at the edge, from the
+//! object's validators, whether the bytes come from the origin or a cache.
+
+use actix_web::body::SizedStream;
+use actix_web::http::header::{self, HeaderMap, HeaderName};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
+use bytes::Bytes;
+
+use super::body::{select, HeadBody, LengthChecked, Piece};
+use super::respond::error_page;
+use crate::http::conditional::{self, Outcome, Preconditions, Validators};
+use crate::http::range::{self, ByteRange, RangeOutcome};
+use crate::http::{headers, mime};
+use crate::origin::{BodyStream, ObjectMeta};
+
+/// An object on its way to the client.
+pub(super) struct Fetch {
+    pub meta: ObjectMeta,
+    pub body: BodyStream,
+    /// The range the origin already cut (a forwarded single range) and the
+    /// complete length; `None` when `body` is the whole object.
+    pub origin_range: Option<(ByteRange, u64)>,
+}
+
+/// Headers a 304 carries (RFC 9110 section 15.4.5).
+const NOT_MODIFIED_HEADERS: &[HeaderName] = &[
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::CACHE_CONTROL,
+    header::EXPIRES,
+    header::VARY,
+    header::CONTENT_LOCATION,
+];
+
+/// The request's precondition headers.
+pub(super) fn preconditions(req: &HttpRequest) -> Preconditions<'_> {
+    let get = |name: HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok());
+    Preconditions {
+        if_match: get(header::IF_MATCH),
+        if_none_match: get(header::IF_NONE_MATCH),
+        if_modified_since: get(header::IF_MODIFIED_SINCE),
+        if_unmodified_since: get(header::IF_UNMODIFIED_SINCE),
+    }
+}
+
+/// The request's `Range`, for GET and HEAD only.
+pub(super) fn range_header(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// The object's validators.
+pub(super) fn validators(meta: &ObjectMeta) -> Validators<'_> {
+    Validators {
+        etag: meta.etag.as_deref(),
+        last_modified: meta.last_modified,
+    }
+}
+
+/// Whether the client's `If-Range` lets its `Range` apply to this object.
+pub(super) fn if_range_holds(req: &HttpRequest, meta: &ObjectMeta) -> bool {
+    let if_range = req
+        .headers()
+        .get(header::IF_RANGE)
+        .map(|v| v.to_str().unwrap_or(""));
+    conditional::if_range_allows(if_range, &validators(meta))
+}
+
+/// The response for an object: 304 or 412 when a precondition says so, else 200,
+/// 206 (single part or `multipart/byteranges`) or 416; HEAD gets the same
+/// headers without a body.
+pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) -> HttpResponse {
+    let Fetch {
+        meta,
+        body,
+        origin_range,
+    } = fetch;
+    let content_type = mime::content_type(meta.content_type.as_deref(), key);
+    let representation = headers::representation_headers(&meta, &content_type);
+    match conditional::evaluate(
+        conditional::Method::GetOrHead,
+        &preconditions(req),
+        &validators(&meta),
+    ) {
+        Outcome::Proceed => {}
+        Outcome::NotModified => return not_modified(&representation),
+        Outcome::PreconditionFailed => {
+            return error_page(
+                StatusCode::PRECONDITION_FAILED,
+                "A precondition of the request does not hold.",
+            )
+        }
+    }
+    let body = LengthChecked {
+        inner: body,
+        expected: meta.content_length,
+        seen: 0,
+    };
+    if let Some((range, total)) = origin_range {
+        return single_part(&representation, body, range, total, head, false);
+    }
+    let total = meta.content_length;
+    let wanted = if if_range_holds(req, &meta) {
+        range_header(req)
+    } else {
+        None
+    };
+    match range::evaluate(wanted, total) {
+        RangeOutcome::Full => {
+            let mut response = with_headers(HttpResponse::Ok(), &representation);
+            if head {
+                return response.body(HeadBody(total));
+            }
+            response.body(SizedStream::new(total, body))
+        }
+        RangeOutcome::Partial(ranges) if ranges.len() == 1 => {
+            single_part(&representation, body, ranges[0], total, head, true)
+        }
+        RangeOutcome::Partial(ranges) => {
+            multipart(&representation, &content_type, body, ranges, total, head)
+        }
+        RangeOutcome::Unsatisfiable => {
+            let mut response = error_page(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "The requested range is not within the object.",
+            );
+            headers::set_checked(
+                response.headers_mut(),
+                header::CONTENT_RANGE,
+                &range::unsatisfied_content_range(total),
+            );
+            response.headers_mut().insert(
+                header::ACCEPT_RANGES,
+                header::HeaderValue::from_static("bytes"),
+            );
+            response
+        }
+    }
+}
+
+/// Copies headers into a response builder.
+fn with_headers(mut builder: HttpResponseBuilder, headers: &HeaderMap) -> HttpResponseBuilder {
+    for (name, value) in headers {
+        builder.append_header((name.clone(), value.clone()));
+    }
+    builder
+}
+
+/// 304 with the headers a 200 would have had that describe the cache state.
+fn not_modified(representation: &HeaderMap) -> HttpResponse {
+    let mut response = HttpResponse::NotModified();
+    for name in NOT_MODIFIED_HEADERS {
+        if let Some(value) = representation.get(name) {
+            response.insert_header((name.clone(), value.clone()));
+        }
+    }
+    response.finish()
+}
+
+/// 206 with one part. `cut` is true when the body is the whole object and the
+/// range must be cut out of it; false when the origin already sent only the range.
+fn single_part(
+    representation: &HeaderMap,
+    body: LengthChecked,
+    range: ByteRange,
+    total: u64,
+    head: bool,
+    cut: bool,
+) -> HttpResponse {
+    let mut response = with_headers(HttpResponse::PartialContent(), representation);
+    response.insert_header((header::CONTENT_RANGE, range.content_range(total)));
+    if head {
+        return response.body(HeadBody(range.len()));
+    }
+    let stream: BodyStream = if cut {
+        select(
+            body,
+            vec![Piece::Range {
+                start: range.start,
+                end: range.end,
+            }],
+        )
+    } else {
+        Box::pin(body)
+    };
+    response.body(SizedStream::new(range.len(), stream))
+}
+
+/// 206 `multipart/byteranges`. Parts are sent in ascending order so the object
+/// streams through once (RFC 9110 section 15.3.7.2 lets a server coalesce and
+/// reorder; overlapping ranges were already coalesced).
+fn multipart(
+    representation: &HeaderMap,
+    content_type: &str,
+    body: LengthChecked,
+    mut ranges: Vec<ByteRange>,
+    total: u64,
+    head: bool,
+) -> HttpResponse {
+    ranges.sort_by_key(|r| r.start);
+    let layout = range::multipart_layout(&ranges, total, content_type, range::random_boundary());
+    let mut response = with_headers(HttpResponse::PartialContent(), representation);
+    response.insert_header((header::CONTENT_TYPE, layout.content_type.clone()));
+    if head {
+        return response.body(HeadBody(layout.content_length));
+    }
+    let mut pieces = Vec::with_capacity(layout.parts.len() * 2 + 1);
+    for (part_header, range) in layout.parts {
+        pieces.push(Piece::Literal(Bytes::from(part_header)));
+        pieces.push(Piece::Range {
+            start: range.start,
+            end: range.end,
+        });
+    }
+    pieces.push(Piece::Literal(Bytes::from(layout.trailer)));
+    response.body(SizedStream::new(
+        layout.content_length,
+        select(body, pieces),
+    ))
+}
