@@ -108,7 +108,7 @@ fn main() -> ExitCode {
             match serve(*args) {
                 Ok(code) => code,
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {e}");
                     ExitCode::FAILURE
                 }
             }
@@ -195,8 +195,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             _ = terminate.recv() => tracing::info!("SIGTERM: draining in-flight requests"),
             _ = interrupt.recv() => tracing::info!("SIGINT: draining in-flight requests"),
         }
-        server::stop(&handles, true).await;
-        run.await?;
+        // The servers' futures drive their own shutdown: keep polling them while
+        // the stop command is delivered.
+        let (_, result) = tokio::join!(server::stop(&handles, true), &mut run);
+        result?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

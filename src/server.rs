@@ -56,7 +56,7 @@ pub enum StartError {
     #[error("site `{site}`: {source}")]
     Origin { site: String, source: BuildError },
     #[cfg(feature = "embedded")]
-    #[error("embedded S3 store: {0}")]
+    #[error(transparent)]
     Embedded(#[from] crate::origin::embedded::EmbeddedError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {

@@ -89,12 +89,12 @@ mod tests {
     use super::*;
 
     fn router() -> HostRouter {
-        let a = vec![
+        let a = [
             HostPattern::Exact("example.com".into()),
             HostPattern::Wildcard(".example.com".into()),
         ];
-        let b = vec![HostPattern::Wildcard(".preview.example.com".into())];
-        let c = vec![HostPattern::Exact("other.org".into())];
+        let b = [HostPattern::Wildcard(".preview.example.com".into())];
+        let c = [HostPattern::Exact("other.org".into())];
         HostRouter::new([(&a[..], false), (&b[..], false), (&c[..], true)])
     }
 
@@ -146,7 +146,7 @@ mod tests {
 
     #[test]
     fn without_a_default_site_unknown_hosts_match_nothing() {
-        let a = vec![HostPattern::Exact("example.com".into())];
+        let a = [HostPattern::Exact("example.com".into())];
         let r = HostRouter::new([(&a[..], false)]);
         assert_eq!(r.route(Some("nope.com")), None);
         assert_eq!(r.route(None), None);

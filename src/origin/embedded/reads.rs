@@ -1,0 +1,283 @@
+//! GetObject, HeadObject and the listings: s3s-fs plus what it lacks.
+//!
+//! GET and HEAD run in this order:
+//! 1. the key must name a regular file (`NoSuchBucket` / `NoSuchKey` otherwise; s3s-fs
+//!    would open a directory, or answer `NoSuchKey` for a missing bucket);
+//! 2. preconditions (`preconditions.rs`) may answer 304 or 412;
+//! 3. the Range is resolved against the length (s3s-fs seeks before the start for a
+//!    suffix longer than the object);
+//! 4. s3s-fs answers; `Accept-Ranges` and the default Content-Type are added.
+
+use std::fs::Metadata;
+use std::io;
+use std::time::SystemTime;
+
+use hyper::header::{HeaderMap, HeaderValue, CACHE_CONTROL, ETAG, EXPIRES, LAST_MODIFIED};
+use hyper::http::Extensions;
+use hyper::{Method, StatusCode};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use s3s::dto::*;
+use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
+
+use super::preconditions::{Outcome, Preconditions};
+use super::sidecar::{md5_hex, storable_key};
+use super::store::{internal, Store};
+
+/// Content-Type S3 reports for an object stored without one.
+const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
+
+/// Characters kept as they are by `encoding-type=url` (RFC 3986 unreserved, and `/`).
+const URL_ENCODING_KEEP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+/// The conditions of a request: parsed by the lenient route (`lenient.rs`) when s3s could
+/// not parse the raw headers, else read from them.
+fn preconditions_of<T>(req: &S3Request<T>) -> Preconditions {
+    req.extensions
+        .get::<Preconditions>()
+        .cloned()
+        .unwrap_or_else(|| Preconditions::from_headers(&req.headers))
+}
+
+/// A HeadObject request to s3s-fs for the same object, carrying the caller's identity.
+fn head_request<T>(req: &S3Request<T>, bucket: &str, key: &str) -> S3Request<HeadObjectInput> {
+    S3Request {
+        input: HeadObjectInput {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            ..Default::default()
+        },
+        method: Method::HEAD,
+        uri: req.uri.clone(),
+        headers: HeaderMap::new(),
+        extensions: Extensions::new(),
+        credentials: req.credentials.clone(),
+        region: req.region.clone(),
+        service: req.service.clone(),
+        trailing_headers: None,
+    }
+}
+
+/// Turns the outcome of the preconditions into the S3 answer: `NotModified` (304, no
+/// body, with the validators and caching headers a 200 would carry, RFC 9110 §15.4.5)
+/// or `PreconditionFailed` (412).
+fn enforce(
+    preconditions: &Preconditions,
+    head: &HeadObjectOutput,
+    last_modified: SystemTime,
+) -> S3Result<()> {
+    let etag = head.e_tag.as_ref().map_or("", ETag::value);
+    match preconditions.evaluate(etag, last_modified) {
+        Outcome::Proceed => Ok(()),
+        Outcome::PreconditionFailed => Err(s3_error!(
+            PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold"
+        )),
+        Outcome::NotModified => {
+            let mut headers = HeaderMap::new();
+            if let Some(Ok(v)) = head.e_tag.as_ref().map(ETag::to_http_header) {
+                headers.insert(ETAG, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(last_modified)) {
+                headers.insert(LAST_MODIFIED, v);
+            }
+            if let Some(Ok(v)) = head.cache_control.as_deref().map(HeaderValue::from_str) {
+                headers.insert(CACHE_CONTROL, v);
+            }
+            if let Some(Ok(v)) = head.expires.as_ref().map(http_date_value) {
+                headers.insert(EXPIRES, v);
+            }
+            let mut err = S3Error::new(S3ErrorCode::NotModified);
+            err.set_headers(headers);
+            Err(err)
+        }
+    }
+}
+
+fn http_date_value(t: &Timestamp) -> Result<HeaderValue, io::Error> {
+    let mut buf = Vec::new();
+    t.format(TimestampFormat::HttpDate, &mut buf)
+        .map_err(io::Error::other)?;
+    HeaderValue::from_bytes(&buf).map_err(io::Error::other)
+}
+
+fn modified(meta: &Metadata) -> S3Result<SystemTime> {
+    meta.modified()
+        .map_err(|e| internal("cannot read a modification time", e))
+}
+
+fn url_encode(s: &mut String) {
+    *s = utf8_percent_encode(s, URL_ENCODING_KEEP).to_string();
+}
+
+fn url_encode_opt(s: Option<&mut String>) {
+    if let Some(s) = s {
+        url_encode(s);
+    }
+}
+
+impl Store {
+    /// The metadata of the regular file that holds `bucket/key`.
+    async fn object_file(&self, bucket: &str, key: &str) -> S3Result<Metadata> {
+        let path = self.files.bucket_dir(bucket).join(key);
+        let found = if storable_key(key) {
+            tokio::fs::metadata(&path).await
+        } else {
+            Err(io::ErrorKind::NotFound.into())
+        };
+        match found {
+            Ok(meta) if meta.is_file() => Ok(meta),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                Err(internal("cannot read an object", e))
+            }
+            _ => {
+                self.require_bucket(bucket).await?;
+                Err(s3_error!(NoSuchKey, "The specified key does not exist."))
+            }
+        }
+    }
+
+    pub(super) async fn get_object_checked(
+        &self,
+        mut req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let file = self.object_file(&bucket, &key).await?;
+        let preconditions = preconditions_of(&req);
+        if !preconditions.is_empty() {
+            let head = self
+                .fs
+                .head_object(head_request(&req, &bucket, &key))
+                .await?;
+            enforce(&preconditions, &head.output, modified(&file)?)?;
+        }
+        if let Some(range) = req.input.range.take() {
+            let satisfiable = range.check(file.len())?;
+            req.input.range = Some(Range::Int {
+                first: satisfiable.start,
+                last: Some(satisfiable.end - 1),
+            });
+        }
+        let mut resp = self.fs.get_object(req).await?;
+        let out = &mut resp.output;
+        out.accept_ranges = Some("bytes".to_owned());
+        out.content_type
+            .get_or_insert_with(|| DEFAULT_CONTENT_TYPE.to_owned());
+        Ok(resp)
+    }
+
+    pub(super) async fn head_object_checked(
+        &self,
+        mut req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let file = self.object_file(&bucket, &key).await?;
+        let preconditions = preconditions_of(&req);
+        let range = req.input.range.take();
+        let mut resp = self.fs.head_object(req).await?;
+        enforce(&preconditions, &resp.output, modified(&file)?)?;
+        let out = &mut resp.output;
+        if let Some(range) = range {
+            let satisfiable = range.check(file.len())?;
+            let length = satisfiable.end - satisfiable.start;
+            out.content_length = Some(i64::try_from(length).map_err(S3Error::internal_error)?);
+            out.content_range = Some(format!(
+                "bytes {}-{}/{}",
+                satisfiable.start,
+                satisfiable.end - 1,
+                file.len()
+            ));
+            resp.status = Some(StatusCode::PARTIAL_CONTENT);
+        }
+        out.accept_ranges = Some("bytes".to_owned());
+        out.content_type
+            .get_or_insert_with(|| DEFAULT_CONTENT_TYPE.to_owned());
+        Ok(resp)
+    }
+
+    pub(super) async fn list_objects_v2_complete(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let bucket = req.input.bucket.clone();
+        let mut resp = self.fs.list_objects_v2(req).await?;
+        let out = &mut resp.output;
+        self.complete_entries(&bucket, out.contents.as_deref_mut())
+            .await?;
+        if out
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == EncodingType::URL)
+        {
+            out.contents
+                .iter_mut()
+                .flatten()
+                .for_each(|o| url_encode_opt(o.key.as_mut()));
+            out.common_prefixes
+                .iter_mut()
+                .flatten()
+                .for_each(|p| url_encode_opt(p.prefix.as_mut()));
+            url_encode_opt(out.prefix.as_mut());
+            url_encode_opt(out.delimiter.as_mut());
+            url_encode_opt(out.start_after.as_mut());
+        }
+        Ok(resp)
+    }
+
+    pub(super) async fn list_objects_v1(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let bucket = req.input.bucket.clone();
+        let marker = req.input.marker.clone();
+        let mut resp = self.fs.list_objects(req).await?;
+        let out = &mut resp.output;
+        out.marker = marker;
+        self.complete_entries(&bucket, out.contents.as_deref_mut())
+            .await?;
+        if out
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == EncodingType::URL)
+        {
+            out.contents
+                .iter_mut()
+                .flatten()
+                .for_each(|o| url_encode_opt(o.key.as_mut()));
+            out.common_prefixes
+                .iter_mut()
+                .flatten()
+                .for_each(|p| url_encode_opt(p.prefix.as_mut()));
+            url_encode_opt(out.prefix.as_mut());
+            url_encode_opt(out.delimiter.as_mut());
+            url_encode_opt(out.marker.as_mut());
+            url_encode_opt(out.next_marker.as_mut());
+        }
+        Ok(resp)
+    }
+
+    /// Adds what S3 lists and s3s-fs leaves out: each object's ETag and storage class.
+    async fn complete_entries(&self, bucket: &str, objects: Option<&mut [Object]>) -> S3Result<()> {
+        for object in objects.into_iter().flatten() {
+            let Some(key) = object.key.as_deref() else {
+                continue;
+            };
+            let etag = match self.files.stored_etag(bucket, key).await {
+                Ok(Some(etag)) => etag,
+                Ok(None) => md5_hex(&self.files.bucket_dir(bucket).join(key))
+                    .await
+                    .map_err(|e| internal("cannot hash an object", e))?,
+                Err(e) => return Err(internal("cannot read an object's ETag", e)),
+            };
+            object.e_tag = Some(ETag::Strong(etag));
+            object.storage_class = Some(ObjectStorageClass::from_static(
+                ObjectStorageClass::STANDARD,
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,246 @@
+//! Files the store keeps next to the buckets, never inside them.
+//!
+//! - s3s-fs 0.14.1 (pinned with `=`) keeps each object's attributes in
+//!   `<root>/.bucket-{b64(bucket)}.object-{b64(key)}.metadata.json` and its ETag and
+//!   checksums in `…​.internal.json` (base64url without padding; see s3s-fs `fs.rs`).
+//!   The store reads and tidies them where s3s-fs leaves them stale.
+//! - The store's own per-bucket configurations live in `<root>/.s3edge-{kind}.{bucket}.json`.
+//!   Bucket names cannot start with a dot, so none of these files is ever a bucket, and
+//!   s3s-fs lists only directories as buckets.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use md5::{Digest, Md5};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
+
+/// A per-bucket configuration the store keeps itself (s3s-fs has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BucketConfigKind {
+    /// `PutBucketWebsite` / `GetBucketWebsite` / `DeleteBucketWebsite`.
+    Website,
+    /// `PutBucketCors` / `GetBucketCors` / `DeleteBucketCors`.
+    Cors,
+}
+
+impl BucketConfigKind {
+    /// Every kind, to remove them all with their bucket.
+    pub(crate) const ALL: [Self; 2] = [Self::Website, Self::Cors];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Website => "website",
+            Self::Cors => "cors",
+        }
+    }
+}
+
+/// Paths and small file operations under the store's root directory.
+#[derive(Debug)]
+pub(crate) struct Sidecars {
+    root: PathBuf,
+    tmp_counter: AtomicU64,
+}
+
+fn b64url(s: &str) -> String {
+    aws_smithy_types::base64::encode(s)
+        .chars()
+        .filter(|&c| c != '=')
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect()
+}
+
+impl Sidecars {
+    pub(crate) fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            tmp_counter: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn bucket_dir(&self, bucket: &str) -> PathBuf {
+        self.root.join(bucket)
+    }
+
+    fn config_path(&self, kind: BucketConfigKind, bucket: &str) -> PathBuf {
+        self.root
+            .join(format!(".s3edge-{}.{bucket}.json", kind.as_str()))
+    }
+
+    fn object_sidecar(&self, bucket: &str, key: &str, suffix: &str) -> PathBuf {
+        let name = format!(
+            ".bucket-{}.object-{}.{suffix}.json",
+            b64url(bucket),
+            b64url(key)
+        );
+        self.root.join(name)
+    }
+
+    /// s3s-fs's attributes file (Content-Type, Cache-Control, user metadata, …).
+    pub(crate) fn metadata_path(&self, bucket: &str, key: &str) -> PathBuf {
+        self.object_sidecar(bucket, key, "metadata")
+    }
+
+    /// s3s-fs's internal file (ETag, checksums).
+    pub(crate) fn internal_path(&self, bucket: &str, key: &str) -> PathBuf {
+        self.object_sidecar(bucket, key, "internal")
+    }
+
+    /// Removes both sidecars of a deleted object.
+    pub(crate) async fn remove_object_sidecars(&self, bucket: &str, key: &str) -> io::Result<()> {
+        remove_if_exists(&self.metadata_path(bucket, key)).await?;
+        remove_if_exists(&self.internal_path(bucket, key)).await
+    }
+
+    /// The ETag s3s-fs stored for the object, if any.
+    pub(crate) async fn stored_etag(&self, bucket: &str, key: &str) -> io::Result<Option<String>> {
+        let info: Option<serde_json::Map<String, serde_json::Value>> =
+            read_json(&self.internal_path(bucket, key)).await?;
+        Ok(info.and_then(|map| map.get("e_tag").and_then(|v| v.as_str()).map(str::to_owned)))
+    }
+
+    /// Replaces the internal file with one holding only `etag` (drops stale checksums).
+    pub(crate) async fn reset_internal(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+    ) -> io::Result<()> {
+        let mut map = serde_json::Map::new();
+        map.insert(
+            "e_tag".to_owned(),
+            serde_json::Value::String(etag.to_owned()),
+        );
+        self.write_json(&self.internal_path(bucket, key), &map)
+            .await
+    }
+
+    pub(crate) async fn load_config<T: DeserializeOwned>(
+        &self,
+        kind: BucketConfigKind,
+        bucket: &str,
+    ) -> io::Result<Option<T>> {
+        read_json(&self.config_path(kind, bucket)).await
+    }
+
+    pub(crate) async fn save_config<T: Serialize>(
+        &self,
+        kind: BucketConfigKind,
+        bucket: &str,
+        value: &T,
+    ) -> io::Result<()> {
+        self.write_json(&self.config_path(kind, bucket), value)
+            .await
+    }
+
+    pub(crate) async fn delete_config(
+        &self,
+        kind: BucketConfigKind,
+        bucket: &str,
+    ) -> io::Result<()> {
+        remove_if_exists(&self.config_path(kind, bucket)).await
+    }
+
+    /// Writes JSON to a temporary file beside `path`, then renames it over `path`.
+    async fn write_json<T: Serialize>(&self, path: &Path, value: &T) -> io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .root
+            .join(format!(".s3edge-tmp.{}.{n}", std::process::id()));
+        tokio::fs::write(&tmp, bytes).await?;
+        if let Err(e) = tokio::fs::rename(&tmp, path).await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+async fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
+    match tokio::fs::read(path).await {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(io::Error::other),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+async fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match tokio::fs::remove_file(path).await {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a key maps to a file inside its bucket's directory. Keys with a leading `/`, a
+/// `.` or `..` segment, or a NUL byte would resolve elsewhere (another bucket, the
+/// store's own files, or outside the root), so the store neither reads nor writes them.
+pub(crate) fn storable_key(key: &str) -> bool {
+    !key.starts_with('/') && !key.contains('\0') && key.split('/').all(|s| s != "." && s != "..")
+}
+
+/// MD5 hex of a file: the ETag of a single-part object whose internal file is missing.
+pub(crate) async fn md5_hex(path: &Path) -> io::Result<String> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut hasher = Md5::new();
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{b64url, storable_key};
+
+    #[test]
+    fn keys_that_would_leave_their_bucket_directory_are_not_storable() {
+        for key in [
+            "index.html",
+            "a/b/c.css",
+            "a//b",
+            "..a/b..",
+            ".well-known/x",
+            "a b+c",
+        ] {
+            assert!(storable_key(key), "{key}");
+        }
+        for key in [
+            "../other/x",
+            "a/../b",
+            "./a",
+            "a/.",
+            "/etc/passwd",
+            "a/..",
+            "nul\0byte",
+        ] {
+            assert!(!storable_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn object_sidecar_names_use_unpadded_base64url_like_s3s_fs() {
+        assert_eq!(b64url("demo"), "ZGVtbw");
+        assert_eq!(b64url("a?>b"), "YT8-Yg");
+        assert_eq!(b64url("??~"), "Pz9-");
+        assert_eq!(b64url("???"), "Pz8_");
+    }
+}

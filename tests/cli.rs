@@ -1,0 +1,324 @@
+//! The `s3edge` binary as a user runs it: `check`, `serve` start-up lines,
+//! refusing broken site files, and SIGTERM draining in-flight requests.
+#![cfg(feature = "embedded")]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn s3edge() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_s3edge"))
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+#[test]
+fn check_accepts_valid_sites_and_the_shipped_demo() {
+    let output = s3edge()
+        .args(["check", "--sites", "sites"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("1 site file(s) valid"));
+}
+
+#[test]
+fn check_prints_every_problem_with_file_and_key_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let sites = dir.path().join("sites");
+    write(
+        &sites,
+        "a.toml",
+        "hosts = [\"a.example.com\"]\n[origin]\nbucket = \"site-a\"\ntimeout = \"ten\"\n",
+    );
+    write(&sites, "b.toml", "hosts = [\"a.example.com\"]\n[origin]\nbucket = \"site-b\"\n[compression]\nmax_size = \"huge\"\n");
+    write(
+        &sites,
+        "c.toml",
+        "hosts = [\"c.example.com\"]\n[origin]\nbukket = \"x\"\n",
+    );
+    write(
+        &sites,
+        "d.toml",
+        "hosts = [\"d.example.com\"]\n[origin]\nregion = \"eu-west-1\"\n",
+    );
+    let output = s3edge()
+        .args(["check", "--sites"])
+        .arg(&sites)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let a = sites.join("a.toml").display().to_string();
+    let b = sites.join("b.toml").display().to_string();
+    let c = sites.join("c.toml").display().to_string();
+    let d = sites.join("d.toml").display().to_string();
+    for want in [
+        format!("{a}: origin.timeout: `ten` is not a duration"),
+        format!("{b}: compression.max_size: `huge` is not a size"),
+        format!("{c}: origin.bukket: unknown key"),
+        format!("{d}: origin.bucket: missing; set the bucket's name"),
+    ] {
+        assert!(text.contains(&want), "wanted `{want}` in:\n{text}");
+    }
+    // The duplicate host is only detectable across files once both are valid.
+    write(
+        &sites,
+        "a.toml",
+        "hosts = [\"a.example.com\"]\n[origin]\nbucket = \"site-a\"\n",
+    );
+    write(
+        &sites,
+        "b.toml",
+        "hosts = [\"a.example.com\"]\n[origin]\nbucket = \"site-b\"\n",
+    );
+    std::fs::remove_file(sites.join("c.toml")).unwrap();
+    std::fs::remove_file(sites.join("d.toml")).unwrap();
+    let output = s3edge()
+        .args(["check", "--sites"])
+        .arg(&sites)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains(&format!(
+            "{b}: hosts: host `a.example.com` is already claimed by site `a`"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_on_an_invalid_site_with_the_same_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let sites = dir.path().join("sites");
+    write(
+        &sites,
+        "x.toml",
+        "hosts = [\"x.example.com\"]\nnonsense = 1\n[origin]\nbucket = \"site-x\"\n",
+    );
+    let output = s3edge()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--sites",
+        ])
+        .arg(&sites)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}: nonsense: unknown key",
+            sites.join("x.toml").display()
+        )),
+        "{stderr}"
+    );
+}
+
+/// A running `s3edge serve` and the addresses it printed.
+struct Served {
+    child: Child,
+    http: String,
+    admin: String,
+    embedded: String,
+}
+
+fn serve(dir: &Path) -> Served {
+    let mut child = s3edge()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--embedded-s3-listen",
+            "127.0.0.1:0",
+            "--access-log",
+            "off",
+            "--sites",
+        ])
+        .arg(dir.join("sites"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut http, mut admin, mut embedded) = (None, None, None);
+    while http.is_none() || admin.is_none() || embedded.is_none() {
+        let line = lines.next().expect("startup line").unwrap();
+        if let Some(rest) = line.strip_prefix("listening on ") {
+            http = Some(rest.to_string());
+        } else if let Some(rest) = line.strip_prefix("admin listening on ") {
+            admin = Some(rest.to_string());
+        } else if let Some(rest) = line.strip_prefix("embedded S3 store: ") {
+            embedded = rest.split(' ').next().map(str::to_string);
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Served {
+        child,
+        http: http.unwrap(),
+        admin: admin.unwrap(),
+        embedded: embedded.unwrap(),
+    }
+}
+
+fn site_dir(object: Option<(&str, &[u8])>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("sites"),
+        "demo.toml",
+        "hosts = [\"localhost\"]\ndefault = true\n[origin]\nbucket = \"demo\"\nendpoint = \"embedded\"\n",
+    );
+    let bucket = dir.path().join("sites").join("buckets").join("demo");
+    std::fs::create_dir_all(&bucket).unwrap();
+    if let Some((key, data)) = object {
+        std::fs::write(bucket.join(key), data).unwrap();
+    }
+    dir
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(started.elapsed() < limit, "still running after {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn serve_prints_its_listeners_and_sites_and_exits_0_on_sigterm() {
+    let dir = site_dir(Some(("index.html", b"hello")));
+    let mut served = serve(dir.path());
+    let body = reqwest::blocking::get(format!("{}/index.html", served.http))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(body, "hello");
+    let health = reqwest::blocking::get(format!("{}/healthz", served.admin)).unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(served.embedded.starts_with("http://127.0.0.1:"));
+    sigterm(&served.child);
+    assert_eq!(
+        wait_exit(&mut served.child, Duration::from_secs(10)),
+        Some(0)
+    );
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_download_finish_before_exiting_0() {
+    let data = common::random_bytes(48 * 1024 * 1024, 3);
+    let dir = site_dir(Some(("big.bin", &data)));
+    let mut served = serve(dir.path());
+    let mut response = reqwest::blocking::get(format!("{}/big.bin", served.http)).unwrap();
+    assert_eq!(response.status(), 200);
+    let mut first = vec![0u8; 1024 * 1024];
+    response.read_exact(&mut first).unwrap();
+    sigterm(&served.child);
+    // Read the rest slowly enough that the signal lands mid-transfer.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut rest = Vec::new();
+    response.read_to_end(&mut rest).unwrap();
+    first.extend_from_slice(&rest);
+    assert_eq!(common::sha256(&first), common::sha256(&data));
+    assert_eq!(
+        wait_exit(&mut served.child, Duration::from_secs(30)),
+        Some(0)
+    );
+    // New connections are refused once the node has stopped.
+    assert!(reqwest::blocking::get(format!("{}/big.bin", served.http)).is_err());
+}
+
+/// Resident set size and its peak, in KiB, of a process.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Serving a 1 GiB object grows the process's memory by at most 64 MiB: bodies
+/// stream, they are never buffered whole. (S3EDGE_TEST_BIG_MIB changes the size.)
+#[test]
+fn serving_a_1_gib_object_does_not_grow_rss_by_more_than_64_mib() {
+    let mib: usize = std::env::var("S3EDGE_TEST_BIG_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let dir = site_dir(None);
+    let path = dir.path().join("sites/buckets/demo/huge.bin");
+    {
+        use std::io::Write;
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        let block = common::random_bytes(1024 * 1024, 11);
+        for _ in 0..mib {
+            file.write_all(&block).unwrap();
+        }
+    }
+    let mut served = serve(dir.path());
+    // Warm up the clients and pools with a small request, then take the baseline.
+    let _ = reqwest::blocking::get(format!("{}/nothing", served.http))
+        .unwrap()
+        .bytes();
+    let (baseline, _) = rss_kib(served.child.id());
+    let mut response = reqwest::blocking::get(format!("{}/huge.bin", served.http)).unwrap();
+    assert_eq!(response.status(), 200);
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = response.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    assert_eq!(total, mib << 20);
+    let (_, peak) = rss_kib(served.child.id());
+    let growth_mib = peak.saturating_sub(baseline) / 1024;
+    println!(
+        "RSS baseline {} MiB, peak {} MiB, growth {growth_mib} MiB for {mib} MiB served",
+        baseline / 1024,
+        peak / 1024
+    );
+    assert!(growth_mib <= 64, "RSS grew by {growth_mib} MiB");
+    sigterm(&served.child);
+    assert_eq!(
+        wait_exit(&mut served.child, Duration::from_secs(10)),
+        Some(0)
+    );
+}

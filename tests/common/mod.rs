@@ -1,0 +1,234 @@
+//! Shared harness for the edge's integration tests: a node on ephemeral ports with
+//! its own embedded S3 store in a temporary directory, an aws-sdk-s3 client to
+//! publish objects into it, and a real HTTP client.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::primitives::ByteStream;
+use s3edge::access_log::{AccessLog, AccessLogTarget, LogFormat};
+use s3edge::origin::embedded::{DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY};
+use s3edge::server::{NodeOptions, NodeThread, StartError};
+use tempfile::TempDir;
+
+/// An S3 client for an endpoint, with the given keys.
+pub fn s3_client(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(Credentials::new(access_key, secret_key, None, None, "test"))
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Options for a test node: everything on ephemeral loopback ports.
+pub fn options(dir: &Path) -> NodeOptions {
+    NodeOptions {
+        sites_dir: dir.join("sites"),
+        listen: vec![loopback()],
+        admin_listen: loopback(),
+        workers: 2,
+        access_log: AccessLog::off(),
+        trusted_proxies: Vec::new(),
+        embedded_dir: Some(dir.join("buckets")),
+        embedded_listen: loopback(),
+        embedded_access_key: DEFAULT_ACCESS_KEY.into(),
+        embedded_secret_key: DEFAULT_SECRET_KEY.into(),
+        admin_token: None,
+        shutdown_timeout: Duration::from_secs(5),
+    }
+}
+
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A running edge node with its embedded store.
+pub struct Edge {
+    pub node: NodeThread,
+    pub dir: TempDir,
+    pub s3: aws_sdk_s3::Client,
+    pub http: reqwest::Client,
+}
+
+/// Builds an [`Edge`]: site files first, then options, then start.
+pub struct EdgeBuilder {
+    dir: TempDir,
+    options: NodeOptions,
+}
+
+impl EdgeBuilder {
+    pub fn new() -> EdgeBuilder {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("sites")).expect("sites dir");
+        std::fs::create_dir_all(dir.path().join("buckets")).expect("buckets dir");
+        let options = options(dir.path());
+        EdgeBuilder { dir, options }
+    }
+
+    /// Adds `sites/NAME.toml`.
+    pub fn site(self, name: &str, toml: &str) -> EdgeBuilder {
+        std::fs::write(
+            self.dir.path().join("sites").join(format!("{name}.toml")),
+            toml,
+        )
+        .expect("write site");
+        self
+    }
+
+    /// Creates a bucket folder before the store starts.
+    pub fn bucket(self, name: &str) -> EdgeBuilder {
+        std::fs::create_dir_all(self.dir.path().join("buckets").join(name)).expect("bucket");
+        self
+    }
+
+    pub fn access_log(mut self, path: &Path, format: LogFormat) -> EdgeBuilder {
+        self.options.access_log =
+            AccessLog::open(&AccessLogTarget::File(path.to_path_buf()), format).expect("log");
+        self
+    }
+
+    pub fn with(mut self, change: impl FnOnce(&mut NodeOptions)) -> EdgeBuilder {
+        change(&mut self.options);
+        self
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    pub fn try_start(self) -> Result<Edge, StartError> {
+        let node = NodeThread::spawn(self.options)?;
+        let endpoint = format!("http://{}", node.embedded_addr.expect("embedded store"));
+        Ok(Edge {
+            node,
+            dir: self.dir,
+            s3: s3_client(&endpoint, DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY),
+            http: http_client(),
+        })
+    }
+
+    pub fn start(self) -> Edge {
+        self.try_start().expect("node starts")
+    }
+}
+
+/// A client that neither follows redirects nor decompresses, so tests see the
+/// edge's answers as they are.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_gzip()
+        .no_brotli()
+        .no_deflate()
+        .build()
+        .expect("client")
+}
+
+/// A site file for the embedded store's `bucket`, answering `host`.
+pub fn site_toml(host: &str, bucket: &str, extra: &str) -> String {
+    format!(
+        "hosts = [\"{host}\"]\n[origin]\nbucket = \"{bucket}\"\nendpoint = \"embedded\"\n{extra}"
+    )
+}
+
+impl Edge {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.node.url())
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.node.admin_addr)
+    }
+
+    /// GET `path` with `Host: host`.
+    pub async fn get(&self, host: &str, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::GET, host, path, &[]).await
+    }
+
+    /// A request with extra headers.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .header("host", host);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("request")
+    }
+
+    pub async fn create_bucket(&self, bucket: &str) {
+        self.s3
+            .create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("create bucket");
+    }
+
+    /// Puts an object; `content_type` None leaves S3's default.
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: impl Into<Vec<u8>>,
+        content_type: Option<&str>,
+    ) {
+        self.put_with(bucket, key, body, |b| match content_type {
+            Some(t) => b.content_type(t),
+            None => b,
+        })
+        .await;
+    }
+
+    /// Puts an object, letting the caller set more of its metadata.
+    pub async fn put_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: impl Into<Vec<u8>>,
+        change: impl FnOnce(
+            aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
+        )
+            -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
+    ) {
+        let request = self
+            .s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from(body.into()));
+        change(request).send().await.expect("put object");
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so big bodies are not all zeros.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(data))
+}

@@ -1,0 +1,121 @@
+//! Conditional GET and HEAD: 304 and 412 as AWS S3 answers them.
+
+use super::harness::*;
+
+#[tokio::test]
+async fn if_none_match_with_the_current_etag_answers_304() {
+    let h = harness().await;
+    let etag = h.put("c.txt", b"cached").await;
+    let err =
+        h.s3.get_object()
+            .bucket(BUCKET)
+            .key("c.txt")
+            .if_none_match(&etag)
+            .send()
+            .await
+            .expect_err("304");
+    let raw = err.raw_response().expect("raw response");
+    assert_eq!(raw.status().as_u16(), 304);
+    assert_eq!(raw.headers().get("etag"), Some(etag.as_str()));
+    assert!(raw.headers().get("last-modified").is_some());
+    assert_eq!(
+        h.get_status("c.txt", |g| g.if_none_match("\"other\""))
+            .await,
+        200
+    );
+    assert_eq!(h.get_status("c.txt", |g| g.if_none_match("*")).await, 304);
+    let head =
+        h.s3.head_object()
+            .bucket(BUCKET)
+            .key("c.txt")
+            .if_none_match(&etag)
+            .send()
+            .await
+            .expect_err("304");
+    assert_eq!(status(&head), 304);
+}
+
+#[tokio::test]
+async fn if_none_match_with_a_list_holding_the_current_etag_answers_304() {
+    let h = harness().await;
+    let etag = h.put("c.txt", b"cached").await;
+    let list = format!("\"stale\", W/{etag}");
+    assert_eq!(h.get_status("c.txt", |g| g.if_none_match(list)).await, 304);
+    assert_eq!(
+        h.get_status("c.txt", |g| g.if_none_match("\"a\", \"b\""))
+            .await,
+        200
+    );
+    assert_eq!(
+        h.get_status("c.txt", |g| g.if_match(format!("\"a\", {etag}")))
+            .await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn if_modified_since_in_the_future_answers_304_and_in_the_past_200() {
+    let h = harness().await;
+    h.put("m.txt", b"dated").await;
+    let future = DateTime::from(SystemTime::now() + Duration::from_secs(3600));
+    let past = DateTime::from(SystemTime::now() - Duration::from_secs(3600));
+    assert_eq!(
+        h.get_status("m.txt", |g| g.if_modified_since(future)).await,
+        304
+    );
+    assert_eq!(
+        h.get_status("m.txt", |g| g.if_modified_since(past)).await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn if_match_with_another_etag_answers_412() {
+    let h = harness().await;
+    let etag = h.put("p.txt", b"precondition").await;
+    let err =
+        h.s3.get_object()
+            .bucket(BUCKET)
+            .key("p.txt")
+            .if_match("\"nope\"")
+            .send()
+            .await
+            .expect_err("412");
+    assert_eq!(
+        (status(&err), err.code()),
+        (412, Some("PreconditionFailed"))
+    );
+    assert_eq!(h.get_status("p.txt", |g| g.if_match(&etag)).await, 200);
+    let head =
+        h.s3.head_object()
+            .bucket(BUCKET)
+            .key("p.txt")
+            .if_match("\"nope\"")
+            .send()
+            .await
+            .expect_err("412");
+    assert_eq!(status(&head), 412);
+}
+
+#[tokio::test]
+async fn if_unmodified_since_in_the_past_answers_412() {
+    let h = harness().await;
+    let etag = h.put("u.txt", b"unmodified").await;
+    let past = DateTime::from(SystemTime::now() - Duration::from_secs(3600));
+    let future = DateTime::from(SystemTime::now() + Duration::from_secs(3600));
+    assert_eq!(
+        h.get_status("u.txt", |g| g.if_unmodified_since(past)).await,
+        412
+    );
+    assert_eq!(
+        h.get_status("u.txt", |g| g.if_unmodified_since(future))
+            .await,
+        200
+    );
+    // If-Match true wins over If-Unmodified-Since false (AWS and RFC 9110 §13.2.2).
+    assert_eq!(
+        h.get_status("u.txt", |g| g.if_match(&etag).if_unmodified_since(past))
+            .await,
+        200
+    );
+}

@@ -1,0 +1,494 @@
+//! The edge end to end: a node on real sockets, its embedded S3 store reached by
+//! the real aws-sdk-s3 client with real SigV4, and a real HTTP client.
+#![cfg(feature = "embedded")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{random_bytes, sha256, site_toml, EdgeBuilder};
+use reqwest::Method;
+use s3edge::access_log::LogFormat;
+use s3edge::origin::embedded::{
+    EmbeddedConfig, EmbeddedS3, DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY,
+};
+
+#[tokio::test]
+async fn hosts_route_to_exact_then_longest_wildcard_then_default_sites() {
+    let edge = EdgeBuilder::new()
+        .site("exact", &site_toml("www.example.com", "exact", ""))
+        .site("wild", "hosts = [\"*.example.com\"]\n[origin]\nbucket = \"wild\"\nendpoint = \"embedded\"\n")
+        .site("deeper", "hosts = [\"*.preview.example.com\"]\n[origin]\nbucket = \"deeper\"\nendpoint = \"embedded\"\n")
+        .site("fallback", "default = true\n[origin]\nbucket = \"fallback\"\nendpoint = \"embedded\"\n")
+        .start();
+    for bucket in ["exact", "wild", "deeper", "fallback"] {
+        edge.create_bucket(bucket).await;
+        edge.put(bucket, "who.txt", bucket, Some("text/plain"))
+            .await;
+    }
+    let cases = [
+        ("an exact host", "www.example.com", "exact"),
+        (
+            "an exact host with a port, in capitals, with a trailing dot",
+            "WWW.Example.com.:8080",
+            "exact",
+        ),
+        ("a wildcard host", "shop.example.com", "wild"),
+        ("the longest wildcard", "pr-7.preview.example.com", "deeper"),
+        (
+            "an unknown host goes to the default site",
+            "unknown.org",
+            "fallback",
+        ),
+        (
+            "a bare suffix is not a wildcard match",
+            "example.com",
+            "fallback",
+        ),
+    ];
+    for (name, host, want) in cases {
+        let response = edge.get(host, "/who.txt").await;
+        assert_eq!(response.status(), 200, "{name}");
+        assert_eq!(response.text().await.unwrap(), want, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_host_without_a_default_site_is_a_404() {
+    let edge = EdgeBuilder::new()
+        .site("only", &site_toml("only.example.com", "only", ""))
+        .start();
+    let response = edge.get("other.example.com", "/").await;
+    assert_eq!(response.status(), 404);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("No site is configured"));
+}
+
+#[tokio::test]
+async fn get_and_head_stream_the_exact_bytes_and_headers_of_a_multi_mib_object() {
+    let edge = EdgeBuilder::new()
+        .site("s", &site_toml("s.test", "site-b", ""))
+        .start();
+    edge.create_bucket("site-b").await;
+    let data = random_bytes(6 * 1024 * 1024 + 17, 7);
+    edge.put_with("site-b", "video/big.bin", data.clone(), |p| {
+        p.content_type("application/x-test")
+            .cache_control("public, max-age=600")
+            .content_language("en")
+            .metadata("secret", "do-not-leak")
+    })
+    .await;
+    let response = edge.get("s.test", "/video/big.bin").await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "application/x-test");
+    assert_eq!(headers["cache-control"], "public, max-age=600");
+    assert_eq!(headers["content-language"], "en");
+    assert_eq!(headers["content-length"], data.len().to_string());
+    assert_eq!(headers["accept-ranges"], "bytes");
+    let etag = headers["etag"].to_str().unwrap().to_string();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    assert!(headers.contains_key("last-modified"));
+    for (name, _) in headers.iter() {
+        assert!(!name.as_str().starts_with("x-amz-"), "leaked {name}");
+    }
+    let body = response.bytes().await.unwrap();
+    assert_eq!(sha256(&body), sha256(&data));
+
+    let head = edge
+        .request(Method::HEAD, "s.test", "/video/big.bin", &[])
+        .await;
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], data.len().to_string());
+    assert_eq!(head.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(head.headers()["content-type"], "application/x-test");
+    assert!(head.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn content_types_are_guessed_when_the_bucket_does_not_know() {
+    let edge = EdgeBuilder::new()
+        .site("s", &site_toml("s.test", "site-b", ""))
+        .start();
+    edge.create_bucket("site-b").await;
+    let cases = [
+        (
+            "S3's default type is replaced from the extension",
+            "a.css",
+            Some("binary/octet-stream"),
+            "text/css; charset=utf-8",
+        ),
+        (
+            "the generic binary type is replaced",
+            "b.svg",
+            Some("application/octet-stream"),
+            "image/svg+xml",
+        ),
+        (
+            "JavaScript gets a charset",
+            "c.js",
+            Some("binary/octet-stream"),
+            "text/javascript; charset=utf-8",
+        ),
+        (
+            "a stored text type gets a charset",
+            "d",
+            Some("text/plain"),
+            "text/plain; charset=utf-8",
+        ),
+        (
+            "a stored type wins over the extension",
+            "e.html",
+            Some("application/json"),
+            "application/json; charset=utf-8",
+        ),
+        (
+            "an unknown extension keeps the binary type",
+            "f.unknownext",
+            Some("binary/octet-stream"),
+            "binary/octet-stream",
+        ),
+    ];
+    for (_, key, stored, _) in cases {
+        edge.put("site-b", key, "x", stored).await;
+    }
+    for (name, key, _, want) in cases {
+        let response = edge.get("s.test", &format!("/{key}")).await;
+        assert_eq!(response.headers()["content-type"], want, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn missing_keys_bad_paths_and_other_methods_get_clear_statuses() {
+    let edge = EdgeBuilder::new()
+        .site("s", &site_toml("s.test", "site-b", ""))
+        .start();
+    edge.create_bucket("site-b").await;
+    edge.put("site-b", "a.txt", "a", Some("text/plain")).await;
+
+    let missing = edge.get("s.test", "/nope.html").await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "text/html; charset=utf-8"
+    );
+    let body = missing.text().await.unwrap();
+    assert!(
+        body.contains("404 Not Found") && !body.contains("<Error>"),
+        "{body}"
+    );
+
+    for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        let response = edge
+            .request(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                "s.test",
+                "/a.txt",
+                &[],
+            )
+            .await;
+        assert_eq!(response.status(), 405, "{method}");
+        assert_eq!(response.headers()["allow"], "GET, HEAD", "{method}");
+    }
+    let unknown = edge
+        .request(
+            Method::from_bytes(b"BREW").unwrap(),
+            "s.test",
+            "/a.txt",
+            &[],
+        )
+        .await;
+    assert_eq!(unknown.status(), 501);
+
+    let nul = edge.get("s.test", "/a%00.txt").await;
+    assert_eq!(nul.status(), 400);
+    let utf8 = edge.get("s.test", "/%ff.txt").await;
+    assert_eq!(utf8.status(), 400);
+    let climbing = edge.get("s.test", "/x/%2e%2e/a.txt").await;
+    assert_eq!(
+        climbing.status(),
+        200,
+        "dot-segments are removed after decoding"
+    );
+    let query = edge.get("s.test", "/a.txt?v=123").await;
+    assert_eq!(
+        query.status(),
+        200,
+        "the query string is not part of the key"
+    );
+}
+
+#[tokio::test]
+async fn the_site_prefix_is_added_to_every_key() {
+    let edge = EdgeBuilder::new()
+        .site(
+            "s",
+            &site_toml("s.test", "site-b", "prefix = \"public/\"\n"),
+        )
+        .start();
+    edge.create_bucket("site-b").await;
+    edge.put("site-b", "public/a.txt", "inside", Some("text/plain"))
+        .await;
+    edge.put("site-b", "secret.txt", "outside", Some("text/plain"))
+        .await;
+    assert_eq!(
+        edge.get("s.test", "/a.txt").await.text().await.unwrap(),
+        "inside"
+    );
+    assert_eq!(edge.get("s.test", "/secret.txt").await.status(), 404);
+    assert_eq!(edge.get("s.test", "/../secret.txt").await.status(), 404);
+    assert_eq!(edge.get("s.test", "/%2e%2e/secret.txt").await.status(), 404);
+}
+
+/// A site pointing at a separate store through its URL and static keys from env.
+fn remote_site(host: &str, endpoint: &str, key_var: &str, secret_var: &str, extra: &str) -> String {
+    format!(
+        "hosts = [\"{host}\"]\n[origin]\nbucket = \"site-b\"\nendpoint = \"{endpoint}\"\naccess_key_id_env = \"{key_var}\"\nsecret_access_key_env = \"{secret_var}\"\n{extra}"
+    )
+}
+
+#[tokio::test]
+async fn a_stopped_origin_is_a_502_and_a_wrong_secret_is_a_502_logged_with_its_s3_code() {
+    let store_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(store_dir.path().join("site-b")).unwrap();
+    std::fs::write(store_dir.path().join("site-b").join("a.txt"), "a").unwrap();
+    let store = EmbeddedS3::start(EmbeddedConfig {
+        root: store_dir.path().to_path_buf(),
+        listen: common::loopback(),
+        access_key: DEFAULT_ACCESS_KEY.into(),
+        secret_key: DEFAULT_SECRET_KEY.into(),
+    })
+    .unwrap();
+    std::env::set_var("S3EDGE_TEST_GOOD_KEY", DEFAULT_ACCESS_KEY);
+    std::env::set_var("S3EDGE_TEST_GOOD_SECRET", DEFAULT_SECRET_KEY);
+    std::env::set_var("S3EDGE_TEST_BAD_SECRET", "not-the-secret");
+    std::env::set_var("S3EDGE_TEST_BAD_KEY", "nobody");
+    let endpoint = store.endpoint();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let edge = EdgeBuilder::new()
+        .site("good", &remote_site("good.test", &endpoint, "S3EDGE_TEST_GOOD_KEY", "S3EDGE_TEST_GOOD_SECRET", ""))
+        .site("badsecret", &remote_site("badsecret.test", &endpoint, "S3EDGE_TEST_GOOD_KEY", "S3EDGE_TEST_BAD_SECRET", ""))
+        .site("badkey", &remote_site("badkey.test", &endpoint, "S3EDGE_TEST_BAD_KEY", "S3EDGE_TEST_BAD_SECRET", ""))
+        .site("nobucket", &format!("hosts = [\"nobucket.test\"]\n[origin]\nbucket = \"missing-bucket\"\nendpoint = \"{endpoint}\"\naccess_key_id_env = \"S3EDGE_TEST_GOOD_KEY\"\nsecret_access_key_env = \"S3EDGE_TEST_GOOD_SECRET\"\n"))
+        .access_log(log.path(), LogFormat::Json)
+        .start();
+    assert_eq!(edge.get("good.test", "/a.txt").await.status(), 200);
+    for host in ["badsecret.test", "badkey.test", "nobucket.test"] {
+        let response = edge.get(host, "/a.txt").await;
+        assert_eq!(response.status(), 502, "{host}");
+        let body = response.text().await.unwrap();
+        assert!(
+            !body.contains("<Error>") && !body.contains("Signature"),
+            "{host}: {body}"
+        );
+    }
+    let metrics = edge
+        .http
+        .get(edge.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for site in ["badsecret", "badkey", "nobucket"] {
+        assert!(
+            metrics.contains(&format!(
+                "s3edge_origin_requests_total{{site=\"{site}\",outcome=\"rejected\"}} 1"
+            )),
+            "{site}: {metrics}"
+        );
+    }
+    assert!(!metrics.contains("not-the-secret"));
+
+    store.shutdown();
+    let response = edge.get("good.test", "/a.txt").await;
+    assert_eq!(response.status(), 502);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("could not be reached"));
+    let metrics = edge
+        .http
+        .get(edge.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("s3edge_origin_requests_total{site=\"good\",outcome=\"unreachable\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_origin_that_never_answers_is_a_504_after_the_site_timeout() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let hold = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().take(4) {
+            held.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(10));
+    });
+    std::env::set_var("S3EDGE_TEST_T_KEY", "k");
+    std::env::set_var("S3EDGE_TEST_T_SECRET", "s");
+    let edge = EdgeBuilder::new()
+        .site(
+            "slow",
+            &remote_site(
+                "slow.test",
+                &format!("http://{addr}"),
+                "S3EDGE_TEST_T_KEY",
+                "S3EDGE_TEST_T_SECRET",
+                "timeout = \"700ms\"\n",
+            ),
+        )
+        .start();
+    let started = std::time::Instant::now();
+    let response = edge.get("slow.test", "/a.txt").await;
+    assert_eq!(response.status(), 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(hold);
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_are_on_the_admin_listener() {
+    let edge = EdgeBuilder::new()
+        .site("s", &site_toml("s.test", "site-b", ""))
+        .start();
+    edge.create_bucket("site-b").await;
+    edge.put("site-b", "a.txt", "hello", Some("text/plain"))
+        .await;
+    assert_eq!(edge.get("s.test", "/a.txt").await.status(), 200);
+    assert_eq!(edge.get("s.test", "/b.txt").await.status(), 404);
+    let health = edge
+        .http
+        .get(edge.admin_url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap().trim(), "ok");
+    let ready = edge
+        .http
+        .get(edge.admin_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    // The log line and counters are written when the body is done: poll briefly.
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = edge
+            .http
+            .get(edge.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("status=\"404\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        metrics.contains("s3edge_requests_total{site=\"s\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("s3edge_requests_total{site=\"s\",status=\"404\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("s3edge_response_bytes_total{site=\"s\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("s3edge_origin_requests_total{site=\"s\",outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("s3edge_origin_requests_total{site=\"s\",outcome=\"not_found\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("s3edge_origin_request_duration_seconds_count 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_admin_token_guards_metrics_but_not_the_probes() {
+    let edge = EdgeBuilder::new()
+        .site("s", &site_toml("s.test", "site-b", ""))
+        .with(|o| o.admin_token = Some("t0ken".into()))
+        .start();
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = edge.http.get(edge.admin_url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(get("/metrics", None).await.unwrap().status(), 401);
+    assert_eq!(get("/metrics", Some("wrong")).await.unwrap().status(), 401);
+    assert_eq!(get("/metrics", Some("t0ken")).await.unwrap().status(), 200);
+    assert_eq!(get("/healthz", None).await.unwrap().status(), 200);
+    assert_eq!(get("/readyz", None).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn every_request_gets_an_access_log_line_with_its_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let edge = EdgeBuilder::new()
+        .site("s", &site_toml("s.test", "site-b", ""))
+        .access_log(&log, LogFormat::Json)
+        .start();
+    edge.create_bucket("site-b").await;
+    edge.put("site-b", "a.txt", "hello", Some("text/plain"))
+        .await;
+    assert_eq!(
+        edge.get("s.test", "/a.txt?x=1").await.text().await.unwrap(),
+        "hello"
+    );
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if !lines.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(line["site"], "s");
+    assert_eq!(line["client"], "127.0.0.1");
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["path"], "/a.txt?x=1");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["bytes"], 5);
+    assert_eq!(line["cache"], "pass");
+    assert_eq!(line["complete"], true);
+    assert!(line["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert!(line["time"].as_str().unwrap().ends_with('Z'));
+    assert!(line["origin_request_id"].is_string(), "{line}");
+}
