@@ -172,6 +172,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .ok()
             .filter(|t| !t.is_empty()),
         shutdown_timeout: server::SHUTDOWN_TIMEOUT,
+        website_refresh: server::WEBSITE_REFRESH,
+        origin_wrapper: None,
     };
     actix_rt::System::new().block_on(async move {
         let node = match Node::start(options).await {

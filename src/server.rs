@@ -15,7 +15,7 @@ use crate::config::{self, ConfigErrors, Endpoint};
 use crate::handler::handle;
 use crate::metrics::Metrics;
 use crate::origin::s3::{BuildError, EmbeddedEndpoint};
-use crate::site::Sites;
+use crate::site::{OriginWrapper, Site, Sites};
 
 /// How long a graceful stop waits for in-flight requests.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,8 +24,11 @@ const KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// A client must send its request head within this long (slowloris guard).
 const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often a `from_bucket` website configuration is read again.
+pub const WEBSITE_REFRESH: Duration = Duration::from_secs(60);
+
 /// Everything `serve` needs, from the command line or a test.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NodeOptions {
     pub sites_dir: PathBuf,
     pub listen: Vec<SocketAddr>,
@@ -40,12 +43,10 @@ pub struct NodeOptions {
     pub embedded_secret_key: String,
     pub admin_token: Option<String>,
     pub shutdown_timeout: Duration,
-}
-
-impl std::fmt::Debug for AccessLog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AccessLog")
-    }
+    /// How often `from_bucket` website configurations are refreshed.
+    pub website_refresh: Duration,
+    /// Wraps each site's origin (tests).
+    pub origin_wrapper: Option<OriginWrapper>,
 }
 
 /// Why the node could not start.
@@ -55,6 +56,8 @@ pub enum StartError {
     Config(#[from] ConfigErrors),
     #[error("site `{site}`: {source}")]
     Origin { site: String, source: BuildError },
+    #[error("site `{site}`: {message}")]
+    Website { site: String, message: String },
     #[cfg(feature = "embedded")]
     #[error(transparent)]
     Embedded(#[from] crate::origin::embedded::EmbeddedError),
@@ -124,9 +127,24 @@ impl Node {
             None
         };
         let embedded_endpoint = embedded.as_ref().map(|(_, endpoint)| endpoint.clone());
-        let sites = Sites::build(configs, embedded_endpoint.as_ref())
-            .await
-            .map_err(|(site, source)| StartError::Origin { site, source })?;
+        let sites = Sites::build(
+            configs,
+            embedded_endpoint.as_ref(),
+            options.origin_wrapper.as_ref(),
+        )
+        .await
+        .map_err(|(site, source)| StartError::Origin { site, source })?;
+        for site in &sites.sites {
+            site.load_bucket_website()
+                .await
+                .map_err(|message| StartError::Website {
+                    site: site.name().to_string(),
+                    message,
+                })?;
+            if site.website().is_some_and(|w| w.from_bucket) {
+                actix_rt::spawn(refresh_website(site.clone(), options.website_refresh));
+            }
+        }
         for site in &sites.sites {
             let hosts: Vec<String> = site.config.hosts.iter().map(|h| h.to_string()).collect();
             let mut hosts = hosts.join(", ");
@@ -244,6 +262,22 @@ impl Node {
             stop_embedded(store);
         }
         results.into_iter().collect()
+    }
+}
+
+/// Reads a `from_bucket` site's website configuration again every `every`; a
+/// failed read keeps the rules in force and logs why.
+async fn refresh_website(site: Arc<Site>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        if let Err(reason) = site.load_bucket_website().await {
+            tracing::warn!(
+                site = site.name(),
+                "keeping the last website configuration: {reason}"
+            );
+        }
     }
 }
 

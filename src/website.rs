@@ -26,6 +26,30 @@ pub struct WebsiteConfig {
     pub routing_rules: Vec<RoutingRule>,
 }
 
+impl WebsiteConfig {
+    /// The configuration in force for a site with `from_bucket = true`: each
+    /// value the site file sets overrides the bucket's.
+    pub fn overriding(&self, bucket: WebsiteConfig) -> WebsiteConfig {
+        let file_is_website = self.index_document.is_some() || self.redirect_all.is_some();
+        WebsiteConfig {
+            from_bucket: true,
+            index_document: self.index_document.clone().or(bucket.index_document),
+            error_document: self.error_document.clone().or(bucket.error_document),
+            spa_fallback: self.spa_fallback,
+            redirect_all: if file_is_website {
+                self.redirect_all.clone()
+            } else {
+                bucket.redirect_all
+            },
+            routing_rules: if self.routing_rules.is_empty() {
+                bucket.routing_rules
+            } else {
+                self.routing_rules.clone()
+            },
+        }
+    }
+}
+
 /// `http` or `https` in a redirect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {

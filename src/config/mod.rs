@@ -18,7 +18,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use crate::compress::ContentCoding;
 use crate::website::WebsiteConfig;
 
-pub use validate::validate_sites;
+pub use validate::{validate_sites, validate_website_from};
 
 /// Per-request origin timeout when `origin.timeout` is not set.
 pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_secs(10);

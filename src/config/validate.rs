@@ -355,6 +355,24 @@ fn validate_protocol(p: &mut Problems, key: &str, value: Option<&String>) -> Opt
     protocol
 }
 
+/// Validates a website configuration read from elsewhere (GetBucketWebsite),
+/// reporting problems against `source`.
+pub fn validate_website_from(
+    source: &Path,
+    raw: &raw::RawWebsite,
+) -> Result<WebsiteConfig, Vec<ConfigProblem>> {
+    let mut p = Problems {
+        file: source,
+        list: Vec::new(),
+    };
+    let config = validate_website(&mut p, raw);
+    if p.list.is_empty() {
+        Ok(config)
+    } else {
+        Err(p.list)
+    }
+}
+
 /// The same checks as PutBucketWebsite (InvalidArgument / MalformedXML cases).
 fn validate_website(p: &mut Problems, raw: &raw::RawWebsite) -> WebsiteConfig {
     let mut config = WebsiteConfig {

@@ -170,6 +170,14 @@ pub trait Origin: Send + Sync + 'static {
     /// Used to test whether a key exists without transferring it.
     async fn head(&self, key: &str) -> Result<ObjectMeta, OriginError>;
 
+    /// The bucket's website configuration (GetBucketWebsite), as the raw form
+    /// of a `[website]` section; `Ok(None)` when the bucket has none.
+    async fn website_configuration(
+        &self,
+    ) -> Result<Option<crate::config::raw::RawWebsite>, OriginError> {
+        Ok(None)
+    }
+
     /// A short description for startup lines, e.g. `s3://demo (embedded)`.
     fn describe(&self) -> String;
 }

@@ -17,6 +17,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::timeout::TimeoutConfig;
 
 use super::{BodyStream, Fetched, ObjectMeta, ObjectRequest, Origin, OriginError};
+use crate::config::raw::{RawCondition, RawRedirect, RawRedirectAll, RawRoutingRule, RawWebsite};
 use crate::config::{CredentialsSource, Endpoint, OriginConfig, FALLBACK_REGION};
 
 /// Attempts per origin request: one retry for throttling and dropped connections,
@@ -235,6 +236,63 @@ impl Origin for S3Origin {
             request_id: output.request_id().map(str::to_string),
             ..ObjectMeta::default()
         })
+    }
+
+    async fn website_configuration(&self) -> Result<Option<RawWebsite>, OriginError> {
+        let output = match self
+            .client
+            .get_bucket_website()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(err) => {
+                return match classify(err) {
+                    Classified::Error(OriginError::Rejected { code, .. })
+                        if code == "NoSuchWebsiteConfiguration" =>
+                    {
+                        Ok(None)
+                    }
+                    Classified::Error(e) => Err(e),
+                    Classified::NotModified => {
+                        Err(OriginError::Invalid("304 to GetBucketWebsite".into()))
+                    }
+                }
+            }
+        };
+        Ok(Some(RawWebsite {
+            from_bucket: false,
+            index_document: output.index_document().map(|d| d.suffix().to_string()),
+            error_document: output.error_document().map(|d| d.key().to_string()),
+            spa_fallback: false,
+            redirect_all_requests_to: output.redirect_all_requests_to().map(|r| RawRedirectAll {
+                host_name: Some(r.host_name().to_string()),
+                protocol: r.protocol().map(|p| p.as_str().to_string()),
+            }),
+            routing_rules: output
+                .routing_rules()
+                .iter()
+                .map(|rule| RawRoutingRule {
+                    condition: rule.condition().map(|c| RawCondition {
+                        key_prefix_equals: c.key_prefix_equals().map(str::to_string),
+                        // An unparsable code becomes 0 and fails validation by name.
+                        http_error_code_returned_equals: c
+                            .http_error_code_returned_equals()
+                            .map(|code| code.parse().unwrap_or(0)),
+                    }),
+                    redirect: rule.redirect().map(|r| RawRedirect {
+                        protocol: r.protocol().map(|p| p.as_str().to_string()),
+                        host_name: r.host_name().map(str::to_string),
+                        replace_key_prefix_with: r.replace_key_prefix_with().map(str::to_string),
+                        replace_key_with: r.replace_key_with().map(str::to_string),
+                        http_redirect_code: r
+                            .http_redirect_code()
+                            .map(|code| code.parse().unwrap_or(0)),
+                    }),
+                })
+                .collect(),
+        }))
     }
 
     fn describe(&self) -> String {

@@ -12,6 +12,9 @@ use crate::origin::s3::{BuildError, EmbeddedEndpoint, S3Origin};
 use crate::origin::Origin;
 use crate::website::WebsiteConfig;
 
+/// Wraps each site's origin as it is built (tests: call counters, injected faults).
+pub type OriginWrapper = Arc<dyn Fn(&SiteConfig, Arc<dyn Origin>) -> Arc<dyn Origin> + Send + Sync>;
+
 /// One site: its validated settings and its origin client.
 pub struct Site {
     pub config: SiteConfig,
@@ -37,6 +40,38 @@ impl Site {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// For `from_bucket = true`: reads the bucket's website configuration
+    /// (GetBucketWebsite), validates it as PutBucketWebsite would, and puts it in
+    /// force with the site file's values overriding it. On failure the rules in
+    /// force are kept and the reason is returned.
+    pub async fn load_bucket_website(&self) -> Result<(), String> {
+        let Some(file) = self.config.website.as_ref().filter(|w| w.from_bucket) else {
+            return Ok(());
+        };
+        let raw = self
+            .origin
+            .website_configuration()
+            .await
+            .map_err(|e| format!("website.from_bucket: GetBucketWebsite failed: {e}"))?
+            .ok_or_else(|| {
+                format!(
+                    "website.from_bucket: bucket `{}` has no website configuration; put one (aws s3 website s3://{}/ --index-document index.html) or set index_document in the site file",
+                    self.config.origin.bucket, self.config.origin.bucket
+                )
+            })?;
+        let source =
+            std::path::PathBuf::from(format!("s3://{}/?website", self.config.origin.bucket));
+        let bucket = crate::config::validate_website_from(&source, &raw).map_err(|problems| {
+            let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            format!(
+                "website.from_bucket: the bucket's configuration is invalid: {}",
+                text.join("; ")
+            )
+        })?;
+        self.set_website(file.overriding(bucket));
+        Ok(())
     }
 
     /// Replaces the website rules (after reading the bucket's configuration).
@@ -69,13 +104,20 @@ impl Sites {
     pub async fn build(
         configs: Vec<SiteConfig>,
         embedded: Option<&EmbeddedEndpoint>,
+        wrap: Option<&OriginWrapper>,
     ) -> Result<Sites, (String, BuildError)> {
         let mut sites = Vec::with_capacity(configs.len());
         for config in configs {
-            let origin = S3Origin::build(&config.origin, embedded)
-                .await
-                .map_err(|e| (config.name.clone(), e))?;
-            sites.push(Arc::new(Site::new(config, Arc::new(origin))));
+            let origin: Arc<dyn Origin> = Arc::new(
+                S3Origin::build(&config.origin, embedded)
+                    .await
+                    .map_err(|e| (config.name.clone(), e))?,
+            );
+            let origin = match wrap {
+                Some(wrap) => wrap(&config, origin),
+                None => origin,
+            };
+            sites.push(Arc::new(Site::new(config, origin)));
         }
         Ok(Sites::from_sites(sites))
     }

@@ -41,6 +41,8 @@ pub fn options(dir: &Path) -> NodeOptions {
         embedded_secret_key: DEFAULT_SECRET_KEY.into(),
         admin_token: None,
         shutdown_timeout: Duration::from_secs(5),
+        website_refresh: Duration::from_millis(300),
+        origin_wrapper: None,
     }
 }
 
@@ -231,4 +233,134 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 pub fn sha256(data: &[u8]) -> String {
     use sha2::Digest;
     format!("{:x}", sha2::Sha256::digest(data))
+}
+
+#[allow(unused_imports)]
+pub use test_origin::{Fault, TestOrigin, TestOrigins};
+
+/// A test double around a site's real origin: counts calls and injects faults.
+mod test_origin {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use s3edge::config::raw::RawWebsite;
+    use s3edge::origin::{Fetched, ObjectMeta, ObjectRequest, Origin, OriginError};
+    use s3edge::site::OriginWrapper;
+
+    /// A fault to inject into every call until cleared.
+    #[derive(Debug, Clone)]
+    pub enum Fault {
+        /// Answer 403 AccessDenied for keys with this prefix.
+        DenyPrefix(String),
+        /// The origin cannot be reached.
+        Refuse,
+        /// Sleep this long before answering.
+        Stall(Duration),
+    }
+
+    /// Wraps a real origin.
+    pub struct TestOrigin {
+        inner: Arc<dyn Origin>,
+        pub gets: AtomicUsize,
+        pub heads: AtomicUsize,
+        pub requests: Mutex<Vec<ObjectRequest>>,
+        pub faults: Mutex<Vec<Fault>>,
+    }
+
+    impl TestOrigin {
+        pub fn gets(&self) -> usize {
+            self.gets.load(Ordering::SeqCst)
+        }
+
+        pub fn inject(&self, fault: Fault) {
+            self.faults.lock().unwrap().push(fault);
+        }
+
+        pub fn clear(&self) {
+            self.faults.lock().unwrap().clear();
+        }
+
+        async fn check(&self, key: &str) -> Result<(), OriginError> {
+            let faults = self.faults.lock().unwrap().clone();
+            for fault in faults {
+                match fault {
+                    Fault::DenyPrefix(prefix) if key.starts_with(&prefix) => {
+                        return Err(OriginError::Denied { request_id: None })
+                    }
+                    Fault::DenyPrefix(_) => {}
+                    Fault::Refuse => return Err(OriginError::Unreachable("injected".into())),
+                    Fault::Stall(d) => tokio::time::sleep(d).await,
+                }
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl Origin for TestOrigin {
+        async fn get(&self, request: &ObjectRequest) -> Result<Fetched, OriginError> {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            self.requests.lock().unwrap().push(request.clone());
+            self.check(&request.key).await?;
+            self.inner.get(request).await
+        }
+
+        async fn head(&self, key: &str) -> Result<ObjectMeta, OriginError> {
+            self.heads.fetch_add(1, Ordering::SeqCst);
+            self.check(key).await?;
+            self.inner.head(key).await
+        }
+
+        async fn website_configuration(&self) -> Result<Option<RawWebsite>, OriginError> {
+            self.inner.website_configuration().await
+        }
+
+        fn describe(&self) -> String {
+            format!("test({})", self.inner.describe())
+        }
+    }
+
+    /// The test origins of a node, by site name.
+    #[derive(Default)]
+    pub struct TestOrigins {
+        by_site: Mutex<HashMap<String, Arc<TestOrigin>>>,
+    }
+
+    impl TestOrigins {
+        pub fn site(&self, name: &str) -> Arc<TestOrigin> {
+            self.by_site.lock().unwrap()[name].clone()
+        }
+
+        /// The wrapper to put in `NodeOptions::origin_wrapper`.
+        pub fn wrapper(self: &Arc<Self>) -> OriginWrapper {
+            let origins = self.clone();
+            Arc::new(move |config, inner| {
+                let origin = Arc::new(TestOrigin {
+                    inner,
+                    gets: AtomicUsize::new(0),
+                    heads: AtomicUsize::new(0),
+                    requests: Mutex::new(Vec::new()),
+                    faults: Mutex::new(Vec::new()),
+                });
+                origins
+                    .by_site
+                    .lock()
+                    .unwrap()
+                    .insert(config.name.clone(), origin.clone());
+                origin as Arc<dyn Origin>
+            })
+        }
+    }
+}
+
+impl EdgeBuilder {
+    /// Wraps every site's origin in a [`TestOrigin`].
+    pub fn test_origins(self) -> (EdgeBuilder, std::sync::Arc<TestOrigins>) {
+        let origins = std::sync::Arc::new(TestOrigins::default());
+        let wrapper = origins.wrapper();
+        (self.with(|o| o.origin_wrapper = Some(wrapper)), origins)
+    }
 }

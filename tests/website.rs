@@ -1,0 +1,586 @@
+//! S3 website semantics, as the S3 website endpoint behaves, end to end against
+//! the embedded store: index and error documents, the implicit directory
+//! redirect, object redirects, routing rules, redirect-all, SPA fallback,
+//! denied-as-missing and website configurations read from the bucket.
+#![cfg(feature = "embedded")]
+
+mod common;
+
+use aws_sdk_s3::types::{
+    Condition, ErrorDocument, IndexDocument, Protocol, Redirect, RedirectAllRequestsTo,
+    RoutingRule, WebsiteConfiguration,
+};
+use common::{site_toml, Edge, EdgeBuilder, Fault};
+use reqwest::Method;
+
+const WEBSITE_HEAD: &str = r#"
+[website]
+index_document = "index.html"
+error_document = "error.html"
+"#;
+
+const RULES: &str = r#"
+[[website.routing_rules]]
+condition = { key_prefix_equals = "old/" }
+redirect = { replace_key_prefix_with = "new/" }
+
+[[website.routing_rules]]
+condition = { key_prefix_equals = "docs/", http_error_code_returned_equals = 404 }
+redirect = { protocol = "https", host_name = "docs.example.com", replace_key_prefix_with = "", http_redirect_code = 302 }
+
+[[website.routing_rules]]
+condition = { key_prefix_equals = "moved/" }
+redirect = { http_redirect_code = 307 }
+
+[[website.routing_rules]]
+condition = { key_prefix_equals = "single/" }
+redirect = { replace_key_with = "landing.html", host_name = "www.example.com" }
+
+[[website.routing_rules]]
+condition = { http_error_code_returned_equals = 403 }
+redirect = { replace_key_with = "login.html" }
+"#;
+
+async fn website_edge(extra: &str) -> Edge {
+    let edge = EdgeBuilder::new()
+        .site(
+            "web",
+            &site_toml(
+                "web.test",
+                "web-bucket",
+                &format!("{WEBSITE_HEAD}{extra}{RULES}"),
+            ),
+        )
+        .start();
+    edge.create_bucket("web-bucket").await;
+    publish(&edge).await;
+    edge
+}
+
+async fn publish(edge: &Edge) {
+    let objects: &[(&str, &str, &str)] = &[
+        ("index.html", "home", "text/html"),
+        ("error.html", "custom error page", "text/html"),
+        ("about/index.html", "about", "text/html"),
+        ("docs/index.html", "docs home", "text/html"),
+        ("plain", "a file called plain", "text/plain"),
+        ("old/page.html", "old page still here", "text/html"),
+        ("new/page.html", "new page", "text/html"),
+        ("my file.txt", "spaces", "text/plain"),
+        ("a+b.txt", "plus", "text/plain"),
+        ("café.txt", "unicode", "text/plain"),
+        ("dir/sub/deep.txt", "deep", "text/plain"),
+    ];
+    for (key, body, content_type) in objects {
+        edge.put("web-bucket", key, *body, Some(content_type)).await;
+    }
+    edge.put_with("web-bucket", "go-away.html", "secret bytes", |p| {
+        p.website_redirect_location("https://elsewhere.example.com/landing page")
+    })
+    .await;
+}
+
+struct Case {
+    name: &'static str,
+    method: &'static str,
+    path: &'static str,
+    status: u16,
+    location: Option<&'static str>,
+    body: Option<&'static str>,
+}
+
+const fn get(
+    name: &'static str,
+    path: &'static str,
+    status: u16,
+    body: Option<&'static str>,
+) -> Case {
+    Case {
+        name,
+        method: "GET",
+        path,
+        status,
+        location: None,
+        body,
+    }
+}
+
+const fn redirect(
+    name: &'static str,
+    path: &'static str,
+    status: u16,
+    location: &'static str,
+) -> Case {
+    Case {
+        name,
+        method: "GET",
+        path,
+        status,
+        location: Some(location),
+        body: Some(""),
+    }
+}
+
+async fn run(edge: &Edge, host: &str, cases: &[Case]) {
+    for case in cases {
+        let method = Method::from_bytes(case.method.as_bytes()).unwrap();
+        let response = edge.request(method, host, case.path, &[]).await;
+        assert_eq!(response.status().as_u16(), case.status, "{}", case.name);
+        let location = response
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(location.as_deref(), case.location, "{}", case.name);
+        let body = response.text().await.unwrap();
+        if let Some(want) = case.body {
+            assert_eq!(body, want, "{}", case.name);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_website_endpoint_conformance_table() {
+    let edge = website_edge("").await;
+    let cases = [
+        get("the root serves the index document", "/", 200, Some("home")),
+        get(
+            "a directory with its slash serves its index document",
+            "/about/",
+            200,
+            Some("about"),
+        ),
+        redirect(
+            "a directory without its slash is a 302 to the slash, relative",
+            "/about",
+            302,
+            "/about/",
+        ),
+        redirect(
+            "the implicit redirect keeps the query string",
+            "/about?x=1&y=2",
+            302,
+            "/about/?x=1&y=2",
+        ),
+        get(
+            "an object named like a directory is served itself",
+            "/plain",
+            200,
+            Some("a file called plain"),
+        ),
+        get(
+            "a missing key gets the error document with 404",
+            "/nope.html",
+            404,
+            Some("custom error page"),
+        ),
+        get(
+            "a missing directory gets the error document with 404",
+            "/nothing/",
+            404,
+            Some("custom error page"),
+        ),
+        redirect(
+            "an object redirect is a 301 to its location, encoded, with no bytes",
+            "/go-away.html",
+            301,
+            "https://elsewhere.example.com/landing%20page",
+        ),
+        redirect(
+            "a prefix rule fires before the lookup even when the object exists",
+            "/old/page.html",
+            301,
+            "http://web.test/new/page.html",
+        ),
+        redirect(
+            "a rule with only a code keeps the key as a relative location",
+            "/moved/a.html",
+            307,
+            "/moved/a.html",
+        ),
+        redirect(
+            "replace_key_with replaces the whole key",
+            "/single/x/y.html",
+            301,
+            "http://www.example.com/landing.html",
+        ),
+        get(
+            "an error-code rule does not fire when the object exists",
+            "/docs/",
+            200,
+            Some("docs home"),
+        ),
+        redirect(
+            "an error-code rule fires after a 404 under its prefix",
+            "/docs/missing.html",
+            302,
+            "https://docs.example.com/missing.html",
+        ),
+        get(
+            "keys with spaces are decoded once",
+            "/my%20file.txt",
+            200,
+            Some("spaces"),
+        ),
+        get("a plus sign is a plus sign", "/a+b.txt", 200, Some("plus")),
+        get(
+            "unicode keys are decoded",
+            "/caf%C3%A9.txt",
+            200,
+            Some("unicode"),
+        ),
+        get(
+            "an encoded slash is a slash",
+            "/dir%2Fsub%2Fdeep.txt",
+            200,
+            Some("deep"),
+        ),
+        Case {
+            name: "HEAD of a missing key is the status without a body",
+            method: "HEAD",
+            path: "/nope.html",
+            status: 404,
+            location: None,
+            body: Some(""),
+        },
+        Case {
+            name: "other methods are 405 without the error document",
+            method: "POST",
+            path: "/index.html",
+            status: 405,
+            location: None,
+            body: None,
+        },
+    ];
+    run(&edge, "web.test", &cases).await;
+    let response = edge.get("web.test", "/nope.html").await;
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/html; charset=utf-8"
+    );
+    let post = edge.request(Method::POST, "web.test", "/", &[]).await;
+    assert_eq!(post.headers()["allow"], "GET, HEAD");
+    assert!(!post.text().await.unwrap().contains("custom error page"));
+}
+
+#[tokio::test]
+async fn range_and_conditional_headers_do_not_apply_to_the_error_document() {
+    let edge = website_edge("").await;
+    let response = edge
+        .request(
+            Method::GET,
+            "web.test",
+            "/nope.html",
+            &[("range", "bytes=0-3"), ("if-none-match", "*")],
+        )
+        .await;
+    assert_eq!(response.status(), 404);
+    assert!(response.headers().get("content-range").is_none());
+    assert_eq!(response.text().await.unwrap(), "custom error page");
+}
+
+#[tokio::test]
+async fn a_missing_error_document_gives_the_built_in_page_and_a_redirecting_one_is_followed() {
+    let edge = EdgeBuilder::new()
+        .site("bare", &site_toml("bare.test", "bare-bucket", "[website]\nindex_document = \"index.html\"\nerror_document = \"missing-error.html\"\n"))
+        .site("moving", &site_toml("moving.test", "moving-bucket", "[website]\nindex_document = \"index.html\"\nerror_document = \"err.html\"\n"))
+        .start();
+    edge.create_bucket("bare-bucket").await;
+    edge.create_bucket("moving-bucket").await;
+    edge.put_with("moving-bucket", "err.html", "x", |p| {
+        p.website_redirect_location("/sorry.html")
+    })
+    .await;
+    let response = edge.get("bare.test", "/nope").await;
+    assert_eq!(response.status(), 404);
+    let body = response.text().await.unwrap();
+    assert!(
+        body.contains("404 Not Found") && !body.contains("<Error>"),
+        "{body}"
+    );
+    run(
+        &edge,
+        "moving.test",
+        &[redirect(
+            "an error document with a redirect location is followed",
+            "/nope",
+            301,
+            "/sorry.html",
+        )],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn redirect_all_requests_sends_everything_to_the_new_host() {
+    let edge = EdgeBuilder::new()
+        .site("all", &site_toml("all.test", "all-bucket", "[website]\nredirect_all_requests_to = { host_name = \"new.example.com\", protocol = \"https\" }\n"))
+        .site("same", &site_toml("same.test", "all-bucket", "[website]\nredirect_all_requests_to = { host_name = \"new.example.com\" }\n"))
+        .start();
+    run(
+        &edge,
+        "all.test",
+        &[
+            redirect(
+                "the path and query are kept",
+                "/a/b.html?q=1",
+                301,
+                "https://new.example.com/a/b.html?q=1",
+            ),
+            redirect("the root too", "/", 301, "https://new.example.com/"),
+        ],
+    )
+    .await;
+    run(
+        &edge,
+        "same.test",
+        &[redirect(
+            "the protocol defaults to the request's",
+            "/x",
+            301,
+            "http://new.example.com/x",
+        )],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn spa_fallback_serves_the_index_for_missing_pages_but_not_for_existing_ones() {
+    let edge = website_edge("spa_fallback = true\n").await;
+    let response = edge.get("web.test", "/app/route/42").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-cache");
+    assert_eq!(response.text().await.unwrap(), "home");
+    // Routing rules still come first, and existing objects are served.
+    run(
+        &edge,
+        "web.test",
+        &[
+            redirect(
+                "an error-code rule wins over the fallback",
+                "/docs/missing.html",
+                302,
+                "https://docs.example.com/missing.html",
+            ),
+            get(
+                "an existing page is served",
+                "/plain",
+                200,
+                Some("a file called plain"),
+            ),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_403_from_the_bucket_uses_403_rules_or_becomes_404_with_denied_as_missing() {
+    let (builder, origins) = EdgeBuilder::new()
+        .site("web", &site_toml("web.test", "web-bucket", &format!("{WEBSITE_HEAD}{RULES}")))
+        .site("lax", &site_toml("lax.test", "web-bucket", "denied_as_missing = true\n[website]\nindex_document = \"index.html\"\nerror_document = \"error.html\"\n"))
+        .site("strict", &site_toml("strict.test", "web-bucket", "[website]\nindex_document = \"index.html\"\nerror_document = \"error.html\"\n"))
+        .test_origins();
+    let edge = builder.start();
+    edge.create_bucket("web-bucket").await;
+    publish(&edge).await;
+    for site in ["web", "lax", "strict"] {
+        origins
+            .site(site)
+            .inject(Fault::DenyPrefix("private/".into()));
+    }
+    run(
+        &edge,
+        "web.test",
+        &[redirect(
+            "a 403 rule fires on a denied key",
+            "/private/x.html",
+            301,
+            "http://web.test/login.html",
+        )],
+    )
+    .await;
+    run(
+        &edge,
+        "lax.test",
+        &[get(
+            "denied_as_missing turns the 403 into a 404 with the error document",
+            "/private/x.html",
+            404,
+            Some("custom error page"),
+        )],
+    )
+    .await;
+    run(
+        &edge,
+        "strict.test",
+        &[get(
+            "a 403 keeps its status and gets the error document",
+            "/private/x.html",
+            403,
+            Some("custom error page"),
+        )],
+    )
+    .await;
+}
+
+fn bucket_website() -> WebsiteConfiguration {
+    WebsiteConfiguration::builder()
+        .index_document(
+            IndexDocument::builder()
+                .suffix("index.html")
+                .build()
+                .unwrap(),
+        )
+        .error_document(ErrorDocument::builder().key("error.html").build().unwrap())
+        .routing_rules(
+            RoutingRule::builder()
+                .condition(Condition::builder().key_prefix_equals("legacy/").build())
+                .redirect(
+                    Redirect::builder()
+                        .replace_key_prefix_with("modern/")
+                        .protocol(Protocol::Https)
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+}
+
+#[tokio::test]
+async fn from_bucket_reads_the_website_configuration_and_refreshes_it() {
+    // The store runs inside the node, so the bucket's configuration is put with
+    // a first node and read by a second one over the same directory.
+    let dir = tempfile::tempdir().unwrap();
+    let buckets = dir.path().join("buckets");
+    {
+        let edge = EdgeBuilder::new()
+            .with(|o| o.embedded_dir = Some(buckets.clone()))
+            .site("x", &site_toml("x.test", "from-bucket", ""))
+            .start();
+        edge.create_bucket("from-bucket").await;
+        publish_to(&edge, "from-bucket").await;
+        edge.s3
+            .put_bucket_website()
+            .bucket("from-bucket")
+            .website_configuration(bucket_website())
+            .send()
+            .await
+            .unwrap();
+    }
+    let edge = EdgeBuilder::new()
+        .with(|o| o.embedded_dir = Some(buckets.clone()))
+        .site(
+            "fb",
+            &site_toml("fb.test", "from-bucket", "[website]\nfrom_bucket = true\n"),
+        )
+        .site(
+            "override",
+            &site_toml(
+                "override.test",
+                "from-bucket",
+                "[website]\nfrom_bucket = true\nerror_document = \"other-error.html\"\n",
+            ),
+        )
+        .start();
+    run(
+        &edge,
+        "fb.test",
+        &[
+            get(
+                "the bucket's index document is used",
+                "/",
+                200,
+                Some("home"),
+            ),
+            get(
+                "the bucket's error document is used",
+                "/nope",
+                404,
+                Some("custom error page"),
+            ),
+            redirect(
+                "the bucket's routing rules are used",
+                "/legacy/a.html",
+                301,
+                "https://fb.test/modern/a.html",
+            ),
+        ],
+    )
+    .await;
+    run(
+        &edge,
+        "override.test",
+        &[get(
+            "values in the site file override the bucket's",
+            "/nope",
+            404,
+            Some("other error page"),
+        )],
+    )
+    .await;
+
+    // A new configuration takes effect after the refresh interval.
+    edge.s3
+        .put_bucket_website()
+        .bucket("from-bucket")
+        .website_configuration(
+            WebsiteConfiguration::builder()
+                .redirect_all_requests_to(
+                    RedirectAllRequestsTo::builder()
+                        .host_name("moved.example.com")
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = edge.get("fb.test", "/").await.status().as_u16();
+        if status == 301 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, 301,
+        "the refreshed configuration redirects everything"
+    );
+
+    // A failed refresh keeps the last good configuration.
+    edge.s3
+        .delete_bucket_website()
+        .bucket("from-bucket")
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(edge.get("fb.test", "/").await.status(), 301);
+}
+
+async fn publish_to(edge: &Edge, bucket: &str) {
+    for (key, body) in [
+        ("index.html", "home"),
+        ("error.html", "custom error page"),
+        ("other-error.html", "other error page"),
+    ] {
+        edge.put(bucket, key, body, Some("text/html")).await;
+    }
+}
+
+#[tokio::test]
+async fn a_bucket_without_a_website_configuration_is_a_startup_error_naming_the_site() {
+    let result = EdgeBuilder::new()
+        .bucket("plain-bucket")
+        .site(
+            "nowebsite",
+            &site_toml("n.test", "plain-bucket", "[website]\nfrom_bucket = true\n"),
+        )
+        .try_start();
+    let error = result.err().expect("startup fails").to_string();
+    assert!(
+        error.contains("site `nowebsite`") && error.contains("has no website configuration"),
+        "{error}"
+    );
+}
