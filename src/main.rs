@@ -172,6 +172,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .ok()
             .filter(|t| !t.is_empty()),
         shutdown_timeout: server::SHUTDOWN_TIMEOUT,
+        memory_cache_size: args.memory_cache_size,
+        memory_object_max: args.memory_object_max,
         website_refresh: server::WEBSITE_REFRESH,
         origin_wrapper: None,
     };

@@ -11,6 +11,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 
 use crate::access_log::AccessLog;
+use crate::cache::Cache;
 use crate::config::{self, ConfigErrors, Endpoint};
 use crate::handler::handle;
 use crate::metrics::Metrics;
@@ -43,6 +44,10 @@ pub struct NodeOptions {
     pub embedded_secret_key: String,
     pub admin_token: Option<String>,
     pub shutdown_timeout: Duration,
+    /// Bytes the memory tier may hold (`--memory-cache-size`).
+    pub memory_cache_size: u64,
+    /// Larger objects are not kept in memory (`--memory-object-max`).
+    pub memory_object_max: u64,
     /// How often `from_bucket` website configurations are refreshed.
     pub website_refresh: Duration,
     /// Wraps each site's origin (tests).
@@ -72,6 +77,7 @@ pub enum StartError {
 pub struct AppState {
     sites: RwLock<Arc<Sites>>,
     pub metrics: Arc<Metrics>,
+    pub cache: Arc<Cache>,
     pub access_log: AccessLog,
     pub ready: AtomicBool,
     pub admin_token: Option<String>,
@@ -83,6 +89,10 @@ impl AppState {
         AppState {
             sites: RwLock::new(Arc::new(sites)),
             metrics: Arc::new(Metrics::default()),
+            cache: Arc::new(Cache::new(
+                options.memory_cache_size,
+                options.memory_object_max,
+            )),
             access_log: options.access_log.clone(),
             ready: AtomicBool::new(false),
             admin_token: options.admin_token.clone(),

@@ -305,7 +305,9 @@ async fn a_stopped_origin_is_a_502_and_a_wrong_secret_is_a_502_logged_with_its_s
     assert!(!metrics.contains("not-the-secret"));
 
     store.shutdown();
-    let response = edge.get("good.test", "/a.txt").await;
+    // What is cached is still served; what is not gets 502.
+    assert_eq!(edge.get("good.test", "/a.txt").await.status(), 200);
+    let response = edge.get("good.test", "/never-fetched.txt").await;
     assert_eq!(response.status(), 502);
     assert!(response
         .text()
@@ -486,7 +488,7 @@ async fn every_request_gets_an_access_log_line_with_its_outcome() {
     assert_eq!(line["path"], "/a.txt?x=1");
     assert_eq!(line["status"], 200);
     assert_eq!(line["bytes"], 5);
-    assert_eq!(line["cache"], "pass");
+    assert_eq!(line["cache"], "miss");
     assert_eq!(line["complete"], true);
     assert!(line["duration_ms"].as_f64().unwrap() >= 0.0);
     assert!(line["time"].as_str().unwrap().ends_with('Z'));

@@ -4,83 +4,56 @@
 
 use std::time::Instant;
 
+use futures_util::StreamExt;
+
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::body::LengthChecked;
+use super::cached::{CacheOutcome, Fetcher};
 use super::object::{self, Fetch};
 use super::respond::{error_page, origin_error_response, redirect_response};
 use super::Exchange;
+use crate::cache::EntryKind;
 use crate::http::range;
 use crate::origin::{Fetched, ObjectMeta, ObjectRequest, OriginError};
-use crate::server::AppState;
 use crate::site::Site;
 use crate::website::{self, RedirectTarget, RequestInfo, WebsiteConfig};
 
 /// What one request needs while it runs through the lookup stages.
 pub(super) struct Lookup<'a> {
     pub req: &'a HttpRequest,
-    pub state: &'a AppState,
     pub site: &'a Site,
+    pub fetcher: Fetcher,
     pub head: bool,
     pub info: RequestInfo<'a>,
 }
 
 impl Lookup<'_> {
-    /// One origin request, timed and counted.
-    async fn origin_get(
-        &self,
-        request: &ObjectRequest,
-        exchange: &mut Exchange,
-    ) -> Result<Fetched, OriginError> {
+    /// Does `object_key` exist? The cache answers when it can, else an origin HEAD.
+    async fn origin_exists(&self, object_key: &str, exchange: &mut Exchange) -> bool {
+        if let Some(entry) = self.fetcher.cached(object_key) {
+            return entry.kind == EntryKind::Object;
+        }
         let started = Instant::now();
-        let result = self.site.origin.get(request).await;
-        self.record(started, &result, exchange);
-        result
-    }
-
-    /// One origin HEAD, timed and counted: does `key` exist?
-    async fn origin_exists(&self, key: &str, exchange: &mut Exchange) -> bool {
-        let started = Instant::now();
-        let result = self.site.origin.head(key).await;
+        let result = self.site.origin.head(object_key).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.outcome(),
         };
-        self.count(started, outcome);
+        self.fetcher.count_origin(started, outcome);
         if let Ok(meta) = &result {
             exchange.origin_request_id.clone_from(&meta.request_id);
         }
         result.is_ok()
     }
 
-    fn record(
-        &self,
-        started: Instant,
-        result: &Result<Fetched, OriginError>,
-        exchange: &mut Exchange,
-    ) {
-        let (outcome, request_id) = match result {
-            Ok(Fetched::Object { meta, .. }) => ("ok", meta.request_id.clone()),
-            Ok(Fetched::NotModified { meta }) => ("not_modified", meta.request_id.clone()),
-            Err(e) => (e.outcome(), e.request_id().map(str::to_string)),
-        };
-        self.count(started, outcome);
-        exchange.origin_request_id = request_id;
-    }
-
-    fn count(&self, started: Instant, outcome: &str) {
-        let metrics = &self.state.metrics;
-        metrics.origin_duration.observe(started.elapsed());
-        metrics.origin_requests.inc(&[self.site.name(), outcome]);
-    }
-
-    /// Fetches `key` (without the site's prefix) for the client's request. A single
-    /// valid `Range` is forwarded so a range of a large object costs only its
-    /// bytes; the origin's `Content-Range` is checked before its bytes are used,
-    /// and the whole object is fetched instead when the origin cannot satisfy the
-    /// range or `If-Range` does not hold.
+    /// Fetches `key` (without the site's prefix) for the client's request, through
+    /// the cache. A single valid `Range` on an object that is not cached is
+    /// forwarded so a range of a large object costs only its bytes (the origin's
+    /// `Content-Range` is checked before its bytes are used), and the whole object
+    /// then fills the cache in the background when it fits.
     pub async fn fetch(
         &self,
         key: &str,
@@ -93,55 +66,77 @@ impl Lookup<'_> {
         } else {
             None
         };
-        if let Some(spec) = spec {
-            let request = ObjectRequest {
-                range: Some(spec.clone()),
-                ..ObjectRequest::new(object_key.clone())
-            };
-            match self.origin_get(&request, exchange).await {
-                Ok(Fetched::Object { meta, body }) => {
-                    match checked_origin_range(&spec, &meta)? {
-                        // The origin ignored the range: the edge cuts it.
-                        None => {
-                            return Ok(Fetch {
-                                meta,
-                                body,
-                                origin_range: None,
-                            })
-                        }
-                        Some((range, total)) if object::if_range_holds(self.req, &meta) => {
-                            return Ok(Fetch {
-                                meta,
-                                body,
-                                origin_range: Some((range, total)),
-                            })
-                        }
-                        // If-Range does not hold: the client gets the whole object.
-                        Some(_) => {}
-                    }
-                }
-                Ok(Fetched::NotModified { .. }) => {
-                    return Err(OriginError::Invalid("304 to an unconditional GET".into()))
-                }
-                // Unsatisfiable at the origin: the edge answers 416 from the full
-                // object's length (or the range is ignored for an empty object).
-                Err(OriginError::RangeNotSatisfiable { .. }) => {}
-                Err(e) => return Err(e),
+        if let Some(spec) = spec.filter(|_| self.fetcher.cached(&object_key).is_none()) {
+            if let Some(fetch) = self.fetch_range(&object_key, &spec, exchange).await? {
+                return Ok(fetch);
             }
         }
-        match self
-            .origin_get(&ObjectRequest::new(object_key), exchange)
-            .await?
-        {
-            Fetched::Object { meta, body } => Ok(Fetch {
-                meta,
-                body,
-                origin_range: None,
-            }),
-            Fetched::NotModified { .. } => {
+        let answer = self.fetcher.fetch(&object_key).await;
+        exchange.cache = answer.outcome;
+        if answer.request_id.is_some() {
+            exchange.origin_request_id = answer.request_id;
+        }
+        answer.result
+    }
+
+    /// A ranged GET to the origin. `Ok(None)` when the whole object is needed
+    /// instead (the origin cannot satisfy the range, or If-Range does not hold).
+    async fn fetch_range(
+        &self,
+        object_key: &str,
+        spec: &str,
+        exchange: &mut Exchange,
+    ) -> Result<Option<Fetch>, OriginError> {
+        let request = ObjectRequest {
+            range: Some(spec.to_string()),
+            ..ObjectRequest::new(object_key)
+        };
+        let (result, request_id) = self.fetcher.origin_get(&request).await;
+        exchange.origin_request_id = request_id;
+        exchange.cache = CacheOutcome::Pass;
+        match result {
+            Ok(Fetched::Object { meta, body }) => match checked_origin_range(spec, &meta)? {
+                // The origin ignored the range: the edge cuts it.
+                None => Ok(Some(Fetch {
+                    meta,
+                    body,
+                    origin_range: None,
+                    age: None,
+                })),
+                Some((range, total)) if object::if_range_holds(self.req, &meta) => {
+                    if total <= self.fetcher.cache.memory_object_max {
+                        self.fill_in_background(object_key);
+                    }
+                    Ok(Some(Fetch {
+                        meta,
+                        body,
+                        origin_range: Some((range, total)),
+                        age: None,
+                    }))
+                }
+                // If-Range does not hold: the client gets the whole object.
+                Some(_) => Ok(None),
+            },
+            Ok(Fetched::NotModified { .. }) => {
                 Err(OriginError::Invalid("304 to an unconditional GET".into()))
             }
+            // Unsatisfiable at the origin: the edge answers 416 from the full
+            // object's length (or ignores the range for an empty object).
+            Err(OriginError::RangeNotSatisfiable { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
+    }
+
+    /// Fills the cache with the whole object, detached from this request.
+    fn fill_in_background(&self, object_key: &str) {
+        let fetcher = self.fetcher.clone();
+        let object_key = object_key.to_string();
+        tokio::spawn(async move {
+            if let Ok(fetch) = fetcher.fetch(&object_key).await.result {
+                let mut body = fetch.body;
+                while body.next().await.is_some() {}
+            }
+        });
     }
 }
 

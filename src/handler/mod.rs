@@ -30,24 +30,23 @@ use crate::site::Site;
 use crate::website;
 
 mod body;
+mod cached;
 mod lookup;
 mod object;
 mod respond;
 
 use body::LoggedBody;
+use cached::CacheOutcome;
 use lookup::Lookup;
 use respond::error_page;
 
 /// `Allow` for methods other than GET and HEAD.
 const ALLOW: &str = "GET, HEAD";
 
-/// `Cache-Status` (RFC 9211) while responses are not cached.
-const CACHE_STATUS_BYPASS: &str = "s3edge; fwd=bypass";
-
 /// What the access log and metrics learn while a request is handled.
 struct Exchange {
     site: Option<Arc<Site>>,
-    cache: &'static str,
+    cache: CacheOutcome,
     origin_request_id: Option<String>,
 }
 
@@ -57,14 +56,14 @@ pub async fn handle(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     let started = Instant::now();
     let mut exchange = Exchange {
         site: None,
-        cache: "pass",
+        cache: CacheOutcome::Pass,
         origin_request_id: None,
     };
     let mut response = serve(&req, &state, &mut exchange).await;
     if let Some(site) = &exchange.site {
         response.headers_mut().insert(
             header::HeaderName::from_static("cache-status"),
-            HeaderValue::from_static(CACHE_STATUS_BYPASS),
+            HeaderValue::from_static(exchange.cache.cache_status()),
         );
         headers::apply_site_headers(response.headers_mut(), &site.config.headers);
     }
@@ -82,7 +81,7 @@ pub async fn handle(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         status: response.status().as_u16(),
         bytes: 0,
         duration_ms: Duration::ZERO,
-        cache: exchange.cache,
+        cache: exchange.cache.as_str(),
         origin_request_id: exchange.origin_request_id,
         complete: true,
     };
@@ -149,8 +148,12 @@ async fn serve(req: &HttpRequest, state: &AppState, exchange: &mut Exchange) -> 
     let host = request_host(req).unwrap_or("");
     let lookup = Lookup {
         req,
-        state,
         site: &site,
+        fetcher: cached::Fetcher {
+            cache: state.cache.clone(),
+            metrics: state.metrics.clone(),
+            site: site.clone(),
+        },
         head,
         info: website::RequestInfo {
             scheme: lookup::request_scheme(req, &state.trusted_proxies),

@@ -22,10 +22,14 @@ pub(super) struct Fetch {
     /// The range the origin already cut (a forwarded single range) and the
     /// complete length; `None` when `body` is the whole object.
     pub origin_range: Option<(ByteRange, u64)>,
+    /// How long it has been in the cache, for `Age`; `None` when it comes
+    /// straight from the origin.
+    pub age: Option<std::time::Duration>,
 }
 
 /// Headers a 304 carries (RFC 9110 section 15.4.5).
 const NOT_MODIFIED_HEADERS: &[HeaderName] = &[
+    header::AGE,
     header::ETAG,
     header::LAST_MODIFIED,
     header::CACHE_CONTROL,
@@ -77,9 +81,13 @@ pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) ->
         meta,
         body,
         origin_range,
+        age,
     } = fetch;
     let content_type = mime::content_type(meta.content_type.as_deref(), key);
-    let representation = headers::representation_headers(&meta, &content_type);
+    let mut representation = headers::representation_headers(&meta, &content_type);
+    if let Some(age) = age {
+        representation.insert(header::AGE, header::HeaderValue::from(age.as_secs()));
+    }
     match conditional::evaluate(
         conditional::Method::GetOrHead,
         &preconditions(req),

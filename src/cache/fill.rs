@@ -1,0 +1,289 @@
+//! Request coalescing: concurrent misses for one key make one origin request.
+//!
+//! The first request for a key becomes the leader and holds a [`FlightGuard`];
+//! the others follow the [`Flight`]. The leader publishes what it learnt: an
+//! entry to read from the cache, a body streaming in (followers read the chunks
+//! as they arrive, not after the fill completes), or `Retry` when there is
+//! nothing to share. A guard dropped without publishing (the leader's request
+//! was cancelled) publishes `Retry`, and one dropped mid-body fails the
+//! followers' streams: no waiter is ever stranded, nothing half-received is
+//! ever stored.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use super::{CacheKey, Entry};
+use crate::origin::{BodyStream, ObjectMeta, OriginError};
+
+/// What a follower learns from its leader.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Read this entry (a completed fill, a 304 refresh, a cached 404/403).
+    Entry(Arc<Entry>),
+    /// The body is arriving: [`Flight::subscribe`] to it.
+    Streaming(Arc<ObjectMeta>),
+    /// The origin failed: the followers get the same error.
+    Failed(OriginError),
+    /// Nothing to share (not cacheable, too large, abandoned): fetch yourself.
+    Retry,
+}
+
+#[derive(Default)]
+struct FlightState {
+    outcome: Option<Outcome>,
+    chunks: Vec<Bytes>,
+    /// `Some` once the body is complete (`Ok`) or has failed.
+    finished: Option<Result<(), OriginError>>,
+}
+
+/// One origin request in flight for a key.
+#[derive(Default)]
+pub struct Flight {
+    state: Mutex<FlightState>,
+    notify: tokio::sync::Notify,
+}
+
+impl Flight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FlightState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for the leader's outcome.
+    pub async fn wait(&self) -> Outcome {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(outcome) = self.lock().outcome.clone() {
+                return outcome;
+            }
+            notified.await;
+        }
+    }
+
+    /// The body as it arrives: every chunk received so far, then each new one;
+    /// ends when the fill completes, fails when it fails.
+    pub fn subscribe(self: &Arc<Self>) -> BodyStream {
+        let start = (Some(self.clone()), 0usize);
+        Box::pin(futures_util::stream::unfold(
+            start,
+            |(flight, index)| async move {
+                let flight = flight?;
+                loop {
+                    let step = {
+                        let notified = flight.notify.notified();
+                        tokio::pin!(notified);
+                        notified.as_mut().enable();
+                        let step = {
+                            let state = flight.lock();
+                            match (state.chunks.get(index), &state.finished) {
+                                (Some(chunk), _) => Step::Chunk(chunk.clone()),
+                                (None, Some(Ok(()))) => Step::End,
+                                (None, Some(Err(e))) => Step::Fail(e.clone()),
+                                (None, None) => Step::Wait,
+                            }
+                        };
+                        if matches!(step, Step::Wait) {
+                            notified.await;
+                            continue;
+                        }
+                        step
+                    };
+                    return match step {
+                        Step::Chunk(chunk) => Some((Ok(chunk), (Some(flight), index + 1))),
+                        Step::Fail(e) => Some((Err(e), (None, index))),
+                        Step::End | Step::Wait => None,
+                    };
+                }
+            },
+        ))
+    }
+}
+
+/// What a subscriber does next.
+enum Step {
+    Chunk(Bytes),
+    End,
+    Fail(OriginError),
+    Wait,
+}
+
+type Inflight = Arc<Mutex<HashMap<CacheKey, Arc<Flight>>>>;
+
+/// The flights in progress, by key.
+#[derive(Default)]
+pub struct Coalescer {
+    inflight: Inflight,
+}
+
+/// Whether a request leads the fill for its key or follows another's.
+pub enum Role {
+    Leader(FlightGuard),
+    Follower(Arc<Flight>),
+}
+
+impl Coalescer {
+    /// Joins the flight for `key`, starting it when there is none.
+    pub fn join(&self, key: &CacheKey) -> Role {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(flight) = inflight.get(key) {
+            return Role::Follower(flight.clone());
+        }
+        let flight = Arc::new(Flight::default());
+        inflight.insert(key.clone(), flight.clone());
+        Role::Leader(FlightGuard {
+            inflight: self.inflight.clone(),
+            key: key.clone(),
+            flight,
+        })
+    }
+
+    /// Flights in progress (tests, metrics).
+    pub fn len(&self) -> usize {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The leader's hold on a flight. Dropping it without an outcome releases the
+/// followers with `Retry`; dropping it mid-body fails their streams.
+pub struct FlightGuard {
+    inflight: Inflight,
+    key: CacheKey,
+    flight: Arc<Flight>,
+}
+
+impl FlightGuard {
+    /// Tells the followers what happened. A `Streaming` outcome keeps the flight
+    /// open for the body; any other ends it.
+    pub fn publish(&self, outcome: Outcome) {
+        let streaming = matches!(outcome, Outcome::Streaming(_));
+        self.flight.lock().outcome = Some(outcome);
+        if !streaming {
+            self.leave();
+        }
+        self.flight.notify.notify_waiters();
+    }
+
+    /// A body chunk for the followers.
+    pub fn push(&self, chunk: Bytes) {
+        self.flight.lock().chunks.push(chunk);
+        self.flight.notify.notify_waiters();
+    }
+
+    /// The body is complete (and stored) or has failed.
+    pub fn finish(self, result: Result<(), OriginError>) {
+        self.flight.lock().finished = Some(result);
+        self.leave();
+        self.flight.notify.notify_waiters();
+    }
+
+    /// The key this flight fills.
+    pub fn key(&self) -> &CacheKey {
+        &self.key
+    }
+
+    /// The leader's own view of the body.
+    pub fn subscribe(&self) -> BodyStream {
+        self.flight.subscribe()
+    }
+
+    fn leave(&self) {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        if inflight
+            .get(&self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+        {
+            inflight.remove(&self.key);
+        }
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        {
+            let mut state = self.flight.lock();
+            match state.outcome {
+                None => state.outcome = Some(Outcome::Retry),
+                Some(Outcome::Streaming(_)) if state.finished.is_none() => {
+                    state.finished =
+                        Some(Err(OriginError::Invalid("the fill was abandoned".into())));
+                }
+                _ => {}
+            }
+        }
+        self.leave();
+        self.flight.notify.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Variant;
+    use futures_util::StreamExt;
+
+    fn key() -> CacheKey {
+        CacheKey::new("s", "k", Variant::Identity)
+    }
+
+    #[actix_rt::test]
+    async fn the_first_request_leads_and_the_others_follow_until_it_ends() {
+        let coalescer = Coalescer::default();
+        let Role::Leader(guard) = coalescer.join(&key()) else {
+            panic!("leader")
+        };
+        let Role::Follower(flight) = coalescer.join(&key()) else {
+            panic!("follower")
+        };
+        guard.publish(Outcome::Streaming(Arc::new(ObjectMeta::default())));
+        let mut body = flight.subscribe();
+        guard.push(Bytes::from_static(b"ab"));
+        assert_eq!(body.next().await.unwrap().unwrap(), "ab");
+        guard.push(Bytes::from_static(b"cd"));
+        guard.finish(Ok(()));
+        assert_eq!(body.next().await.unwrap().unwrap(), "cd");
+        assert!(body.next().await.is_none());
+        assert!(matches!(coalescer.join(&key()), Role::Leader(_)));
+    }
+
+    #[actix_rt::test]
+    async fn a_leader_dropped_before_publishing_releases_its_followers_with_retry() {
+        let coalescer = Coalescer::default();
+        let Role::Leader(guard) = coalescer.join(&key()) else {
+            panic!("leader")
+        };
+        let Role::Follower(flight) = coalescer.join(&key()) else {
+            panic!("follower")
+        };
+        let waiter = tokio::spawn(async move { flight.wait().await });
+        drop(guard);
+        assert!(matches!(waiter.await.unwrap(), Outcome::Retry));
+        assert!(coalescer.is_empty());
+    }
+
+    #[actix_rt::test]
+    async fn a_fill_abandoned_mid_body_fails_the_followers_streams() {
+        let coalescer = Coalescer::default();
+        let Role::Leader(guard) = coalescer.join(&key()) else {
+            panic!("leader")
+        };
+        let Role::Follower(flight) = coalescer.join(&key()) else {
+            panic!("follower")
+        };
+        guard.publish(Outcome::Streaming(Arc::new(ObjectMeta::default())));
+        guard.push(Bytes::from_static(b"partial"));
+        drop(guard);
+        let mut body = flight.subscribe();
+        assert!(body.next().await.unwrap().is_ok());
+        assert!(body.next().await.unwrap().is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! The cache: entries keyed by site, object key and encoding variant, a memory
+//! tier (moka, weighted by bytes), and request coalescing.
+//!
+//! Contract (after pingora-cache): an entry enters a tier only when its body is
+//! complete and its length matches the origin's Content-Length; a fill that
+//! fails or is abandoned stores nothing and releases its waiters (a `Drop`
+//! guard); concurrent misses for one key make one origin request.
+
+pub mod fill;
+pub mod memory;
+pub mod policy;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+pub use fill::{Coalescer, FlightGuard, Role};
+pub use memory::MemoryTier;
+pub use policy::{Freshness, State};
+
+use crate::origin::ObjectMeta;
+
+/// The encoding variant of an entry (compression adds more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    Identity,
+}
+
+impl Variant {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Variant::Identity => "identity",
+        }
+    }
+}
+
+/// What identifies an entry. A wrong key poisons the cache: the site name, the
+/// full object key (prefix included) and the variant are all part of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    pub site: String,
+    pub object_key: String,
+    pub variant: Variant,
+}
+
+impl CacheKey {
+    pub fn new(site: &str, object_key: &str, variant: Variant) -> CacheKey {
+        CacheKey {
+            site: site.to_string(),
+            object_key: object_key.to_string(),
+            variant,
+        }
+    }
+
+    /// A stable hash of the key (SHA-256, hex): the same in every process, so it
+    /// can name files; never derived from the key's text, so no path traversal.
+    pub fn hash(&self) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            self.site.as_bytes(),
+            self.object_key.as_bytes(),
+            self.variant.as_str().as_bytes(),
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// What the bucket said about a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// 200 with a body.
+    Object,
+    /// 404 from the bucket.
+    NotFound,
+    /// 403 from the bucket.
+    Denied,
+}
+
+/// A complete cached answer.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: CacheKey,
+    pub kind: EntryKind,
+    pub meta: ObjectMeta,
+    /// The body as the origin's chunks (shared, never copied when served).
+    pub body: Arc<[Bytes]>,
+    pub stored_at: SystemTime,
+    pub freshness: Freshness,
+}
+
+impl Entry {
+    /// Bytes of body held.
+    pub fn body_len(&self) -> u64 {
+        self.body.iter().map(|c| c.len() as u64).sum()
+    }
+
+    /// Seconds since it was stored (or last revalidated).
+    pub fn age(&self, now: SystemTime) -> Duration {
+        now.duration_since(self.stored_at).unwrap_or_default()
+    }
+
+    pub fn state(&self, now: SystemTime) -> State {
+        self.freshness.state(self.age(now))
+    }
+
+    /// The same entry, refreshed by a 304 at `now` with the new freshness.
+    pub fn refreshed(&self, now: SystemTime, freshness: Freshness, meta: &ObjectMeta) -> Entry {
+        let mut entry = self.clone();
+        entry.stored_at = now;
+        entry.freshness = freshness;
+        // RFC 9111 section 4.3.4: update the stored headers from the 304.
+        if meta.cache_control.is_some() {
+            entry.meta.cache_control.clone_from(&meta.cache_control);
+        }
+        if meta.expires.is_some() {
+            entry.meta.expires.clone_from(&meta.expires);
+        }
+        entry
+    }
+}
+
+/// The cache of a node.
+pub struct Cache {
+    pub memory: MemoryTier,
+    pub coalescer: Coalescer,
+    /// Objects larger than this are not kept in memory.
+    pub memory_object_max: u64,
+}
+
+impl Cache {
+    pub fn new(memory_size: u64, memory_object_max: u64) -> Cache {
+        Cache {
+            memory: MemoryTier::new(memory_size),
+            coalescer: Coalescer::default(),
+            memory_object_max,
+        }
+    }
+
+    pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        self.memory.get(key)
+    }
+
+    /// Stores a complete entry in every tier it fits.
+    pub fn insert(&self, entry: Entry) -> Arc<Entry> {
+        let entry = Arc::new(entry);
+        if entry.body_len() <= self.memory_object_max {
+            self.memory.insert(entry.clone());
+        }
+        entry
+    }
+
+    /// Removes every entry of `site` whose object key satisfies `matches`,
+    /// from every tier, before returning how many were removed.
+    pub fn purge(&self, site: &str, matches: impl Fn(&str) -> bool) -> u64 {
+        self.memory.purge(site, matches)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_hash_stably_and_differ_by_every_part() {
+        let a = CacheKey::new("site", "a/b.html", Variant::Identity);
+        assert_eq!(
+            a.hash(),
+            CacheKey::new("site", "a/b.html", Variant::Identity).hash()
+        );
+        assert_eq!(a.hash().len(), 64);
+        assert_ne!(
+            a.hash(),
+            CacheKey::new("site2", "a/b.html", Variant::Identity).hash()
+        );
+        assert_ne!(
+            a.hash(),
+            CacheKey::new("site", "a/b.htm", Variant::Identity).hash()
+        );
+        // Length-prefixed parts: moving a character between parts changes the hash.
+        assert_ne!(
+            CacheKey::new("ab", "c", Variant::Identity).hash(),
+            CacheKey::new("a", "bc", Variant::Identity).hash()
+        );
+    }
+}
