@@ -1,4 +1,4 @@
-//! The admin listener (`--admin-listen`): health, readiness and metrics.
+//! The admin listener (`--admin-listen`): health, readiness, metrics, purge.
 //!
 //! When `S3EDGE_ADMIN_TOKEN` is set, every endpoint but the probes (`/healthz`,
 //! `/readyz`) needs `Authorization: Bearer TOKEN`, compared in constant time.
@@ -18,6 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
+        .route("/purge", web::post().to(purge))
         .default_service(web::to(|| async {
             HttpResponse::NotFound()
                 .content_type("text/plain; charset=utf-8")
@@ -47,9 +48,116 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Some(denied) = check_token(&req, state.admin_token.as_deref()) {
         return denied;
     }
+    let mut text = state.metrics.render();
+    let (bytes, entries) = state.cache.memory.usage();
+    text.push_str("# HELP s3edge_cache_bytes Bytes held by each cache tier.\n");
+    text.push_str("# TYPE s3edge_cache_bytes gauge\n");
+    text.push_str(&format!("s3edge_cache_bytes{{tier=\"memory\"}} {bytes}\n"));
+    text.push_str("# HELP s3edge_cache_entries Entries held by each cache tier.\n");
+    text.push_str("# TYPE s3edge_cache_entries gauge\n");
+    text.push_str(&format!(
+        "s3edge_cache_entries{{tier=\"memory\"}} {entries}\n"
+    ));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
+        .body(text)
+}
+
+/// `POST /purge`: `{"site": "NAME", "paths": ["/a.html"], "prefixes": ["/blog/"], "all": false}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    pub site: String,
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    #[serde(default)]
+    pub all: bool,
+}
+
+fn json_error(status: actix_web::http::StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({ "error": message }))
+}
+
+/// The object key a purge path names (the site's prefix included).
+fn purge_key(site: &crate::site::Site, path: &str) -> Option<String> {
+    let path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    let path = path.split('?').next().unwrap_or("");
+    crate::website::path_to_key(path)
+        .ok()
+        .map(|key| site.object_key(&key))
+}
+
+/// Removes entries from every cache tier before answering `{"purged": N}`
+/// (N counts every variant removed). Paths name pages as clients request them:
+/// `/` and `/dir/` also purge their index document.
+async fn purge(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    if let Some(denied) = check_token(&req, state.admin_token.as_deref()) {
+        return denied;
+    }
+    let request: PurgeRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid purge request: {e}"),
+            )
+        }
+    };
+    if request.paths.is_empty() && request.prefixes.is_empty() && !request.all {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "nothing to purge: give paths, prefixes or \"all\": true",
+        );
+    }
+    let sites = state.sites();
+    let Some(site) = sites.sites.iter().find(|s| s.name() == request.site) else {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            &format!("no site named `{}`", request.site),
+        );
+    };
+    let index = site.website().and_then(|w| w.index_document.clone());
+    let mut keys = Vec::new();
+    for path in &request.paths {
+        let Some(key) = purge_key(site, path) else {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("`{path}` is not a valid path"),
+            );
+        };
+        if let Some(index) = index
+            .as_deref()
+            .filter(|_| key.is_empty() || key.ends_with('/'))
+        {
+            keys.push(format!("{key}{index}"));
+        }
+        keys.push(key);
+    }
+    let mut prefixes = Vec::new();
+    for prefix in &request.prefixes {
+        let Some(key) = purge_key(site, prefix) else {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("`{prefix}` is not a valid prefix"),
+            );
+        };
+        prefixes.push(key);
+    }
+    let site_prefix = site.config.origin.prefix.clone();
+    let purged = state.cache.purge(site.name(), |key| {
+        (request.all && key.starts_with(&site_prefix))
+            || keys.iter().any(|k| k == key)
+            || prefixes.iter().any(|p| key.starts_with(p.as_str()))
+    });
+    tracing::info!(site = site.name(), purged, "purge");
+    HttpResponse::Ok().json(serde_json::json!({ "purged": purged }))
 }
 
 /// `None` when the request may proceed; a 401 otherwise.

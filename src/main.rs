@@ -37,6 +37,23 @@ enum Command {
         #[arg(long, env = "S3EDGE_SITES", default_value = "sites")]
         sites: PathBuf,
     },
+    /// Remove cached entries through the admin API (token from S3EDGE_ADMIN_TOKEN).
+    Purge {
+        /// The admin listener, e.g. `http://127.0.0.1:9090`.
+        #[arg(long, env = "S3EDGE_ADMIN", default_value = "http://127.0.0.1:9090")]
+        admin: String,
+        /// The site's name (its file name without `.toml`).
+        #[arg(long)]
+        site: String,
+        /// Paths to purge, as clients request them (`/`, `/blog/post.html`).
+        paths: Vec<String>,
+        /// Purge every path starting with this (repeatable).
+        #[arg(long = "prefix")]
+        prefixes: Vec<String>,
+        /// Purge the whole site.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Args)]
@@ -103,6 +120,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { sites } => check(&sites),
+        Command::Purge {
+            admin,
+            site,
+            paths,
+            prefixes,
+            all,
+        } => match purge(&admin, &site, paths, prefixes, all) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => {
             init_tracing(args.log_format);
             match serve(*args) {
@@ -129,6 +159,53 @@ fn check(dir: &std::path::Path) -> ExitCode {
             ExitCode::from(EXIT_INVALID)
         }
     }
+}
+
+/// POSTs a purge to the admin API and prints its answer.
+fn purge(
+    admin: &str,
+    site: &str,
+    paths: Vec<String>,
+    prefixes: Vec<String>,
+    all: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::io::{Read, Write};
+    let authority = admin
+        .strip_prefix("http://")
+        .ok_or_else(|| {
+            anyhow::anyhow!("--admin must be an http:// URL, e.g. http://127.0.0.1:9090")
+        })?
+        .trim_end_matches('/');
+    let body =
+        serde_json::json!({ "site": site, "paths": paths, "prefixes": prefixes, "all": all })
+            .to_string();
+    let mut request = format!(
+        "POST /purge HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if let Some(token) = std::env::var(ADMIN_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    let mut stream = std::net::TcpStream::connect(authority)
+        .with_context(|| format!("cannot connect to the admin listener at {authority}"))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    stream.write_all(request.as_bytes())?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    println!("{}", body.trim());
+    Ok(if status == "200" {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("purge failed: HTTP {status}");
+        ExitCode::FAILURE
+    })
 }
 
 fn init_tracing(format: LogFormat) {

@@ -159,7 +159,6 @@ async fn check(edge: &Edge, object: &Object<'_>, case: &Case, pass: &str) {
     let response = edge.request(method, HOST, &object.path, &sent).await;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    eprintln!("CS {what} {:?}", headers.get("cache-status"));
     let body = response.bytes().await.expect("body");
     let get = |n: &str| {
         headers

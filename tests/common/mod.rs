@@ -261,6 +261,10 @@ mod test_origin {
         Refuse,
         /// Sleep this long before answering.
         Stall(Duration),
+        /// Send only this many bytes of each body, then end it.
+        Truncate(usize),
+        /// The bucket answers 500 InternalError.
+        ServerError,
     }
 
     /// Wraps a real origin.
@@ -275,6 +279,27 @@ mod test_origin {
     impl TestOrigin {
         pub fn gets(&self) -> usize {
             self.gets.load(Ordering::SeqCst)
+        }
+
+        /// GETs made for one object key.
+        pub fn gets_for(&self, key: &str) -> usize {
+            self.requests
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| r.key == key)
+                .count()
+        }
+
+        /// The requests made for one object key.
+        pub fn requests_for(&self, key: &str) -> Vec<ObjectRequest> {
+            self.requests
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| r.key == key)
+                .cloned()
+                .collect()
         }
 
         pub fn inject(&self, fault: Fault) {
@@ -295,6 +320,14 @@ mod test_origin {
                     Fault::DenyPrefix(_) => {}
                     Fault::Refuse => return Err(OriginError::Unreachable("injected".into())),
                     Fault::Stall(d) => tokio::time::sleep(d).await,
+                    Fault::Truncate(_) => {}
+                    Fault::ServerError => {
+                        return Err(OriginError::Rejected {
+                            status: 500,
+                            code: "InternalError".into(),
+                            request_id: None,
+                        })
+                    }
                 }
             }
             Ok(())
@@ -307,7 +340,32 @@ mod test_origin {
             self.gets.fetch_add(1, Ordering::SeqCst);
             self.requests.lock().unwrap().push(request.clone());
             self.check(&request.key).await?;
-            self.inner.get(request).await
+            let truncate = self.faults.lock().unwrap().iter().find_map(|f| match f {
+                Fault::Truncate(n) => Some(*n),
+                _ => None,
+            });
+            match (self.inner.get(request).await?, truncate) {
+                (Fetched::Object { meta, body }, Some(limit)) => {
+                    use futures_util::StreamExt;
+                    let mut sent = 0usize;
+                    let body = body
+                        .map(move |chunk| {
+                            chunk.map(|bytes| {
+                                let keep = bytes.len().min(limit.saturating_sub(sent));
+                                sent += keep;
+                                bytes.slice(..keep)
+                            })
+                        })
+                        .filter(|chunk| {
+                            std::future::ready(!matches!(chunk, Ok(b) if b.is_empty()))
+                        });
+                    Ok(Fetched::Object {
+                        meta,
+                        body: Box::pin(body),
+                    })
+                }
+                (fetched, _) => Ok(fetched),
+            }
         }
 
         async fn head(&self, key: &str) -> Result<ObjectMeta, OriginError> {

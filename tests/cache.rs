@@ -1,0 +1,435 @@
+//! The cache end to end: hits, coalescing, freshness, revalidation, stale
+//! serving, fills that fail, purge. The origin is the embedded store behind a
+//! test double that counts requests and injects faults.
+#![cfg(feature = "embedded")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{random_bytes, sha256, site_toml, Edge, EdgeBuilder, Fault, TestOrigin, TestOrigins};
+
+const BUCKET: &str = "cache-bucket";
+
+async fn edge_with(extra: &str) -> (Edge, Arc<TestOrigin>, Arc<TestOrigins>) {
+    let (builder, origins) = EdgeBuilder::new()
+        .site("c", &site_toml("c.test", BUCKET, extra))
+        .test_origins();
+    let edge = builder.start();
+    edge.create_bucket(BUCKET).await;
+    let origin = origins.site("c");
+    (edge, origin, origins)
+}
+
+async fn get(edge: &Edge, path: &str) -> (u16, String, String) {
+    let response = edge.get("c.test", path).await;
+    let status = response.status().as_u16();
+    let cache_status = response
+        .headers()
+        .get("cache-status")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, cache_status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_second_request_is_a_hit_with_no_origin_request() {
+    let (edge, origin, _) = edge_with("").await;
+    edge.put(BUCKET, "a.html", "hello", Some("text/html")).await;
+    let (status, cache, body) = get(&edge, "/a.html").await;
+    assert_eq!(
+        (status, cache.as_str(), body.as_str()),
+        (200, "s3edge; fwd=miss; stored", "hello")
+    );
+    let response = edge.get("c.test", "/a.html").await;
+    assert_eq!(response.headers()["cache-status"], "s3edge; hit");
+    assert!(response.headers().contains_key("age"));
+    assert_eq!(response.text().await.unwrap(), "hello");
+    assert_eq!(origin.gets_for("a.html"), 1);
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_cold_requests_make_one_origin_get() {
+    let (edge, origin, _) = edge_with("").await;
+    let data = random_bytes(2 * 1024 * 1024, 5);
+    edge.put(
+        BUCKET,
+        "big.bin",
+        data.clone(),
+        Some("application/octet-stream"),
+    )
+    .await;
+    origin.inject(Fault::Stall(Duration::from_millis(300)));
+    let edge = Arc::new(edge);
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let edge = edge.clone();
+            tokio::spawn(async move { edge.get("c.test", "/big.bin").await.bytes().await.unwrap() })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(sha256(&task.await.unwrap()), sha256(&data));
+    }
+    assert_eq!(origin.gets_for("big.bin"), 1);
+    let metrics = edge
+        .http
+        .get(edge.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("s3edge_coalesced_requests_total{site=\"c\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn no_store_and_private_are_never_stored() {
+    let (edge, origin, _) = edge_with("").await;
+    edge.put_with(BUCKET, "ns.html", "x", |p| p.cache_control("no-store"))
+        .await;
+    edge.put_with(BUCKET, "pv.html", "x", |p| {
+        p.cache_control("private, max-age=600")
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(get(&edge, "/ns.html").await.1, "s3edge; fwd=miss");
+        assert_eq!(get(&edge, "/pv.html").await.1, "s3edge; fwd=miss");
+    }
+    assert_eq!(origin.gets_for("ns.html"), 3);
+    assert_eq!(origin.gets_for("pv.html"), 3);
+}
+
+#[tokio::test]
+async fn no_cache_is_revalidated_on_every_use_with_a_conditional_get() {
+    let (edge, origin, _) = edge_with("").await;
+    edge.put_with(BUCKET, "nc.html", "fresh?", |p| p.cache_control("no-cache"))
+        .await;
+    assert_eq!(get(&edge, "/nc.html").await.2, "fresh?");
+    for _ in 0..2 {
+        let (status, cache, body) = get(&edge, "/nc.html").await;
+        assert_eq!(
+            (status, cache.as_str(), body.as_str()),
+            (200, "s3edge; fwd=stale; fwd-status=304", "fresh?")
+        );
+    }
+    let requests = origin.requests_for("nc.html");
+    assert_eq!(requests.len(), 3);
+    assert!(requests[0].if_none_match.is_none());
+    assert!(requests[1]
+        .if_none_match
+        .as_deref()
+        .is_some_and(|e| e.starts_with('"')));
+}
+
+#[tokio::test]
+async fn an_expired_entry_is_refreshed_by_a_304_and_replaced_by_a_200() {
+    let (edge, origin, _) = edge_with("[cache]\nstale_while_revalidate = \"0s\"\n").await;
+    edge.put_with(BUCKET, "e.html", "v1", |p| p.cache_control("max-age=1"))
+        .await;
+    assert_eq!(get(&edge, "/e.html").await.2, "v1");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (_, cache, body) = get(&edge, "/e.html").await;
+    assert_eq!(
+        (cache.as_str(), body.as_str()),
+        ("s3edge; fwd=stale; fwd-status=304", "v1")
+    );
+    assert_eq!(
+        get(&edge, "/e.html").await.1,
+        "s3edge; hit",
+        "the 304 made it fresh again"
+    );
+    edge.put_with(BUCKET, "e.html", "v2", |p| p.cache_control("max-age=1"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (_, cache, body) = get(&edge, "/e.html").await;
+    assert_eq!(
+        (cache.as_str(), body.as_str()),
+        ("s3edge; fwd=miss; stored", "v2")
+    );
+    assert_eq!(origin.gets_for("e.html"), 3);
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_at_once_and_refreshes_once() {
+    let (edge, origin, _) = edge_with("").await;
+    edge.put_with(BUCKET, "s.html", "old", |p| {
+        p.cache_control("max-age=1, stale-while-revalidate=60")
+    })
+    .await;
+    assert_eq!(get(&edge, "/s.html").await.2, "old");
+    edge.put_with(BUCKET, "s.html", "new", |p| {
+        p.cache_control("max-age=1, stale-while-revalidate=60")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    origin.inject(Fault::Stall(Duration::from_millis(500)));
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        let (_, cache, body) = get(&edge, "/s.html").await;
+        assert_eq!(
+            (cache.as_str(), body.as_str()),
+            ("s3edge; hit; detail=stale-while-revalidate", "old")
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "stale copies are served at once"
+    );
+    origin.clear();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(get(&edge, "/s.html").await.2, "new");
+    assert_eq!(
+        origin.gets_for("s.html"),
+        2,
+        "one background refresh for five stale hits"
+    );
+}
+
+#[tokio::test]
+async fn an_origin_that_fails_gets_the_stale_copy_served_with_its_age() {
+    let (edge, _origin_c, origins) =
+        edge_with("[cache]\nstale_while_revalidate = \"0s\"\nstale_if_error = \"1h\"\n").await;
+    edge.put_with(BUCKET, "d.html", "keep me", |p| {
+        p.cache_control("max-age=1")
+    })
+    .await;
+    assert_eq!(get(&edge, "/d.html").await.2, "keep me");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for fault in [Fault::Refuse, Fault::ServerError] {
+        origins.site("c").inject(fault);
+        let response = edge.get("c.test", "/d.html").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["cache-status"],
+            "s3edge; fwd=stale; detail=stale-if-error"
+        );
+        assert!(
+            response.headers()["age"]
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                >= 1
+        );
+        assert_eq!(response.text().await.unwrap(), "keep me");
+        origins.site("c").clear();
+    }
+    // Without a stale copy the failure shows.
+    origins.site("c").inject(Fault::Refuse);
+    assert_eq!(get(&edge, "/never.html").await.0, 502);
+}
+
+#[tokio::test]
+async fn a_truncated_body_is_cut_for_the_client_and_never_stored() {
+    let (edge, origin, _) = edge_with("").await;
+    let data = random_bytes(300_000, 9);
+    edge.put(
+        BUCKET,
+        "t.bin",
+        data.clone(),
+        Some("application/octet-stream"),
+    )
+    .await;
+    origin.inject(Fault::Truncate(100_000));
+    let response = edge.get("c.test", "/t.bin").await;
+    assert_eq!(response.headers()["content-length"], "300000");
+    assert!(
+        response.bytes().await.is_err(),
+        "a short body is never presented as complete"
+    );
+    origin.clear();
+    let response = edge.get("c.test", "/t.bin").await;
+    assert_eq!(
+        response.headers()["cache-status"],
+        "s3edge; fwd=miss; stored"
+    );
+    assert_eq!(sha256(&response.bytes().await.unwrap()), sha256(&data));
+    assert_eq!(get(&edge, "/t.bin").await.1, "s3edge; hit");
+}
+
+#[tokio::test]
+async fn missing_keys_are_cached_for_error_ttl() {
+    let (edge, origin, _) = edge_with("[cache]\nerror_ttl = \"1s\"\n").await;
+    for _ in 0..3 {
+        assert_eq!(get(&edge, "/missing.html").await.0, 404);
+    }
+    assert_eq!(origin.gets_for("missing.html"), 1);
+    edge.put(BUCKET, "missing.html", "here now", Some("text/html"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(&edge, "/missing.html").await.2, "here now");
+}
+
+async fn purge(edge: &Edge, body: &str, token: Option<&str>) -> (u16, String) {
+    let mut request = edge
+        .http
+        .post(edge.admin_url("/purge"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn purge_removes_paths_prefixes_and_whole_sites() {
+    let (builder, origins) = EdgeBuilder::new()
+        .site(
+            "c",
+            &site_toml(
+                "c.test",
+                BUCKET,
+                "[website]\nindex_document = \"index.html\"\n",
+            ),
+        )
+        .test_origins();
+    let edge = builder.start();
+    edge.create_bucket(BUCKET).await;
+    let origin = origins.site("c");
+    for key in [
+        "index.html",
+        "a.html",
+        "blog/one.html",
+        "blog/two.html",
+        "other.html",
+    ] {
+        edge.put(BUCKET, key, key, Some("text/html")).await;
+    }
+    let warm = |paths: &'static [&'static str]| {
+        let edge = &edge;
+        async move {
+            for path in paths {
+                assert_eq!(get(edge, path).await.0, 200, "{path}");
+            }
+        }
+    };
+    warm(&[
+        "/",
+        "/a.html",
+        "/blog/one.html",
+        "/blog/two.html",
+        "/other.html",
+    ])
+    .await;
+    assert_eq!(
+        purge(&edge, r#"{"site":"c","paths":["/","/a.html"]}"#, None).await,
+        (200, r#"{"purged":2}"#.into())
+    );
+    assert_eq!(get(&edge, "/a.html").await.1, "s3edge; fwd=miss; stored");
+    assert_eq!(get(&edge, "/").await.1, "s3edge; fwd=miss; stored");
+    assert_eq!(get(&edge, "/other.html").await.1, "s3edge; hit");
+    assert_eq!(
+        purge(&edge, r#"{"site":"c","prefixes":["/blog/"]}"#, None).await,
+        (200, r#"{"purged":2}"#.into())
+    );
+    assert_eq!(
+        get(&edge, "/blog/one.html").await.1,
+        "s3edge; fwd=miss; stored"
+    );
+    assert_eq!(
+        purge(&edge, r#"{"site":"c","all":true}"#, None).await,
+        (200, r#"{"purged":4}"#.into())
+    );
+    assert_eq!(
+        get(&edge, "/other.html").await.1,
+        "s3edge; fwd=miss; stored"
+    );
+    assert_eq!(origin.gets_for("other.html"), 2);
+    assert_eq!(
+        purge(&edge, r#"{"site":"nope","all":true}"#, None).await.0,
+        404
+    );
+    assert_eq!(purge(&edge, r#"{"site":"c"}"#, None).await.0, 400);
+    assert_eq!(purge(&edge, "not json", None).await.0, 400);
+}
+
+#[tokio::test]
+async fn purge_needs_the_admin_token_when_one_is_set() {
+    let edge = EdgeBuilder::new()
+        .site("c", &site_toml("c.test", BUCKET, ""))
+        .with(|o| o.admin_token = Some("s3cret".into()))
+        .start();
+    assert_eq!(
+        purge(&edge, r#"{"site":"c","all":true}"#, None).await.0,
+        401
+    );
+    assert_eq!(
+        purge(&edge, r#"{"site":"c","all":true}"#, Some("wrong"))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        purge(&edge, r#"{"site":"c","all":true}"#, Some("s3cret")).await,
+        (200, r#"{"purged":0}"#.into())
+    );
+}
+
+#[tokio::test]
+async fn the_purge_command_talks_to_the_admin_api() {
+    let (edge, _, _) = edge_with("").await;
+    edge.put(BUCKET, "p.html", "p", Some("text/html")).await;
+    assert_eq!(get(&edge, "/p.html").await.0, 200);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_s3edge"))
+        .args([
+            "purge",
+            "--admin",
+            &edge.admin_url(""),
+            "--site",
+            "c",
+            "/p.html",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        r#"{"purged":1}"#
+    );
+}
+
+#[tokio::test]
+async fn the_memory_tier_stays_within_its_budget() {
+    let (builder, _) = EdgeBuilder::new()
+        .site("c", &site_toml("c.test", BUCKET, ""))
+        .with(|o| o.memory_cache_size = 4 << 20)
+        .test_origins();
+    let edge = builder.start();
+    edge.create_bucket(BUCKET).await;
+    let data = random_bytes(256 * 1024, 1);
+    for i in 0..40 {
+        edge.put(BUCKET, &format!("o{i}.bin"), data.clone(), None)
+            .await;
+        assert_eq!(get(&edge, &format!("/o{i}.bin")).await.0, 200);
+    }
+    let metrics = edge
+        .http
+        .get(edge.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let bytes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("s3edge_cache_bytes{tier=\"memory\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        bytes > 0 && bytes <= (4u64 << 20) * 11 / 10,
+        "memory tier holds {bytes} bytes"
+    );
+}
