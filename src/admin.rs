@@ -49,15 +49,22 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         return denied;
     }
     let mut text = state.metrics.render();
-    let (bytes, entries) = state.cache.memory.usage();
+    let mut tiers = vec![("memory", state.cache.memory.usage())];
+    if let Some(disk) = &state.cache.disk {
+        tiers.push(("disk", disk.usage()));
+    }
     text.push_str("# HELP s3edge_cache_bytes Bytes held by each cache tier.\n");
     text.push_str("# TYPE s3edge_cache_bytes gauge\n");
-    text.push_str(&format!("s3edge_cache_bytes{{tier=\"memory\"}} {bytes}\n"));
+    for (tier, (bytes, _)) in &tiers {
+        text.push_str(&format!("s3edge_cache_bytes{{tier=\"{tier}\"}} {bytes}\n"));
+    }
     text.push_str("# HELP s3edge_cache_entries Entries held by each cache tier.\n");
     text.push_str("# TYPE s3edge_cache_entries gauge\n");
-    text.push_str(&format!(
-        "s3edge_cache_entries{{tier=\"memory\"}} {entries}\n"
-    ));
+    for (tier, (_, entries)) in &tiers {
+        text.push_str(&format!(
+            "s3edge_cache_entries{{tier=\"{tier}\"}} {entries}\n"
+        ));
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)

@@ -224,12 +224,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if !args.tls_listen.is_empty() {
         anyhow::bail!("--tls-listen is not available yet in this build; serve HTTPS through a load balancer for now");
     }
-    let _ = (
-        &args.cache_dir,
-        args.disk_cache_size,
-        args.memory_cache_size,
-        args.memory_object_max,
-    );
     let access_log = AccessLog::open(&AccessLogTarget::parse(&args.access_log), args.log_format)
         .with_context(|| format!("cannot open the access log `{}`", args.access_log))?;
     let options = NodeOptions {
@@ -249,6 +243,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .ok()
             .filter(|t| !t.is_empty()),
         shutdown_timeout: server::SHUTDOWN_TIMEOUT,
+        cache_dir: args.cache_dir,
+        disk_cache_size: args.disk_cache_size,
         memory_cache_size: args.memory_cache_size,
         memory_object_max: args.memory_object_max,
         website_refresh: server::WEBSITE_REFRESH,

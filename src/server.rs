@@ -11,7 +11,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 
 use crate::access_log::AccessLog;
-use crate::cache::Cache;
+use crate::cache::{Cache, DiskTier};
 use crate::config::{self, ConfigErrors, Endpoint};
 use crate::handler::handle;
 use crate::metrics::Metrics;
@@ -44,6 +44,10 @@ pub struct NodeOptions {
     pub embedded_secret_key: String,
     pub admin_token: Option<String>,
     pub shutdown_timeout: Duration,
+    /// The disk tier's directory (`--cache-dir`).
+    pub cache_dir: PathBuf,
+    /// Bytes the disk tier may hold; 0 turns it off (`--disk-cache-size`).
+    pub disk_cache_size: u64,
     /// Bytes the memory tier may hold (`--memory-cache-size`).
     pub memory_cache_size: u64,
     /// Larger objects are not kept in memory (`--memory-object-max`).
@@ -63,6 +67,11 @@ pub enum StartError {
     Origin { site: String, source: BuildError },
     #[error("site `{site}`: {message}")]
     Website { site: String, message: String },
+    #[error("cache directory {}: {source}; give --cache-dir a directory s3edge may create and write, or --disk-cache-size 0", dir.display())]
+    CacheDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[cfg(feature = "embedded")]
     #[error(transparent)]
     Embedded(#[from] crate::origin::embedded::EmbeddedError),
@@ -85,13 +94,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(sites: Sites, options: &NodeOptions) -> AppState {
+    pub fn new(sites: Sites, options: &NodeOptions, disk: Option<DiskTier>) -> AppState {
         AppState {
             sites: RwLock::new(Arc::new(sites)),
             metrics: Arc::new(Metrics::default()),
             cache: Arc::new(Cache::new(
                 options.memory_cache_size,
                 options.memory_object_max,
+                disk,
             )),
             access_log: options.access_log.clone(),
             ready: AtomicBool::new(false),
@@ -175,7 +185,24 @@ impl Node {
         if sites.sites.is_empty() {
             tracing::warn!(dir = %options.sites_dir.display(), "no site files found; every request will get 404");
         }
-        let state = web::Data::new(AppState::new(sites, &options));
+        let disk = if options.disk_cache_size > 0 {
+            let disk =
+                DiskTier::open(&options.cache_dir, options.disk_cache_size).map_err(|source| {
+                    StartError::CacheDir {
+                        dir: options.cache_dir.clone(),
+                        source,
+                    }
+                })?;
+            let (bytes, entries) = disk.usage();
+            println!(
+                "disk cache: {} ({entries} entries, {bytes} bytes)",
+                options.cache_dir.display()
+            );
+            Some(disk)
+        } else {
+            None
+        };
+        let state = web::Data::new(AppState::new(sites, &options, disk));
         Self::bind(options, state, embedded.map(|(store, _)| store))
     }
 

@@ -433,3 +433,131 @@ async fn the_memory_tier_stays_within_its_budget() {
         "memory tier holds {bytes} bytes"
     );
 }
+
+/// Waits until the disk tier holds `n` entries.
+async fn wait_disk_entries(edge: &Edge, n: u64) {
+    for _ in 0..100 {
+        let metrics = edge
+            .http
+            .get(edge.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let entries: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("s3edge_cache_entries{tier=\"disk\"} "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if entries >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the disk tier never held {n} entries");
+}
+
+/// Two nodes in a row over the same bucket and cache directories.
+fn restartable(shared: &std::path::Path) -> (EdgeBuilder, Arc<TestOrigins>) {
+    let buckets = shared.join("buckets");
+    let cache = shared.join("cache");
+    EdgeBuilder::new()
+        .site("c", &site_toml("c.test", BUCKET, ""))
+        .with(move |o| {
+            o.embedded_dir = Some(buckets);
+            o.cache_dir = cache;
+        })
+        .test_origins()
+}
+
+#[tokio::test]
+async fn after_a_restart_with_the_same_cache_dir_entries_come_from_disk() {
+    let shared = tempfile::tempdir().unwrap();
+    let data = random_bytes(700_000, 21);
+    {
+        let (builder, _) = restartable(shared.path());
+        let edge = builder.start();
+        edge.create_bucket(BUCKET).await;
+        edge.put(BUCKET, "kept.bin", data.clone(), None).await;
+        edge.put(BUCKET, "kept.html", "kept", Some("text/html"))
+            .await;
+        assert_eq!(get(&edge, "/kept.html").await.2, "kept");
+        assert_eq!(
+            sha256(&edge.get("c.test", "/kept.bin").await.bytes().await.unwrap()),
+            sha256(&data)
+        );
+        wait_disk_entries(&edge, 2).await;
+    }
+    let (builder, origins) = restartable(shared.path());
+    let edge = builder.start();
+    let response = edge.get("c.test", "/kept.bin").await;
+    assert_eq!(response.headers()["cache-status"], "s3edge; hit");
+    assert_eq!(sha256(&response.bytes().await.unwrap()), sha256(&data));
+    assert_eq!(get(&edge, "/kept.html").await.1, "s3edge; hit");
+    assert_eq!(
+        origins.site("c").gets(),
+        0,
+        "no origin request after the restart"
+    );
+}
+
+#[tokio::test]
+async fn flipped_bytes_in_every_cache_file_still_give_byte_exact_responses() {
+    let shared = tempfile::tempdir().unwrap();
+    let objects: Vec<(String, Vec<u8>)> = (0..5)
+        .map(|i| {
+            (
+                format!("f{i}.bin"),
+                random_bytes(50_000 + i * 1000, i as u64 + 1),
+            )
+        })
+        .collect();
+    {
+        let (builder, _) = restartable(shared.path());
+        let edge = builder.start();
+        edge.create_bucket(BUCKET).await;
+        for (key, data) in &objects {
+            edge.put(BUCKET, key, data.clone(), None).await;
+            assert_eq!(edge.get("c.test", &format!("/{key}")).await.status(), 200);
+        }
+        wait_disk_entries(&edge, 5).await;
+    }
+    let mut flipped = 0;
+    for shard in std::fs::read_dir(shared.path().join("cache/v1")).unwrap() {
+        let shard = shard.unwrap().path();
+        if shard.ends_with("tmp") {
+            continue;
+        }
+        for file in std::fs::read_dir(&shard).unwrap() {
+            let path = file.unwrap().path();
+            let mut bytes = std::fs::read(&path).unwrap();
+            let at = bytes.len() - 100;
+            bytes[at] ^= 0x5a;
+            std::fs::write(&path, bytes).unwrap();
+            flipped += 1;
+        }
+    }
+    assert_eq!(flipped, 5);
+    let (builder, origins) = restartable(shared.path());
+    let edge = builder.start();
+    for (key, data) in &objects {
+        let response = edge.get("c.test", &format!("/{key}")).await;
+        assert_eq!(
+            response.headers()["cache-status"],
+            "s3edge; fwd=miss; stored",
+            "{key}"
+        );
+        assert_eq!(
+            sha256(&response.bytes().await.unwrap()),
+            sha256(data),
+            "{key}"
+        );
+    }
+    assert_eq!(
+        origins.site("c").gets(),
+        5,
+        "every corrupt entry was refetched"
+    );
+}

@@ -32,8 +32,8 @@ impl MemoryTier {
         self.entries.insert(entry.key.clone(), entry);
     }
 
-    /// Removes the matching entries of a site; returns how many.
-    pub fn purge(&self, site: &str, matches: impl Fn(&str) -> bool) -> u64 {
+    /// Removes the matching entries of a site; returns their keys.
+    pub fn purge(&self, site: &str, matches: &dyn Fn(&str) -> bool) -> Vec<CacheKey> {
         let doomed: Vec<Arc<CacheKey>> = self
             .entries
             .iter()
@@ -43,7 +43,7 @@ impl MemoryTier {
         for key in &doomed {
             self.entries.invalidate(key.as_ref());
         }
-        doomed.len() as u64
+        doomed.iter().map(|key| CacheKey::clone(key)).collect()
     }
 
     /// Weighted bytes and entries held (after pending maintenance).

@@ -6,6 +6,7 @@
 //! fails or is abandoned stores nothing and releases its waiters (a `Drop`
 //! guard); concurrent misses for one key make one origin request.
 
+pub mod disk;
 pub mod fill;
 pub mod memory;
 pub mod policy;
@@ -16,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+pub use disk::DiskTier;
 pub use fill::{Coalescer, FlightGuard, Role};
 pub use memory::MemoryTier;
 pub use policy::{Freshness, State};
@@ -23,7 +25,7 @@ pub use policy::{Freshness, State};
 use crate::origin::ObjectMeta;
 
 /// The encoding variant of an entry (compression adds more).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Variant {
     Identity,
 }
@@ -38,7 +40,7 @@ impl Variant {
 
 /// What identifies an entry. A wrong key poisons the cache: the site name, the
 /// full object key (prefix included) and the variant are all part of it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct CacheKey {
     pub site: String,
     pub object_key: String,
@@ -71,7 +73,7 @@ impl CacheKey {
 }
 
 /// What the bucket said about a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EntryKind {
     /// 200 with a body.
     Object,
@@ -124,40 +126,76 @@ impl Entry {
     }
 }
 
-/// The cache of a node.
+/// The cache of a node: a memory tier in front of an optional disk tier.
 pub struct Cache {
     pub memory: MemoryTier,
+    pub disk: Option<DiskTier>,
     pub coalescer: Coalescer,
     /// Objects larger than this are not kept in memory.
     pub memory_object_max: u64,
 }
 
 impl Cache {
-    pub fn new(memory_size: u64, memory_object_max: u64) -> Cache {
+    pub fn new(memory_size: u64, memory_object_max: u64, disk: Option<DiskTier>) -> Cache {
         Cache {
             memory: MemoryTier::new(memory_size),
+            disk,
             coalescer: Coalescer::default(),
             memory_object_max,
         }
     }
 
-    pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        self.memory.get(key)
-    }
-
-    /// Stores a complete entry in every tier it fits.
-    pub fn insert(&self, entry: Entry) -> Arc<Entry> {
+    /// The entry for `key`: from memory, else from disk (verified, then promoted
+    /// to memory when it fits).
+    pub async fn get(self: &Arc<Self>, key: &CacheKey) -> Option<Arc<Entry>> {
+        if let Some(entry) = self.memory.get(key) {
+            return Some(entry);
+        }
+        self.disk.as_ref()?;
+        let cache = self.clone();
+        let wanted = key.clone();
+        let entry = tokio::task::spawn_blocking(move || cache.disk.as_ref()?.get(&wanted))
+            .await
+            .ok()
+            .flatten()?;
         let entry = Arc::new(entry);
         if entry.body_len() <= self.memory_object_max {
             self.memory.insert(entry.clone());
         }
+        Some(entry)
+    }
+
+    /// Stores a complete entry in memory when it fits, and on disk (in the
+    /// background) when the disk tier is on.
+    pub fn insert(self: &Arc<Self>, entry: Entry) -> Arc<Entry> {
+        let entry = Arc::new(entry);
+        if entry.body_len() <= self.memory_object_max {
+            self.memory.insert(entry.clone());
+        }
+        if self.disk.as_ref().is_some_and(DiskTier::is_enabled) {
+            let cache = self.clone();
+            let stored = entry.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Some(disk) = &cache.disk {
+                    disk.insert(&stored);
+                }
+            });
+        }
         entry
     }
 
-    /// Removes every entry of `site` whose object key satisfies `matches`,
-    /// from every tier, before returning how many were removed.
+    /// Removes every entry of `site` whose object key satisfies `matches`, from
+    /// every tier, before returning how many distinct entries were removed.
     pub fn purge(&self, site: &str, matches: impl Fn(&str) -> bool) -> u64 {
-        self.memory.purge(site, matches)
+        let mut keys = self.memory.purge(site, &matches);
+        if let Some(disk) = &self.disk {
+            keys.extend(disk.purge(site, &matches));
+        }
+        keys.sort_by(|a, b| {
+            (&a.object_key, a.variant.as_str()).cmp(&(&b.object_key, b.variant.as_str()))
+        });
+        keys.dedup();
+        keys.len() as u64
     }
 }
 

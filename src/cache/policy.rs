@@ -7,7 +7,7 @@ use crate::config::CacheConfig;
 use crate::origin::ObjectMeta;
 
 /// How long an entry may be used, and how stale it may be served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Freshness {
     /// Fresh for this long after it was stored (0: revalidate on every use).
     pub ttl: Duration,

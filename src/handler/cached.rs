@@ -105,14 +105,14 @@ impl Fetcher {
     }
 
     /// The cached entry for `object_key`, if any (counted as a lookup by the caller).
-    pub fn cached(&self, object_key: &str) -> Option<Arc<Entry>> {
-        self.cache.get(&self.key(object_key))
+    pub async fn cached(&self, object_key: &str) -> Option<Arc<Entry>> {
+        self.cache.get(&self.key(object_key)).await
     }
 
     /// Fetches the whole object through the cache.
     pub async fn fetch(&self, object_key: &str) -> Answer {
         let now = SystemTime::now();
-        let answer = match self.cached(object_key) {
+        let answer = match self.cached(object_key).await {
             Some(entry) => match entry.state(now) {
                 State::Fresh => Answer {
                     result: serve_entry(&entry, now),

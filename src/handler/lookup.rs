@@ -33,7 +33,7 @@ pub(super) struct Lookup<'a> {
 impl Lookup<'_> {
     /// Does `object_key` exist? The cache answers when it can, else an origin HEAD.
     async fn origin_exists(&self, object_key: &str, exchange: &mut Exchange) -> bool {
-        if let Some(entry) = self.fetcher.cached(object_key) {
+        if let Some(entry) = self.fetcher.cached(object_key).await {
             return entry.kind == EntryKind::Object;
         }
         let started = Instant::now();
@@ -66,9 +66,11 @@ impl Lookup<'_> {
         } else {
             None
         };
-        if let Some(spec) = spec.filter(|_| self.fetcher.cached(&object_key).is_none()) {
-            if let Some(fetch) = self.fetch_range(&object_key, &spec, exchange).await? {
-                return Ok(fetch);
+        if let Some(spec) = spec {
+            if self.fetcher.cached(&object_key).await.is_none() {
+                if let Some(fetch) = self.fetch_range(&object_key, &spec, exchange).await? {
+                    return Ok(fetch);
+                }
             }
         }
         let answer = self.fetcher.fetch(&object_key).await;

@@ -49,7 +49,7 @@ impl ObjectRequest {
 /// The object's metadata as stored in the bucket. Only what a client may see, plus
 /// what the edge itself needs (redirect location, request id); `x-amz-*` headers
 /// and user metadata never reach the client.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ObjectMeta {
     /// Length of the body that follows (of the range, for a ranged GET).
     pub content_length: u64,

@@ -41,6 +41,8 @@ pub fn options(dir: &Path) -> NodeOptions {
         embedded_secret_key: DEFAULT_SECRET_KEY.into(),
         admin_token: None,
         shutdown_timeout: Duration::from_secs(5),
+        cache_dir: dir.join("cache"),
+        disk_cache_size: 256 << 20,
         memory_cache_size: 64 << 20,
         memory_object_max: 8 << 20,
         website_refresh: Duration::from_millis(300),
