@@ -416,6 +416,23 @@ async fn preconditions_are_evaluated_in_rfc_9110_order_cold_and_warm() {
     run(&edge, "pre", &data, PRECONDITIONS).await;
 }
 
+/// A field sent on several lines is one comma-separated field value (RFC 9110 5.3).
+#[rustfmt::skip]
+const SPLIT_FIELDS: &[Case] = &[
+    ("If-None-Match on two field lines is one list", GET, &[("if-none-match", "\"a\""), ("if-none-match", "{etag}")], NotModified),
+    ("If-Match on two field lines is one list", GET, &[("if-match", "\"a\""), ("if-match", "{etag}")], Full),
+    ("If-Modified-Since on two field lines is a list of dates, so it is ignored (13.1.3)", GET, &[("if-modified-since", "{lm}"), ("if-modified-since", "{past}")], Full),
+    ("If-Unmodified-Since on two field lines is a list of dates, so it is ignored (13.1.4)", GET, &[("if-unmodified-since", "{past}"), ("if-unmodified-since", "{future}")], Full),
+];
+
+#[tokio::test]
+
+async fn precondition_fields_sent_on_several_lines_are_read_as_one_field_cold_and_warm() {
+    let edge = node().await;
+    let data = random_bytes(SMALL as usize, 4);
+    run(&edge, "split", &data, SPLIT_FIELDS).await;
+}
+
 #[rustfmt::skip]
 const RANGES: &[Case] = &[
     ("a plain GET is the whole object with Accept-Ranges", GET, &[], Full),
@@ -426,6 +443,7 @@ const RANGES: &[Case] = &[
     ("a suffix longer than the object is all of it", GET, &[("range", "bytes=-99999")], Part(0, SMALL - 1)),
     ("an end past the length is clamped", GET, &[("range", "bytes=4900-99999")], Part(4900, SMALL - 1)),
     ("the first byte alone", GET, &[("range", "bytes=0-0")], Part(0, 0)),
+    ("the range unit is case-insensitive", GET, &[("range", "Bytes=0-9")], Part(0, 9)),
     ("the last byte alone", GET, &[("range", "bytes=4999-")], Part(SMALL - 1, SMALL - 1)),
     ("a range starting at the length is unsatisfiable", GET, &[("range", "bytes={len}-")], Unsatisfiable),
     ("a closed range past the end is unsatisfiable", GET, &[("range", "bytes=5000-6000")], Unsatisfiable),
@@ -439,6 +457,7 @@ const RANGES: &[Case] = &[
     ("HEAD with an unsatisfiable Range is a 416", HEAD, &[("range", "bytes={len}-")], Unsatisfiable),
     // Several ranges (RFC 9110 14.6, 15.3.7.2).
     ("three ranges are a multipart 206", GET, &[("range", "bytes=0-9,20-29,-10")], Parts(&[(0, 9), (20, 29), (SMALL - 10, SMALL - 1)])),
+    ("whitespace after the commas is allowed", GET, &[("range", "bytes=0-9, 20-29")], Parts(&[(0, 9), (20, 29)])),
     ("overlapping ranges are coalesced", GET, &[("range", "bytes=0-99,50-149,1000-1099")], Parts(&[(0, 149), (1000, 1099)])),
     ("ranges out of order are all served", GET, &[("range", "bytes=4000-,0-9")], Parts(&[(0, 9), (4000, SMALL - 1)])),
     ("ranges that coalesce into one are a single-part 206", GET, &[("range", "bytes=0-9,5-14")], Part(0, 14)),
@@ -462,6 +481,31 @@ async fn ranges_and_if_range_follow_rfc_9110_14_cold_and_warm() {
     let edge = node().await;
     let data = random_bytes(SMALL as usize, 2);
     run(&edge, "ranges", &data, RANGES).await;
+}
+
+/// An empty representation (RFC 9110 14.1.2): no range can select a byte of it.
+#[rustfmt::skip]
+const EMPTY: &[Case] = &[
+    ("an empty object is a 200", GET, &[], Full),
+    ("any int-range of an empty object is unsatisfiable", GET, &[("range", "bytes=0-")], Unsatisfiable),
+    ("If-None-Match on an empty object is a 304", GET, &[("if-none-match", "{etag}")], NotModified),
+];
+
+#[tokio::test]
+async fn an_empty_object_has_no_satisfiable_range_cold_and_warm() {
+    let edge = node().await;
+    run(&edge, "empty", &[], EMPTY).await;
+}
+
+#[tokio::test]
+
+async fn a_suffix_range_of_an_empty_object_is_ignored_cold_and_warm() {
+    let edge = node().await;
+    #[rustfmt::skip]
+    let cases: &[Case] = &[
+        ("a suffix of an empty object selects nothing, so Range is ignored", GET, &[("range", "bytes=-1")], Full),
+    ];
+    run(&edge, "empty-suffix", &[], cases).await;
 }
 
 const MIB: u64 = 1024 * 1024;

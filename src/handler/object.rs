@@ -39,13 +39,43 @@ const NOT_MODIFIED_HEADERS: &[HeaderName] = &[
 ];
 
 /// The request's precondition headers.
-pub(super) fn preconditions(req: &HttpRequest) -> Preconditions<'_> {
-    let get = |name: HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok());
-    Preconditions {
-        if_match: get(header::IF_MATCH),
-        if_none_match: get(header::IF_NONE_MATCH),
-        if_modified_since: get(header::IF_MODIFIED_SINCE),
-        if_unmodified_since: get(header::IF_UNMODIFIED_SINCE),
+pub(super) fn preconditions(req: &HttpRequest) -> PreconditionFields {
+    PreconditionFields {
+        if_match: joined(req, header::IF_MATCH),
+        if_none_match: joined(req, header::IF_NONE_MATCH),
+        if_modified_since: joined(req, header::IF_MODIFIED_SINCE),
+        if_unmodified_since: joined(req, header::IF_UNMODIFIED_SINCE),
+    }
+}
+
+/// A field sent on several lines, joined with `, ` (RFC 9110 section 5.3); a
+/// list of dates then fails to parse and is ignored, as sections 13.1.3 and
+/// 13.1.4 require. Lines that are not text are dropped.
+fn joined(req: &HttpRequest, name: HeaderName) -> Option<String> {
+    let lines: Vec<&str> = req
+        .headers()
+        .get_all(name)
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!lines.is_empty()).then(|| lines.join(", "))
+}
+
+/// The request's precondition fields, owned.
+pub(super) struct PreconditionFields {
+    if_match: Option<String>,
+    if_none_match: Option<String>,
+    if_modified_since: Option<String>,
+    if_unmodified_since: Option<String>,
+}
+
+impl PreconditionFields {
+    pub(super) fn as_preconditions(&self) -> Preconditions<'_> {
+        Preconditions {
+            if_match: self.if_match.as_deref(),
+            if_none_match: self.if_none_match.as_deref(),
+            if_modified_since: self.if_modified_since.as_deref(),
+            if_unmodified_since: self.if_unmodified_since.as_deref(),
+        }
     }
 }
 
@@ -90,7 +120,7 @@ pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) ->
     }
     match conditional::evaluate(
         conditional::Method::GetOrHead,
-        &preconditions(req),
+        &preconditions(req).as_preconditions(),
         &validators(&meta),
     ) {
         Outcome::Proceed => {}

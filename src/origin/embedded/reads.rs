@@ -157,6 +157,10 @@ impl Store {
         }
         if let Some(range) = req.input.range.take() {
             let satisfiable = range.check(file.len())?;
+            if satisfiable.is_empty() {
+                // A suffix range of an empty object selects nothing (RFC 9110 14.1.2).
+                return Err(s3s::s3_error!(InvalidRange));
+            }
             req.input.range = Some(Range::Int {
                 first: satisfiable.start,
                 last: Some(satisfiable.end - 1),
@@ -183,6 +187,9 @@ impl Store {
         let out = &mut resp.output;
         if let Some(range) = range {
             let satisfiable = range.check(file.len())?;
+            if satisfiable.is_empty() {
+                return Err(s3s::s3_error!(InvalidRange));
+            }
             let length = satisfiable.end - satisfiable.start;
             out.content_length = Some(i64::try_from(length).map_err(S3Error::internal_error)?);
             out.content_range = Some(format!(
