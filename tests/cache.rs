@@ -561,3 +561,46 @@ async fn flipped_bytes_in_every_cache_file_still_give_byte_exact_responses() {
         "every corrupt entry was refetched"
     );
 }
+
+#[tokio::test]
+async fn a_single_range_of_an_uncached_object_is_a_ranged_get_checked_by_the_edge() {
+    let (edge, origin, _) = edge_with("").await;
+    let data = random_bytes(3 * 1024 * 1024, 17);
+    edge.put(BUCKET, "r.bin", data.clone(), None).await;
+    let response = edge
+        .request(
+            reqwest::Method::GET,
+            "c.test",
+            "/r.bin",
+            &[("range", "bytes=1000-1019")],
+        )
+        .await;
+    assert_eq!(response.status(), 206);
+    assert_eq!(
+        response.headers()["content-range"],
+        format!("bytes 1000-1019/{}", data.len())
+    );
+    assert_eq!(&response.bytes().await.unwrap()[..], &data[1000..1020]);
+    let first = &origin.requests_for("r.bin")[0];
+    assert_eq!(
+        first.range.as_deref(),
+        Some("bytes=1000-1019"),
+        "only the range was asked of the bucket"
+    );
+
+    origin.inject(Fault::WrongContentRange);
+    edge.put(BUCKET, "w.bin", data.clone(), None).await;
+    let response = edge
+        .request(
+            reqwest::Method::GET,
+            "c.test",
+            "/w.bin",
+            &[("range", "bytes=0-99")],
+        )
+        .await;
+    assert_eq!(
+        response.status(),
+        502,
+        "a Content-Range that does not answer the request is refused"
+    );
+}

@@ -267,6 +267,8 @@ mod test_origin {
         Truncate(usize),
         /// The bucket answers 500 InternalError.
         ServerError,
+        /// A ranged GET is answered with a Content-Range that does not match it.
+        WrongContentRange,
     }
 
     /// Wraps a real origin.
@@ -322,7 +324,7 @@ mod test_origin {
                     Fault::DenyPrefix(_) => {}
                     Fault::Refuse => return Err(OriginError::Unreachable("injected".into())),
                     Fault::Stall(d) => tokio::time::sleep(d).await,
-                    Fault::Truncate(_) => {}
+                    Fault::Truncate(_) | Fault::WrongContentRange => {}
                     Fault::ServerError => {
                         return Err(OriginError::Rejected {
                             status: 500,
@@ -346,7 +348,24 @@ mod test_origin {
                 Fault::Truncate(n) => Some(*n),
                 _ => None,
             });
-            match (self.inner.get(request).await?, truncate) {
+            let wrong_range = self
+                .faults
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|f| matches!(f, Fault::WrongContentRange));
+            let fetched = match self.inner.get(request).await? {
+                Fetched::Object { mut meta, body } if wrong_range && request.range.is_some() => {
+                    meta.content_range = Some(format!(
+                        "bytes 1-{}/{}",
+                        meta.content_length,
+                        meta.content_length + 1000
+                    ));
+                    Fetched::Object { meta, body }
+                }
+                other => other,
+            };
+            match (fetched, truncate) {
                 (Fetched::Object { meta, body }, Some(limit)) => {
                     use futures_util::StreamExt;
                     let mut sent = 0usize;
