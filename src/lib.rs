@@ -7,6 +7,7 @@ pub mod admin;
 pub mod cache;
 pub mod compress;
 pub mod config;
+pub mod cors;
 pub mod handler;
 pub mod http;
 pub mod metrics;

@@ -24,6 +24,7 @@ use actix_web::http::{Method, StatusCode, Version};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::access_log::AccessRecord;
+use crate::cors;
 use crate::http::headers;
 use crate::server::AppState;
 use crate::site::Site;
@@ -46,6 +47,10 @@ const ALLOW: &str = "GET, HEAD";
 /// What the access log and metrics learn while a request is handled.
 struct Exchange {
     site: Option<Arc<Site>>,
+    /// CORS headers for an allowed cross-origin request.
+    cors_headers: Vec<(header::HeaderName, String)>,
+    /// The site has CORS, so its answers vary by `Origin`.
+    vary_origin: bool,
     cache: CacheOutcome,
     origin_request_id: Option<String>,
 }
@@ -58,6 +63,8 @@ pub async fn handle(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         site: None,
         cache: CacheOutcome::Pass,
         origin_request_id: None,
+        cors_headers: Vec::new(),
+        vary_origin: false,
     };
     let mut response = serve(&req, &state, &mut exchange).await;
     if let Some(site) = &exchange.site {
@@ -65,6 +72,9 @@ pub async fn handle(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
             header::HeaderName::from_static("cache-status"),
             HeaderValue::from_static(exchange.cache.cache_status()),
         );
+        if exchange.vary_origin {
+            crate::cors::apply(response.headers_mut(), &exchange.cors_headers, true);
+        }
         headers::apply_site_headers(response.headers_mut(), &site.config.headers);
     }
     let record = AccessRecord {
@@ -110,7 +120,25 @@ async fn serve(req: &HttpRequest, state: &AppState, exchange: &mut Exchange) -> 
     };
     exchange.site = Some(site.clone());
 
-    // 2. Method.
+    // 2. CORS preflight, then the method.
+    if let Some(cors) = site.config.cors.as_ref() {
+        exchange.vary_origin = true;
+        match cors::evaluate(cors, req.method().as_str(), req.headers()) {
+            cors::Cors::PreflightAllowed(headers) => {
+                let mut response = HttpResponse::NoContent().finish();
+                cors::apply(response.headers_mut(), &headers, false);
+                return response;
+            }
+            cors::Cors::PreflightRefused => {
+                return error_page(
+                    StatusCode::FORBIDDEN,
+                    "This cross-origin request is not allowed.",
+                );
+            }
+            cors::Cors::Allowed(headers) => exchange.cors_headers = headers,
+            cors::Cors::NotCors | cors::Cors::Refused => {}
+        }
+    }
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,

@@ -1,0 +1,171 @@
+//! Per-site `[headers]` on every kind of answer, and CORS.
+#![cfg(feature = "embedded")]
+
+mod common;
+
+use common::{site_toml, EdgeBuilder};
+use reqwest::Method;
+
+const SITE: &str = r#"
+[website]
+index_document = "index.html"
+error_document = "error.html"
+
+[[website.routing_rules]]
+condition = { key_prefix_equals = "old/" }
+redirect = { replace_key_prefix_with = "new/" }
+
+[headers]
+"Strict-Transport-Security" = "max-age=63072000; includeSubDomains"
+"X-Content-Type-Options" = "nosniff"
+"Cache-Control" = ""
+
+[cors]
+allowed_origins = ["https://app.example.com"]
+allowed_methods = ["GET", "HEAD"]
+allowed_headers = ["x-requested-with"]
+expose_headers = ["ETag"]
+max_age = "1h"
+"#;
+
+#[tokio::test]
+async fn site_headers_are_on_hits_misses_redirects_and_errors_and_empty_values_remove() {
+    let edge = EdgeBuilder::new()
+        .site("h", &site_toml("h.test", "head-bucket", SITE))
+        .start();
+    edge.create_bucket("head-bucket").await;
+    edge.put_with("head-bucket", "index.html", "home", |p| {
+        p.cache_control("max-age=60").content_type("text/html")
+    })
+    .await;
+    edge.put("head-bucket", "error.html", "oops", Some("text/html"))
+        .await;
+    for (name, path, status) in [
+        ("a miss", "/", 200),
+        ("a hit", "/", 200),
+        ("a routing redirect", "/old/x", 301),
+        ("an error document", "/nope", 404),
+        ("a bad request", "/%00", 400),
+        ("a refused method", "/", 405),
+    ] {
+        let method = if status == 405 {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let response = edge.request(method, "h.test", path, &[]).await;
+        assert_eq!(response.status().as_u16(), status, "{name}");
+        assert_eq!(
+            response.headers()["strict-transport-security"],
+            "max-age=63072000; includeSubDomains",
+            "{name}"
+        );
+        assert_eq!(
+            response.headers()["x-content-type-options"],
+            "nosniff",
+            "{name}"
+        );
+        assert!(
+            response.headers().get("cache-control").is_none(),
+            "{name}: an empty value removes the header"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cors_answers_preflights_and_marks_allowed_requests() {
+    let edge = EdgeBuilder::new()
+        .site("h", &site_toml("h.test", "cors-bucket", SITE))
+        .start();
+    edge.create_bucket("cors-bucket").await;
+    edge.put("cors-bucket", "data.json", "{}", Some("application/json"))
+        .await;
+    let preflight = edge
+        .request(
+            Method::OPTIONS,
+            "h.test",
+            "/data.json",
+            &[
+                ("origin", "https://app.example.com"),
+                ("access-control-request-method", "GET"),
+                ("access-control-request-headers", "X-Requested-With"),
+            ],
+        )
+        .await;
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(
+        preflight.headers()["access-control-allow-methods"],
+        "GET, HEAD"
+    );
+    assert_eq!(
+        preflight.headers()["access-control-allow-headers"],
+        "x-requested-with"
+    );
+    assert_eq!(preflight.headers()["access-control-max-age"], "3600");
+    let refused = edge
+        .request(
+            Method::OPTIONS,
+            "h.test",
+            "/data.json",
+            &[
+                ("origin", "https://evil.example"),
+                ("access-control-request-method", "GET"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+
+    let actual = edge
+        .request(
+            Method::GET,
+            "h.test",
+            "/data.json",
+            &[("origin", "https://app.example.com")],
+        )
+        .await;
+    assert_eq!(actual.status(), 200);
+    assert_eq!(
+        actual.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(actual.headers()["access-control-expose-headers"], "ETag");
+    assert!(actual.headers()["vary"]
+        .to_str()
+        .unwrap()
+        .contains("Origin"));
+    let other = edge
+        .request(
+            Method::GET,
+            "h.test",
+            "/data.json",
+            &[("origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!(other.status(), 200);
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    assert!(other.headers()["vary"].to_str().unwrap().contains("Origin"));
+    // Without [cors], OPTIONS is a refused method.
+    let plain = EdgeBuilder::new()
+        .site("p", &site_toml("p.test", "cors-bucket", ""))
+        .start();
+    let response = plain
+        .request(
+            Method::OPTIONS,
+            "p.test",
+            "/data.json",
+            &[
+                ("origin", "https://app.example.com"),
+                ("access-control-request-method", "GET"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 405);
+}
