@@ -178,7 +178,8 @@ mod tests {
     #[test]
     fn requests_are_judged_by_origin_method_and_headers() {
         let cors = config(&["https://app.example.com", "https://*.preview.example.com"]);
-        let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             ("no Origin is not CORS", "GET", &[], "not"),
             (
                 "an allowed origin gets headers",
