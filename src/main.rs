@@ -262,15 +262,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             Err(e) => return Err(e.into()),
         };
         let handles = node.handles();
+        let state = node.state.clone();
         let mut run = Box::pin(node.run());
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut interrupt =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-        tokio::select! {
-            result = &mut run => { result?; return Ok(ExitCode::SUCCESS); }
-            _ = terminate.recv() => tracing::info!("SIGTERM: draining in-flight requests"),
-            _ = interrupt.recv() => tracing::info!("SIGINT: draining in-flight requests"),
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut hangup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                result = &mut run => { result?; return Ok(ExitCode::SUCCESS); }
+                _ = terminate.recv() => { tracing::info!("SIGTERM: draining in-flight requests"); break; }
+                _ = interrupt.recv() => { tracing::info!("SIGINT: draining in-flight requests"); break; }
+                _ = hangup.recv() => match server::reload(&state).await {
+                    Ok(count) => tracing::info!(sites = count, "SIGHUP: site files reloaded"),
+                    Err(problems) => {
+                        for problem in &problems {
+                            tracing::error!("{problem}");
+                        }
+                        tracing::error!("SIGHUP: the site files are invalid; keeping the sites in force");
+                    }
+                },
+            }
         }
         // The servers' futures drive their own shutdown: keep polling them while
         // the stop command is delivered.

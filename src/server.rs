@@ -15,7 +15,8 @@ use crate::cache::{Cache, DiskTier};
 use crate::config::{self, ConfigErrors, Endpoint};
 use crate::handler::handle;
 use crate::metrics::Metrics;
-use crate::origin::s3::{BuildError, EmbeddedEndpoint};
+use crate::origin::s3::{BuildError, EmbeddedEndpoint, S3Origin};
+use crate::origin::Origin;
 use crate::site::{OriginWrapper, Site, Sites};
 
 /// How long a graceful stop waits for in-flight requests.
@@ -91,6 +92,8 @@ pub struct AppState {
     pub ready: AtomicBool,
     pub admin_token: Option<String>,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Set once the node has started; what SIGHUP needs to reload.
+    pub reload_context: std::sync::Mutex<Option<ReloadContext>>,
 }
 
 impl AppState {
@@ -107,6 +110,7 @@ impl AppState {
             ready: AtomicBool::new(false),
             admin_token: options.admin_token.clone(),
             trusted_proxies: options.trusted_proxies.clone(),
+            reload_context: std::sync::Mutex::new(None),
         }
     }
 
@@ -161,9 +165,6 @@ impl Node {
                     site: site.name().to_string(),
                     message,
                 })?;
-            if site.website().is_some_and(|w| w.from_bucket) {
-                actix_rt::spawn(refresh_website(site.clone(), options.website_refresh));
-            }
         }
         for site in &sites.sites {
             let hosts: Vec<String> = site.config.hosts.iter().map(|h| h.to_string()).collect();
@@ -203,6 +204,16 @@ impl Node {
             None
         };
         let state = web::Data::new(AppState::new(sites, &options, disk));
+        *state
+            .reload_context
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(ReloadContext {
+            sites_dir: options.sites_dir.clone(),
+            embedded: embedded_endpoint,
+            wrapper: options.origin_wrapper.clone(),
+            website_refresh: options.website_refresh,
+        });
+        start_refreshes(&state, &state.sites());
         Self::bind(options, state, embedded.map(|(store, _)| store))
     }
 
@@ -303,12 +314,17 @@ impl Node {
 }
 
 /// Reads a `from_bucket` site's website configuration again every `every`; a
-/// failed read keeps the rules in force and logs why.
-async fn refresh_website(site: Arc<Site>, every: Duration) {
+/// failed read keeps the rules in force and logs why. Ends when a reload has
+/// replaced or removed the site.
+async fn refresh_website(state: web::Data<AppState>, site: Arc<Site>, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.tick().await;
     loop {
         ticks.tick().await;
+        let current = state.sites().sites.iter().any(|s| Arc::ptr_eq(s, &site));
+        if !current {
+            return;
+        }
         if let Err(reason) = site.load_bucket_website().await {
             tracing::warn!(
                 site = site.name(),
@@ -316,6 +332,90 @@ async fn refresh_website(site: Arc<Site>, every: Duration) {
             );
         }
     }
+}
+
+/// What a reload needs besides the site files.
+#[derive(Clone)]
+pub struct ReloadContext {
+    pub sites_dir: PathBuf,
+    pub embedded: Option<EmbeddedEndpoint>,
+    pub wrapper: Option<OriginWrapper>,
+    pub website_refresh: Duration,
+}
+
+/// Starts the website refresh of every `from_bucket` site.
+fn start_refreshes(state: &web::Data<AppState>, sites: &Sites) {
+    let every = state
+        .reload_context
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map_or(WEBSITE_REFRESH, |c| c.website_refresh);
+    for site in &sites.sites {
+        if site.website().is_some_and(|w| w.from_bucket) {
+            tokio::spawn(refresh_website(state.clone(), site.clone(), every));
+        }
+    }
+}
+
+/// SIGHUP: re-reads the site files and puts them in force for new requests.
+/// A site whose origin settings are unchanged keeps its client; one whose
+/// bucket, endpoint or prefix changed, or that was removed, loses its cache
+/// entries. An invalid set keeps the sites in force and returns every problem.
+pub async fn reload(state: &web::Data<AppState>) -> Result<usize, Vec<String>> {
+    let context = state
+        .reload_context
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .ok_or_else(|| vec!["the node has not started".to_string()])?;
+    let configs = config::load_sites(&context.sites_dir)
+        .map_err(|errors| errors.0.iter().map(|p| p.to_string()).collect::<Vec<_>>())?;
+    let old = state.sites();
+    let mut sites = Vec::with_capacity(configs.len());
+    for config in configs {
+        let previous = old.sites.iter().find(|s| s.name() == config.name);
+        let origin = match previous {
+            Some(site) if site.config.origin == config.origin => site.origin.clone(),
+            _ => {
+                let origin: Arc<dyn Origin> = Arc::new(
+                    S3Origin::build(&config.origin, context.embedded.as_ref())
+                        .await
+                        .map_err(|e| vec![format!("site `{}`: {e}", config.name)])?,
+                );
+                match &context.wrapper {
+                    Some(wrap) => wrap(&config, origin),
+                    None => origin,
+                }
+            }
+        };
+        let site = Arc::new(Site::new(config, origin));
+        site.load_bucket_website()
+            .await
+            .map_err(|message| vec![format!("site `{}`: {message}", site.name())])?;
+        sites.push(site);
+    }
+    for site in &old.sites {
+        let kept = sites.iter().any(|s| {
+            s.name() == site.name()
+                && s.config.origin.bucket == site.config.origin.bucket
+                && s.config.origin.endpoint == site.config.origin.endpoint
+                && s.config.origin.prefix == site.config.origin.prefix
+        });
+        if !kept {
+            let purged = state.cache.purge(site.name(), |_| true);
+            tracing::info!(
+                site = site.name(),
+                purged,
+                "origin changed or site removed: its cache entries are dropped"
+            );
+        }
+    }
+    let sites = Sites::from_sites(sites);
+    let count = sites.sites.len();
+    start_refreshes(state, &sites);
+    state.replace_sites(sites);
+    Ok(count)
 }
 
 /// The embedded S3 store, when the feature is built in.

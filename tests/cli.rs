@@ -322,3 +322,84 @@ fn serving_a_1_gib_object_does_not_grow_rss_by_more_than_64_mib() {
         Some(0)
     );
 }
+
+#[test]
+fn sighup_adds_a_site_without_dropping_a_download_and_keeps_the_old_set_when_a_file_is_broken() {
+    let data = common::random_bytes(32 * 1024 * 1024, 8);
+    let dir = site_dir(Some(("big.bin", &data)));
+    let extra = dir.path().join("sites/buckets/extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(extra.join("hello.txt"), "from the new site").unwrap();
+    let mut served = serve(dir.path());
+    let client = reqwest::blocking::Client::new();
+    let get = |host: &str, path: &str| {
+        client
+            .get(format!("{}{path}", served.http))
+            .header("host", host)
+            .send()
+            .unwrap()
+    };
+    // A long download on an open connection.
+    let mut download = get("localhost", "/big.bin");
+    let mut received = vec![0u8; 1024 * 1024];
+    download.read_exact(&mut received).unwrap();
+    assert_eq!(
+        get("new.example.com", "/hello.txt").status(),
+        404,
+        "before the reload the host belongs to the default site"
+    );
+
+    write(
+        &dir.path().join("sites"),
+        "extra.toml",
+        "hosts = [\"new.example.com\"]\n[origin]\nbucket = \"extra\"\nendpoint = \"embedded\"\n",
+    );
+    let hup = |child: &Child| {
+        assert!(Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success())
+    };
+    hup(&served.child);
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = get("new.example.com", "/hello.txt").text().unwrap();
+        if body == "from the new site" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        body, "from the new site",
+        "the new site answers after SIGHUP"
+    );
+
+    // A broken file keeps the sites in force.
+    write(
+        &dir.path().join("sites"),
+        "broken.toml",
+        "hosts = [\"broken.example.com\"]\n[origin]\nbukket = 1\n",
+    );
+    hup(&served.child);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        get("new.example.com", "/hello.txt").text().unwrap(),
+        "from the new site"
+    );
+    assert!(served.child.try_wait().unwrap().is_none(), "still running");
+
+    let mut rest = Vec::new();
+    download.read_to_end(&mut rest).unwrap();
+    received.extend_from_slice(&rest);
+    assert_eq!(
+        common::sha256(&received),
+        common::sha256(&data),
+        "the download finished intact"
+    );
+    sigterm(&served.child);
+    assert_eq!(
+        wait_exit(&mut served.child, Duration::from_secs(10)),
+        Some(0)
+    );
+}
