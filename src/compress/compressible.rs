@@ -1,0 +1,290 @@
+//! Which representations are worth compressing (DESIGN.md pipeline step 7).
+//!
+//! Text-like media types compress to a fraction of their size; formats that are
+//! already compressed (PNG, JPEG, WebP, AVIF, WOFF/WOFF2, video, audio, ZIP,
+//! gzip, ...) only grow and cost CPU, so they are never on the list.
+
+/// Media types worth compressing. An entry is an exact `type/subtype`,
+/// `type/*` (any subtype), or `type/*+suffix` (any subtype with that
+/// structured syntax suffix, RFC 6838 section 4.2.8).
+pub const COMPRESSIBLE_TYPES: &[&str] = &[
+    // HTML, CSS, plain text, CSV, Markdown, `text/javascript`, ...
+    "text/*",
+    "application/javascript",
+    // Legacy names for JavaScript that buckets still carry.
+    "application/x-javascript",
+    "application/ecmascript",
+    "application/json",
+    "application/manifest+json",
+    "application/*+json",
+    "application/xml",
+    "application/*+xml",
+    "image/svg+xml",
+    "application/wasm",
+    // TrueType/OpenType are uncompressed containers; WOFF and WOFF2 are not.
+    "font/ttf",
+    "font/otf",
+    "font/collection",
+    "application/vnd.ms-fontobject",
+    // Uncompressed bitmaps (favicons are usually BMP inside ICO).
+    "image/x-icon",
+    "image/vnd.microsoft.icon",
+    "image/bmp",
+];
+
+/// Exceptions to [`COMPRESSIBLE_TYPES`]: `text/event-stream` must reach the
+/// client event by event, which a compressor's buffering would break.
+pub const NEVER_COMPRESSED_TYPES: &[&str] = &["text/event-stream"];
+
+/// Whether a `Content-Type` field value names a compressible media type.
+/// Parameters (`; charset=utf-8`) are ignored; the comparison is
+/// case-insensitive (RFC 9110 section 8.3.1).
+pub fn is_compressible(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    if kind.is_empty() || subtype.is_empty() {
+        return false;
+    }
+    let listed = |list: &[&str]| list.iter().any(|pattern| matches(pattern, kind, subtype));
+    listed(COMPRESSIBLE_TYPES) && !listed(NEVER_COMPRESSED_TYPES)
+}
+
+/// Whether one list entry (`text/*`, `application/*+json`, `font/ttf`) matches.
+fn matches(pattern: &str, kind: &str, subtype: &str) -> bool {
+    let Some((pattern_kind, pattern_subtype)) = pattern.split_once('/') else {
+        return false;
+    };
+    if pattern_kind != kind {
+        return false;
+    }
+    match pattern_subtype.strip_prefix('*') {
+        Some("") => true,
+        Some(suffix) => subtype.len() > suffix.len() && subtype.ends_with(suffix),
+        None => pattern_subtype == subtype,
+    }
+}
+
+/// Whether the edge should compress a representation: its media type is
+/// compressible, it carries no content coding yet (`Content-Encoding` absent,
+/// empty or `identity`; an object stored as `gzip` is never encoded twice), and
+/// its length lies within `[min, max]` (`compression.min_size` and
+/// `compression.max_size`; below `min` the coding overhead eats the gain).
+pub fn should_compress(
+    content_type: &str,
+    content_encoding: Option<&str>,
+    length: u64,
+    min: u64,
+    max: u64,
+) -> bool {
+    let encoded = content_encoding.is_some_and(|value| {
+        let value = value.trim();
+        !value.is_empty() && !value.eq_ignore_ascii_case("identity")
+    });
+    !encoded && (min..=max).contains(&length) && is_compressible(content_type)
+}
+
+/// Whether a `Cache-Control` field value (of the object or of the request)
+/// carries `no-transform`: then an intermediary MUST NOT transform the content
+/// (RFC 9111 section 5.2.2.6 and 5.2.1.6, RFC 9110 section 7.7), and a content
+/// coding applied by the edge is such a transformation.
+pub fn forbids_transform(cache_control: Option<&str>) -> bool {
+    cache_control.is_some_and(|value| {
+        value.split(',').any(|directive| {
+            let name = directive.split('=').next().unwrap_or("").trim();
+            name.eq_ignore_ascii_case("no-transform")
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_and_structured_text_types_are_compressible() {
+        let cases = [
+            "text/html",
+            "text/html; charset=utf-8",
+            "text/css",
+            "text/plain",
+            "text/csv",
+            "text/javascript",
+            "text/markdown; charset=UTF-8",
+            "TEXT/HTML",
+            "  text/xml  ",
+            "application/javascript",
+            "application/javascript; charset=utf-8",
+            "application/x-javascript",
+            "application/json",
+            "Application/JSON",
+            "application/ld+json",
+            "application/geo+json",
+            "application/manifest+json",
+            "application/xml",
+            "application/rss+xml",
+            "application/atom+xml",
+            "application/xhtml+xml",
+            "image/svg+xml",
+            "application/wasm",
+            "font/ttf",
+            "font/otf",
+            "font/collection",
+            "application/vnd.ms-fontobject",
+            "image/x-icon",
+        ];
+        for content_type in cases {
+            assert!(is_compressible(content_type), "{content_type}");
+        }
+    }
+
+    #[test]
+    fn already_compressed_and_streaming_types_are_not_compressible() {
+        let cases = [
+            "text/event-stream",
+            "text/event-stream; charset=utf-8",
+            "font/woff",
+            "font/woff2",
+            "image/png",
+            "image/jpeg",
+            "image/gif",
+            "image/webp",
+            "image/avif",
+            "video/mp4",
+            "audio/mpeg",
+            "application/zip",
+            "application/gzip",
+            "application/x-gzip",
+            "application/zstd",
+            "application/pdf",
+            "application/octet-stream",
+            "binary/octet-stream",
+            "application/+json",
+            "application/json-seq-but-not-json",
+            "text",
+            "text/",
+            "/html",
+            "",
+            "*/*",
+        ];
+        for content_type in cases {
+            assert!(!is_compressible(content_type), "{content_type}");
+        }
+    }
+
+    #[test]
+    fn should_compress_checks_type_coding_and_size_window() {
+        let (min, max) = (1000, 10 * 1024 * 1024);
+        let cases: &[(&str, &str, Option<&str>, u64, bool)] = &[
+            (
+                "a mid-sized HTML page is compressed",
+                "text/html",
+                None,
+                5000,
+                true,
+            ),
+            (
+                "the lower bound is inclusive",
+                "text/html",
+                None,
+                1000,
+                true,
+            ),
+            ("the upper bound is inclusive", "text/html", None, max, true),
+            (
+                "a body below min_size is not compressed",
+                "text/html",
+                None,
+                999,
+                false,
+            ),
+            (
+                "a body above max_size is not compressed",
+                "text/html",
+                None,
+                max + 1,
+                false,
+            ),
+            (
+                "an empty body is not compressed",
+                "text/html",
+                None,
+                0,
+                false,
+            ),
+            (
+                "an identity object is compressed",
+                "text/css",
+                Some("identity"),
+                5000,
+                true,
+            ),
+            (
+                "identity is case-insensitive",
+                "text/css",
+                Some(" Identity "),
+                5000,
+                true,
+            ),
+            (
+                "an empty Content-Encoding counts as none",
+                "text/css",
+                Some(""),
+                5000,
+                true,
+            ),
+            (
+                "a gzip object is never encoded twice",
+                "text/css",
+                Some("gzip"),
+                5000,
+                false,
+            ),
+            (
+                "a br object is never encoded twice",
+                "application/json",
+                Some("br"),
+                5000,
+                false,
+            ),
+            (
+                "an unknown coding is left alone",
+                "text/css",
+                Some("zstd"),
+                5000,
+                false,
+            ),
+            ("an image is not compressed", "image/png", None, 5000, false),
+        ];
+        for &(name, content_type, encoding, length, want) in cases {
+            assert_eq!(
+                should_compress(content_type, encoding, length, min, max),
+                want,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_transform_forbids_compression() {
+        let cases: &[(Option<&str>, bool)] = &[
+            (None, false),
+            (Some(""), false),
+            (Some("max-age=60"), false),
+            (Some("no-transform"), true),
+            (Some("public, No-Transform, max-age=60"), true),
+            (Some("max-age=60 , no-transform"), true),
+            (Some("no-transformation"), false),
+            (Some("private=\"no-transform\""), false),
+        ];
+        for &(value, want) in cases {
+            assert_eq!(forbids_transform(value), want, "{value:?}");
+        }
+    }
+}
