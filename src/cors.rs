@@ -126,19 +126,8 @@ pub fn apply(response_headers: &mut HeaderMap, headers: &[(HeaderName, String)],
             response_headers.insert(name.clone(), value);
         }
     }
-    if varies && !response_headers.contains_key(header::VARY) {
-        response_headers.insert(header::VARY, HeaderValue::from_static("Origin"));
-    } else if varies {
-        let existing = response_headers
-            .get(header::VARY)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        if !existing.to_ascii_lowercase().contains("origin") {
-            if let Ok(v) = HeaderValue::from_str(&format!("{existing}, Origin")) {
-                response_headers.insert(header::VARY, v);
-            }
-        }
+    if varies {
+        crate::http::headers::add_vary(response_headers, "Origin");
     }
 }
 

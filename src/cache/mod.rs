@@ -28,12 +28,25 @@ use crate::origin::ObjectMeta;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Variant {
     Identity,
+    Brotli,
+    Gzip,
 }
 
 impl Variant {
     pub fn as_str(self) -> &'static str {
         match self {
             Variant::Identity => "identity",
+            Variant::Brotli => "br",
+            Variant::Gzip => "gzip",
+        }
+    }
+}
+
+impl From<crate::compress::ContentCoding> for Variant {
+    fn from(coding: crate::compress::ContentCoding) -> Variant {
+        match coding {
+            crate::compress::ContentCoding::Brotli => Variant::Brotli,
+            crate::compress::ContentCoding::Gzip => Variant::Gzip,
         }
     }
 }

@@ -137,6 +137,20 @@ impl Fetcher {
         answer
     }
 
+    /// Fetches through the cache for a secondary object (a sidecar), without
+    /// counting a lookup of its own.
+    pub async fn fetch_quietly(&self, object_key: &str) -> Result<Fetch, OriginError> {
+        let now = SystemTime::now();
+        match self.cached(object_key).await {
+            Some(entry)
+                if matches!(entry.state(now), State::Fresh | State::StaleWhileRevalidate) =>
+            {
+                serve_entry(&entry, now)
+            }
+            stale => self.fill(object_key, stale).await.result,
+        }
+    }
+
     /// Starts a background revalidation of `stale`, unless one runs already.
     fn refresh_in_background(&self, stale: Arc<Entry>) {
         let Role::Leader(guard) = self.cache.coalescer.join(&stale.key) else {
@@ -174,6 +188,7 @@ impl Fetcher {
                             body: flight.subscribe(),
                             origin_range: None,
                             age: None,
+                            length_unknown: false,
                         }),
                         outcome: CacheOutcome::Hit,
                         request_id: None,
@@ -205,6 +220,7 @@ impl Fetcher {
                 body,
                 origin_range: None,
                 age: None,
+                length_unknown: false,
             }),
             Ok(Fetched::NotModified { .. }) => {
                 Err(OriginError::Invalid("304 to an unconditional GET".into()))
@@ -324,6 +340,7 @@ impl Fetcher {
                     body,
                     origin_range: None,
                     age: None,
+                    length_unknown: false,
                 };
                 return (Ok(fetch), CacheOutcome::Miss { stored: false });
             }
@@ -344,6 +361,7 @@ impl Fetcher {
             body: subscriber,
             origin_range: None,
             age: None,
+            length_unknown: false,
         };
         (Ok(fetch), CacheOutcome::Miss { stored: true })
     }
@@ -399,7 +417,7 @@ fn stale_if_error(entry: &Entry, now: SystemTime) -> bool {
 }
 
 /// A cached entry as a fetch (404 and 403 entries as their errors).
-fn serve_entry(entry: &Entry, now: SystemTime) -> Result<Fetch, OriginError> {
+pub(super) fn serve_entry(entry: &Entry, now: SystemTime) -> Result<Fetch, OriginError> {
     match entry.kind {
         EntryKind::NotFound => return Err(OriginError::NotFound { request_id: None }),
         EntryKind::Denied => return Err(OriginError::Denied { request_id: None }),
@@ -411,5 +429,6 @@ fn serve_entry(entry: &Entry, now: SystemTime) -> Result<Fetch, OriginError> {
         body: Box::pin(futures_util::stream::iter(chunks)),
         origin_range: None,
         age: Some(entry.age(now)),
+        length_unknown: false,
     })
 }

@@ -12,6 +12,7 @@ use actix_web::{HttpRequest, HttpResponse};
 
 use super::body::LengthChecked;
 use super::cached::{CacheOutcome, Fetcher};
+use super::encoding;
 use super::object::{self, Fetch};
 use super::respond::{error_page, origin_error_response, redirect_response};
 use super::Exchange;
@@ -104,6 +105,7 @@ impl Lookup<'_> {
                     body,
                     origin_range: None,
                     age: None,
+                    length_unknown: false,
                 })),
                 Some((range, total)) if object::if_range_holds(self.req, &meta) => {
                     if total <= self.fetcher.cache.memory_object_max {
@@ -114,6 +116,7 @@ impl Lookup<'_> {
                         body,
                         origin_range: Some((range, total)),
                         age: None,
+                        length_unknown: false,
                     }))
                 }
                 // If-Range does not hold: the client gets the whole object.
@@ -126,6 +129,22 @@ impl Lookup<'_> {
             // object's length (or ignores the range for an empty object).
             Err(OriginError::RangeNotSatisfiable { .. }) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Stage 7: swaps a compressible representation for the variant the client
+    /// accepts, and marks the answer as varying by `Accept-Encoding`.
+    pub async fn encode(&self, key: &str, fetch: Fetch, exchange: &mut Exchange) -> Fetch {
+        let config = &self.site.config.compression;
+        if fetch.origin_range.is_some() || !encoding::compressible(config, key, &fetch.meta) {
+            return fetch;
+        }
+        exchange.vary_accept_encoding = true;
+        match encoding::chosen_coding(self.req, config) {
+            Some(coding) => {
+                encoding::variant(&self.fetcher, &self.site.object_key(key), fetch, coding).await
+            }
+            None => fetch,
         }
     }
 
@@ -171,7 +190,10 @@ pub(super) async fn serve_key(
     exchange: &mut Exchange,
 ) -> HttpResponse {
     match lookup.fetch(key, true, exchange).await {
-        Ok(fetch) => object::respond(lookup.req, key, fetch, lookup.head),
+        Ok(fetch) => {
+            let fetch = lookup.encode(key, fetch, exchange).await;
+            object::respond(lookup.req, key, fetch, lookup.head)
+        }
         Err(e) => missing_or_error(lookup, key, &e),
     }
 }
@@ -208,6 +230,7 @@ pub(super) async fn serve_website(
             if let Some(location) = fetch.meta.website_redirect_location.as_deref() {
                 return object_redirect(location);
             }
+            let fetch = lookup.encode(&lookup_key, fetch, exchange).await;
             return object::respond(lookup.req, &lookup_key, fetch, lookup.head);
         }
         Err(error) => error,

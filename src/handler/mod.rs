@@ -32,6 +32,7 @@ use crate::website;
 
 mod body;
 mod cached;
+mod encoding;
 mod lookup;
 mod object;
 mod respond;
@@ -51,6 +52,8 @@ struct Exchange {
     cors_headers: Vec<(header::HeaderName, String)>,
     /// The site has CORS, so its answers vary by `Origin`.
     vary_origin: bool,
+    /// The representation is compressible: answers vary by `Accept-Encoding`.
+    vary_accept_encoding: bool,
     cache: CacheOutcome,
     origin_request_id: Option<String>,
 }
@@ -65,6 +68,7 @@ pub async fn handle(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         origin_request_id: None,
         cors_headers: Vec::new(),
         vary_origin: false,
+        vary_accept_encoding: false,
     };
     let mut response = serve(&req, &state, &mut exchange).await;
     if let Some(site) = &exchange.site {
@@ -72,6 +76,9 @@ pub async fn handle(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
             header::HeaderName::from_static("cache-status"),
             HeaderValue::from_static(exchange.cache.cache_status()),
         );
+        if exchange.vary_accept_encoding {
+            headers::add_vary(response.headers_mut(), "Accept-Encoding");
+        }
         if exchange.vary_origin {
             crate::cors::apply(response.headers_mut(), &exchange.cors_headers, true);
         }

@@ -25,6 +25,9 @@ pub(super) struct Fetch {
     /// How long it has been in the cache, for `Age`; `None` when it comes
     /// straight from the origin.
     pub age: Option<std::time::Duration>,
+    /// The body is being compressed now: its length is not known yet, so it is
+    /// sent without Content-Length and ranges do not apply.
+    pub length_unknown: bool,
 }
 
 /// Headers a 304 carries (RFC 9110 section 15.4.5).
@@ -112,6 +115,7 @@ pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) ->
         body,
         origin_range,
         age,
+        length_unknown,
     } = fetch;
     let content_type = mime::content_type(meta.content_type.as_deref(), key);
     let mut representation = headers::representation_headers(&meta, &content_type);
@@ -131,6 +135,15 @@ pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) ->
                 "A precondition of the request does not hold.",
             )
         }
+    }
+    if length_unknown {
+        let mut response = with_headers(HttpResponse::Ok(), &representation);
+        if head {
+            return response.body(actix_web::body::BodyStream::new(
+                futures_util::stream::empty::<Result<Bytes, crate::origin::OriginError>>(),
+            ));
+        }
+        return response.body(actix_web::body::BodyStream::new(body));
     }
     let body = LengthChecked {
         inner: body,

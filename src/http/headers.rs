@@ -50,6 +50,27 @@ pub fn representation_headers(meta: &ObjectMeta, content_type: &str) -> HeaderMa
     headers
 }
 
+/// Adds a field name to `Vary`, keeping the names already there.
+pub fn add_vary(headers: &mut HeaderMap, name: &str) {
+    let existing = headers
+        .get(header::VARY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if existing
+        .split(',')
+        .any(|n| n.trim().eq_ignore_ascii_case(name))
+    {
+        return;
+    }
+    let value = if existing.trim().is_empty() {
+        name.to_string()
+    } else {
+        format!("{existing}, {name}")
+    };
+    set_checked(headers, header::VARY, &value);
+}
+
 /// Applies the site's `[headers]`: set each, or remove it when its value is empty.
 pub fn apply_site_headers(headers: &mut HeaderMap, rules: &[HeaderRule]) {
     for rule in rules {

@@ -1,0 +1,284 @@
+//! Compression end to end: negotiation, variants cached once and served many
+//! times, sidecars, Vary, validators per variant, ranges and HEAD.
+#![cfg(feature = "embedded")]
+
+mod common;
+
+use std::io::{Read, Write};
+
+use common::{site_toml, Edge, EdgeBuilder, TestOrigin};
+use reqwest::Method;
+
+const BUCKET: &str = "zip-bucket";
+
+fn css() -> Vec<u8> {
+    let mut text = String::new();
+    for i in 0..400 {
+        text.push_str(&format!(
+            ".rule-{i} {{ margin: {i}px; color: #{:06x}; display: flex; }}\n",
+            i * 7919 % 0xffffff
+        ));
+    }
+    text.into_bytes()
+}
+
+async fn edge() -> (Edge, std::sync::Arc<TestOrigin>) {
+    let (builder, origins) = EdgeBuilder::new()
+        .site("z", &site_toml("z.test", BUCKET, ""))
+        .test_origins();
+    let edge = builder.start();
+    edge.create_bucket(BUCKET).await;
+    (edge, origins.site("z"))
+}
+
+fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+fn unbrotli(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    brotli::Decompressor::new(data, 4096)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+async fn get(
+    edge: &Edge,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (reqwest::header::HeaderMap, Vec<u8>, u16) {
+    let response = edge.request(Method::GET, "z.test", path, headers).await;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (headers, response.bytes().await.unwrap().to_vec(), status)
+}
+
+#[tokio::test]
+async fn each_coding_round_trips_and_the_second_request_is_served_from_the_cache() {
+    let (edge, origin) = edge().await;
+    let data = css();
+    edge.put(BUCKET, "site.css", data.clone(), Some("text/css"))
+        .await;
+    let (identity, _, _) = get(&edge, "/site.css", &[]).await;
+    let identity_etag = identity["etag"].to_str().unwrap().to_string();
+    assert_eq!(
+        identity["vary"], "Accept-Encoding",
+        "identity answers of a compressible resource vary too"
+    );
+    assert!(identity.get("content-encoding").is_none());
+    for (coding, decode) in [("br", unbrotli as fn(&[u8]) -> Vec<u8>), ("gzip", gunzip)] {
+        let (first, body, status) = get(&edge, "/site.css", &[("accept-encoding", coding)]).await;
+        assert_eq!(status, 200);
+        assert_eq!(first["content-encoding"], coding);
+        assert_eq!(first["vary"], "Accept-Encoding");
+        let etag = first["etag"].to_str().unwrap();
+        assert_ne!(etag, identity_etag, "a variant has its own ETag");
+        assert!(etag.ends_with(&format!("-{coding}\"")), "{etag}");
+        assert!(
+            body.len() < data.len() / 3,
+            "{coding}: {} bytes",
+            body.len()
+        );
+        assert_eq!(decode(&body), data, "{coding} round trip");
+        let (second, again, _) = get(&edge, "/site.css", &[("accept-encoding", coding)]).await;
+        assert_eq!(again, body, "{coding}: compressed once, served again");
+        assert_eq!(
+            second["content-length"],
+            body.len().to_string(),
+            "cached variants carry Content-Length"
+        );
+        assert_eq!(second["cache-status"], "s3edge; hit");
+    }
+    assert_eq!(
+        origin.gets_for("site.css"),
+        1,
+        "the identity was fetched once for every variant"
+    );
+}
+
+#[tokio::test]
+async fn q_values_and_the_site_preference_choose_the_coding() {
+    let (edge, _) = edge().await;
+    edge.put(BUCKET, "app.js", css(), Some("application/javascript"))
+        .await;
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        (
+            "equal ranks follow the site's order (br first)",
+            "gzip, br",
+            Some("br"),
+        ),
+        ("a higher q wins", "gzip;q=1, br;q=0.5", Some("gzip")),
+        ("q=0 refuses a coding", "br;q=0, gzip", Some("gzip")),
+        ("a wildcard accepts br", "*", Some("br")),
+        ("identity only gets identity", "identity", None),
+        ("an unknown coding gets identity", "zstd", None),
+        ("x-gzip is gzip", "x-gzip", Some("gzip")),
+    ];
+    for (name, accept, want) in cases {
+        let (headers, _, status) = get(&edge, "/app.js", &[("accept-encoding", accept)]).await;
+        assert_eq!(status, 200, "{name}");
+        assert_eq!(
+            headers.get("content-encoding").map(|v| v.to_str().unwrap()),
+            *want,
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn small_binary_and_already_encoded_bodies_are_left_alone() {
+    let (edge, _) = edge().await;
+    edge.put(BUCKET, "tiny.css", "a{}", Some("text/css")).await;
+    edge.put(
+        BUCKET,
+        "photo.png",
+        common::random_bytes(50_000, 3),
+        Some("image/png"),
+    )
+    .await;
+    let pre = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&css()).unwrap();
+        e.finish().unwrap()
+    };
+    edge.put_with(BUCKET, "pre.css", pre.clone(), |p| {
+        p.content_type("text/css").content_encoding("gzip")
+    })
+    .await;
+    for path in ["/tiny.css", "/photo.png"] {
+        let (headers, _, _) = get(&edge, path, &[("accept-encoding", "br, gzip")]).await;
+        assert!(headers.get("content-encoding").is_none(), "{path}");
+        assert!(
+            headers.get("vary").is_none(),
+            "{path}: not compressible, so no Vary"
+        );
+    }
+    let (headers, body, _) = get(&edge, "/pre.css", &[("accept-encoding", "br")]).await;
+    assert_eq!(
+        headers["content-encoding"], "gzip",
+        "an encoded object passes untouched"
+    );
+    assert_eq!(body, pre, "never double-encoded");
+}
+
+#[tokio::test]
+async fn a_precompressed_sidecar_is_preferred_and_its_absence_is_cached() {
+    let (edge, origin) = edge().await;
+    let data = css();
+    let mut sidecar = Vec::new();
+    {
+        let mut w = brotli::CompressorWriter::new(&mut sidecar, 4096, 5, 22);
+        w.write_all(&data).unwrap();
+    }
+    edge.put(BUCKET, "main.css", data.clone(), Some("text/css"))
+        .await;
+    edge.put(
+        BUCKET,
+        "main.css.br",
+        sidecar.clone(),
+        Some("application/octet-stream"),
+    )
+    .await;
+    let (headers, body, _) = get(&edge, "/main.css", &[("accept-encoding", "br")]).await;
+    assert_eq!(headers["content-encoding"], "br");
+    assert_eq!(
+        headers["content-type"], "text/css; charset=utf-8",
+        "the original key's type"
+    );
+    assert_eq!(
+        body, sidecar,
+        "the sidecar's bytes, not a fresh compression"
+    );
+    for _ in 0..3 {
+        let (headers, _, _) = get(&edge, "/main.css", &[("accept-encoding", "gzip")]).await;
+        assert_eq!(headers["content-encoding"], "gzip");
+    }
+    assert_eq!(origin.gets_for("main.css.br"), 1);
+    assert_eq!(
+        origin.gets_for("main.css.gz"),
+        1,
+        "a missing sidecar is looked up once"
+    );
+}
+
+#[tokio::test]
+async fn conditionals_work_per_variant_ranges_get_identity_and_head_matches_get() {
+    let (edge, _) = edge().await;
+    let data = css();
+    edge.put(BUCKET, "v.css", data.clone(), Some("text/css"))
+        .await;
+    let (br, _, _) = get(&edge, "/v.css", &[("accept-encoding", "br")]).await;
+    let br_etag = br["etag"].to_str().unwrap().to_string();
+    let (not_modified, body, status) = get(
+        &edge,
+        "/v.css",
+        &[("accept-encoding", "br"), ("if-none-match", &br_etag)],
+    )
+    .await;
+    assert_eq!(status, 304, "If-None-Match with the variant ETag");
+    assert!(body.is_empty());
+    assert_eq!(not_modified["vary"], "Accept-Encoding");
+    assert_eq!(not_modified["etag"], br_etag.as_str());
+    let (_, _, status) = get(
+        &edge,
+        "/v.css",
+        &[("accept-encoding", "gzip"), ("if-none-match", &br_etag)],
+    )
+    .await;
+    assert_eq!(status, 200, "the br ETag does not match the gzip variant");
+
+    let (range, body, status) = get(
+        &edge,
+        "/v.css",
+        &[("accept-encoding", "br"), ("range", "bytes=0-9")],
+    )
+    .await;
+    assert_eq!(status, 206);
+    assert!(
+        range.get("content-encoding").is_none(),
+        "ranges are served from the identity"
+    );
+    assert_eq!(body, &data[..10]);
+
+    let head = edge
+        .request(
+            Method::HEAD,
+            "z.test",
+            "/v.css",
+            &[("accept-encoding", "br")],
+        )
+        .await;
+    assert_eq!(head.headers()["content-encoding"], "br");
+    assert_eq!(head.headers()["etag"], br_etag.as_str());
+    assert_eq!(head.headers()["vary"], "Accept-Encoding");
+    let (cached, _, _) = get(&edge, "/v.css", &[("accept-encoding", "br")]).await;
+    assert_eq!(
+        head.headers()["content-length"],
+        cached["content-length"],
+        "HEAD gives the cached GET's headers"
+    );
+}
+
+#[tokio::test]
+async fn http_1_0_requests_get_identity() {
+    let (edge, _) = edge().await;
+    edge.put(BUCKET, "old.css", css(), Some("text/css")).await;
+    let mut stream = std::net::TcpStream::connect(edge.node.http_addrs[0]).unwrap();
+    stream
+        .write_all(b"GET /old.css HTTP/1.0\r\nHost: z.test\r\nAccept-Encoding: br, gzip\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    let head = text.split("\r\n\r\n").next().unwrap();
+    assert!(
+        head.starts_with("http/1.0 200") || head.starts_with("http/1.1 200"),
+        "{head}"
+    );
+    assert!(!head.contains("content-encoding"), "{head}");
+}
