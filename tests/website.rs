@@ -584,3 +584,55 @@ async fn a_bucket_without_a_website_configuration_is_a_startup_error_naming_the_
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn redirects_use_the_scheme_a_trusted_proxy_reports_and_ignore_untrusted_ones() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let trusted = EdgeBuilder::new()
+        .site(
+            "web",
+            &site_toml("web.test", "web-bucket", &format!("{WEBSITE_HEAD}{RULES}")),
+        )
+        .with(|o| o.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()])
+        .access_log(log.path(), s3edge::access_log::LogFormat::Json)
+        .start();
+    let untrusted = EdgeBuilder::new()
+        .site(
+            "web",
+            &site_toml("web.test", "web-bucket", &format!("{WEBSITE_HEAD}{RULES}")),
+        )
+        .with(|o| o.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()])
+        .start();
+    for (edge, want) in [
+        (&trusted, "https://web.test/new/page.html"),
+        (&untrusted, "http://web.test/new/page.html"),
+    ] {
+        for headers in [
+            &[
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-for", "203.0.113.7"),
+            ][..],
+            &[("forwarded", "for=203.0.113.7;proto=https")][..],
+        ] {
+            let response = edge
+                .request(Method::GET, "web.test", "/old/page.html", headers)
+                .await;
+            assert_eq!(response.headers()["location"], want, "{headers:?}");
+        }
+    }
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(log.path()).unwrap();
+        if text.lines().count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for line in text.lines().take(2) {
+        let line: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            line["client"], "203.0.113.7",
+            "the forwarded client address from a trusted proxy"
+        );
+    }
+}

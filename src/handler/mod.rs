@@ -221,11 +221,33 @@ fn client_address(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> String {
     let forwarded = peer
         .filter(|ip| trusted.iter().any(|net| net.contains(ip)))
         .and_then(|_| {
-            req.headers()
+            let xff = req
+                .headers()
                 .get("x-forwarded-for")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.split(',').next_back())
-                .and_then(|v| v.trim().parse::<IpAddr>().ok())
+                .and_then(|v| v.trim().parse::<IpAddr>().ok());
+            // RFC 7239: `Forwarded: for=192.0.2.60;proto=https`, the last element.
+            let forwarded = || {
+                req.headers()
+                    .get(header::FORWARDED)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.split(',').next_back())
+                    .and_then(|element| {
+                        element
+                            .split(';')
+                            .filter_map(|pair| pair.trim().split_once('='))
+                            .find(|(k, _)| k.eq_ignore_ascii_case("for"))
+                            .map(|(_, v)| v.trim_matches('"').trim_start_matches('[').to_string())
+                    })
+                    .and_then(|v| {
+                        let v = v.split(']').next().unwrap_or("");
+                        v.parse::<IpAddr>()
+                            .ok()
+                            .or_else(|| v.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()))
+                    })
+            };
+            xff.or_else(forwarded)
         });
     forwarded
         .or(peer)
