@@ -14,4 +14,5 @@ pub mod metrics;
 pub mod origin;
 pub mod server;
 pub mod site;
+pub mod tls;
 pub mod website;

@@ -221,14 +221,12 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    if !args.tls_listen.is_empty() {
-        anyhow::bail!("--tls-listen is not available yet in this build; serve HTTPS through a load balancer for now");
-    }
     let access_log = AccessLog::open(&AccessLogTarget::parse(&args.access_log), args.log_format)
         .with_context(|| format!("cannot open the access log `{}`", args.access_log))?;
     let options = NodeOptions {
         sites_dir: args.sites,
         listen: args.listen,
+        tls_listen: args.tls_listen,
         admin_listen: args.admin_listen,
         workers: args
             .workers

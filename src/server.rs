@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::origin::s3::{BuildError, EmbeddedEndpoint, S3Origin};
 use crate::origin::Origin;
 use crate::site::{OriginWrapper, Site, Sites};
+use crate::tls::{ReloadableResolver, SniResolver};
 
 /// How long a graceful stop waits for in-flight requests.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,6 +35,8 @@ pub const WEBSITE_REFRESH: Duration = Duration::from_secs(60);
 pub struct NodeOptions {
     pub sites_dir: PathBuf,
     pub listen: Vec<SocketAddr>,
+    /// HTTPS listeners, certificates chosen by SNI (`--tls-listen`).
+    pub tls_listen: Vec<SocketAddr>,
     pub admin_listen: SocketAddr,
     pub workers: usize,
     pub access_log: AccessLog,
@@ -68,6 +71,8 @@ pub enum StartError {
     Origin { site: String, source: BuildError },
     #[error("site `{site}`: {message}")]
     Website { site: String, message: String },
+    #[error("{0}")]
+    Tls(String),
     #[error("cache directory {}: {source}; give --cache-dir a directory s3edge may create and write, or --disk-cache-size 0", dir.display())]
     CacheDir {
         dir: PathBuf,
@@ -94,6 +99,10 @@ pub struct AppState {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Set once the node has started; what SIGHUP needs to reload.
     pub reload_context: std::sync::Mutex<Option<ReloadContext>>,
+    /// The certificates of the TLS listeners, swapped on reload.
+    pub tls_resolver: Arc<ReloadableResolver>,
+    /// The port `redirect_http` sends clients to (the first TLS listener's).
+    pub https_port: std::sync::atomic::AtomicU16,
 }
 
 impl AppState {
@@ -111,6 +120,8 @@ impl AppState {
             admin_token: options.admin_token.clone(),
             trusted_proxies: options.trusted_proxies.clone(),
             reload_context: std::sync::Mutex::new(None),
+            tls_resolver: Arc::new(ReloadableResolver::new(SniResolver::empty())),
+            https_port: std::sync::atomic::AtomicU16::new(443),
         }
     }
 
@@ -128,6 +139,7 @@ impl AppState {
 /// A started node: its listeners' addresses and the handles to stop it.
 pub struct Node {
     pub http_addrs: Vec<SocketAddr>,
+    pub https_addrs: Vec<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub state: web::Data<AppState>,
     pub embedded: Option<EmbeddedStore>,
@@ -203,7 +215,17 @@ impl Node {
         } else {
             None
         };
+        let configs: Vec<_> = sites.sites.iter().map(|s| s.config.clone()).collect();
         let state = web::Data::new(AppState::new(sites, &options, disk));
+        state.tls_resolver.reload(&configs).map_err(|problems| {
+            StartError::Tls(
+                problems
+                    .iter()
+                    .map(|(site, e)| format!("site `{site}`: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
         *state
             .reload_context
             .lock()
@@ -250,6 +272,36 @@ impl Node {
             println!("listening on http://{local}");
             http_addrs.push(local);
         }
+        let tls_config = crate::tls::server_config(state.tls_resolver.clone());
+        let mut https_addrs = Vec::new();
+        for addr in &options.tls_listen {
+            let listener = TcpListener::bind(addr).map_err(|source| StartError::Listen {
+                addr: *addr,
+                source,
+            })?;
+            let local = listener.local_addr().map_err(|source| StartError::Listen {
+                addr: *addr,
+                source,
+            })?;
+            edge = edge
+                .listen_rustls_0_23(listener, tls_config.clone())
+                .map_err(|source| StartError::Listen {
+                    addr: local,
+                    source,
+                })?;
+            println!("listening on https://{local}");
+            https_addrs.push(local);
+        }
+        if !https_addrs.is_empty() && state.tls_resolver.current().tls_sites() == 0 {
+            tracing::warn!(
+                "--tls-listen is set but no site has a [tls] section: every handshake will fail"
+            );
+        }
+        if let Some(first) = https_addrs.first() {
+            state
+                .https_port
+                .store(first.port(), std::sync::atomic::Ordering::Relaxed);
+        }
         let admin_state = state.clone();
         let listener =
             TcpListener::bind(options.admin_listen).map_err(|source| StartError::Listen {
@@ -279,6 +331,7 @@ impl Node {
         state.ready.store(true, Ordering::Release);
         Ok(Node {
             http_addrs,
+            https_addrs,
             admin_addr,
             state,
             embedded,
@@ -411,6 +464,13 @@ pub async fn reload(state: &web::Data<AppState>) -> Result<usize, Vec<String>> {
             );
         }
     }
+    let configs: Vec<_> = sites.iter().map(|s| s.config.clone()).collect();
+    state.tls_resolver.reload(&configs).map_err(|problems| {
+        problems
+            .iter()
+            .map(|(site, e)| format!("site `{site}`: {e}"))
+            .collect::<Vec<_>>()
+    })?;
     let sites = Sites::from_sites(sites);
     let count = sites.sites.len();
     start_refreshes(state, &sites);
@@ -479,6 +539,7 @@ pub async fn stop(handles: &[ServerHandle], graceful: bool) {
 /// A node running on its own thread with its own actix system (tests, embedding).
 pub struct NodeThread {
     pub http_addrs: Vec<SocketAddr>,
+    pub https_addrs: Vec<SocketAddr>,
     pub admin_addr: SocketAddr,
     /// The embedded S3 store's address, when it runs.
     pub embedded_addr: Option<SocketAddr>,
@@ -496,7 +557,7 @@ impl NodeThread {
                 match Node::start(options).await {
                     Ok(node) => {
                         let info = (
-                            node.http_addrs.clone(),
+                            (node.http_addrs.clone(), node.https_addrs.clone()),
                             node.admin_addr,
                             node.embedded_addr(),
                             node.state.clone(),
@@ -512,14 +573,17 @@ impl NodeThread {
             })
         });
         match rx.recv() {
-            Ok(Ok((http_addrs, admin_addr, embedded_addr, state, handles))) => Ok(NodeThread {
-                http_addrs,
-                admin_addr,
-                embedded_addr,
-                state,
-                handles,
-                thread: Some(thread),
-            }),
+            Ok(Ok(((http_addrs, https_addrs), admin_addr, embedded_addr, state, handles))) => {
+                Ok(NodeThread {
+                    http_addrs,
+                    https_addrs,
+                    admin_addr,
+                    embedded_addr,
+                    state,
+                    handles,
+                    thread: Some(thread),
+                })
+            }
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)

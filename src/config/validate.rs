@@ -685,6 +685,15 @@ fn validate_tls(p: &mut Problems, raw: &raw::RawTls) -> Option<TlsConfig> {
     };
     let cert = file("tls.cert", &raw.cert, "certificate chain");
     let key = file("tls.key", &raw.key, "private key");
+    if let (Some(cert), Some(key)) = (&cert, &key) {
+        if let Err(e) = crate::tls::load_certified_key(cert, key) {
+            p.add(
+                "tls",
+                format!("{e}; fix the PEM files or point cert and key at a matching pair"),
+            );
+            return None;
+        }
+    }
     Some(TlsConfig {
         cert: cert?,
         key: key?,

@@ -127,6 +127,13 @@ async fn serve(req: &HttpRequest, state: &AppState, exchange: &mut Exchange) -> 
     };
     exchange.site = Some(site.clone());
 
+    // 1b. HTTPS only: plain-HTTP requests get 308 to the same URL on https.
+    if site.config.tls.as_ref().is_some_and(|t| t.redirect_http)
+        && lookup::request_scheme(req, &state.trusted_proxies) == website::Protocol::Http
+    {
+        return https_redirect(req, state);
+    }
+
     // 2. CORS preflight, then the method.
     if let Some(cors) = site.config.cors.as_ref() {
         exchange.vary_origin = true;
@@ -204,6 +211,28 @@ async fn serve(req: &HttpRequest, state: &AppState, exchange: &mut Exchange) -> 
         Some(config) => lookup::serve_website(&lookup, &config, &key, exchange).await,
         None => lookup::serve_key(&lookup, &key, exchange).await,
     }
+}
+
+/// 308 to the request's URL on https, on the TLS listener's port unless it is 443.
+fn https_redirect(req: &HttpRequest, state: &AppState) -> HttpResponse {
+    let host = request_host(req)
+        .and_then(crate::site::normalize_host)
+        .unwrap_or_default();
+    let port = state.https_port.load(std::sync::atomic::Ordering::Relaxed);
+    let authority = if port == 443 {
+        host
+    } else {
+        format!("{host}:{port}")
+    };
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    respond::redirect_response(&website::RedirectTarget {
+        status: 308,
+        location: website::sanitize_location(&format!("https://{authority}{path}")),
+    })
 }
 
 /// The request's host: the `Host` header, or the authority of an HTTP/2 request.

@@ -31,6 +31,7 @@ pub fn options(dir: &Path) -> NodeOptions {
     NodeOptions {
         sites_dir: dir.join("sites"),
         listen: vec![loopback()],
+        tls_listen: Vec::new(),
         admin_listen: loopback(),
         workers: 2,
         access_log: AccessLog::off(),

@@ -1,0 +1,413 @@
+//! HTTPS: per-site certificates chosen by SNI, swappable at run time (SIGHUP).
+//!
+//! - [`load_certified_key`] reads a site's `[tls]` files (PEM chain, PEM key) and
+//!   checks that the key belongs to the certificate.
+//! - [`SniResolver`] picks the certificate for a ClientHello the way the request
+//!   router picks a site for a `Host`: exact host, then the longest wildcard, then
+//!   the `default` site. The chosen site's certificate is presented; when that site
+//!   has no `[tls]` (or no site is chosen) the handshake fails with
+//!   an `access_denied` alert (what rustls sends when no certificate is resolved).
+//! - [`ReloadableResolver`] holds the current [`SniResolver`] behind a lock so a
+//!   reload can swap it: new handshakes see the new certificates, established
+//!   connections keep theirs.
+//! - [`server_config`] is the rustls configuration for the TLS listeners: TLS 1.2
+//!   and 1.3 with rustls's safe defaults (aws-lc-rs), ALPN `h2` then `http/1.1`,
+//!   no client certificates.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+
+use crate::config::{HostPattern, SiteConfig};
+
+/// ALPN protocols offered by the TLS listeners, in server preference order.
+pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// Why a site's certificate or key cannot be used. Every message starts with the
+/// file it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{}: the {what} file does not exist (relative paths resolve against the working directory)", path.display())]
+    Missing { path: PathBuf, what: &'static str },
+    #[error("{}: cannot read the {what} file: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("{}: the {what} file is not valid PEM: {detail}", path.display())]
+    Pem {
+        path: PathBuf,
+        what: &'static str,
+        detail: String,
+    },
+    #[error("{}: no certificate in the file; {hint}", path.display())]
+    NoCertificate { path: PathBuf, hint: &'static str },
+    #[error("{}: the certificate cannot be used: {detail}", path.display())]
+    BadCertificate { path: PathBuf, detail: String },
+    #[error("{}: no private key in the file; expected an unencrypted PEM key (`BEGIN PRIVATE KEY` for PKCS#8, or `BEGIN EC PRIVATE KEY`, `BEGIN RSA PRIVATE KEY`)", path.display())]
+    NoKey { path: PathBuf },
+    #[error("{}: the private key is encrypted; give s3edge an unencrypted copy (`openssl pkey -in KEY -out PLAIN.key`) readable only by its user", path.display())]
+    EncryptedKey { path: PathBuf },
+    #[error("{}: unsupported private key ({detail}); use RSA (2048 bits or more), ECDSA P-256 or P-384, or Ed25519", path.display())]
+    UnsupportedKey { path: PathBuf, detail: String },
+    #[error("{}: the private key does not match the certificate in {}", key.display(), cert.display())]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+}
+
+/// The crypto provider of every TLS listener: aws-lc-rs (already used by the S3
+/// client), with rustls's default cipher suites and key exchange groups.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn read_file(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| {
+        if source.kind() == io::ErrorKind::NotFound {
+            TlsError::Missing {
+                path: path.to_path_buf(),
+                what,
+            }
+        } else {
+            TlsError::Read {
+                path: path.to_path_buf(),
+                what,
+                source,
+            }
+        }
+    })
+}
+
+/// The first byte of a DER `SEQUENCE`: a file starting with it is binary, not PEM.
+fn looks_like_der(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&0x30)
+}
+
+fn pem_error(path: &Path, what: &'static str, error: pem::Error) -> TlsError {
+    TlsError::Pem {
+        path: path.to_path_buf(),
+        what,
+        detail: error.to_string(),
+    }
+}
+
+const CERT: &str = "certificate chain";
+const KEY: &str = "private key";
+
+impl TlsError {
+    /// The site-file key the problem is about (`tls.cert` or `tls.key`), for a
+    /// `FILE: KEY: message` line.
+    pub fn config_key(&self) -> &'static str {
+        match self {
+            TlsError::Missing { what, .. }
+            | TlsError::Read { what, .. }
+            | TlsError::Pem { what, .. } => {
+                if *what == KEY {
+                    "tls.key"
+                } else {
+                    "tls.cert"
+                }
+            }
+            TlsError::NoCertificate { .. } | TlsError::BadCertificate { .. } => "tls.cert",
+            TlsError::NoKey { .. }
+            | TlsError::EncryptedKey { .. }
+            | TlsError::UnsupportedKey { .. }
+            | TlsError::KeyMismatch { .. } => "tls.key",
+        }
+    }
+}
+
+/// Reads a PEM certificate chain (server certificate first) and its PEM private key
+/// (PKCS#8, SEC1 or PKCS#1; RSA, ECDSA or Ed25519), and checks that they belong
+/// together.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let cert_bytes = read_file(cert, CERT)?;
+    let key_bytes = read_file(key, KEY)?;
+
+    let chain = CertificateDer::pem_slice_iter(&cert_bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(cert, CERT, e))?;
+    if chain.is_empty() {
+        let hint = if looks_like_der(&cert_bytes) {
+            "it looks like binary DER; convert it with `openssl x509 -inform der -in FILE -out FILE.pem`"
+        } else {
+            "expected a PEM chain (`-----BEGIN CERTIFICATE-----` blocks), the server certificate first"
+        };
+        return Err(TlsError::NoCertificate {
+            path: cert.to_path_buf(),
+            hint,
+        });
+    }
+
+    let key_der = match PrivateKeyDer::from_pem_slice(&key_bytes) {
+        Ok(der) => der,
+        Err(pem::Error::NoItemsFound) => {
+            let text = String::from_utf8_lossy(&key_bytes);
+            return Err(
+                if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED")
+                {
+                    TlsError::EncryptedKey {
+                        path: key.to_path_buf(),
+                    }
+                } else {
+                    TlsError::NoKey {
+                        path: key.to_path_buf(),
+                    }
+                },
+            );
+        }
+        Err(e) => return Err(pem_error(key, KEY, e)),
+    };
+
+    let provider = provider();
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| TlsError::UnsupportedKey {
+            path: key.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    match certified.keys_match() {
+        // `Unknown`: the key cannot tell its public half; rustls accepts it as well.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(Arc::new(certified))
+        }
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            Err(TlsError::KeyMismatch {
+                cert: cert.to_path_buf(),
+                key: key.to_path_buf(),
+            })
+        }
+        Err(e) => Err(TlsError::BadCertificate {
+            path: cert.to_path_buf(),
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// For `s3edge check`: a site with `[tls]` must have a readable certificate chain
+/// and a private key that matches it. A site without `[tls]` passes.
+pub fn check_site_tls(site: &SiteConfig) -> Result<(), TlsError> {
+    match &site.tls {
+        Some(tls) => load_certified_key(&tls.cert, &tls.key).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// What an SNI name resolves to: the certificate of the site that claims it, or
+/// `None` for a site without `[tls]`.
+type Entry = Option<Arc<CertifiedKey>>;
+
+/// Certificates by server name, resolved like the request router resolves `Host`:
+/// exact host, then the longest wildcard, then the `default` site.
+pub struct SniResolver {
+    exact: HashMap<String, (String, Entry)>,
+    /// `(suffix, site, entry)`, longest suffix first.
+    wildcards: Vec<(String, String, Entry)>,
+    default: Option<(String, Entry)>,
+    tls_sites: usize,
+}
+
+impl SniResolver {
+    /// A resolver that knows no certificate: every handshake fails.
+    pub fn empty() -> SniResolver {
+        SniResolver {
+            exact: HashMap::new(),
+            wildcards: Vec::new(),
+            default: None,
+            tls_sites: 0,
+        }
+    }
+
+    /// Loads the certificate of every site with `[tls]`. Sites without `[tls]` still
+    /// claim their hosts: a handshake naming one of them fails rather than showing
+    /// another site's certificate. Every site whose files cannot be used is reported.
+    pub fn from_sites(sites: &[SiteConfig]) -> Result<SniResolver, Vec<(String, TlsError)>> {
+        let mut resolver = SniResolver::empty();
+        let mut errors = Vec::new();
+        // Sites sharing one certificate (e.g. a wildcard) load it once.
+        let mut loaded: HashMap<(PathBuf, PathBuf), Arc<CertifiedKey>> = HashMap::new();
+        for site in sites {
+            let entry = match &site.tls {
+                None => None,
+                Some(tls) => {
+                    let files = (tls.cert.clone(), tls.key.clone());
+                    if let Some(key) = loaded.get(&files) {
+                        Some(Arc::clone(key))
+                    } else {
+                        match load_certified_key(&tls.cert, &tls.key) {
+                            Ok(key) => {
+                                loaded.insert(files, Arc::clone(&key));
+                                Some(key)
+                            }
+                            Err(e) => {
+                                errors.push((site.name.clone(), e));
+                                continue;
+                            }
+                        }
+                    }
+                }
+            };
+            if entry.is_some() {
+                resolver.tls_sites += 1;
+            }
+            for host in &site.hosts {
+                match host {
+                    HostPattern::Exact(name) => {
+                        resolver
+                            .exact
+                            .insert(name.clone(), (site.name.clone(), entry.clone()));
+                    }
+                    HostPattern::Wildcard(suffix) => {
+                        resolver
+                            .wildcards
+                            .push((suffix.clone(), site.name.clone(), entry.clone()));
+                    }
+                }
+            }
+            if site.default {
+                resolver.default = Some((site.name.clone(), entry));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        resolver
+            .wildcards
+            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        Ok(resolver)
+    }
+
+    /// How many sites have a certificate. With none, a TLS listener can complete no
+    /// handshake.
+    pub fn tls_sites(&self) -> usize {
+        self.tls_sites
+    }
+
+    /// The name of the site whose certificate a ClientHello naming `server_name`
+    /// gets (`None`: no SNI, as for an IP address), and that certificate; `None`
+    /// when no site is chosen.
+    pub fn lookup(&self, server_name: Option<&str>) -> Option<(&str, Option<Arc<CertifiedKey>>)> {
+        if let Some(name) = server_name {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if let Some((site, entry)) = self.exact.get(&name) {
+                return Some((site, entry.clone()));
+            }
+            if let Some((_, site, entry)) = self
+                .wildcards
+                .iter()
+                .find(|(suffix, _, _)| name.len() > suffix.len() && name.ends_with(suffix.as_str()))
+            {
+                return Some((site, entry.clone()));
+            }
+        }
+        self.default
+            .as_ref()
+            .map(|(site, entry)| (site.as_str(), entry.clone()))
+    }
+
+    /// The certificate for a ClientHello naming `server_name`, if any.
+    pub fn resolve_name(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        self.lookup(server_name).and_then(|(_, entry)| entry)
+    }
+}
+
+impl fmt::Debug for SniResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut exact: Vec<_> = self
+            .exact
+            .iter()
+            .map(|(host, (site, _))| (host, site))
+            .collect();
+        exact.sort();
+        f.debug_struct("SniResolver")
+            .field("exact", &exact)
+            .field(
+                "wildcards",
+                &self
+                    .wildcards
+                    .iter()
+                    .map(|(suffix, site, _)| (format!("*{suffix}"), site))
+                    .collect::<Vec<_>>(),
+            )
+            .field("default", &self.default.as_ref().map(|(site, _)| site))
+            .field("tls_sites", &self.tls_sites)
+            .finish()
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.resolve_name(client_hello.server_name())
+    }
+}
+
+/// The resolver given to the TLS listeners: the current [`SniResolver`], swapped
+/// whole by [`ReloadableResolver::replace`]. Each handshake reads it once, so open
+/// connections are never affected by a swap.
+pub struct ReloadableResolver {
+    inner: RwLock<Arc<SniResolver>>,
+}
+
+impl ReloadableResolver {
+    pub fn new(resolver: SniResolver) -> ReloadableResolver {
+        ReloadableResolver {
+            inner: RwLock::new(Arc::new(resolver)),
+        }
+    }
+
+    /// Certificates for new handshakes from now on.
+    pub fn replace(&self, new: SniResolver) {
+        *self.inner.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(new);
+    }
+
+    /// Loads every site's certificate and swaps them in, or, if any site's files
+    /// cannot be used, keeps the current ones and returns every problem.
+    pub fn reload(&self, sites: &[SiteConfig]) -> Result<(), Vec<(String, TlsError)>> {
+        let new = SniResolver::from_sites(sites)?;
+        self.replace(new);
+        Ok(())
+    }
+
+    /// The resolver in use now.
+    pub fn current(&self) -> Arc<SniResolver> {
+        Arc::clone(&self.inner.read().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl fmt::Debug for ReloadableResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ReloadableResolver")
+            .field(&*self.current())
+            .finish()
+    }
+}
+
+impl ResolvesServerCert for ReloadableResolver {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current().resolve(client_hello)
+    }
+}
+
+/// The rustls configuration of the TLS listeners: TLS 1.2 and 1.3 only, rustls's
+/// safe default cipher suites and groups (aws-lc-rs), ALPN `h2` then `http/1.1`,
+/// no client authentication, certificates from `resolver`.
+pub fn server_config(resolver: Arc<ReloadableResolver>) -> ServerConfig {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("the aws-lc-rs provider supports TLS 1.2 and TLS 1.3")
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    config
+}
