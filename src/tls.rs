@@ -409,5 +409,8 @@ pub fn server_config(resolver: Arc<ReloadableResolver>) -> ServerConfig {
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    // The server's order of the safe suites (AEADs, strongest first) wins over
+    // the client's, as testssl.sh expects of a server.
+    config.ignore_client_order = true;
     config
 }
