@@ -119,6 +119,26 @@ pub fn evaluate(cors: &CorsConfig, method: &str, headers: &HeaderMap) -> Cors {
     Cors::Allowed(out)
 }
 
+/// Evaluates rules in order, as S3 does: the first rule that allows the
+/// request answers it.
+pub fn evaluate_rules(rules: &[CorsConfig], method: &str, headers: &HeaderMap) -> Cors {
+    let mut verdict = if method == "OPTIONS" {
+        Cors::PreflightRefused
+    } else {
+        Cors::Refused
+    };
+    if headers.get("origin").is_none() {
+        return Cors::NotCors;
+    }
+    for rule in rules {
+        match evaluate(rule, method, headers) {
+            allowed @ (Cors::PreflightAllowed(_) | Cors::Allowed(_)) => return allowed,
+            other => verdict = other,
+        }
+    }
+    verdict
+}
+
 /// Adds CORS headers to a response (and `Vary: Origin` when the answer depends on it).
 pub fn apply(response_headers: &mut HeaderMap, headers: &[(HeaderName, String)], varies: bool) {
     for (name, value) in headers {

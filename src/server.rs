@@ -177,6 +177,12 @@ impl Node {
                     site: site.name().to_string(),
                     message,
                 })?;
+            site.load_bucket_cors()
+                .await
+                .map_err(|message| StartError::Website {
+                    site: site.name().to_string(),
+                    message,
+                })?;
         }
         for site in &sites.sites {
             let hosts: Vec<String> = site.config.hosts.iter().map(|h| h.to_string()).collect();
@@ -384,6 +390,9 @@ async fn refresh_website(state: web::Data<AppState>, site: Arc<Site>, every: Dur
                 "keeping the last website configuration: {reason}"
             );
         }
+        if let Err(reason) = site.load_bucket_cors().await {
+            tracing::warn!(site = site.name(), "keeping the last CORS rules: {reason}");
+        }
     }
 }
 
@@ -405,7 +414,7 @@ fn start_refreshes(state: &web::Data<AppState>, sites: &Sites) {
         .as_ref()
         .map_or(WEBSITE_REFRESH, |c| c.website_refresh);
     for site in &sites.sites {
-        if site.website().is_some_and(|w| w.from_bucket) {
+        if site.reads_bucket_configuration() {
             tokio::spawn(refresh_website(state.clone(), site.clone(), every));
         }
     }
@@ -444,6 +453,9 @@ pub async fn reload(state: &web::Data<AppState>) -> Result<usize, Vec<String>> {
         };
         let site = Arc::new(Site::new(config, origin));
         site.load_bucket_website()
+            .await
+            .map_err(|message| vec![format!("site `{}`: {message}", site.name())])?;
+        site.load_bucket_cors()
             .await
             .map_err(|message| vec![format!("site `{}`: {message}", site.name())])?;
         sites.push(site);

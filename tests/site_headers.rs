@@ -169,3 +169,81 @@ async fn cors_answers_preflights_and_marks_allowed_requests() {
         .await;
     assert_eq!(response.status(), 405);
 }
+
+#[tokio::test]
+async fn cors_rules_can_come_from_the_bucket() {
+    use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+    let dir = tempfile::tempdir().unwrap();
+    let buckets = dir.path().join("buckets");
+    {
+        let edge = EdgeBuilder::new()
+            .with(|o| o.embedded_dir = Some(buckets.clone()))
+            .site("x", &site_toml("x.test", "cors-from", ""))
+            .start();
+        edge.create_bucket("cors-from").await;
+        edge.put("cors-from", "a.json", "{}", Some("application/json"))
+            .await;
+        let rule = CorsRule::builder()
+            .allowed_origins("https://bucket-app.example.com")
+            .allowed_methods("GET")
+            .max_age_seconds(600)
+            .build()
+            .unwrap();
+        edge.s3
+            .put_bucket_cors()
+            .bucket("cors-from")
+            .cors_configuration(
+                CorsConfiguration::builder()
+                    .cors_rules(rule)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let edge = EdgeBuilder::new()
+        .with(|o| o.embedded_dir = Some(buckets.clone()))
+        .site(
+            "c",
+            &site_toml("c.test", "cors-from", "[cors]\nfrom_bucket = true\n"),
+        )
+        .start();
+    let preflight = edge
+        .request(
+            Method::OPTIONS,
+            "c.test",
+            "/a.json",
+            &[
+                ("origin", "https://bucket-app.example.com"),
+                ("access-control-request-method", "GET"),
+            ],
+        )
+        .await;
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(preflight.headers()["access-control-max-age"], "600");
+    let other = edge
+        .request(
+            Method::OPTIONS,
+            "c.test",
+            "/a.json",
+            &[
+                ("origin", "https://app.example.com"),
+                ("access-control-request-method", "GET"),
+            ],
+        )
+        .await;
+    assert_eq!(other.status(), 403);
+    let missing = EdgeBuilder::new()
+        .bucket("no-cors")
+        .site(
+            "n",
+            &site_toml("n.test", "no-cors", "[cors]\nfrom_bucket = true\n"),
+        )
+        .try_start();
+    let error = missing.err().expect("refused").to_string();
+    assert!(
+        error.contains("site `n`") && error.contains("no CORS configuration"),
+        "{error}"
+    );
+}

@@ -625,12 +625,6 @@ fn validate_headers(
 }
 
 fn validate_cors(p: &mut Problems, raw: &raw::RawCors) -> CorsConfig {
-    if raw.from_bucket {
-        p.add(
-            "cors.from_bucket",
-            "reading the bucket's CORS configuration is not supported yet; list allowed_origins (and the rest) in the site file instead",
-        );
-    }
     if !raw.from_bucket && raw.allowed_origins.is_empty() {
         p.add(
             "cors.allowed_origins",

@@ -135,9 +135,10 @@ async fn serve(req: &HttpRequest, state: &AppState, exchange: &mut Exchange) -> 
     }
 
     // 2. CORS preflight, then the method.
-    if let Some(cors) = site.config.cors.as_ref() {
+    let cors_rules = site.cors_rules();
+    if site.config.cors.is_some() {
         exchange.vary_origin = true;
-        match cors::evaluate(cors, req.method().as_str(), req.headers()) {
+        match cors::evaluate_rules(&cors_rules, req.method().as_str(), req.headers()) {
             cors::Cors::PreflightAllowed(headers) => {
                 let mut response = HttpResponse::NoContent().finish();
                 cors::apply(response.headers_mut(), &headers, false);

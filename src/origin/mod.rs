@@ -178,6 +178,13 @@ pub trait Origin: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// The bucket's CORS rules (GetBucketCors); `Ok(None)` when it has none.
+    async fn cors_configuration(
+        &self,
+    ) -> Result<Option<Vec<crate::config::CorsConfig>>, OriginError> {
+        Ok(None)
+    }
+
     /// A short description for startup lines, e.g. `s3://demo (embedded)`.
     fn describe(&self) -> String;
 }

@@ -18,7 +18,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 
 use super::{BodyStream, Fetched, ObjectMeta, ObjectRequest, Origin, OriginError};
 use crate::config::raw::{RawCondition, RawRedirect, RawRedirectAll, RawRoutingRule, RawWebsite};
-use crate::config::{CredentialsSource, Endpoint, OriginConfig, FALLBACK_REGION};
+use crate::config::{CorsConfig, CredentialsSource, Endpoint, OriginConfig, FALLBACK_REGION};
 
 /// Attempts per origin request: one retry for throttling and dropped connections,
 /// all within the site's `timeout`.
@@ -293,6 +293,52 @@ impl Origin for S3Origin {
                 })
                 .collect(),
         }))
+    }
+
+    async fn cors_configuration(&self) -> Result<Option<Vec<CorsConfig>>, OriginError> {
+        let output = match self
+            .client
+            .get_bucket_cors()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(err) => {
+                return match classify(err) {
+                    Classified::Error(OriginError::Rejected { code, .. })
+                        if code == "NoSuchCORSConfiguration" =>
+                    {
+                        Ok(None)
+                    }
+                    Classified::Error(e) => Err(e),
+                    Classified::NotModified => {
+                        Err(OriginError::Invalid("304 to GetBucketCors".into()))
+                    }
+                }
+            }
+        };
+        Ok(Some(
+            output
+                .cors_rules()
+                .iter()
+                .map(|rule| CorsConfig {
+                    from_bucket: false,
+                    allowed_origins: rule.allowed_origins().to_vec(),
+                    allowed_methods: rule
+                        .allowed_methods()
+                        .iter()
+                        .map(|m| m.to_ascii_uppercase())
+                        .collect(),
+                    allowed_headers: rule.allowed_headers().to_vec(),
+                    expose_headers: rule.expose_headers().to_vec(),
+                    max_age: rule
+                        .max_age_seconds()
+                        .and_then(|s| u64::try_from(s).ok())
+                        .map(Duration::from_secs),
+                })
+                .collect(),
+        ))
     }
 
     fn describe(&self) -> String {

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 pub use router::{normalize_host, HostRouter};
 
-use crate::config::SiteConfig;
+use crate::config::{CorsConfig, SiteConfig};
 use crate::origin::s3::{BuildError, EmbeddedEndpoint, S3Origin};
 use crate::origin::Origin;
 use crate::website::WebsiteConfig;
@@ -22,15 +22,25 @@ pub struct Site {
     /// The website configuration in force: the site file's, merged with the
     /// bucket's when `from_bucket` is set (refreshed in the background).
     website: RwLock<Option<Arc<WebsiteConfig>>>,
+    /// The CORS rules in force, in order: the site file's, or the bucket's
+    /// (GetBucketCors) when `cors.from_bucket` is set.
+    cors: RwLock<Arc<Vec<CorsConfig>>>,
 }
 
 impl Site {
     pub fn new(config: SiteConfig, origin: Arc<dyn Origin>) -> Site {
         let website = config.website.clone().map(Arc::new);
+        let cors = config
+            .cors
+            .clone()
+            .filter(|c| !c.from_bucket)
+            .into_iter()
+            .collect();
         Site {
             config,
             origin,
             website: RwLock::new(website),
+            cors: RwLock::new(Arc::new(cors)),
         }
     }
 
@@ -71,6 +81,38 @@ impl Site {
             )
         })?;
         self.set_website(file.overriding(bucket));
+        Ok(())
+    }
+
+    /// The CORS rules in force (empty: no CORS).
+    pub fn cors_rules(&self) -> Arc<Vec<CorsConfig>> {
+        self.cors.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether some configuration is read from the bucket and refreshed.
+    pub fn reads_bucket_configuration(&self) -> bool {
+        self.config.website.as_ref().is_some_and(|w| w.from_bucket)
+            || self.config.cors.as_ref().is_some_and(|c| c.from_bucket)
+    }
+
+    /// For `cors.from_bucket = true`: reads the bucket's CORS rules. On failure
+    /// the rules in force are kept and the reason is returned.
+    pub async fn load_bucket_cors(&self) -> Result<(), String> {
+        if !self.config.cors.as_ref().is_some_and(|c| c.from_bucket) {
+            return Ok(());
+        }
+        let rules = self
+            .origin
+            .cors_configuration()
+            .await
+            .map_err(|e| format!("cors.from_bucket: GetBucketCors failed: {e}"))?
+            .ok_or_else(|| {
+                format!(
+                    "cors.from_bucket: bucket `{}` has no CORS configuration; put one (aws s3api put-bucket-cors) or list the rules in [cors]",
+                    self.config.origin.bucket
+                )
+            })?;
+        *self.cors.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
         Ok(())
     }
 

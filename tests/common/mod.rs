@@ -400,6 +400,12 @@ mod test_origin {
             self.inner.website_configuration().await
         }
 
+        async fn cors_configuration(
+            &self,
+        ) -> Result<Option<Vec<s3edge::config::CorsConfig>>, OriginError> {
+            self.inner.cors_configuration().await
+        }
+
         fn describe(&self) -> String {
             format!("test({})", self.inner.describe())
         }
