@@ -282,3 +282,36 @@ async fn http_1_0_requests_get_identity() {
     );
     assert!(!head.contains("content-encoding"), "{head}");
 }
+
+#[tokio::test]
+async fn the_error_documents_body_is_compressed_with_its_404_status() {
+    let (builder, _) = EdgeBuilder::new()
+        .site(
+            "w",
+            &site_toml(
+                "w.test",
+                BUCKET,
+                "[website]\nindex_document = \"index.html\"\nerror_document = \"error.html\"\n",
+            ),
+        )
+        .test_origins();
+    let edge = builder.start();
+    edge.create_bucket(BUCKET).await;
+    let page = css();
+    edge.put(BUCKET, "error.html", page.clone(), Some("text/html"))
+        .await;
+    for _ in 0..2 {
+        let response = edge
+            .request(
+                Method::GET,
+                "w.test",
+                "/missing",
+                &[("accept-encoding", "gzip")],
+            )
+            .await;
+        assert_eq!(response.status(), 404);
+        assert_eq!(response.headers()["content-encoding"], "gzip");
+        assert_eq!(response.headers()["vary"], "Accept-Encoding");
+        assert_eq!(gunzip(&response.bytes().await.unwrap()), page);
+    }
+}

@@ -305,6 +305,8 @@ async fn error_document(
             if let Some(location) = fetch.meta.website_redirect_location.as_deref() {
                 return object_redirect(location);
             }
+            // The error document's body is compressed like any other page.
+            let fetch = lookup.encode(document, fetch, exchange).await;
             body_with_status(lookup, document, fetch, code)
         }
         Err(e) if e.is_client_error() => builtin(),
@@ -326,7 +328,16 @@ fn body_with_status(
     if status != StatusCode::OK {
         response.insert_header((header::CACHE_CONTROL, "no-store"));
     }
+    if let Some(coding) = fetch.meta.content_encoding.as_deref() {
+        response.insert_header((header::CONTENT_ENCODING, coding.to_string()));
+    }
     let length = fetch.meta.content_length;
+    if fetch.length_unknown {
+        if lookup.head {
+            return response.finish();
+        }
+        return response.body(actix_web::body::BodyStream::new(fetch.body));
+    }
     if lookup.head {
         return response.body(super::body::HeadBody(length));
     }
