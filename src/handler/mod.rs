@@ -42,6 +42,21 @@ use cached::CacheOutcome;
 use lookup::Lookup;
 use respond::error_page;
 
+/// Largest header section accepted, in bytes (names and values).
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Most header fields accepted.
+const MAX_HEADER_FIELDS: usize = 100;
+/// S3's longest object key, in bytes: a longer path cannot name an object.
+const MAX_KEY_BYTES: usize = 1024;
+
+/// The size of the request's header section.
+fn request_header_bytes(req: &HttpRequest) -> usize {
+    req.headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
+}
+
 /// `Allow` for methods other than GET and HEAD.
 const ALLOW: &str = "GET, HEAD";
 
@@ -117,6 +132,14 @@ pub async fn handle(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
 
 /// Stages 1 to 7 of the pipeline.
 async fn serve(req: &HttpRequest, state: &AppState, exchange: &mut Exchange) -> HttpResponse {
+    // 0. Request limits: oversized header sections are refused (RFC 6585 5).
+    if request_header_bytes(req) > MAX_HEADER_BYTES || req.headers().len() > MAX_HEADER_FIELDS {
+        return error_page(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "The request's header fields are too large.",
+        );
+    }
+
     // 1. Site.
     let sites = state.sites();
     let Some(site) = sites.route(request_host(req)).cloned() else {
@@ -188,6 +211,12 @@ async fn serve(req: &HttpRequest, state: &AppState, exchange: &mut Exchange) -> 
             return error_page(StatusCode::BAD_REQUEST, &format!("Bad request: {e}."));
         }
     };
+    if site.object_key(&key).len() > MAX_KEY_BYTES {
+        return error_page(
+            StatusCode::URI_TOO_LONG,
+            "The path is longer than any object key can be.",
+        );
+    }
     let host = request_host(req).unwrap_or("");
     let lookup = Lookup {
         req,
