@@ -180,3 +180,46 @@ async fn control_characters_in_metadata_never_reach_a_header() {
         assert!(!name.as_str().starts_with("x-amz"), "{name}");
     }
 }
+
+#[tokio::test]
+async fn five_hundred_slowloris_connections_do_not_stop_others_being_served() {
+    let edge = edge().await;
+    let addr = edge.node.http_addrs[0];
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slow = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut connections: Vec<TcpStream> = (0..500)
+                .filter_map(|_| TcpStream::connect(addr).ok())
+                .collect();
+            let head = b"GET /ok.txt HTTP/1.1\r\nHost: h.test\r\nX-Slow: ";
+            for byte in head.iter().cycle().take(6) {
+                for c in &mut connections {
+                    let _ = c.write_all(&[*byte]);
+                }
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            connections.len()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Warm the key so the timing measures the node, not the origin.
+    assert_eq!(edge.get("h.test", "/ok.txt").await.status(), 200);
+    let mut worst = Duration::ZERO;
+    for _ in 0..10 {
+        let started = std::time::Instant::now();
+        let response = edge.get("h.test", "/ok.txt").await;
+        assert_eq!(response.status(), 200);
+        worst = worst.max(started.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let opened = slow.join().unwrap();
+    assert!(opened >= 400, "only {opened} slow connections opened");
+    assert!(
+        worst < Duration::from_millis(100),
+        "a request took {worst:?} beside {opened} slow clients"
+    );
+}
