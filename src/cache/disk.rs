@@ -315,10 +315,11 @@ fn read_entry(path: &Path) -> io::Result<Entry> {
             header.body_len
         )));
     }
-    let body = vec![Bytes::from(body)];
-    if sha256_hex(&body) != header.body_sha256 {
+    let body = Bytes::from(body);
+    if sha256_hex(std::slice::from_ref(&body)) != header.body_sha256 {
         return Err(io::Error::other("body checksum mismatch"));
     }
+    let body = super::split_body(body);
     Ok(Entry {
         key: header.key,
         kind: header.kind,

@@ -139,6 +139,42 @@ impl Entry {
     }
 }
 
+/// Size of the chunks a cached body is kept in: large enough that a hit is a
+/// handful of writes, small enough that a connection's write buffer stays small.
+pub const BODY_CHUNK: usize = 256 * 1024;
+
+/// Regroups a body's chunks (as the origin sent them, often a few KiB each)
+/// into chunks of [`BODY_CHUNK`] bytes; one copy, at fill time.
+pub fn rechunk(chunks: &[Bytes]) -> Vec<Bytes> {
+    let total: usize = chunks.iter().map(Bytes::len).sum();
+    let mut out = Vec::with_capacity(total / BODY_CHUNK + 1);
+    let mut current = bytes::BytesMut::with_capacity(total.min(BODY_CHUNK));
+    for chunk in chunks {
+        let mut rest = &chunk[..];
+        while !rest.is_empty() {
+            let take = rest.len().min(BODY_CHUNK - current.len());
+            current.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if current.len() == BODY_CHUNK {
+                out.push(current.split().freeze());
+                current.reserve(BODY_CHUNK);
+            }
+        }
+    }
+    if !current.is_empty() {
+        out.push(current.freeze());
+    }
+    out
+}
+
+/// Splits one contiguous body into [`BODY_CHUNK`] slices, without copying.
+pub fn split_body(body: Bytes) -> Vec<Bytes> {
+    (0..body.len())
+        .step_by(BODY_CHUNK)
+        .map(|start| body.slice(start..(start + BODY_CHUNK).min(body.len())))
+        .collect()
+}
+
 /// The cache of a node: a memory tier in front of an optional disk tier.
 pub struct Cache {
     pub memory: MemoryTier,
@@ -215,6 +251,21 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_are_regrouped_into_large_chunks_without_losing_a_byte() {
+        let data: Vec<u8> = (0..(BODY_CHUNK * 2 + 1234))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let small: Vec<Bytes> = data.chunks(1000).map(Bytes::copy_from_slice).collect();
+        let regrouped = rechunk(&small);
+        assert_eq!(regrouped.len(), 3);
+        assert_eq!(regrouped.concat(), data);
+        let split = split_body(Bytes::from(data.clone()));
+        assert_eq!(split.len(), 3);
+        assert_eq!(split.concat(), data);
+        assert!(rechunk(&[]).is_empty());
+    }
 
     #[test]
     fn keys_hash_stably_and_differ_by_every_part() {

@@ -402,7 +402,7 @@ async fn pull_body(guard: FlightGuard, mut body: BodyStream, mut entry: Entry, c
         ))));
         return;
     }
-    entry.body = Arc::from(chunks);
+    entry.body = Arc::from(crate::cache::rechunk(&chunks));
     cache.insert(entry);
     guard.finish(Ok(()));
 }

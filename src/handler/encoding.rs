@@ -202,7 +202,7 @@ async fn pull_variant(
         return;
     }
     entry.meta.content_length = received;
-    entry.body = Arc::from(chunks);
+    entry.body = Arc::from(crate::cache::rechunk(&chunks));
     cache.insert(entry);
     guard.finish(Ok(()));
 }
