@@ -247,19 +247,7 @@ impl Origin for S3Origin {
             .await
         {
             Ok(output) => output,
-            Err(err) => {
-                return match classify(err) {
-                    Classified::Error(OriginError::Rejected { code, .. })
-                        if code == "NoSuchWebsiteConfiguration" =>
-                    {
-                        Ok(None)
-                    }
-                    Classified::Error(e) => Err(e),
-                    Classified::NotModified => {
-                        Err(OriginError::Invalid("304 to GetBucketWebsite".into()))
-                    }
-                }
-            }
+            Err(err) => return missing_configuration(err, "NoSuchWebsiteConfiguration"),
         };
         Ok(Some(RawWebsite {
             from_bucket: false,
@@ -304,19 +292,7 @@ impl Origin for S3Origin {
             .await
         {
             Ok(output) => output,
-            Err(err) => {
-                return match classify(err) {
-                    Classified::Error(OriginError::Rejected { code, .. })
-                        if code == "NoSuchCORSConfiguration" =>
-                    {
-                        Ok(None)
-                    }
-                    Classified::Error(e) => Err(e),
-                    Classified::NotModified => {
-                        Err(OriginError::Invalid("304 to GetBucketCors".into()))
-                    }
-                }
-            }
+            Err(err) => return missing_configuration(err, "NoSuchCORSConfiguration"),
         };
         Ok(Some(
             output
@@ -368,6 +344,22 @@ fn body_stream(body: ByteStream, idle: Duration) -> BodyStream {
         }
     });
     Box::pin(stream)
+}
+
+/// A bucket configuration read that failed: `Ok(None)` when the bucket simply
+/// has none (`absent_code`), the error otherwise.
+fn missing_configuration<E, T>(
+    err: SdkError<E, HttpResponse>,
+    absent_code: &str,
+) -> Result<Option<T>, OriginError>
+where
+    E: ProvideErrorMetadata + RequestId + std::error::Error + Send + Sync + 'static,
+{
+    match classify(err) {
+        Classified::Error(OriginError::Rejected { code, .. }) if code == absent_code => Ok(None),
+        Classified::Error(e) => Err(e),
+        Classified::NotModified => Err(OriginError::Invalid("304 to a configuration read".into())),
+    }
 }
 
 enum Classified {
