@@ -18,6 +18,8 @@
 #   - nginx cache   127.0.0.1:18481 (proxy_cache on disk, sendfile, proxy_cache_lock)
 #   - Varnish       127.0.0.1:18482 (-s malloc,512m)
 #   - ceiling       127.0.0.1:18483 (nginx `return 200 "ok"`)
+# Helpers: benches/client.py (coalescing and TTFB clients), benches/report.py
+# (the markdown table).
 #
 # Environment:
 #   S3EDGE_BIN          use this binary instead of building one
@@ -25,6 +27,8 @@
 #   BENCH_SECONDS       length of each wrk run (default 8)
 #   BENCH_ROUNDS        rounds A B C ... (default 3; medians are reported)
 #   BENCH_TTFB_SAMPLES  miss-latency samples per side (default 200)
+#   BENCH_FILL_COUNT    32 MiB objects pushed through s3edge before the RSS reading
+#                       (default 24: 768 MiB, 1.5x --memory-cache-size)
 #   BENCH_OUT           result file (default benches/results/latest.md)
 #   BENCH_KEEP_TMP=1    keep the temporary folder (logs, configs) for inspection
 set -euo pipefail
@@ -32,7 +36,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 INVOCATION="bash benches/compare.sh${*:+ $*}"
-for v in BENCH_TTFB_SAMPLES BENCH_ROUNDS BENCH_SECONDS CARGO_TARGET_DIR S3EDGE_BIN; do
+for v in BENCH_FILL_COUNT BENCH_TTFB_SAMPLES BENCH_ROUNDS BENCH_SECONDS CARGO_TARGET_DIR S3EDGE_BIN; do
     [[ -z ${!v:-} ]] || INVOCATION="$v=${!v} $INVOCATION"
 done
 SECS=${BENCH_SECONDS:-8}
