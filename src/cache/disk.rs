@@ -158,6 +158,11 @@ impl DiskTier {
         match read_entry(&path) {
             Ok(entry) if entry.key == *key => Some(entry),
             Ok(_) => None,
+            // Purged (or evicted) while this read was starting: a plain miss.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.remove(&hash);
+                None
+            }
             Err(e) => {
                 tracing::warn!(file = %path.display(), "dropping a corrupt cache entry: {e}");
                 self.remove(&hash);
