@@ -278,7 +278,8 @@ impl Node {
             println!("listening on http://{local}");
             http_addrs.push(local);
         }
-        let tls_config = crate::tls::server_config(state.tls_resolver.clone());
+        let tls_config = crate::tls::server_config(state.tls_resolver.clone())
+            .map_err(|e| StartError::Tls(format!("TLS configuration: {e}")))?;
         let mut https_addrs = Vec::new();
         for addr in &options.tls_listen {
             let listener = TcpListener::bind(addr).map_err(|source| StartError::Listen {

@@ -72,15 +72,7 @@ async fn a_hundred_concurrent_cold_requests_make_one_origin_get() {
         assert_eq!(sha256(&task.await.unwrap()), sha256(&data));
     }
     assert_eq!(origin.gets_for("big.bin"), 1);
-    let metrics = edge
-        .http
-        .get(edge.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = edge.metrics().await;
     assert!(
         metrics.contains("s3edge_coalesced_requests_total{site=\"c\"}"),
         "{metrics}"
@@ -413,21 +405,7 @@ async fn the_memory_tier_stays_within_its_budget() {
             .await;
         assert_eq!(get(&edge, &format!("/o{i}.bin")).await.0, 200);
     }
-    let metrics = edge
-        .http
-        .get(edge.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let bytes: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("s3edge_cache_bytes{tier=\"memory\"} "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let bytes = edge.metric("s3edge_cache_bytes{tier=\"memory\"}").await;
     assert!(
         bytes > 0 && bytes <= (4u64 << 20) * 11 / 10,
         "memory tier holds {bytes} bytes"
@@ -437,21 +415,7 @@ async fn the_memory_tier_stays_within_its_budget() {
 /// Waits until the disk tier holds `n` entries.
 async fn wait_disk_entries(edge: &Edge, n: u64) {
     for _ in 0..100 {
-        let metrics = edge
-            .http
-            .get(edge.admin_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let entries: u64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("s3edge_cache_entries{tier=\"disk\"} "))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if entries >= n {
+        if edge.metric("s3edge_cache_entries{tier=\"disk\"}").await >= n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

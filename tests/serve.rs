@@ -285,15 +285,7 @@ async fn a_stopped_origin_is_a_502_and_a_wrong_secret_is_a_502_logged_with_its_s
             "{host}: {body}"
         );
     }
-    let metrics = edge
-        .http
-        .get(edge.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = edge.metrics().await;
     for site in ["badsecret", "badkey", "nobucket"] {
         assert!(
             metrics.contains(&format!(
@@ -314,15 +306,7 @@ async fn a_stopped_origin_is_a_502_and_a_wrong_secret_is_a_502_logged_with_its_s
         .await
         .unwrap()
         .contains("could not be reached"));
-    let metrics = edge
-        .http
-        .get(edge.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = edge.metrics().await;
     assert!(
         metrics.contains("s3edge_origin_requests_total{site=\"good\",outcome=\"unreachable\"} 1"),
         "{metrics}"
@@ -393,15 +377,7 @@ async fn health_readiness_and_metrics_are_on_the_admin_listener() {
     // The log line and counters are written when the body is done: poll briefly.
     let mut metrics = String::new();
     for _ in 0..50 {
-        metrics = edge
-            .http
-            .get(edge.admin_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        metrics = edge.metrics().await;
         if metrics.contains("status=\"404\"") {
             break;
         }

@@ -183,7 +183,7 @@ impl TestServer {
     fn start(resolver: Arc<ReloadableResolver>) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let config = tls::server_config(resolver);
+        let config = tls::server_config(resolver).expect("server config");
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             actix_rt::System::new().block_on(async move {

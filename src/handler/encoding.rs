@@ -26,10 +26,20 @@ use crate::origin::{BodyStream, ObjectMeta, OriginError};
 
 /// Whether answers for this representation vary by `Accept-Encoding`.
 pub(super) fn compressible(config: &CompressionConfig, key: &str, meta: &ObjectMeta) -> bool {
+    // The cheap checks first: the content type is only worked out when they pass.
+    let plain = meta
+        .content_encoding
+        .as_deref()
+        .is_none_or(|e| e.eq_ignore_ascii_case("identity"));
+    if !config.enabled
+        || config.algorithms.is_empty()
+        || !plain
+        || !(config.min_size..=config.max_size).contains(&meta.content_length)
+    {
+        return false;
+    }
     let content_type = mime::content_type(meta.content_type.as_deref(), key);
-    config.enabled
-        && !config.algorithms.is_empty()
-        && !compress::forbids_transform(meta.cache_control.as_deref())
+    !compress::forbids_transform(meta.cache_control.as_deref())
         && compress::should_compress(
             &content_type,
             meta.content_encoding.as_deref(),

@@ -153,6 +153,26 @@ impl Edge {
         format!("http://{}{path}", self.node.admin_addr)
     }
 
+    /// The admin listener's Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let response = self.http.get(self.admin_url("/metrics")).send().await;
+        response
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// One series' value from `/metrics` (`name` includes its labels), 0 if absent.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let prefix = format!("{name} ");
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()).and_then(|v| v.parse().ok()))
+            .unwrap_or(0)
+    }
+
     /// GET `path` with `Host: host`.
     pub async fn get(&self, host: &str, path: &str) -> reqwest::Response {
         self.request(reqwest::Method::GET, host, path, &[]).await
