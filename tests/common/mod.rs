@@ -14,6 +14,8 @@ use s3edge::origin::embedded::{DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY};
 use s3edge::server::{NodeOptions, NodeThread, StartError};
 use tempfile::TempDir;
 
+pub mod fault_proxy;
+
 /// An S3 client for an endpoint, with the given keys.
 pub fn s3_client(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::config::Builder::new()
