@@ -489,7 +489,7 @@ async fn flipped_bytes_in_every_cache_file_still_give_byte_exact_responses() {
         wait_disk_entries(&edge, 5).await;
     }
     let mut flipped = 0;
-    for shard in std::fs::read_dir(shared.path().join("cache/v1")).unwrap() {
+    for shard in std::fs::read_dir(shared.path().join("cache/v2")).unwrap() {
         let shard = shard.unwrap().path();
         if shard.ends_with("tmp") {
             continue;

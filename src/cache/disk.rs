@@ -1,36 +1,49 @@
 //! The disk tier: one file per entry under `--cache-dir`, bounded by
 //! `--disk-cache-size` with least-recently-used eviction.
 //!
-//! Each file is written to `tmp/` and renamed into place only when complete, so
-//! a crash leaves at most a temporary file (removed at the next start). A file
-//! holds a magic line, a JSON header (the key, the metadata, freshness, the
-//! body's length and SHA-256) and the body. At start the index is rebuilt from
-//! the headers without reading the bodies; a body is verified against its
-//! checksum every time it is read, and a corrupt or truncated file is dropped
-//! (and refetched), never served. An I/O error on write turns the tier off
-//! for the rest of the process; serving goes on.
+//! A file is `MAGIC`, the body, then a trailer: a JSON header (the key, the
+//! metadata, freshness, the body's length and a CRC-32 for every 1 MiB block of
+//! it), the header's length and `TRAILER_MAGIC`. The body comes first so a fill
+//! can stream into the file as the origin sends it (and waiters can read the
+//! bytes already written) without holding the object in memory; the header is
+//! written when the body is complete. Files are written under `tmp/` and renamed
+//! into place only when complete and synced, so a crash leaves at most a
+//! temporary file, removed at the next start. At start the index is rebuilt from
+//! the trailers without reading the bodies. Every block is checked against its
+//! CRC before any of its bytes is used; a body that was not written by this
+//! process is checked whole before it is first served, so a corrupt or truncated
+//! file is dropped (and refetched), never served. An I/O error on write turns
+//! the tier off for the rest of the process; serving goes on.
 
 use std::collections::HashMap;
-use std::fs;
-use std::io::{self, Read, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use super::{CacheKey, Entry, EntryKind, Freshness};
-use crate::origin::ObjectMeta;
+use super::{Body, CacheKey, Entry, EntryKind, Freshness};
+use crate::origin::{BodyStream, ObjectMeta, OriginError};
 
 /// First bytes of every cache file; a format change changes it.
-const MAGIC: &[u8] = b"S3EDGE-CACHE-1\n";
+const MAGIC: &[u8] = b"S3EDGE-CACHE-2\n";
+/// Last bytes of every complete cache file.
+const TRAILER_MAGIC: &[u8; 8] = b"S3EDGE-T";
 /// Largest header accepted when reading (a corrupt length is not trusted).
-const MAX_HEADER: u32 = 1 << 20;
+const MAX_HEADER: u32 = 16 << 20;
 /// The directory of this format's files under `--cache-dir`.
-const LAYOUT_DIR: &str = "v1";
+const LAYOUT_DIR: &str = "v2";
+/// Directories of earlier formats, removed at start.
+const OLD_LAYOUT_DIRS: &[&str] = &["v1"];
+/// Bodies are checked (and read when streamed) in blocks of this size.
+const BLOCK: u64 = 1 << 20;
+/// Where the body starts in a file.
+const BODY_OFFSET: u64 = MAGIC.len() as u64;
 
 /// What a cache file says about its body.
 #[derive(Debug, Serialize, Deserialize)]
@@ -41,7 +54,8 @@ struct Header {
     stored_at: SystemTime,
     freshness: Freshness,
     body_len: u64,
-    body_sha256: String,
+    block_size: u64,
+    block_crc32: Vec<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +63,8 @@ struct Slot {
     key: CacheKey,
     size: u64,
     last_used: u64,
+    /// Every block of the body has been checked (or written) by this process.
+    verified: bool,
 }
 
 #[derive(Default)]
@@ -63,22 +79,24 @@ pub struct DiskTier {
     root: PathBuf,
     max_bytes: u64,
     index: Mutex<Index>,
+    /// Held for reading while a trailer is read, for writing while one is
+    /// rewritten in place (a revalidated large entry), so no reader sees half.
+    trailers: RwLock<()>,
     disabled: AtomicBool,
     temp_counter: AtomicU64,
 }
 
-fn sha256_hex(chunks: &[Bytes]) -> String {
-    let mut h = Sha256::new();
-    for c in chunks {
-        h.update(c);
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl DiskTier {
-    /// Opens (creating) the tier under `dir`, removes leftover temporary files,
-    /// and rebuilds the index from the files' headers.
+    /// Opens (creating) the tier under `dir`, removes leftover temporary files
+    /// and earlier formats' files, and rebuilds the index from the trailers.
     pub fn open(dir: &Path, max_bytes: u64) -> io::Result<DiskTier> {
+        for old in OLD_LAYOUT_DIRS {
+            let old = dir.join(old);
+            if old.is_dir() {
+                tracing::info!(dir = %old.display(), "removing a cache directory of an earlier format");
+                let _ = fs::remove_dir_all(&old);
+            }
+        }
         let root = dir.join(LAYOUT_DIR);
         fs::create_dir_all(root.join("tmp"))?;
         for leftover in fs::read_dir(root.join("tmp"))? {
@@ -88,6 +106,7 @@ impl DiskTier {
             root,
             max_bytes,
             index: Mutex::new(Index::default()),
+            trailers: RwLock::new(()),
             disabled: AtomicBool::new(max_bytes == 0),
             temp_counter: AtomicU64::new(0),
         };
@@ -104,23 +123,21 @@ impl DiskTier {
             }
             for file in fs::read_dir(&shard)? {
                 let path = file?.path();
-                match read_header(&path) {
-                    Ok((header, _))
-                        if path.file_name().is_some_and(|n| *n == *header.key.hash()) =>
-                    {
-                        let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                match File::open(&path).and_then(|mut f| read_trailer(&mut f)) {
+                    Ok((header, size)) if name == header.key.hash() => {
                         index.clock += 1;
                         let slot = Slot {
                             key: header.key,
                             size,
                             last_used: index.clock,
+                            verified: false,
                         };
                         index.total += size;
-                        let name = path
-                            .file_name()
-                            .and_then(|n| n.to_str())
-                            .unwrap_or_default()
-                            .to_string();
                         index.slots.insert(name, slot);
                     }
                     _ => {
@@ -145,19 +162,35 @@ impl DiskTier {
         !self.disabled.load(Ordering::Relaxed)
     }
 
-    /// Reads and verifies an entry (blocking I/O: call from a blocking task).
-    pub fn get(&self, key: &CacheKey) -> Option<Entry> {
+    /// The largest body stored: a quarter of the tier, so one object cannot
+    /// flush the whole cache. Larger objects pass through.
+    pub fn max_object(&self) -> u64 {
+        self.max_bytes / 4
+    }
+
+    fn disable(&self, error: &io::Error) {
+        if !self.disabled.swap(true, Ordering::Relaxed) {
+            tracing::error!(dir = %self.root.display(), "disk cache turned off after a write error: {error}");
+        }
+    }
+
+    /// Reads an entry (blocking I/O: call from a blocking task). A body of at
+    /// most `load_max` bytes is read and checked whole; a larger one stays in
+    /// its file and is read block by block as it is sent.
+    pub fn get(self: &Arc<Self>, key: &CacheKey, load_max: u64) -> Option<Entry> {
         let hash = key.hash();
-        {
+        let verified = {
             let mut index = self.lock();
             index.clock += 1;
             let clock = index.clock;
-            index.slots.get_mut(&hash)?.last_used = clock;
-        }
+            let slot = index.slots.get_mut(&hash)?;
+            slot.last_used = clock;
+            slot.verified
+        };
         let path = self.path_of(&hash);
-        match read_entry(&path) {
-            Ok(entry) if entry.key == *key => Some(entry),
-            Ok(_) => None,
+        match self.read(&path, &hash, key, load_max, verified) {
+            Ok(Some(entry)) => Some(entry),
+            Ok(None) => None,
             // Purged (or evicted) while this read was starting: a plain miss.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.remove(&hash);
@@ -171,29 +204,155 @@ impl DiskTier {
         }
     }
 
-    /// Writes an entry (blocking I/O). An error turns the tier off.
-    pub fn insert(&self, entry: &Entry) {
+    fn read(
+        self: &Arc<Self>,
+        path: &Path,
+        hash: &str,
+        key: &CacheKey,
+        load_max: u64,
+        verified: bool,
+    ) -> io::Result<Option<Entry>> {
+        let mut file = File::open(path)?;
+        let (header, _) = {
+            let _reading = self.trailers.read().unwrap_or_else(|e| e.into_inner());
+            read_trailer(&mut file)?
+        };
+        if header.key != *key {
+            return Ok(None);
+        }
+        let body = DiskBody {
+            file: Arc::new(file),
+            len: header.body_len,
+            block_size: header.block_size,
+            crcs: header.block_crc32,
+            tier: self.clone(),
+            hash: hash.to_string(),
+        };
+        let body = if header.body_len <= load_max {
+            Body::Memory(Arc::from(super::split_body(body.read_all()?)))
+        } else {
+            if !verified {
+                body.verify_all()?;
+                if let Some(slot) = self.lock().slots.get_mut(hash) {
+                    slot.verified = true;
+                }
+            }
+            Body::Disk(Arc::new(body))
+        };
+        Ok(Some(Entry {
+            key: header.key,
+            kind: header.kind,
+            meta: header.meta,
+            body,
+            stored_at: header.stored_at,
+            freshness: header.freshness,
+        }))
+    }
+
+    /// Starts writing an entry's body (blocking I/O). `None` when the tier is
+    /// off or the file cannot be created (which turns the tier off).
+    pub fn writer(self: &Arc<Self>, key: &CacheKey) -> Option<DiskWriter> {
+        if !self.is_enabled() {
+            return None;
+        }
+        let hash = key.hash();
+        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        let temp = self
+            .root
+            .join("tmp")
+            .join(format!("{hash}.{}.{n}", std::process::id()));
+        let created = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .and_then(|file| file.write_all_at(MAGIC, 0).map(|()| file));
+        match created {
+            Ok(file) => Some(DiskWriter {
+                tier: self.clone(),
+                hash,
+                temp,
+                file: Arc::new(file),
+                written: 0,
+                crcs: Vec::new(),
+                block: crc32fast::Hasher::new(),
+                in_block: 0,
+                done: false,
+            }),
+            Err(e) => {
+                let _ = fs::remove_file(&temp);
+                self.disable(&e);
+                None
+            }
+        }
+    }
+
+    /// Writes a complete entry whose body is in memory (blocking I/O). An error
+    /// turns the tier off.
+    pub fn insert(self: &Arc<Self>, entry: &Entry) {
+        let Body::Memory(chunks) = &entry.body else {
+            return;
+        };
+        let Some(mut writer) = self.writer(&entry.key) else {
+            return;
+        };
+        for chunk in chunks.iter() {
+            if writer.append(chunk).is_err() {
+                return;
+            }
+        }
+        let _ = writer.finish(entry);
+    }
+
+    /// Rewrites the header of an entry whose body stays in its file (a 304
+    /// refreshed it), in place, unless the file has been replaced meanwhile.
+    pub fn rewrite_header(&self, entry: &Entry) {
+        let Body::Disk(body) = &entry.body else {
+            return;
+        };
         if !self.is_enabled() {
             return;
         }
-        let hash = entry.key.hash();
-        let size = match self.write(&hash, entry) {
-            Ok(size) => size,
-            Err(e) => {
-                tracing::error!(dir = %self.root.display(), "disk cache turned off after a write error: {e}");
-                self.disabled.store(true, Ordering::Relaxed);
-                return;
+        let path = self.path_of(&body.hash);
+        let result: io::Result<Option<u64>> = (|| {
+            let _writing = self.trailers.write().unwrap_or_else(|e| e.into_inner());
+            let file = OpenOptions::new().write(true).open(&path)?;
+            let (now, then) = (file.metadata()?, body.file.metadata()?);
+            if (now.dev(), now.ino()) != (then.dev(), then.ino()) {
+                return Ok(None);
             }
-        };
+            let header = header_of(entry, body.len, body.crcs.clone());
+            let size = write_trailer(&file, body.len, &header)?;
+            file.sync_data()?;
+            Ok(Some(size))
+        })();
+        match result {
+            Ok(Some(size)) => {
+                let mut index = self.lock();
+                if let Some(slot) = index.slots.get_mut(&body.hash) {
+                    let old = std::mem::replace(&mut slot.size, size);
+                    index.total = index.total - old + size;
+                }
+            }
+            Ok(None) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => self.disable(&e),
+        }
+    }
+
+    /// Adds a renamed file to the index and evicts the least recently used
+    /// entries beyond the bound.
+    fn admit(&self, hash: &str, key: &CacheKey, size: u64) {
         let doomed = {
             let mut index = self.lock();
             index.clock += 1;
             let slot = Slot {
-                key: entry.key.clone(),
+                key: key.clone(),
                 size,
                 last_used: index.clock,
+                verified: true,
             };
-            if let Some(old) = index.slots.insert(hash.clone(), slot) {
+            if let Some(old) = index.slots.insert(hash.to_string(), slot) {
                 index.total -= old.size;
             }
             index.total += size;
@@ -202,7 +361,7 @@ impl DiskTier {
                 let Some(victim) = index
                     .slots
                     .iter()
-                    .filter(|(h, _)| **h != hash)
+                    .filter(|(h, _)| *h != hash)
                     .min_by_key(|(_, s)| s.last_used)
                     .map(|(h, _)| h.clone())
                 else {
@@ -218,44 +377,6 @@ impl DiskTier {
         for victim in doomed {
             let _ = fs::remove_file(self.path_of(&victim));
         }
-    }
-
-    fn write(&self, hash: &str, entry: &Entry) -> io::Result<u64> {
-        let header = Header {
-            key: entry.key.clone(),
-            kind: entry.kind,
-            meta: entry.meta.clone(),
-            stored_at: entry.stored_at,
-            freshness: entry.freshness,
-            body_len: entry.body_len(),
-            body_sha256: sha256_hex(&entry.body),
-        };
-        let header = serde_json::to_vec(&header).map_err(io::Error::other)?;
-        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
-        let temp = self
-            .root
-            .join("tmp")
-            .join(format!("{hash}.{}.{n}", std::process::id()));
-        let result = (|| {
-            let mut file = io::BufWriter::new(fs::File::create(&temp)?);
-            file.write_all(MAGIC)?;
-            file.write_all(&(header.len() as u32).to_le_bytes())?;
-            file.write_all(&header)?;
-            for chunk in entry.body.iter() {
-                file.write_all(chunk)?;
-            }
-            let file = file.into_inner().map_err(|e| e.into_error())?;
-            file.sync_data()?;
-            let size = file.metadata()?.len();
-            let path = self.path_of(hash);
-            fs::create_dir_all(path.parent().unwrap_or(&self.root))?;
-            fs::rename(&temp, &path)?;
-            Ok(size)
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        result
     }
 
     fn remove(&self, hash: &str) {
@@ -290,55 +411,296 @@ impl DiskTier {
     }
 }
 
-fn read_header(path: &Path) -> io::Result<(Header, fs::File)> {
-    let mut file = fs::File::open(path)?;
+/// A body being written to a temporary file. Dropped before [`finish`], it
+/// removes the file: nothing half-written is ever renamed into place.
+///
+/// [`finish`]: DiskWriter::finish
+pub struct DiskWriter {
+    tier: Arc<DiskTier>,
+    hash: String,
+    temp: PathBuf,
+    file: Arc<File>,
+    written: u64,
+    crcs: Vec<u32>,
+    block: crc32fast::Hasher,
+    in_block: u64,
+    done: bool,
+}
+
+impl DiskWriter {
+    /// The file being written, for readers of the bytes written so far.
+    pub fn reader(&self) -> SpillReader {
+        SpillReader {
+            file: self.file.clone(),
+        }
+    }
+
+    /// Appends body bytes (blocking I/O). An error turns the tier off.
+    pub fn append(&mut self, mut data: &[u8]) -> io::Result<()> {
+        if let Err(e) = self.file.write_all_at(data, BODY_OFFSET + self.written) {
+            self.tier.disable(&e);
+            return Err(e);
+        }
+        self.written += data.len() as u64;
+        while !data.is_empty() {
+            let take = data.len().min((BLOCK - self.in_block) as usize);
+            self.block.update(&data[..take]);
+            self.in_block += take as u64;
+            data = &data[take..];
+            if self.in_block == BLOCK {
+                let full = std::mem::replace(&mut self.block, crc32fast::Hasher::new());
+                self.crcs.push(full.finalize());
+                self.in_block = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Completes the file with `entry`'s header (its body is what was
+    /// appended), syncs it, renames it into place and indexes it. Returns the
+    /// entry with its body in the file. An error turns the tier off.
+    pub fn finish(mut self, entry: &Entry) -> io::Result<Entry> {
+        if self.in_block > 0 {
+            let last = std::mem::replace(&mut self.block, crc32fast::Hasher::new());
+            self.crcs.push(last.finalize());
+            self.in_block = 0;
+        }
+        let header = header_of(entry, self.written, self.crcs.clone());
+        let result = (|| {
+            let size = write_trailer(&self.file, self.written, &header)?;
+            self.file.sync_data()?;
+            let path = self.tier.path_of(&self.hash);
+            fs::create_dir_all(path.parent().unwrap_or(&self.tier.root))?;
+            fs::rename(&self.temp, &path)?;
+            Ok(size)
+        })();
+        let size = match result {
+            Ok(size) => size,
+            Err(e) => {
+                self.tier.disable(&e);
+                return Err(e);
+            }
+        };
+        self.done = true;
+        self.tier.admit(&self.hash, &entry.key, size);
+        let body = DiskBody {
+            file: self.file.clone(),
+            len: self.written,
+            block_size: BLOCK,
+            crcs: std::mem::take(&mut self.crcs),
+            tier: self.tier.clone(),
+            hash: self.hash.clone(),
+        };
+        Ok(Entry {
+            body: Body::Disk(Arc::new(body)),
+            ..entry.clone()
+        })
+    }
+}
+
+impl Drop for DiskWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// Reads the body bytes a [`DiskWriter`] has written so far.
+#[derive(Clone)]
+pub struct SpillReader {
+    file: Arc<File>,
+}
+
+impl SpillReader {
+    /// Up to `max` body bytes from `offset` (blocking I/O); the caller knows
+    /// they have been written.
+    pub fn read(&self, offset: u64, max: usize) -> io::Result<Bytes> {
+        let mut buf = vec![0u8; max];
+        self.file.read_exact_at(&mut buf, BODY_OFFSET + offset)?;
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// A body kept in its cache file.
+pub struct DiskBody {
+    file: Arc<File>,
+    len: u64,
+    block_size: u64,
+    crcs: Vec<u32>,
+    tier: Arc<DiskTier>,
+    hash: String,
+}
+
+impl std::fmt::Debug for DiskBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskBody")
+            .field("hash", &self.hash)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl DiskBody {
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Block `index`, read and checked (blocking I/O).
+    fn block(&self, index: u64) -> io::Result<Bytes> {
+        let start = index * self.block_size;
+        let len = self.block_size.min(self.len.saturating_sub(start));
+        let expected = self
+            .crcs
+            .get(index as usize)
+            .ok_or_else(|| io::Error::other("block beyond the header's checksums"))?;
+        let mut buf = vec![0u8; len as usize];
+        self.file.read_exact_at(&mut buf, BODY_OFFSET + start)?;
+        if crc32fast::hash(&buf) != *expected {
+            return Err(io::Error::other(format!("block {index} checksum mismatch")));
+        }
+        Ok(Bytes::from(buf))
+    }
+
+    fn blocks(&self) -> u64 {
+        self.len.div_ceil(self.block_size.max(1))
+    }
+
+    fn check_shape(&self) -> io::Result<()> {
+        if self.block_size == 0 || self.crcs.len() as u64 != self.blocks() {
+            return Err(io::Error::other("header's checksums do not cover the body"));
+        }
+        Ok(())
+    }
+
+    /// The whole body, checked.
+    fn read_all(&self) -> io::Result<Bytes> {
+        self.check_shape()?;
+        let mut all = bytes::BytesMut::with_capacity(self.len as usize);
+        for index in 0..self.blocks() {
+            all.extend_from_slice(&self.block(index)?);
+        }
+        Ok(all.freeze())
+    }
+
+    /// Checks every block without keeping them.
+    fn verify_all(&self) -> io::Result<()> {
+        self.check_shape()?;
+        (0..self.blocks()).try_for_each(|index| self.block(index).map(drop))
+    }
+
+    /// Bytes `start..end` of the body as a stream, one block at a time, each
+    /// checked before any of its bytes is sent. A block that fails its check
+    /// drops the entry and fails the stream (the response is cut, never
+    /// completed with wrong bytes).
+    pub fn stream(self: &Arc<Self>, start: u64, end: u64) -> BodyStream {
+        let end = end.min(self.len);
+        Box::pin(futures_util::stream::unfold(
+            (self.clone(), start),
+            move |(body, pos)| async move {
+                if pos >= end {
+                    return None;
+                }
+                let reader = body.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    let index = pos / reader.block_size;
+                    let block = reader.block(index)?;
+                    let from = (pos - index * reader.block_size) as usize;
+                    let to = ((end - index * reader.block_size) as usize).min(block.len());
+                    Ok::<Bytes, io::Error>(block.slice(from..to))
+                })
+                .await
+                .unwrap_or_else(|e| Err(io::Error::other(e)));
+                match read {
+                    Ok(bytes) if !bytes.is_empty() => {
+                        let next = pos + bytes.len() as u64;
+                        Some((Ok(bytes), (body, next)))
+                    }
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::warn!(entry = %body.hash, "dropping a corrupt cache entry: {e}");
+                        body.tier.remove(&body.hash);
+                        let error = OriginError::Invalid(format!("cache entry unreadable: {e}"));
+                        Some((Err(error), (body, end)))
+                    }
+                }
+            },
+        ))
+    }
+}
+
+fn header_of(entry: &Entry, body_len: u64, block_crc32: Vec<u32>) -> Header {
+    Header {
+        key: entry.key.clone(),
+        kind: entry.kind,
+        meta: entry.meta.clone(),
+        stored_at: entry.stored_at,
+        freshness: entry.freshness,
+        body_len,
+        block_size: BLOCK,
+        block_crc32,
+    }
+}
+
+/// Writes the trailer after a body of `body_len` bytes, cutting the file
+/// there first; returns the file's size.
+fn write_trailer(file: &File, body_len: u64, header: &Header) -> io::Result<u64> {
+    let mut trailer = serde_json::to_vec(header).map_err(io::Error::other)?;
+    let len = u32::try_from(trailer.len()).map_err(io::Error::other)?;
+    trailer.extend_from_slice(&len.to_le_bytes());
+    trailer.extend_from_slice(TRAILER_MAGIC);
+    let at = BODY_OFFSET + body_len;
+    file.set_len(at)?;
+    file.write_all_at(&trailer, at)?;
+    Ok(at + trailer.len() as u64)
+}
+
+/// Reads a file's header from its trailer; returns it and the file's size.
+fn read_trailer(file: &mut File) -> io::Result<(Header, u64)> {
+    let size = file.metadata()?.len();
     let mut magic = [0u8; MAGIC.len()];
     file.read_exact(&mut magic)?;
     if magic != MAGIC {
         return Err(io::Error::other("not a cache file"));
     }
-    let mut len = [0u8; 4];
-    file.read_exact(&mut len)?;
-    let len = u32::from_le_bytes(len);
-    if len > MAX_HEADER {
-        return Err(io::Error::other("header too large"));
+    let fixed = BODY_OFFSET + 4 + TRAILER_MAGIC.len() as u64;
+    if size < fixed {
+        return Err(io::Error::other("no trailer"));
     }
+    let mut tail = [0u8; 4 + TRAILER_MAGIC.len()];
+    file.seek(SeekFrom::Start(size - tail.len() as u64))?;
+    file.read_exact(&mut tail)?;
+    if &tail[4..] != TRAILER_MAGIC {
+        return Err(io::Error::other("no trailer (an incomplete file)"));
+    }
+    let len = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+    if len > MAX_HEADER || u64::from(len) > size - fixed {
+        return Err(io::Error::other("header length out of range"));
+    }
+    let header_at = size - tail.len() as u64 - u64::from(len);
     let mut header = vec![0u8; len as usize];
+    file.seek(SeekFrom::Start(header_at))?;
     file.read_exact(&mut header)?;
     let header: Header = serde_json::from_slice(&header).map_err(io::Error::other)?;
-    Ok((header, file))
-}
-
-fn read_entry(path: &Path) -> io::Result<Entry> {
-    let (header, mut file) = read_header(path)?;
-    let mut body = Vec::with_capacity(header.body_len.min(64 << 20) as usize);
-    file.read_to_end(&mut body)?;
-    if body.len() as u64 != header.body_len {
+    if BODY_OFFSET + header.body_len != header_at {
         return Err(io::Error::other(format!(
             "body is {} bytes, header says {}",
-            body.len(),
+            header_at - BODY_OFFSET,
             header.body_len
         )));
     }
-    let body = Bytes::from(body);
-    if sha256_hex(std::slice::from_ref(&body)) != header.body_sha256 {
-        return Err(io::Error::other("body checksum mismatch"));
-    }
-    let body = super::split_body(body);
-    Ok(Entry {
-        key: header.key,
-        kind: header.kind,
-        meta: header.meta,
-        body: Arc::from(body),
-        stored_at: header.stored_at,
-        freshness: header.freshness,
-    })
+    Ok((header, size))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cache::Variant;
+    use futures_util::StreamExt;
     use std::time::Duration;
 
     fn entry(key: &str, body: &[u8]) -> Entry {
@@ -350,7 +712,7 @@ mod tests {
                 etag: Some("\"e\"".into()),
                 ..ObjectMeta::default()
             },
-            body: Arc::from(vec![Bytes::copy_from_slice(body)]),
+            body: Body::Memory(Arc::from(vec![Bytes::copy_from_slice(body)])),
             stored_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
             freshness: Freshness {
                 ttl: Duration::from_secs(60),
@@ -360,18 +722,44 @@ mod tests {
         }
     }
 
+    fn key(name: &str) -> CacheKey {
+        CacheKey::new("s", name, Variant::Identity)
+    }
+
+    fn open(dir: &Path, max: u64) -> Arc<DiskTier> {
+        Arc::new(DiskTier::open(dir, max).unwrap())
+    }
+
+    fn memory_body(entry: &Entry) -> Vec<u8> {
+        match &entry.body {
+            Body::Memory(chunks) => chunks.concat(),
+            Body::Disk(_) => panic!("expected a body in memory"),
+        }
+    }
+
+    async fn collect(stream: BodyStream) -> Result<Vec<u8>, OriginError> {
+        let mut out = Vec::new();
+        let mut stream = stream;
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
     #[test]
     fn entries_survive_a_reopen_and_come_back_byte_exact() {
         let dir = tempfile::tempdir().unwrap();
-        let tier = DiskTier::open(dir.path(), 1 << 20).unwrap();
+        let tier = open(dir.path(), 1 << 20);
         tier.insert(&entry("a.html", b"hello"));
         drop(tier);
-        let tier = DiskTier::open(dir.path(), 1 << 20).unwrap();
+        let tier = open(dir.path(), 1 << 20);
         assert_eq!(tier.usage().1, 1);
-        let got = tier
-            .get(&CacheKey::new("s", "a.html", Variant::Identity))
-            .unwrap();
-        assert_eq!(&got.body[0][..], b"hello");
+        let got = tier.get(&key("a.html"), u64::MAX).unwrap();
+        assert_eq!(memory_body(&got), b"hello");
         assert_eq!(got.meta.etag.as_deref(), Some("\"e\""));
         assert_eq!(
             got.stored_at,
@@ -382,46 +770,147 @@ mod tests {
     #[test]
     fn a_flipped_or_truncated_file_is_dropped_not_served() {
         let dir = tempfile::tempdir().unwrap();
-        let tier = DiskTier::open(dir.path(), 1 << 20).unwrap();
-        let key = CacheKey::new("s", "a.html", Variant::Identity);
-        for damage in ["flip", "truncate", "header"] {
+        let tier = open(dir.path(), 1 << 20);
+        for damage in ["flip", "truncate", "header", "tail"] {
             tier.insert(&entry("a.html", b"hello world"));
-            let path = tier.path_of(&key.hash());
+            let path = tier.path_of(&key("a.html").hash());
             let mut bytes = fs::read(&path).unwrap();
             match damage {
-                "flip" => *bytes.last_mut().unwrap() ^= 0x01,
+                "flip" => bytes[MAGIC.len() + 3] ^= 0x01,
                 "truncate" => bytes.truncate(bytes.len() - 3),
-                _ => bytes[MAGIC.len() + 6] ^= 0xff,
+                "header" => bytes[MAGIC.len() + 20] ^= 0xff,
+                _ => *bytes.last_mut().unwrap() ^= 0xff,
             }
             fs::write(&path, bytes).unwrap();
-            assert!(tier.get(&key).is_none(), "{damage}");
+            // As after a restart: the body has not been checked by this process.
+            tier.lock()
+                .slots
+                .values_mut()
+                .for_each(|s| s.verified = false);
+            assert!(tier.get(&key("a.html"), u64::MAX).is_none(), "{damage}");
+            assert!(tier.get(&key("a.html"), 0).is_none(), "{damage}");
             assert!(!path.exists(), "{damage}: the file is removed");
             assert_eq!(tier.usage().1, 0, "{damage}");
         }
     }
 
     #[test]
-    fn temporary_files_are_removed_and_the_least_recently_used_entry_is_evicted() {
+    fn temporary_files_and_old_formats_are_removed_and_the_least_recently_used_entry_is_evicted() {
         let dir = tempfile::tempdir().unwrap();
-        fs::create_dir_all(dir.path().join("v1/tmp")).unwrap();
-        fs::write(dir.path().join("v1/tmp/leftover"), b"half a fill").unwrap();
-        let tier = DiskTier::open(dir.path(), 4 * 1024).unwrap();
-        assert_eq!(fs::read_dir(dir.path().join("v1/tmp")).unwrap().count(), 0);
+        fs::create_dir_all(dir.path().join("v2/tmp")).unwrap();
+        fs::write(dir.path().join("v2/tmp/leftover"), b"half a fill").unwrap();
+        fs::create_dir_all(dir.path().join("v1/ab")).unwrap();
+        fs::write(dir.path().join("v1/ab/old"), b"an old entry").unwrap();
+        let tier = open(dir.path(), 4 * 1024);
+        assert_eq!(fs::read_dir(dir.path().join("v2/tmp")).unwrap().count(), 0);
+        assert!(!dir.path().join("v1").exists());
         let body = vec![7u8; 1000];
         tier.insert(&entry("one", &body));
         tier.insert(&entry("two", &body));
-        assert!(tier
-            .get(&CacheKey::new("s", "one", Variant::Identity))
-            .is_some());
+        assert!(tier.get(&key("one"), u64::MAX).is_some());
         tier.insert(&entry("three", &body));
         assert!(tier.usage().0 <= 4 * 1024);
         assert!(
-            tier.get(&CacheKey::new("s", "two", Variant::Identity))
-                .is_none(),
+            tier.get(&key("two"), u64::MAX).is_none(),
             "the least recently used goes first"
         );
-        assert!(tier
-            .get(&CacheKey::new("s", "one", Variant::Identity))
-            .is_some());
+        assert!(tier.get(&key("one"), u64::MAX).is_some());
+    }
+
+    #[actix_rt::test]
+    async fn a_streamed_fill_is_readable_while_written_and_served_from_its_file_by_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), 64 << 20);
+        let data = pattern(3 * BLOCK as usize + 12_345);
+        let mut writer = tier.writer(&key("big")).unwrap();
+        let reader = writer.reader();
+        writer.append(&data[..100_000]).unwrap();
+        assert_eq!(&reader.read(10, 20).unwrap()[..], &data[10..30]);
+        for piece in data[100_000..].chunks(70_001) {
+            writer.append(piece).unwrap();
+        }
+        let temp = writer.temp.clone();
+        let stored = writer.finish(&entry("big", b"")).unwrap();
+        assert!(!temp.exists(), "renamed into place");
+        let Body::Disk(body) = &stored.body else {
+            panic!("a streamed fill stays on disk")
+        };
+        assert_eq!(body.len(), data.len() as u64);
+        assert_eq!(collect(body.stream(0, u64::MAX)).await.unwrap(), data);
+
+        drop(tier);
+        let tier = open(dir.path(), 64 << 20);
+        let got = tier.get(&key("big"), 1 << 20).unwrap();
+        let Body::Disk(body) = &got.body else {
+            panic!("larger than the load limit: stays on disk")
+        };
+        let (start, end) = (BLOCK - 5, 2 * BLOCK + 7);
+        assert_eq!(
+            collect(body.stream(start, end)).await.unwrap(),
+            &data[start as usize..end as usize]
+        );
+        let got = tier.get(&key("big"), u64::MAX).unwrap();
+        assert_eq!(memory_body(&got), data);
+    }
+
+    #[actix_rt::test]
+    async fn a_block_corrupted_after_the_check_cuts_the_stream_and_drops_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), 64 << 20);
+        let data = pattern(2 * BLOCK as usize + 10);
+        let mut writer = tier.writer(&key("big")).unwrap();
+        writer.append(&data).unwrap();
+        writer.finish(&entry("big", b"")).unwrap();
+        let got = tier.get(&key("big"), 0).unwrap();
+        let Body::Disk(body) = &got.body else {
+            panic!("on disk")
+        };
+        let path = tier.path_of(&key("big").hash());
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(b"X", BODY_OFFSET + BLOCK + 3).unwrap();
+        let mut stream = body.stream(0, u64::MAX);
+        assert_eq!(
+            stream.next().await.unwrap().unwrap(),
+            &data[..BLOCK as usize]
+        );
+        assert!(stream.next().await.unwrap().is_err());
+        assert!(stream.next().await.is_none());
+        assert!(!path.exists());
+        assert_eq!(tier.usage().1, 0);
+    }
+
+    #[test]
+    fn an_abandoned_writer_leaves_nothing_and_a_rewritten_header_is_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), 64 << 20);
+        let mut writer = tier.writer(&key("gone")).unwrap();
+        writer.append(&pattern(5000)).unwrap();
+        drop(writer);
+        assert_eq!(fs::read_dir(dir.path().join("v2/tmp")).unwrap().count(), 0);
+        assert_eq!(tier.usage().1, 0);
+
+        let data = pattern(BLOCK as usize + 1);
+        let mut writer = tier.writer(&key("big")).unwrap();
+        writer.append(&data).unwrap();
+        let mut stored = writer.finish(&entry("big", b"")).unwrap();
+        stored.stored_at = SystemTime::UNIX_EPOCH + Duration::from_secs(5_000);
+        stored.meta.cache_control = Some("max-age=600, and a longer header".into());
+        tier.rewrite_header(&stored);
+        drop(tier);
+        let tier = open(dir.path(), 64 << 20);
+        let got = tier.get(&key("big"), u64::MAX).unwrap();
+        assert_eq!(
+            got.stored_at,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(5_000)
+        );
+        assert_eq!(
+            got.meta.cache_control.as_deref(),
+            Some("max-age=600, and a longer header")
+        );
+        assert_eq!(memory_body(&got), data);
+        let size = fs::metadata(tier.path_of(&key("big").hash()))
+            .unwrap()
+            .len();
+        assert_eq!(tier.usage().0, size);
     }
 }

@@ -8,13 +8,19 @@
 //! was cancelled) publishes `Retry`, and one dropped mid-body fails the
 //! followers' streams: no waiter is ever stranded, nothing half-received is
 //! ever stored.
+//!
+//! A body that fits the memory tier is shared as the chunks received. A body
+//! that goes to disk only is "spilled": the leader writes it into its cache
+//! file as it arrives and followers read the bytes already written from that
+//! file, so it is never held whole in memory. Should the disk fail mid-fill,
+//! the rest of the body is shared from memory and nothing is stored.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use super::{CacheKey, Entry};
+use super::{CacheKey, Entry, SpillReader};
 use crate::origin::{BodyStream, ObjectMeta, OriginError};
 
 /// What a follower learns from its leader.
@@ -33,10 +39,20 @@ pub enum Outcome {
 #[derive(Default)]
 struct FlightState {
     outcome: Option<Outcome>,
-    chunks: Vec<Bytes>,
+    /// The file holding the body's first `spilled` bytes, in spill mode.
+    spill: Option<SpillReader>,
+    spilled: u64,
+    /// Body bytes held in memory, each with its offset in the body: from 0, or
+    /// from `spilled` when the disk failed mid-fill.
+    chunks: Vec<(u64, Bytes)>,
+    /// Body bytes received so far.
+    received: u64,
     /// `Some` once the body is complete (`Ok`) or has failed.
     finished: Option<Result<(), OriginError>>,
 }
+
+/// Largest read from a spill file for one chunk of a follower's stream.
+const SPILL_READ: u64 = 256 * 1024;
 
 /// One origin request in flight for a key.
 #[derive(Default)]
@@ -63,38 +79,46 @@ impl Flight {
         }
     }
 
-    /// The body as it arrives: every chunk received so far, then each new one;
-    /// ends when the fill completes, fails when it fails.
+    /// The body as it arrives: every byte received so far, then the rest as it
+    /// comes; ends when the fill completes, fails when it fails.
     pub fn subscribe(self: &Arc<Self>) -> BodyStream {
-        let start = (Some(self.clone()), 0usize);
+        let start = (Some(self.clone()), 0u64);
         Box::pin(futures_util::stream::unfold(
             start,
-            |(flight, index)| async move {
+            |(flight, pos)| async move {
                 let flight = flight?;
                 loop {
                     let step = {
                         let notified = flight.notify.notified();
                         tokio::pin!(notified);
                         notified.as_mut().enable();
-                        let step = {
-                            let state = flight.lock();
-                            match (state.chunks.get(index), &state.finished) {
-                                (Some(chunk), _) => Step::Chunk(chunk.clone()),
-                                (None, Some(Ok(()))) => Step::End,
-                                (None, Some(Err(e))) => Step::Fail(e.clone()),
-                                (None, None) => Step::Wait,
-                            }
-                        };
+                        let step = flight.lock().step(pos);
                         if matches!(step, Step::Wait) {
                             notified.await;
                             continue;
                         }
                         step
                     };
-                    return match step {
-                        Step::Chunk(chunk) => Some((Ok(chunk), (Some(flight), index + 1))),
-                        Step::Fail(e) => Some((Err(e), (None, index))),
-                        Step::End | Step::Wait => None,
+                    let chunk = match step {
+                        Step::Wait => continue,
+                        Step::End => return None,
+                        Step::Fail(e) => return Some((Err(e), (None, pos))),
+                        Step::Chunk(chunk) => Ok(chunk),
+                        Step::Read(reader, len) => {
+                            tokio::task::spawn_blocking(move || reader.read(pos, len as usize))
+                                .await
+                                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                                .map_err(|e| {
+                                    OriginError::Invalid(format!("cache fill unreadable: {e}"))
+                                })
+                        }
+                    };
+                    return match chunk {
+                        Ok(chunk) => {
+                            let next = pos + chunk.len() as u64;
+                            Some((Ok(chunk), (Some(flight), next)))
+                        }
+                        Err(e) => Some((Err(e), (None, pos))),
                     };
                 }
             },
@@ -102,9 +126,33 @@ impl Flight {
     }
 }
 
+impl FlightState {
+    /// What a subscriber at body offset `pos` does next.
+    fn step(&self, pos: u64) -> Step {
+        if pos < self.spilled {
+            if let Some(reader) = &self.spill {
+                return Step::Read(reader.clone(), (self.spilled - pos).min(SPILL_READ));
+            }
+        }
+        if pos < self.received {
+            let index = self.chunks.partition_point(|(start, _)| *start <= pos);
+            if let Some((start, chunk)) = index.checked_sub(1).and_then(|i| self.chunks.get(i)) {
+                return Step::Chunk(chunk.slice((pos - start) as usize..));
+            }
+        }
+        match &self.finished {
+            Some(Ok(())) => Step::End,
+            Some(Err(e)) => Step::Fail(e.clone()),
+            None => Step::Wait,
+        }
+    }
+}
+
 /// What a subscriber does next.
 enum Step {
     Chunk(Bytes),
+    /// Read up to this many bytes from the spill file.
+    Read(SpillReader, u64),
     End,
     Fail(OriginError),
     Wait,
@@ -173,9 +221,35 @@ impl FlightGuard {
         self.flight.notify.notify_waiters();
     }
 
-    /// A body chunk for the followers.
+    /// A body chunk for the followers, held in memory.
     pub fn push(&self, chunk: Bytes) {
-        self.flight.lock().chunks.push(chunk);
+        if chunk.is_empty() {
+            return;
+        }
+        {
+            let mut state = self.flight.lock();
+            let at = state.received;
+            state.received += chunk.len() as u64;
+            state.chunks.push((at, chunk));
+        }
+        self.flight.notify.notify_waiters();
+    }
+
+    /// Spill mode: the body is written to this file; call before publishing.
+    pub fn spill_to(&self, reader: SpillReader) {
+        self.flight.lock().spill = Some(reader);
+    }
+
+    /// `len` more body bytes are in the spill file (and no chunk has been
+    /// pushed: spilling stops at the first push).
+    pub fn spilled(&self, len: u64) {
+        {
+            let mut state = self.flight.lock();
+            if state.chunks.is_empty() {
+                state.spilled += len;
+                state.received += len;
+            }
+        }
         self.flight.notify.notify_waiters();
     }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-pub use disk::DiskTier;
+pub use disk::{DiskBody, DiskTier, DiskWriter, SpillReader};
 pub use fill::{Coalescer, FlightGuard, Role};
 pub use memory::MemoryTier;
 pub use policy::{Freshness, State};
@@ -96,14 +96,45 @@ pub enum EntryKind {
     Denied,
 }
 
+/// Where a cached body is.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// In memory, as chunks shared by every response (never copied when served).
+    Memory(Arc<[Bytes]>),
+    /// In its disk-tier file (objects above `--memory-object-max`), read block
+    /// by block as it is sent.
+    Disk(Arc<DiskBody>),
+}
+
+impl Body {
+    pub fn empty() -> Body {
+        Body::Memory(Arc::from(Vec::new()))
+    }
+
+    /// A body received as `chunks`, regrouped into [`BODY_CHUNK`] pieces.
+    pub fn from_chunks(chunks: &[Bytes]) -> Body {
+        Body::Memory(Arc::from(rechunk(chunks)))
+    }
+
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Memory(chunks) => chunks.iter().map(|c| c.len() as u64).sum(),
+            Body::Disk(body) => body.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// A complete cached answer.
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub key: CacheKey,
     pub kind: EntryKind,
     pub meta: ObjectMeta,
-    /// The body as the origin's chunks (shared, never copied when served).
-    pub body: Arc<[Bytes]>,
+    pub body: Body,
     pub stored_at: SystemTime,
     pub freshness: Freshness,
 }
@@ -111,7 +142,7 @@ pub struct Entry {
 impl Entry {
     /// Bytes of body held.
     pub fn body_len(&self) -> u64 {
-        self.body.iter().map(|c| c.len() as u64).sum()
+        self.body.len()
     }
 
     /// Seconds since it was stored (or last revalidated).
@@ -178,9 +209,9 @@ pub fn split_body(body: Bytes) -> Vec<Bytes> {
 /// The cache of a node: a memory tier in front of an optional disk tier.
 pub struct Cache {
     pub memory: MemoryTier,
-    pub disk: Option<DiskTier>,
+    pub disk: Option<Arc<DiskTier>>,
     pub coalescer: Coalescer,
-    /// Objects larger than this are not kept in memory.
+    /// Objects larger than this are not kept in memory (on disk only).
     pub memory_object_max: u64,
 }
 
@@ -188,49 +219,80 @@ impl Cache {
     pub fn new(memory_size: u64, memory_object_max: u64, disk: Option<DiskTier>) -> Cache {
         Cache {
             memory: MemoryTier::new(memory_size),
-            disk,
+            disk: disk.map(Arc::new),
             coalescer: Coalescer::default(),
             memory_object_max,
         }
     }
 
-    /// The entry for `key`: from memory, else from disk (verified, then promoted
-    /// to memory when it fits).
+    /// The disk tier, when it is on.
+    fn enabled_disk(&self) -> Option<&Arc<DiskTier>> {
+        self.disk.as_ref().filter(|d| d.is_enabled())
+    }
+
+    /// Whether a body of `len` bytes can be stored: in memory, or on disk when
+    /// the tier is on and the object is within its per-object limit.
+    pub fn can_store(&self, len: u64) -> bool {
+        len <= self.memory_object_max || self.enabled_disk().is_some_and(|d| len <= d.max_object())
+    }
+
+    /// The entry for `key`: from memory, else from disk (checked; promoted to
+    /// memory when it fits there, else served from its file).
     pub async fn get(self: &Arc<Self>, key: &CacheKey) -> Option<Arc<Entry>> {
         if let Some(entry) = self.memory.get(key) {
             return Some(entry);
         }
-        self.disk.as_ref()?;
-        let cache = self.clone();
+        let disk = self.disk.clone()?;
         let wanted = key.clone();
-        let entry = tokio::task::spawn_blocking(move || cache.disk.as_ref()?.get(&wanted))
+        let load_max = self.memory_object_max;
+        let entry = tokio::task::spawn_blocking(move || disk.get(&wanted, load_max))
             .await
             .ok()
             .flatten()?;
         let entry = Arc::new(entry);
-        if entry.body_len() <= self.memory_object_max {
+        if matches!(entry.body, Body::Memory(_)) {
             self.memory.insert(entry.clone());
         }
         Some(entry)
     }
 
-    /// Stores a complete entry in memory when it fits, and on disk (in the
-    /// background) when the disk tier is on.
+    /// Stores a complete entry: a body in memory goes to the memory tier when
+    /// it fits and to disk (in the background) when the disk tier is on and it
+    /// is within the per-object limit; a body already in its file (a
+    /// revalidated large entry) gets its header rewritten.
     pub fn insert(self: &Arc<Self>, entry: Entry) -> Arc<Entry> {
         let entry = Arc::new(entry);
-        if entry.body_len() <= self.memory_object_max {
+        let len = entry.body_len();
+        let is_memory = matches!(entry.body, Body::Memory(_));
+        if is_memory && len <= self.memory_object_max {
             self.memory.insert(entry.clone());
         }
-        if self.disk.as_ref().is_some_and(DiskTier::is_enabled) {
-            let cache = self.clone();
+        if let Some(disk) = self.enabled_disk() {
+            if is_memory && len > disk.max_object() {
+                return entry;
+            }
+            let disk = disk.clone();
             let stored = entry.clone();
-            tokio::task::spawn_blocking(move || {
-                if let Some(disk) = &cache.disk {
-                    disk.insert(&stored);
-                }
+            tokio::task::spawn_blocking(move || match stored.body {
+                Body::Memory(_) => disk.insert(&stored),
+                Body::Disk(_) => disk.rewrite_header(&stored),
             });
         }
         entry
+    }
+
+    /// A writer for a body that goes to disk only, as it arrives (`None` when
+    /// the disk tier is off or the object is above its per-object limit).
+    pub async fn disk_writer(&self, key: &CacheKey, len: u64) -> Option<DiskWriter> {
+        let disk = self.enabled_disk()?.clone();
+        if len > disk.max_object() {
+            return None;
+        }
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || disk.writer(&key))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Removes every entry of `site` whose object key satisfies `matches`, from

@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 
 use super::object::Fetch;
 use crate::cache::fill::Outcome;
 use crate::cache::policy::{self, Storable};
-use crate::cache::{Cache, CacheKey, Entry, EntryKind, FlightGuard, Role, State, Variant};
+use crate::cache::{
+    Body, Cache, CacheKey, DiskWriter, Entry, EntryKind, FlightGuard, Role, State, Variant,
+};
 use crate::metrics::Metrics;
 use crate::origin::{BodyStream, Fetched, ObjectMeta, ObjectRequest, OriginError};
 use crate::site::Site;
@@ -189,6 +191,7 @@ impl Fetcher {
                             origin_range: None,
                             age: None,
                             length_unknown: false,
+                            file: None,
                         }),
                         outcome: CacheOutcome::Hit,
                         request_id: None,
@@ -221,6 +224,7 @@ impl Fetcher {
                 origin_range: None,
                 age: None,
                 length_unknown: false,
+                file: None,
             }),
             Ok(Fetched::NotModified { .. }) => {
                 Err(OriginError::Invalid("304 to an unconditional GET".into()))
@@ -279,7 +283,9 @@ impl Fetcher {
                     )
                 }
             },
-            Ok(Fetched::Object { meta, body }) => self.store_streaming(guard, meta, body, now),
+            Ok(Fetched::Object { meta, body }) => {
+                self.store_streaming(guard, meta, body, now).await
+            }
             Err(e @ (OriginError::NotFound { .. } | OriginError::Denied { .. })) => {
                 let kind = if matches!(e, OriginError::NotFound { .. }) {
                     EntryKind::NotFound
@@ -290,7 +296,7 @@ impl Fetcher {
                     key: self.key(object_key),
                     kind,
                     meta: ObjectMeta::default(),
-                    body: Arc::from(Vec::new()),
+                    body: Body::empty(),
                     stored_at: now,
                     freshness: policy::negative(config),
                 });
@@ -320,19 +326,32 @@ impl Fetcher {
         }
     }
 
-    /// A 200 from the origin: when it may be stored and fits the memory tier,
-    /// the body is pulled by a task of its own into the flight (so a client that
-    /// goes away does not stop the fill) and every waiter streams from there;
-    /// the entry is stored only when complete. Otherwise it passes through.
-    fn store_streaming(
+    /// A 200 from the origin: when it may be stored, the body is pulled by a
+    /// task of its own into the flight (so a client that goes away does not
+    /// stop the fill) and every waiter streams from there: from memory when it
+    /// fits the memory tier, else from its disk file as it is written. The
+    /// entry is stored only when complete. Otherwise it passes through.
+    async fn store_streaming(
         &self,
         guard: FlightGuard,
         meta: ObjectMeta,
         body: BodyStream,
         now: SystemTime,
     ) -> (Result<Fetch, OriginError>, CacheOutcome) {
-        let freshness = match policy::storable(&meta, &self.site.config.cache, now) {
-            Storable::Yes(f) if meta.content_length <= self.cache.memory_object_max => f,
+        let storable = match policy::storable(&meta, &self.site.config.cache, now) {
+            Storable::Yes(f) if self.cache.can_store(meta.content_length) => Some(f),
+            _ => None,
+        };
+        let writer = match storable {
+            Some(_) if meta.content_length > self.cache.memory_object_max => {
+                self.cache
+                    .disk_writer(guard.key(), meta.content_length)
+                    .await
+            }
+            _ => None,
+        };
+        let freshness = match storable {
+            Some(f) if writer.is_some() || meta.content_length <= self.cache.memory_object_max => f,
             _ => {
                 guard.publish(Outcome::Retry);
                 let fetch = Fetch {
@@ -341,27 +360,35 @@ impl Fetcher {
                     origin_range: None,
                     age: None,
                     length_unknown: false,
+                    file: None,
                 };
                 return (Ok(fetch), CacheOutcome::Miss { stored: false });
             }
         };
+        if let Some(writer) = &writer {
+            guard.spill_to(writer.reader());
+        }
         guard.publish(Outcome::Streaming(Arc::new(meta.clone())));
         let subscriber = guard.subscribe();
         let entry = Entry {
             key: self.key(&guard_key(&guard)),
             kind: EntryKind::Object,
             meta: meta.clone(),
-            body: Arc::from(Vec::new()),
+            body: Body::empty(),
             stored_at: now,
             freshness,
         };
-        tokio::spawn(pull_body(guard, body, entry, self.cache.clone()));
+        match writer {
+            Some(writer) => tokio::spawn(pull_to_disk(guard, body, entry, writer)),
+            None => tokio::spawn(pull_body(guard, body, entry, self.cache.clone())),
+        };
         let fetch = Fetch {
             meta,
             body: subscriber,
             origin_range: None,
             age: None,
             length_unknown: false,
+            file: None,
         };
         (Ok(fetch), CacheOutcome::Miss { stored: true })
     }
@@ -402,9 +429,109 @@ async fn pull_body(guard: FlightGuard, mut body: BodyStream, mut entry: Entry, c
         ))));
         return;
     }
-    entry.body = Arc::from(crate::cache::rechunk(&chunks));
+    entry.body = Body::from_chunks(&chunks);
     cache.insert(entry);
     guard.finish(Ok(()));
+}
+
+/// Most bytes gathered from the origin for one write to a spill file.
+const SPILL_BATCH: usize = 1 << 20;
+
+/// Pulls an origin body into its disk file as it arrives (followers read it
+/// from there) and stores the entry when complete and exactly as long as
+/// announced. Each write takes what the origin has sent so far (up to
+/// [`SPILL_BATCH`]), so a slow origin's bytes are not held back. Should the
+/// disk fail (it is then turned off), the rest of the body reaches the
+/// followers from memory and nothing is stored.
+async fn pull_to_disk(guard: FlightGuard, mut body: BodyStream, entry: Entry, writer: DiskWriter) {
+    let expected = entry.meta.content_length;
+    let mut writer = Some(writer);
+    let mut received = 0u64;
+    let mut ended = false;
+    while !ended {
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batched = 0usize;
+        let mut next = body.next().await;
+        loop {
+            match next {
+                Some(Ok(chunk)) => {
+                    received += chunk.len() as u64;
+                    batched += chunk.len();
+                    batch.push(chunk);
+                }
+                Some(Err(e)) => {
+                    guard.finish(Err(e));
+                    return;
+                }
+                None => ended = true,
+            }
+            if received > expected {
+                guard.finish(Err(OriginError::Invalid(format!(
+                    "body longer than its Content-Length {expected}"
+                ))));
+                return;
+            }
+            if ended || batched >= SPILL_BATCH {
+                break;
+            }
+            match body.next().now_or_never() {
+                Some(item) => next = item,
+                None => break,
+            }
+        }
+        writer = match writer.take() {
+            Some(writer) => match spill(&guard, writer, batch).await {
+                Ok(writer) => writer,
+                Err(e) => {
+                    guard.finish(Err(e));
+                    return;
+                }
+            },
+            None => {
+                batch.into_iter().for_each(|c| guard.push(c));
+                None
+            }
+        };
+    }
+    if received != expected {
+        guard.finish(Err(OriginError::Invalid(format!(
+            "body cut short after {received} of {expected} bytes"
+        ))));
+        return;
+    }
+    if let Some(writer) = writer {
+        // An error here turns the disk tier off and stores nothing; the body
+        // itself is complete for everyone reading it.
+        let _ = tokio::task::spawn_blocking(move || writer.finish(&entry)).await;
+    }
+    guard.finish(Ok(()));
+}
+
+/// Writes `chunks` to the spill file and tells the followers. On a write
+/// error the chunks go to the followers from memory and the writer is dropped
+/// (its file removed): `Ok(None)`.
+async fn spill(
+    guard: &FlightGuard,
+    writer: DiskWriter,
+    chunks: Vec<Bytes>,
+) -> Result<Option<DiskWriter>, OriginError> {
+    let written = tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        let result = chunks.iter().try_for_each(|c| writer.append(c));
+        (writer, result, chunks)
+    })
+    .await
+    .map_err(|e| OriginError::Invalid(format!("a cache fill's disk write failed: {e}")))?;
+    match written {
+        (writer, Ok(()), chunks) => {
+            guard.spilled(chunks.iter().map(|c| c.len() as u64).sum());
+            Ok(Some(writer))
+        }
+        (_, Err(_), chunks) => {
+            chunks.into_iter().for_each(|c| guard.push(c));
+            Ok(None)
+        }
+    }
 }
 
 fn stale_if_error(entry: &Entry, now: SystemTime) -> bool {
@@ -423,12 +550,19 @@ pub(super) fn serve_entry(entry: &Entry, now: SystemTime) -> Result<Fetch, Origi
         EntryKind::Denied => return Err(OriginError::Denied { request_id: None }),
         EntryKind::Object => {}
     }
-    let chunks: Vec<Result<Bytes, OriginError>> = entry.body.iter().cloned().map(Ok).collect();
+    let (body, file): (BodyStream, _) = match &entry.body {
+        Body::Memory(chunks) => {
+            let chunks: Vec<Result<Bytes, OriginError>> = chunks.iter().cloned().map(Ok).collect();
+            (Box::pin(futures_util::stream::iter(chunks)), None)
+        }
+        Body::Disk(file) => (file.stream(0, file.len()), Some(file.clone())),
+    };
     Ok(Fetch {
         meta: entry.meta.clone(),
-        body: Box::pin(futures_util::stream::iter(chunks)),
+        body,
         origin_range: None,
         age: Some(entry.age(now)),
         length_unknown: false,
+        file,
     })
 }

@@ -103,6 +103,7 @@ pub(super) async fn variant(
                 body: flight.subscribe(),
                 origin_range: None,
                 age: None,
+                file: None,
             },
             Outcome::Failed(_) | Outcome::Retry => identity,
         },
@@ -147,7 +148,7 @@ async fn build(
         key,
         kind: EntryKind::Object,
         meta: meta.clone(),
-        body: Arc::from(Vec::new()),
+        body: crate::cache::Body::empty(),
         stored_at: SystemTime::now(),
         freshness: identity_freshness(fetcher, object_key).await,
     };
@@ -166,6 +167,7 @@ async fn build(
         origin_range: None,
         age: None,
         length_unknown: known_length.is_none(),
+        file: None,
     }
 }
 
@@ -212,7 +214,7 @@ async fn pull_variant(
         return;
     }
     entry.meta.content_length = received;
-    entry.body = Arc::from(crate::cache::rechunk(&chunks));
+    entry.body = crate::cache::Body::from_chunks(&chunks);
     cache.insert(entry);
     guard.finish(Ok(()));
 }

@@ -106,9 +106,10 @@ impl Lookup<'_> {
                     origin_range: None,
                     age: None,
                     length_unknown: false,
+                    file: None,
                 })),
                 Some((range, total)) if object::if_range_holds(self.req, &meta) => {
-                    if total <= self.fetcher.cache.memory_object_max {
+                    if self.fetcher.cache.can_store(total) {
                         self.fill_in_background(object_key);
                     }
                     Ok(Some(Fetch {
@@ -117,6 +118,7 @@ impl Lookup<'_> {
                         origin_range: Some((range, total)),
                         age: None,
                         length_unknown: false,
+                        file: None,
                     }))
                 }
                 // If-Range does not hold: the client gets the whole object.

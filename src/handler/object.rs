@@ -7,6 +7,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderName};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
+use futures_util::StreamExt;
 
 use super::body::{select, HeadBody, LengthChecked, Piece};
 use super::respond::error_page;
@@ -28,6 +29,9 @@ pub(super) struct Fetch {
     /// The body is being compressed now: its length is not known yet, so it is
     /// sent without Content-Length and ranges do not apply.
     pub length_unknown: bool,
+    /// The whole body in its disk-tier file, where a range is read from
+    /// without reading what comes before it.
+    pub file: Option<std::sync::Arc<crate::cache::DiskBody>>,
 }
 
 /// Headers a 304 carries (RFC 9110 section 15.4.5).
@@ -116,6 +120,7 @@ pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) ->
         origin_range,
         age,
         length_unknown,
+        file,
     } = fetch;
     let content_type = mime::content_type(meta.content_type.as_deref(), key);
     let mut representation = headers::representation_headers(&meta, &content_type);
@@ -151,7 +156,7 @@ pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) ->
         seen: 0,
     };
     if let Some((range, total)) = origin_range {
-        return single_part(&representation, body, range, total, head, false);
+        return single_part(&representation, Source::Cut(body), range, total, head);
     }
     let total = meta.content_length;
     let wanted = if if_range_holds(req, &meta) {
@@ -167,11 +172,16 @@ pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) ->
             }
             response.body(SizedStream::new(total, body))
         }
-        RangeOutcome::Partial(ranges) if ranges.len() == 1 => {
-            single_part(&representation, body, ranges[0], total, head, true)
-        }
         RangeOutcome::Partial(ranges) => {
-            multipart(&representation, &content_type, body, ranges, total, head)
+            let source = match file {
+                Some(file) => Source::File(file),
+                None => Source::Whole(body),
+            };
+            if ranges.len() == 1 {
+                single_part(&representation, source, ranges[0], total, head)
+            } else {
+                multipart(&representation, &content_type, source, ranges, total, head)
+            }
         }
         RangeOutcome::Unsatisfiable => {
             let mut response = error_page(
@@ -211,32 +221,55 @@ fn not_modified(representation: &HeaderMap) -> HttpResponse {
     response.finish()
 }
 
-/// 206 with one part. `cut` is true when the body is the whole object and the
-/// range must be cut out of it; false when the origin already sent only the range.
+/// Where the bytes of a partial answer come from.
+enum Source {
+    /// The whole object as a stream: ranges are cut out of it as it passes.
+    Whole(LengthChecked),
+    /// Only the requested range, already cut by the origin.
+    Cut(LengthChecked),
+    /// The whole object in its cache file: each range is read on its own.
+    File(std::sync::Arc<crate::cache::DiskBody>),
+}
+
+impl Source {
+    /// The bytes of `pieces` (literals and ranges, ranges in ascending order).
+    fn select(self, pieces: Vec<Piece>) -> BodyStream {
+        match self {
+            Source::Whole(body) => select(body, pieces),
+            Source::Cut(body) => Box::pin(body),
+            Source::File(file) => {
+                let parts = pieces.into_iter().map(move |piece| match piece {
+                    Piece::Literal(bytes) => {
+                        let once: BodyStream = Box::pin(futures_util::stream::once(async move {
+                            Ok::<_, crate::origin::OriginError>(bytes)
+                        }));
+                        once
+                    }
+                    Piece::Range { start, end } => file.stream(start, end + 1),
+                });
+                Box::pin(futures_util::stream::iter(parts).flatten())
+            }
+        }
+    }
+}
+
+/// 206 with one part.
 fn single_part(
     representation: &HeaderMap,
-    body: LengthChecked,
+    source: Source,
     range: ByteRange,
     total: u64,
     head: bool,
-    cut: bool,
 ) -> HttpResponse {
     let mut response = with_headers(HttpResponse::PartialContent(), representation);
     response.insert_header((header::CONTENT_RANGE, range.content_range(total)));
     if head {
         return response.body(HeadBody(range.len()));
     }
-    let stream: BodyStream = if cut {
-        select(
-            body,
-            vec![Piece::Range {
-                start: range.start,
-                end: range.end,
-            }],
-        )
-    } else {
-        Box::pin(body)
-    };
+    let stream = source.select(vec![Piece::Range {
+        start: range.start,
+        end: range.end,
+    }]);
     response.body(SizedStream::new(range.len(), stream))
 }
 
@@ -246,7 +279,7 @@ fn single_part(
 fn multipart(
     representation: &HeaderMap,
     content_type: &str,
-    body: LengthChecked,
+    source: Source,
     mut ranges: Vec<ByteRange>,
     total: u64,
     head: bool,
@@ -269,6 +302,6 @@ fn multipart(
     pieces.push(Piece::Literal(Bytes::from(layout.trailer)));
     response.body(SizedStream::new(
         layout.content_length,
-        select(body, pieces),
+        source.select(pieces),
     ))
 }

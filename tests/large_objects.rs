@@ -1,0 +1,279 @@
+//! Objects above `--memory-object-max`: cached on disk only, filled by
+//! streaming into the cache file (waiters read it as it grows), served from
+//! the file block by block (ranges read only their blocks), revalidated in
+//! place, warm after a restart, refetched when corrupt; above the disk tier's
+//! per-object limit they pass through.
+#![cfg(feature = "embedded")]
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{random_bytes, sha256, site_toml, Edge, EdgeBuilder, Fault, TestOrigin, TestOrigins};
+
+const BUCKET: &str = "large-bucket";
+const MIB: usize = 1024 * 1024;
+
+/// A node whose memory tier keeps objects up to 1 MiB, over `shared`'s
+/// bucket and cache directories (so a second node can restart on them).
+fn builder(shared: &Path, extra: &str, disk: u64) -> (EdgeBuilder, Arc<TestOrigins>) {
+    let buckets = shared.join("buckets");
+    let cache = shared.join("cache");
+    EdgeBuilder::new()
+        .site("c", &site_toml("c.test", BUCKET, extra))
+        .with(move |o| {
+            o.embedded_dir = Some(buckets);
+            o.cache_dir = cache;
+            o.memory_object_max = MIB as u64;
+            o.disk_cache_size = disk;
+        })
+        .test_origins()
+}
+
+async fn start(shared: &Path, extra: &str) -> (Edge, Arc<TestOrigin>) {
+    let (builder, origins) = builder(shared, extra, 256 << 20);
+    let edge = builder.start();
+    edge.create_bucket(BUCKET).await;
+    (edge, origins.site("c"))
+}
+
+async fn get(edge: &Edge, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+    let response = edge
+        .request(reqwest::Method::GET, "c.test", path, headers)
+        .await;
+    let status = response.status().as_u16();
+    let cache = response
+        .headers()
+        .get("cache-status")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, cache, response.bytes().await.unwrap().to_vec())
+}
+
+async fn entries(edge: &Edge, tier: &str) -> u64 {
+    edge.metric(&format!("s3edge_cache_entries{{tier=\"{tier}\"}}"))
+        .await
+}
+
+async fn wait_disk_entries(edge: &Edge, n: u64) {
+    for _ in 0..250 {
+        if entries(edge, "disk").await >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the disk tier never held {n} entries");
+}
+
+fn temp_files(shared: &Path) -> usize {
+    std::fs::read_dir(shared.join("cache/v2/tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn an_object_above_the_memory_object_max_is_cached_on_disk_only_and_served_from_its_file() {
+    let shared = tempfile::tempdir().unwrap();
+    let (edge, origin) = start(shared.path(), "").await;
+    let data = random_bytes(5 * MIB + 123, 31);
+    edge.put(BUCKET, "big.bin", data.clone(), None).await;
+
+    let (status, cache, body) = get(&edge, "/big.bin", &[]).await;
+    assert_eq!((status, cache.as_str()), (200, "s3edge; fwd=miss; stored"));
+    assert_eq!(sha256(&body), sha256(&data));
+    wait_disk_entries(&edge, 1).await;
+    assert_eq!(
+        entries(&edge, "memory").await,
+        0,
+        "never in the memory tier"
+    );
+
+    let (status, cache, body) = get(&edge, "/big.bin", &[]).await;
+    assert_eq!((status, cache.as_str()), (200, "s3edge; hit"));
+    assert_eq!(sha256(&body), sha256(&data));
+
+    // A range is read from the file: the right bytes, no origin request.
+    let (status, cache, body) = get(&edge, "/big.bin", &[("range", "bytes=3000000-3000099")]).await;
+    assert_eq!((status, cache.as_str()), (206, "s3edge; hit"));
+    assert_eq!(body, &data[3_000_000..3_000_100]);
+    let (status, _, body) = get(&edge, "/big.bin", &[("range", "bytes=-10")]).await;
+    assert_eq!((status, &body[..]), (206, &data[data.len() - 10..]));
+
+    // Several ranges across blocks: a multipart answer with each part's bytes.
+    let response = edge
+        .request(
+            reqwest::Method::GET,
+            "c.test",
+            "/big.bin",
+            &[("range", "bytes=0-9,4194300-4194309")],
+        )
+        .await;
+    assert_eq!(response.status(), 206);
+    let length: usize = response.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = response.bytes().await.unwrap();
+    assert_eq!(body.len(), length);
+    let find = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    assert!(find(&data[0..10]) && find(&data[4_194_300..4_194_310]));
+    assert!(find(b"Content-Range: bytes 4194300-4194309/"));
+
+    let head = edge
+        .request(reqwest::Method::HEAD, "c.test", "/big.bin", &[])
+        .await;
+    assert_eq!(
+        head.headers()["content-length"],
+        data.len().to_string().as_str()
+    );
+    assert_eq!(origin.gets_for("big.bin"), 1, "one origin GET in all");
+}
+
+#[tokio::test]
+async fn concurrent_cold_requests_for_a_disk_only_object_share_one_origin_get_and_get_every_byte() {
+    let shared = tempfile::tempdir().unwrap();
+    let (edge, origin) = start(shared.path(), "").await;
+    let data = random_bytes(6 * MIB, 32);
+    edge.put(BUCKET, "shared.bin", data.clone(), None).await;
+    // The origin answers late, so every request joins the same fill.
+    origin.inject(Fault::Stall(Duration::from_millis(500)));
+    let edge = Arc::new(edge);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let edge = edge.clone();
+            tokio::spawn(async move { edge.get("c.test", "/shared.bin").await.bytes().await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(sha256(&task.await.unwrap().unwrap()), sha256(&data));
+    }
+    origin.clear();
+    assert_eq!(origin.gets_for("shared.bin"), 1);
+    wait_disk_entries(&edge, 1).await;
+    assert_eq!(temp_files(shared.path()), 0);
+}
+
+#[tokio::test]
+async fn a_disk_only_fill_cut_short_is_cut_for_the_client_and_leaves_no_file() {
+    let shared = tempfile::tempdir().unwrap();
+    let (edge, origin) = start(shared.path(), "").await;
+    let data = random_bytes(4 * MIB, 33);
+    edge.put(BUCKET, "cut.bin", data.clone(), None).await;
+    origin.inject(Fault::Truncate(2 * MIB + 5));
+    let response = edge.get("c.test", "/cut.bin").await;
+    assert!(
+        response.bytes().await.is_err(),
+        "a short body is never presented as complete"
+    );
+    origin.clear();
+    assert_eq!(temp_files(shared.path()), 0, "the partial file is removed");
+    assert_eq!(entries(&edge, "disk").await, 0);
+    let (_, cache, body) = get(&edge, "/cut.bin", &[]).await;
+    assert_eq!(cache, "s3edge; fwd=miss; stored");
+    assert_eq!(sha256(&body), sha256(&data));
+}
+
+#[tokio::test]
+async fn a_stale_disk_only_entry_is_refreshed_in_place_by_a_304() {
+    let shared = tempfile::tempdir().unwrap();
+    let (edge, origin) = start(shared.path(), "[cache]\nstale_while_revalidate = \"0s\"\n").await;
+    let data = random_bytes(3 * MIB, 34);
+    edge.put_with(BUCKET, "r.bin", data.clone(), |p| {
+        p.cache_control("max-age=1")
+    })
+    .await;
+    assert_eq!(get(&edge, "/r.bin", &[]).await.2.len(), data.len());
+    wait_disk_entries(&edge, 1).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (_, cache, body) = get(&edge, "/r.bin", &[]).await;
+    assert_eq!(cache, "s3edge; fwd=stale; fwd-status=304");
+    assert_eq!(sha256(&body), sha256(&data));
+    let (_, cache, body) = get(&edge, "/r.bin", &[]).await;
+    assert_eq!(cache, "s3edge; hit", "the 304 made it fresh again");
+    assert_eq!(sha256(&body), sha256(&data));
+    assert_eq!(origin.gets_for("r.bin"), 2);
+}
+
+#[tokio::test]
+async fn a_range_of_an_uncached_large_object_fills_the_disk_tier_in_the_background() {
+    let shared = tempfile::tempdir().unwrap();
+    let (edge, origin) = start(shared.path(), "").await;
+    let data = random_bytes(3 * MIB, 35);
+    edge.put(BUCKET, "v.bin", data.clone(), None).await;
+    let (status, _, body) = get(&edge, "/v.bin", &[("range", "bytes=100-199")]).await;
+    assert_eq!((status, &body[..]), (206, &data[100..200]));
+    wait_disk_entries(&edge, 1).await;
+    let (_, cache, body) = get(&edge, "/v.bin", &[]).await;
+    assert_eq!(cache, "s3edge; hit");
+    assert_eq!(sha256(&body), sha256(&data));
+    assert_eq!(
+        origin.gets_for("v.bin"),
+        2,
+        "the range, then the whole object"
+    );
+}
+
+#[tokio::test]
+async fn an_object_above_the_disk_tiers_per_object_limit_passes_through() {
+    let shared = tempfile::tempdir().unwrap();
+    // An 8 MiB disk tier stores objects up to 2 MiB.
+    let (builder, origins) = builder(shared.path(), "", 8 << 20);
+    let edge = builder.start();
+    edge.create_bucket(BUCKET).await;
+    let data = random_bytes(3 * MIB, 36);
+    edge.put(BUCKET, "huge.bin", data.clone(), None).await;
+    for _ in 0..2 {
+        let (status, cache, body) = get(&edge, "/huge.bin", &[]).await;
+        assert_eq!((status, cache.as_str()), (200, "s3edge; fwd=miss"));
+        assert_eq!(sha256(&body), sha256(&data));
+    }
+    assert_eq!(origins.site("c").gets_for("huge.bin"), 2);
+    assert_eq!(entries(&edge, "disk").await, 0);
+}
+
+#[tokio::test]
+async fn a_disk_only_entry_is_warm_after_a_restart_and_refetched_when_its_file_is_corrupt() {
+    let shared = tempfile::tempdir().unwrap();
+    let data = random_bytes(4 * MIB + 7, 37);
+    {
+        let (edge, _) = start(shared.path(), "").await;
+        edge.put(BUCKET, "warm.bin", data.clone(), None).await;
+        assert_eq!(get(&edge, "/warm.bin", &[]).await.2.len(), data.len());
+        wait_disk_entries(&edge, 1).await;
+    }
+    {
+        let (builder, origins) = builder(shared.path(), "", 256 << 20);
+        let edge = builder.start();
+        let (_, cache, body) = get(&edge, "/warm.bin", &[]).await;
+        assert_eq!(cache, "s3edge; hit");
+        assert_eq!(sha256(&body), sha256(&data));
+        assert_eq!(origins.site("c").gets(), 0, "served from the disk tier");
+    }
+    // Flip one byte deep in the body (block 3 of the file), then restart.
+    let shard = std::fs::read_dir(shared.path().join("cache/v2"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| !p.ends_with("tmp"))
+        .unwrap();
+    let file = std::fs::read_dir(shard)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[3 * MIB + 100] ^= 0x5a;
+    std::fs::write(&file, bytes).unwrap();
+    let (builder, origins) = builder(shared.path(), "", 256 << 20);
+    let edge = builder.start();
+    let (_, cache, body) = get(&edge, "/warm.bin", &[]).await;
+    assert_eq!(
+        cache, "s3edge; fwd=miss; stored",
+        "the corrupt entry was dropped"
+    );
+    assert_eq!(sha256(&body), sha256(&data));
+    assert_eq!(origins.site("c").gets(), 1);
+}
