@@ -1,0 +1,323 @@
+//! Crash safety of the disk tier, with the real binary: `kill -9` in the middle
+//! of a large fill, then a restart on the same cache directory; and a disk that
+//! fills up during a fill. The origin is the binary's embedded S3 store, behind
+//! a throttling TCP proxy where a fill must be slow enough to be interrupted.
+#![cfg(feature = "embedded")]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{random_bytes, sha256};
+
+const MIB: usize = 1024 * 1024;
+
+/// A free port on loopback (bound, then released for the child to take).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Forwards connections to `target`; answers flow back at about `rate` bytes
+/// per second (0: unthrottled). Runs until the test process ends.
+fn throttling_proxy(target: u16, rate: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                continue;
+            };
+            let (mut c_read, mut s_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_read, &mut s_write);
+                let _ = s_write.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut s_read, mut c_write) = (server, client);
+            std::thread::spawn(move || {
+                let step = if rate == 0 {
+                    256 * 1024
+                } else {
+                    (rate / 50).max(1)
+                };
+                let mut buf = vec![0u8; step];
+                loop {
+                    match s_read.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if c_write.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    if rate > 0 {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                let _ = c_write.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
+struct Node {
+    child: Child,
+    http: String,
+    admin: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory with one site whose bucket `demo` (in the embedded store on
+/// `store_port`) is reached through `endpoint_port`.
+fn site_dir(endpoint_port: u16, objects: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let sites = dir.path().join("sites");
+    let bucket = sites.join("buckets").join("demo");
+    std::fs::create_dir_all(&bucket).unwrap();
+    std::fs::write(
+        sites.join("demo.toml"),
+        format!(
+            "hosts = [\"localhost\"]\ndefault = true\n[origin]\nbucket = \"demo\"\n\
+             endpoint = \"http://127.0.0.1:{endpoint_port}\"\npath_style = true\n\
+             access_key_id_env = \"CRASH_TEST_KEY\"\nsecret_access_key_env = \"CRASH_TEST_SECRET\"\n"
+        ),
+    )
+    .unwrap();
+    for (key, data) in objects {
+        std::fs::write(bucket.join(key), data).unwrap();
+    }
+    dir
+}
+
+/// Starts the binary on `dir`; `shell_prefix` runs before it in bash (limits).
+fn start(dir: &Path, store_port: u16, shell_prefix: &str, stderr: &Path) -> Node {
+    let script = format!("{shell_prefix}\nexec \"$0\" \"$@\"");
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_s3edge"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--access-log", "off", "--memory-object-max", "1MiB"])
+        .args(["--disk-cache-size", "1GiB", "--cache-dir"])
+        .arg(dir.join("cache"))
+        .arg("--embedded-s3")
+        .arg(dir.join("sites/buckets"))
+        .args(["--embedded-s3-listen", &format!("127.0.0.1:{store_port}")])
+        .arg("--sites")
+        .arg(dir.join("sites"))
+        .env("CRASH_TEST_KEY", "s3edge-dev")
+        .env("CRASH_TEST_SECRET", "s3edge-dev-secret")
+        .env_remove("S3EDGE_EMBEDDED_ACCESS_KEY")
+        .env_remove("S3EDGE_EMBEDDED_SECRET_KEY")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut http, mut admin) = (None, None);
+    while http.is_none() || admin.is_none() {
+        let line = lines.next().expect("startup line").unwrap();
+        if let Some(rest) = line.strip_prefix("listening on ") {
+            http = Some(rest.to_string());
+        } else if let Some(rest) = line.strip_prefix("admin listening on ") {
+            admin = Some(rest.to_string());
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Node {
+        child,
+        http: http.unwrap(),
+        admin: admin.unwrap(),
+    }
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+/// Status, Cache-Status and body of a GET.
+fn get(node: &Node, path: &str) -> (u16, String, Vec<u8>) {
+    let response = client().get(format!("{}{path}", node.http)).send().unwrap();
+    let status = response.status().as_u16();
+    let cache = response
+        .headers()
+        .get("cache-status")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, cache, response.bytes().unwrap().to_vec())
+}
+
+fn disk_entries(node: &Node) -> u64 {
+    let text = client()
+        .get(format!("{}/metrics", node.admin))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("s3edge_cache_entries{tier=\"disk\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn temp_files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    std::fs::read_dir(dir.join("cache/v2/tmp"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn kill_9_during_a_large_fill_leaves_no_temp_file_nothing_corrupt_and_the_complete_entries_warm() {
+    let small = random_bytes(200_000, 41);
+    let big = random_bytes(24 * MIB, 42);
+    let store_port = free_port();
+    // About 4 MiB/s: the 24 MiB fill takes several seconds.
+    let proxy = throttling_proxy(store_port, 4 * MIB);
+    let dir = site_dir(proxy, &[("small.bin", &small), ("big.bin", &big)]);
+    let log = dir.path().join("stderr.log");
+    let mut node = start(dir.path(), store_port, "", &log);
+
+    assert_eq!(get(&node, "/small.bin").2, small);
+    wait_until("small.bin on disk", Duration::from_secs(10), || {
+        disk_entries(&node) >= 1
+    });
+    let url = format!("{}/big.bin", node.http);
+    std::thread::spawn(move || {
+        let _ = client().get(url).send().and_then(|r| r.bytes());
+    });
+    wait_until("a partial fill on disk", Duration::from_secs(30), || {
+        temp_files(dir.path())
+            .iter()
+            .any(|(_, len)| *len > 2 * MIB as u64)
+    });
+    node.child.kill().unwrap(); // SIGKILL
+    node.child.wait().unwrap();
+    let partial = temp_files(dir.path());
+    assert!(
+        partial.iter().all(|(_, len)| *len < big.len() as u64),
+        "the fill was interrupted: {partial:?}"
+    );
+    drop(node);
+
+    let node = start(dir.path(), store_port, "", &log);
+    assert!(
+        temp_files(dir.path()).is_empty(),
+        "temporary files are removed at start"
+    );
+    let (status, cache, body) = get(&node, "/small.bin");
+    assert_eq!((status, cache.as_str()), (200, "s3edge; hit"), "warm");
+    assert_eq!(body, small);
+    let (status, cache, body) = get(&node, "/big.bin");
+    assert_eq!(
+        (status, cache.as_str()),
+        (200, "s3edge; fwd=miss; stored"),
+        "the interrupted fill is not an entry"
+    );
+    assert_eq!(sha256(&body), sha256(&big));
+    wait_until("big.bin on disk", Duration::from_secs(30), || {
+        disk_entries(&node) >= 2
+    });
+    let (_, cache, body) = get(&node, "/big.bin");
+    assert_eq!(cache, "s3edge; hit");
+    assert_eq!(sha256(&body), sha256(&big));
+}
+
+#[test]
+fn a_disk_that_fills_up_during_a_fill_turns_the_tier_off_and_serving_goes_on() {
+    let small = random_bytes(100_000, 43);
+    let big = random_bytes(8 * MIB, 44);
+    let later = random_bytes(3 * MIB, 45);
+    let store_port = free_port();
+    let proxy = throttling_proxy(store_port, 0);
+    let dir = site_dir(
+        proxy,
+        &[
+            ("small.bin", &small),
+            ("big.bin", &big),
+            ("later.bin", &later),
+        ],
+    );
+    let log = dir.path().join("stderr.log");
+    // No file of the process may grow past 3 MiB: writing one fails (EFBIG),
+    // as a full disk fails a write (SIGXFSZ is ignored, as bash's trap leaves it).
+    let node = start(dir.path(), store_port, "trap '' XFSZ\nulimit -f 3072", &log);
+    assert_eq!(get(&node, "/small.bin").2, small);
+    wait_until("small.bin on disk", Duration::from_secs(10), || {
+        disk_entries(&node) >= 1
+    });
+
+    // The 8 MiB fill fails to write past 3 MiB: the client still gets every byte.
+    let (status, _, body) = get(&node, "/big.bin");
+    assert_eq!(status, 200);
+    assert_eq!(sha256(&body), sha256(&big));
+    wait_until(
+        "the write error in the log",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("disk cache turned off after a write error")
+        },
+    );
+    assert!(
+        temp_files(dir.path()).is_empty(),
+        "the partial file is removed"
+    );
+
+    // Serving goes on: hits from memory, misses from the origin, byte-exact.
+    let (status, cache, body) = get(&node, "/small.bin");
+    assert_eq!(
+        (status, cache.as_str(), &body[..]),
+        (200, "s3edge; hit", &small[..])
+    );
+    for _ in 0..2 {
+        let (status, cache, body) = get(&node, "/later.bin");
+        assert_eq!((status, cache.as_str()), (200, "s3edge; fwd=miss"));
+        assert_eq!(sha256(&body), sha256(&later));
+    }
+    let (status, _, body) = get(&node, "/big.bin");
+    assert_eq!(status, 200);
+    assert_eq!(sha256(&body), sha256(&big));
+    let health = client()
+        .get(format!("{}/healthz", node.admin))
+        .send()
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
