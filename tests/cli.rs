@@ -155,6 +155,8 @@ fn serve(dir: &Path) -> Served {
             "--sites",
         ])
         .arg(dir.join("sites"))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
