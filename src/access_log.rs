@@ -147,6 +147,11 @@ impl AccessLog {
         }
     }
 
+    /// Whether lines are written (not `off`): when not, no record need be built.
+    pub fn is_enabled(&self) -> bool {
+        self.sender.is_some()
+    }
+
     pub fn record(&self, record: &AccessRecord) {
         if let Some(sender) = &self.sender {
             let _ = sender.send(record.format(self.format));

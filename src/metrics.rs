@@ -1,20 +1,69 @@
 //! Prometheus counters and histograms, rendered by the admin listener.
 //!
-//! A small registry of our own: label sets are created on first use and then
-//! incremented with one read lock and one atomic add.
+//! A small registry of our own: a label set is created on first use; after
+//! that an increment is one read lock, one hash of the label values (no
+//! allocation) and one atomic add. The per-request counters go through
+//! [`SiteMetrics`], built once per site: a response adds to prebuilt counters
+//! indexed by its status code, with no label lookup at all.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
+
+/// One series of a counter; clones share the value.
+#[derive(Clone, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Series by the hash of their label values (collisions share a bucket).
+type SeriesMap = HashMap<u64, Vec<(Box<[Box<str>]>, Counter)>, BuildHasherDefault<KeyHasher>>;
+
+/// The map's keys are already hashes: passes them through.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+fn labels_hash(label_values: &[&str]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for value in label_values {
+        value.hash(&mut h);
+    }
+    h.finish()
+}
 
 /// A counter with labels.
 pub struct CounterVec {
     name: &'static str,
     help: &'static str,
     labels: &'static [&'static str],
-    values: RwLock<BTreeMap<Vec<String>, Arc<AtomicU64>>>,
+    values: RwLock<SeriesMap>,
 }
 
 impl CounterVec {
@@ -23,13 +72,21 @@ impl CounterVec {
             name,
             help,
             labels,
-            values: RwLock::new(BTreeMap::new()),
+            values: RwLock::new(SeriesMap::default()),
         }
     }
 
     /// Adds `n` to the series with these label values (in the order of `labels`).
     pub fn add(&self, label_values: &[&str], n: u64) {
-        self.series(label_values).fetch_add(n, Ordering::Relaxed);
+        let hash = labels_hash(label_values);
+        {
+            let values = self.values.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(counter) = find(&values, hash, label_values) {
+                counter.add(n);
+                return;
+            }
+        }
+        self.create(hash, label_values).add(n);
     }
 
     pub fn inc(&self, label_values: &[&str]) {
@@ -38,43 +95,87 @@ impl CounterVec {
 
     /// The current value of one series (tests).
     pub fn get(&self, label_values: &[&str]) -> u64 {
-        self.series(label_values).load(Ordering::Relaxed)
+        self.counter(label_values).get()
     }
 
-    fn series(&self, label_values: &[&str]) -> Arc<AtomicU64> {
+    /// The series with these label values, to add to without a lookup.
+    pub fn counter(&self, label_values: &[&str]) -> Counter {
+        let hash = labels_hash(label_values);
         {
             let values = self.values.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(v) = values.iter().find_map(|(k, v)| {
-                (k.iter()
-                    .map(String::as_str)
-                    .eq(label_values.iter().copied()))
-                .then_some(v)
-            }) {
-                return v.clone();
+            if let Some(counter) = find(&values, hash, label_values) {
+                return counter.clone();
             }
         }
-        let key: Vec<String> = label_values.iter().map(|s| s.to_string()).collect();
+        self.create(hash, label_values)
+    }
+
+    fn create(&self, hash: u64, label_values: &[&str]) -> Counter {
         let mut values = self.values.write().unwrap_or_else(|e| e.into_inner());
-        values.entry(key).or_default().clone()
+        if let Some(counter) = find(&values, hash, label_values) {
+            return counter.clone();
+        }
+        let counter = Counter::default();
+        let key = label_values.iter().map(|v| Box::from(*v)).collect();
+        values.entry(hash).or_default().push((key, counter.clone()));
+        counter
     }
 
     fn render(&self, out: &mut String, kind: &str) {
         let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
         let _ = writeln!(out, "# TYPE {} {kind}", self.name);
         let values = self.values.read().unwrap_or_else(|e| e.into_inner());
-        for (label_values, value) in values.iter() {
+        let mut series: Vec<_> = values.values().flatten().collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        for (label_values, value) in series {
             let _ = writeln!(
                 out,
                 "{}{} {}",
                 self.name,
                 format_labels(self.labels, label_values),
-                value.load(Ordering::Relaxed)
+                value.get()
             );
         }
     }
 }
 
-fn format_labels(names: &[&str], values: &[String]) -> String {
+fn find<'m>(values: &'m SeriesMap, hash: u64, label_values: &[&str]) -> Option<&'m Counter> {
+    values.get(&hash)?.iter().find_map(|(key, counter)| {
+        (key.len() == label_values.len() && key.iter().zip(label_values).all(|(k, v)| **k == **v))
+            .then_some(counter)
+    })
+}
+
+/// Status codes with a prebuilt slot in [`SiteMetrics`] (any other goes
+/// through the label lookup).
+const STATUS_SLOTS: std::ops::RangeInclusive<u16> = 100..=599;
+
+/// One site's per-request counters: `s3edge_requests_total` by status and
+/// `s3edge_response_bytes_total`.
+pub struct SiteMetrics {
+    site: Box<str>,
+    /// `s3edge_requests_total{site, status}`, by status code, created on first use.
+    requests: Box<[OnceLock<Counter>]>,
+    response_bytes: Counter,
+}
+
+impl SiteMetrics {
+    /// Counts one response with `status` and `bytes` of body sent.
+    pub fn response(&self, metrics: &Metrics, status: u16, bytes: u64) {
+        let slot = STATUS_SLOTS
+            .contains(&status)
+            .then(|| &self.requests[usize::from(status - STATUS_SLOTS.start())]);
+        match slot {
+            Some(slot) => slot
+                .get_or_init(|| metrics.requests.counter(&[&self.site, &status.to_string()]))
+                .add(1),
+            None => metrics.requests.inc(&[&self.site, &status.to_string()]),
+        }
+        self.response_bytes.add(bytes);
+    }
+}
+
+fn format_labels(names: &[&str], values: &[Box<str>]) -> String {
     if names.is_empty() {
         return String::new();
     }
@@ -164,6 +265,8 @@ pub struct Metrics {
     pub origin_requests: CounterVec,
     pub origin_duration: Histogram,
     pub coalesced_requests: CounterVec,
+    /// Each site's per-request counters, by site name (`-`: no site matched).
+    sites: RwLock<HashMap<Box<str>, Arc<SiteMetrics>>>,
 }
 
 impl Default for Metrics {
@@ -198,11 +301,36 @@ impl Default for Metrics {
                 "Requests that waited for another request's origin fetch, by site.",
                 &["site"],
             ),
+            sites: RwLock::new(HashMap::new()),
         }
     }
 }
 
 impl Metrics {
+    /// The per-request counters of the site named `site`, built on its first
+    /// request: one map read after that, no allocation.
+    pub fn site(&self, site: &str) -> Arc<SiteMetrics> {
+        if let Some(found) = self
+            .sites
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(site)
+        {
+            return found.clone();
+        }
+        let mut sites = self.sites.write().unwrap_or_else(|e| e.into_inner());
+        sites
+            .entry(Box::from(site))
+            .or_insert_with(|| {
+                Arc::new(SiteMetrics {
+                    site: Box::from(site),
+                    requests: STATUS_SLOTS.map(|_| OnceLock::new()).collect(),
+                    response_bytes: self.response_bytes.counter(&[site]),
+                })
+            })
+            .clone()
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -237,5 +365,27 @@ mod tests {
         assert!(text.contains("s3edge_origin_request_duration_seconds_bucket{le=\"0.001\"} 0\n"));
         assert!(text.contains("s3edge_origin_request_duration_seconds_count 1\n"));
         assert!(text.contains("# TYPE s3edge_response_bytes_total counter\n"));
+    }
+
+    #[test]
+    fn site_handles_count_into_the_labelled_series() {
+        let m = Metrics::default();
+        let demo = m.site("demo");
+        demo.response(&m, 200, 10);
+        m.site("demo").response(&m, 200, 5);
+        demo.response(&m, 404, 0);
+        m.site("-").response(&m, 999, 0);
+        assert_eq!(m.requests.get(&["demo", "200"]), 2);
+        assert_eq!(m.requests.get(&["demo", "404"]), 1);
+        assert_eq!(m.requests.get(&["-", "999"]), 1);
+        assert_eq!(m.response_bytes.get(&["demo"]), 15);
+        let text = m.render();
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle}: {text}"))
+        };
+        // Series render in label order, as before.
+        assert!(at("{site=\"-\",status=\"999\"} 1") < at("{site=\"demo\",status=\"200\"} 2"));
+        assert!(at("{site=\"demo\",status=\"200\"} 2") < at("{site=\"demo\",status=\"404\"} 1"));
     }
 }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use crate::access_log::AccessRecord;
+use crate::metrics::SiteMetrics;
 use crate::origin::{BodyStream, OriginError};
 use crate::server::AppState;
 
@@ -67,9 +68,20 @@ impl Stream for LengthChecked {
 }
 
 /// Wraps a response body: counts the bytes sent and, when the body is dropped
-/// (sent, failed or abandoned), writes the access log line and the metrics.
+/// (sent, failed or abandoned), writes the metrics and the access log line.
 pub(super) struct LoggedBody {
     pub inner: Option<BoxBody>,
+    /// The site's counters (`-` when no site matched).
+    pub site_metrics: Arc<SiteMetrics>,
+    pub status: u16,
+    /// A HEAD response: its announced length is never sent.
+    pub head: bool,
+    /// Body bytes sent so far.
+    pub bytes: u64,
+    /// `false` once the body failed or was cut short.
+    pub complete: bool,
+    /// The access log line, built only when the access log is on (its
+    /// `bytes`, `complete` and `duration_ms` are filled in at the end).
     pub record: Option<AccessRecord>,
     pub started: Instant,
     pub state: Arc<AppState>,
@@ -91,15 +103,11 @@ impl MessageBody for LoggedBody {
         };
         match Pin::new(inner).poll_next(cx) {
             Poll::Ready(Some(Ok(bytes))) => {
-                if let Some(record) = self.record.as_mut() {
-                    record.bytes += bytes.len() as u64;
-                }
+                self.bytes += bytes.len() as u64;
                 Poll::Ready(Some(Ok(bytes)))
             }
             Poll::Ready(Some(Err(e))) => {
-                if let Some(record) = self.record.as_mut() {
-                    record.complete = false;
-                }
+                self.complete = false;
                 tracing::warn!("response body failed: {e}");
                 Poll::Ready(Some(Err(e)))
             }
@@ -110,20 +118,19 @@ impl MessageBody for LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        let Some(mut record) = self.record.take() else {
-            return;
-        };
-        if let (BodySize::Sized(len), false) = (self.size(), record.method == "HEAD") {
-            if record.bytes < len {
-                record.complete = false;
+        if let (BodySize::Sized(len), false) = (self.size(), self.head) {
+            if self.bytes < len {
+                self.complete = false;
             }
         }
-        record.duration_ms = self.started.elapsed();
-        let site = record.site.as_deref().unwrap_or("-");
-        let metrics = &self.state.metrics;
-        metrics.requests.inc(&[site, &record.status.to_string()]);
-        metrics.response_bytes.add(&[site], record.bytes);
-        self.state.access_log.record(&record);
+        self.site_metrics
+            .response(&self.state.metrics, self.status, self.bytes);
+        if let Some(mut record) = self.record.take() {
+            record.bytes = self.bytes;
+            record.complete = self.complete;
+            record.duration_ms = self.started.elapsed();
+            self.state.access_log.record(&record);
+        }
     }
 }
 

@@ -99,7 +99,11 @@ pub async fn handle(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         }
         headers::apply_site_headers(response.headers_mut(), &site.config.headers);
     }
-    let record = AccessRecord {
+    let site_name = exchange.site.as_ref().map_or("-", |site| site.name());
+    let site_metrics = state.metrics.site(site_name);
+    let status = response.status().as_u16();
+    // The access log line's text is only built when the log is on.
+    let record = state.access_log.is_enabled().then(|| AccessRecord {
         time: SystemTime::now(),
         site: exchange.site.as_ref().map(|s| s.name().to_string()),
         client: client_address(&req, &state.trusted_proxies),
@@ -110,16 +114,21 @@ pub async fn handle(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
             .map(|p| p.as_str().to_string())
             .unwrap_or_default(),
         protocol: protocol_name(req.version()),
-        status: response.status().as_u16(),
+        status,
         bytes: 0,
         duration_ms: Duration::ZERO,
         cache: exchange.cache.as_str(),
         origin_request_id: exchange.origin_request_id,
         complete: true,
-    };
+    });
     let logged = LoggedBody {
         inner: None,
-        record: Some(record),
+        site_metrics,
+        status,
+        head: req.method() == Method::HEAD,
+        bytes: 0,
+        complete: true,
+        record,
         started,
         state: state.into_inner(),
     };
@@ -211,7 +220,7 @@ async fn serve(req: &HttpRequest, state: &AppState, exchange: &mut Exchange) -> 
             return error_page(StatusCode::BAD_REQUEST, &format!("Bad request: {e}."));
         }
     };
-    if site.object_key(&key).len() > MAX_KEY_BYTES {
+    if site.config.origin.prefix.len() + key.len() > MAX_KEY_BYTES {
         return error_page(
             StatusCode::URI_TOO_LONG,
             "The path is longer than any object key can be.",
