@@ -38,10 +38,11 @@ pub(super) fn compressible(config: &CompressionConfig, key: &str, meta: &ObjectM
     {
         return false;
     }
-    let content_type = mime::content_type(meta.content_type.as_deref(), key);
+    // Borrowed from the metadata or static: deciding it allocates nothing.
+    let content_type = mime::ContentType::of(meta.content_type.as_deref(), key);
     !compress::forbids_transform(meta.cache_control.as_deref())
         && compress::should_compress(
-            &content_type,
+            content_type.essence(),
             meta.content_encoding.as_deref(),
             meta.content_length,
             config.min_size,

@@ -122,8 +122,10 @@ pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) ->
         length_unknown,
         file,
     } = fetch;
-    let content_type = mime::content_type(meta.content_type.as_deref(), key);
-    let mut representation = headers::representation_headers(&meta, &content_type);
+    // Borrowed (stored or static) in the usual cases: no allocation.
+    let content_type = mime::ContentType::of(meta.content_type.as_deref(), key);
+    let mut representation =
+        headers::representation_headers_with(&meta, content_type.header_value());
     if let Some(age) = age {
         representation.insert(header::AGE, header::HeaderValue::from(age.as_secs()));
     }
@@ -166,11 +168,14 @@ pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) ->
     };
     match range::evaluate(wanted, total) {
         RangeOutcome::Full => {
-            let mut response = with_headers(HttpResponse::Ok(), &representation);
-            if head {
-                return response.body(HeadBody(total));
-            }
-            response.body(SizedStream::new(total, body))
+            let mut response = if head {
+                HttpResponse::Ok().body(HeadBody(total))
+            } else {
+                HttpResponse::Ok().body(SizedStream::new(total, body))
+            };
+            // The headers move in whole: no copy of each value.
+            *response.headers_mut() = representation;
+            response
         }
         RangeOutcome::Partial(ranges) => {
             let source = match file {

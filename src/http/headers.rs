@@ -21,8 +21,19 @@ pub fn set_checked(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 /// decided), ETag, Last-Modified, Cache-Control, Expires, Content-Encoding,
 /// Content-Language, Content-Disposition, Accept-Ranges.
 pub fn representation_headers(meta: &ObjectMeta, content_type: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    set_checked(&mut headers, header::CONTENT_TYPE, content_type);
+    representation_headers_with(meta, HeaderValue::from_str(content_type).ok())
+}
+
+/// [`representation_headers`] with the Content-Type already a header value
+/// (`None`: the type could not be a header value and is left out).
+pub fn representation_headers_with(
+    meta: &ObjectMeta,
+    content_type: Option<HeaderValue>,
+) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(10);
+    if let Some(content_type) = content_type {
+        headers.insert(header::CONTENT_TYPE, content_type);
+    }
     let copied = [
         (header::ETAG, meta.etag.as_deref()),
         (header::CACHE_CONTROL, meta.cache_control.as_deref()),
@@ -40,23 +51,31 @@ pub fn representation_headers(meta: &ObjectMeta, content_type: &str) -> HeaderMa
         }
     }
     if let Some(modified) = meta.last_modified {
-        set_checked(
-            &mut headers,
-            header::LAST_MODIFIED,
-            &httpdate::fmt_http_date(modified),
-        );
+        headers.insert(header::LAST_MODIFIED, http_date(modified));
     }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     headers
 }
 
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) as a header value, written
+/// straight into the value's buffer.
+fn http_date(time: std::time::SystemTime) -> HeaderValue {
+    use std::io::Write as _;
+    let mut text = [0u8; 29];
+    let mut cursor = &mut text[..];
+    let _ = write!(cursor, "{}", httpdate::HttpDate::from(time));
+    let written = 29 - cursor.len();
+    HeaderValue::from_bytes(&text[..written])
+        .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+}
+
 /// Adds a field name to `Vary`, keeping the names already there.
-pub fn add_vary(headers: &mut HeaderMap, name: &str) {
-    let existing = headers
-        .get(header::VARY)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+pub fn add_vary(headers: &mut HeaderMap, name: &'static str) {
+    let Some(existing) = headers.get(header::VARY) else {
+        headers.insert(header::VARY, HeaderValue::from_static(name));
+        return;
+    };
+    let existing = existing.to_str().unwrap_or("");
     if existing
         .split(',')
         .any(|n| n.trim().eq_ignore_ascii_case(name))
@@ -110,6 +129,31 @@ mod tests {
         assert_eq!(h.get(header::CONTENT_LANGUAGE).unwrap(), "en");
         assert_eq!(h.get(header::ACCEPT_RANGES).unwrap(), "bytes");
         assert!(h.get(header::EXPIRES).is_none());
+    }
+
+    #[test]
+    fn vary_gains_each_name_once() {
+        let mut h = HeaderMap::new();
+        add_vary(&mut h, "Accept-Encoding");
+        assert_eq!(h.get(header::VARY).unwrap(), "Accept-Encoding");
+        add_vary(&mut h, "accept-encoding");
+        assert_eq!(h.get(header::VARY).unwrap(), "Accept-Encoding");
+        add_vary(&mut h, "Origin");
+        assert_eq!(h.get(header::VARY).unwrap(), "Accept-Encoding, Origin");
+        let mut empty = HeaderMap::new();
+        empty.insert(header::VARY, HeaderValue::from_static(" "));
+        add_vary(&mut empty, "Origin");
+        assert_eq!(empty.get(header::VARY).unwrap(), "Origin");
+    }
+
+    #[test]
+    fn dates_far_and_near_format_as_imf_fixdate() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(253_402_300_799);
+        assert_eq!(http_date(t), "Fri, 31 Dec 9999 23:59:59 GMT");
+        assert_eq!(
+            http_date(std::time::UNIX_EPOCH),
+            "Thu, 01 Jan 1970 00:00:00 GMT"
+        );
     }
 
     #[test]
