@@ -593,17 +593,25 @@ impl DiskBody {
         (0..self.blocks()).try_for_each(|index| self.block(index).map(drop))
     }
 
-    /// Bytes `start..end` of the body as a stream, one block at a time, each
-    /// checked before any of its bytes is sent. A block that fails its check
-    /// drops the entry and fails the stream (the response is cut, never
-    /// completed with wrong bytes).
+    /// Bytes `start..end` of the body as a stream, read one block at a time,
+    /// each checked before any of its bytes is sent, and handed out in pieces
+    /// of at most [`BODY_CHUNK`] bytes so a connection's write buffer stays
+    /// small. A block that fails its check drops the entry and fails the
+    /// stream (the response is cut, never completed with wrong bytes).
+    ///
+    /// [`BODY_CHUNK`]: super::BODY_CHUNK
     pub fn stream(self: &Arc<Self>, start: u64, end: u64) -> BodyStream {
         let end = end.min(self.len);
         Box::pin(futures_util::stream::unfold(
-            (self.clone(), start),
-            move |(body, pos)| async move {
+            (self.clone(), start, Bytes::new()),
+            move |(body, pos, mut read_ahead)| async move {
                 if pos >= end {
                     return None;
+                }
+                if !read_ahead.is_empty() {
+                    let piece = read_ahead.split_to(read_ahead.len().min(super::BODY_CHUNK));
+                    let next = pos + piece.len() as u64;
+                    return Some((Ok(piece), (body, next, read_ahead)));
                 }
                 let reader = body.clone();
                 let read = tokio::task::spawn_blocking(move || {
@@ -616,16 +624,17 @@ impl DiskBody {
                 .await
                 .unwrap_or_else(|e| Err(io::Error::other(e)));
                 match read {
-                    Ok(bytes) if !bytes.is_empty() => {
-                        let next = pos + bytes.len() as u64;
-                        Some((Ok(bytes), (body, next)))
+                    Ok(mut bytes) if !bytes.is_empty() => {
+                        let piece = bytes.split_to(bytes.len().min(super::BODY_CHUNK));
+                        let next = pos + piece.len() as u64;
+                        Some((Ok(piece), (body, next, bytes)))
                     }
                     Ok(_) => None,
                     Err(e) => {
                         tracing::warn!(entry = %body.hash, "dropping a corrupt cache entry: {e}");
                         body.tier.remove(&body.hash);
                         let error = OriginError::Invalid(format!("cache entry unreadable: {e}"));
-                        Some((Err(error), (body, end)))
+                        Some((Err(error), (body, end, Bytes::new())))
                     }
                 }
             },
@@ -869,11 +878,22 @@ mod tests {
         let file = OpenOptions::new().write(true).open(&path).unwrap();
         file.write_all_at(b"X", BODY_OFFSET + BLOCK + 3).unwrap();
         let mut stream = body.stream(0, u64::MAX);
+        let mut sent = Vec::new();
+        let error = loop {
+            match stream.next().await.unwrap() {
+                Ok(piece) => {
+                    assert!(piece.len() <= crate::cache::BODY_CHUNK);
+                    sent.extend_from_slice(&piece);
+                }
+                Err(e) => break e,
+            }
+        };
         assert_eq!(
-            stream.next().await.unwrap().unwrap(),
-            &data[..BLOCK as usize]
+            sent,
+            &data[..BLOCK as usize],
+            "every byte of block 0, none of block 1"
         );
-        assert!(stream.next().await.unwrap().is_err());
+        assert!(error.to_string().contains("checksum"), "{error}");
         assert!(stream.next().await.is_none());
         assert!(!path.exists());
         assert_eq!(tier.usage().1, 0);
