@@ -2,7 +2,8 @@
 //! `HttpServer` bound with `listen_rustls_0_23` and `tls::server_config`, with
 //! certificates made here by rcgen and checked from the client side with rustls
 //! (which certificate, which ALPN protocol), reqwest (a real HTTP/2 request) and,
-//! when the binary exists, `openssl s_client` (old protocol versions refused).
+//! when the binary exists, `openssl s_client` (old protocol versions refused);
+//! and the s3edge binary itself, reloading a renewed certificate on SIGHUP.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -962,4 +963,92 @@ fn rsa_keys_in_pkcs8_and_pkcs1_and_ec_keys_in_sec1_are_accepted() {
     // And a mismatch across algorithms is still a mismatch.
     let error = tls::load_certified_key(&pki.path("rsa.pem"), &pki.path("ec.key")).unwrap_err();
     assert!(matches!(error, TlsError::KeyMismatch { .. }), "{error:?}");
+}
+
+// ---------------------------------------------------------------------------
+// The binary: a certificate renewed on disk is picked up by SIGHUP
+
+#[test]
+fn sighup_to_the_binary_swaps_a_renewed_certificate_for_new_connections_and_keeps_open_ones() {
+    use std::io::BufRead;
+    let pki = Pki::new();
+    let old = pki.leaf("old", &["renew.test"]);
+    let sites = pki.path("sites");
+    std::fs::create_dir_all(sites.join("buckets/renew")).unwrap();
+    std::fs::write(sites.join("buckets/renew/index.html"), "hello").unwrap();
+    // The site names fixed paths; renewal rewrites the files behind them.
+    let (cert, key) = (pki.path("live.pem"), pki.path("live.key"));
+    std::fs::copy(&old.cert, &cert).unwrap();
+    std::fs::copy(&old.key, &key).unwrap();
+    std::fs::write(
+        sites.join("renew.toml"),
+        format!(
+            "hosts = [\"renew.test\"]\ndefault = true\n[origin]\nbucket = \"renew\"\n\
+             endpoint = \"embedded\"\n[website]\nindex_document = \"index.html\"\n[tls]\ncert = {:?}\nkey = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_s3edge"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--embedded-s3-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--access-log", "off", "--cache-dir"])
+        .arg(pki.path("cache"))
+        .arg("--sites")
+        .arg(&sites)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let https: SocketAddr = loop {
+        let line = lines.next().expect("startup line").unwrap();
+        if let Some(addr) = line.strip_prefix("listening on https://") {
+            break addr.parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let trusting = ClientOptions::trusting(&pki);
+
+    let mut open = connect(https, "renew.test", &trusting).unwrap();
+    assert_eq!(peer_certificate(&open), old.der);
+    let first = http1_get(&mut open, "renew.test");
+    assert_eq!(first, ("HTTP/1.1 200 OK".to_string(), "hello".to_string()));
+
+    let new = pki.leaf("new", &["renew.test"]);
+    std::fs::copy(&new.cert, &cert).unwrap();
+    std::fs::copy(&new.key, &key).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut swapped = false;
+    for _ in 0..200 {
+        let stream = connect(https, "renew.test", &trusting).unwrap();
+        if peer_certificate(&stream) == new.der {
+            swapped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // The connection opened before the reload still works, on the old one.
+    let still_open = http1_get(&mut open, "renew.test").0;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(swapped, "new connections get the renewed certificate");
+    assert_eq!(peer_certificate(&open), old.der);
+    assert!(still_open.contains("200"), "{still_open}");
 }
