@@ -174,6 +174,11 @@ impl DiskTier {
         }
     }
 
+    /// Whether the index has an entry for `key` (no I/O).
+    pub fn contains(&self, key: &CacheKey) -> bool {
+        self.lock().slots.contains_key(&key.hash())
+    }
+
     /// Reads an entry (blocking I/O: call from a blocking task). A body of at
     /// most `load_max` bytes is read and checked whole; a larger one stays in
     /// its file and is read block by block as it is sent.
