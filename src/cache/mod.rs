@@ -1,5 +1,7 @@
 //! The cache: entries keyed by site, object key and encoding variant, a memory
-//! tier (moka, weighted by bytes), and request coalescing.
+//! tier (moka, weighted by bytes) for objects up to `--memory-object-max`, a
+//! disk tier (every object, and the only home of larger ones), and request
+//! coalescing.
 //!
 //! Contract (after pingora-cache): an entry enters a tier only when its body is
 //! complete and its length matches the origin's Content-Length; a fill that
