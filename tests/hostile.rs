@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use common::binary::{rss_kib, Binary};
 use common::{site_toml, Edge, EdgeBuilder};
 use reqwest::Method;
 
@@ -222,4 +223,358 @@ async fn five_hundred_slowloris_connections_do_not_stop_others_being_served() {
         worst < Duration::from_millis(100),
         "a request took {worst:?} beside {opened} slow clients"
     );
+}
+
+/// Waits (blocking) until the server closes `stream`; returns how long that took
+/// and what it sent first.
+fn time_until_closed(mut stream: TcpStream, limit: Duration) -> (Duration, String) {
+    let started = std::time::Instant::now();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("still open after {:?}: {e}", started.elapsed()),
+        }
+    }
+    (
+        started.elapsed(),
+        String::from_utf8_lossy(&answer).to_string(),
+    )
+}
+
+/// `CLIENT_REQUEST_TIMEOUT` in `src/server.rs`.
+const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// `KEEP_ALIVE` in `src/server.rs`.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_or_half_a_head_is_closed_after_the_request_timeout() {
+    let edge = edge().await;
+    let addr = edge.node.http_addrs[0];
+    let silent = std::thread::spawn(move || {
+        let stream = TcpStream::connect(addr).unwrap();
+        time_until_closed(stream, Duration::from_secs(40))
+    });
+    let partial = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(b"GET /ok.txt HTTP/1.1\r\nHost: h.test\r\n")
+            .unwrap();
+        time_until_closed(stream, Duration::from_secs(40))
+    });
+    // Others are served meanwhile.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(edge.get("h.test", "/ok.txt").await.status(), 200);
+    for (name, handle) in [("silent", silent), ("half a head", partial)] {
+        let (took, answer) = tokio::task::spawn_blocking(move || handle.join().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            took >= CLIENT_REQUEST_TIMEOUT - Duration::from_secs(1)
+                && took < CLIENT_REQUEST_TIMEOUT + Duration::from_secs(10),
+            "{name}: closed after {took:?}"
+        );
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+            "{name}: {answer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() {
+    let edge = edge().await;
+    let addr = edge.node.http_addrs[0];
+    let idle = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(b"GET /ok.txt HTTP/1.1\r\nHost: h.test\r\n\r\n")
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\nok") {
+            assert_eq!(stream.read(&mut byte).unwrap(), 1, "the response");
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 200"));
+        time_until_closed(stream, Duration::from_secs(60))
+    });
+    let (took, extra) = tokio::task::spawn_blocking(move || idle.join().unwrap())
+        .await
+        .unwrap();
+    assert!(extra.is_empty(), "nothing more after the response: {extra}");
+    assert!(
+        took >= KEEP_ALIVE - Duration::from_secs(2) && took < KEEP_ALIVE + Duration::from_secs(15),
+        "the idle connection was closed after {took:?}"
+    );
+}
+
+/// A site folder for the binary: one default site on the embedded store, with
+/// `origin` lines added to its `[origin]`.
+fn binary_site(dir: &std::path::Path, origin: &str) -> std::path::PathBuf {
+    let sites = dir.join("sites");
+    std::fs::create_dir_all(sites.join("buckets/demo")).unwrap();
+    std::fs::write(
+        sites.join("demo.toml"),
+        format!("hosts = [\"localhost\"]\ndefault = true\n[origin]\nbucket = \"demo\"\nendpoint = \"embedded\"\n{origin}"),
+    )
+    .unwrap();
+    std::fs::write(sites.join("buckets/demo/small.txt"), "small").unwrap();
+    sites
+}
+
+/// A client that reads a few MiB of a 1 GiB body and then stops reading (the
+/// socket left open) holds no memory in the node: the body is back-pressured,
+/// not buffered, and others are still served at once.
+#[test]
+fn a_client_that_stops_reading_a_1_gib_body_holds_no_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // The embedded store hashes a file without a stored ETag before answering:
+    // seconds for 1 GiB on a busy machine.
+    let sites = binary_site(dir.path(), "timeout = \"60s\"\n");
+    // Sparse: 1 GiB of zeros written in no time.
+    let huge = std::fs::File::create(sites.join("buckets/demo/huge.bin")).unwrap();
+    huge.set_len(1 << 30).unwrap();
+    drop(huge);
+    let cache = dir.path().join("cache");
+    let node = Binary::serve(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--embedded-s3-listen",
+            "127.0.0.1:0",
+            "--access-log",
+            "off",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--sites",
+            sites.to_str().unwrap(),
+        ],
+        &[],
+        dir.path(),
+    );
+    let small = || {
+        let started = std::time::Instant::now();
+        let body = reqwest::blocking::get(format!("{}/small.txt", node.http))
+            .unwrap()
+            .text()
+            .unwrap();
+        assert_eq!(body, "small");
+        started.elapsed()
+    };
+    small();
+    let (baseline, _) = rss_kib(node.pid());
+
+    let addr = node.http.trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    // Generous: the embedded store may read the whole file before it answers.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stream
+        .write_all(b"GET /huge.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut received = stream.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..received.min(512)]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("content-length: 1073741824"), "{head}");
+    while received < 4 << 20 {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the body ended early");
+        received += n;
+    }
+    // Stop reading for ten seconds, the connection open.
+    let mut worst = Duration::ZERO;
+    let mut highest = baseline;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(500));
+        highest = highest.max(rss_kib(node.pid()).0);
+        worst = worst.max(small());
+    }
+    let (_, peak) = rss_kib(node.pid());
+    let growth_mib = peak.max(highest).saturating_sub(baseline) / 1024;
+    println!(
+        "RSS baseline {} MiB, peak {} MiB, growth {growth_mib} MiB; slowest other request {worst:?}",
+        baseline / 1024,
+        peak / 1024
+    );
+    assert!(
+        growth_mib <= 64,
+        "RSS grew by {growth_mib} MiB for a reader that stopped"
+    );
+    assert!(
+        worst < Duration::from_secs(1),
+        "another request took {worst:?}"
+    );
+    // The stalled transfer is still alive, and resumes where it stopped.
+    let n = stream.read(&mut buf).unwrap();
+    assert!(n > 0, "the paused transfer resumes");
+    drop(stream);
+    small();
+}
+
+const SECRET_KEY: &str = "EmbeddedSecret-k3Jq9zVb7Lw2";
+const WRONG_SECRET: &str = "WrongSecret-Qx8Nn4Rt6Yp1";
+const ADMIN_TOKEN: &str = "AdminToken-Zm5Hc3Vd9Ks7";
+
+/// Secrets in the environment never come back out: not in stdout or stderr (with
+/// the log level at trace), not in any response's headers or body, not in
+/// `/metrics`, whatever errors are provoked.
+#[test]
+fn credentials_and_the_admin_token_never_appear_in_logs_responses_or_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let sites = binary_site(dir.path(), "");
+    let store_port = common::binary::free_port();
+    let store = format!("http://127.0.0.1:{store_port}");
+    let remote = |name: &str, endpoint: &str, secret_var: &str| {
+        std::fs::write(
+            sites.join(format!("{name}.toml")),
+            format!(
+                "hosts = [\"{name}.test\"]\n[origin]\nbucket = \"demo\"\nendpoint = \"{endpoint}\"\n\
+                 access_key_id_env = \"T_KEY_ID\"\nsecret_access_key_env = \"{secret_var}\"\ntimeout = \"2s\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    remote("good", &store, "T_SECRET");
+    remote("badsecret", &store, "T_WRONG_SECRET");
+    remote("unreachable", "http://127.0.0.1:1", "T_SECRET");
+    let cache = dir.path().join("cache");
+    let mut node = Binary::serve(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--embedded-s3-listen",
+            &format!("127.0.0.1:{store_port}"),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--sites",
+            sites.to_str().unwrap(),
+        ],
+        &[
+            ("RUST_LOG", "trace"),
+            ("S3EDGE_EMBEDDED_ACCESS_KEY", "test-key-id"),
+            ("S3EDGE_EMBEDDED_SECRET_KEY", SECRET_KEY),
+            ("T_KEY_ID", "test-key-id"),
+            ("T_SECRET", SECRET_KEY),
+            ("T_WRONG_SECRET", WRONG_SECRET),
+            ("S3EDGE_ADMIN_TOKEN", ADMIN_TOKEN),
+        ],
+        dir.path(),
+    );
+    let client = reqwest::blocking::Client::new();
+    let mut seen = String::new();
+    let mut exchange = |request: reqwest::blocking::RequestBuilder| -> u16 {
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        for (name, value) in response.headers() {
+            seen.push_str(&format!(
+                "{name}: {}\n",
+                String::from_utf8_lossy(value.as_bytes())
+            ));
+        }
+        seen.push_str(&response.text().unwrap());
+        status
+    };
+    let edge = |host: &str, path: &str| {
+        client
+            .get(format!("{}{path}", node.http))
+            .header("host", host)
+    };
+    let admin = |path: &str| client.get(format!("{}{path}", node.admin));
+    assert_eq!(exchange(edge("localhost", "/small.txt")), 200);
+    assert_eq!(exchange(edge("good.test", "/small.txt")), 200);
+    assert_eq!(exchange(edge("badsecret.test", "/small.txt")), 502);
+    assert_eq!(exchange(edge("unreachable.test", "/small.txt")), 502);
+    assert_eq!(exchange(edge("good.test", "/missing.txt")), 404);
+    assert_eq!(exchange(admin("/metrics")), 401);
+    assert_eq!(exchange(admin("/metrics").bearer_auth(WRONG_SECRET)), 401);
+    assert_eq!(
+        exchange(admin("/metrics").bearer_auth(&ADMIN_TOKEN[..10])),
+        401
+    );
+    let purge = |token: &str| {
+        client
+            .post(format!("{}/purge", node.admin))
+            .bearer_auth(token)
+            .body(r#"{"site":"good","all":true}"#)
+    };
+    assert_eq!(exchange(purge("not-the-token")), 401);
+    assert_eq!(exchange(purge(ADMIN_TOKEN)), 200);
+    assert_eq!(exchange(admin("/metrics").bearer_auth(ADMIN_TOKEN)), 200);
+    assert!(
+        seen.contains("s3edge_origin_requests_total"),
+        "the metrics were read"
+    );
+    assert_eq!(node.stop(), Some(0));
+    let (stdout, stderr) = (node.stdout(), node.stderr());
+    assert!(
+        stderr.contains("SignatureDoesNotMatch"),
+        "the wrong secret is logged by its S3 code: {stderr}"
+    );
+    assert!(stderr.contains("TRACE"), "the log level really was trace");
+    for secret in [SECRET_KEY, WRONG_SECRET, ADMIN_TOKEN] {
+        for (place, text) in [
+            ("stdout", &stdout),
+            ("stderr", &stderr),
+            ("responses", &seen),
+        ] {
+            assert!(!text.contains(secret), "`{secret}` in {place}");
+        }
+    }
+}
+
+#[test]
+fn the_admin_listener_is_loopback_by_default() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_s3edge"))
+        .args(["serve", "--help"])
+        .env_remove("S3EDGE_ADMIN_LISTEN")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).to_string();
+    let admin = help
+        .split("--admin-listen")
+        .nth(1)
+        .and_then(|rest| rest.split("\n      --").next())
+        .unwrap_or_default();
+    assert!(admin.contains("[default: 127.0.0.1:9090]"), "{help}");
+
+    // Started without --admin-listen, it binds 127.0.0.1:9090 (when that is free).
+    if std::net::TcpListener::bind("127.0.0.1:9090").is_err() {
+        println!("127.0.0.1:9090 is taken: only the help text was checked");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sites = binary_site(dir.path(), "");
+    let cache = dir.path().join("cache");
+    let mut node = Binary::serve(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--embedded-s3-listen",
+            "127.0.0.1:0",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--sites",
+            sites.to_str().unwrap(),
+        ],
+        &[],
+        dir.path(),
+    );
+    assert_eq!(node.admin, "http://127.0.0.1:9090");
+    let health = reqwest::blocking::get(format!("{}/healthz", node.admin)).unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(node.stop(), Some(0));
 }

@@ -14,6 +14,7 @@ use s3edge::origin::embedded::{DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY};
 use s3edge::server::{NodeOptions, NodeThread, StartError};
 use tempfile::TempDir;
 
+pub mod binary;
 pub mod fault_proxy;
 
 /// An S3 client for an endpoint, with the given keys.

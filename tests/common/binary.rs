@@ -1,0 +1,158 @@
+//! The `s3edge` binary as an operator runs it, with everything it prints kept:
+//! start-up lines parsed for the listeners' addresses, stdout and stderr
+//! collected whole for tests that read the logs.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running `s3edge serve`.
+pub struct Binary {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT` of the first HTTP listener.
+    pub http: String,
+    /// `http://127.0.0.1:PORT` of the admin listener.
+    pub admin: String,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// Collects a stream's lines into `into`; the start-up lines also go to `lines`.
+fn collect(
+    stream: impl std::io::Read + Send + 'static,
+    into: Arc<Mutex<String>>,
+    lines: Option<mpsc::Sender<String>>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            into.lock().unwrap().push_str(&line);
+            into.lock().unwrap().push('\n');
+            if let Some(tx) = &lines {
+                let _ = tx.send(line);
+            }
+        }
+    });
+}
+
+impl Binary {
+    /// `s3edge serve ARGS` with `env` added (and `S3EDGE_*`/`RUST_LOG` from the
+    /// test's own environment removed); waits for the HTTP and admin lines.
+    pub fn serve(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Binary {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_s3edge"));
+        command.arg("serve").args(args).current_dir(cwd);
+        let inherited: HashMap<String, String> = std::env::vars().collect();
+        for name in inherited.keys() {
+            if name.starts_with("S3EDGE_") || name == "RUST_LOG" {
+                command.env_remove(name);
+            }
+        }
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start s3edge");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        collect(child.stdout.take().unwrap(), stdout.clone(), Some(tx));
+        collect(child.stderr.take().unwrap(), stderr.clone(), None);
+        let (mut http, mut admin) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http.is_none() || admin.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
+                let _ = child.kill();
+                panic!(
+                    "s3edge did not start: {}{}",
+                    stdout.lock().unwrap(),
+                    stderr.lock().unwrap()
+                );
+            };
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                http.get_or_insert(rest.to_string());
+            } else if let Some(rest) = line.strip_prefix("admin listening on ") {
+                admin = Some(rest.to_string());
+            }
+        }
+        Binary {
+            child,
+            http: http.unwrap(),
+            admin: admin.unwrap(),
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Everything printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, then waits (up to 30 s) for the exit code; the output is then complete.
+    pub fn stop(&mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the collecting threads read what is left in the pipes.
+                std::thread::sleep(Duration::from_millis(200));
+                return status.code();
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Resident set size and its peak (`VmRSS`, `VmHWM`) of a process, in KiB.
+pub fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
