@@ -235,7 +235,10 @@ class Objects:
             key = "big/mid%d.bin" % i
             self.write(key, os.urandom(6 << 20), keep=True)
             self.big_keys.append(key)
-        self.write("big/blob.bin", os.urandom(24 << 20), keep=True)
+        # Cached on disk after its first range (within a quarter of the disk tier).
+        self.write("big/blob.bin", os.urandom(12 << 20), keep=True)
+        # Larger than any entry the disk tier takes: its ranges always go to the origin.
+        self.write("big/huge.bin", os.urandom(20 << 20), keep=True)
 
     def new_key(self, thread_id):
         with self.lock:
@@ -387,8 +390,11 @@ class Client(threading.Thread):
         return resp.status
 
     def do_range(self):
-        if self.rng.random() < 0.7:
+        pick = self.rng.random()
+        if pick < 0.6:
             key = "big/blob.bin"
+        elif pick < 0.7:
+            key = "big/huge.bin"
         else:
             key = self.rng.choice(self.objects.bin_keys + self.objects.big_keys)
         full = self.objects.data[key]
@@ -552,7 +558,7 @@ def main():
     p.add_argument("--threads", type=int, default=6)
     p.add_argument("--flap-every", type=float, default=20)
     p.add_argument("--flap-length", type=float, default=4)
-    p.add_argument("--grace", type=float, default=5, help="seconds after a fault that still explain errors")
+    p.add_argument("--grace", type=float, default=8, help="seconds after a fault that still explain errors")
     p.add_argument("--rss-tolerance-mib", type=float, default=48)
     p.add_argument("--fd-tolerance", type=int, default=16)
     p.add_argument("--json", required=True)

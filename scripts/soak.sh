@@ -88,7 +88,7 @@ bucket = "soak"
 endpoint = "http://127.0.0.1:$P_PROXY"
 access_key_id_env = "SOAK_S3_KEY"
 secret_access_key_env = "SOAK_S3_SECRET"
-timeout = "2s"
+timeout = "5s"
 
 [cache]
 default_ttl = "5s"
