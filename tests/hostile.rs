@@ -578,3 +578,72 @@ fn the_admin_listener_is_loopback_by_default() {
     assert_eq!(health.status(), 200);
     assert_eq!(node.stop(), Some(0));
 }
+
+/// Resident set size of this test process (the node runs in it), in KiB.
+fn own_rss_kib() -> u64 {
+    rss_kib(std::process::id()).0
+}
+
+#[tokio::test]
+async fn a_body_sent_with_a_get_is_never_buffered_and_ends_the_connection() {
+    let edge = edge().await;
+    let addr = edge.node.http_addrs[0];
+    let before = own_rss_kib();
+    let (head, sent, closed_after) = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(
+                b"GET /ok.txt HTTP/1.1\r\nHost: h.test\r\nContent-Length: 10000000000\r\n\r\n",
+            )
+            .unwrap();
+        // The answer comes before any of the announced 10 GB.
+        let mut buf = [0u8; 4096];
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"\r\n\r\nok") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "closed before the answer");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let head = String::from_utf8_lossy(&answer).to_string();
+        // Then 64 MiB of it: the node may drain some, but never keeps it.
+        let junk = vec![b'x'; 1 << 20];
+        let mut sent = 0usize;
+        for _ in 0..64 {
+            if stream.write_all(&junk).is_err() {
+                break;
+            }
+            sent += junk.len();
+        }
+        let started = std::time::Instant::now();
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "still open");
+        }
+        (head, sent, started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.ends_with("ok"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "the node will not read the rest: {head}"
+    );
+    let growth_mib = own_rss_kib().saturating_sub(before) / 1024;
+    println!("sent {sent} bytes of GET body; closed {closed_after:?} later; RSS +{growth_mib} MiB");
+    assert!(growth_mib < 32, "RSS grew by {growth_mib} MiB");
+
+    // A chunked body on a GET is answered the same way, without reading it.
+    let (code, text) = raw(
+        &edge,
+        b"GET /ok.txt HTTP/1.1\r\nHost: h.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n",
+    );
+    assert_eq!(code, 200, "{text}");
+    assert!(text.ends_with("ok"), "{text}");
+}
