@@ -8,7 +8,7 @@ import statistics
 import sys
 
 res, problem, cold, cold_client = {}, {}, {}, {}
-ttfb, rss_kb, hwm_kb, rss_before_kb = None, 0, 0, 0
+ttfb, rss_kb, hwm_kb, rss_before_kb, rss_scraped_kb = None, 0, 0, 0, None
 for line in sys.stdin:
     kind, key, value = line.rstrip("\n").split("\t", 2)
     if kind == "RES":
@@ -22,7 +22,8 @@ for line in sys.stdin:
     elif kind == "TTFB":
         ttfb = json.loads(value)
     elif kind == "RSS":
-        rss_kb, hwm_kb, rss_before_kb = (int(v) for v in value.split())
+        rss_kb, hwm_kb, rss_before_kb, *rest = (int(v) for v in value.split())
+        rss_scraped_kb = rest[0] if rest else None
 
 env = os.environ.get
 BUDGET_MIB = 512
@@ -126,6 +127,9 @@ else:
 if ttfb and ttfb["error_count"]:
     out.append(f"- TTFB errors ({ttfb['error_count']}): {'; '.join(ttfb['errors'])}")
 out.append(f"- s3edge cache metrics at the end: {env('B_CACHE')}")
+if rss_scraped_kb is not None:
+    out.append(f"- s3edge RSS 2 s after that /metrics scrape, which runs the memory tier's pending evictions: "
+               f"{rss_scraped_kb / 1024:.0f} MiB (the RSS row is the reading before it).")
 out.append("- Per-round values (req/s):")
 for scenario in ("hit4k", "hit64m", "js", "jsbr"):
     parts = [f"{server} {', '.join(fmt(x) for x in res[f'{scenario},{server}'])}"
