@@ -505,6 +505,44 @@ class Client(threading.Thread):
         self.close()
 
 
+class HostStalls(threading.Thread):
+    """Evidence that the whole machine stalled (the soak shares it with other
+    jobs): Linux pressure-stall totals for I/O and memory ("full": every
+    runnable task waiting), and this thread's own lateness (CPU starvation).
+    Each 0.5 s tick with over 150 ms fully stalled, or 1 s late, is recorded."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stalls = []  # (start, end, why)
+        self.done = threading.Event()
+
+    @staticmethod
+    def full_us():
+        total = 0
+        for what in ("io", "memory"):
+            try:
+                with open("/proc/pressure/" + what) as f:
+                    for line in f:
+                        if line.startswith("full"):
+                            total += int(line.split("total=")[1])
+            except OSError:
+                pass
+        return total
+
+    def run(self):
+        last_t, last_full = time.monotonic(), self.full_us()
+        while not self.done.wait(0.5):
+            now, full = time.monotonic(), self.full_us()
+            why = []
+            if full - last_full > 150_000:
+                why.append("I/O or memory fully stalled %d ms" % ((full - last_full) // 1000))
+            if now - last_t > 1.5:
+                why.append("sampler %.1f s late" % (now - last_t - 0.5))
+            if why:
+                self.stalls.append((last_t, now, ", ".join(why)))
+            last_t, last_full = now, full
+
+
 # ---------------------------------------------------------------- process --
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
@@ -588,9 +626,14 @@ def main():
 
     sampling_done = threading.Event()
     threading.Thread(target=sample, daemon=True).start()
+    host = HostStalls()
+    host.start()
+    load_start = open("/proc/loadavg").read().split()[:3]
     flaps, kinds, br_differs = run_phase(args, objects, stats, args.duration, flapper)
     elapsed = time.monotonic() - t0
     sampling_done.set()
+    host.done.set()
+    load_end = open("/proc/loadavg").read().split()[:3]
     time.sleep(3)
     rss_end, fd_end = rss_kib(args.pid), fd_count(args.pid)
 
@@ -599,15 +642,22 @@ def main():
     def in_window(start, end):
         return any(start <= w_end + args.grace and end >= w_start for w_start, w_end, _ in windows)
 
+    def in_host_stall(start, end):
+        return any(start <= s_end + args.grace and end >= s_start for s_start, s_end, _ in host.stalls)
+
     explained = collections.Counter()
+    host_stall = collections.Counter()
     unexplained = collections.Counter()
     examples = []
     for start, end, rkind, ekind, detail in stats.errors:
         if ekind in FAULT_KINDS_EXPLAINED and in_window(start, end):
             explained[ekind] += 1
+        elif ekind in FAULT_KINDS_EXPLAINED and in_host_stall(start, end):
+            host_stall[ekind] += 1
+            examples.append("%.1fs %s %s %s (during a host stall)" % (start - t0, rkind, ekind, detail))
         else:
             unexplained[ekind] += 1
-            if len(examples) < 20:
+            if len(examples) < 30:
                 examples.append("%.1fs %s %s %s" % (start - t0, rkind, ekind, detail))
     warm_unexplained = collections.Counter(e[3] for e in warm.errors)
 
@@ -623,6 +673,10 @@ def main():
         "origin_connections_faulted": dict(flapper.affected),
         "origin_connections_forwarded": flapper.forwarded,
         "errors_explained": dict(explained),
+        "errors_host_stall": dict(host_stall),
+        "host_stalls": [("%.1f" % (a - t0), "%.1f" % (b - t0), why) for a, b, why in host.stalls],
+        "load_start": " ".join(load_start),
+        "load_end": " ".join(load_end),
         "errors_unexplained": dict(unexplained),
         "unexplained_examples": examples,
         "warmup_requests": sum(warm.requests.values()),

@@ -171,7 +171,10 @@ lines = [
         r["faults_injected"], kv(r["faults_by_kind"]), kv(r["origin_connections_faulted"]),
         r["origin_connections_forwarded"]),
     "| errors explained by the faults | %d (%s) |" % (sum(r["errors_explained"].values()), kv(r["errors_explained"])),
+    "| errors during a host stall (no fault injected) | %d (%s) |" % (sum(r["errors_host_stall"].values()), kv(r["errors_host_stall"])),
     "| errors unexplained | %d (%s) |" % (sum(r["errors_unexplained"].values()), kv(r["errors_unexplained"])),
+    "| host stalls seen (I/O or memory fully stalled >150 ms in 0.5 s, or the sampler 1 s late) | %d; load average %s at the start, %s at the end |" % (
+        len(r["host_stalls"]), r["load_start"], r["load_end"]),
     "| errors during the warm-up (no faults) | %d |" % sum(r["warmup_errors"].values()),
     "| RSS after warm-up, at the end, highest sample | %s MiB, %s MiB, %s MiB (tolerance +%s MiB) |" % (
         r["rss_start_mib"], r["rss_end_mib"], r["rss_max_mib"], r["rss_tolerance_mib"]),
@@ -179,15 +182,19 @@ lines = [
     "| s3edge alive at the end, panics logged | %s, %s |" % (alive, panics),
     "",
     "Explained: a 502, a 504, a cut body or a dropped connection on a request that",
-    "overlapped a fault window or ended within %s s after one. br bodies are checked" % r["grace_s"],
+    "overlapped a fault window or ended within %s s after one. The same kinds during a" % r["grace_s"],
+    "host stall (the machine is shared) are counted apart and do not fail the run;",
+    "anything else does. br bodies are checked",
     "for completeness only (no brotli decoder in Python's standard library); gzip",
     "bodies are decompressed and checked. br bodies that differed between requests: %d." % r["br_bodies_differing"],
     "",
     "RSS (MiB) and fds every 30 s: " + ", ".join("%ss %s/%s" % tuple(s) for s in r["samples"]),
     "",
 ]
+if r["host_stalls"]:
+    lines += ["Host stalls (seconds into the run): " + "; ".join("%s-%s %s" % tuple(h) for h in r["host_stalls"][:40]), ""]
 if r["unexplained_examples"]:
-    lines += ["Unexplained errors (first 20):", ""] + ["- " + e for e in r["unexplained_examples"]] + [""]
+    lines += ["Errors outside fault windows (first 30):", ""] + ["- " + e for e in r["unexplained_examples"]] + [""]
 if metrics.strip():
     lines += ["s3edge's own counters at the end:", "", "```"] + metrics.strip().splitlines() + ["```", ""]
 failures = list(r["failures"])
