@@ -73,6 +73,8 @@ else
 fi
 [[ -x $BIN ]] || die "no s3edge binary at $BIN"
 
+# The tree the run is about (the binary may be older: S3EDGE_BIN).
+COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 TMP=$(mktemp -d /tmp/s3edge-soak.XXXXXX)
 mkdir -p "$TMP/sites" "$TMP/buckets/soak" "$TMP/cache" "$TMP/tmp"
 read -r P_EDGE P_ADMIN P_S3 P_PROXY < <(python3 -c '
@@ -148,7 +150,6 @@ PY
 [[ -f $TMP/soak.json ]] || die "the soak client wrote no result"
 
 mkdir -p "$(dirname "$OUT")"
-COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 set +e
 python3 - "$TMP/soak.json" "$OUT" "$INVOCATION" "$BIN" "$alive" "$panics" "$metrics" "$COMMIT" <<'PY'
 import json, sys, time
@@ -160,7 +161,7 @@ lines = [
     "# Soak test",
     "",
     "`%s` on %s (binary `%s`), %s." % (invocation, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                                        binary, "commit " + commit if commit else "unknown commit"),
+                                        binary, "repository at " + commit),
     "",
     "| | |",
     "|---|---|",
