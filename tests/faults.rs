@@ -362,7 +362,8 @@ async fn a_body_that_stalls_midway_is_cut_after_the_site_timeout_and_not_cached(
 }
 
 #[tokio::test]
-async fn a_206_whose_content_range_does_not_match_the_request_is_a_502_and_nothing_is_cached() {
+async fn a_206_or_200_whose_content_range_does_not_match_the_request_is_a_502_and_nothing_is_cached(
+) {
     let f = faulty("8s", STALE_IF_ERROR).await;
     let data = random_bytes(100_000, 9);
     f.put("r.bin", &data, None).await;
@@ -370,14 +371,25 @@ async fn a_206_whose_content_range_does_not_match_the_request_is_a_502_and_nothi
         f.edge
             .request(Method::GET, HOST, "/r.bin", &[("range", "bytes=0-99")])
     };
-    f.proxy.set(HttpFault::WrongContentRange);
-    for round in 0..2 {
-        let response = ranged().await;
-        assert_eq!(response.status(), 502, "round {round}");
-        clean_error_body(response, "a wrong Content-Range").await;
+    for (fault, status_line) in [
+        (HttpFault::WrongContentRange, "HTTP/1.1 206 Partial Content"),
+        (HttpFault::WrongContentRangeOn200, "HTTP/1.1 200 OK"),
+    ] {
+        f.proxy.set(fault.clone());
+        f.proxy.reset_counts();
+        for round in 0..2 {
+            let response = ranged().await;
+            assert_eq!(response.status(), 502, "{fault:?} round {round}");
+            clean_error_body(response, "a wrong Content-Range").await;
+        }
+        assert_eq!(
+            f.proxy.attempts(),
+            2,
+            "{fault:?}: no retry of a received answer"
+        );
+        assert_eq!(f.proxy.status_lines(), vec![status_line; 2], "{fault:?}");
     }
-    assert_eq!(f.proxy.attempts(), 2, "no retry of a received answer");
-    assert_eq!(f.origin_outcomes("ok").await, 2);
+    assert_eq!(f.origin_outcomes("ok").await, 4);
     f.proxy.clear();
     let response = ranged().await;
     assert_eq!(response.status(), 206);

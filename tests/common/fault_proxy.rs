@@ -37,6 +37,8 @@ pub enum HttpFault {
     StallBody(usize),
     /// A 206 whose `Content-Range` is moved one byte on from the one the store sent.
     WrongContentRange,
+    /// The same, with the status line turned into `200 OK`.
+    WrongContentRangeOn200,
 }
 
 /// A marker in every error body the proxy makes up, to look for in the edge's answers.
@@ -51,6 +53,8 @@ struct Shared {
     attempts: AtomicUsize,
     /// Their request lines, in order.
     request_lines: Mutex<Vec<String>>,
+    /// The status lines of the answers forwarded (after any rewrite).
+    status_lines: Mutex<Vec<String>>,
     /// Whether the listener is open (false under [`HttpFault::Refuse`]).
     listening: AtomicBool,
 }
@@ -77,6 +81,7 @@ impl FaultProxy {
             upstream: Mutex::new(None),
             attempts: AtomicUsize::new(0),
             request_lines: Mutex::new(Vec::new()),
+            status_lines: Mutex::new(Vec::new()),
             listening: AtomicBool::new(true),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy bind");
@@ -141,9 +146,15 @@ impl FaultProxy {
         self.shared.request_lines.lock().unwrap().clone()
     }
 
+    /// The status lines of the answers forwarded from the store, as the edge got them.
+    pub fn status_lines(&self) -> Vec<String> {
+        self.shared.status_lines.lock().unwrap().clone()
+    }
+
     pub fn reset_counts(&self) {
         self.shared.attempts.store(0, Ordering::SeqCst);
         self.shared.request_lines.lock().unwrap().clear();
+        self.shared.status_lines.lock().unwrap().clear();
     }
 }
 
@@ -370,7 +381,8 @@ async fn serve_connection(mut down: TcpStream, shared: Arc<Shared>) -> std::io::
         HttpFault::None
         | HttpFault::ShortBody(_)
         | HttpFault::StallBody(_)
-        | HttpFault::WrongContentRange => {}
+        | HttpFault::WrongContentRange
+        | HttpFault::WrongContentRangeOn200 => {}
     }
     let Some(upstream) = *shared.upstream.lock().unwrap() else {
         return Ok(());
@@ -385,8 +397,18 @@ async fn serve_connection(mut down: TcpStream, shared: Arc<Shared>) -> std::io::
     let response_head = String::from_utf8_lossy(&response_head).to_string();
     let response_head = match fault {
         HttpFault::WrongContentRange => shifted_content_range(&response_head),
+        HttpFault::WrongContentRangeOn200 => shifted_content_range(&response_head).replacen(
+            "HTTP/1.1 206 Partial Content",
+            "HTTP/1.1 200 OK",
+            1,
+        ),
         _ => response_head,
     };
+    shared
+        .status_lines
+        .lock()
+        .unwrap()
+        .push(response_head.lines().next().unwrap_or_default().to_string());
     down.write_all(response_head.as_bytes()).await?;
     let limit = match fault {
         HttpFault::ShortBody(n) | HttpFault::StallBody(n) => n,
