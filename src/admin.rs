@@ -65,9 +65,50 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
             "s3edge_cache_entries{{tier=\"{tier}\"}} {entries}\n"
         ));
     }
+    allocator_metrics(&mut text);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)
+}
+
+/// jemalloc's own figures (the binary's global allocator): live bytes, the
+/// pages holding them, what is resident, and what it keeps mapped but purged,
+/// to tell cache bodies from allocator overhead when RSS is over the budget.
+/// Nothing when jemalloc is not the allocator in use (tests, other targets).
+fn allocator_metrics(text: &mut String) {
+    #[cfg(not(target_env = "msvc"))]
+    {
+        use tikv_jemalloc_ctl::{epoch, stats};
+        if epoch::advance().is_err() {
+            return;
+        }
+        let figures = [
+            ("allocated", stats::allocated::read()),
+            ("active", stats::active::read()),
+            ("resident", stats::resident::read()),
+            ("metadata", stats::metadata::read()),
+            ("retained", stats::retained::read()),
+        ];
+        if figures
+            .iter()
+            .all(|(_, value)| value.as_ref().map_or(true, |v| *v == 0))
+        {
+            return;
+        }
+        text.push_str(
+            "# HELP s3edge_allocator_bytes The memory allocator's figures (jemalloc stats.*).\n",
+        );
+        text.push_str("# TYPE s3edge_allocator_bytes gauge\n");
+        for (kind, value) in figures {
+            if let Ok(value) = value {
+                text.push_str(&format!(
+                    "s3edge_allocator_bytes{{kind=\"{kind}\"}} {value}\n"
+                ));
+            }
+        }
+    }
+    #[cfg(target_env = "msvc")]
+    let _ = text;
 }
 
 /// `POST /purge`: `{"site": "NAME", "paths": ["/a.html"], "prefixes": ["/blog/"], "all": false}`.
