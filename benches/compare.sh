@@ -416,9 +416,16 @@ CACHE_METRICS=$(curl -sf "http://127.0.0.1:$P_ADMIN/metrics" | grep -E '^s3edge_
 # batches, on later cache operations): the reading after it shows how much of
 # the RSS above was entries already over the budget but not yet evicted. The
 # RSS row keeps the reading before it.
+# The allocator's own figures (s3edge_allocator_bytes) split the RSS into live
+# bytes and allocator overhead. A last reading 15 s later shows what the idle
+# node settles at.
 sleep 2
 RSS_SCRAPED_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$S3EDGE_PID/status")
-log "  RSS $((RSS_SCRAPED_KB >> 10)) MiB after a /metrics scrape (the memory tier's pending evictions done) and 2 s"
+ALLOCATOR_METRICS=$(curl -sf "http://127.0.0.1:$P_ADMIN/metrics" | grep -E '^s3edge_allocator_bytes' | paste -sd' ' || true)
+log "  RSS $((RSS_SCRAPED_KB >> 10)) MiB after a /metrics scrape (the memory tier's pending evictions done) and 2 s; $ALLOCATOR_METRICS"
+sleep 13
+RSS_IDLE_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$S3EDGE_PID/status")
+log "  RSS $((RSS_IDLE_KB >> 10)) MiB 15 s after the scrape"
 
 # ------------------------------------------------------------ 9. report ----
 export_results() {
@@ -428,7 +435,7 @@ export_results() {
     for k in "${!COLD[@]}"; do printf 'COLD\t%s\t%s\n' "$k" "${COLD[$k]}"; done
     for k in "${!COLD_CLIENT[@]}"; do printf 'COLDCLIENT\t%s\t%s\n' "$k" "${COLD_CLIENT[$k]}"; done
     printf 'TTFB\t-\t%s\n' "$TTFB"
-    printf 'RSS\t-\t%s %s %s %s\n' "$RSS_KB" "$HWM_KB" "$RSS_BEFORE_FILL_KB" "$RSS_SCRAPED_KB"
+    printf 'RSS\t-\t%s %s %s %s %s\n' "$RSS_KB" "$HWM_KB" "$RSS_BEFORE_FILL_KB" "$RSS_SCRAPED_KB" "$RSS_IDLE_KB"
 }
 CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 GIT=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -440,6 +447,7 @@ export B_BUILT=$(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC')
 export B_NGINX=$(nginx -v 2>&1 | sed 's/.*version: //') B_VARNISH=$(varnishd -V 2>&1 | head -1 | sed 's/varnishd (\(varnish-[^ ]*\).*/\1/')
 export B_WRK=$(wrk -v 2>&1 | head -1 | awk '{ print $2 }') B_JS=$JS_SIZE B_JSBR=$JS_BR_SIZE
 export B_FILL=$FILL_COUNT B_HITORIGIN=$ORIGIN_DURING_HITS B_CACHE=$CACHE_METRICS B_COLDSIZE=$COLD_SIZE
+export B_ALLOCATOR=$ALLOCATOR_METRICS
 mkdir -p "$(dirname "$OUT")"
 export_results | python3 "$HERE/report.py" >"$OUT"
 cat "$OUT"

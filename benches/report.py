@@ -8,7 +8,7 @@ import statistics
 import sys
 
 res, problem, cold, cold_client = {}, {}, {}, {}
-ttfb, rss_kb, hwm_kb, rss_before_kb, rss_scraped_kb = None, 0, 0, 0, None
+ttfb, rss_kb, hwm_kb, rss_before_kb, rss_scraped_kb, rss_idle_kb = None, 0, 0, 0, None, None
 for line in sys.stdin:
     kind, key, value = line.rstrip("\n").split("\t", 2)
     if kind == "RES":
@@ -24,6 +24,7 @@ for line in sys.stdin:
     elif kind == "RSS":
         rss_kb, hwm_kb, rss_before_kb, *rest = (int(v) for v in value.split())
         rss_scraped_kb = rest[0] if rest else None
+        rss_idle_kb = rest[1] if len(rest) > 1 else None
 
 env = os.environ.get
 BUDGET_MIB = 512
@@ -129,7 +130,11 @@ if ttfb and ttfb["error_count"]:
 out.append(f"- s3edge cache metrics at the end: {env('B_CACHE')}")
 if rss_scraped_kb is not None:
     out.append(f"- s3edge RSS 2 s after that /metrics scrape, which runs the memory tier's pending evictions: "
-               f"{rss_scraped_kb / 1024:.0f} MiB (the RSS row is the reading before it).")
+               f"{rss_scraped_kb / 1024:.0f} MiB"
+               + (f"; 15 s later, idle: {rss_idle_kb / 1024:.0f} MiB" if rss_idle_kb is not None else "")
+               + " (the RSS row is the reading before the scrape).")
+if env("B_ALLOCATOR"):
+    out.append(f"- jemalloc's figures after the scrape: {env('B_ALLOCATOR')}")
 out.append("- Per-round values (req/s):")
 for scenario in ("hit4k", "hit64m", "js", "jsbr"):
     parts = [f"{server} {', '.join(fmt(x) for x in res[f'{scenario},{server}'])}"
