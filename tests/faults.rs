@@ -398,12 +398,10 @@ async fn a_206_or_200_whose_content_range_does_not_match_the_request_is_a_502_an
     assert_exact(f.get("/r.bin").await, &data, "the whole object").await;
 }
 
-/// Known bug, kept as a test for the owner of `src/handler/lookup.rs`:
-/// `Lookup::origin_exists` takes any HEAD failure for "no index document", so an
-/// origin failing while `/dir` is checked for `dir/index.html` gives the error
-/// document with 404 instead of a 502. Run with `--ignored`.
+/// An origin failing while `/dir` is checked for `dir/index.html` is an origin
+/// error (502), not a missing index document (which gave the error document
+/// with 404 before the fix in `Lookup::origin_exists`).
 #[tokio::test]
-#[ignore = "bug: lookup.rs origin_exists treats an origin failure as a missing directory index (404 instead of 502)"]
 async fn an_origin_failing_the_directory_index_check_is_a_502_not_a_404() {
     let f = faulty(
         "8s",

@@ -32,10 +32,16 @@ pub(super) struct Lookup<'a> {
 }
 
 impl Lookup<'_> {
-    /// Does `object_key` exist? The cache answers when it can, else an origin HEAD.
-    async fn origin_exists(&self, object_key: &str, exchange: &mut Exchange) -> bool {
+    /// Does `object_key` exist? The cache answers when it can, else an origin
+    /// HEAD; an origin that fails (rather than answering 404 or 403) is an error:
+    /// the key may well exist.
+    async fn origin_exists(
+        &self,
+        object_key: &str,
+        exchange: &mut Exchange,
+    ) -> Result<bool, OriginError> {
         if let Some(entry) = self.fetcher.cached(object_key).await {
-            return entry.kind == EntryKind::Object;
+            return Ok(entry.kind == EntryKind::Object);
         }
         let started = Instant::now();
         let result = self.site.origin.head(object_key).await;
@@ -44,10 +50,14 @@ impl Lookup<'_> {
             Err(e) => e.outcome(),
         };
         self.fetcher.count_origin(started, outcome);
-        if let Ok(meta) = &result {
-            exchange.origin_request_id.clone_from(&meta.request_id);
+        match result {
+            Ok(meta) => {
+                exchange.origin_request_id = meta.request_id;
+                Ok(true)
+            }
+            Err(OriginError::NotFound { .. } | OriginError::Denied { .. }) => Ok(false),
+            Err(e) => Err(e),
         }
-        result.is_ok()
     }
 
     /// Fetches `key` (without the site's prefix) for the client's request, through
@@ -243,11 +253,13 @@ pub(super) async fn serve_website(
     // `/dir` with no object `dir` but an object `dir/<index>`: 302 to `/dir/`.
     if status == 404 {
         if let Some(index_key) = website::directory_index_key(config, &lookup_key) {
-            if lookup
-                .origin_exists(&lookup.site.object_key(&index_key), exchange)
-                .await
-            {
-                return redirect_response(&website::directory_redirect(&lookup.info));
+            let index_object = lookup.site.object_key(&index_key);
+            match lookup.origin_exists(&index_object, exchange).await {
+                Ok(true) => {
+                    return redirect_response(&website::directory_redirect(&lookup.info));
+                }
+                Ok(false) => {}
+                Err(e) => return missing_or_error(lookup, &index_key, &e),
             }
         }
     }
