@@ -459,3 +459,66 @@ async fn deleted_and_copied_objects_keep_no_stale_metadata() {
         "only the bucket is left: no sidecar"
     );
 }
+
+#[tokio::test]
+async fn a_file_put_in_the_bucket_directory_by_hand_is_hashed_once_and_again_when_it_changes() {
+    let h = harness().await;
+    let path = h.root.path().join(BUCKET).join("by-hand.bin");
+    std::fs::write(&path, b"first version").expect("write");
+    let etag = |out: Option<&str>| out.expect("etag").trim_matches('"').to_owned();
+    let head =
+        h.s3.head_object()
+            .bucket(BUCKET)
+            .key("by-hand.bin")
+            .send()
+            .await
+            .expect("head");
+    assert_eq!(etag(head.e_tag()), md5_hex(b"first version"));
+    // The ETag is stored with the size and time it was computed from...
+    let internal: Vec<String> = std::fs::read_dir(h.root.path())
+        .expect("root")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".internal.json"))
+        .collect();
+    assert_eq!(internal.len(), 1, "{internal:?}");
+    let stored = std::fs::read_to_string(h.root.path().join(&internal[0])).expect("read");
+    assert!(stored.contains(&md5_hex(b"first version")), "{stored}");
+    assert!(stored.contains("s3edge_hashed_for"), "{stored}");
+
+    // ...so a GET does not hash it again, and a change (same size, new time) does.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&path, b"second versio").expect("write");
+    let got =
+        h.s3.get_object()
+            .bucket(BUCKET)
+            .key("by-hand.bin")
+            .send()
+            .await
+            .expect("get");
+    assert_eq!(etag(got.e_tag()), md5_hex(b"second versio"));
+    let body = got.body.collect().await.expect("body").into_bytes();
+    assert_eq!(&body[..], b"second versio");
+    let listed =
+        h.s3.list_objects_v2()
+            .bucket(BUCKET)
+            .send()
+            .await
+            .expect("list");
+    let object = listed
+        .contents()
+        .iter()
+        .find(|o| o.key() == Some("by-hand.bin"))
+        .expect("listed");
+    assert_eq!(etag(object.e_tag()), md5_hex(b"second versio"));
+
+    // An ETag stored by PutObject is kept as it is.
+    let put = h.put("uploaded.bin", b"uploaded").await;
+    let head =
+        h.s3.head_object()
+            .bucket(BUCKET)
+            .key("uploaded.bin")
+            .send()
+            .await
+            .expect("head");
+    assert_eq!(head.e_tag(), Some(put.as_str()));
+}

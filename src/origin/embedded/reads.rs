@@ -20,7 +20,7 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 
 use super::preconditions::{Outcome, Preconditions};
-use super::sidecar::{md5_hex, storable_key};
+use super::sidecar::storable_key;
 use super::store::{internal, Store};
 
 /// Content-Type S3 reports for an object stored without one.
@@ -122,6 +122,14 @@ fn url_encode_opt(s: Option<&mut String>) {
 
 impl Store {
     /// The metadata of the regular file that holds `bucket/key`.
+    /// See [`Sidecars::remember_etag`](super::sidecar::Sidecars::remember_etag).
+    async fn remember_etag(&self, bucket: &str, key: &str, file: &Metadata) -> S3Result<String> {
+        self.files
+            .remember_etag(bucket, key, file)
+            .await
+            .map_err(|e| internal("cannot hash an object", e))
+    }
+
     async fn object_file(&self, bucket: &str, key: &str) -> S3Result<Metadata> {
         let path = self.files.bucket_dir(bucket).join(key);
         let found = if storable_key(key) {
@@ -147,6 +155,7 @@ impl Store {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let file = self.object_file(&bucket, &key).await?;
+        self.remember_etag(&bucket, &key, &file).await?;
         let preconditions = preconditions_of(&req);
         if !preconditions.is_empty() {
             let head = self
@@ -180,6 +189,7 @@ impl Store {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let file = self.object_file(&bucket, &key).await?;
+        self.remember_etag(&bucket, &key, &file).await?;
         let preconditions = preconditions_of(&req);
         let range = req.input.range.take();
         let mut resp = self.fs.head_object(req).await?;
@@ -273,13 +283,8 @@ impl Store {
             let Some(key) = object.key.as_deref() else {
                 continue;
             };
-            let etag = match self.files.stored_etag(bucket, key).await {
-                Ok(Some(etag)) => etag,
-                Ok(None) => md5_hex(&self.files.bucket_dir(bucket).join(key))
-                    .await
-                    .map_err(|e| internal("cannot hash an object", e))?,
-                Err(e) => return Err(internal("cannot read an object's ETag", e)),
-            };
+            let file = self.object_file(bucket, key).await?;
+            let etag = self.remember_etag(bucket, key, &file).await?;
             object.e_tag = Some(ETag::Strong(etag));
             object.storage_class = Some(ObjectStorageClass::from_static(
                 ObjectStorageClass::STANDARD,

@@ -38,6 +38,10 @@ impl BucketConfigKind {
     }
 }
 
+/// The internal-file field recording the size and modification time an ETag
+/// was computed from (only for files put in the directory by hand).
+const HASHED_FOR: &str = "s3edge_hashed_for";
+
 /// Paths and small file operations under the store's root directory.
 #[derive(Debug)]
 pub(crate) struct Sidecars {
@@ -104,6 +108,41 @@ impl Sidecars {
         let info: Option<serde_json::Map<String, serde_json::Value>> =
             read_json(&self.internal_path(bucket, key)).await?;
         Ok(info.and_then(|map| map.get("e_tag").and_then(|v| v.as_str()).map(str::to_owned)))
+    }
+
+    /// Gives a file that was put in its bucket's directory by hand (not through
+    /// PutObject, so s3s-fs has no ETag for it) a stored ETag: its MD5, computed
+    /// once and again only when the file's size or modification time changes.
+    /// Without it s3s-fs hashes the whole file on every GET and HEAD (seconds
+    /// for a large file). ETags stored by PutObject are left as they are.
+    pub(crate) async fn remember_etag(
+        &self,
+        bucket: &str,
+        key: &str,
+        file: &std::fs::Metadata,
+    ) -> io::Result<String> {
+        let path = self.internal_path(bucket, key);
+        let modified = file
+            .modified()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let stamp = serde_json::Value::String(format!("{}:{modified}", file.len()));
+        let info: Option<serde_json::Map<String, serde_json::Value>> = read_json(&path).await?;
+        if let Some(map) = &info {
+            let hashed_for = map.get(HASHED_FOR);
+            if let Some(etag) = map.get("e_tag").and_then(|v| v.as_str()) {
+                if hashed_for.is_none_or(|v| *v == stamp) {
+                    return Ok(etag.to_owned());
+                }
+            }
+        }
+        let etag = md5_hex(&self.bucket_dir(bucket).join(key)).await?;
+        let mut map = serde_json::Map::new();
+        map.insert("e_tag".to_owned(), serde_json::Value::String(etag.clone()));
+        map.insert(HASHED_FOR.to_owned(), stamp);
+        self.write_json(&path, &map).await?;
+        Ok(etag)
     }
 
     /// Replaces the internal file with one holding only `etag` (drops stale checksums).
