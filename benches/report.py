@@ -92,10 +92,10 @@ if ttfb:
     e50, o50 = ttfb["edge"]["p50_ms"], ttfb["origin"]["p50_ms"]
     e99, o99 = ttfb["edge"]["p99_ms"], ttfb["origin"]["p99_ms"]
     rows.append([f"miss TTFB p50, ms ({ttfb['n']} fresh 4 KiB keys; s3edge vs its S3 origin direct)",
-                 f"{e50:.3f}", "-", "-", f"{o50:.3f}", "-", "-", f"overhead <= 1 ms: +{e50 - o50:.3f} ms",
+                 f"{e50:.3f}", "-", "-", f"{o50:.3f}", "-", "-", f"overhead <= 1 ms: {e50 - o50:+.3f} ms",
                  yes(e50 - o50 <= 1.0 and ttfb["error_count"] == 0)])
     rows.append(["miss TTFB p99, ms (same samples)", f"{e99:.3f}", "-", "-", f"{o99:.3f}", "-", "-",
-                 f"(no target): +{e99 - o99:.3f} ms", "-"])
+                 f"(no target): {e99 - o99:+.3f} ms", "-"])
 
 # RSS
 rss_mib, hwm_mib, before_mib = rss_kb / 1024, hwm_kb / 1024, rss_before_kb / 1024
