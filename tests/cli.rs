@@ -4,9 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
+
+use common::binary::{rss_kib, Binary};
 use std::time::{Duration, Instant};
 
 fn s3edge() -> Command {
@@ -132,18 +134,11 @@ fn serve_refuses_to_start_on_an_invalid_site_with_the_same_messages() {
     );
 }
 
-/// A running `s3edge serve` and the addresses it printed.
-struct Served {
-    child: Child,
-    http: String,
-    admin: String,
-    embedded: String,
-}
-
-fn serve(dir: &Path) -> Served {
-    let mut child = s3edge()
-        .args([
-            "serve",
+/// `s3edge serve` on `dir`'s sites, with its own cache directory.
+fn serve(dir: &Path) -> Binary {
+    let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
+    Binary::serve(
+        &[
             "--listen",
             "127.0.0.1:0",
             "--admin-listen",
@@ -153,34 +148,13 @@ fn serve(dir: &Path) -> Served {
             "--access-log",
             "off",
             "--sites",
-        ])
-        .arg(dir.join("sites"))
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut http, mut admin, mut embedded) = (None, None, None);
-    while http.is_none() || admin.is_none() || embedded.is_none() {
-        let line = lines.next().expect("startup line").unwrap();
-        if let Some(rest) = line.strip_prefix("listening on ") {
-            http = Some(rest.to_string());
-        } else if let Some(rest) = line.strip_prefix("admin listening on ") {
-            admin = Some(rest.to_string());
-        } else if let Some(rest) = line.strip_prefix("embedded S3 store: ") {
-            embedded = rest.split(' ').next().map(str::to_string);
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Served {
-        child,
-        http: http.unwrap(),
-        admin: admin.unwrap(),
-        embedded: embedded.unwrap(),
-    }
+            &path("sites"),
+            "--cache-dir",
+            &path("cache"),
+        ],
+        &[],
+        dir,
+    )
 }
 
 fn site_dir(object: Option<(&str, &[u8])>) -> tempfile::TempDir {
@@ -188,7 +162,9 @@ fn site_dir(object: Option<(&str, &[u8])>) -> tempfile::TempDir {
     write(
         &dir.path().join("sites"),
         "demo.toml",
-        "hosts = [\"localhost\"]\ndefault = true\n[origin]\nbucket = \"demo\"\nendpoint = \"embedded\"\n",
+        // The store hashes a hand-placed file on its first GET (the 1 GiB one
+        // takes over 10 s in a debug build on a busy machine).
+        "hosts = [\"localhost\"]\ndefault = true\n[origin]\nbucket = \"demo\"\nendpoint = \"embedded\"\ntimeout = \"120s\"\n",
     );
     let bucket = dir.path().join("sites").join("buckets").join("demo");
     std::fs::create_dir_all(&bucket).unwrap();
@@ -228,7 +204,13 @@ fn serve_prints_its_listeners_and_sites_and_exits_0_on_sigterm() {
     assert_eq!(body, "hello");
     let health = reqwest::blocking::get(format!("{}/healthz", served.admin)).unwrap();
     assert_eq!(health.status(), 200);
-    assert!(served.embedded.starts_with("http://127.0.0.1:"));
+    assert!(
+        served
+            .stdout()
+            .contains("embedded S3 store: http://127.0.0.1:"),
+        "{}",
+        served.stdout()
+    );
     sigterm(&served.child);
     assert_eq!(
         wait_exit(&mut served.child, Duration::from_secs(10)),
@@ -258,20 +240,6 @@ fn sigterm_lets_an_in_flight_download_finish_before_exiting_0() {
     );
     // New connections are refused once the node has stopped.
     assert!(reqwest::blocking::get(format!("{}/big.bin", served.http)).is_err());
-}
-
-/// Resident set size and its peak, in KiB, of a process.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Serving a 1 GiB object grows the process's memory by at most 64 MiB: bodies

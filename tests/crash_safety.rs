@@ -6,24 +6,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::binary::{free_port, Binary};
 use common::{random_bytes, sha256};
 
 const MIB: usize = 1024 * 1024;
-
-/// A free port on loopback (bound, then released for the child to take).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Forwards connections to `target`; answers flow back at about `rate` bytes
 /// per second (0: unthrottled). Runs until the test process ends.
@@ -70,19 +61,6 @@ fn throttling_proxy(target: u16, rate: usize) -> u16 {
     port
 }
 
-struct Node {
-    child: Child,
-    http: String,
-    admin: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A directory with one site whose bucket `demo` (in the embedded store on
 /// `store_port`) is reached through `endpoint_port`.
 fn site_dir(endpoint_port: u16, objects: &[(&str, &[u8])]) -> tempfile::TempDir {
@@ -105,52 +83,35 @@ fn site_dir(endpoint_port: u16, objects: &[(&str, &[u8])]) -> tempfile::TempDir 
     dir
 }
 
-/// Starts the binary on `dir`; `shell_prefix` runs before it in bash (limits).
-fn start(dir: &Path, store_port: u16, shell_prefix: &str, stderr: &Path) -> Node {
-    let script = format!("{shell_prefix}\nexec \"$0\" \"$@\"");
-    let mut child = Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .arg(env!("CARGO_BIN_EXE_s3edge"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--access-log", "off", "--memory-object-max", "1MiB"])
-        .args(["--disk-cache-size", "1GiB", "--cache-dir"])
-        .arg(dir.join("cache"))
-        .arg("--embedded-s3")
-        .arg(dir.join("sites/buckets"))
-        .args(["--embedded-s3-listen", &format!("127.0.0.1:{store_port}")])
-        .arg("--sites")
-        .arg(dir.join("sites"))
-        .env("CRASH_TEST_KEY", "s3edge-dev")
-        .env("CRASH_TEST_SECRET", "s3edge-dev-secret")
-        .env_remove("S3EDGE_EMBEDDED_ACCESS_KEY")
-        .env_remove("S3EDGE_EMBEDDED_SECRET_KEY")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(stderr).unwrap())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut http, mut admin) = (None, None);
-    while http.is_none() || admin.is_none() {
-        let line = lines.next().expect("startup line").unwrap();
-        if let Some(rest) = line.strip_prefix("listening on ") {
-            http = Some(rest.to_string());
-        } else if let Some(rest) = line.strip_prefix("admin listening on ") {
-            admin = Some(rest.to_string());
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Node {
-        child,
-        http: http.unwrap(),
-        admin: admin.unwrap(),
-    }
+/// Starts the binary on `dir`; `shell` runs first in bash (limits).
+fn start(dir: &Path, store_port: u16, shell: &str) -> Binary {
+    let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
+    let store = format!("127.0.0.1:{store_port}");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--access-log",
+        "off",
+        "--memory-object-max",
+        "1MiB",
+        "--disk-cache-size",
+        "1GiB",
+        "--cache-dir",
+        &path("cache"),
+        "--embedded-s3",
+        &path("sites/buckets"),
+        "--embedded-s3-listen",
+        &store,
+        "--sites",
+        &path("sites"),
+    ];
+    let env = [
+        ("CRASH_TEST_KEY", "s3edge-dev"),
+        ("CRASH_TEST_SECRET", "s3edge-dev-secret"),
+    ];
+    Binary::serve_in_shell(shell, &args, &env, dir)
 }
 
 fn client() -> reqwest::blocking::Client {
@@ -161,7 +122,7 @@ fn client() -> reqwest::blocking::Client {
 }
 
 /// Status, Cache-Status and body of a GET.
-fn get(node: &Node, path: &str) -> (u16, String, Vec<u8>) {
+fn get(node: &Binary, path: &str) -> (u16, String, Vec<u8>) {
     let response = client().get(format!("{}{path}", node.http)).send().unwrap();
     let status = response.status().as_u16();
     let cache = response
@@ -172,7 +133,7 @@ fn get(node: &Node, path: &str) -> (u16, String, Vec<u8>) {
     (status, cache, response.bytes().unwrap().to_vec())
 }
 
-fn disk_entries(node: &Node) -> u64 {
+fn disk_entries(node: &Binary) -> u64 {
     let text = client()
         .get(format!("{}/metrics", node.admin))
         .send()
@@ -211,8 +172,7 @@ fn kill_9_during_a_large_fill_leaves_no_temp_file_nothing_corrupt_and_the_comple
     // About 4 MiB/s: the 24 MiB fill takes several seconds.
     let proxy = throttling_proxy(store_port, 4 * MIB);
     let dir = site_dir(proxy, &[("small.bin", &small), ("big.bin", &big)]);
-    let log = dir.path().join("stderr.log");
-    let mut node = start(dir.path(), store_port, "", &log);
+    let mut node = start(dir.path(), store_port, "");
 
     assert_eq!(get(&node, "/small.bin").2, small);
     wait_until("small.bin on disk", Duration::from_secs(10), || {
@@ -236,7 +196,7 @@ fn kill_9_during_a_large_fill_leaves_no_temp_file_nothing_corrupt_and_the_comple
     );
     drop(node);
 
-    let node = start(dir.path(), store_port, "", &log);
+    let node = start(dir.path(), store_port, "");
     assert!(
         temp_files(dir.path()).is_empty(),
         "temporary files are removed at start"
@@ -274,10 +234,9 @@ fn a_disk_that_fills_up_during_a_fill_turns_the_tier_off_and_serving_goes_on() {
             ("later.bin", &later),
         ],
     );
-    let log = dir.path().join("stderr.log");
     // No file of the process may grow past 3 MiB: writing one fails (EFBIG),
     // as a full disk fails a write (SIGXFSZ is ignored, as bash's trap leaves it).
-    let node = start(dir.path(), store_port, "trap '' XFSZ\nulimit -f 3072", &log);
+    let node = start(dir.path(), store_port, "trap '' XFSZ\nulimit -f 3072");
     assert_eq!(get(&node, "/small.bin").2, small);
     wait_until("small.bin on disk", Duration::from_secs(10), || {
         disk_entries(&node) >= 1
@@ -291,8 +250,7 @@ fn a_disk_that_fills_up_during_a_fill_turns_the_tier_off_and_serving_goes_on() {
         "the write error in the log",
         Duration::from_secs(10),
         || {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
+            node.stderr()
                 .contains("disk cache turned off after a write error")
         },
     );

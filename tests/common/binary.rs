@@ -43,7 +43,24 @@ impl Binary {
     /// test's own environment removed); waits for the HTTP and admin lines.
     pub fn serve(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Binary {
         let mut command = Command::new(env!("CARGO_BIN_EXE_s3edge"));
-        command.arg("serve").args(args).current_dir(cwd);
+        command.arg("serve").args(args);
+        Binary::spawn(command, env, cwd)
+    }
+
+    /// The same, with `shell` (bash: limits, signal dispositions) run first in
+    /// the process that then becomes `s3edge serve ARGS`.
+    pub fn serve_in_shell(shell: &str, args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Binary {
+        let mut command = Command::new("bash");
+        command
+            .arg("-c")
+            .arg(format!("{shell}\nexec \"$0\" serve \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_s3edge"))
+            .args(args);
+        Binary::spawn(command, env, cwd)
+    }
+
+    fn spawn(mut command: Command, env: &[(&str, &str)], cwd: &Path) -> Binary {
+        command.current_dir(cwd);
         let inherited: HashMap<String, String> = std::env::vars().collect();
         for name in inherited.keys() {
             if name.starts_with("S3EDGE_") || name == "RUST_LOG" {

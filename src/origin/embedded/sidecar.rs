@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use md5::{Digest, Md5};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::io::AsyncReadExt;
 
 /// A per-bucket configuration the store keeps itself (s3s-fs has none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,21 +228,29 @@ pub(crate) fn storable_key(key: &str) -> bool {
 
 /// MD5 hex of a file: the ETag of a single-part object whose internal file is missing.
 pub(crate) async fn md5_hex(path: &Path) -> io::Result<String> {
-    let mut file = tokio::fs::File::open(path).await?;
-    let mut hasher = Md5::new();
-    let mut buf = vec![0; 64 * 1024];
-    loop {
-        let n = file.read(&mut buf).await?;
-        if n == 0 {
-            break;
+    // One blocking task with large reads: a large file is hashed at disk speed,
+    // not at the pace of one thread-pool round trip per small read.
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = Md5::new();
+        let mut buf = vec![0; 1 << 20];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
         }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+        Ok(hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    })
+    .await
+    .map_err(io::Error::other)?
 }
 
 #[cfg(test)]
