@@ -188,15 +188,19 @@ pub fn rechunk(chunks: &[Bytes]) -> Vec<Bytes> {
     let total: usize = chunks.iter().map(Bytes::len).sum();
     let mut out = Vec::with_capacity(total / BODY_CHUNK + 1);
     let mut current = bytes::BytesMut::with_capacity(total.min(BODY_CHUNK));
+    let mut left = total;
     for chunk in chunks {
         let mut rest = &chunk[..];
         while !rest.is_empty() {
             let take = rest.len().min(BODY_CHUNK - current.len());
             current.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
+            left -= take;
             if current.len() == BODY_CHUNK {
                 out.push(current.split().freeze());
-                current.reserve(BODY_CHUNK);
+                // Only what is left: the memory tier weighs bodies by length,
+                // so a short last chunk must not hold a full chunk's capacity.
+                current = bytes::BytesMut::with_capacity(left.min(BODY_CHUNK));
             }
         }
     }
