@@ -263,14 +263,7 @@ impl Node {
         .shutdown_timeout(options.shutdown_timeout.as_secs())
         .disable_signals();
         for addr in &options.listen {
-            let listener = TcpListener::bind(addr).map_err(|source| StartError::Listen {
-                addr: *addr,
-                source,
-            })?;
-            let local = listener.local_addr().map_err(|source| StartError::Listen {
-                addr: *addr,
-                source,
-            })?;
+            let (listener, local) = bind(*addr)?;
             edge = edge.listen(listener).map_err(|source| StartError::Listen {
                 addr: local,
                 source,
@@ -282,14 +275,7 @@ impl Node {
             .map_err(|e| StartError::Tls(format!("TLS configuration: {e}")))?;
         let mut https_addrs = Vec::new();
         for addr in &options.tls_listen {
-            let listener = TcpListener::bind(addr).map_err(|source| StartError::Listen {
-                addr: *addr,
-                source,
-            })?;
-            let local = listener.local_addr().map_err(|source| StartError::Listen {
-                addr: *addr,
-                source,
-            })?;
+            let (listener, local) = bind(*addr)?;
             edge = edge
                 .listen_rustls_0_23(listener, tls_config.clone())
                 .map_err(|source| StartError::Listen {
@@ -310,15 +296,7 @@ impl Node {
                 .store(first.port(), std::sync::atomic::Ordering::Relaxed);
         }
         let admin_state = state.clone();
-        let listener =
-            TcpListener::bind(options.admin_listen).map_err(|source| StartError::Listen {
-                addr: options.admin_listen,
-                source,
-            })?;
-        let admin_addr = listener.local_addr().map_err(|source| StartError::Listen {
-            addr: options.admin_listen,
-            source,
-        })?;
+        let (listener, admin_addr) = bind(options.admin_listen)?;
         let admin = HttpServer::new(move || {
             App::new()
                 .app_data(admin_state.clone())
@@ -637,4 +615,12 @@ impl Drop for NodeThread {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Binds a listener and reads back its address (port 0 becomes the real one).
+fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let error = |source| StartError::Listen { addr, source };
+    let listener = TcpListener::bind(addr).map_err(error)?;
+    let local = listener.local_addr().map_err(error)?;
+    Ok((listener, local))
 }

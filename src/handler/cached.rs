@@ -113,8 +113,15 @@ impl Fetcher {
 
     /// Fetches the whole object through the cache.
     pub async fn fetch(&self, object_key: &str) -> Answer {
+        let cached = self.cached(object_key).await;
+        self.fetch_from(object_key, cached).await
+    }
+
+    /// [`fetch`](Self::fetch) when the cache has already been looked up (a
+    /// disk-tier entry is not opened and read twice).
+    pub async fn fetch_from(&self, object_key: &str, cached: Option<Arc<Entry>>) -> Answer {
         let now = SystemTime::now();
-        let answer = match self.cached(object_key).await {
+        let answer = match cached {
             Some(entry) => match entry.state(now) {
                 State::Fresh => Answer {
                     result: serve_entry(&entry, now),

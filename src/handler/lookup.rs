@@ -77,14 +77,22 @@ impl Lookup<'_> {
         } else {
             None
         };
-        if let Some(spec) = spec {
-            if self.fetcher.cached(&object_key).await.is_none() {
-                if let Some(fetch) = self.fetch_range(&object_key, &spec, exchange).await? {
-                    return Ok(fetch);
+        let cached = match spec {
+            Some(spec) => match self.fetcher.cached(&object_key).await {
+                Some(entry) => Some(entry),
+                None => {
+                    if let Some(fetch) = self.fetch_range(&object_key, &spec, exchange).await? {
+                        return Ok(fetch);
+                    }
+                    None
                 }
-            }
-        }
-        let answer = self.fetcher.fetch(&object_key).await;
+            },
+            None => None,
+        };
+        let answer = match cached {
+            Some(entry) => self.fetcher.fetch_from(&object_key, Some(entry)).await,
+            None => self.fetcher.fetch(&object_key).await,
+        };
         exchange.cache = answer.outcome;
         if answer.request_id.is_some() {
             exchange.origin_request_id = answer.request_id;
