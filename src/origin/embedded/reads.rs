@@ -123,14 +123,19 @@ fn url_encode_opt(s: Option<&mut String>) {
 impl Store {
     /// The metadata of the regular file that holds `bucket/key`.
     /// See [`Sidecars::remember_etag`](super::sidecar::Sidecars::remember_etag).
-    async fn remember_etag(&self, bucket: &str, key: &str, file: &Metadata) -> S3Result<String> {
+    pub(super) async fn remember_etag(
+        &self,
+        bucket: &str,
+        key: &str,
+        file: &Metadata,
+    ) -> S3Result<String> {
         self.files
             .remember_etag(bucket, key, file)
             .await
             .map_err(|e| internal("cannot hash an object", e))
     }
 
-    async fn object_file(&self, bucket: &str, key: &str) -> S3Result<Metadata> {
+    pub(super) async fn object_file(&self, bucket: &str, key: &str) -> S3Result<Metadata> {
         let path = self.files.bucket_dir(bucket).join(key);
         let found = if storable_key(key) {
             tokio::fs::metadata(&path).await

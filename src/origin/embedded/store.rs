@@ -7,7 +7,8 @@
 //! `encoding-type=url` in listings.
 //! Writes (`writes.rs`): no implicit bucket creation; `aws-chunked` is not a stored
 //! Content-Encoding; deleted objects lose their metadata; a multipart object keeps no stale
-//! checksum; `BucketNotEmpty`; `BucketAlreadyOwnedByYou`.
+//! checksum; `BucketNotEmpty`; `BucketAlreadyOwnedByYou`; conditional PutObject
+//! (`If-None-Match: *`, `If-Match`).
 //! Keys (`sidecar::storable_key`): a key with a leading `/` or a `.`/`..` segment would
 //! resolve outside its bucket's directory; it is never found, and never written.
 //! Bucket configurations (`bucket_config.rs`, stored by `sidecar.rs`): website and CORS.
@@ -28,6 +29,8 @@ use super::sidecar::{storable_key, BucketConfigKind, Sidecars};
 pub(crate) struct Store {
     pub(super) fs: Arc<FileSystem>,
     pub(super) files: Arc<Sidecars>,
+    /// Held while a conditional PutObject checks and writes (see `writes.rs`).
+    pub(super) conditional_writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -38,6 +41,7 @@ impl Store {
         Ok(Self {
             fs: Arc::new(fs),
             files: Arc::new(Sidecars::new(root)),
+            conditional_writes: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 

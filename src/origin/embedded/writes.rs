@@ -83,7 +83,53 @@ impl Store {
         Self::require_storable(&req.input.key)?;
         self.require_bucket(&req.input.bucket).await?;
         req.input.content_encoding = without_aws_chunked(req.input.content_encoding.take());
+        if req.input.if_none_match.is_none() && req.input.if_match.is_none() {
+            return self.fs.put_object(req).await;
+        }
+        // Conditional writes are checked and done one at a time, so of two
+        // racing `If-None-Match: *` creates exactly one succeeds.
+        let _one_at_a_time = self.conditional_writes.lock().await;
+        self.check_write_conditions(&req.input).await?;
         self.fs.put_object(req).await
+    }
+
+    /// PutObject's conditions, as AWS S3 evaluates them: `If-None-Match: *`
+    /// fails with 412 when the key exists (`If-None-Match: ETAG` when it exists
+    /// with that ETag); `If-Match: ETAG` fails with 404 when the key is missing
+    /// and 412 when its ETag differs.
+    async fn check_write_conditions(&self, input: &PutObjectInput) -> S3Result<()> {
+        let (bucket, key) = (&input.bucket, &input.key);
+        let current = match self.object_file(bucket, key).await {
+            Ok(file) => Some(self.remember_etag(bucket, key, &file).await?),
+            Err(e) if *e.code() == S3ErrorCode::NoSuchKey => None,
+            Err(e) => return Err(e),
+        };
+        let matches = |condition: &ETagCondition, etag: &str| match condition {
+            ETagCondition::Any => true,
+            ETagCondition::ETag(tag) => tag.value() == etag.trim_matches('"'),
+        };
+        let failed = || {
+            s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            )
+        };
+        if let Some(condition) = &input.if_none_match {
+            if current
+                .as_deref()
+                .is_some_and(|etag| matches(condition, etag))
+            {
+                return Err(failed());
+            }
+        }
+        if let Some(condition) = &input.if_match {
+            match current.as_deref() {
+                None => return Err(s3_error!(NoSuchKey, "The specified key does not exist.")),
+                Some(etag) if !matches(condition, etag) => return Err(failed()),
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn create_multipart_upload_checked(
