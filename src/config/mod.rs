@@ -213,9 +213,17 @@ pub struct CorsConfig {
 /// `[tls]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsConfig {
-    pub cert: PathBuf,
-    pub key: PathBuf,
+    pub certificate: CertificateSource,
     pub redirect_http: bool,
+}
+
+/// Where a site's certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateSource {
+    /// `cert` and `key`: PEM files read at start and on SIGHUP.
+    Files { cert: PathBuf, key: PathBuf },
+    /// `acme = true`: obtained and renewed from the ACME CA (`src/acme/`).
+    Acme,
 }
 
 /// Reads and validates every `*.toml` file in `dir`, in name order.

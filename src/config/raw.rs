@@ -145,6 +145,9 @@ pub struct RawCors {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
+    /// `true`: certificates from the ACME CA instead of `cert`/`key`.
+    #[serde(default)]
+    pub acme: bool,
     pub cert: Option<String>,
     pub key: Option<String>,
     #[serde(default)]

@@ -151,7 +151,10 @@ pub fn validate_site(file: &Path, text: &str) -> Result<SiteConfig, Vec<ConfigPr
     let compression = validate_compression(&mut p, &raw.compression);
     let headers = validate_headers(&mut p, &raw.headers);
     let cors = raw.cors.as_ref().map(|c| validate_cors(&mut p, c));
-    let tls = raw.tls.as_ref().and_then(|t| validate_tls(&mut p, t));
+    let tls = raw
+        .tls
+        .as_ref()
+        .and_then(|t| validate_tls(&mut p, t, &raw.hosts));
     match origin {
         Some(origin) if p.list.is_empty() => Ok(SiteConfig {
             name,
@@ -661,7 +664,10 @@ fn validate_cors(p: &mut Problems, raw: &raw::RawCors) -> CorsConfig {
     }
 }
 
-fn validate_tls(p: &mut Problems, raw: &raw::RawTls) -> Option<TlsConfig> {
+fn validate_tls(p: &mut Problems, raw: &raw::RawTls, hosts: &[String]) -> Option<TlsConfig> {
+    if raw.acme {
+        return validate_acme(p, raw, hosts);
+    }
     let mut file = |key: &str, value: &Option<String>, what: &str| -> Option<PathBuf> {
         let Some(path) = value else {
             p.add(key, format!("missing; name the {what} file (PEM)"));
@@ -689,8 +695,43 @@ fn validate_tls(p: &mut Problems, raw: &raw::RawTls) -> Option<TlsConfig> {
         }
     }
     Some(TlsConfig {
-        cert: cert?,
-        key: key?,
+        certificate: CertificateSource::Files {
+            cert: cert?,
+            key: key?,
+        },
+        redirect_http: raw.redirect_http,
+    })
+}
+
+/// `acme = true`: certificates are ordered for the site's exact hosts, so
+/// `cert`/`key` must be absent and no host may be a wildcard (a wildcard
+/// certificate needs the DNS-01 challenge, which s3edge does not answer).
+fn validate_acme(p: &mut Problems, raw: &raw::RawTls, hosts: &[String]) -> Option<TlsConfig> {
+    let before = p.list.len();
+    for (key, value) in [("tls.cert", &raw.cert), ("tls.key", &raw.key)] {
+        if value.is_some() {
+            p.add(
+                key,
+                "cannot be combined with `acme = true`; remove cert and key to let s3edge obtain the certificate, or remove `acme = true` to serve these files",
+            );
+        }
+    }
+    for (i, host) in hosts.iter().enumerate() {
+        if host.trim().starts_with("*.") {
+            p.add(
+                format!("hosts[{i}]"),
+                format!("`{host}` is a wildcard, and `acme = true` cannot obtain wildcard certificates (they need the DNS-01 challenge); list the exact names, or give a wildcard certificate with tls.cert and tls.key"),
+            );
+        }
+    }
+    if hosts.is_empty() {
+        p.add(
+            "tls.acme",
+            "the site lists no hosts to order a certificate for; list its host names in `hosts`",
+        );
+    }
+    (p.list.len() == before).then_some(TlsConfig {
+        certificate: CertificateSource::Acme,
         redirect_http: raw.redirect_http,
     })
 }
@@ -752,6 +793,10 @@ mod tests {
             ("an unknown algorithm", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[compression]\nalgorithms=[\"zstd\"]\n", "compression.algorithms[0]: `zstd` is not supported"),
             ("a hop-by-hop header", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[headers]\n\"Connection\"=\"close\"\n", "headers.\"Connection\": describes the connection"),
             ("a missing certificate", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[tls]\ncert=\"/nonexistent.pem\"\nkey=\"/nonexistent.key\"\n", "tls.cert: `/nonexistent.pem` does not exist"),
+            ("acme with a wildcard host", "hosts=[\"a.com\", \"*.a.com\"]\n[origin]\nbucket=\"b\"\n[tls]\nacme=true\n", "sites/x.toml: hosts[1]: `*.a.com` is a wildcard, and `acme = true` cannot obtain wildcard certificates (they need the DNS-01 challenge); list the exact names"),
+            ("acme with a certificate file", "hosts=[\"a.com\"]\n[origin]\nbucket=\"b\"\n[tls]\nacme=true\ncert=\"c.pem\"\n", "sites/x.toml: tls.cert: cannot be combined with `acme = true`; remove cert and key"),
+            ("acme with a key file", "hosts=[\"a.com\"]\n[origin]\nbucket=\"b\"\n[tls]\nacme=true\nkey=\"c.key\"\n", "sites/x.toml: tls.key: cannot be combined with `acme = true`"),
+            ("acme on a default site without hosts", "default=true\n[origin]\nbucket=\"b\"\n[tls]\nacme=true\n", "sites/x.toml: tls.acme: the site lists no hosts"),
             ("website without an index", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[website]\nerror_document=\"e.html\"\n", "website.index_document: missing"),
             ("index with a slash", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[website]\nindex_document=\"a/index.html\"\n", "website.index_document: `a/index.html` is not a valid index suffix"),
             ("redirect-all with an index", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[website]\nindex_document=\"i.html\"\nredirect_all_requests_to={host_name=\"x.com\"}\n", "website.redirect_all_requests_to: cannot be combined"),
