@@ -65,6 +65,7 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
             "s3edge_cache_entries{{tier=\"{tier}\"}} {entries}\n"
         ));
     }
+    text.push_str(&crate::acme::metrics::render(&state.acme));
     allocator_metrics(&mut text);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -3,6 +3,7 @@
 //! See DESIGN.md for the contract; `server.rs` for the request pipeline.
 
 pub mod access_log;
+pub mod acme;
 pub mod admin;
 pub mod cache;
 pub mod compress;

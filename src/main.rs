@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use s3edge::access_log::{AccessLog, AccessLogTarget, LogFormat};
+use s3edge::acme::{self, challenge::ChallengeKind, AcmeOptions};
 use s3edge::admin::ADMIN_TOKEN_ENV;
 use s3edge::config::{self, units};
 use s3edge::server::{self, Node, NodeOptions, StartError};
@@ -117,6 +118,41 @@ struct ServeArgs {
     /// Worker threads (default: the number of cores).
     #[arg(long, env = "S3EDGE_WORKERS")]
     workers: Option<usize>,
+    /// ACME CA directory URL for `[tls] acme = true` sites.
+    #[arg(long, env = "S3EDGE_ACME_DIRECTORY", default_value = acme::LETS_ENCRYPT_PRODUCTION)]
+    acme_directory: String,
+    /// Contact address registered with the ACME CA (expiry notices).
+    #[arg(long, env = "S3EDGE_ACME_EMAIL")]
+    acme_email: Option<String>,
+    /// An extra trusted root (PEM) for the ACME CA's HTTPS, e.g. a test or private CA.
+    #[arg(long, env = "S3EDGE_ACME_CA_ROOT")]
+    acme_ca_root: Option<PathBuf>,
+    /// Where the ACME account key and certificates are kept across restarts.
+    #[arg(long, env = "S3EDGE_ACME_DIR", default_value = acme::DEFAULT_ACME_DIR)]
+    acme_dir: PathBuf,
+    /// Challenge types to answer, in order of preference (a failed order
+    /// retries with the next): `tls-alpn-01` (TLS listener), `http-01` (plain listener).
+    #[arg(
+        long,
+        env = "S3EDGE_ACME_CHALLENGE",
+        value_delimiter = ',',
+        default_value = "tls-alpn-01,http-01",
+        value_parser = ChallengeKind::parse
+    )]
+    acme_challenge: Vec<ChallengeKind>,
+    /// Keep the ACME account, certificates and order locks in this bucket
+    /// instead of --acme-dir, shared by every node of a ring.
+    #[arg(long, env = "S3EDGE_ACME_BUCKET")]
+    acme_bucket: Option<String>,
+    /// Key prefix inside --acme-bucket.
+    #[arg(long, env = "S3EDGE_ACME_BUCKET_PREFIX", default_value = acme::bucket::DEFAULT_PREFIX)]
+    acme_bucket_prefix: String,
+    /// S3 endpoint of --acme-bucket: a URL, or `embedded` (default: AWS).
+    #[arg(long, env = "S3EDGE_ACME_BUCKET_ENDPOINT")]
+    acme_bucket_endpoint: Option<String>,
+    /// Region of --acme-bucket (default: the AWS chain's, else us-east-1).
+    #[arg(long, env = "S3EDGE_ACME_BUCKET_REGION")]
+    acme_bucket_region: Option<String>,
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -254,6 +290,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         memory_object_max: args.memory_object_max,
         website_refresh: server::WEBSITE_REFRESH,
         origin_wrapper: None,
+        acme: AcmeOptions {
+            directory: args.acme_directory,
+            email: args.acme_email,
+            ca_root: args.acme_ca_root,
+            dir: args.acme_dir,
+            challenges: args.acme_challenge,
+            bucket: args.acme_bucket.map(|bucket| acme::bucket::AcmeBucket {
+                bucket,
+                prefix: args.acme_bucket_prefix,
+                endpoint: match args.acme_bucket_endpoint.as_deref() {
+                    None => config::Endpoint::Aws,
+                    Some("embedded") => config::Endpoint::Embedded,
+                    Some(url) => config::Endpoint::Url(url.trim_end_matches('/').to_string()),
+                },
+                region: args.acme_bucket_region,
+            }),
+            ..AcmeOptions::default()
+        },
     };
     actix_rt::System::new().block_on(async move {
         let node = match Node::start(options).await {

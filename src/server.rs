@@ -60,6 +60,8 @@ pub struct NodeOptions {
     pub website_refresh: Duration,
     /// Wraps each site's origin (tests).
     pub origin_wrapper: Option<OriginWrapper>,
+    /// Certificates for `[tls] acme = true` sites (`--acme-*`).
+    pub acme: crate::acme::AcmeOptions,
 }
 
 /// Why the node could not start.
@@ -103,6 +105,8 @@ pub struct AppState {
     pub tls_resolver: Arc<ReloadableResolver>,
     /// The port `redirect_http` sends clients to (the first TLS listener's).
     pub https_port: std::sync::atomic::AtomicU16,
+    /// Certificates of `acme = true` sites and the ACME challenge answers.
+    pub acme: Arc<crate::acme::Acme>,
 }
 
 impl AppState {
@@ -122,6 +126,7 @@ impl AppState {
             reload_context: std::sync::Mutex::new(None),
             tls_resolver: Arc::new(ReloadableResolver::new(SniResolver::empty())),
             https_port: std::sync::atomic::AtomicU16::new(443),
+            acme: crate::acme::Acme::new(options.acme.clone()),
         }
     }
 
@@ -151,18 +156,25 @@ impl Node {
     /// Loads the sites, starts the embedded store if needed, builds the S3 clients
     /// and binds every listener. Must run inside an actix system; call
     /// [`Node::run`] to serve. Prints one line per listener and per site.
-    pub async fn start(options: NodeOptions) -> Result<Node, StartError> {
+    pub async fn start(mut options: NodeOptions) -> Result<Node, StartError> {
         let configs = config::load_sites(&options.sites_dir)?;
         let wants_embedded = options.embedded_dir.is_some()
             || configs
                 .iter()
-                .any(|c| c.origin.endpoint == Endpoint::Embedded);
+                .any(|c| c.origin.endpoint == Endpoint::Embedded)
+            || crate::acme::bucket::uses_embedded(&options.acme);
         let embedded = if wants_embedded {
             Some(start_embedded(&options)?)
         } else {
             None
         };
         let embedded_endpoint = embedded.as_ref().map(|(_, endpoint)| endpoint.clone());
+        crate::acme::bucket::open_shared(&mut options.acme, embedded_endpoint.as_ref())
+            .await
+            .map_err(|source| StartError::Origin {
+                site: "(--acme-bucket)".into(),
+                source,
+            })?;
         let sites = Sites::build(
             configs,
             embedded_endpoint.as_ref(),
@@ -232,6 +244,8 @@ impl Node {
                     .join("; "),
             )
         })?;
+        state.tls_resolver.attach_acme(state.acme.clone());
+        state.acme.set_sites(&configs);
         *state
             .reload_context
             .lock()
@@ -462,6 +476,7 @@ pub async fn reload(state: &web::Data<AppState>) -> Result<usize, Vec<String>> {
             .map(|(site, e)| format!("site `{site}`: {e}"))
             .collect::<Vec<_>>()
     })?;
+    state.acme.set_sites(&configs);
     let sites = Sites::from_sites(sites);
     let count = sites.sites.len();
     start_refreshes(state, &sites);

@@ -27,10 +27,12 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
-use crate::config::{HostPattern, SiteConfig};
+use crate::acme::Acme;
+use crate::config::{CertificateSource, HostPattern, SiteConfig};
 
 /// ALPN protocols offered by the TLS listeners, in server preference order.
-pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// `acme-tls/1` is only ever chosen by a CA's TLS-ALPN-01 validation (RFC 8737).
+pub const ALPN_PROTOCOLS: [&[u8]; 3] = [b"h2", b"http/1.1", crate::acme::challenge::ACME_TLS_ALPN];
 
 /// Why a site's certificate or key cannot be used. Every message starts with the
 /// file it is about.
@@ -66,7 +68,7 @@ pub enum TlsError {
 
 /// The crypto provider of every TLS listener: aws-lc-rs (already used by the S3
 /// client), with rustls's default cipher suites and key exchange groups.
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
@@ -198,9 +200,9 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, 
 /// For `s3edge check`: a site with `[tls]` must have a readable certificate chain
 /// and a private key that matches it. A site without `[tls]` passes.
 pub fn check_site_tls(site: &SiteConfig) -> Result<(), TlsError> {
-    match &site.tls {
-        Some(tls) => load_certified_key(&tls.cert, &tls.key).map(|_| ()),
-        None => Ok(()),
+    match site.tls.as_ref().map(|tls| &tls.certificate) {
+        Some(CertificateSource::Files { cert, key }) => load_certified_key(cert, key).map(|_| ()),
+        Some(CertificateSource::Acme) | None => Ok(()),
     }
 }
 
@@ -238,14 +240,15 @@ impl SniResolver {
         // Sites sharing one certificate (e.g. a wildcard) load it once.
         let mut loaded: HashMap<(PathBuf, PathBuf), Arc<CertifiedKey>> = HashMap::new();
         for site in sites {
-            let entry = match &site.tls {
-                None => None,
-                Some(tls) => {
-                    let files = (tls.cert.clone(), tls.key.clone());
+            let entry = match site.tls.as_ref().map(|tls| &tls.certificate) {
+                // ACME sites' certificates are looked up in the ACME store.
+                None | Some(CertificateSource::Acme) => None,
+                Some(CertificateSource::Files { cert, key }) => {
+                    let files = (cert.clone(), key.clone());
                     if let Some(key) = loaded.get(&files) {
                         Some(Arc::clone(key))
                     } else {
-                        match load_certified_key(&tls.cert, &tls.key) {
+                        match load_certified_key(cert, key) {
                             Ok(key) => {
                                 loaded.insert(files, Arc::clone(&key));
                                 Some(key)
@@ -258,7 +261,7 @@ impl SniResolver {
                     }
                 }
             };
-            if entry.is_some() {
+            if site.tls.is_some() {
                 resolver.tls_sites += 1;
             }
             for host in &site.hosts {
@@ -357,13 +360,21 @@ impl ResolvesServerCert for SniResolver {
 /// connections are never affected by a swap.
 pub struct ReloadableResolver {
     inner: RwLock<Arc<SniResolver>>,
+    /// The certificates of `acme = true` sites and the TLS-ALPN-01 answers.
+    acme: std::sync::OnceLock<Arc<Acme>>,
 }
 
 impl ReloadableResolver {
     pub fn new(resolver: SniResolver) -> ReloadableResolver {
         ReloadableResolver {
             inner: RwLock::new(Arc::new(resolver)),
+            acme: std::sync::OnceLock::new(),
         }
+    }
+
+    /// From now on, sites with `acme = true` get their certificates from `acme`.
+    pub fn attach_acme(&self, acme: Arc<Acme>) {
+        let _ = self.acme.set(acme);
     }
 
     /// Certificates for new handshakes from now on.
@@ -394,8 +405,18 @@ impl fmt::Debug for ReloadableResolver {
 }
 
 impl ResolvesServerCert for ReloadableResolver {
+    /// A TLS-ALPN-01 validation gets its challenge certificate; otherwise the
+    /// site chosen by SNI gets its file certificate or, for `acme = true`, the
+    /// ACME certificate when it has one for that name.
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current().resolve(client_hello)
+        let acme = self.acme.get();
+        let server_name = client_hello.server_name();
+        if crate::acme::challenge::is_validation_handshake(&client_hello) {
+            return acme?.validation_certificate(server_name);
+        }
+        let resolver = self.current();
+        let (site, entry) = resolver.lookup(server_name)?;
+        entry.or_else(|| acme?.certificate(site, server_name))
     }
 }
 

@@ -1,6 +1,8 @@
 //! The request handler. It reads top to bottom (DESIGN.md "Request pipeline"); each stage
 //! either answers or passes on:
 //!
+//! 0. ACME HTTP-01: the CA's validation request for an open order is answered
+//!    (`acme/http01.rs`); anything else passes on.
 //! 1. Site: pick the site by `Host` (exact, longest wildcard, default), else 404.
 //! 2. Method: GET and HEAD; other standard methods 405, unknown methods 501.
 //! 3. Path to key: percent-decode once, remove dot-segments, add the prefix; 400
@@ -147,6 +149,11 @@ async fn serve(req: &HttpRequest, state: &AppState, exchange: &mut Exchange) -> 
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "The request's header fields are too large.",
         );
+    }
+
+    // 0b. ACME HTTP-01 validation of a certificate this node is ordering.
+    if let Some(response) = crate::acme::http01::answer(req, &state.acme).await {
+        return response;
     }
 
     // 1. Site.
