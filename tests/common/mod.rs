@@ -16,6 +16,7 @@ use tempfile::TempDir;
 
 pub mod binary;
 pub mod fault_proxy;
+pub mod pebble;
 
 /// An S3 client for an endpoint, with the given keys.
 pub fn s3_client(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
@@ -51,6 +52,10 @@ pub fn options(dir: &Path) -> NodeOptions {
         memory_object_max: 8 << 20,
         website_refresh: Duration::from_millis(300),
         origin_wrapper: None,
+        acme: s3edge::acme::AcmeOptions {
+            dir: dir.join("acme"),
+            ..Default::default()
+        },
     }
 }
 

@@ -1,0 +1,681 @@
+//! Automatic certificates end to end against Debian's `pebble` ACME test CA
+//! (and `pebble-challtestsrv` as its DNS, every name on 127.0.0.1): each
+//! challenge type, reuse after a restart, renewal without dropping
+//! connections, a failing CA, and a name without a certificate failing alone.
+#![cfg(feature = "embedded")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::binary::Binary;
+use common::pebble::{free_port, Pebble, PebbleConfig};
+use common::{site_toml, Edge, EdgeBuilder};
+use s3edge::acme::challenge::ChallengeKind;
+use s3edge::acme::AcmeOptions;
+
+/// An acme site for `host` over the embedded bucket `bucket`.
+fn acme_site(host: &str, bucket: &str) -> String {
+    site_toml(host, bucket, "[tls]\nacme = true\n")
+}
+
+/// Ports for the edge's plain and TLS listeners, known before pebble starts.
+struct Ports {
+    http: u16,
+    tls: u16,
+}
+
+impl Ports {
+    fn new() -> Ports {
+        Ports {
+            http: free_port(),
+            tls: free_port(),
+        }
+    }
+
+    fn tls_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.tls))
+    }
+
+    fn pebble(&self, validity_seconds: Option<u64>, blocklist: &[&str]) -> PebbleConfig {
+        PebbleConfig {
+            http_port: self.http,
+            tls_port: self.tls,
+            validity_seconds,
+            blocklist: blocklist.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// ACME options for a node talking to `pebble`, retrying quickly.
+fn acme_options(pebble: &Pebble, dir: &Path, challenges: &[ChallengeKind]) -> AcmeOptions {
+    AcmeOptions {
+        directory: pebble.directory(),
+        ca_root: Some(pebble.ca_root.clone()),
+        dir: dir.to_path_buf(),
+        challenges: challenges.to_vec(),
+        retry_min: Duration::from_millis(300),
+        retry_max: Duration::from_secs(2),
+        node_name: "test-node".into(),
+        ..AcmeOptions::default()
+    }
+}
+
+/// Starts a node with `sites` (name, host) on the fixed ports, one page each.
+async fn start_node(ports: &Ports, acme: AcmeOptions, sites: &[(&str, &str)]) -> Edge {
+    let mut builder = EdgeBuilder::new();
+    for (name, host) in sites {
+        builder = builder.site(name, &acme_site(host, name));
+    }
+    let (http, tls) = (ports.http, ports.tls);
+    let edge = builder
+        .with(move |o| {
+            o.listen = vec![SocketAddr::from(([127, 0, 0, 1], http))];
+            o.tls_listen = vec![SocketAddr::from(([127, 0, 0, 1], tls))];
+            o.acme = acme;
+        })
+        .start();
+    for (name, host) in sites {
+        edge.create_bucket(name).await;
+        edge.put(
+            name,
+            "page.html",
+            format!("page of {host}"),
+            Some("text/html"),
+        )
+        .await;
+    }
+    edge
+}
+
+/// Waits until `done` holds, or fails with `what` and `context` after `limit`.
+async fn wait_until(
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {}",
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A client trusting pebble's issuing root `root_pem`, reaching `host` at `tls`.
+fn https_client(root_pem: &str, host: &str, tls: SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(root_pem.as_bytes()).unwrap())
+        .resolve(host, tls)
+        .tls_info(true)
+        .build()
+        .unwrap()
+}
+
+/// GET https://HOST/page.html: the body and the serial of the certificate the
+/// connection was made with.
+async fn fetch(
+    client: &reqwest::Client,
+    host: &str,
+    port: u16,
+) -> Result<(String, String), reqwest::Error> {
+    let response = client
+        .get(format!("https://{host}:{port}/page.html"))
+        .send()
+        .await?;
+    let certificate = response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .expect("TLS info")
+        .to_vec();
+    let (_, parsed) = x509_parser::parse_x509_certificate(&certificate).unwrap();
+    let serial = parsed.raw_serial_as_string().replace(':', "");
+    assert_eq!(response.status(), 200);
+    Ok((response.text().await?, serial))
+}
+
+/// Pebble, and a node with `sites` (name, host) obtaining certificates from it.
+struct Scenario {
+    ports: Ports,
+    pebble: Pebble,
+    edge: Edge,
+    state: actix_web::web::Data<s3edge::server::AppState>,
+    _work: tempfile::TempDir,
+}
+
+impl Scenario {
+    async fn start(
+        pebble: PebbleConfigFn,
+        challenges: &[ChallengeKind],
+        sites: &[(&str, &str)],
+    ) -> Scenario {
+        let ports = Ports::new();
+        let work = tempfile::tempdir().unwrap();
+        let pebble = Pebble::start(work.path(), pebble(&ports));
+        let acme = acme_options(&pebble, &work.path().join("acme"), challenges);
+        let edge = start_node(&ports, acme, sites).await;
+        let state = edge.node.state.clone();
+        Scenario {
+            ports,
+            pebble,
+            edge,
+            state,
+            _work: work,
+        }
+    }
+
+    /// Waits for `site`'s certificate and returns its serial.
+    async fn certificate(&self, site: &str) -> String {
+        wait_until(
+            &format!("a certificate for {site}"),
+            Duration::from_secs(60),
+            || self.state.acme.serial(site).is_some(),
+            || self.pebble.log(),
+        )
+        .await;
+        self.state.acme.serial(site).unwrap()
+    }
+
+    /// Waits until `count` ACME attempts have failed.
+    async fn failures(&self, count: u64) {
+        wait_until(
+            &format!("{count} failed ACME attempts"),
+            Duration::from_secs(30),
+            || self.state.acme.failures() >= count,
+            || self.pebble.log(),
+        )
+        .await;
+    }
+
+    /// A client for `host` trusting `root`.
+    fn client(&self, root: &str, host: &str) -> reqwest::Client {
+        https_client(root, host, self.ports.tls_addr())
+    }
+
+    async fn fetch(
+        &self,
+        client: &reqwest::Client,
+        host: &str,
+    ) -> Result<(String, String), reqwest::Error> {
+        fetch(client, host, self.ports.tls).await
+    }
+}
+
+/// Pebble's settings for the node's ports.
+type PebbleConfigFn = fn(&Ports) -> PebbleConfig;
+
+#[tokio::test]
+async fn tls_alpn_01_obtains_a_certificate_browsers_accept_and_its_expiry_is_exported() {
+    let run = Scenario::start(
+        |p| p.pebble(None, &[]),
+        &[ChallengeKind::TlsAlpn01],
+        &[("alpha", "alpha.example.com")],
+    )
+    .await;
+    let serial = run.certificate("alpha").await;
+    let root = run.pebble.issuing_root().await;
+    let client = run.client(&root, "alpha.example.com");
+    let (body, seen) = run
+        .fetch(&client, "alpha.example.com")
+        .await
+        .expect("https works");
+    assert_eq!(body, "page of alpha.example.com");
+    assert_eq!(seen, serial);
+    assert_eq!(run.state.acme.orders(), 1);
+    assert!(
+        run.state.acme.challenges_answered(ChallengeKind::TlsAlpn01) >= 1,
+        "validated over TLS-ALPN-01"
+    );
+    assert_eq!(run.state.acme.challenges_answered(ChallengeKind::Http01), 0);
+
+    let expiry = run
+        .edge
+        .metric("s3edge_certificate_expiry_seconds{site=\"alpha\"}")
+        .await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        expiry > now + 86_400,
+        "expiry {expiry} is in pebble's default lifetime (years)"
+    );
+    assert_eq!(run.edge.metric("s3edge_acme_orders_total").await, 1);
+    let ca = run
+        .pebble
+        .directory()
+        .replace("https://", "")
+        .replace([':', '/'], "-");
+    let stored = run
+        ._work
+        .path()
+        .join(format!("acme/{ca}/certificates/alpha.json"));
+    assert!(
+        stored.is_file(),
+        "{} holds the certificate",
+        stored.display()
+    );
+}
+
+#[tokio::test]
+async fn a_renewal_swaps_the_certificate_and_open_connections_keep_working() {
+    // 12-second certificates: renewal at two thirds of the lifetime, 8 s.
+    let run = Scenario::start(
+        |p| p.pebble(Some(12), &[]),
+        &[ChallengeKind::TlsAlpn01],
+        &[("renew", "renew.example.com")],
+    )
+    .await;
+    let first = run.certificate("renew").await;
+    let root = run.pebble.issuing_root().await;
+    let open = run.client(&root, "renew.example.com");
+    let (_, seen) = run.fetch(&open, "renew.example.com").await.unwrap();
+    assert_eq!(seen, first);
+
+    let started = Instant::now();
+    let state = run.state.clone();
+    wait_until(
+        "the renewal",
+        Duration::from_secs(30),
+        || state.acme.serial("renew").is_some_and(|s| s != first),
+        || run.pebble.log(),
+    )
+    .await;
+    let renewed_after = started.elapsed();
+    let second = state.acme.serial("renew").unwrap();
+    assert_eq!(state.acme.orders(), 2);
+    assert_eq!(state.acme.failures(), 0);
+
+    // The connection opened before the swap is still up, on the old certificate.
+    let (body, seen) = run
+        .fetch(&open, "renew.example.com")
+        .await
+        .expect("open connection survives");
+    assert_eq!(body, "page of renew.example.com");
+    assert_eq!(seen, first, "the open connection keeps its certificate");
+    // A new connection gets the new one.
+    let fresh = run.client(&root, "renew.example.com");
+    let (_, seen) = run.fetch(&fresh, "renew.example.com").await.unwrap();
+    assert_eq!(seen, second);
+    println!("renewed {renewed_after:?} after the first check (12 s certificates)");
+}
+
+#[tokio::test]
+async fn a_failing_ca_leaves_the_old_certificate_in_service_and_is_retried_until_it_recovers() {
+    let mut run = Scenario::start(
+        |p| p.pebble(Some(12), &[]),
+        &[ChallengeKind::TlsAlpn01],
+        &[("steady", "steady.example.com")],
+    )
+    .await;
+    let first = run.certificate("steady").await;
+    let old_root = run.pebble.issuing_root().await;
+    let expiry_series = "s3edge_certificate_expiry_seconds{site=\"steady\"}";
+    let expiry = run.edge.metric(expiry_series).await;
+
+    run.pebble.stop_ca();
+    run.failures(2).await;
+    let state = run.state.clone();
+    let fresh = run.client(&old_root, "steady.example.com");
+    let (body, seen) = run
+        .fetch(&fresh, "steady.example.com")
+        .await
+        .expect("the old certificate still serves new connections");
+    assert_eq!(body, "page of steady.example.com");
+    assert_eq!(seen, first);
+    assert_eq!(run.edge.metric(expiry_series).await, expiry);
+    assert!(run.edge.metric("s3edge_acme_failures_total").await >= 2);
+
+    // The CA comes back (with new state: the account must be registered again).
+    run.pebble.restart_ca();
+    wait_until(
+        "a renewal after the CA recovered",
+        Duration::from_secs(60),
+        || state.acme.serial("steady").is_some_and(|s| s != first),
+        || run.pebble.log(),
+    )
+    .await;
+    let new_root = run.pebble.issuing_root().await;
+    let client = run.client(&new_root, "steady.example.com");
+    let (_, seen) = run.fetch(&client, "steady.example.com").await.unwrap();
+    assert_eq!(Some(seen), state.acme.serial("steady"));
+}
+
+#[tokio::test]
+async fn the_handshake_fails_only_for_the_name_that_has_no_certificate() {
+    // Pebble refuses `refused.example.com`: that site never gets a certificate.
+    let run = Scenario::start(
+        |p| p.pebble(None, &["refused.example.com"]),
+        &[ChallengeKind::TlsAlpn01, ChallengeKind::Http01],
+        &[
+            ("good", "good.example.com"),
+            ("refused", "refused.example.com"),
+        ],
+    )
+    .await;
+    run.certificate("good").await;
+    run.failures(1).await;
+    let state = run.state.clone();
+    assert_eq!(state.acme.serial("refused"), None);
+
+    let root = run.pebble.issuing_root().await;
+    let good = run.client(&root, "good.example.com");
+    let refused = run.client(&root, "refused.example.com");
+    let error = run
+        .fetch(&refused, "refused.example.com")
+        .await
+        .expect_err("no certificate for refused.example.com: the handshake fails");
+    assert!(
+        error.is_connect(),
+        "a handshake failure, not an HTTP error: {error:?}"
+    );
+    let (body, _) = run
+        .fetch(&good, "good.example.com")
+        .await
+        .expect("good still works");
+    assert_eq!(body, "page of good.example.com");
+    // The refused site still answers over plain HTTP.
+    let plain = run.edge.get("refused.example.com", "/page.html").await;
+    assert_eq!(plain.status(), 200);
+
+    // A site added by a reload gets its certificate without a restart.
+    std::fs::write(
+        run.edge.dir.path().join("sites/added.toml"),
+        acme_site("added.example.com", "added"),
+    )
+    .unwrap();
+    run.edge.create_bucket("added").await;
+    run.edge
+        .put(
+            "added",
+            "page.html",
+            "page of added.example.com",
+            Some("text/html"),
+        )
+        .await;
+    s3edge::server::reload(&state).await.expect("reload");
+    run.certificate("added").await;
+    let added = run.client(&root, "added.example.com");
+    let (body, _) = run
+        .fetch(&added, "added.example.com")
+        .await
+        .expect("added works");
+    assert_eq!(body, "page of added.example.com");
+    run.fetch(&refused, "refused.example.com")
+        .await
+        .expect_err("refused still has none");
+}
+
+/// The binary as an operator runs it: `--acme-*` flags, HTTP-01 on the plain
+/// listener, and a restart that serves the stored certificate with no new
+/// order (the CA is even down by then).
+#[tokio::test]
+async fn http_01_and_a_restart_that_reuses_the_stored_certificate_without_a_new_order() {
+    let ports = Ports::new();
+    let work = tempfile::tempdir().unwrap();
+    let mut pebble = Pebble::start(work.path(), ports.pebble(None, &[]));
+    let sites = work.path().join("sites");
+    std::fs::create_dir_all(sites.join("buckets/www")).unwrap();
+    std::fs::write(sites.join("www.toml"), acme_site("www.example.com", "www")).unwrap();
+    std::fs::write(
+        sites.join("buckets/www/page.html"),
+        "page of www.example.com",
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{}", ports.http);
+    let tls_listen = format!("127.0.0.1:{}", ports.tls);
+    let directory = pebble.directory();
+    let ca_root = pebble.ca_root.display().to_string();
+    let acme_dir = work.path().join("acme").display().to_string();
+    let args = [
+        "--sites",
+        "sites",
+        "--listen",
+        &listen,
+        "--tls-listen",
+        &tls_listen,
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--embedded-s3-listen",
+        "127.0.0.1:0",
+        "--cache-dir",
+        "cache",
+        "--acme-directory",
+        &directory,
+        "--acme-ca-root",
+        &ca_root,
+        "--acme-dir",
+        &acme_dir,
+        "--acme-email",
+        "ops@example.com",
+        "--acme-challenge",
+        "http-01",
+    ];
+    let metrics = |admin: String| async move {
+        reqwest::get(format!("{admin}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let expiry_line = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("s3edge_certificate_expiry_seconds{site=\"www\"}"))
+            .map(str::to_string)
+    };
+
+    let mut first = Binary::serve(&args, &[], work.path());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let line = loop {
+        if let Some(line) = expiry_line(&metrics(first.admin.clone()).await) {
+            break line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no certificate: {}\n{}",
+            first.stderr(),
+            pebble.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(metrics(first.admin.clone())
+        .await
+        .contains("s3edge_acme_orders_total 1"));
+    assert!(
+        first
+            .stderr()
+            .lines()
+            .any(|l| l.contains("certificate obtained") && l.contains("http-01")),
+        "validated over HTTP-01: {}",
+        first.stderr()
+    );
+    let root = pebble.issuing_root().await;
+    let client = https_client(&root, "www.example.com", ports.tls_addr());
+    let (body, serial) = fetch(&client, "www.example.com", ports.tls)
+        .await
+        .expect("https works");
+    assert_eq!(body, "page of www.example.com");
+    // The CA goes down: after the restart only the stored certificate can serve.
+    drop(client);
+    pebble.stop_ca();
+    // Let the runtime close the dropped client's connection before blocking.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let code = first.stop();
+    assert_eq!(code, Some(0), "{}", first.stderr());
+    let second = Binary::serve(&args, &[], work.path());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = metrics(second.admin.clone()).await;
+        if expiry_line(&text).is_some() {
+            assert_eq!(
+                expiry_line(&text),
+                Some(line.clone()),
+                "the same certificate"
+            );
+            assert!(
+                text.contains("s3edge_acme_orders_total 0"),
+                "no new order: {text}"
+            );
+            assert!(
+                text.contains("s3edge_acme_failures_total 0"),
+                "the CA was not needed: {text}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stored certificate was not reused: {}",
+            second.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = https_client(&root, "www.example.com", ports.tls_addr());
+    let (_, again) = fetch(&client, "www.example.com", ports.tls)
+        .await
+        .expect("https after restart");
+    assert_eq!(again, serial);
+}
+
+/// Two nodes share the ACME storage in a bucket of the first node's embedded
+/// store: one takes the order lock (a conditional PutObject) and orders, the
+/// other waits and serves the same certificate. The CA validates HTTP-01 on
+/// the first node only; the answer is shared, so either node may order.
+#[tokio::test]
+async fn two_nodes_sharing_a_bucket_order_once_and_serve_the_same_certificate() {
+    use s3edge::acme::bucket::{AcmeBucket, BucketStorage};
+    use s3edge::config::Endpoint;
+    let first_ports = Ports::new();
+    let second_ports = Ports::new();
+    let work = tempfile::tempdir().unwrap();
+    let pebble = Pebble::start(work.path(), first_ports.pebble(None, &[]));
+    let quick = |o: &mut AcmeOptions, name: &str| {
+        o.shared_poll = Duration::from_millis(200);
+        o.node_name = name.into();
+    };
+
+    let mut first_acme = acme_options(
+        &pebble,
+        &work.path().join("unused-1"),
+        &[ChallengeKind::Http01],
+    );
+    first_acme.bucket = Some(AcmeBucket {
+        bucket: "acme-shared".into(),
+        prefix: "edge/acme/".into(),
+        endpoint: Endpoint::Embedded,
+        region: None,
+    });
+    quick(&mut first_acme, "node-1");
+    let (http, tls) = (first_ports.http, first_ports.tls);
+    let first = EdgeBuilder::new()
+        .site("shared", &acme_site("shared.example.com", "shared"))
+        .bucket("acme-shared")
+        .with(move |o| {
+            o.listen = vec![SocketAddr::from(([127, 0, 0, 1], http))];
+            o.tls_listen = vec![SocketAddr::from(([127, 0, 0, 1], tls))];
+            o.acme = first_acme;
+        })
+        .start();
+    let store = format!("http://{}", first.node.embedded_addr.unwrap());
+    let client = common::s3_client(
+        &store,
+        s3edge::origin::embedded::DEFAULT_ACCESS_KEY,
+        s3edge::origin::embedded::DEFAULT_SECRET_KEY,
+    );
+    let mut second_acme = acme_options(
+        &pebble,
+        &work.path().join("unused-2"),
+        &[ChallengeKind::Http01],
+    );
+    second_acme.storage = Some(std::sync::Arc::new(BucketStorage::new(
+        client.clone(),
+        "acme-shared",
+        "edge/acme/",
+    )));
+    quick(&mut second_acme, "node-2");
+    let second = start_node(&second_ports, second_acme, &[]).await;
+    // The second node's copy of the site, on its own listeners.
+    std::fs::write(
+        second.dir.path().join("sites/shared.toml"),
+        acme_site("shared.example.com", "shared"),
+    )
+    .unwrap();
+    second.create_bucket("shared").await;
+    second
+        .put(
+            "shared",
+            "page.html",
+            "page of shared.example.com",
+            Some("text/html"),
+        )
+        .await;
+    s3edge::server::reload(&second.node.state)
+        .await
+        .expect("reload");
+    first.create_bucket("shared").await;
+    first
+        .put(
+            "shared",
+            "page.html",
+            "page of shared.example.com",
+            Some("text/html"),
+        )
+        .await;
+
+    let (a, b) = (first.node.state.clone(), second.node.state.clone());
+    wait_until(
+        "both nodes serving a certificate",
+        Duration::from_secs(60),
+        || a.acme.serial("shared").is_some() && b.acme.serial("shared").is_some(),
+        || pebble.log(),
+    )
+    .await;
+    assert_eq!(
+        a.acme.serial("shared"),
+        b.acme.serial("shared"),
+        "the same certificate"
+    );
+    assert_eq!(
+        a.acme.orders() + b.acme.orders(),
+        1,
+        "one order for the ring"
+    );
+    let objects = client
+        .list_objects_v2()
+        .bucket("acme-shared")
+        .prefix("edge/acme/")
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<String> = objects
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect();
+    assert!(
+        keys.iter()
+            .any(|k| k.ends_with("/certificates/shared.json")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k.ends_with("/account.json")),
+        "{keys:?}"
+    );
+
+    let root = pebble.issuing_root().await;
+    for ports in [&first_ports, &second_ports] {
+        let https = https_client(&root, "shared.example.com", ports.tls_addr());
+        let (body, serial) = fetch(&https, "shared.example.com", ports.tls)
+            .await
+            .expect("https works");
+        assert_eq!(body, "page of shared.example.com");
+        assert_eq!(Some(serial), a.acme.serial("shared"));
+    }
+}
