@@ -119,3 +119,72 @@ async fn if_unmodified_since_in_the_past_answers_412() {
         200
     );
 }
+
+/// Conditional writes, as AWS S3 has answered them since 2024: a create-only
+/// PutObject (`If-None-Match: *`) succeeds once; `If-Match` needs the current
+/// ETag. Of many concurrent creates of one key, exactly one succeeds.
+#[tokio::test]
+async fn put_object_with_if_none_match_creates_once_and_if_match_needs_the_current_etag() {
+    let h = harness().await;
+    let create = |key: &'static str, body: &'static [u8]| {
+        h.s3.put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .if_none_match("*")
+            .body(body.to_vec().into())
+            .send()
+    };
+    create("lock", b"first").await.expect("created");
+    let again = create("lock", b"second").await.expect_err("exists");
+    assert_eq!(status(&again), 412);
+    assert_eq!(h.get_status("lock", |g| g.if_match("*")).await, 200);
+
+    let etag = h.put("v.txt", b"one").await;
+    let stale =
+        h.s3.put_object()
+            .bucket(BUCKET)
+            .key("v.txt")
+            .if_match("\"0000\"")
+            .body(b"two".to_vec().into())
+            .send()
+            .await
+            .expect_err("412");
+    assert_eq!(status(&stale), 412);
+    h.s3.put_object()
+        .bucket(BUCKET)
+        .key("v.txt")
+        .if_match(&etag)
+        .body(b"two".to_vec().into())
+        .send()
+        .await
+        .expect("the current ETag matches");
+    let missing =
+        h.s3.put_object()
+            .bucket(BUCKET)
+            .key("absent.txt")
+            .if_match(&etag)
+            .body(b"x".to_vec().into())
+            .send()
+            .await
+            .expect_err("404");
+    assert_eq!(status(&missing), 404);
+
+    let racers = (0..8).map(|i| {
+        h.s3.put_object()
+            .bucket(BUCKET)
+            .key("race")
+            .if_none_match("*")
+            .body(format!("racer {i}").into_bytes().into())
+            .send()
+    });
+    let results = futures_util::future::join_all(racers).await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "one winner"
+    );
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| status(e) == 412));
+}
