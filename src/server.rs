@@ -258,6 +258,10 @@ impl Node {
                 .default_service(web::to(handle))
         })
         .workers(options.workers.max(1))
+        // HTTP/2 writes a response's HEADERS and DATA frames separately: with
+        // Nagle's algorithm the second waited for the client's delayed ACK,
+        // ~40 ms per response (README "Performance").
+        .tcp_nodelay(true)
         .keep_alive(KEEP_ALIVE)
         .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
         .shutdown_timeout(options.shutdown_timeout.as_secs())
