@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::cache::PurgeScope;
 use crate::server::AppState;
 
 /// Environment variable holding the admin token.
@@ -49,18 +50,17 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         return denied;
     }
     let mut text = state.metrics.render();
-    let mut tiers = vec![("memory", state.cache.memory.usage())];
-    if let Some(disk) = &state.cache.disk {
-        tiers.push(("disk", disk.usage()));
-    }
+    let tiers = state.cache.usage();
     text.push_str("# HELP s3edge_cache_bytes Bytes held by each cache tier.\n");
     text.push_str("# TYPE s3edge_cache_bytes gauge\n");
-    for (tier, (bytes, _)) in &tiers {
+    for usage in &tiers {
+        let (tier, bytes) = (usage.tier, usage.bytes);
         text.push_str(&format!("s3edge_cache_bytes{{tier=\"{tier}\"}} {bytes}\n"));
     }
     text.push_str("# HELP s3edge_cache_entries Entries held by each cache tier.\n");
     text.push_str("# TYPE s3edge_cache_entries gauge\n");
-    for (tier, (_, entries)) in &tiers {
+    for usage in &tiers {
+        let (tier, entries) = (usage.tier, usage.entries);
         text.push_str(&format!(
             "s3edge_cache_entries{{tier=\"{tier}\"}} {entries}\n"
         ));
@@ -198,12 +198,23 @@ async fn purge(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -
         };
         prefixes.push(key);
     }
-    let site_prefix = site.config.origin.prefix.clone();
-    let purged = state.cache.purge(site.name(), |key| {
-        (request.all && key.starts_with(&site_prefix))
-            || keys.iter().any(|k| k == key)
-            || prefixes.iter().any(|p| key.starts_with(p.as_str()))
-    });
+    if request.all {
+        prefixes.push(site.config.origin.prefix.clone());
+    }
+    let scope = PurgeScope { keys, prefixes };
+    // The purge is a barrier (cache/barrier.rs): it answers once no later
+    // request can get what it removed. Its file removals block.
+    let cache = state.cache.clone();
+    let name = site.name().to_string();
+    let purged = match web::block(move || cache.purge(&name, scope)).await {
+        Ok(purged) => purged,
+        Err(e) => {
+            return json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("the purge did not run: {e}"),
+            )
+        }
+    };
     tracing::info!(site = site.name(), purged, "purge");
     HttpResponse::Ok().json(serde_json::json!({ "purged": purged }))
 }

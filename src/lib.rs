@@ -1,6 +1,7 @@
 //! s3edge: a self-hosted CDN edge node for static websites stored in S3 buckets.
 //!
-//! See DESIGN.md for the contract; `server.rs` for the request pipeline.
+//! See the README for the product and docs/ARCHITECTURE.md for the request
+//! pipeline, the cache's contract and the seams.
 
 pub mod access_log;
 pub mod admin;

@@ -11,7 +11,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 
 use crate::access_log::AccessLog;
-use crate::cache::{Cache, DiskTier};
+use crate::cache::{Cache, DiskTier, PurgeScope};
 use crate::config::{self, ConfigErrors, Endpoint};
 use crate::handler::handle;
 use crate::metrics::Metrics;
@@ -107,14 +107,16 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(sites: Sites, options: &NodeOptions, disk: Option<DiskTier>) -> AppState {
+        let metrics = Arc::new(Metrics::default());
         AppState {
             sites: RwLock::new(Arc::new(sites)),
-            metrics: Arc::new(Metrics::default()),
             cache: Arc::new(Cache::new(
                 options.memory_cache_size,
                 options.memory_object_max,
                 disk,
+                metrics.clone(),
             )),
+            metrics,
             access_log: options.access_log.clone(),
             ready: AtomicBool::new(false),
             admin_token: options.admin_token.clone(),
@@ -451,7 +453,7 @@ pub async fn reload(state: &web::Data<AppState>) -> Result<usize, Vec<String>> {
                 && s.config.origin.prefix == site.config.origin.prefix
         });
         if !kept {
-            let purged = state.cache.purge(site.name(), |_| true);
+            let purged = state.cache.purge(site.name(), PurgeScope::all(""));
             tracing::info!(
                 site = site.name(),
                 purged,

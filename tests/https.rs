@@ -121,8 +121,13 @@ async fn http2_responses_of_16_kib_are_not_held_back_by_nagle() {
         .with(|o| o.tls_listen = vec![common::loopback()])
         .start();
     edge.create_bucket("fast-bucket").await;
-    edge.put("fast-bucket", "blob.bin", "x".repeat(16 * 1024), Some("image/png"))
-        .await;
+    edge.put(
+        "fast-bucket",
+        "blob.bin",
+        "x".repeat(16 * 1024),
+        Some("image/png"),
+    )
+    .await;
     let https = edge.node.https_addrs[0];
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())

@@ -1,4 +1,4 @@
-//! Which representations are worth compressing (DESIGN.md pipeline step 7).
+//! Which representations are worth compressing (pipeline stage 8, README "Compression").
 //!
 //! Text-like media types compress to a fraction of their size; formats that are
 //! already compressed (PNG, JPEG, WebP, AVIF, WOFF/WOFF2, video, audio, ZIP,

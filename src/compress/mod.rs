@@ -1,4 +1,4 @@
-//! Compression (DESIGN.md pipeline step 7 and `[compression]`).
+//! Compression (pipeline stage 8 and `[compression]`, README "Compression").
 //!
 //! 1. [`should_compress`] (with [`forbids_transform`]): is the representation
 //!    worth encoding, and may the edge transform it at all?
@@ -56,7 +56,7 @@ impl fmt::Display for ContentCoding {
 }
 
 /// The ETag of an encoded variant, distinct from the identity representation's
-/// (DESIGN.md step 7; RFC 9110 section 8.8.3 requires different entity tags
+/// (README "Compression"; RFC 9110 section 8.8.3 requires different entity tags
 /// for representations that differ): `"abc"` gives `"abc-br"` or
 /// `"abc-gzip"`, and `W/"abc"` gives `W/"abc-br"`.
 ///

@@ -62,6 +62,10 @@ pub struct ObjectMeta {
     pub cache_control: Option<String>,
     /// `Expires`, as the origin sent it (an HTTP-date, or garbage).
     pub expires: Option<String>,
+    /// `Date`, as the origin sent it, when known: `Expires` counts from it
+    /// (RFC 9111 section 4.2.1).
+    #[serde(default)]
+    pub date: Option<String>,
     /// `ETag` with its quotes, as the origin sent it.
     pub etag: Option<String>,
     pub last_modified: Option<SystemTime>,
