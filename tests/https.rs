@@ -4,39 +4,15 @@
 
 mod common;
 
+use common::pki::Pki;
 use common::{site_toml, EdgeBuilder};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-
-/// A CA and a leaf for `host`, written as PEM files in `dir`.
-fn certificate(
-    dir: &std::path::Path,
-    host: &str,
-) -> (String, std::path::PathBuf, std::path::PathBuf) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "s3edge https test CA");
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(vec![host.to_string()]).unwrap();
-    leaf.distinguished_name.push(DnType::CommonName, host);
-    let cert = leaf.signed_by(&key, &ca).unwrap();
-    let cert_path = dir.join(format!("{host}.pem"));
-    let key_path = dir.join(format!("{host}.key"));
-    std::fs::write(&cert_path, format!("{}{}", cert.pem(), ca.pem())).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    (ca.pem(), cert_path, key_path)
-}
 
 #[tokio::test]
 async fn https_serves_the_site_over_http2_and_redirect_http_sends_plain_requests_there() {
-    let certs = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = certificate(certs.path(), "secure.test");
+    let pki = Pki::new();
     let tls = format!(
-        "[tls]\ncert = {:?}\nkey = {:?}\nredirect_http = true\n",
-        cert.display().to_string(),
-        key.display().to_string()
+        "{}redirect_http = true\n",
+        pki.leaf("secure.test", &["secure.test"]).tls_section()
     );
     let edge = EdgeBuilder::new()
         .site("secure", &site_toml("secure.test", "secure-bucket", &tls))
@@ -48,7 +24,7 @@ async fn https_serves_the_site_over_http2_and_redirect_http_sends_plain_requests
     let https = edge.node.https_addrs[0];
 
     let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .add_root_certificate(pki.reqwest_root())
         .resolve("secure.test", https)
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -76,9 +52,9 @@ async fn https_serves_the_site_over_http2_and_redirect_http_sends_plain_requests
 
 #[tokio::test]
 async fn a_certificate_that_does_not_match_its_key_is_a_check_error_naming_the_files() {
-    let certs = tempfile::tempdir().unwrap();
-    let (_, cert, _) = certificate(certs.path(), "one.test");
-    let (_, _, other_key) = certificate(certs.path(), "two.test");
+    let pki = Pki::new();
+    let cert = pki.leaf("one.test", &["one.test"]).cert;
+    let other_key = pki.leaf("two.test", &["two.test"]).key;
     let result = EdgeBuilder::new()
         .site(
             "bad",
