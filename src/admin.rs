@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Environment variable holding the admin token.
 pub const ADMIN_TOKEN_ENV: &str = "S3EDGE_ADMIN_TOKEN";

@@ -1,6 +1,7 @@
 //! s3edge: a self-hosted CDN edge node for static websites stored in S3 buckets.
 //!
-//! See DESIGN.md for the contract; `server.rs` for the request pipeline.
+//! See the README for the contract; `handler/` for the request pipeline,
+//! `state.rs` for what every worker shares, `server/` for running a node.
 
 pub mod access_log;
 pub mod admin;
@@ -14,5 +15,6 @@ pub mod metrics;
 pub mod origin;
 pub mod server;
 pub mod site;
+pub mod state;
 pub mod tls;
 pub mod website;

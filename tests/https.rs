@@ -76,3 +76,39 @@ async fn a_certificate_that_does_not_match_its_key_is_a_check_error_naming_the_f
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_reload_refused_for_a_broken_certificate_changes_nothing_not_even_the_cache() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("r.test", &["r.test"]);
+    let builder = EdgeBuilder::new().bucket("one").bucket("two");
+    let site_file = builder.path().join("sites/r.toml");
+    let edge = builder
+        .site("r", &site_toml("r.test", "one", &leaf.tls_section()))
+        .with(|o| o.tls_listen = vec![common::loopback()])
+        .start();
+    edge.put("one", "page.html", "from one", Some("text/html"))
+        .await;
+    edge.put("two", "page.html", "from two", Some("text/html"))
+        .await;
+    let cache_status = |response: &reqwest::Response| response.headers()["cache-status"].clone();
+    let first = edge.get("r.test", "/page.html").await;
+    assert_eq!(cache_status(&first), "s3edge; fwd=miss; stored");
+    assert_eq!(first.text().await.unwrap(), "from one");
+
+    // One change moves the site to another bucket (its cache entries would be
+    // dropped) and breaks its certificate: the reload is refused as a whole.
+    std::fs::write(&site_file, site_toml("r.test", "two", &leaf.tls_section())).unwrap();
+    std::fs::write(&leaf.cert, "not a certificate\n").unwrap();
+    let refused = s3edge::server::reload(&edge.node.state).await;
+    let error = format!("{:?}", refused.expect_err("the reload is refused"));
+    assert!(error.contains("r.test.pem"), "{error}");
+
+    let after = edge.get("r.test", "/page.html").await;
+    assert_eq!(
+        cache_status(&after),
+        "s3edge; hit",
+        "the cache of the site in force is kept"
+    );
+    assert_eq!(after.text().await.unwrap(), "from one");
+}

@@ -26,7 +26,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::access_log::AccessRecord;
 use crate::cors;
 use crate::http::headers;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::site::Site;
 use crate::website;
 
