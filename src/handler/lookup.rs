@@ -374,38 +374,8 @@ fn body_with_status(
 /// The scheme the client used: https on a TLS listener, or what a trusted proxy
 /// says in `X-Forwarded-Proto` / `Forwarded: proto=`.
 pub(super) fn request_scheme(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> website::Protocol {
-    if req.app_config().secure() {
-        return website::Protocol::Https;
+    match crate::http::forwarded::from_request(req, trusted).scheme {
+        crate::http::forwarded::Scheme::Https => website::Protocol::Https,
+        crate::http::forwarded::Scheme::Http => website::Protocol::Http,
     }
-    let peer_trusted = req
-        .peer_addr()
-        .is_some_and(|peer| trusted.iter().any(|net| net.contains(&peer.ip())));
-    if peer_trusted {
-        let forwarded_proto = req
-            .headers()
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(',')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            })
-            .or_else(|| {
-                req.headers()
-                    .get(header::FORWARDED)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| {
-                        v.split([';', ','])
-                            .filter_map(|pair| pair.trim().split_once('='))
-                            .find(|(k, _)| k.eq_ignore_ascii_case("proto"))
-                            .map(|(_, v)| v.trim_matches('"').to_ascii_lowercase())
-                    })
-            });
-        if forwarded_proto.as_deref() == Some("https") {
-            return website::Protocol::Https;
-        }
-    }
-    website::Protocol::Http
 }

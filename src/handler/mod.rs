@@ -14,7 +14,6 @@
 //! Every response body is wrapped so the access log line and the byte counters
 //! are written when the body has been sent (or abandoned).
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,8 +25,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::access_log::AccessRecord;
 use crate::cors;
 use crate::http::headers;
-use crate::state::AppState;
 use crate::site::Site;
+use crate::state::AppState;
 use crate::website;
 
 mod body;
@@ -283,44 +282,11 @@ fn request_host(req: &HttpRequest) -> Option<&str> {
 }
 
 /// The client's address: the peer, or the forwarded address when the peer is a
-/// trusted proxy.
+/// trusted proxy (`http/forwarded.rs`).
 fn client_address(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> String {
-    let peer = req.peer_addr().map(|a| a.ip());
-    let forwarded = peer
-        .filter(|ip| trusted.iter().any(|net| net.contains(ip)))
-        .and_then(|_| {
-            let xff = req
-                .headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next_back())
-                .and_then(|v| v.trim().parse::<IpAddr>().ok());
-            // RFC 7239: `Forwarded: for=192.0.2.60;proto=https`, the last element.
-            let forwarded = || {
-                req.headers()
-                    .get(header::FORWARDED)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.split(',').next_back())
-                    .and_then(|element| {
-                        element
-                            .split(';')
-                            .filter_map(|pair| pair.trim().split_once('='))
-                            .find(|(k, _)| k.eq_ignore_ascii_case("for"))
-                            .map(|(_, v)| v.trim_matches('"').trim_start_matches('[').to_string())
-                    })
-                    .and_then(|v| {
-                        let v = v.split(']').next().unwrap_or("");
-                        v.parse::<IpAddr>()
-                            .ok()
-                            .or_else(|| v.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()))
-                    })
-            };
-            xff.or_else(forwarded)
-        });
-    forwarded
-        .or(peer)
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|| "-".to_string())
+    crate::http::forwarded::from_request(req, trusted)
+        .address
+        .map_or_else(|| "-".to_string(), |ip| ip.to_string())
 }
 
 fn protocol_name(version: Version) -> &'static str {
