@@ -24,30 +24,19 @@ use crate::config::CompressionConfig;
 use crate::http::mime;
 use crate::origin::{BodyStream, ObjectMeta, OriginError};
 
-/// Whether answers for this representation vary by `Accept-Encoding`.
+/// Whether answers for this representation vary by `Accept-Encoding`
+/// (`compress::compressible`, with the type served for `key`).
 pub(super) fn compressible(config: &CompressionConfig, key: &str, meta: &ObjectMeta) -> bool {
-    // The cheap checks first: the content type is only worked out when they pass.
-    let plain = meta
-        .content_encoding
-        .as_deref()
-        .is_none_or(|e| e.eq_ignore_ascii_case("identity"));
-    if !config.enabled
-        || config.algorithms.is_empty()
-        || !plain
-        || !(config.min_size..=config.max_size).contains(&meta.content_length)
-    {
-        return false;
-    }
-    // Borrowed from the metadata or static: deciding it allocates nothing.
     let content_type = mime::ContentType::of(meta.content_type.as_deref(), key);
-    !compress::forbids_transform(meta.cache_control.as_deref())
-        && compress::should_compress(
-            content_type.essence(),
-            meta.content_encoding.as_deref(),
-            meta.content_length,
-            config.min_size,
-            config.max_size,
-        )
+    compress::compressible(
+        config,
+        &compress::Representation {
+            content_type: content_type.essence(),
+            content_encoding: meta.content_encoding.as_deref(),
+            cache_control: meta.cache_control.as_deref(),
+            length: meta.content_length,
+        },
+    )
 }
 
 /// The coding the client gets, if any: none for ranges and HTTP/1.0.
