@@ -1,7 +1,9 @@
 //! The request handler. It reads top to bottom (DESIGN.md "Request pipeline"); each stage
 //! either answers or passes on:
 //!
-//! 1. Site: pick the site by `Host` (exact, longest wildcard, default), else 404.
+//! 1. Site: pick the site by `Host` (exact, longest wildcard, default), else 404;
+//!    over TLS, 421 for a host of another site that the connection's
+//!    certificate does not cover.
 //! 2. Method: GET and HEAD; other standard methods 405, unknown methods 501.
 //! 3. Path to key: percent-decode once, remove dot-segments, add the prefix; 400
 //!    for NUL or invalid UTF-8.
@@ -27,7 +29,7 @@ use crate::cors;
 use crate::http::headers;
 use crate::site::Site;
 use crate::state::AppState;
-use crate::website;
+use crate::{tls, website};
 
 mod body;
 mod cached;
@@ -156,6 +158,19 @@ async fn serve(req: &HttpRequest, state: &AppState, exchange: &mut Exchange) -> 
             "No site is configured for this host.",
         );
     };
+    // 1a. Over TLS, a host the connection's certificate was not chosen for and
+    // does not cover: 421 (RFC 9110 15.5.20; `tls/session.rs`).
+    if tls::session::authority(
+        &state.tls_resolver.current(),
+        req.conn_data::<tls::session::TlsConnection>(),
+        request_host(req),
+    ) == tls::session::Authority::Misdirected
+    {
+        return error_page(
+            StatusCode::MISDIRECTED_REQUEST,
+            "This host is not served on this connection; open a new connection for it.",
+        );
+    }
     exchange.site = Some(site.clone());
 
     // 1b. HTTPS only: plain-HTTP requests get 308 to the same URL on https.

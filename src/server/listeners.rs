@@ -34,10 +34,16 @@ impl Listeners {
         state: &web::Data<AppState>,
     ) -> Result<Listeners, StartError> {
         let edge_state = state.clone();
+        let resolver = state.tls_resolver.clone();
         let mut edge = HttpServer::new(move || {
             App::new()
                 .app_data(edge_state.clone())
                 .default_service(web::to(handle))
+        })
+        // Each TLS connection carries the name its client asked for (SNI), for
+        // the misdirected-request check (RFC 9110 15.5.20).
+        .on_connect(move |connection, extensions| {
+            tls::session::on_connect(&resolver, connection, extensions)
         })
         .workers(options.workers.max(1))
         .keep_alive(KEEP_ALIVE)
