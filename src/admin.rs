@@ -9,7 +9,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::cache::PurgeScope;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Environment variable holding the admin token.
 pub const ADMIN_TOKEN_ENV: &str = "S3EDGE_ADMIN_TOKEN";

@@ -1,7 +1,9 @@
 //! s3edge: a self-hosted CDN edge node for static websites stored in S3 buckets.
 //!
 //! See the README for the product and docs/ARCHITECTURE.md for the request
-//! pipeline, the cache's contract and the seams.
+//! pipeline, the cache's contract and the seams: `handler/` runs the pipeline,
+//! `cache/` owns read-through, `state.rs` is what every worker shares,
+//! `server/` runs a node.
 
 pub mod access_log;
 pub mod admin;
@@ -15,5 +17,6 @@ pub mod metrics;
 pub mod origin;
 pub mod server;
 pub mod site;
+pub mod state;
 pub mod tls;
 pub mod website;

@@ -266,34 +266,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => return Err(e.into()),
         };
-        let handles = node.handles();
-        let state = node.state.clone();
-        let mut run = Box::pin(node.run());
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut hangup = signal(SignalKind::hangup())?;
-        loop {
-            tokio::select! {
-                result = &mut run => { result?; return Ok(ExitCode::SUCCESS); }
-                _ = terminate.recv() => { tracing::info!("SIGTERM: draining in-flight requests"); break; }
-                _ = interrupt.recv() => { tracing::info!("SIGINT: draining in-flight requests"); break; }
-                _ = hangup.recv() => match server::reload(&state).await {
-                    Ok(count) => tracing::info!(sites = count, "SIGHUP: site files reloaded"),
-                    Err(problems) => {
-                        for problem in &problems {
-                            tracing::error!("{problem}");
-                        }
-                        tracing::error!("SIGHUP: the site files are invalid; keeping the sites in force");
-                    }
-                },
-            }
-        }
-        // The servers' futures drive their own shutdown: keep polling them while
-        // the stop command is delivered.
-        let (_, result) = tokio::join!(server::stop(&handles, true), &mut run);
-        result?;
-        tracing::info!("stopped");
+        server::serve_until_signalled(node).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

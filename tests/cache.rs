@@ -412,17 +412,6 @@ async fn the_memory_tier_stays_within_its_budget() {
     );
 }
 
-/// Waits until the disk tier holds `n` entries.
-async fn wait_disk_entries(edge: &Edge, n: u64) {
-    for _ in 0..100 {
-        if edge.metric("s3edge_cache_entries{tier=\"disk\"}").await >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the disk tier never held {n} entries");
-}
-
 /// Two nodes in a row over the same bucket and cache directories.
 fn restartable(shared: &std::path::Path) -> (EdgeBuilder, Arc<TestOrigins>) {
     let buckets = shared.join("buckets");
@@ -452,7 +441,7 @@ async fn after_a_restart_with_the_same_cache_dir_entries_come_from_disk() {
             sha256(&edge.get("c.test", "/kept.bin").await.bytes().await.unwrap()),
             sha256(&data)
         );
-        wait_disk_entries(&edge, 2).await;
+        edge.wait_disk_entries(2).await;
     }
     let (builder, origins) = restartable(shared.path());
     let edge = builder.start();
@@ -486,7 +475,7 @@ async fn flipped_bytes_in_every_cache_file_still_give_byte_exact_responses() {
             edge.put(BUCKET, key, data.clone(), None).await;
             assert_eq!(edge.get("c.test", &format!("/{key}")).await.status(), 200);
         }
-        wait_disk_entries(&edge, 5).await;
+        edge.wait_disk_entries(5).await;
     }
     let mut flipped = 0;
     for shard in std::fs::read_dir(shared.path().join("cache/v2")).unwrap() {

@@ -8,11 +8,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::binary::{free_port, Binary};
-use common::{random_bytes, sha256};
+use common::{metric_value, random_bytes, sha256, temp_files};
 
 const MIB: usize = 1024 * 1024;
 
@@ -140,10 +140,7 @@ fn disk_entries(node: &Binary) -> u64 {
         .unwrap()
         .text()
         .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("s3edge_cache_entries{tier=\"disk\"} "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    metric_value(&text, "s3edge_cache_entries{tier=\"disk\"}")
 }
 
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
@@ -152,16 +149,6 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
         assert!(started.elapsed() < limit, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn temp_files(dir: &Path) -> Vec<(PathBuf, u64)> {
-    std::fs::read_dir(dir.join("cache/v2/tmp"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]
@@ -183,13 +170,13 @@ fn kill_9_during_a_large_fill_leaves_no_temp_file_nothing_corrupt_and_the_comple
         let _ = client().get(url).send().and_then(|r| r.bytes());
     });
     wait_until("a partial fill on disk", Duration::from_secs(30), || {
-        temp_files(dir.path())
+        temp_files(&dir.path().join("cache"))
             .iter()
             .any(|(_, len)| *len > 2 * MIB as u64)
     });
     node.child.kill().unwrap(); // SIGKILL
     node.child.wait().unwrap();
-    let partial = temp_files(dir.path());
+    let partial = temp_files(&dir.path().join("cache"));
     assert!(
         partial.iter().all(|(_, len)| *len < big.len() as u64),
         "the fill was interrupted: {partial:?}"
@@ -198,7 +185,7 @@ fn kill_9_during_a_large_fill_leaves_no_temp_file_nothing_corrupt_and_the_comple
 
     let node = start(dir.path(), store_port, "");
     assert!(
-        temp_files(dir.path()).is_empty(),
+        temp_files(&dir.path().join("cache")).is_empty(),
         "temporary files are removed at start"
     );
     let (status, cache, body) = get(&node, "/small.bin");
@@ -255,7 +242,7 @@ fn a_disk_that_fills_up_during_a_fill_turns_the_tier_off_and_serving_goes_on() {
         },
     );
     assert!(
-        temp_files(dir.path()).is_empty(),
+        temp_files(&dir.path().join("cache")).is_empty(),
         "the partial file is removed"
     );
 

@@ -2,6 +2,8 @@
 //! (with its default request checksums and response validation), plus the AWS CLI.
 #![cfg(feature = "embedded")]
 
+mod common;
+
 #[path = "embedded_store/harness.rs"]
 mod harness;
 

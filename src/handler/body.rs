@@ -14,7 +14,7 @@ use crate::access_log::AccessRecord;
 use crate::cache::LengthCheck;
 use crate::metrics::SiteMetrics;
 use crate::origin::{BodyStream, OriginError};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The body of a HEAD response: announces the GET body's length, sends nothing.
 pub(super) struct HeadBody(pub u64);

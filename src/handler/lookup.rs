@@ -159,30 +159,19 @@ impl Lookup<'_> {
         }
     }
 }
-/// Whether answers for this representation vary by `Accept-Encoding`.
+/// Whether answers for this representation vary by `Accept-Encoding`
+/// (`compress::compressible`, with the type served for `key`).
 fn compressible(config: &CompressionConfig, key: &str, meta: &ObjectMeta) -> bool {
-    // The cheap checks first: the content type is only worked out when they pass.
-    let plain = meta
-        .content_encoding
-        .as_deref()
-        .is_none_or(|e| e.eq_ignore_ascii_case("identity"));
-    if !config.enabled
-        || config.algorithms.is_empty()
-        || !plain
-        || !(config.min_size..=config.max_size).contains(&meta.content_length)
-    {
-        return false;
-    }
-    // Borrowed from the metadata or static: deciding it allocates nothing.
     let content_type = mime::ContentType::of(meta.content_type.as_deref(), key);
-    !compress::forbids_transform(meta.cache_control.as_deref())
-        && compress::should_compress(
-            content_type.essence(),
-            meta.content_encoding.as_deref(),
-            meta.content_length,
-            config.min_size,
-            config.max_size,
-        )
+    compress::compressible(
+        config,
+        &compress::Representation {
+            content_type: content_type.essence(),
+            content_encoding: meta.content_encoding.as_deref(),
+            cache_control: meta.cache_control.as_deref(),
+            length: meta.content_length,
+        },
+    )
 }
 
 /// The coding the client gets, if any: none for ranges and HTTP/1.0
@@ -388,38 +377,8 @@ fn body_with_status(
 /// The scheme the client used: https on a TLS listener, or what a trusted proxy
 /// says in `X-Forwarded-Proto` / `Forwarded: proto=`.
 pub(super) fn request_scheme(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> website::Protocol {
-    if req.app_config().secure() {
-        return website::Protocol::Https;
+    match crate::http::forwarded::from_request(req, trusted).scheme {
+        crate::http::forwarded::Scheme::Https => website::Protocol::Https,
+        crate::http::forwarded::Scheme::Http => website::Protocol::Http,
     }
-    let peer_trusted = req
-        .peer_addr()
-        .is_some_and(|peer| trusted.iter().any(|net| net.contains(&peer.ip())));
-    if peer_trusted {
-        let forwarded_proto = req
-            .headers()
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(',')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            })
-            .or_else(|| {
-                req.headers()
-                    .get(header::FORWARDED)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| {
-                        v.split([';', ','])
-                            .filter_map(|pair| pair.trim().split_once('='))
-                            .find(|(k, _)| k.eq_ignore_ascii_case("proto"))
-                            .map(|(_, v)| v.trim_matches('"').to_ascii_lowercase())
-                    })
-            });
-        if forwarded_proto.as_deref() == Some("https") {
-            return website::Protocol::Https;
-        }
-    }
-    website::Protocol::Http
 }

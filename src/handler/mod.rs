@@ -4,7 +4,9 @@
 //!
 //! 1. Limits: header sections over 16 KiB or 100 fields get 431.
 //! 2. Site: pick the site by `Host` (exact, longest wildcard, default), else
-//!    404; a plain-HTTP request to a `redirect_http` site gets 308 to https.
+//!    404; over TLS, 421 for a host of another site that the connection's
+//!    certificate does not cover; a plain-HTTP request to a `redirect_http`
+//!    site gets 308 to https.
 //! 3. Method: a CORS preflight is answered; GET and HEAD go on; other
 //!    standard methods 405, unknown methods 501.
 //! 4. Key: percent-decode once, remove dot-segments, add the prefix; 400 for
@@ -22,7 +24,6 @@
 //!     `[headers]`; the body is wrapped so the access log line and the byte
 //!     counters are written when it has been sent (or abandoned).
 
-use std::net::IpAddr;
 use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -36,9 +37,9 @@ use crate::access_log::AccessRecord;
 use crate::cache::CacheOutcome;
 use crate::cors;
 use crate::http::headers;
-use crate::server::AppState;
 use crate::site::Site;
-use crate::website;
+use crate::state::AppState;
+use crate::{tls, website};
 
 mod body;
 mod lookup;
@@ -258,6 +259,19 @@ fn route(req: &HttpRequest, state: &AppState) -> Stage<Arc<Site>> {
             "No site is configured for this host.",
         ));
     };
+    // Over TLS, a host the connection's certificate was not chosen for and
+    // does not cover: 421 (RFC 9110 15.5.20; `tls/session.rs`).
+    if tls::session::authority(
+        &state.tls_resolver.current(),
+        req.conn_data::<tls::session::TlsConnection>(),
+        request_host(req),
+    ) == tls::session::Authority::Misdirected
+    {
+        return Break(error_page(
+            StatusCode::MISDIRECTED_REQUEST,
+            "This host is not served on this connection; open a new connection for it.",
+        ));
+    }
     if site.config.tls.as_ref().is_some_and(|t| t.redirect_http)
         && lookup::request_scheme(req, &state.trusted_proxies) == website::Protocol::Http
     {
@@ -366,44 +380,11 @@ fn request_host(req: &HttpRequest) -> Option<&str> {
 }
 
 /// The client's address: the peer, or the forwarded address when the peer is a
-/// trusted proxy.
+/// trusted proxy (`http/forwarded.rs`).
 fn client_address(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> String {
-    let peer = req.peer_addr().map(|a| a.ip());
-    let forwarded = peer
-        .filter(|ip| trusted.iter().any(|net| net.contains(ip)))
-        .and_then(|_| {
-            let xff = req
-                .headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next_back())
-                .and_then(|v| v.trim().parse::<IpAddr>().ok());
-            // RFC 7239: `Forwarded: for=192.0.2.60;proto=https`, the last element.
-            let forwarded = || {
-                req.headers()
-                    .get(header::FORWARDED)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.split(',').next_back())
-                    .and_then(|element| {
-                        element
-                            .split(';')
-                            .filter_map(|pair| pair.trim().split_once('='))
-                            .find(|(k, _)| k.eq_ignore_ascii_case("for"))
-                            .map(|(_, v)| v.trim_matches('"').trim_start_matches('[').to_string())
-                    })
-                    .and_then(|v| {
-                        let v = v.split(']').next().unwrap_or("");
-                        v.parse::<IpAddr>()
-                            .ok()
-                            .or_else(|| v.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()))
-                    })
-            };
-            xff.or_else(forwarded)
-        });
-    forwarded
-        .or(peer)
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|| "-".to_string())
+    crate::http::forwarded::from_request(req, trusted)
+        .address
+        .map_or_else(|| "-".to_string(), |ip| ip.to_string())
 }
 
 fn protocol_name(version: Version) -> &'static str {

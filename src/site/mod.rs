@@ -1,14 +1,15 @@
 //! The runtime view of the configured sites: each site's settings and origin
 //! client, and the host router that picks one per request.
 
+mod build;
 mod router;
 
 use std::sync::{Arc, RwLock};
 
+pub use build::{BuildContext, SiteError};
 pub use router::{normalize_host, HostRouter};
 
 use crate::config::{CorsConfig, SiteConfig};
-use crate::origin::s3::{BuildError, EmbeddedEndpoint, S3Origin};
 use crate::origin::Origin;
 use crate::website::WebsiteConfig;
 
@@ -142,28 +143,6 @@ pub struct Sites {
 }
 
 impl Sites {
-    /// Builds the S3 client of every site.
-    pub async fn build(
-        configs: Vec<SiteConfig>,
-        embedded: Option<&EmbeddedEndpoint>,
-        wrap: Option<&OriginWrapper>,
-    ) -> Result<Sites, (String, BuildError)> {
-        let mut sites = Vec::with_capacity(configs.len());
-        for config in configs {
-            let origin: Arc<dyn Origin> = Arc::new(
-                S3Origin::build(&config.origin, embedded)
-                    .await
-                    .map_err(|e| (config.name.clone(), e))?,
-            );
-            let origin = match wrap {
-                Some(wrap) => wrap(&config, origin),
-                None => origin,
-            };
-            sites.push(Arc::new(Site::new(config, origin)));
-        }
-        Ok(Sites::from_sites(sites))
-    }
-
     /// Wraps already-built sites (tests use this with their own origins).
     pub fn from_sites(sites: Vec<Arc<Site>>) -> Sites {
         let router = HostRouter::new(
