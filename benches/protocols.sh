@@ -41,63 +41,17 @@ P_S3EDGE=18580 P_S3EDGE_TLS=18581 P_ADMIN=19580 P_S3=19500
 P_NGINX=18582 P_NGINX_TLS=18583 P_ORIGIN=18590
 P_VARNISH=18584 P_VARNISH_FILE=18585
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+KEEP_TMP=${BENCH_KEEP_TMP:-}
+# shellcheck source=benches/lib.sh
+source "$HERE/lib.sh"
 
-PIDS=()
-TMP=""
-cleanup() {
-    local rc=$? pid i
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ -n $TMP && -d $TMP ]]; then
-        if [[ -n ${BENCH_KEEP_TMP:-} ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# ------------------------------------------------------------------ tools --
-SUDO=""
-[[ $(id -u) -eq 0 ]] || SUDO=sudo
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-command -v varnishd >/dev/null || need+=(varnish)
-command -v wrk >/dev/null || need+=(wrk)
-command -v h2load >/dev/null || need+=(nghttp2-client)
-command -v curl >/dev/null || need+=(curl)
-command -v openssl >/dev/null || need+=(openssl)
-if ((${#need[@]})); then
-    log "installing ${need[*]}"
-    $SUDO apt-get install -y "${need[@]}" ||
-        { $SUDO apt-get update && $SUDO apt-get install -y "${need[@]}"; }
-fi
-for p in $P_S3EDGE $P_S3EDGE_TLS $P_ADMIN $P_S3 $P_NGINX $P_NGINX_TLS $P_ORIGIN $P_VARNISH $P_VARNISH_FILE; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-        die "127.0.0.1:$p is already in use; stop what listens there"
-    fi
-done
+install_missing nginx=nginx varnishd=varnish wrk=wrk h2load=nghttp2-client curl=curl openssl=openssl
+refuse_busy_ports $P_S3EDGE $P_S3EDGE_TLS $P_ADMIN $P_S3 $P_NGINX $P_NGINX_TLS $P_ORIGIN $P_VARNISH $P_VARNISH_FILE
 [[ $(getent ahosts localhost | awk 'NR == 1 { print $1 }') == 127.0.0.1 ]] ||
     die "localhost must resolve to 127.0.0.1 first (the HTTPS rows use it as the certificate's name)"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
-if [[ -n ${S3EDGE_BIN:-} ]]; then
-    BIN=$S3EDGE_BIN
-else
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-    [[ $CARGO_TARGET_DIR == /* ]] || CARGO_TARGET_DIR=$REPO/$CARGO_TARGET_DIR
-    log "building s3edge (release, LTO: several minutes the first time)"
-    (cd "$REPO" && cargo build --release --quiet)
-    BIN=$CARGO_TARGET_DIR/release/s3edge
-fi
-[[ -x $BIN ]] || die "no s3edge binary at $BIN"
+BIN=$(release_binary)
 
 # ---------------------------------------------------- objects, certificate --
 TMP=$(mktemp -d /tmp/s3edge-protocols.XXXXXX)
@@ -114,15 +68,6 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 chmod -R a+rX "$TMP"
 
 # ---------------------------------------------------------------- servers --
-wait_port() { # PORT NAME
-    local i
-    for i in $(seq 150); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.2
-    done
-    die "$2 did not listen on 127.0.0.1:$1 (logs in $TMP; BENCH_KEEP_TMP=1 keeps them)"
-}
-
 cat >"$TMP/sites/bench.toml" <<EOF
 default = true
 hosts = ["localhost"]
