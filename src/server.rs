@@ -185,6 +185,7 @@ impl Node {
                     site: site.name().to_string(),
                     message,
                 })?;
+            crate::releases::watch::load(site).await;
         }
         for site in &sites.sites {
             let hosts: Vec<String> = site.config.hosts.iter().map(|h| h.to_string()).collect();
@@ -399,6 +400,7 @@ fn start_refreshes(state: &web::Data<AppState>, sites: &Sites) {
         .as_ref()
         .map_or(WEBSITE_REFRESH, |c| c.website_refresh);
     for site in &sites.sites {
+        crate::releases::watch::spawn(site);
         if site.reads_bucket_configuration() {
             tokio::spawn(refresh_website(state.clone(), site.clone(), every));
         }
@@ -443,6 +445,7 @@ pub async fn reload(state: &web::Data<AppState>) -> Result<usize, Vec<String>> {
         site.load_bucket_cors()
             .await
             .map_err(|message| vec![format!("site `{}`: {message}", site.name())])?;
+        crate::releases::watch::load(&site).await;
         sites.push(site);
     }
     for site in &old.sites {

@@ -5,6 +5,8 @@
 //! 1. Limits: header sections over 16 KiB or 100 fields get 431.
 //! 2. Site: pick the site by `Host` (exact, longest wildcard, default), else
 //!    404; a plain-HTTP request to a `redirect_http` site gets 308 to https.
+//!    With `[releases]`, the site is then pinned to one release for the whole
+//!    request: the live one, or the one a preview host names (`releases/`).
 //! 3. Method: a CORS preflight is answered; GET and HEAD go on; other
 //!    standard methods 405, unknown methods 501.
 //! 4. Key: percent-decode once, remove dot-segments, add the prefix; 400 for
@@ -185,6 +187,16 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Served {
     let site = match route(req, state) {
         Continue(site) => site,
         Break(response) => return Served::without_site(response),
+    };
+    // 2b. Release (`[releases]`): the live one, or the one a preview host names.
+    let site = match site.release_view(request_host(req)) {
+        Ok(view) => view,
+        Err(e) => {
+            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::NOT_FOUND);
+            let mut served = Served::without_site(error_page(status, &e.to_string()));
+            served.site = Some(site);
+            return served;
+        }
     };
     let answered = |response, cors| Served {
         response,
