@@ -119,8 +119,20 @@ impl ReleaseBucket {
         let origin = S3Origin::build(&site.origin, embedded)
             .await
             .map_err(|e| ReleaseError::Usage(format!("site `{}`: {e}", site.name)))?;
+        // The node's per-request timeout would cut long uploads short: keep
+        // the connect and stall timeouts, drop the whole-operation one.
+        let timeouts = aws_smithy_types::timeout::TimeoutConfig::builder()
+            .connect_timeout(site.origin.timeout)
+            .read_timeout(site.origin.timeout)
+            .build();
+        let config = origin
+            .client()
+            .config()
+            .to_builder()
+            .timeout_config(timeouts)
+            .build();
         Ok(ReleaseBucket {
-            client: origin.client().clone(),
+            client: aws_sdk_s3::Client::from_conf(config),
             bucket: site.origin.bucket.clone(),
             prefix: site.origin.prefix.clone(),
             pointer: format!("{}{}", site.origin.prefix, releases.pointer),
