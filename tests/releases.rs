@@ -218,6 +218,12 @@ async fn publish_switches_at_once_rollback_needs_no_origin_request_and_previews_
         .expect("run rollback");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     assert_eq!(body(&edge, HOST, "/").await.1, "<h1>two</h1>");
+
+    // A reload (SIGHUP) reads the pointer again before the new sites serve.
+    s3edge::server::reload(&edge.node.state)
+        .await
+        .expect("reload");
+    assert_eq!(body(&edge, HOST, "/").await.1, "<h1>two</h1>");
 }
 
 #[tokio::test(flavor = "multi_thread")]
