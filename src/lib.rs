@@ -15,6 +15,7 @@ pub mod handler;
 pub mod http;
 pub mod metrics;
 pub mod origin;
+pub mod releases;
 pub mod server;
 pub mod site;
 pub mod state;

@@ -11,6 +11,8 @@ mod harness;
 mod bucket_config;
 #[path = "embedded_store/conditional.rs"]
 mod conditional;
+#[path = "embedded_store/conditional_writes.rs"]
+mod conditional_writes;
 #[path = "embedded_store/errors.rs"]
 mod errors;
 #[path = "embedded_store/lifecycle.rs"]

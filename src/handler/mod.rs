@@ -6,7 +6,9 @@
 //! 2. Site: pick the site by `Host` (exact, longest wildcard, default), else
 //!    404; over TLS, 421 for a host of another site that the connection's
 //!    certificate does not cover; a plain-HTTP request to a `redirect_http`
-//!    site gets 308 to https.
+//!    site gets 308 to https. With `[releases]`, the site is then pinned to
+//!    one release for the whole request: the live one, or the one a preview
+//!    host names (`releases/`).
 //! 3. Method: a CORS preflight is answered; GET and HEAD go on; other
 //!    standard methods 405, unknown methods 501.
 //! 4. Key: percent-decode once, remove dot-segments, add the prefix; 400 for
@@ -186,6 +188,16 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Served {
     let site = match route(req, state) {
         Continue(site) => site,
         Break(response) => return Served::without_site(response),
+    };
+    // 2b. Release (`[releases]`): the live one, or the one a preview host names.
+    let site = match site.release_view(request_host(req)) {
+        Ok(view) => view,
+        Err(e) => {
+            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::NOT_FOUND);
+            let mut served = Served::without_site(error_page(status, &e.to_string()));
+            served.site = Some(site);
+            return served;
+        }
     };
     let answered = |response, cors| Served {
         response,

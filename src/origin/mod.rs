@@ -189,6 +189,14 @@ pub trait Origin: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Whether any object's key starts with `prefix` (ListObjectsV2, one key).
+    /// Used to refuse switching to a release that has no files.
+    async fn has_objects_under(&self, prefix: &str) -> Result<bool, OriginError> {
+        Err(OriginError::Invalid(format!(
+            "this origin cannot list keys (asked for `{prefix}`)"
+        )))
+    }
+
     /// A short description for startup lines, e.g. `s3://demo (embedded)`.
     fn describe(&self) -> String;
 }

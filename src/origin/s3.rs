@@ -246,6 +246,22 @@ impl Origin for S3Origin {
         })
     }
 
+    async fn has_objects_under(&self, prefix: &str) -> Result<bool, OriginError> {
+        let output = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|err| match classify(err) {
+                Classified::Error(e) => e,
+                Classified::NotModified => OriginError::Invalid("304 to a listing".into()),
+            })?;
+        Ok(output.key_count().unwrap_or(0) > 0 || !output.contents().is_empty())
+    }
+
     async fn website_configuration(&self) -> Result<Option<RawWebsite>, OriginError> {
         let output = match self
             .client

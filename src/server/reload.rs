@@ -90,6 +90,7 @@ fn same_objects(a: &Site, b: &Site) -> bool {
 pub(super) fn start_refreshes(state: &web::Data<AppState>, sites: &Sites) {
     let every = state.reload_context.website_refresh;
     for site in &sites.sites {
+        crate::releases::watch::spawn(site);
         if site.reads_bucket_configuration() {
             tokio::spawn(refresh_website(state.clone(), site.clone(), every));
         }

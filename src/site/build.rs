@@ -80,6 +80,8 @@ impl Site {
                 site: site.name().to_string(),
                 reason,
             })?;
+        // With `[releases]`: the live release, read once before it serves.
+        crate::releases::watch::load(&site).await;
         Ok(site)
     }
 }

@@ -458,6 +458,10 @@ mod test_origin {
             self.inner.website_configuration().await
         }
 
+        async fn has_objects_under(&self, prefix: &str) -> Result<bool, OriginError> {
+            self.inner.has_objects_under(prefix).await
+        }
+
         async fn cors_configuration(
             &self,
         ) -> Result<Option<Vec<s3edge::config::CorsConfig>>, OriginError> {

@@ -5,7 +5,8 @@
 //! conditional GET/HEAD (304/412); suffix ranges longer than the object; Range on HEAD;
 //! `Accept-Ranges`; the default `binary/octet-stream` type; ETag, storage class and
 //! `encoding-type=url` in listings.
-//! Writes (`writes.rs`): no implicit bucket creation; `aws-chunked` is not a stored
+//! Writes (`writes.rs`): conditional PutObject (If-Match / If-None-Match, 412
+//! otherwise) is atomic between writers; no implicit bucket creation; `aws-chunked` is not a stored
 //! Content-Encoding; deleted objects lose their metadata; a multipart object keeps no stale
 //! checksum; `BucketNotEmpty`; `BucketAlreadyOwnedByYou`.
 //! Keys (`sidecar::storable_key`): a key with a leading `/` or a `.`/`..` segment would
@@ -28,6 +29,10 @@ use super::sidecar::{storable_key, BucketConfigKind, Sidecars};
 pub(crate) struct Store {
     pub(super) fs: Arc<FileSystem>,
     pub(super) files: Arc<Sidecars>,
+    /// Held by every conditional PutObject from its check to its rename, so two
+    /// writers with the same `If-Match` cannot both succeed (s3s-fs checks,
+    /// then writes).
+    pub(super) conditional_writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -38,6 +43,7 @@ impl Store {
         Ok(Self {
             fs: Arc::new(fs),
             files: Arc::new(Sidecars::new(root)),
+            conditional_writes: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 

@@ -83,6 +83,13 @@ impl Store {
         Self::require_storable(&req.input.key)?;
         self.require_bucket(&req.input.bucket).await?;
         req.input.content_encoding = without_aws_chunked(req.input.content_encoding.take());
+        // s3s-fs evaluates If-Match / If-None-Match (412 PreconditionFailed) and
+        // then writes: one conditional write at a time makes that atomic.
+        let _turn = if req.input.if_match.is_some() || req.input.if_none_match.is_some() {
+            Some(self.conditional_writes.lock().await)
+        } else {
+            None
+        };
         self.fs.put_object(req).await
     }
 
