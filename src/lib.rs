@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod origin;
 pub mod server;
 pub mod site;
+pub mod status;
 pub mod tls;
 pub mod website;

@@ -194,7 +194,7 @@ impl Node {
                     " (default)"
                 });
             }
-            println!(
+            tracing::info!(
                 "site {}: {} -> {}",
                 site.name(),
                 hosts,
@@ -213,7 +213,7 @@ impl Node {
                     }
                 })?;
             let (bytes, entries) = disk.usage();
-            println!(
+            tracing::info!(
                 "disk cache: {} ({entries} entries, {bytes} bytes)",
                 options.cache_dir.display()
             );
@@ -268,7 +268,7 @@ impl Node {
                 addr: local,
                 source,
             })?;
-            println!("listening on http://{local}");
+            tracing::info!("listening on http://{local}");
             http_addrs.push(local);
         }
         let tls_config = crate::tls::server_config(state.tls_resolver.clone())
@@ -282,7 +282,7 @@ impl Node {
                     addr: local,
                     source,
                 })?;
-            println!("listening on https://{local}");
+            tracing::info!("listening on https://{local}");
             https_addrs.push(local);
         }
         if !https_addrs.is_empty() && state.tls_resolver.current().tls_sites() == 0 {
@@ -310,9 +310,10 @@ impl Node {
             addr: admin_addr,
             source,
         })?;
-        println!("admin listening on http://{admin_addr}");
+        tracing::info!("admin listening on http://{admin_addr}");
         let edge = edge.run();
         let admin = admin.run();
+        crate::status::start_sampler(&state.metrics);
         state.ready.store(true, Ordering::Release);
         Ok(Node {
             http_addrs,
@@ -490,7 +491,7 @@ fn start_embedded(options: &NodeOptions) -> Result<(EmbeddedStore, EmbeddedEndpo
         access_key: options.embedded_access_key.clone(),
         secret_key: options.embedded_secret_key.clone(),
     })?;
-    println!(
+    tracing::info!(
         "embedded S3 store: {} serving buckets from {}",
         store.endpoint(),
         root.display()

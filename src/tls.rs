@@ -316,6 +316,26 @@ impl SniResolver {
             .map(|(site, entry)| (site.as_str(), entry.clone()))
     }
 
+    /// Every site that has a certificate, with it (each site once, by name).
+    pub fn certificates(&self) -> Vec<(&str, Arc<CertifiedKey>)> {
+        let mut found: Vec<(&str, Arc<CertifiedKey>)> = Vec::new();
+        let entries = self
+            .exact
+            .values()
+            .map(|(site, entry)| (site, entry))
+            .chain(self.wildcards.iter().map(|(_, site, entry)| (site, entry)))
+            .chain(self.default.iter().map(|(site, entry)| (site, entry)));
+        for (site, entry) in entries {
+            if let Some(key) = entry {
+                if !found.iter().any(|(name, _)| name == site) {
+                    found.push((site, Arc::clone(key)));
+                }
+            }
+        }
+        found.sort_by(|a, b| a.0.cmp(b.0));
+        found
+    }
+
     /// The certificate for a ClientHello naming `server_name`, if any.
     pub fn resolve_name(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
         self.lookup(server_name).and_then(|(_, entry)| entry)
