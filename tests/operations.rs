@@ -391,6 +391,19 @@ fn the_dashboard_and_the_alert_rules_use_only_metrics_a_live_node_exports() {
         .expect("the certificate's expiry");
     // rcgen's default notAfter is 4096-01-01.
     assert!(expiry > 365 * 86400, "{expiry}");
+    // Without an admin token the status page and its data need none; the
+    // report shows the same certificate.
+    let page = blocking_client().get(&node.admin).send().unwrap();
+    assert_eq!(page.status(), 200);
+    let report: serde_json::Value =
+        serde_json::from_str(&admin_get(&node, "/status.json")).unwrap();
+    let sites = report["sites"].as_array().unwrap();
+    assert_eq!(sites.len(), 3, "{report}");
+    let secure = sites.iter().find(|s| s["name"] == "secure").unwrap();
+    let reported = secure["certificate_expiry_seconds"].as_i64().unwrap();
+    assert!((reported - expiry).abs() < 60, "{reported} vs {expiry}");
+    let broken = sites.iter().find(|s| s["name"] == "broken").unwrap();
+    assert_eq!(broken["window"]["origin_errors"], 1, "{broken}");
 
     let dashboard: serde_json::Value =
         serde_json::from_str(&repo_file("deploy/grafana/s3edge-dashboard.json")).unwrap();

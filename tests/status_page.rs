@@ -60,7 +60,7 @@ async fn status_json_reports_each_site_the_cache_tiers_the_node_and_the_purges()
     let response = status_json(&edge, Some(TOKEN)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
-    let report: serde_json::Value = response.json().await.unwrap();
+    let report: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
 
     assert_eq!(report["window_seconds"], 900);
     assert_eq!(report["sample_interval_seconds"], 10);
@@ -238,6 +238,12 @@ async fn chromium_renders_each_site_its_hit_ratio_and_its_charts() {
         return;
     };
     let edge = node_with_traffic().await;
+    // After the sampler's second sample (10 s after the start), one more
+    // request each: the charts then have two intervals, drawn as lines.
+    // alpha: its purged page is a miss (3 hits of 5: 60%); beta a hit (2 of 3).
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(edge.get("alpha.test", "/index.html").await.status(), 200);
+    assert_eq!(edge.get("beta.test", "/a.css").await.status(), 200);
     let profile = tempfile::tempdir().unwrap();
     let page = edge.admin_url("/");
     let url = format!("{page}#token={TOKEN}");
@@ -255,7 +261,7 @@ async fn chromium_renders_each_site_its_hit_ratio_and_its_charts() {
         "{dom}"
     );
     assert_eq!(attribute(&dom, "<body", "data-sites").as_deref(), Some("2"));
-    // Four charts per site, each an SVG with at least one drawn line.
+    // Four charts per site, each an SVG with at least one series drawn.
     assert_eq!(
         attribute(&dom, "<body", "data-charts").as_deref(),
         Some("8")
@@ -266,7 +272,7 @@ async fn chromium_renders_each_site_its_hit_ratio_and_its_charts() {
     assert!(lines >= 8, "{lines} lines drawn: {dom}");
     assert!(dom.matches("<svg").count() >= 8);
     assert!(dom.contains("<path d=\"M"), "{dom}");
-    for (site, ratio) in [("alpha", "75.0%"), ("beta", "50.0%")] {
+    for (site, ratio) in [("alpha", "60.0%"), ("beta", "66.7%")] {
         let marker = format!("data-site=\"{site}\"");
         assert_eq!(
             attribute(&dom, &marker, "data-hit-ratio").as_deref(),
@@ -276,7 +282,7 @@ async fn chromium_renders_each_site_its_hit_ratio_and_its_charts() {
         assert!(dom.contains(&format!("<h3>{site}</h3>")), "{site}");
     }
     // The shown figures, tiers, the node and the purge are there as text.
-    assert!(dom.contains(">75.0%<") && dom.contains(">50.0%<"));
+    assert!(dom.contains(">60.0%<") && dom.contains(">66.7%<"));
     assert!(dom.contains(">memory<") && dom.contains(">disk<"));
     assert!(dom.contains(">this node<"));
     assert!(dom.contains(">/index.html<"));
