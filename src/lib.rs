@@ -19,5 +19,6 @@ pub mod releases;
 pub mod server;
 pub mod site;
 pub mod state;
+pub mod status;
 pub mod tls;
 pub mod website;

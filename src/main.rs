@@ -156,7 +156,7 @@ fn main() -> ExitCode {
             match serve(*args) {
                 Ok(code) => code,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    tracing::error!("{e:#}");
                     ExitCode::FAILURE
                 }
             }
@@ -200,14 +200,28 @@ fn purge(
     })
 }
 
+/// The process log: every line `serve` writes about itself (start-up lines,
+/// warnings, errors), on standard error, in the format `--log-format` names
+/// (the access log has its own target). Colour only on a terminal, and not
+/// with `NO_COLOR` set (no-color.org).
 fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal as _;
+    // actix-server's own start-up lines repeat the node's ("starting service ...").
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn"));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     match format {
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }
@@ -245,7 +259,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             Ok(node) => node,
             Err(StartError::Config(errors)) => {
                 for problem in &errors.0 {
-                    eprintln!("{problem}");
+                    tracing::error!("{problem}");
                 }
                 return Ok(ExitCode::from(EXIT_INVALID));
             }

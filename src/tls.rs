@@ -294,6 +294,18 @@ impl SniResolver {
         Some(site)
     }
 
+    /// Every site that has a certificate, with it (each site once, by name).
+    pub fn certificates(&self) -> Vec<(&str, Arc<CertifiedKey>)> {
+        let mut found: Vec<(&str, Arc<CertifiedKey>)> = self
+            .sites
+            .iter()
+            .filter_map(|(site, entry)| Some((site.as_str(), Arc::clone(entry.as_ref()?))))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(b.0));
+        found.dedup_by(|a, b| a.0 == b.0);
+        found
+    }
+
     /// The certificate for a ClientHello naming `server_name`, if any.
     pub fn resolve_name(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
         self.lookup(server_name).and_then(|(_, entry)| entry)

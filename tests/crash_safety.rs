@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::binary::{free_port, Binary};
-use common::{metric_value, random_bytes, sha256, temp_files};
+use common::{random_bytes, sha256, temp_files};
 
 const MIB: usize = 1024 * 1024;
 
@@ -134,13 +134,21 @@ fn get(node: &Binary, path: &str) -> (u16, String, Vec<u8>) {
 }
 
 fn disk_entries(node: &Binary) -> u64 {
+    disk_metric(node, "s3edge_cache_entries").unwrap_or(0)
+}
+
+/// A `{tier="disk"}` series of `/metrics`.
+fn disk_metric(node: &Binary, name: &str) -> Option<u64> {
     let text = client()
         .get(format!("{}/metrics", node.admin))
         .send()
         .unwrap()
         .text()
         .unwrap();
-    metric_value(&text, "s3edge_cache_entries{tier=\"disk\"}")
+    let prefix = format!("{name}{{tier=\"disk\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
@@ -165,6 +173,7 @@ fn kill_9_during_a_large_fill_leaves_no_temp_file_nothing_corrupt_and_the_comple
     wait_until("small.bin on disk", Duration::from_secs(10), || {
         disk_entries(&node) >= 1
     });
+    assert_eq!(disk_metric(&node, "s3edge_cache_tier_enabled"), Some(1));
     let url = format!("{}/big.bin", node.http);
     std::thread::spawn(move || {
         let _ = client().get(url).send().and_then(|r| r.bytes());
@@ -228,6 +237,7 @@ fn a_disk_that_fills_up_during_a_fill_turns_the_tier_off_and_serving_goes_on() {
     wait_until("small.bin on disk", Duration::from_secs(10), || {
         disk_entries(&node) >= 1
     });
+    assert_eq!(disk_metric(&node, "s3edge_cache_tier_enabled"), Some(1));
 
     // The 8 MiB fill fails to write past 3 MiB: the client still gets every byte.
     let (status, _, body) = get(&node, "/big.bin");
@@ -245,6 +255,8 @@ fn a_disk_that_fills_up_during_a_fill_turns_the_tier_off_and_serving_goes_on() {
         temp_files(&dir.path().join("cache")).is_empty(),
         "the partial file is removed"
     );
+    // What the `S3edgeDiskTierOff` alert watches.
+    assert_eq!(disk_metric(&node, "s3edge_cache_tier_enabled"), Some(0));
 
     // Serving goes on: hits from memory, misses from the origin, byte-exact.
     let (status, cache, body) = get(&node, "/small.bin");

@@ -1127,15 +1127,16 @@ fn sighup_to_the_binary_swaps_a_renewed_certificate_for_new_connections_and_keep
         .arg(pki.path("cache"))
         .arg("--sites")
         .arg(&sites)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Start-up lines are the process log, on stderr.
+    let mut lines = io::BufReader::new(child.stderr.take().unwrap()).lines();
     let https: SocketAddr = loop {
         let line = lines.next().expect("startup line").unwrap();
-        if let Some(addr) = line.strip_prefix("listening on https://") {
-            break addr.parse().unwrap();
+        if let Some((_, addr)) = line.split_once("listening on https://") {
+            break addr.trim().parse().unwrap();
         }
     };
     std::thread::spawn(move || for _ in lines {});

@@ -412,6 +412,11 @@ impl DiskTier {
         doomed.into_iter().map(|(_, key)| key).collect()
     }
 
+    /// The tier's bound in bytes (`--disk-cache-size`).
+    pub fn capacity(&self) -> u64 {
+        self.max_bytes
+    }
+
     /// Bytes and entries on disk.
     pub fn usage(&self) -> (u64, u64) {
         let index = self.lock();

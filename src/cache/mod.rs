@@ -241,6 +241,10 @@ pub struct TierUsage {
     pub tier: &'static str,
     pub bytes: u64,
     pub entries: u64,
+    /// The bytes it may hold (`--memory-cache-size`, `--disk-cache-size`).
+    pub capacity: u64,
+    /// `false` once a write error has turned the disk tier off.
+    pub enabled: bool,
 }
 
 impl Cache {
@@ -375,6 +379,8 @@ impl Cache {
             tier: "memory",
             bytes,
             entries,
+            capacity: self.memory.capacity(),
+            enabled: true,
         }];
         if let Some(disk) = &self.disk {
             let (bytes, entries) = disk.usage();
@@ -382,6 +388,8 @@ impl Cache {
                 tier: "disk",
                 bytes,
                 entries,
+                capacity: disk.capacity(),
+                enabled: disk.is_enabled(),
             });
         }
         tiers

@@ -129,6 +129,7 @@ impl Drop for LoggedBody {
         }
         self.site_metrics
             .response(&self.state.metrics, self.status, self.bytes);
+        self.site_metrics.observe_duration(self.started.elapsed());
         if let Some(mut record) = self.record.take() {
             record.bytes = self.bytes;
             record.complete = self.complete;

@@ -61,7 +61,7 @@ impl Listeners {
                 addr: local,
                 source,
             })?;
-            println!("listening on http://{local}");
+            tracing::info!("listening on http://{local}");
             http_addrs.push(local);
         }
         let tls_config = tls::server_config(state.tls_resolver.clone())
@@ -75,7 +75,7 @@ impl Listeners {
                     addr: local,
                     source,
                 })?;
-            println!("listening on https://{local}");
+            tracing::info!("listening on https://{local}");
             https_addrs.push(local);
         }
         if !https_addrs.is_empty() && state.tls_resolver.current().tls_sites() == 0 {
@@ -101,7 +101,7 @@ impl Listeners {
             addr: admin_addr,
             source,
         })?;
-        println!("admin listening on http://{admin_addr}");
+        tracing::info!("admin listening on http://{admin_addr}");
         Ok(Listeners {
             http_addrs,
             https_addrs,

@@ -71,6 +71,7 @@ impl Node {
             },
         };
         let state = web::Data::new(AppState::new(sites, cache, metrics, settings));
+        crate::status::start_sampler(&state.metrics);
         state.tls_resolver.reload(&configs).map_err(|problems| {
             StartError::Tls(
                 problems
@@ -132,7 +133,7 @@ fn print_sites(sites: &Sites) {
                 " (default)"
             });
         }
-        println!(
+        tracing::info!(
             "site {}: {} -> {}",
             site.name(),
             hosts,
@@ -153,7 +154,7 @@ fn open_disk(options: &NodeOptions) -> Result<Option<DiskTier>, StartError> {
         }
     })?;
     let (bytes, entries) = disk.usage();
-    println!(
+    tracing::info!(
         "disk cache: {} ({entries} entries, {bytes} bytes)",
         options.cache_dir.display()
     );
@@ -181,7 +182,7 @@ fn start_embedded(options: &NodeOptions) -> Result<(EmbeddedStore, EmbeddedEndpo
         access_key: options.embedded_access_key.clone(),
         secret_key: options.embedded_secret_key.clone(),
     })?;
-    println!(
+    tracing::info!(
         "embedded S3 store: {} serving buckets from {}",
         store.endpoint(),
         root.display()
