@@ -53,67 +53,22 @@ P_ADMIN=19480 P_S3=19400
 SERVERS=(s3edge nginx varnish)
 declare -A PORT=([s3edge]=$P_S3EDGE [nginx]=$P_NGINX [varnish]=$P_VARNISH [ceiling]=$P_CEILING)
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# ---------------------------------------------------------------- cleanup --
-PIDS=()
-TMP=""
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    local pid i
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ -n $TMP && -d $TMP ]]; then
-        if [[ -n ${BENCH_KEEP_TMP:-} ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+KEEP_TMP=${BENCH_KEEP_TMP:-}
+# shellcheck source=benches/lib.sh
+source "$HERE/lib.sh"
 
 # ---------------------------------------------------------------- 1. tools --
-SUDO=""
-[[ $(id -u) -eq 0 ]] || SUDO=sudo
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-command -v varnishd >/dev/null || need+=(varnish)
-command -v wrk >/dev/null || need+=(wrk)
-command -v curl >/dev/null || need+=(curl)
-if ((${#need[@]})); then
-    log "installing ${need[*]}"
-    $SUDO apt-get install -y "${need[@]}" ||
-        { $SUDO apt-get update && $SUDO apt-get install -y "${need[@]}"; }
-fi
+install_missing nginx=nginx varnishd=varnish wrk=wrk curl=curl
 command -v python3 >/dev/null || die "python3 is required"
 python3 -c 'import botocore' 2>/dev/null || python3 -m pip install --quiet boto3 ||
     $SUDO apt-get install -y python3-botocore
 
-for p in $P_S3EDGE $P_NGINX $P_VARNISH $P_CEILING $P_ORIGIN $P_ADMIN $P_S3; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-        die "127.0.0.1:$p is already in use; stop what listens there"
-    fi
-done
+refuse_busy_ports $P_S3EDGE $P_NGINX $P_VARNISH $P_CEILING $P_ORIGIN $P_ADMIN $P_S3
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- 2. build --
-if [[ -n ${S3EDGE_BIN:-} ]]; then
-    BIN=$S3EDGE_BIN
-else
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-    [[ $CARGO_TARGET_DIR == /* ]] || CARGO_TARGET_DIR=$REPO/$CARGO_TARGET_DIR
-    log "building s3edge (release, LTO: several minutes the first time)"
-    (cd "$REPO" && cargo build --release --quiet)
-    BIN=$CARGO_TARGET_DIR/release/s3edge
-fi
-[[ -x $BIN ]] || die "no s3edge binary at $BIN"
+BIN=$(release_binary)
 
 # -------------------------------------------------------------- 3. objects --
 TMP=$(mktemp -d /tmp/s3edge-bench.XXXXXX)
@@ -180,15 +135,6 @@ chmod -R a+rX "$TMP"
 JS_SIZE=$(stat -c %s "$BUCKET/app.js")
 
 # --------------------------------------------------------------- servers --
-wait_port() { # PORT NAME
-    local i
-    for i in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.2
-    done
-    die "$2 did not listen on 127.0.0.1:$1 (logs in $TMP; BENCH_KEEP_TMP=1 keeps them)"
-}
-
 cat >"$TMP/sites/bench.toml" <<EOF
 default = true
 

@@ -62,7 +62,8 @@ fn rfc3339(time: SystemTime) -> String {
         .unwrap_or_default()
 }
 
-fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+/// Serializes a time as RFC 3339, UTC.
+pub fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&rfc3339(*t))
 }
 

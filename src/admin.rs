@@ -1,4 +1,5 @@
-//! The admin listener (`--admin-listen`): health, readiness, metrics, purge.
+//! The admin listener (`--admin-listen`): the status page, health,
+//! readiness, metrics, purge.
 //!
 //! When `S3EDGE_ADMIN_TOKEN` is set, every endpoint but the probes (`/healthz`,
 //! `/readyz`) needs `Authorization: Bearer TOKEN`, compared in constant time.
@@ -8,17 +9,22 @@ use std::sync::atomic::Ordering;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::server::AppState;
+use crate::cache::PurgeScope;
+use crate::state::AppState;
+use crate::status::{self, PurgeRecord};
 
 /// Environment variable holding the admin token.
 pub const ADMIN_TOKEN_ENV: &str = "S3EDGE_ADMIN_TOKEN";
 
 /// Registers the admin routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
+    cfg.route("/", web::get().to(status_page))
+        .route("/status.json", web::get().to(status_json))
+        .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/purge", web::post().to(purge))
+        .configure(crate::releases::admin::configure)
         .default_service(web::to(|| async {
             HttpResponse::NotFound()
                 .content_type("text/plain; charset=utf-8")
@@ -48,68 +54,46 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Some(denied) = check_token(&req, state.admin_token.as_deref()) {
         return denied;
     }
-    let mut text = state.metrics.render();
-    let mut tiers = vec![("memory", state.cache.memory.usage())];
-    if let Some(disk) = &state.cache.disk {
-        tiers.push(("disk", disk.usage()));
-    }
-    text.push_str("# HELP s3edge_cache_bytes Bytes held by each cache tier.\n");
-    text.push_str("# TYPE s3edge_cache_bytes gauge\n");
-    for (tier, (bytes, _)) in &tiers {
-        text.push_str(&format!("s3edge_cache_bytes{{tier=\"{tier}\"}} {bytes}\n"));
-    }
-    text.push_str("# HELP s3edge_cache_entries Entries held by each cache tier.\n");
-    text.push_str("# TYPE s3edge_cache_entries gauge\n");
-    for (tier, (_, entries)) in &tiers {
-        text.push_str(&format!(
-            "s3edge_cache_entries{{tier=\"{tier}\"}} {entries}\n"
-        ));
-    }
-    text.push_str(&crate::acme::metrics::render(&state.acme));
-    allocator_metrics(&mut text);
+    state.metrics.node.set(&status::readings::read(&state));
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(text)
+        .content_type(crate::metrics::CONTENT_TYPE)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(state.metrics.render() + &crate::acme::metrics::render(&state.acme))
 }
 
-/// jemalloc's own figures (the binary's global allocator): live bytes, the
-/// pages holding them, what is resident, and what it keeps mapped but purged,
-/// to tell cache bodies from allocator overhead when RSS is over the budget.
-/// Nothing when jemalloc is not the allocator in use (tests, other targets).
-fn allocator_metrics(text: &mut String) {
-    #[cfg(not(target_env = "msvc"))]
-    {
-        use tikv_jemalloc_ctl::{epoch, stats};
-        if epoch::advance().is_err() {
-            return;
-        }
-        let figures = [
-            ("allocated", stats::allocated::read()),
-            ("active", stats::active::read()),
-            ("resident", stats::resident::read()),
-            ("metadata", stats::metadata::read()),
-            ("retained", stats::retained::read()),
-        ];
-        if figures
-            .iter()
-            .all(|(_, value)| value.as_ref().map_or(true, |v| *v == 0))
-        {
-            return;
-        }
-        text.push_str(
-            "# HELP s3edge_allocator_bytes The memory allocator's figures (jemalloc stats.*).\n",
-        );
-        text.push_str("# TYPE s3edge_allocator_bytes gauge\n");
-        for (kind, value) in figures {
-            if let Ok(value) = value {
-                text.push_str(&format!(
-                    "s3edge_allocator_bytes{{kind=\"{kind}\"}} {value}\n"
-                ));
-            }
-        }
+/// `GET /`: the status page. It holds no figure (it reads them from
+/// `/status.json` with the token it is given), so without the token it is
+/// still the body of the 401 every admin endpoint answers: a browser shows it,
+/// and it asks for the token.
+async fn status_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let status = match check_token(&req, state.admin_token.as_deref()) {
+        None => actix_web::http::StatusCode::OK,
+        Some(_) => actix_web::http::StatusCode::UNAUTHORIZED,
+    };
+    let mut response = HttpResponse::build(status);
+    if status == actix_web::http::StatusCode::UNAUTHORIZED {
+        response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
     }
-    #[cfg(target_env = "msvc")]
-    let _ = text;
+    response
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
+        ))
+        .body(status::PAGE)
+}
+
+/// `GET /status.json`: what the status page shows.
+async fn status_json(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(denied) = check_token(&req, state.admin_token.as_deref()) {
+        return denied;
+    }
+    let readings = status::readings::read(&state);
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(status::report::build(&state, &readings))
 }
 
 /// `POST /purge`: `{"site": "NAME", "paths": ["/a.html"], "prefixes": ["/blog/"], "all": false}`.
@@ -199,13 +183,32 @@ async fn purge(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -
         };
         prefixes.push(key);
     }
-    let site_prefix = site.config.origin.prefix.clone();
-    let purged = state.cache.purge(site.name(), |key| {
-        (request.all && key.starts_with(&site_prefix))
-            || keys.iter().any(|k| k == key)
-            || prefixes.iter().any(|p| key.starts_with(p.as_str()))
-    });
+    if request.all {
+        prefixes.push(site.config.origin.prefix.clone());
+    }
+    let scope = PurgeScope { keys, prefixes };
+    // The purge is a barrier (cache/barrier.rs): it answers once no later
+    // request can get what it removed. Its file removals block.
+    let cache = state.cache.clone();
+    let name = site.name().to_string();
+    let purged = match web::block(move || cache.purge(&name, scope)).await {
+        Ok(purged) => purged,
+        Err(e) => {
+            return json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("the purge did not run: {e}"),
+            )
+        }
+    };
     tracing::info!(site = site.name(), purged, "purge");
+    state.metrics.purges.record(PurgeRecord {
+        time: std::time::SystemTime::now(),
+        site: request.site.clone(),
+        paths: request.paths.clone(),
+        prefixes: request.prefixes.clone(),
+        all: request.all,
+        purged,
+    });
     HttpResponse::Ok().json(serde_json::json!({ "purged": purged }))
 }
 

@@ -1,6 +1,9 @@
 //! s3edge: a self-hosted CDN edge node for static websites stored in S3 buckets.
 //!
-//! See DESIGN.md for the contract; `server.rs` for the request pipeline.
+//! See the README for the product and docs/ARCHITECTURE.md for the request
+//! pipeline, the cache's contract and the seams: `handler/` runs the pipeline,
+//! `cache/` owns read-through, `state.rs` is what every worker shares,
+//! `server/` runs a node.
 
 pub mod access_log;
 pub mod acme;
@@ -13,7 +16,10 @@ pub mod handler;
 pub mod http;
 pub mod metrics;
 pub mod origin;
+pub mod releases;
 pub mod server;
 pub mod site;
+pub mod state;
+pub mod status;
 pub mod tls;
 pub mod website;

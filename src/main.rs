@@ -1,4 +1,4 @@
-//! The `s3edge` command: `serve`, `check`. Exit codes: 0 success, 1 runtime
+//! The `s3edge` command: `serve`, `check`, `purge`, `publish`, `rollback`, `releases`. Exit codes: 0 success, 1 runtime
 //! failure, 2 invalid configuration or usage.
 
 use std::net::SocketAddr;
@@ -13,6 +13,8 @@ use s3edge::acme::{self, challenge::ChallengeKind, AcmeOptions};
 use s3edge::admin::ADMIN_TOKEN_ENV;
 use s3edge::config::{self, units};
 use s3edge::server::{self, Node, NodeOptions, StartError};
+
+mod release_commands;
 
 /// jemalloc instead of glibc malloc: glibc kept the 256 KiB body chunks freed
 /// by cache evictions (RSS 769 MiB for a 512 MiB memory tier); jemalloc, with
@@ -62,6 +64,12 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Upload a folder as a new release of a site with `[releases]` and make it live.
+    Publish(release_commands::PublishArgs),
+    /// Make the previous release (or ID) live again.
+    Rollback(release_commands::RollbackArgs),
+    /// List a site's releases, newest first, the live one marked.
+    Releases(release_commands::SiteArgs),
 }
 
 #[derive(Args)]
@@ -176,12 +184,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Publish(args) => release_commands::publish(args),
+        Command::Rollback(args) => release_commands::rollback(args),
+        Command::Releases(args) => release_commands::releases(args),
         Command::Serve(args) => {
             init_tracing(args.log_format);
             match serve(*args) {
                 Ok(code) => code,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    tracing::error!("{e:#}");
                     ExitCode::FAILURE
                 }
             }
@@ -212,38 +223,12 @@ fn purge(
     prefixes: Vec<String>,
     all: bool,
 ) -> anyhow::Result<ExitCode> {
-    use std::io::{Read, Write};
-    let authority = admin
-        .strip_prefix("http://")
-        .ok_or_else(|| {
-            anyhow::anyhow!("--admin must be an http:// URL, e.g. http://127.0.0.1:9090")
-        })?
-        .trim_end_matches('/');
     let body =
         serde_json::json!({ "site": site, "paths": paths, "prefixes": prefixes, "all": all })
             .to_string();
-    let mut request = format!(
-        "POST /purge HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    if let Some(token) = std::env::var(ADMIN_TOKEN_ENV)
-        .ok()
-        .filter(|t| !t.is_empty())
-    {
-        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(&body);
-    let mut stream = std::net::TcpStream::connect(authority)
-        .with_context(|| format!("cannot connect to the admin listener at {authority}"))?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-    stream.write_all(request.as_bytes())?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    println!("{}", body.trim());
-    Ok(if status == "200" {
+    let (status, body) = s3edge::releases::notify::post_json(admin, "/purge", &body)?;
+    println!("{body}");
+    Ok(if status == 200 {
         ExitCode::SUCCESS
     } else {
         eprintln!("purge failed: HTTP {status}");
@@ -251,14 +236,28 @@ fn purge(
     })
 }
 
+/// The process log: every line `serve` writes about itself (start-up lines,
+/// warnings, errors), on standard error, in the format `--log-format` names
+/// (the access log has its own target). Colour only on a terminal, and not
+/// with `NO_COLOR` set (no-color.org).
 fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal as _;
+    // actix-server's own start-up lines repeat the node's ("starting service ...").
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn"));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     match format {
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }
@@ -314,54 +313,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             Ok(node) => node,
             Err(StartError::Config(errors)) => {
                 for problem in &errors.0 {
-                    eprintln!("{problem}");
+                    tracing::error!("{problem}");
                 }
                 return Ok(ExitCode::from(EXIT_INVALID));
             }
             Err(e) => return Err(e.into()),
         };
-        let handles = node.handles();
-        let state = node.state.clone();
-        let mut run = Box::pin(node.run());
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut hangup = signal(SignalKind::hangup())?;
-        loop {
-            tokio::select! {
-                result = &mut run => { result?; return Ok(ExitCode::SUCCESS); }
-                _ = terminate.recv() => { tracing::info!("SIGTERM: draining in-flight requests"); break; }
-                _ = interrupt.recv() => { tracing::info!("SIGINT: draining in-flight requests"); break; }
-                _ = hangup.recv() => match server::reload(&state).await {
-                    Ok(count) => tracing::info!(sites = count, "SIGHUP: site files reloaded"),
-                    Err(problems) => {
-                        for problem in &problems {
-                            tracing::error!("{problem}");
-                        }
-                        tracing::error!("SIGHUP: the site files are invalid; keeping the sites in force");
-                    }
-                },
-            }
-        }
-        // The servers' futures drive their own shutdown: keep polling them while
-        // the stop command is delivered.
-        let (_, result) = tokio::join!(server::stop(&handles, true), &mut run);
-        result?;
-        tracing::info!("stopped");
+        server::serve_until_signalled(node).await?;
         Ok(ExitCode::SUCCESS)
     })
 }
 
 #[cfg(feature = "embedded")]
-const DEV_ACCESS_KEY: &str = s3edge::origin::embedded::DEFAULT_ACCESS_KEY;
+pub(crate) const DEV_ACCESS_KEY: &str = s3edge::origin::embedded::DEFAULT_ACCESS_KEY;
 #[cfg(feature = "embedded")]
-const DEV_SECRET_KEY: &str = s3edge::origin::embedded::DEFAULT_SECRET_KEY;
+pub(crate) const DEV_SECRET_KEY: &str = s3edge::origin::embedded::DEFAULT_SECRET_KEY;
 #[cfg(not(feature = "embedded"))]
-const DEV_ACCESS_KEY: &str = "";
+pub(crate) const DEV_ACCESS_KEY: &str = "";
 #[cfg(not(feature = "embedded"))]
-const DEV_SECRET_KEY: &str = "";
+pub(crate) const DEV_SECRET_KEY: &str = "";
 
-fn embedded_credential(var: &str, default: &str) -> String {
+pub(crate) fn embedded_credential(var: &str, default: &str) -> String {
     std::env::var(var)
         .ok()
         .filter(|v| !v.is_empty())

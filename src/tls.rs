@@ -2,8 +2,8 @@
 //!
 //! - [`load_certified_key`] reads a site's `[tls]` files (PEM chain, PEM key) and
 //!   checks that the key belongs to the certificate.
-//! - [`SniResolver`] picks the certificate for a ClientHello the way the request
-//!   router picks a site for a `Host`: exact host, then the longest wildcard, then
+//! - [`SniResolver`] picks the certificate for a ClientHello with the request
+//!   router itself ([`HostRouter`]): exact host, then the longest wildcard, then
 //!   the `default` site. The chosen site's certificate is presented; when that site
 //!   has no `[tls]` (or no site is chosen) the handshake fails with
 //!   an `access_denied` alert (what rustls sends when no certificate is resolved).
@@ -13,6 +13,8 @@
 //! - [`server_config`] is the rustls configuration for the TLS listeners: TLS 1.2
 //!   and 1.3 with rustls's safe defaults (aws-lc-rs), ALPN `h2` then `http/1.1`,
 //!   no client certificates.
+//! - [`session`]: the server name of each TLS connection, and the check that a
+//!   request on it is for a host its certificate serves (421 otherwise).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,7 +30,10 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
 use crate::acme::Acme;
-use crate::config::{CertificateSource, HostPattern, SiteConfig};
+use crate::config::{CertificateSource, SiteConfig};
+use crate::site::HostRouter;
+
+pub mod session;
 
 /// ALPN protocols offered by the TLS listeners, in server preference order.
 /// `acme-tls/1` is only ever chosen by a CA's TLS-ALPN-01 validation (RFC 8737).
@@ -206,28 +211,25 @@ pub fn check_site_tls(site: &SiteConfig) -> Result<(), TlsError> {
     }
 }
 
-/// What an SNI name resolves to: the certificate of the site that claims it, or
-/// `None` for a site without `[tls]`.
+/// A site's certificate, or `None` for a site without `[tls]`.
 type Entry = Option<Arc<CertifiedKey>>;
 
-/// Certificates by server name, resolved like the request router resolves `Host`:
-/// exact host, then the longest wildcard, then the `default` site.
+/// Certificates by server name, resolved by the request router's own host
+/// matching ([`HostRouter`]: exact host, then the longest wildcard, then the
+/// `default` site; the name lowercased, a trailing dot removed), so a
+/// ClientHello and a request naming the same host always pick the same site.
 pub struct SniResolver {
-    exact: HashMap<String, (String, Entry)>,
-    /// `(suffix, site, entry)`, longest suffix first.
-    wildcards: Vec<(String, String, Entry)>,
-    default: Option<(String, Entry)>,
-    tls_sites: usize,
+    router: HostRouter,
+    /// `(site, certificate)` in the router's site order.
+    sites: Vec<(String, Entry)>,
 }
 
 impl SniResolver {
     /// A resolver that knows no certificate: every handshake fails.
     pub fn empty() -> SniResolver {
         SniResolver {
-            exact: HashMap::new(),
-            wildcards: Vec::new(),
-            default: None,
-            tls_sites: 0,
+            router: HostRouter::default(),
+            sites: Vec::new(),
         }
     }
 
@@ -235,7 +237,7 @@ impl SniResolver {
     /// claim their hosts: a handshake naming one of them fails rather than showing
     /// another site's certificate. Every site whose files cannot be used is reported.
     pub fn from_sites(sites: &[SiteConfig]) -> Result<SniResolver, Vec<(String, TlsError)>> {
-        let mut resolver = SniResolver::empty();
+        let mut entries = Vec::with_capacity(sites.len());
         let mut errors = Vec::new();
         // Sites sharing one certificate (e.g. a wildcard) load it once.
         let mut loaded: HashMap<(PathBuf, PathBuf), Arc<CertifiedKey>> = HashMap::new();
@@ -255,68 +257,56 @@ impl SniResolver {
                             }
                             Err(e) => {
                                 errors.push((site.name.clone(), e));
-                                continue;
+                                None
                             }
                         }
                     }
                 }
             };
-            if site.tls.is_some() {
-                resolver.tls_sites += 1;
-            }
-            for host in &site.hosts {
-                match host {
-                    HostPattern::Exact(name) => {
-                        resolver
-                            .exact
-                            .insert(name.clone(), (site.name.clone(), entry.clone()));
-                    }
-                    HostPattern::Wildcard(suffix) => {
-                        resolver
-                            .wildcards
-                            .push((suffix.clone(), site.name.clone(), entry.clone()));
-                    }
-                }
-            }
-            if site.default {
-                resolver.default = Some((site.name.clone(), entry));
-            }
+            entries.push((site.name.clone(), entry));
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        resolver
-            .wildcards
-            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-        Ok(resolver)
+        Ok(SniResolver {
+            router: HostRouter::new(sites.iter().map(|s| (s.hosts.as_slice(), s.default))),
+            sites: entries,
+        })
     }
 
     /// How many sites have a certificate. With none, a TLS listener can complete no
     /// handshake.
     pub fn tls_sites(&self) -> usize {
-        self.tls_sites
+        self.sites
+            .iter()
+            .filter(|(_, entry)| entry.is_some())
+            .count()
     }
 
     /// The name of the site whose certificate a ClientHello naming `server_name`
     /// gets (`None`: no SNI, as for an IP address), and that certificate; `None`
     /// when no site is chosen.
     pub fn lookup(&self, server_name: Option<&str>) -> Option<(&str, Option<Arc<CertifiedKey>>)> {
-        if let Some(name) = server_name {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
-            if let Some((site, entry)) = self.exact.get(&name) {
-                return Some((site, entry.clone()));
-            }
-            if let Some((_, site, entry)) = self
-                .wildcards
-                .iter()
-                .find(|(suffix, _, _)| name.len() > suffix.len() && name.ends_with(suffix.as_str()))
-            {
-                return Some((site, entry.clone()));
-            }
-        }
-        self.default
-            .as_ref()
-            .map(|(site, entry)| (site.as_str(), entry.clone()))
+        let (site, entry) = self.sites.get(self.router.route(server_name)?)?;
+        Some((site, entry.clone()))
+    }
+
+    /// The name of the site a request's `Host` routes to, by the same rules.
+    pub fn site_for_host(&self, host: Option<&str>) -> Option<&str> {
+        let (site, _) = self.sites.get(self.router.route(host)?)?;
+        Some(site)
+    }
+
+    /// Every site that has a certificate, with it (each site once, by name).
+    pub fn certificates(&self) -> Vec<(&str, Arc<CertifiedKey>)> {
+        let mut found: Vec<(&str, Arc<CertifiedKey>)> = self
+            .sites
+            .iter()
+            .filter_map(|(site, entry)| Some((site.as_str(), Arc::clone(entry.as_ref()?))))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(b.0));
+        found.dedup_by(|a, b| a.0 == b.0);
+        found
     }
 
     /// The certificate for a ClientHello naming `server_name`, if any.
@@ -327,24 +317,16 @@ impl SniResolver {
 
 impl fmt::Debug for SniResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut exact: Vec<_> = self
-            .exact
-            .iter()
-            .map(|(host, (site, _))| (host, site))
-            .collect();
-        exact.sort();
         f.debug_struct("SniResolver")
-            .field("exact", &exact)
+            .field("router", &self.router)
             .field(
-                "wildcards",
+                "sites",
                 &self
-                    .wildcards
+                    .sites
                     .iter()
-                    .map(|(suffix, site, _)| (format!("*{suffix}"), site))
+                    .map(|(site, entry)| (site, entry.is_some()))
                     .collect::<Vec<_>>(),
             )
-            .field("default", &self.default.as_ref().map(|(site, _)| site))
-            .field("tls_sites", &self.tls_sites)
             .finish()
     }
 }

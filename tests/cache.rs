@@ -412,17 +412,6 @@ async fn the_memory_tier_stays_within_its_budget() {
     );
 }
 
-/// Waits until the disk tier holds `n` entries.
-async fn wait_disk_entries(edge: &Edge, n: u64) {
-    for _ in 0..100 {
-        if edge.metric("s3edge_cache_entries{tier=\"disk\"}").await >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the disk tier never held {n} entries");
-}
-
 /// Two nodes in a row over the same bucket and cache directories.
 fn restartable(shared: &std::path::Path) -> (EdgeBuilder, Arc<TestOrigins>) {
     let buckets = shared.join("buckets");
@@ -452,7 +441,7 @@ async fn after_a_restart_with_the_same_cache_dir_entries_come_from_disk() {
             sha256(&edge.get("c.test", "/kept.bin").await.bytes().await.unwrap()),
             sha256(&data)
         );
-        wait_disk_entries(&edge, 2).await;
+        edge.wait_disk_entries(2).await;
     }
     let (builder, origins) = restartable(shared.path());
     let edge = builder.start();
@@ -486,7 +475,7 @@ async fn flipped_bytes_in_every_cache_file_still_give_byte_exact_responses() {
             edge.put(BUCKET, key, data.clone(), None).await;
             assert_eq!(edge.get("c.test", &format!("/{key}")).await.status(), 200);
         }
-        wait_disk_entries(&edge, 5).await;
+        edge.wait_disk_entries(5).await;
     }
     let mut flipped = 0;
     for shard in std::fs::read_dir(shared.path().join("cache/v2")).unwrap() {
@@ -567,4 +556,70 @@ async fn a_single_range_of_an_uncached_object_is_a_ranged_get_checked_by_the_edg
         502,
         "a Content-Range that does not answer the request is refused"
     );
+}
+
+#[tokio::test]
+async fn a_missing_path_is_answered_from_the_cache_without_a_directory_probe() {
+    let (builder, origins) = EdgeBuilder::new()
+        .site(
+            "c",
+            &site_toml(
+                "c.test",
+                BUCKET,
+                "[website]\nindex_document = \"index.html\"\nerror_document = \"error.html\"\n[cache]\nerror_ttl = \"30s\"\n",
+            ),
+        )
+        .test_origins();
+    let edge = builder.start();
+    edge.create_bucket(BUCKET).await;
+    let origin = origins.site("c");
+    edge.put(BUCKET, "error.html", "not here", Some("text/html"))
+        .await;
+    let (status, _, body) = get(&edge, "/missing").await;
+    assert_eq!((status, body.as_str()), (404, "not here"));
+    let heads = origin.heads.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(heads, 1, "the first request probes missing/index.html");
+    let gets = origin.gets();
+    for _ in 0..3 {
+        let (status, _, body) = get(&edge, "/missing").await;
+        assert_eq!((status, body.as_str()), (404, "not here"));
+    }
+    assert_eq!(
+        origin.heads.load(std::sync::atomic::Ordering::SeqCst),
+        heads,
+        "no HEAD within error_ttl"
+    );
+    assert_eq!(origin.gets(), gets, "no GET within error_ttl");
+}
+
+#[tokio::test]
+async fn a_304_with_a_later_expires_extends_the_entry_s_lifetime() {
+    let (edge, origin, _) =
+        edge_with("[cache]\nstale_while_revalidate = \"0s\"\nstale_if_error = \"0s\"\n").await;
+    let put = |expires: std::time::SystemTime| {
+        let edge = &edge;
+        async move {
+            edge.put_with(BUCKET, "e.html", "same body", |b| {
+                b.content_type("text/html")
+                    .expires(aws_sdk_s3::primitives::DateTime::from(expires))
+            })
+            .await;
+        }
+    };
+    put(std::time::SystemTime::now() + Duration::from_secs(2)).await;
+    assert_eq!(get(&edge, "/e.html").await.1, "s3edge; fwd=miss; stored");
+    assert_eq!(get(&edge, "/e.html").await.1, "s3edge; hit");
+    // The same bytes (so the same ETag) with an Expires an hour away.
+    put(std::time::SystemTime::now() + Duration::from_secs(3600)).await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert_eq!(
+        get(&edge, "/e.html").await.1,
+        "s3edge; fwd=stale; fwd-status=304"
+    );
+    // Fresh for the hour the 304's Expires gives: no more origin requests.
+    let gets = origin.gets_for("e.html");
+    for _ in 0..3 {
+        assert_eq!(get(&edge, "/e.html").await.1, "s3edge; hit");
+    }
+    assert_eq!(origin.gets_for("e.html"), gets);
 }

@@ -206,10 +206,10 @@ fn serve_prints_its_listeners_and_sites_and_exits_0_on_sigterm() {
     assert_eq!(health.status(), 200);
     assert!(
         served
-            .stdout()
+            .stderr()
             .contains("embedded S3 store: http://127.0.0.1:"),
         "{}",
-        served.stdout()
+        served.stderr()
     );
     sigterm(&served.child);
     assert_eq!(

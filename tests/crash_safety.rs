@@ -8,11 +8,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::binary::{free_port, Binary};
-use common::{random_bytes, sha256};
+use common::{random_bytes, sha256, temp_files};
 
 const MIB: usize = 1024 * 1024;
 
@@ -134,16 +134,21 @@ fn get(node: &Binary, path: &str) -> (u16, String, Vec<u8>) {
 }
 
 fn disk_entries(node: &Binary) -> u64 {
+    disk_metric(node, "s3edge_cache_entries").unwrap_or(0)
+}
+
+/// A `{tier="disk"}` series of `/metrics`.
+fn disk_metric(node: &Binary, name: &str) -> Option<u64> {
     let text = client()
         .get(format!("{}/metrics", node.admin))
         .send()
         .unwrap()
         .text()
         .unwrap();
+    let prefix = format!("{name}{{tier=\"disk\"}} ");
     text.lines()
-        .find_map(|l| l.strip_prefix("s3edge_cache_entries{tier=\"disk\"} "))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
@@ -152,16 +157,6 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
         assert!(started.elapsed() < limit, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn temp_files(dir: &Path) -> Vec<(PathBuf, u64)> {
-    std::fs::read_dir(dir.join("cache/v2/tmp"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]
@@ -178,18 +173,19 @@ fn kill_9_during_a_large_fill_leaves_no_temp_file_nothing_corrupt_and_the_comple
     wait_until("small.bin on disk", Duration::from_secs(10), || {
         disk_entries(&node) >= 1
     });
+    assert_eq!(disk_metric(&node, "s3edge_cache_tier_enabled"), Some(1));
     let url = format!("{}/big.bin", node.http);
     std::thread::spawn(move || {
         let _ = client().get(url).send().and_then(|r| r.bytes());
     });
     wait_until("a partial fill on disk", Duration::from_secs(30), || {
-        temp_files(dir.path())
+        temp_files(&dir.path().join("cache"))
             .iter()
             .any(|(_, len)| *len > 2 * MIB as u64)
     });
     node.child.kill().unwrap(); // SIGKILL
     node.child.wait().unwrap();
-    let partial = temp_files(dir.path());
+    let partial = temp_files(&dir.path().join("cache"));
     assert!(
         partial.iter().all(|(_, len)| *len < big.len() as u64),
         "the fill was interrupted: {partial:?}"
@@ -198,7 +194,7 @@ fn kill_9_during_a_large_fill_leaves_no_temp_file_nothing_corrupt_and_the_comple
 
     let node = start(dir.path(), store_port, "");
     assert!(
-        temp_files(dir.path()).is_empty(),
+        temp_files(&dir.path().join("cache")).is_empty(),
         "temporary files are removed at start"
     );
     let (status, cache, body) = get(&node, "/small.bin");
@@ -241,6 +237,7 @@ fn a_disk_that_fills_up_during_a_fill_turns_the_tier_off_and_serving_goes_on() {
     wait_until("small.bin on disk", Duration::from_secs(10), || {
         disk_entries(&node) >= 1
     });
+    assert_eq!(disk_metric(&node, "s3edge_cache_tier_enabled"), Some(1));
 
     // The 8 MiB fill fails to write past 3 MiB: the client still gets every byte.
     let (status, _, body) = get(&node, "/big.bin");
@@ -255,9 +252,11 @@ fn a_disk_that_fills_up_during_a_fill_turns_the_tier_off_and_serving_goes_on() {
         },
     );
     assert!(
-        temp_files(dir.path()).is_empty(),
+        temp_files(&dir.path().join("cache")).is_empty(),
         "the partial file is removed"
     );
+    // What the `S3edgeDiskTierOff` alert watches.
+    assert_eq!(disk_metric(&node, "s3edge_cache_tier_enabled"), Some(0));
 
     // Serving goes on: hits from memory, misses from the origin, byte-exact.
     let (status, cache, body) = get(&node, "/small.bin");

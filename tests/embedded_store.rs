@@ -2,6 +2,8 @@
 //! (with its default request checksums and response validation), plus the AWS CLI.
 #![cfg(feature = "embedded")]
 
+mod common;
+
 #[path = "embedded_store/harness.rs"]
 mod harness;
 
@@ -9,6 +11,8 @@ mod harness;
 mod bucket_config;
 #[path = "embedded_store/conditional.rs"]
 mod conditional;
+#[path = "embedded_store/conditional_writes.rs"]
+mod conditional_writes;
 #[path = "embedded_store/errors.rs"]
 mod errors;
 #[path = "embedded_store/lifecycle.rs"]

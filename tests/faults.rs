@@ -3,7 +3,7 @@
 //! fault goes through the SDK's parsing and retries and `src/origin/s3.rs`'s
 //! classification, as it would from a real bucket.
 //!
-//! For each fault: the documented status (DESIGN.md "Origin errors": 502, 504 for
+//! For each fault: the documented status (README "What a request goes through", stage 7: 502, 504 for
 //! a timeout), no S3 XML or `x-amz-*` header reaches the client, nothing partial is
 //! cached, a stale copy is served where the site allows stale-if-error, and the
 //! node recovers when the origin does.

@@ -1,5 +1,5 @@
-//! RFC 9110 conditional and range requests end to end (DESIGN.md "Request
-//! pipeline" step 6): preconditions in the RFC's order, then `Range` with
+//! RFC 9110 conditional and range requests end to end (README "What a request
+//! goes through", stage 9): preconditions in the RFC's order, then `Range` with
 //! `If-Range`, over real HTTP against the embedded store.
 //!
 //! Every case runs twice in a row on the same node: "cold", then "warm". Each

@@ -4,39 +4,15 @@
 
 mod common;
 
+use common::pki::Pki;
 use common::{site_toml, EdgeBuilder};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-
-/// A CA and a leaf for `host`, written as PEM files in `dir`.
-fn certificate(
-    dir: &std::path::Path,
-    host: &str,
-) -> (String, std::path::PathBuf, std::path::PathBuf) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "s3edge https test CA");
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(vec![host.to_string()]).unwrap();
-    leaf.distinguished_name.push(DnType::CommonName, host);
-    let cert = leaf.signed_by(&key, &ca).unwrap();
-    let cert_path = dir.join(format!("{host}.pem"));
-    let key_path = dir.join(format!("{host}.key"));
-    std::fs::write(&cert_path, format!("{}{}", cert.pem(), ca.pem())).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    (ca.pem(), cert_path, key_path)
-}
 
 #[tokio::test]
 async fn https_serves_the_site_over_http2_and_redirect_http_sends_plain_requests_there() {
-    let certs = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = certificate(certs.path(), "secure.test");
+    let pki = Pki::new();
     let tls = format!(
-        "[tls]\ncert = {:?}\nkey = {:?}\nredirect_http = true\n",
-        cert.display().to_string(),
-        key.display().to_string()
+        "{}redirect_http = true\n",
+        pki.leaf("secure.test", &["secure.test"]).tls_section()
     );
     let edge = EdgeBuilder::new()
         .site("secure", &site_toml("secure.test", "secure-bucket", &tls))
@@ -48,7 +24,7 @@ async fn https_serves_the_site_over_http2_and_redirect_http_sends_plain_requests
     let https = edge.node.https_addrs[0];
 
     let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .add_root_certificate(pki.reqwest_root())
         .resolve("secure.test", https)
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -76,9 +52,9 @@ async fn https_serves_the_site_over_http2_and_redirect_http_sends_plain_requests
 
 #[tokio::test]
 async fn a_certificate_that_does_not_match_its_key_is_a_check_error_naming_the_files() {
-    let certs = tempfile::tempdir().unwrap();
-    let (_, cert, _) = certificate(certs.path(), "one.test");
-    let (_, _, other_key) = certificate(certs.path(), "two.test");
+    let pki = Pki::new();
+    let cert = pki.leaf("one.test", &["one.test"]).cert;
+    let other_key = pki.leaf("two.test", &["two.test"]).key;
     let result = EdgeBuilder::new()
         .site(
             "bad",
@@ -99,4 +75,90 @@ async fn a_certificate_that_does_not_match_its_key_is_a_check_error_naming_the_f
         error.contains("two.test.key") && error.contains("one.test.pem"),
         "{error}"
     );
+}
+
+/// Over HTTP/2 the HEADERS and DATA frames of a response go out in separate
+/// writes: with Nagle's algorithm on, the second waited for the client's
+/// delayed ACK, ~40 ms per response with a body of a few KiB (issue 19).
+/// Accepted connections set TCP_NODELAY; a 16 KiB hit on one connection takes
+/// well under a millisecond on loopback, so a median of 20 ms leaves a debug
+/// build and a busy machine plenty of room while still catching the stall.
+#[tokio::test]
+async fn http2_responses_of_16_kib_are_not_held_back_by_nagle() {
+    let pki = Pki::new();
+    let tls = pki.leaf("fast.test", &["fast.test"]).tls_section();
+    let edge = EdgeBuilder::new()
+        .site("fast", &site_toml("fast.test", "fast-bucket", &tls))
+        .with(|o| o.tls_listen = vec![common::loopback()])
+        .start();
+    edge.create_bucket("fast-bucket").await;
+    edge.put(
+        "fast-bucket",
+        "blob.bin",
+        "x".repeat(16 * 1024),
+        Some("image/png"),
+    )
+    .await;
+    let https = edge.node.https_addrs[0];
+    let client = reqwest::Client::builder()
+        .add_root_certificate(pki.reqwest_root())
+        .resolve("fast.test", https)
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let url = format!("https://fast.test:{}/blob.bin", https.port());
+    let mut took = Vec::new();
+    for round in 0..21 {
+        let started = std::time::Instant::now();
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        assert_eq!(response.bytes().await.unwrap().len(), 16 * 1024);
+        // The first request is the miss that fills the cache.
+        if round > 0 {
+            took.push(started.elapsed());
+        }
+    }
+    took.sort();
+    let median = took[took.len() / 2];
+    assert!(
+        median < std::time::Duration::from_millis(20),
+        "an HTTP/2 hit of 16 KiB took {median:?} (median of {}): {took:?}",
+        took.len()
+    );
+}
+
+#[tokio::test]
+async fn a_reload_refused_for_a_broken_certificate_changes_nothing_not_even_the_cache() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("r.test", &["r.test"]);
+    let builder = EdgeBuilder::new().bucket("one").bucket("two");
+    let site_file = builder.path().join("sites/r.toml");
+    let edge = builder
+        .site("r", &site_toml("r.test", "one", &leaf.tls_section()))
+        .with(|o| o.tls_listen = vec![common::loopback()])
+        .start();
+    edge.put("one", "page.html", "from one", Some("text/html"))
+        .await;
+    edge.put("two", "page.html", "from two", Some("text/html"))
+        .await;
+    let cache_status = |response: &reqwest::Response| response.headers()["cache-status"].clone();
+    let first = edge.get("r.test", "/page.html").await;
+    assert_eq!(cache_status(&first), "s3edge; fwd=miss; stored");
+    assert_eq!(first.text().await.unwrap(), "from one");
+
+    // One change moves the site to another bucket (its cache entries would be
+    // dropped) and breaks its certificate: the reload is refused as a whole.
+    std::fs::write(&site_file, site_toml("r.test", "two", &leaf.tls_section())).unwrap();
+    std::fs::write(&leaf.cert, "not a certificate\n").unwrap();
+    let refused = s3edge::server::reload(&edge.node.state).await;
+    let error = format!("{:?}", refused.expect_err("the reload is refused"));
+    assert!(error.contains("r.test.pem"), "{error}");
+
+    let after = edge.get("r.test", "/page.html").await;
+    assert_eq!(
+        cache_status(&after),
+        "s3edge; hit",
+        "the cache of the site in force is kept"
+    );
+    assert_eq!(after.text().await.unwrap(), "from one");
 }

@@ -11,7 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{random_bytes, sha256, site_toml, Edge, EdgeBuilder, Fault, TestOrigin, TestOrigins};
+use common::{
+    random_bytes, sha256, site_toml, temp_files, Edge, EdgeBuilder, Fault, TestOrigin, TestOrigins,
+};
 
 const BUCKET: &str = "large-bucket";
 const MIB: usize = 1024 * 1024;
@@ -52,27 +54,6 @@ async fn get(edge: &Edge, path: &str, headers: &[(&str, &str)]) -> (u16, String,
     (status, cache, response.bytes().await.unwrap().to_vec())
 }
 
-async fn entries(edge: &Edge, tier: &str) -> u64 {
-    edge.metric(&format!("s3edge_cache_entries{{tier=\"{tier}\"}}"))
-        .await
-}
-
-async fn wait_disk_entries(edge: &Edge, n: u64) {
-    for _ in 0..250 {
-        if entries(edge, "disk").await >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the disk tier never held {n} entries");
-}
-
-fn temp_files(shared: &Path) -> usize {
-    std::fs::read_dir(shared.join("cache/v2/tmp"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn an_object_above_the_memory_object_max_is_cached_on_disk_only_and_served_from_its_file() {
     let shared = tempfile::tempdir().unwrap();
@@ -83,9 +64,9 @@ async fn an_object_above_the_memory_object_max_is_cached_on_disk_only_and_served
     let (status, cache, body) = get(&edge, "/big.bin", &[]).await;
     assert_eq!((status, cache.as_str()), (200, "s3edge; fwd=miss; stored"));
     assert_eq!(sha256(&body), sha256(&data));
-    wait_disk_entries(&edge, 1).await;
+    edge.wait_disk_entries(1).await;
     assert_eq!(
-        entries(&edge, "memory").await,
+        edge.cache_entries("memory").await,
         0,
         "never in the memory tier"
     );
@@ -152,8 +133,8 @@ async fn concurrent_cold_requests_for_a_disk_only_object_share_one_origin_get_an
     }
     origin.clear();
     assert_eq!(origin.gets_for("shared.bin"), 1);
-    wait_disk_entries(&edge, 1).await;
-    assert_eq!(temp_files(shared.path()), 0);
+    edge.wait_disk_entries(1).await;
+    assert_eq!(temp_files(&shared.path().join("cache")).len(), 0);
 }
 
 #[tokio::test]
@@ -169,8 +150,12 @@ async fn a_disk_only_fill_cut_short_is_cut_for_the_client_and_leaves_no_file() {
         "a short body is never presented as complete"
     );
     origin.clear();
-    assert_eq!(temp_files(shared.path()), 0, "the partial file is removed");
-    assert_eq!(entries(&edge, "disk").await, 0);
+    assert_eq!(
+        temp_files(&shared.path().join("cache")).len(),
+        0,
+        "the partial file is removed"
+    );
+    assert_eq!(edge.cache_entries("disk").await, 0);
     let (_, cache, body) = get(&edge, "/cut.bin", &[]).await;
     assert_eq!(cache, "s3edge; fwd=miss; stored");
     assert_eq!(sha256(&body), sha256(&data));
@@ -186,7 +171,7 @@ async fn a_stale_disk_only_entry_is_refreshed_in_place_by_a_304() {
     })
     .await;
     assert_eq!(get(&edge, "/r.bin", &[]).await.2.len(), data.len());
-    wait_disk_entries(&edge, 1).await;
+    edge.wait_disk_entries(1).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (_, cache, body) = get(&edge, "/r.bin", &[]).await;
     assert_eq!(cache, "s3edge; fwd=stale; fwd-status=304");
@@ -205,7 +190,7 @@ async fn a_range_of_an_uncached_large_object_fills_the_disk_tier_in_the_backgrou
     edge.put(BUCKET, "v.bin", data.clone(), None).await;
     let (status, _, body) = get(&edge, "/v.bin", &[("range", "bytes=100-199")]).await;
     assert_eq!((status, &body[..]), (206, &data[100..200]));
-    wait_disk_entries(&edge, 1).await;
+    edge.wait_disk_entries(1).await;
     let (_, cache, body) = get(&edge, "/v.bin", &[]).await;
     assert_eq!(cache, "s3edge; hit");
     assert_eq!(sha256(&body), sha256(&data));
@@ -231,7 +216,7 @@ async fn an_object_above_the_disk_tiers_per_object_limit_passes_through() {
         assert_eq!(sha256(&body), sha256(&data));
     }
     assert_eq!(origins.site("c").gets_for("huge.bin"), 2);
-    assert_eq!(entries(&edge, "disk").await, 0);
+    assert_eq!(edge.cache_entries("disk").await, 0);
 }
 
 #[tokio::test]
@@ -242,7 +227,7 @@ async fn a_disk_only_entry_is_warm_after_a_restart_and_refetched_when_its_file_i
         let (edge, _) = start(shared.path(), "").await;
         edge.put(BUCKET, "warm.bin", data.clone(), None).await;
         assert_eq!(get(&edge, "/warm.bin", &[]).await.2.len(), data.len());
-        wait_disk_entries(&edge, 1).await;
+        edge.wait_disk_entries(1).await;
     }
     {
         let (builder, origins) = builder(shared.path(), "", 256 << 20);

@@ -1,120 +1,96 @@
-//! The TLS listener's pieces (`src/tls.rs`) over real sockets: an actix-web
-//! `HttpServer` bound with `listen_rustls_0_23` and `tls::server_config`, with
-//! certificates made here by rcgen and checked from the client side with rustls
-//! (which certificate, which ALPN protocol), reqwest (a real HTTP/2 request) and,
-//! when the binary exists, `openssl s_client` (old protocol versions refused);
-//! and the s3edge binary itself, reloading a renewed certificate on SIGHUP.
+//! HTTPS end to end: a node (the common `EdgeBuilder`) with a TLS listener and
+//! sites whose certificates are made here by rcgen, checked from the client side
+//! with rustls (which certificate, which ALPN protocol, which answer), reqwest
+//! (a real HTTP/2 request) and, when the binary exists, `openssl s_client` (old
+//! protocol versions refused); the certificate resolver on its own; and the
+//! s3edge binary itself, reloading a renewed certificate on SIGHUP.
+#![cfg(feature = "embedded")]
+
+mod common;
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpRequest, HttpServer};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, StreamOwned};
-use tempfile::TempDir;
 
+use common::pki::{Leaf, Pki};
+use common::{Edge, EdgeBuilder};
 use s3edge::config::{self, SiteConfig};
+use s3edge::site::HostRouter;
+use s3edge::tls::session::{self, Authority, TlsConnection};
 use s3edge::tls::{self, ReloadableResolver, SniResolver, TlsError};
 
 // ---------------------------------------------------------------------------
-// Certificates and site files
+// Site files and the node
 
-/// A throwaway CA and the leaf certificates it signs, as files in a temp dir.
-struct Pki {
-    dir: TempDir,
-    ca: CertifiedIssuer<'static, KeyPair>,
+/// One site: its name (its bucket is [`bucket`] of it), hosts, whether it is the default
+/// site, and its certificate.
+type SiteSpec<'a> = (&'a str, &'a [&'a str], bool, Option<&'a Leaf>);
+
+/// Writes `<dir>/<name>.toml` for each site and loads them with the real site
+/// loader. Each site serves its embedded bucket as a website; a site with a
+/// certificate has `redirect_http = true`, so a 200 from it also proves the
+/// request was seen as HTTPS.
+fn write_sites(dir: &Path, sites: &[SiteSpec<'_>]) -> Vec<SiteConfig> {
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, hosts, default, leaf) in sites {
+        let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
+        let mut text = format!(
+            "hosts = [{}]\ndefault = {default}\n[origin]\nbucket = \"{}\"\nendpoint = \"embedded\"\n\
+             [website]\nindex_document = \"index.html\"\n",
+            hosts.join(", "),
+            bucket(name)
+        );
+        if let Some(leaf) = leaf {
+            text.push_str(&leaf.tls_section());
+            text.push_str("redirect_http = true\n");
+        }
+        std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+    }
+    config::load_sites(dir).unwrap_or_else(|e| panic!("site files: {e}"))
 }
 
-/// One leaf certificate: its DER (to compare with what the server presents) and
-/// the PEM files a site's `[tls]` names.
-struct Leaf {
-    der: CertificateDer<'static>,
-    cert: PathBuf,
-    key: PathBuf,
+/// A node with one TLS listener serving `sites`; each site's bucket holds an
+/// `index.html` whose body is [`page`] of the site.
+fn node(sites: &[SiteSpec<'_>]) -> Edge {
+    let mut builder = EdgeBuilder::new();
+    for (name, ..) in sites {
+        builder = builder.bucket(&bucket(name));
+        let dir = builder.path().join("buckets").join(bucket(name));
+        std::fs::write(dir.join("index.html"), page(name)).unwrap();
+    }
+    write_sites(&builder.path().join("sites"), sites);
+    builder
+        .with(|o| o.tls_listen = vec![common::loopback()])
+        .start()
 }
 
-impl Pki {
-    fn new() -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "s3edge test CA");
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Pki {
-            dir: TempDir::new().unwrap(),
-            ca,
-        }
-    }
+/// A site's bucket (bucket names have at least three characters).
+fn bucket(site: &str) -> String {
+    format!("site-{site}")
+}
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn ca_pem(&self) -> String {
-        self.ca.pem()
-    }
-
-    /// A certificate for `names` signed by the CA, written as `<stem>.pem` (leaf
-    /// then CA: a chain) and `<stem>.key` (PKCS#8 ECDSA P-256).
-    fn leaf(&self, stem: &str, names: &[&str]) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        let leaf = Leaf {
-            der: cert.der().clone(),
-            cert: self.path(&format!("{stem}.pem")),
-            key: self.path(&format!("{stem}.key")),
-        };
-        std::fs::write(&leaf.cert, format!("{}{}", cert.pem(), self.ca_pem())).unwrap();
-        std::fs::write(&leaf.key, key.serialize_pem()).unwrap();
-        leaf
-    }
-
-    /// Writes `sites/<name>.toml` files and loads them with the real site loader.
-    /// Each entry: (name, hosts, default, certificate).
-    fn sites(&self, dir: &str, sites: &[(&str, &[&str], bool, Option<&Leaf>)]) -> Vec<SiteConfig> {
-        let dir = self.path(dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        for (name, hosts, default, leaf) in sites {
-            let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
-            let mut text = format!(
-                "hosts = [{}]\ndefault = {default}\n[origin]\nbucket = \"{name}\"\n",
-                hosts.join(", ")
-            );
-            if let Some(leaf) = leaf {
-                text.push_str(&format!(
-                    "[tls]\ncert = {:?}\nkey = {:?}\n",
-                    leaf.cert.display().to_string(),
-                    leaf.key.display().to_string()
-                ));
-            }
-            std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
-        }
-        config::load_sites(&dir).unwrap_or_else(|e| panic!("site files: {e}"))
-    }
+/// The body of a site's `index.html`.
+fn page(site: &str) -> String {
+    format!("the {site} site")
 }
 
 /// Three sites with certificates (`a.test`, `*.b.test`, and a default site
-/// `fallback.test`), one without (`plain.test`).
+/// `fallback.test`), one without (`plain.test`), on a running node.
 struct Fixture {
     pki: Pki,
     a: Leaf,
     b: Leaf,
     fallback: Leaf,
     sites: Vec<SiteConfig>,
+    edge: Edge,
 }
 
 impl Fixture {
@@ -123,98 +99,36 @@ impl Fixture {
         let a = pki.leaf("a", &["a.test"]);
         let b = pki.leaf("b", &["*.b.test"]);
         let fallback = pki.leaf("fallback", &["fallback.test"]);
-        let sites = pki.sites(
-            "sites",
-            &[
-                ("a", &["a.test"], false, Some(&a)),
-                ("b", &["*.b.test"], false, Some(&b)),
-                (
-                    "fallback",
-                    &["fallback.test"],
-                    with_default,
-                    Some(&fallback),
-                ),
-                ("plain", &["plain.test"], false, None),
-            ],
-        );
+        let edge = node(&[
+            ("a", &["a.test"], false, Some(&a)),
+            ("b", &["*.b.test"], false, Some(&b)),
+            (
+                "fallback",
+                &["fallback.test"],
+                with_default,
+                Some(&fallback),
+            ),
+            ("plain", &["plain.test"], false, None),
+        ]);
+        let sites = config::load_sites(&edge.dir.path().join("sites")).unwrap();
         Fixture {
             pki,
             a,
             b,
             fallback,
             sites,
+            edge,
         }
     }
 
+    /// The node's TLS listener.
+    fn addr(&self) -> SocketAddr {
+        self.edge.node.https_addrs[0]
+    }
+
+    /// The node's certificates, as its TLS listener uses them.
     fn resolver(&self) -> Arc<ReloadableResolver> {
-        let resolver = SniResolver::from_sites(&self.sites).unwrap_or_else(|errors| {
-            panic!("{errors:?}");
-        });
-        Arc::new(ReloadableResolver::new(resolver))
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The server
-
-/// An actix-web server on 127.0.0.1:0 with the TLS listener only; its one handler
-/// echoes what the pipeline would route on.
-struct TestServer {
-    addr: SocketAddr,
-    handle: ServerHandle,
-    thread: Option<JoinHandle<()>>,
-}
-
-async fn echo(req: HttpRequest) -> String {
-    let host = req
-        .headers()
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .unwrap_or("")
-        .to_owned();
-    format!(
-        "host={host} secure={} version={:?}",
-        req.app_config().secure(),
-        req.version()
-    )
-}
-
-impl TestServer {
-    fn start(resolver: Arc<ReloadableResolver>) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let config = tls::server_config(resolver).expect("server config");
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                let server = HttpServer::new(|| App::new().default_service(web::to(echo)))
-                    .workers(1)
-                    .disable_signals()
-                    .shutdown_timeout(1)
-                    .listen_rustls_0_23(listener, config)
-                    .unwrap()
-                    .run();
-                tx.send(server.handle()).unwrap();
-                server.await.unwrap();
-            });
-        });
-        let handle = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-        TestServer {
-            addr,
-            handle,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        // The stop command is sent when `stop` is called; the future only waits.
-        drop(self.handle.stop(false));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.edge.node.state.tls_resolver.clone()
     }
 }
 
@@ -396,32 +310,32 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[test]
 fn sni_picks_the_certificate_of_the_site_that_claims_the_name() {
     let fx = Fixture::new(true);
-    let server = TestServer::start(fx.resolver());
     let options = ClientOptions::trusting(&fx.pki);
 
     // Verified against the CA and the name (webpki), and the very certificate.
-    for (name, leaf) in [
-        ("a.test", &fx.a),
-        ("www.b.test", &fx.b),
-        ("fallback.test", &fx.fallback),
+    for (name, leaf, site) in [
+        ("a.test", &fx.a, "a"),
+        ("www.b.test", &fx.b, "b"),
+        ("fallback.test", &fx.fallback, "fallback"),
     ] {
-        let mut stream = connect(server.addr, name, &options)
+        let mut stream = connect(fx.addr(), name, &options)
             .unwrap_or_else(|e| panic!("handshake for {name}: {e}"));
         assert_eq!(
             peer_certificate(&stream),
             leaf.der,
             "certificate for {name}"
         );
+        // The site's page over HTTP/1.1, seen as HTTPS (no `redirect_http` 308).
         let (status, body) = http1_get(&mut stream, name);
         assert_eq!(status, "HTTP/1.1 200 OK");
-        assert_eq!(body, format!("host={name} secure=true version=HTTP/1.1"));
+        assert_eq!(body, page(site));
     }
 
     // The site `*.b.test` also claims deeper names, and its certificate is chosen
     // for them (a `*.b.test` certificate does not cover them: that is the
     // operator's business, so this client checks nothing but which one is sent).
     let stream = connect(
-        server.addr,
+        fx.addr(),
         "deep.www.b.test",
         &ClientOptions::trusting_anything(),
     )
@@ -429,19 +343,25 @@ fn sni_picks_the_certificate_of_the_site_that_claims_the_name() {
     assert_eq!(peer_certificate(&stream), fx.b.der);
 }
 
-#[test]
-fn sni_is_matched_without_regard_to_case_or_a_trailing_dot_and_wildcards_never_match_their_bare_domain(
-) {
-    let pki = Pki::new();
-    let sites = pki.sites(
-        "sites",
+/// Sites without certificates: an exact host, a wildcard and a longer wildcard
+/// inside it, then `last`.
+fn nested_wildcard_sites(pki: &Pki, last: SiteSpec<'_>) -> Vec<SiteConfig> {
+    write_sites(
+        &pki.path("sites"),
         &[
             ("exact", &["x.b.test"], false, None),
             ("short", &["*.b.test"], false, None),
             ("long", &["*.y.b.test"], false, None),
-            ("other", &["b.test.example"], false, None),
+            last,
         ],
-    );
+    )
+}
+
+#[test]
+fn sni_is_matched_without_regard_to_case_or_a_trailing_dot_and_wildcards_never_match_their_bare_domain(
+) {
+    let pki = Pki::new();
+    let sites = nested_wildcard_sites(&pki, ("other", &["b.test.example"], false, None));
     let resolver = SniResolver::from_sites(&sites).unwrap();
     let site = |name: Option<&str>| resolver.lookup(name).map(|(site, _)| site.to_owned());
     assert_eq!(site(Some("x.b.test")).as_deref(), Some("exact"));
@@ -458,12 +378,226 @@ fn sni_is_matched_without_regard_to_case_or_a_trailing_dot_and_wildcards_never_m
 }
 
 #[test]
+fn a_server_name_picks_the_same_site_as_the_same_host_would_for_every_name() {
+    let pki = Pki::new();
+    let sites = nested_wildcard_sites(&pki, ("fallback", &["fallback.test"], true, None));
+    let resolver = SniResolver::from_sites(&sites).unwrap();
+    let router = HostRouter::new(sites.iter().map(|s| (s.hosts.as_slice(), s.default)));
+    let names = [
+        "x.b.test",
+        "X.B.TEST",
+        "x.b.test.",
+        "x.b.test..",
+        "x.b.test:443",
+        "a.b.test",
+        "a.y.b.test",
+        "deep.a.y.b.test",
+        "b.test",
+        "fallback.test",
+        "unknown.test",
+        "a b",
+        "",
+    ];
+    for name in names {
+        let by_sni = resolver.lookup(Some(name)).map(|(site, _)| site.to_owned());
+        let by_host = router
+            .route(Some(name))
+            .map(|index| sites[index].name.clone());
+        assert_eq!(by_sni, by_host, "{name:?}");
+    }
+}
+
+#[test]
+fn sni_names_are_normalised_like_hosts_in_real_handshakes() {
+    // rustls clients send the name lowercased and without the trailing dot; the
+    // openssl binary sends it as given.
+    if !openssl_available() {
+        eprintln!("SKIPPED: no openssl binary to send an SNI name as typed");
+        return;
+    }
+    let fx = Fixture::new(true);
+    let ca = fx.pki.path("ca.pem");
+    std::fs::write(&ca, fx.pki.ca_pem()).unwrap();
+    for (name, subject) in [
+        ("A.TEST", "a.test"),
+        ("a.test.", "a.test"),
+        ("WWW.B.Test.", "*.b.test"),
+        ("a.www.b.test", "*.b.test"),
+    ] {
+        let output = Command::new("openssl")
+            .args(["s_client", "-connect", &fx.addr().to_string()])
+            .args(["-servername", name, "-showcerts"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl runs");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(" 0 s:") && l.ends_with(subject)),
+            "SNI {name:?} should get the certificate of {subject}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn a_request_for_another_sites_host_than_the_server_name_gets_421_unless_the_certificate_covers_it()
+{
+    let fx = Fixture::new(true);
+    let trusting = ClientOptions::trusting(&fx.pki);
+
+    // SNI a.test (a's certificate), Host of site b: 421, and the connection
+    // still serves a.test afterwards.
+    let mut stream = connect(fx.addr(), "a.test", &trusting).unwrap();
+    let (status, _) = http1_get(&mut stream, "www.b.test");
+    assert_eq!(status, "HTTP/1.1 421 Misdirected Request");
+    let (status, body) = http1_get(&mut stream, "a.test");
+    assert_eq!((status.as_str(), body), ("HTTP/1.1 200 OK", page("a")));
+
+    // An unknown name gets the default site's certificate; it does not make
+    // the connection good for another site's host either.
+    let mut stream = connect(
+        fx.addr(),
+        "unknown.test",
+        &ClientOptions::trusting_anything(),
+    )
+    .unwrap();
+    assert_eq!(peer_certificate(&stream), fx.fallback.der);
+    assert_eq!(
+        http1_get(&mut stream, "a.test").0,
+        "HTTP/1.1 421 Misdirected Request"
+    );
+    // ... while a host the default site answers is fine.
+    let (status, body) = http1_get(&mut stream, "another-unknown.test");
+    assert_eq!(
+        (status.as_str(), body),
+        ("HTTP/1.1 200 OK", page("fallback"))
+    );
+
+    // Without SNI the certificate was not chosen by name: the Host decides.
+    let options = ClientOptions {
+        sni: false,
+        ..ClientOptions::trusting_anything()
+    };
+    let mut stream = connect(fx.addr(), "a.test", &options).unwrap();
+    let (status, body) = http1_get(&mut stream, "a.test");
+    assert_eq!((status.as_str(), body), ("HTTP/1.1 200 OK", page("a")));
+
+    // Plain HTTP has no certificate to be misdirected by.
+    let plain = std::net::TcpStream::connect(fx.edge.node.http_addrs[0]).unwrap();
+    let mut plain = io::BufReader::new(plain);
+    write!(
+        plain.get_mut(),
+        "GET / HTTP/1.1\r\nHost: www.b.test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    plain.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 308"),
+        "b has redirect_http: {answer}"
+    );
+}
+
+#[test]
+fn one_certificate_for_two_sites_serves_both_on_one_connection() {
+    let pki = Pki::new();
+    let shared = pki.leaf("cd", &["c.test", "d.test"]);
+    let own = pki.leaf("e", &["e.test"]);
+    let edge = node(&[
+        ("c", &["c.test"], false, Some(&shared)),
+        ("d", &["d.test"], false, Some(&shared)),
+        ("e", &["e.test"], false, Some(&own)),
+    ]);
+    let addr = edge.node.https_addrs[0];
+    let mut stream = connect(addr, "c.test", &ClientOptions::trusting(&pki)).unwrap();
+    for (host, site) in [("c.test", "c"), ("d.test", "d"), ("c.test", "c")] {
+        let (status, body) = http1_get(&mut stream, host);
+        assert_eq!(
+            (status.as_str(), body),
+            ("HTTP/1.1 200 OK", page(site)),
+            "{host}"
+        );
+    }
+    assert_eq!(
+        http1_get(&mut stream, "e.test").0,
+        "HTTP/1.1 421 Misdirected Request",
+        "c and d's certificate does not cover e.test"
+    );
+}
+
+#[test]
+fn the_misdirection_check_follows_the_site_the_name_chose_and_the_certificate() {
+    let fx = Fixture::new(true);
+    let resolver = fx.resolver().current();
+    let tls = |name: &str| Some(TlsConnection::chosen(&resolver, Some(name)));
+    let no_sni = Some(TlsConnection::chosen(&resolver, None));
+    let cases: [(&str, Option<TlsConnection>, Option<&str>, Authority); 9] = [
+        ("plain HTTP", None, Some("www.b.test"), Authority::NotTls),
+        ("no SNI", no_sni, Some("a.test"), Authority::NoServerName),
+        (
+            "the same host",
+            tls("a.test"),
+            Some("a.test"),
+            Authority::SameSite,
+        ),
+        (
+            "a port and case do not matter",
+            tls("a.test"),
+            Some("A.test:8443"),
+            Authority::SameSite,
+        ),
+        (
+            "another name of the same wildcard site",
+            tls("x.b.test"),
+            Some("y.b.test"),
+            Authority::SameSite,
+        ),
+        (
+            "another site's host",
+            tls("a.test"),
+            Some("www.b.test"),
+            Authority::Misdirected,
+        ),
+        (
+            "the default site's certificate for another site",
+            tls("unknown.test"),
+            Some("a.test"),
+            Authority::Misdirected,
+        ),
+        (
+            "no Host at all goes to the default site",
+            tls("a.test"),
+            None,
+            Authority::Misdirected,
+        ),
+        (
+            "a host the default site answers, on its certificate",
+            tls("unknown.test"),
+            Some("other.test"),
+            Authority::SameSite,
+        ),
+    ];
+    for (name, connection, host, want) in cases {
+        assert_eq!(
+            session::authority(&resolver, connection.as_ref(), host),
+            want,
+            "{name}"
+        );
+    }
+    // Coverage is the certificate's, as a client checks it: `*.b.test` covers
+    // one label only.
+    let b = resolver.resolve_name(Some("x.b.test")).unwrap();
+    assert!(session::covers(&b, "x.b.test"));
+    assert!(!session::covers(&b, "a.x.b.test"));
+    assert!(!session::covers(&b, "b.test"));
+}
+
+#[test]
 fn an_unknown_name_or_no_sni_gets_the_default_sites_certificate() {
     let fx = Fixture::new(true);
-    let server = TestServer::start(fx.resolver());
 
     let stream = connect(
-        server.addr,
+        fx.addr(),
         "unknown.test",
         &ClientOptions::trusting_anything(),
     )
@@ -475,7 +609,7 @@ fn an_unknown_name_or_no_sni_gets_the_default_sites_certificate() {
         sni: false,
         ..ClientOptions::trusting_anything()
     };
-    let mut stream = connect(server.addr, "unknown.test", &options).unwrap();
+    let mut stream = connect(fx.addr(), "unknown.test", &options).unwrap();
     assert_eq!(peer_certificate(&stream), fx.fallback.der);
     let (status, _) = http1_get(&mut stream, "fallback.test");
     assert_eq!(status, "HTTP/1.1 200 OK");
@@ -484,14 +618,13 @@ fn an_unknown_name_or_no_sni_gets_the_default_sites_certificate() {
 #[test]
 fn without_a_default_site_an_unknown_name_fails_the_handshake_cleanly() {
     let fx = Fixture::new(false);
-    let server = TestServer::start(fx.resolver());
 
     for sni in [true, false] {
         let options = ClientOptions {
             sni,
             ..ClientOptions::trusting_anything()
         };
-        let error = connect(server.addr, "unknown.test", &options)
+        let error = connect(fx.addr(), "unknown.test", &options)
             .expect_err("no certificate for an unknown name");
         assert_eq!(
             handshake_error(&error),
@@ -503,7 +636,7 @@ fn without_a_default_site_an_unknown_name_fails_the_handshake_cleanly() {
     }
 
     // The listener is unharmed.
-    let stream = connect(server.addr, "a.test", &ClientOptions::trusting(&fx.pki)).unwrap();
+    let stream = connect(fx.addr(), "a.test", &ClientOptions::trusting(&fx.pki)).unwrap();
     assert_eq!(peer_certificate(&stream), fx.a.der);
 }
 
@@ -511,13 +644,8 @@ fn without_a_default_site_an_unknown_name_fails_the_handshake_cleanly() {
 fn a_name_claimed_by_a_site_without_tls_fails_the_handshake_instead_of_showing_another_sites_certificate(
 ) {
     let fx = Fixture::new(true);
-    let server = TestServer::start(fx.resolver());
-    let error = connect(
-        server.addr,
-        "plain.test",
-        &ClientOptions::trusting_anything(),
-    )
-    .expect_err("plain.test has no certificate");
+    let error = connect(fx.addr(), "plain.test", &ClientOptions::trusting_anything())
+        .expect_err("plain.test has no certificate");
     assert_eq!(
         handshake_error(&error),
         Some(&rustls::Error::AlertReceived(
@@ -532,7 +660,6 @@ fn a_name_claimed_by_a_site_without_tls_fails_the_handshake_instead_of_showing_a
 #[test]
 fn alpn_negotiates_h2_first_and_http_1_1_for_clients_without_h2() {
     let fx = Fixture::new(true);
-    let server = TestServer::start(fx.resolver());
     // (what the client offers, what the server must pick)
     type Case = (&'static [&'static [u8]], Option<&'static [u8]>);
     let cases: [Case; 4] = [
@@ -546,7 +673,7 @@ fn alpn_negotiates_h2_first_and_http_1_1_for_clients_without_h2() {
             alpn: offered,
             ..ClientOptions::trusting(&fx.pki)
         };
-        let mut stream = connect(server.addr, "a.test", &options).unwrap();
+        let mut stream = connect(fx.addr(), "a.test", &options).unwrap();
         assert_eq!(
             stream.conn.alpn_protocol(),
             expected,
@@ -555,7 +682,7 @@ fn alpn_negotiates_h2_first_and_http_1_1_for_clients_without_h2() {
         if expected != Some(b"h2") {
             let (status, body) = http1_get(&mut stream, "a.test");
             assert_eq!(status, "HTTP/1.1 200 OK");
-            assert!(body.ends_with("version=HTTP/1.1"), "{body}");
+            assert_eq!(body, page("a"));
         }
     }
 }
@@ -563,29 +690,23 @@ fn alpn_negotiates_h2_first_and_http_1_1_for_clients_without_h2() {
 #[test]
 fn reqwest_gets_http2_over_tls_through_alpn_for_each_site() {
     let fx = Fixture::new(true);
-    let server = TestServer::start(fx.resolver());
     let client = reqwest::blocking::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(fx.pki.ca_pem().as_bytes()).unwrap())
-        .resolve("a.test", server.addr)
-        .resolve("www.b.test", server.addr)
+        .add_root_certificate(fx.pki.reqwest_root())
+        .resolve("a.test", fx.addr())
+        .resolve("www.b.test", fx.addr())
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
-    for host in ["a.test", "www.b.test"] {
-        let url = format!("https://{host}:{}/", server.addr.port());
+    for (host, site) in [("a.test", "a"), ("www.b.test", "b")] {
+        // The site picked by the HTTP/2 `:authority` (with its port), seen as
+        // HTTPS (no `redirect_http` 308).
+        let url = format!("https://{host}:{}/", fx.addr().port());
         let response = client.get(&url).send().unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.version(), reqwest::Version::HTTP_2, "{host}");
-        let body = response.text().unwrap();
-        assert_eq!(
-            body,
-            format!(
-                "host={host}:{} secure=true version=HTTP/2.0",
-                server.addr.port()
-            )
-        );
+        assert_eq!(response.text().unwrap(), page(site));
     }
 }
 
@@ -626,7 +747,6 @@ fn openssl_available() -> bool {
 #[test]
 fn tls_1_0_and_1_1_are_refused_while_tls_1_2_and_1_3_are_accepted() {
     let fx = Fixture::new(true);
-    let server = TestServer::start(fx.resolver());
 
     // rustls as the client: each of the two supported versions on its own.
     for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
@@ -634,7 +754,7 @@ fn tls_1_0_and_1_1_are_refused_while_tls_1_2_and_1_3_are_accepted() {
             versions: &[version],
             ..ClientOptions::trusting(&fx.pki)
         };
-        let mut stream = connect(server.addr, "a.test", &options).unwrap();
+        let mut stream = connect(fx.addr(), "a.test", &options).unwrap();
         assert_eq!(stream.conn.protocol_version(), Some(version.version));
         let (status, _) = http1_get(&mut stream, "a.test");
         assert_eq!(status, "HTTP/1.1 200 OK");
@@ -648,7 +768,7 @@ fn tls_1_0_and_1_1_are_refused_while_tls_1_2_and_1_3_are_accepted() {
     let ca = fx.pki.path("ca.pem");
     std::fs::write(&ca, fx.pki.ca_pem()).unwrap();
     for (flag, version) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
-        let (ok, text) = openssl_s_client(server.addr, &ca, flag);
+        let (ok, text) = openssl_s_client(fx.addr(), &ca, flag);
         assert!(ok, "openssl s_client {flag} failed:\n{text}");
         assert!(text.contains(version), "{flag}:\n{text}");
         assert!(
@@ -657,7 +777,7 @@ fn tls_1_0_and_1_1_are_refused_while_tls_1_2_and_1_3_are_accepted() {
         );
     }
     for flag in ["-tls1", "-tls1_1"] {
-        let (ok, text) = openssl_s_client(server.addr, &ca, flag);
+        let (ok, text) = openssl_s_client(fx.addr(), &ca, flag);
         assert!(!ok, "openssl s_client {flag} succeeded:\n{text}");
         // Refused by the server, not by the client: it answered the ClientHello
         // with a fatal alert (rustls sends protocol_version, or handshake_failure
@@ -683,10 +803,9 @@ fn replacing_the_resolver_swaps_the_certificate_for_new_handshakes_while_an_open
 ) {
     let fx = Fixture::new(true);
     let resolver = fx.resolver();
-    let server = TestServer::start(Arc::clone(&resolver));
     let options = ClientOptions::trusting(&fx.pki);
 
-    let mut open = connect(server.addr, "a.test", &options).unwrap();
+    let mut open = connect(fx.addr(), "a.test", &options).unwrap();
     assert_eq!(peer_certificate(&open), fx.a.der);
     assert_eq!(http1_get(&mut open, "a.test").0, "HTTP/1.1 200 OK");
 
@@ -696,7 +815,7 @@ fn replacing_the_resolver_swaps_the_certificate_for_new_handshakes_while_an_open
     assert_ne!(renewed.der, fx.a.der);
     resolver.reload(&fx.sites).unwrap();
 
-    let fresh = connect(server.addr, "a.test", &options).unwrap();
+    let fresh = connect(fx.addr(), "a.test", &options).unwrap();
     assert_eq!(
         peer_certificate(&fresh),
         renewed.der,
@@ -706,16 +825,17 @@ fn replacing_the_resolver_swaps_the_certificate_for_new_handshakes_while_an_open
     for _ in 0..3 {
         let (status, body) = http1_get(&mut open, "a.test");
         assert_eq!(status, "HTTP/1.1 200 OK");
-        assert_eq!(body, "host=a.test secure=true version=HTTP/1.1");
+        assert_eq!(body, page("a"));
     }
     assert_eq!(peer_certificate(&open), fx.a.der);
 
     // `replace` with another set: a site removed by the reload loses its name.
-    let only_b = fx
-        .pki
-        .sites("sites-b", &[("b", &["*.b.test"], false, Some(&fx.b))]);
+    let only_b = write_sites(
+        &fx.pki.path("sites-b"),
+        &[("b", &["*.b.test"], false, Some(&fx.b))],
+    );
     resolver.replace(SniResolver::from_sites(&only_b).unwrap());
-    let error = connect(server.addr, "a.test", &ClientOptions::trusting_anything())
+    let error = connect(fx.addr(), "a.test", &ClientOptions::trusting_anything())
         .expect_err("a.test is gone");
     assert!(handshake_error(&error).is_some(), "{error}");
     assert_eq!(http1_get(&mut open, "a.test").0, "HTTP/1.1 200 OK");
@@ -752,8 +872,7 @@ fn a_reload_with_a_broken_certificate_keeps_the_current_certificates_and_names_e
         Arc::ptr_eq(&before, &resolver.current()),
         "the old set is kept"
     );
-    let server = TestServer::start(resolver);
-    let stream = connect(server.addr, "a.test", &ClientOptions::trusting(&fx.pki)).unwrap();
+    let stream = connect(fx.addr(), "a.test", &ClientOptions::trusting(&fx.pki)).unwrap();
     assert_eq!(peer_certificate(&stream), fx.a.der);
 }
 
@@ -778,7 +897,7 @@ fn a_key_that_does_not_match_its_certificate_is_an_error_naming_both_files() {
     );
 
     // `check` sees the same through the site file.
-    let sites = pki.sites("sites", &[("a", &["a.test"], false, Some(&a))]);
+    let sites = write_sites(&pki.path("sites"), &[("a", &["a.test"], false, Some(&a))]);
     std::fs::copy(&b.key, &a.key).unwrap();
     let error = tls::check_site_tls(&sites[0]).expect_err("a mismatch");
     assert!(matches!(error, TlsError::KeyMismatch { .. }), "{error:?}");
@@ -1008,15 +1127,16 @@ fn sighup_to_the_binary_swaps_a_renewed_certificate_for_new_connections_and_keep
         .arg(pki.path("cache"))
         .arg("--sites")
         .arg(&sites)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Start-up lines are the process log, on stderr.
+    let mut lines = io::BufReader::new(child.stderr.take().unwrap()).lines();
     let https: SocketAddr = loop {
         let line = lines.next().expect("startup line").unwrap();
-        if let Some(addr) = line.strip_prefix("listening on https://") {
-            break addr.parse().unwrap();
+        if let Some((_, addr)) = line.split_once("listening on https://") {
+            break addr.trim().parse().unwrap();
         }
     };
     std::thread::spawn(move || for _ in lines {});

@@ -585,24 +585,24 @@ async fn a_bucket_without_a_website_configuration_is_a_startup_error_naming_the_
     );
 }
 
+/// The site with routing rules, on a node that trusts proxies in `trusted`.
+fn behind_proxies(trusted: &str) -> EdgeBuilder {
+    let trusted = trusted.parse().unwrap();
+    EdgeBuilder::new()
+        .site(
+            "web",
+            &site_toml("web.test", "web-bucket", &format!("{WEBSITE_HEAD}{RULES}")),
+        )
+        .with(move |o| o.trusted_proxies = vec![trusted])
+}
+
 #[tokio::test]
 async fn redirects_use_the_scheme_a_trusted_proxy_reports_and_ignore_untrusted_ones() {
     let log = tempfile::NamedTempFile::new().unwrap();
-    let trusted = EdgeBuilder::new()
-        .site(
-            "web",
-            &site_toml("web.test", "web-bucket", &format!("{WEBSITE_HEAD}{RULES}")),
-        )
-        .with(|o| o.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()])
+    let trusted = behind_proxies("127.0.0.0/8")
         .access_log(log.path(), s3edge::access_log::LogFormat::Json)
         .start();
-    let untrusted = EdgeBuilder::new()
-        .site(
-            "web",
-            &site_toml("web.test", "web-bucket", &format!("{WEBSITE_HEAD}{RULES}")),
-        )
-        .with(|o| o.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()])
-        .start();
+    let untrusted = behind_proxies("10.0.0.0/8").start();
     for (edge, want) in [
         (&trusted, "https://web.test/new/page.html"),
         (&untrusted, "http://web.test/new/page.html"),
@@ -635,4 +635,86 @@ async fn redirects_use_the_scheme_a_trusted_proxy_reports_and_ignore_untrusted_o
             "the forwarded client address from a trusted proxy"
         );
     }
+}
+
+#[tokio::test]
+async fn forwarding_headers_name_the_client_and_its_scheme_by_one_trust_rule() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    // The test's requests come from 127.0.0.1: a trusted proxy, as are the
+    // other loopback addresses in the chains below.
+    let edge = behind_proxies("127.0.0.0/8")
+        .access_log(log.path(), s3edge::access_log::LogFormat::Json)
+        .start();
+    // (what the proxies sent, the client the log must name, the redirect's scheme)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case<'_>; 5] = [
+        (
+            // A chain of trusted proxies is walked back to the client.
+            &[("x-forwarded-for", "198.51.100.1, 127.0.0.5")],
+            "198.51.100.1",
+            "http",
+        ),
+        (
+            // An address with a port, as some load balancers write it.
+            &[("x-forwarded-for", "198.51.100.2:5678")],
+            "198.51.100.2",
+            "http",
+        ),
+        (
+            // A proxy that adds its own line rather than appending: the lines
+            // are one list, and the client's own line is the oldest entry.
+            &[
+                ("x-forwarded-for", "6.6.6.6"),
+                ("x-forwarded-for", "198.51.100.3"),
+            ],
+            "198.51.100.3",
+            "http",
+        ),
+        (
+            // A client's own `Forwarded` element, passed on by the proxy, says
+            // nothing about the newest hop: its `proto` is not believed either.
+            &[(
+                "forwarded",
+                "for=6.6.6.6;proto=https, for=198.51.100.4;proto=http",
+            )],
+            "198.51.100.4",
+            "http",
+        ),
+        (
+            // One X-Forwarded-Proto goes with the client, behind a chain.
+            &[
+                ("x-forwarded-for", "198.51.100.5, 127.0.0.9"),
+                ("x-forwarded-proto", "https"),
+            ],
+            "198.51.100.5",
+            "https",
+        ),
+    ];
+    for (headers, _, scheme) in &cases {
+        let response = edge
+            .request(Method::GET, "web.test", "/old/page.html", headers)
+            .await;
+        assert_eq!(
+            response.headers()["location"],
+            format!("{scheme}://web.test/new/page.html").as_str(),
+            "{headers:?}"
+        );
+    }
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(log.path()).unwrap();
+        if text.lines().count() >= cases.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let clients: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            line["client"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    let want: Vec<&str> = cases.iter().map(|(_, client, _)| *client).collect();
+    assert_eq!(clients, want);
 }

@@ -27,7 +27,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{Body, CacheKey, Entry, EntryKind, Freshness};
+use super::{Body, CacheKey, Entry, EntryKind, Freshness, Ticket};
 use crate::origin::{BodyStream, ObjectMeta, OriginError};
 
 /// First bytes of every cache file; a format change changes it.
@@ -292,9 +292,10 @@ impl DiskTier {
         }
     }
 
-    /// Writes a complete entry whose body is in memory (blocking I/O). An error
-    /// turns the tier off.
-    pub fn insert(self: &Arc<Self>, entry: &Entry) {
+    /// Writes a complete entry whose body is in memory (blocking I/O), renamed
+    /// into place through `ticket` (not at all when purged meanwhile). An
+    /// error turns the tier off.
+    pub fn insert(self: &Arc<Self>, entry: &Entry, ticket: &Ticket) {
         let Body::Memory(chunks) = &entry.body else {
             return;
         };
@@ -306,12 +307,13 @@ impl DiskTier {
                 return;
             }
         }
-        let _ = writer.finish(entry);
+        let _ = writer.finish(entry, ticket);
     }
 
     /// Rewrites the header of an entry whose body stays in its file (a 304
-    /// refreshed it), in place, unless the file has been replaced meanwhile.
-    pub fn rewrite_header(&self, entry: &Entry) {
+    /// refreshed it), in place, unless the file has been replaced or purged
+    /// meanwhile (`ticket`).
+    pub fn rewrite_header(&self, entry: &Entry, ticket: &Ticket) {
         let Body::Disk(body) = &entry.body else {
             return;
         };
@@ -319,7 +321,7 @@ impl DiskTier {
             return;
         }
         let path = self.path_of(&body.hash);
-        let result: io::Result<Option<u64>> = (|| {
+        let rewrite = || -> io::Result<Option<u64>> {
             let _writing = self.trailers.write().unwrap_or_else(|e| e.into_inner());
             let file = OpenOptions::new().write(true).open(&path)?;
             let (now, then) = (file.metadata()?, body.file.metadata()?);
@@ -330,7 +332,8 @@ impl DiskTier {
             let size = write_trailer(&file, body.len, &header)?;
             file.sync_data()?;
             Ok(Some(size))
-        })();
+        };
+        let result = ticket.commit(&entry.key, rewrite).unwrap_or(Ok(None));
         match result {
             Ok(Some(size)) => {
                 let mut index = self.lock();
@@ -409,6 +412,11 @@ impl DiskTier {
         doomed.into_iter().map(|(_, key)| key).collect()
     }
 
+    /// The tier's bound in bytes (`--disk-cache-size`).
+    pub fn capacity(&self) -> u64 {
+        self.max_bytes
+    }
+
     /// Bytes and entries on disk.
     pub fn usage(&self) -> (u64, u64) {
         let index = self.lock();
@@ -462,32 +470,41 @@ impl DiskWriter {
     }
 
     /// Completes the file with `entry`'s header (its body is what was
-    /// appended), syncs it, renames it into place and indexes it. Returns the
-    /// entry with its body in the file. An error turns the tier off.
-    pub fn finish(mut self, entry: &Entry) -> io::Result<Entry> {
+    /// appended), syncs it, then renames it into place and indexes it through
+    /// `ticket`. Returns the entry with its body in the file, or `None` when a
+    /// purge since the ticket covers it (the file is removed). An error turns
+    /// the tier off.
+    pub fn finish(mut self, entry: &Entry, ticket: &Ticket) -> io::Result<Option<Entry>> {
         if self.in_block > 0 {
             let last = std::mem::replace(&mut self.block, crc32fast::Hasher::new());
             self.crcs.push(last.finalize());
             self.in_block = 0;
         }
         let header = header_of(entry, self.written, self.crcs.clone());
-        let result = (|| {
+        let path = self.tier.path_of(&self.hash);
+        let prepared = (|| {
             let size = write_trailer(&self.file, self.written, &header)?;
             self.file.sync_data()?;
-            let path = self.tier.path_of(&self.hash);
             fs::create_dir_all(path.parent().unwrap_or(&self.tier.root))?;
-            fs::rename(&self.temp, &path)?;
             Ok(size)
         })();
-        let size = match result {
-            Ok(size) => size,
+        let placed = prepared.and_then(|size| {
+            let place = || {
+                fs::rename(&self.temp, &path)?;
+                self.tier.admit(&self.hash, &entry.key, size);
+                Ok(())
+            };
+            ticket.commit(&entry.key, place).transpose()
+        });
+        match placed {
+            Ok(Some(())) => {}
+            Ok(None) => return Ok(None),
             Err(e) => {
                 self.tier.disable(&e);
                 return Err(e);
             }
-        };
+        }
         self.done = true;
-        self.tier.admit(&self.hash, &entry.key, size);
         let body = DiskBody {
             file: self.file.clone(),
             len: self.written,
@@ -496,10 +513,10 @@ impl DiskWriter {
             tier: self.tier.clone(),
             hash: self.hash.clone(),
         };
-        Ok(Entry {
+        Ok(Some(Entry {
             body: Body::Disk(Arc::new(body)),
             ..entry.clone()
-        })
+        }))
     }
 }
 
@@ -760,6 +777,11 @@ mod tests {
         Ok(out)
     }
 
+    /// A ticket that no purge ever covers.
+    fn ticket() -> Ticket {
+        Ticket::new(Arc::new(crate::cache::PurgeBarrier::default()), 0)
+    }
+
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 % 251) as u8).collect()
     }
@@ -768,7 +790,7 @@ mod tests {
     fn entries_survive_a_reopen_and_come_back_byte_exact() {
         let dir = tempfile::tempdir().unwrap();
         let tier = open(dir.path(), 1 << 20);
-        tier.insert(&entry("a.html", b"hello"));
+        tier.insert(&entry("a.html", b"hello"), &ticket());
         drop(tier);
         let tier = open(dir.path(), 1 << 20);
         assert_eq!(tier.usage().1, 1);
@@ -786,7 +808,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tier = open(dir.path(), 1 << 20);
         for damage in ["flip", "truncate", "header", "tail"] {
-            tier.insert(&entry("a.html", b"hello world"));
+            tier.insert(&entry("a.html", b"hello world"), &ticket());
             let path = tier.path_of(&key("a.html").hash());
             let mut bytes = fs::read(&path).unwrap();
             match damage {
@@ -819,10 +841,10 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path().join("v2/tmp")).unwrap().count(), 0);
         assert!(!dir.path().join("v1").exists());
         let body = vec![7u8; 1000];
-        tier.insert(&entry("one", &body));
-        tier.insert(&entry("two", &body));
+        tier.insert(&entry("one", &body), &ticket());
+        tier.insert(&entry("two", &body), &ticket());
         assert!(tier.get(&key("one"), u64::MAX).is_some());
-        tier.insert(&entry("three", &body));
+        tier.insert(&entry("three", &body), &ticket());
         assert!(tier.usage().0 <= 4 * 1024);
         assert!(
             tier.get(&key("two"), u64::MAX).is_none(),
@@ -844,7 +866,10 @@ mod tests {
             writer.append(piece).unwrap();
         }
         let temp = writer.temp.clone();
-        let stored = writer.finish(&entry("big", b"")).unwrap();
+        let stored = writer
+            .finish(&entry("big", b""), &ticket())
+            .unwrap()
+            .unwrap();
         assert!(!temp.exists(), "renamed into place");
         let Body::Disk(body) = &stored.body else {
             panic!("a streamed fill stays on disk")
@@ -874,7 +899,10 @@ mod tests {
         let data = pattern(2 * BLOCK as usize + 10);
         let mut writer = tier.writer(&key("big")).unwrap();
         writer.append(&data).unwrap();
-        writer.finish(&entry("big", b"")).unwrap();
+        writer
+            .finish(&entry("big", b""), &ticket())
+            .unwrap()
+            .unwrap();
         let got = tier.get(&key("big"), 0).unwrap();
         let Body::Disk(body) = &got.body else {
             panic!("on disk")
@@ -917,10 +945,13 @@ mod tests {
         let data = pattern(BLOCK as usize + 1);
         let mut writer = tier.writer(&key("big")).unwrap();
         writer.append(&data).unwrap();
-        let mut stored = writer.finish(&entry("big", b"")).unwrap();
+        let mut stored = writer
+            .finish(&entry("big", b""), &ticket())
+            .unwrap()
+            .unwrap();
         stored.stored_at = SystemTime::UNIX_EPOCH + Duration::from_secs(5_000);
         stored.meta.cache_control = Some("max-age=600, and a longer header".into());
-        tier.rewrite_header(&stored);
+        tier.rewrite_header(&stored, &ticket());
         drop(tier);
         let tier = open(dir.path(), 64 << 20);
         let got = tier.get(&key("big"), u64::MAX).unwrap();

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use super::{CacheKey, Entry, SpillReader};
+use super::{CacheKey, Entry, Generation, SpillReader};
 use crate::origin::{BodyStream, ObjectMeta, OriginError};
 
 /// What a follower learns from its leader.
@@ -59,9 +59,17 @@ const SPILL_READ: u64 = 256 * 1024;
 pub struct Flight {
     state: Mutex<FlightState>,
     notify: tokio::sync::Notify,
+    /// The purge generation its leader's request captured: what the flight
+    /// delivers is current as of then.
+    since: Generation,
 }
 
 impl Flight {
+    /// The purge generation the leader's request captured.
+    pub fn since(&self) -> Generation {
+        self.since
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, FlightState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -173,19 +181,43 @@ pub enum Role {
 }
 
 impl Coalescer {
-    /// Joins the flight for `key`, starting it when there is none.
-    pub fn join(&self, key: &CacheKey) -> Role {
+    /// Joins the flight for `key`, starting it (as of purge generation
+    /// `since`) when there is none, or when the one in flight is `outdated`:
+    /// it began before a purge that covers its key, so what it delivers may
+    /// be what the purge removed (a variant made from what a request read
+    /// before the purge). That flight goes on for those who joined it.
+    pub fn join(
+        &self,
+        key: &CacheKey,
+        since: Generation,
+        outdated: &dyn Fn(&CacheKey, Generation) -> bool,
+    ) -> Role {
         let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(flight) = inflight.get(key) {
-            return Role::Follower(flight.clone());
+            if !outdated(key, flight.since) {
+                return Role::Follower(flight.clone());
+            }
         }
-        let flight = Arc::new(Flight::default());
+        let flight = Arc::new(Flight {
+            since,
+            ..Flight::default()
+        });
         inflight.insert(key.clone(), flight.clone());
         Role::Leader(FlightGuard {
             inflight: self.inflight.clone(),
             key: key.clone(),
             flight,
         })
+    }
+
+    /// Detaches the flights of `site` whose object keys match (a purge): they
+    /// go on for the requests that joined them, and later requests start
+    /// flights of their own.
+    pub fn detach(&self, site: &str, matches: &dyn Fn(&str) -> bool) {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|key, _| !(key.site == site && matches(&key.object_key)));
     }
 
     /// Flights in progress (tests, metrics).
@@ -312,10 +344,10 @@ mod tests {
     #[actix_rt::test]
     async fn the_first_request_leads_and_the_others_follow_until_it_ends() {
         let coalescer = Coalescer::default();
-        let Role::Leader(guard) = coalescer.join(&key()) else {
+        let Role::Leader(guard) = coalescer.join(&key(), 0, &|_, _| false) else {
             panic!("leader")
         };
-        let Role::Follower(flight) = coalescer.join(&key()) else {
+        let Role::Follower(flight) = coalescer.join(&key(), 0, &|_, _| false) else {
             panic!("follower")
         };
         guard.publish(Outcome::Streaming(Arc::new(ObjectMeta::default())));
@@ -326,16 +358,47 @@ mod tests {
         guard.finish(Ok(()));
         assert_eq!(body.next().await.unwrap().unwrap(), "cd");
         assert!(body.next().await.is_none());
-        assert!(matches!(coalescer.join(&key()), Role::Leader(_)));
+        assert!(matches!(
+            coalescer.join(&key(), 0, &|_, _| false),
+            Role::Leader(_)
+        ));
+    }
+
+    #[actix_rt::test]
+    async fn an_outdated_flight_is_not_joined_and_a_detached_one_is_not_found() {
+        let coalescer = Coalescer::default();
+        let Role::Leader(old) = coalescer.join(&key(), 0, &|_, _| false) else {
+            panic!("leader")
+        };
+        // A purge after generation 0 covers the key: a new flight starts.
+        let Role::Leader(new) = coalescer.join(&key(), 1, &|_, since| since < 1) else {
+            panic!("an outdated flight was joined")
+        };
+        assert!(matches!(
+            coalescer.join(&key(), 1, &|_, since| since < 1),
+            Role::Follower(_)
+        ));
+        // The old leader ending does not end the new flight.
+        old.finish(Ok(()));
+        assert!(matches!(
+            coalescer.join(&key(), 1, &|_, _| false),
+            Role::Follower(_)
+        ));
+        coalescer.detach("s", &|k| k == "k");
+        assert!(matches!(
+            coalescer.join(&key(), 2, &|_, _| false),
+            Role::Leader(_)
+        ));
+        drop(new);
     }
 
     #[actix_rt::test]
     async fn a_leader_dropped_before_publishing_releases_its_followers_with_retry() {
         let coalescer = Coalescer::default();
-        let Role::Leader(guard) = coalescer.join(&key()) else {
+        let Role::Leader(guard) = coalescer.join(&key(), 0, &|_, _| false) else {
             panic!("leader")
         };
-        let Role::Follower(flight) = coalescer.join(&key()) else {
+        let Role::Follower(flight) = coalescer.join(&key(), 0, &|_, _| false) else {
             panic!("follower")
         };
         let waiter = tokio::spawn(async move { flight.wait().await });
@@ -347,10 +410,10 @@ mod tests {
     #[actix_rt::test]
     async fn a_fill_abandoned_mid_body_fails_the_followers_streams() {
         let coalescer = Coalescer::default();
-        let Role::Leader(guard) = coalescer.join(&key()) else {
+        let Role::Leader(guard) = coalescer.join(&key(), 0, &|_, _| false) else {
             panic!("leader")
         };
-        let Role::Follower(flight) = coalescer.join(&key()) else {
+        let Role::Follower(flight) = coalescer.join(&key(), 0, &|_, _| false) else {
             panic!("follower")
         };
         guard.publish(Outcome::Streaming(Arc::new(ObjectMeta::default())));

@@ -67,6 +67,11 @@ impl MemoryTier {
         doomed.iter().map(|key| CacheKey::clone(key)).collect()
     }
 
+    /// The tier's bound in bytes (`--memory-cache-size`).
+    pub fn capacity(&self) -> u64 {
+        self.max_bytes
+    }
+
     /// Weighted bytes and entries held (after pending maintenance).
     pub fn usage(&self) -> (u64, u64) {
         self.entries.run_pending_tasks();

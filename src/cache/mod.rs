@@ -1,17 +1,32 @@
 //! The cache: entries keyed by site, object key and encoding variant, a memory
 //! tier (moka, weighted by bytes) for objects up to `--memory-object-max`, a
-//! disk tier (every object, and the only home of larger ones), and request
-//! coalescing.
+//! disk tier (every object, and the only home of larger ones), request
+//! coalescing, and the read-through that fills them (docs/ARCHITECTURE.md,
+//! "The cache").
 //!
-//! Contract (after pingora-cache): an entry enters a tier only when its body is
-//! complete and its length matches the origin's Content-Length; a fill that
-//! fails or is abandoned stores nothing and releases its waiters (a `Drop`
-//! guard); concurrent misses for one key make one origin request.
+//! The cache owns read-through: every object, encoding variant, sidecar,
+//! directory probe, revalidation, background range fill and
+//! stale-while-revalidate refresh goes through [`Cache::fetch`]. Its contract:
+//!
+//! - **Coalesced**: concurrent misses (and revalidations, and variant builds)
+//!   for one key make one origin request; the others follow it and stream its
+//!   body as it arrives ([`fill`]).
+//! - **Committed when complete**: an entry enters a tier only when its body is
+//!   complete and exactly as long as announced; a fill that fails or is
+//!   abandoned stores nothing and releases its followers (a `Drop` guard).
+//! - **Purges are barriers**: once [`Cache::purge`] has returned, no request
+//!   can get a version it removed: fills, refreshes and variants that began
+//!   before it are not stored ([`barrier`]), and requests that come after it
+//!   do not join fills that began before it.
 
+pub mod barrier;
 pub mod disk;
 pub mod fill;
 pub mod memory;
 pub mod policy;
+mod pull;
+mod read;
+mod variant;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,11 +34,15 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+pub use barrier::{Generation, PurgeBarrier, PurgeScope, Ticket};
 pub use disk::{DiskBody, DiskTier, DiskWriter, SpillReader};
 pub use fill::{Coalescer, FlightGuard, Role};
 pub use memory::MemoryTier;
 pub use policy::{Freshness, State};
+pub use pull::LengthCheck;
+pub use read::{Answer, CacheOutcome, Fetch, Payload, Request, Want};
 
+use crate::metrics::Metrics;
 use crate::origin::ObjectMeta;
 
 /// The encoding variant of an entry (compression adds more).
@@ -161,21 +180,6 @@ impl Entry {
     pub fn state(&self, now: SystemTime) -> State {
         self.freshness.state(self.age(now))
     }
-
-    /// The same entry, refreshed by a 304 at `now` with the new freshness.
-    pub fn refreshed(&self, now: SystemTime, freshness: Freshness, meta: &ObjectMeta) -> Entry {
-        let mut entry = self.clone();
-        entry.stored_at = now;
-        entry.freshness = freshness;
-        // RFC 9111 section 4.3.4: update the stored headers from the 304.
-        if meta.cache_control.is_some() {
-            entry.meta.cache_control.clone_from(&meta.cache_control);
-        }
-        if meta.expires.is_some() {
-            entry.meta.expires.clone_from(&meta.expires);
-        }
-        entry
-    }
 }
 
 /// Size of the chunks a cached body is kept in: large enough that a hit is a
@@ -218,22 +222,45 @@ pub fn split_body(body: Bytes) -> Vec<Bytes> {
         .collect()
 }
 
-/// The cache of a node: a memory tier in front of an optional disk tier.
+/// The cache of a node: a memory tier in front of an optional disk tier,
+/// the flights filling them and the purge barrier guarding them.
 pub struct Cache {
-    pub memory: MemoryTier,
-    pub disk: Option<Arc<DiskTier>>,
-    pub coalescer: Coalescer,
+    memory: MemoryTier,
+    disk: Option<Arc<DiskTier>>,
+    coalescer: Coalescer,
     /// Objects larger than this are not kept in memory (on disk only).
-    pub memory_object_max: u64,
+    memory_object_max: u64,
+    barrier: Arc<PurgeBarrier>,
+    metrics: Arc<Metrics>,
+}
+
+/// What one tier holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierUsage {
+    /// `memory` or `disk` (the `tier` label of the cache metrics).
+    pub tier: &'static str,
+    pub bytes: u64,
+    pub entries: u64,
+    /// The bytes it may hold (`--memory-cache-size`, `--disk-cache-size`).
+    pub capacity: u64,
+    /// `false` once a write error has turned the disk tier off.
+    pub enabled: bool,
 }
 
 impl Cache {
-    pub fn new(memory_size: u64, memory_object_max: u64, disk: Option<DiskTier>) -> Cache {
+    pub fn new(
+        memory_size: u64,
+        memory_object_max: u64,
+        disk: Option<DiskTier>,
+        metrics: Arc<Metrics>,
+    ) -> Cache {
         Cache {
             memory: MemoryTier::new(memory_size),
             disk: disk.map(Arc::new),
             coalescer: Coalescer::default(),
             memory_object_max,
+            barrier: Arc::new(PurgeBarrier::default()),
+            metrics,
         }
     }
 
@@ -244,13 +271,25 @@ impl Cache {
 
     /// Whether a body of `len` bytes can be stored: in memory, or on disk when
     /// the tier is on and the object is within its per-object limit.
-    pub fn can_store(&self, len: u64) -> bool {
+    fn can_store(&self, len: u64) -> bool {
         len <= self.memory_object_max || self.enabled_disk().is_some_and(|d| len <= d.max_object())
     }
 
+    /// Joins (or starts) the flight for `key` as of `since`; never one that
+    /// began before a purge covering it.
+    fn join(&self, key: &CacheKey, since: Generation) -> Role {
+        self.barrier
+            .holding(|outdated| self.coalescer.join(key, since, outdated))
+    }
+
+    /// A ticket for what a request that starts now will store.
+    fn ticket(&self) -> Ticket {
+        Ticket::new(self.barrier.clone(), self.barrier.generation())
+    }
+
     /// The entry for `key`: from memory, else from disk (checked; promoted to
-    /// memory when it fits there, else served from its file).
-    pub async fn get(self: &Arc<Self>, key: &CacheKey) -> Option<Arc<Entry>> {
+    /// memory when it fits there, through `ticket`, else served from its file).
+    async fn get(&self, key: &CacheKey, ticket: &Ticket) -> Option<Arc<Entry>> {
         if let Some(entry) = self.memory.get(key) {
             return Some(entry);
         }
@@ -267,21 +306,22 @@ impl Cache {
             .flatten()?;
         let entry = Arc::new(entry);
         if matches!(entry.body, Body::Memory(_)) {
-            self.memory.insert(entry.clone());
+            ticket.commit(key, || self.memory.insert(entry.clone()));
         }
         Some(entry)
     }
 
-    /// Stores a complete entry: a body in memory goes to the memory tier when
-    /// it fits and to disk (in the background) when the disk tier is on and it
-    /// is within the per-object limit; a body already in its file (a
-    /// revalidated large entry) gets its header rewritten.
-    pub fn insert(self: &Arc<Self>, entry: Entry) -> Arc<Entry> {
+    /// Stores a complete entry through `ticket`: a body in memory goes to the
+    /// memory tier when it fits and to disk (in the background) when the disk
+    /// tier is on and it is within the per-object limit; a body already in its
+    /// file (a revalidated large entry) gets its header rewritten. Nothing is
+    /// stored when a purge since the ticket covers it.
+    fn store(&self, entry: Entry, ticket: &Ticket) -> Arc<Entry> {
         let entry = Arc::new(entry);
         let len = entry.body_len();
         let is_memory = matches!(entry.body, Body::Memory(_));
         if is_memory && len <= self.memory_object_max {
-            self.memory.insert(entry.clone());
+            ticket.commit(&entry.key, || self.memory.insert(entry.clone()));
         }
         if let Some(disk) = self.enabled_disk() {
             if is_memory && len > disk.max_object() {
@@ -289,9 +329,10 @@ impl Cache {
             }
             let disk = disk.clone();
             let stored = entry.clone();
+            let ticket = ticket.clone();
             tokio::task::spawn_blocking(move || match stored.body {
-                Body::Memory(_) => disk.insert(&stored),
-                Body::Disk(_) => disk.rewrite_header(&stored),
+                Body::Memory(_) => disk.insert(&stored, &ticket),
+                Body::Disk(_) => disk.rewrite_header(&stored, &ticket),
             });
         }
         entry
@@ -299,7 +340,7 @@ impl Cache {
 
     /// A writer for a body that goes to disk only, as it arrives (`None` when
     /// the disk tier is off or the object is above its per-object limit).
-    pub async fn disk_writer(&self, key: &CacheKey, len: u64) -> Option<DiskWriter> {
+    async fn disk_writer(&self, key: &CacheKey, len: u64) -> Option<DiskWriter> {
         let disk = self.enabled_disk()?.clone();
         if len > disk.max_object() {
             return None;
@@ -311,18 +352,57 @@ impl Cache {
             .flatten()
     }
 
-    /// Removes every entry of `site` whose object key satisfies `matches`, from
-    /// every tier, before returning how many distinct entries were removed.
-    pub fn purge(&self, site: &str, matches: impl Fn(&str) -> bool) -> u64 {
-        let mut keys = self.memory.purge(site, &matches);
+    /// Removes every entry of `site` in `scope` (every variant, both tiers),
+    /// and detaches the fills in flight for them, before returning how many
+    /// distinct entries were removed. From then on no request gets what was
+    /// removed (see [`barrier`]). Blocking I/O: call from a blocking task.
+    pub fn purge(&self, site: &str, scope: PurgeScope) -> u64 {
+        self.barrier.purge(site, scope, |scope| {
+            let matches = |key: &str| scope.matches(key);
+            self.coalescer.detach(site, &matches);
+            let mut keys = self.memory.purge(site, &matches);
+            if let Some(disk) = &self.disk {
+                keys.extend(disk.purge(site, &matches));
+            }
+            keys.sort_by(|a, b| {
+                (&a.object_key, a.variant.as_str()).cmp(&(&b.object_key, b.variant.as_str()))
+            });
+            keys.dedup();
+            keys.len() as u64
+        })
+    }
+
+    /// What each tier holds (memory first, then disk when configured).
+    pub fn usage(&self) -> Vec<TierUsage> {
+        let (bytes, entries) = self.memory.usage();
+        let mut tiers = vec![TierUsage {
+            tier: "memory",
+            bytes,
+            entries,
+            capacity: self.memory.capacity(),
+            enabled: true,
+        }];
         if let Some(disk) = &self.disk {
-            keys.extend(disk.purge(site, &matches));
+            let (bytes, entries) = disk.usage();
+            tiers.push(TierUsage {
+                tier: "disk",
+                bytes,
+                entries,
+                capacity: disk.capacity(),
+                enabled: disk.is_enabled(),
+            });
         }
-        keys.sort_by(|a, b| {
-            (&a.object_key, a.variant.as_str()).cmp(&(&b.object_key, b.variant.as_str()))
-        });
-        keys.dedup();
-        keys.len() as u64
+        tiers
+    }
+
+    /// Whether the disk tier is configured and still on (a write error turns it off).
+    pub fn disk_enabled(&self) -> bool {
+        self.enabled_disk().is_some()
+    }
+
+    /// Fills in flight (tests, metrics).
+    pub fn fills_in_flight(&self) -> usize {
+        self.coalescer.len()
     }
 }
 

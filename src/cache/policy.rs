@@ -63,9 +63,10 @@ fn parse_directives(value: &str) -> Directives {
 }
 
 /// Decides whether and for how long an object may be cached, from its
-/// `Cache-Control` (`s-maxage` over `max-age`), else `Expires` relative to when
-/// it was stored (an invalid `Expires` means already expired, RFC 9111 section
-/// 5.3), else the site's `default_ttl`; clamped to `[min_ttl, max_ttl]`.
+/// `Cache-Control` (`s-maxage` over `max-age`), else `Expires` relative to its
+/// `Date`, or to when it was stored when it has none (RFC 9111 section 4.2.1;
+/// an invalid `Expires` means already expired, section 5.3), else the site's
+/// `default_ttl`; clamped to `[min_ttl, max_ttl]`.
 /// `no-cache` stores with a zero lifetime (revalidated on every use);
 /// `must-revalidate` forbids serving it stale.
 pub fn storable(meta: &ObjectMeta, site: &CacheConfig, stored_at: SystemTime) -> Storable {
@@ -83,9 +84,14 @@ pub fn storable(meta: &ObjectMeta, site: &CacheConfig, stored_at: SystemTime) ->
         .map(Duration::from_secs)
         .or_else(|| {
             meta.expires.as_deref().map(|expires| {
+                let date = meta
+                    .date
+                    .as_deref()
+                    .and_then(|d| httpdate::parse_http_date(d).ok())
+                    .unwrap_or(stored_at);
                 httpdate::parse_http_date(expires)
                     .ok()
-                    .and_then(|at| at.duration_since(stored_at).ok())
+                    .and_then(|at| at.duration_since(date).ok())
                     .unwrap_or(Duration::ZERO)
             })
         });
@@ -113,6 +119,41 @@ pub fn storable(meta: &ObjectMeta, site: &CacheConfig, stored_at: SystemTime) ->
         stale_while_revalidate: if d.no_cache { Duration::ZERO } else { swr },
         stale_if_error: sie,
     })
+}
+
+impl Storable {
+    /// The freshness, or none at all (revalidate on every use, never serve
+    /// stale) for a response that may not be stored.
+    pub fn or_expired(self) -> Freshness {
+        match self {
+            Storable::Yes(freshness) => freshness,
+            Storable::No => Freshness {
+                ttl: Duration::ZERO,
+                stale_while_revalidate: Duration::ZERO,
+                stale_if_error: Duration::ZERO,
+            },
+        }
+    }
+}
+
+/// A stored response's metadata updated by a 304 (RFC 9111 section 4.3.4):
+/// every field the 304 carries replaces the stored one (validators, caching
+/// fields, `Date`); the others, the body's among them, are kept.
+pub fn merge_not_modified(stored: &ObjectMeta, not_modified: &ObjectMeta) -> ObjectMeta {
+    let mut merged = stored.clone();
+    let update = |field: &mut Option<String>, new: &Option<String>| {
+        if new.is_some() {
+            field.clone_from(new);
+        }
+    };
+    update(&mut merged.cache_control, &not_modified.cache_control);
+    update(&mut merged.expires, &not_modified.expires);
+    update(&mut merged.date, &not_modified.date);
+    update(&mut merged.etag, &not_modified.etag);
+    if not_modified.last_modified.is_some() {
+        merged.last_modified = not_modified.last_modified;
+    }
+    merged
 }
 
 /// Freshness of a 404 or 403 answer from the bucket: the site's `error_ttl`.
@@ -263,6 +304,49 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn expires_counts_from_the_date_the_origin_sent() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let mut m = meta(
+            None,
+            Some(&httpdate::fmt_http_date(now + Duration::from_secs(600))),
+        );
+        m.date = Some(httpdate::fmt_http_date(now - Duration::from_secs(60)));
+        assert_eq!(ttl(storable(&m, &site(), now)), Some(660));
+    }
+
+    #[test]
+    fn a_304_updates_the_caching_fields_and_freshness_comes_from_the_merge() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let stored = ObjectMeta {
+            content_length: 42,
+            content_type: Some("text/html".into()),
+            etag: Some("\"a\"".into()),
+            expires: Some(httpdate::fmt_http_date(now - Duration::from_secs(1))),
+            ..ObjectMeta::default()
+        };
+        let not_modified = ObjectMeta {
+            expires: Some(httpdate::fmt_http_date(now + Duration::from_secs(3000))),
+            ..ObjectMeta::default()
+        };
+        let merged = merge_not_modified(&stored, &not_modified);
+        assert_eq!(merged.content_length, 42, "the body's fields are kept");
+        assert_eq!(merged.content_type.as_deref(), Some("text/html"));
+        assert_eq!(
+            merged.etag.as_deref(),
+            Some("\"a\""),
+            "absent fields are kept"
+        );
+        assert_eq!(merged.expires, not_modified.expires);
+        assert_eq!(ttl(storable(&merged, &site(), now)), Some(3000));
+        let with_cc = ObjectMeta {
+            cache_control: Some("max-age=90".into()),
+            ..ObjectMeta::default()
+        };
+        let merged = merge_not_modified(&merged, &with_cc);
+        assert_eq!(ttl(storable(&merged, &site(), now)), Some(90));
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! Which representations are worth compressing (DESIGN.md pipeline step 7).
+//! Which representations are worth compressing (pipeline stage 8, README "Compression").
 //!
 //! Text-like media types compress to a fraction of their size; formats that are
 //! already compressed (PNG, JPEG, WebP, AVIF, WOFF/WOFF2, video, audio, ZIP,
 //! gzip, ...) only grow and cost CPU, so they are never on the list.
+
+use crate::config::CompressionConfig;
 
 /// Media types worth compressing. An entry is an exact `type/subtype`,
 /// `type/*` (any subtype), or `type/*+suffix` (any subtype with that
@@ -88,6 +90,34 @@ pub fn should_compress(
         !value.is_empty() && !value.eq_ignore_ascii_case("identity")
     });
     !encoded && (min..=max).contains(&length) && is_compressible(content_type)
+}
+
+/// A representation as [`compressible`] sees it: its media type (as served,
+/// after any guess from the key), coding, caching directives and length.
+#[derive(Debug, Clone, Copy)]
+pub struct Representation<'a> {
+    pub content_type: &'a str,
+    pub content_encoding: Option<&'a str>,
+    pub cache_control: Option<&'a str>,
+    pub length: u64,
+}
+
+/// The one "is this compressible" check (DESIGN.md pipeline step 7): the site
+/// compresses (`compression.enabled` with at least one algorithm), the object
+/// allows transformation (no `no-transform`), and [`should_compress`] passes
+/// (type, no coding yet, size window). Answers for a compressible
+/// representation vary by `Accept-Encoding`.
+pub fn compressible(config: &CompressionConfig, representation: &Representation<'_>) -> bool {
+    config.enabled
+        && !config.algorithms.is_empty()
+        && !forbids_transform(representation.cache_control)
+        && should_compress(
+            representation.content_type,
+            representation.content_encoding,
+            representation.length,
+            config.min_size,
+            config.max_size,
+        )
 }
 
 /// Whether a `Cache-Control` field value (of the object or of the request)
@@ -285,6 +315,83 @@ mod tests {
         ];
         for &(value, want) in cases {
             assert_eq!(forbids_transform(value), want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn the_one_check_combines_the_site_settings_no_transform_and_the_representation() {
+        let css = Representation {
+            content_type: "text/css",
+            content_encoding: None,
+            cache_control: Some("max-age=60"),
+            length: 5_000,
+        };
+        let on = CompressionConfig::default();
+        let cases: &[(&str, CompressionConfig, Representation<'_>, bool)] = &[
+            ("a stylesheet within the window", on.clone(), css, true),
+            (
+                "compression turned off for the site",
+                CompressionConfig {
+                    enabled: false,
+                    ..on.clone()
+                },
+                css,
+                false,
+            ),
+            (
+                "no algorithm listed",
+                CompressionConfig {
+                    algorithms: Vec::new(),
+                    ..on.clone()
+                },
+                css,
+                false,
+            ),
+            (
+                "no-transform on the object",
+                on.clone(),
+                Representation {
+                    cache_control: Some("public, no-transform"),
+                    ..css
+                },
+                false,
+            ),
+            (
+                "already gzip",
+                on.clone(),
+                Representation {
+                    content_encoding: Some("gzip"),
+                    ..css
+                },
+                false,
+            ),
+            (
+                "identity is no coding",
+                on.clone(),
+                Representation {
+                    content_encoding: Some("identity"),
+                    ..css
+                },
+                true,
+            ),
+            (
+                "below min_size",
+                on.clone(),
+                Representation { length: 10, ..css },
+                false,
+            ),
+            (
+                "an image",
+                on.clone(),
+                Representation {
+                    content_type: "image/png",
+                    ..css
+                },
+                false,
+            ),
+        ];
+        for (name, config, representation, want) in cases {
+            assert_eq!(compressible(config, representation), *want, "{name}");
         }
     }
 }

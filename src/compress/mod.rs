@@ -1,7 +1,8 @@
-//! Compression (DESIGN.md pipeline step 7 and `[compression]`).
+//! Compression (pipeline stage 8 and `[compression]`, README "Compression").
 //!
-//! 1. [`should_compress`] (with [`forbids_transform`]): is the representation
-//!    worth encoding, and may the edge transform it at all?
+//! 1. [`compressible`] (the one check: the site's settings, [`forbids_transform`],
+//!    [`should_compress`]): is the representation worth encoding, and may the
+//!    edge transform it at all?
 //! 2. [`negotiate`]: which coding does the client accept (RFC 9110 section
 //!    12.5.3), among the site's `compression.algorithms`?
 //! 3. [`encode`] / [`encode_sized`]: the encoded variant, streamed chunk by
@@ -16,7 +17,8 @@ mod negotiate;
 use std::fmt;
 
 pub use compressible::{
-    forbids_transform, is_compressible, should_compress, COMPRESSIBLE_TYPES, NEVER_COMPRESSED_TYPES,
+    compressible, forbids_transform, is_compressible, should_compress, Representation,
+    COMPRESSIBLE_TYPES, NEVER_COMPRESSED_TYPES,
 };
 pub use encode::{
     encode, encode_sized, encode_stream, EncodeError, Level, BROTLI_QUALITY, BROTLI_WINDOW,
@@ -56,7 +58,7 @@ impl fmt::Display for ContentCoding {
 }
 
 /// The ETag of an encoded variant, distinct from the identity representation's
-/// (DESIGN.md step 7; RFC 9110 section 8.8.3 requires different entity tags
+/// (README "Compression"; RFC 9110 section 8.8.3 requires different entity tags
 /// for representations that differ): `"abc"` gives `"abc-br"` or
 /// `"abc-gzip"`, and `W/"abc"` gives `W/"abc-br"`.
 ///

@@ -86,6 +86,8 @@ pub struct SiteConfig {
     pub headers: Vec<HeaderRule>,
     pub cors: Option<CorsConfig>,
     pub tls: Option<TlsConfig>,
+    /// `None`: the site's files are served from the bucket as they are.
+    pub releases: Option<ReleasesConfig>,
 }
 
 /// A host a site answers for, already lowercased and without a trailing dot.
@@ -224,6 +226,25 @@ pub enum CertificateSource {
     Files { cert: PathBuf, key: PathBuf },
     /// `acme = true`: obtained and renewed from the ACME CA (`src/acme/`).
     Acme,
+}
+
+/// `releases.pointer` when unset: the key (after `origin.prefix`) naming the live release.
+pub const DEFAULT_RELEASE_POINTER: &str = "_releases/live";
+/// `releases.check_every` when unset: how often nodes re-read the pointer.
+pub const DEFAULT_RELEASE_CHECK_EVERY: Duration = Duration::from_secs(10);
+/// Shortest `releases.check_every` accepted (each check is one conditional GET).
+pub const MIN_RELEASE_CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// `[releases]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleasesConfig {
+    /// Key (after `origin.prefix`) whose body is the live release's id.
+    pub pointer: String,
+    /// Wildcard hosts whose first label names the release to serve
+    /// (`<id>.preview.example.com`); also routed to the site.
+    pub preview_hosts: Vec<HostPattern>,
+    /// How often nodes re-read the pointer (a conditional GET).
+    pub check_every: Duration,
 }
 
 /// Reads and validates every `*.toml` file in `dir`, in name order.

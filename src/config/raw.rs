@@ -24,6 +24,7 @@ pub struct RawSite {
     pub headers: BTreeMap<String, String>,
     pub cors: Option<RawCors>,
     pub tls: Option<RawTls>,
+    pub releases: Option<RawReleases>,
 }
 
 /// `[origin]`: where the site's files live.
@@ -152,4 +153,14 @@ pub struct RawTls {
     pub key: Option<String>,
     #[serde(default)]
     pub redirect_http: bool,
+}
+
+/// `[releases]`: atomic deploys from `releases/<id>/` (see `crate::releases`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReleases {
+    pub pointer: Option<String>,
+    #[serde(default)]
+    pub preview_hosts: Vec<String>,
+    pub check_every: Option<String>,
 }

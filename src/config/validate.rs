@@ -144,7 +144,11 @@ pub fn validate_site(file: &Path, text: &str) -> Result<SiteConfig, Vec<ConfigPr
             return Err(p.list);
         }
     };
-    let hosts = validate_hosts(&mut p, &raw);
+    let mut hosts = validate_hosts(&mut p, &raw);
+    let releases = raw
+        .releases
+        .as_ref()
+        .map(|r| validate_releases(&mut p, r, &mut hosts));
     let origin = validate_origin(&mut p, raw.origin.as_ref());
     let website = raw.website.as_ref().map(|w| validate_website(&mut p, w));
     let cache = validate_cache(&mut p, &raw.cache);
@@ -168,6 +172,7 @@ pub fn validate_site(file: &Path, text: &str) -> Result<SiteConfig, Vec<ConfigPr
             headers,
             cors,
             tls,
+            releases,
         }),
         _ => Err(p.list),
     }
@@ -259,6 +264,67 @@ fn validate_hosts(p: &mut Problems, raw: &RawSite) -> Vec<HostPattern> {
         );
     }
     hosts
+}
+
+/// `[releases]`. Preview hosts must be wildcards (their first label is the
+/// release id) and are added to the site's hosts when not listed there.
+fn validate_releases(
+    p: &mut Problems,
+    raw: &raw::RawReleases,
+    hosts: &mut Vec<HostPattern>,
+) -> ReleasesConfig {
+    let pointer = raw
+        .pointer
+        .clone()
+        .unwrap_or_else(|| DEFAULT_RELEASE_POINTER.to_string());
+    if pointer.is_empty()
+        || pointer.starts_with('/')
+        || pointer.ends_with('/')
+        || pointer.starts_with(crate::releases::RELEASES_DIR)
+    {
+        p.add(
+            "releases.pointer",
+            format!(
+                "`{pointer}` cannot be the pointer's key; name an object outside `{}`, e.g. `{DEFAULT_RELEASE_POINTER}`",
+                crate::releases::RELEASES_DIR
+            ),
+        );
+    }
+    let mut preview_hosts = Vec::new();
+    for (i, text) in raw.preview_hosts.iter().enumerate() {
+        let key = format!("releases.preview_hosts[{i}]");
+        match normalize_host_pattern(text) {
+            Ok(host @ HostPattern::Wildcard(_)) => {
+                if !hosts.contains(&host) {
+                    hosts.push(host.clone());
+                }
+                preview_hosts.push(host);
+            }
+            Ok(HostPattern::Exact(_)) => p.add(
+                key,
+                format!("`{text}` is not a wildcard; write `*.preview.example.com` (the first label names the release)"),
+            ),
+            Err(e) => p.add(key, e),
+        }
+    }
+    let check_every = p.duration(
+        "releases.check_every",
+        raw.check_every.as_ref(),
+        DEFAULT_RELEASE_CHECK_EVERY,
+    );
+    if check_every < MIN_RELEASE_CHECK_EVERY {
+        p.add(
+            "releases.check_every",
+            format!(
+                "{check_every:?} is too short; use at least {MIN_RELEASE_CHECK_EVERY:?} (e.g. `10s`)"
+            ),
+        );
+    }
+    ReleasesConfig {
+        pointer,
+        preview_hosts,
+        check_every,
+    }
 }
 
 fn validate_origin(p: &mut Problems, raw: Option<&raw::RawOrigin>) -> Option<OriginConfig> {
@@ -802,6 +868,10 @@ mod tests {
             ("redirect-all with an index", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[website]\nindex_document=\"i.html\"\nredirect_all_requests_to={host_name=\"x.com\"}\n", "website.redirect_all_requests_to: cannot be combined"),
             ("both key replacements", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[website]\nindex_document=\"i.html\"\n[[website.routing_rules]]\ncondition={key_prefix_equals=\"a/\"}\nredirect={replace_key_prefix_with=\"b/\",replace_key_with=\"c\"}\n", "website.routing_rules[0].redirect: replace_key_prefix_with and replace_key_with cannot both be set"),
             ("an empty condition", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[website]\nindex_document=\"i.html\"\n[[website.routing_rules]]\ncondition={}\nredirect={host_name=\"x\"}\n", "website.routing_rules[0].condition: empty"),
+            ("a preview host that is not a wildcard", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[releases]\npreview_hosts=[\"preview.a\"]\n", "sites/x.toml: releases.preview_hosts[0]: `preview.a` is not a wildcard"),
+            ("a pointer inside the releases", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[releases]\npointer=\"releases/live\"\n", "sites/x.toml: releases.pointer: `releases/live` cannot be the pointer's key"),
+            ("a bad check interval", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[releases]\ncheck_every=\"1ms\"\n", "sites/x.toml: releases.check_every: 1ms is too short"),
+            ("an unknown releases key", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[releases]\npointr=\"x\"\n", "sites/x.toml: releases.pointr: unknown key"),
             ("an empty redirect", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[website]\nindex_document=\"i.html\"\n[[website.routing_rules]]\ncondition={key_prefix_equals=\"a\"}\nredirect={}\n", "website.routing_rules[0].redirect: empty"),
             ("a bad protocol", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[website]\nindex_document=\"i.html\"\n[[website.routing_rules]]\nredirect={protocol=\"ftp\"}\n", "website.routing_rules[0].redirect.protocol: `ftp` is not a protocol"),
             ("a bad redirect code", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[website]\nindex_document=\"i.html\"\n[[website.routing_rules]]\nredirect={http_redirect_code=300}\n", "website.routing_rules[0].redirect.http_redirect_code: 300 is not a redirect code"),

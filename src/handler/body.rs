@@ -11,9 +11,10 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use crate::access_log::AccessRecord;
+use crate::cache::LengthCheck;
 use crate::metrics::SiteMetrics;
 use crate::origin::{BodyStream, OriginError};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The body of a HEAD response: announces the GET body's length, sends nothing.
 pub(super) struct HeadBody(pub u64);
@@ -33,12 +34,20 @@ impl MessageBody for HeadBody {
     }
 }
 
-/// Passes an origin body on, failing if it ends before or runs past the announced
-/// length, so a short body is never presented as complete.
+/// Passes a body on, failing if it ends before or runs past the announced
+/// length ([`LengthCheck`]), so a short body is never presented as complete.
 pub(super) struct LengthChecked {
-    pub inner: BodyStream,
-    pub expected: u64,
-    pub seen: u64,
+    inner: BodyStream,
+    check: LengthCheck,
+}
+
+impl LengthChecked {
+    pub(super) fn new(inner: BodyStream, expected: u64) -> LengthChecked {
+        LengthChecked {
+            inner,
+            check: LengthCheck::new(Some(expected)),
+        }
+    }
 }
 
 impl Stream for LengthChecked {
@@ -47,21 +56,16 @@ impl Stream for LengthChecked {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.inner.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(bytes))) => {
-                self.seen += bytes.len() as u64;
-                if self.seen > self.expected {
-                    return Poll::Ready(Some(Err(OriginError::Invalid(format!(
-                        "body longer than its Content-Length {}",
-                        self.expected
-                    )))));
+                Poll::Ready(Some(self.check.add(bytes.len()).map(|()| bytes)))
+            }
+            Poll::Ready(None) => match self.check.end() {
+                Ok(_) => Poll::Ready(None),
+                Err(e) => {
+                    // Reported once: the stream ends after the error.
+                    self.check = LengthCheck::new(None);
+                    Poll::Ready(Some(Err(e)))
                 }
-                Poll::Ready(Some(Ok(bytes)))
-            }
-            Poll::Ready(None) if self.seen < self.expected => {
-                Poll::Ready(Some(Err(OriginError::Invalid(format!(
-                    "body cut short after {} of {} bytes",
-                    self.seen, self.expected
-                )))))
-            }
+            },
             other => other,
         }
     }
@@ -125,6 +129,7 @@ impl Drop for LoggedBody {
         }
         self.site_metrics
             .response(&self.state.metrics, self.status, self.bytes);
+        self.site_metrics.observe_duration(self.started.elapsed());
         if let Some(mut record) = self.record.take() {
             record.bytes = self.bytes;
             record.complete = self.complete;
@@ -217,11 +222,10 @@ mod tests {
             .chunks(size)
             .map(|c| Ok(Bytes::copy_from_slice(c)))
             .collect();
-        LengthChecked {
-            inner: Box::pin(futures_util::stream::iter(parts)),
-            expected: data.len() as u64,
-            seen: 0,
-        }
+        LengthChecked::new(
+            Box::pin(futures_util::stream::iter(parts)),
+            data.len() as u64,
+        )
     }
 
     async fn collect(stream: BodyStream) -> Result<Vec<u8>, OriginError> {
@@ -266,9 +270,12 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_short_origin_body_fails_the_selection() {
-        let data = vec![1u8; 10];
-        let mut body = chunks(&data, 3);
-        body.expected = 20;
+        let data = [1u8; 10];
+        let parts: Vec<Result<Bytes, OriginError>> = data
+            .chunks(3)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let body = LengthChecked::new(Box::pin(futures_util::stream::iter(parts)), 20);
         let result = collect(select(body, vec![Piece::Range { start: 5, end: 15 }])).await;
         assert!(result.is_err());
     }

@@ -1,221 +1,208 @@
-//! Stages 4 and 5: fetching what the client asked for, with the S3 website rules
-//! around the lookup (index documents, implicit directory redirects, routing rules
-//! on errors, SPA fallback, error documents).
+//! Stages 5 to 9: the website rules around a read through the cache, then the
+//! encoding variant and the representation (docs/ARCHITECTURE.md, "Request
+//! pipeline"). Each function returns what it delivered: the response, what
+//! the cache did, the origin's request id, whether the answer varies by
+//! `Accept-Encoding`.
 
-use std::time::Instant;
-
-use futures_util::StreamExt;
+use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, Version};
 use actix_web::{HttpRequest, HttpResponse};
 
-use super::body::LengthChecked;
-use super::cached::{CacheOutcome, Fetcher};
-use super::encoding;
-use super::object::{self, Fetch};
+use super::body::{HeadBody, LengthChecked};
+use super::object;
 use super::respond::{error_page, origin_error_response, redirect_response};
-use super::Exchange;
-use crate::cache::EntryKind;
-use crate::http::range;
-use crate::origin::{Fetched, ObjectMeta, ObjectRequest, OriginError};
+use crate::cache::{Answer, Cache, CacheOutcome, Fetch, Payload, Request, Want};
+use crate::compress::{self, ContentCoding};
+use crate::config::CompressionConfig;
+use crate::http::{mime, range};
+use crate::origin::{ObjectMeta, OriginError};
 use crate::site::Site;
 use crate::website::{self, RedirectTarget, RequestInfo, WebsiteConfig};
 
-/// What one request needs while it runs through the lookup stages.
+/// What one request needs while it runs through stages 5 to 9.
 pub(super) struct Lookup<'a> {
     pub req: &'a HttpRequest,
-    pub site: &'a Site,
-    pub fetcher: Fetcher,
+    pub site: &'a Arc<Site>,
+    pub cache: &'a Arc<Cache>,
     pub head: bool,
     pub info: RequestInfo<'a>,
 }
 
-impl Lookup<'_> {
-    /// Does `object_key` exist? The cache answers when it can, else an origin
-    /// HEAD; an origin that fails (rather than answering 404 or 403) is an error:
-    /// the key may well exist.
-    async fn origin_exists(
-        &self,
-        object_key: &str,
-        exchange: &mut Exchange,
-    ) -> Result<bool, OriginError> {
-        if let Some(entry) = self.fetcher.cached(object_key).await {
-            return Ok(entry.kind == EntryKind::Object);
-        }
-        let started = Instant::now();
-        let result = self.site.origin.head(object_key).await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.outcome(),
-        };
-        self.fetcher.count_origin(started, outcome);
-        match result {
-            Ok(meta) => {
-                exchange.origin_request_id = meta.request_id;
-                Ok(true)
-            }
-            Err(OriginError::NotFound { .. } | OriginError::Denied { .. }) => Ok(false),
-            Err(e) => Err(e),
+/// What stages 5 to 9 delivered.
+pub(super) struct Delivered {
+    pub response: HttpResponse,
+    /// What the cache did for the representation served (the last read).
+    pub cache: CacheOutcome,
+    pub request_id: Option<String>,
+    /// The representation is compressible: answers vary by `Accept-Encoding`.
+    pub vary_accept_encoding: bool,
+}
+
+/// What the reads of one request did, the last one's outcome winning.
+struct Trace {
+    cache: CacheOutcome,
+    request_id: Option<String>,
+    vary_accept_encoding: bool,
+}
+
+impl Trace {
+    fn new() -> Trace {
+        Trace {
+            cache: CacheOutcome::Pass,
+            request_id: None,
+            vary_accept_encoding: false,
         }
     }
 
-    /// Fetches `key` (without the site's prefix) for the client's request, through
-    /// the cache. A single valid `Range` on an object that is not cached is
-    /// forwarded so a range of a large object costs only its bytes (the origin's
-    /// `Content-Range` is checked before its bytes are used), and the whole object
-    /// then fills the cache in the background when it fits.
-    pub async fn fetch(
-        &self,
-        key: &str,
-        ranges: bool,
-        exchange: &mut Exchange,
-    ) -> Result<Fetch, OriginError> {
-        let object_key = self.site.object_key(key);
-        let spec = if ranges {
-            range::single_range_spec(object::range_header(self.req))
-        } else {
-            None
-        };
-        let cached = match spec {
-            Some(spec) => match self.fetcher.cached(&object_key).await {
-                Some(entry) => Some(entry),
-                None => {
-                    if let Some(fetch) = self.fetch_range(&object_key, &spec, exchange).await? {
-                        return Ok(fetch);
-                    }
-                    None
-                }
-            },
-            None => None,
-        };
-        let answer = match cached {
-            Some(entry) => self.fetcher.fetch_from(&object_key, Some(entry)).await,
-            None => self.fetcher.fetch(&object_key).await,
-        };
-        exchange.cache = answer.outcome;
+    /// Notes an answer and hands over its result.
+    fn note(&mut self, answer: Answer) -> Result<Fetch, OriginError> {
+        self.cache = answer.outcome;
         if answer.request_id.is_some() {
-            exchange.origin_request_id = answer.request_id;
+            self.request_id = answer.request_id;
         }
         answer.result
     }
 
-    /// A ranged GET to the origin. `Ok(None)` when the whole object is needed
-    /// instead (the origin cannot satisfy the range, or If-Range does not hold).
-    async fn fetch_range(
-        &self,
-        object_key: &str,
-        spec: &str,
-        exchange: &mut Exchange,
-    ) -> Result<Option<Fetch>, OriginError> {
-        let request = ObjectRequest {
-            range: Some(spec.to_string()),
-            ..ObjectRequest::new(object_key)
-        };
-        let (result, request_id) = self.fetcher.origin_get(&request).await;
-        exchange.origin_request_id = request_id;
-        exchange.cache = CacheOutcome::Pass;
-        match result {
-            Ok(Fetched::Object { meta, body }) => match checked_origin_range(spec, &meta)? {
-                // The origin ignored the range: the edge cuts it.
-                None => Ok(Some(Fetch {
-                    meta,
-                    body,
-                    origin_range: None,
-                    age: None,
-                    length_unknown: false,
-                    file: None,
-                })),
-                Some((range, total)) if object::if_range_holds(self.req, &meta) => {
-                    if self.fetcher.cache.can_store(total) {
-                        self.fill_in_background(object_key);
-                    }
-                    Ok(Some(Fetch {
-                        meta,
-                        body,
-                        origin_range: Some((range, total)),
-                        age: None,
-                        length_unknown: false,
-                        file: None,
-                    }))
-                }
-                // If-Range does not hold: the client gets the whole object.
-                Some(_) => Ok(None),
+    fn deliver(self, response: HttpResponse) -> Delivered {
+        Delivered {
+            response,
+            cache: self.cache,
+            request_id: self.request_id,
+            vary_accept_encoding: self.vary_accept_encoding,
+        }
+    }
+}
+
+impl Lookup<'_> {
+    /// Stage 6: `key` (without the site's prefix) through the cache. With
+    /// `ranges`, a single valid `Range` is forwarded when the object is not
+    /// cached (see [`Want::Range`]).
+    async fn fetch(&self, key: &str, ranges: bool) -> Answer {
+        let object_key = self.site.object_key(key);
+        let spec = ranges
+            .then(|| range::single_range_spec(object::range_header(self.req)))
+            .flatten();
+        let want = match spec {
+            Some(spec) => Want::Range {
+                spec,
+                if_range: self
+                    .req
+                    .headers()
+                    .get(header::IF_RANGE)
+                    .map(|v| v.to_str().unwrap_or("").to_string()),
             },
-            Ok(Fetched::NotModified { .. }) => {
-                Err(OriginError::Invalid("304 to an unconditional GET".into()))
-            }
-            // Unsatisfiable at the origin: the edge answers 416 from the full
-            // object's length (or ignores the range for an empty object).
-            Err(OriginError::RangeNotSatisfiable { .. }) => Ok(None),
+            None => Want::Object,
+        };
+        self.cache
+            .fetch(Request {
+                site: self.site,
+                object_key: &object_key,
+                want,
+            })
+            .await
+    }
+
+    /// Stage 8: swaps a compressible representation for the variant the
+    /// client accepts (through the cache), and marks the answer as varying by
+    /// `Accept-Encoding`.
+    async fn encode(
+        &self,
+        key: &str,
+        fetch: Fetch,
+        trace: &mut Trace,
+    ) -> Result<Fetch, OriginError> {
+        let config = &self.site.config.compression;
+        let whole = matches!(fetch.payload, Payload::Stream(_) | Payload::File(_));
+        if !whole || !compressible(config, key, &fetch.meta) {
+            return Ok(fetch);
+        }
+        trace.vary_accept_encoding = true;
+        let Some(coding) = chosen_coding(self.req, config) else {
+            return Ok(fetch);
+        };
+        let object_key = self.site.object_key(key);
+        let answer = self
+            .cache
+            .fetch(Request {
+                site: self.site,
+                object_key: &object_key,
+                want: Want::Variant {
+                    identity: Box::new(fetch),
+                    coding,
+                },
+            })
+            .await;
+        answer.result
+    }
+
+    /// Stage 7's directory probe: does `object_key` exist? An origin that
+    /// fails (rather than answering 404 or 403) is an error: the key may well
+    /// exist.
+    async fn exists(&self, object_key: &str, trace: &mut Trace) -> Result<bool, OriginError> {
+        let answer = self
+            .cache
+            .fetch(Request {
+                site: self.site,
+                object_key,
+                want: Want::Exists,
+            })
+            .await;
+        if answer.request_id.is_some() {
+            trace.request_id = answer.request_id;
+        }
+        match answer.result {
+            Ok(_) => Ok(true),
+            Err(OriginError::NotFound { .. } | OriginError::Denied { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }
-
-    /// Stage 7: swaps a compressible representation for the variant the client
-    /// accepts, and marks the answer as varying by `Accept-Encoding`.
-    pub async fn encode(&self, key: &str, fetch: Fetch, exchange: &mut Exchange) -> Fetch {
-        let config = &self.site.config.compression;
-        if fetch.origin_range.is_some() || !encoding::compressible(config, key, &fetch.meta) {
-            return fetch;
-        }
-        exchange.vary_accept_encoding = true;
-        match encoding::chosen_coding(self.req, config) {
-            Some(coding) => {
-                encoding::variant(&self.fetcher, &self.site.object_key(key), fetch, coding).await
-            }
-            None => fetch,
-        }
-    }
-
-    /// Fills the cache with the whole object, detached from this request.
-    fn fill_in_background(&self, object_key: &str) {
-        let fetcher = self.fetcher.clone();
-        let object_key = object_key.to_string();
-        tokio::spawn(async move {
-            if let Ok(fetch) = fetcher.fetch(&object_key).await.result {
-                let mut body = fetch.body;
-                while body.next().await.is_some() {}
-            }
-        });
-    }
+}
+/// Whether answers for this representation vary by `Accept-Encoding`
+/// (`compress::compressible`, with the type served for `key`).
+fn compressible(config: &CompressionConfig, key: &str, meta: &ObjectMeta) -> bool {
+    let content_type = mime::ContentType::of(meta.content_type.as_deref(), key);
+    compress::compressible(
+        config,
+        &compress::Representation {
+            content_type: content_type.essence(),
+            content_encoding: meta.content_encoding.as_deref(),
+            cache_control: meta.cache_control.as_deref(),
+            length: meta.content_length,
+        },
+    )
 }
 
-/// Checks an origin's answer to a forwarded range: `Ok(None)` when it sent the
-/// whole object (200), the range and complete length when its 206 matches the
-/// spec, an error when it does not.
-fn checked_origin_range(
-    spec: &str,
-    meta: &ObjectMeta,
-) -> Result<Option<(range::ByteRange, u64)>, OriginError> {
-    let Some(content_range) = &meta.content_range else {
-        return Ok(None);
-    };
-    match range::parse_content_range(content_range) {
-        Some((r, total))
-            if range::spec_selects(spec, r, total) && r.len() == meta.content_length =>
-        {
-            Ok(Some((r, total)))
-        }
-        _ => Err(OriginError::Invalid(format!(
-            "Content-Range `{content_range}` does not answer `{spec}`"
-        ))),
+/// The coding the client gets, if any: none for ranges and HTTP/1.0
+/// (ranges are served from the identity representation, as CloudFront does).
+fn chosen_coding(req: &HttpRequest, config: &CompressionConfig) -> Option<ContentCoding> {
+    if object::range_header(req).is_some() {
+        return None;
     }
+    let lines: Vec<&str> = req
+        .headers()
+        .get_all(header::ACCEPT_ENCODING)
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let accept = (!lines.is_empty()).then(|| lines.join(", "));
+    let http10 = req.version() < Version::HTTP_11;
+    compress::negotiate(accept.as_deref(), &config.algorithms, http10).coding()
 }
 
 /// Serves `key` as an asset CDN does: the key as it is, no website rules.
-pub(super) async fn serve_key(
-    lookup: &Lookup<'_>,
-    key: &str,
-    exchange: &mut Exchange,
-) -> HttpResponse {
-    match lookup.fetch(key, true, exchange).await {
-        Ok(fetch) => {
-            let fetch = lookup.encode(key, fetch, exchange).await;
-            object::respond(lookup.req, key, fetch, lookup.head)
-        }
+pub(super) async fn serve_key(lookup: &Lookup<'_>, key: &str) -> Delivered {
+    let mut trace = Trace::new();
+    let fetched = trace.note(lookup.fetch(key, true).await);
+    let encoded = match fetched {
+        Ok(fetch) => lookup.encode(key, fetch, &mut trace).await,
+        Err(e) => Err(e),
+    };
+    let response = match encoded {
+        Ok(fetch) => object::respond(lookup.req, key, fetch, lookup.head),
         Err(e) => missing_or_error(lookup, key, &e),
-    }
+    };
+    trace.deliver(response)
 }
 
 /// The answer for an origin error without website rules: the small built-in page.
@@ -234,27 +221,44 @@ fn client_status(site: &Site, error: &OriginError) -> Option<u16> {
     }
 }
 
-/// Serves a request with the S3 website rules.
+/// Serves a request with the S3 website rules: stage 5 (redirects before the
+/// lookup), 6 (the read), 7 (the rules after a failed read), 8 and 9.
 pub(super) async fn serve_website(
     lookup: &Lookup<'_>,
     config: &WebsiteConfig,
     key: &str,
-    exchange: &mut Exchange,
+) -> Delivered {
+    let mut trace = Trace::new();
+    let response = website_response(lookup, config, key, &mut trace).await;
+    trace.deliver(response)
+}
+
+async fn website_response(
+    lookup: &Lookup<'_>,
+    config: &WebsiteConfig,
+    key: &str,
+    trace: &mut Trace,
 ) -> HttpResponse {
+    // 5. Redirects decided before the lookup.
     let lookup_key = match website::plan(config, key, &lookup.info) {
         website::Plan::Redirect(target) => return redirect_response(&target),
         website::Plan::Lookup { key } => key,
     };
-    let error = match lookup.fetch(&lookup_key, true, exchange).await {
+    // 6. The read.
+    let error = match trace.note(lookup.fetch(&lookup_key, true).await) {
         Ok(fetch) => {
             if let Some(location) = fetch.meta.website_redirect_location.as_deref() {
                 return object_redirect(location);
             }
-            let fetch = lookup.encode(&lookup_key, fetch, exchange).await;
-            return object::respond(lookup.req, &lookup_key, fetch, lookup.head);
+            // 8 and 9.
+            return match lookup.encode(&lookup_key, fetch, trace).await {
+                Ok(fetch) => object::respond(lookup.req, &lookup_key, fetch, lookup.head),
+                Err(e) => missing_or_error(lookup, &lookup_key, &e),
+            };
         }
         Err(error) => error,
     };
+    // 7. The rules after a failed read.
     let Some(status) = client_status(lookup.site, &error) else {
         return missing_or_error(lookup, &lookup_key, &error);
     };
@@ -262,7 +266,7 @@ pub(super) async fn serve_website(
     if status == 404 {
         if let Some(index_key) = website::directory_index_key(config, &lookup_key) {
             let index_object = lookup.site.object_key(&index_key);
-            match lookup.origin_exists(&index_object, exchange).await {
+            match lookup.exists(&index_object, trace).await {
                 Ok(true) => {
                     return redirect_response(&website::directory_redirect(&lookup.info));
                 }
@@ -275,11 +279,11 @@ pub(super) async fn serve_website(
         return redirect_response(&target);
     }
     if status == 404 && config.spa_fallback && !lookup.head {
-        if let Some(response) = spa_fallback(lookup, config, exchange).await {
+        if let Some(response) = spa_fallback(lookup, config, trace).await {
             return response;
         }
     }
-    error_document(lookup, config, status, exchange).await
+    error_document(lookup, config, status, trace).await
 }
 
 /// `x-amz-website-redirect-location` on an object: 301 to it, never its bytes.
@@ -294,10 +298,10 @@ fn object_redirect(location: &str) -> HttpResponse {
 async fn spa_fallback(
     lookup: &Lookup<'_>,
     config: &WebsiteConfig,
-    exchange: &mut Exchange,
+    trace: &mut Trace,
 ) -> Option<HttpResponse> {
     let index = config.index_document.as_deref()?;
-    let fetch = lookup.fetch(index, false, exchange).await.ok()?;
+    let fetch = trace.note(lookup.fetch(index, false).await).ok()?;
     let mut response = body_with_status(lookup, index, fetch, StatusCode::OK);
     response
         .headers_mut()
@@ -312,7 +316,7 @@ async fn error_document(
     lookup: &Lookup<'_>,
     config: &WebsiteConfig,
     status: u16,
-    exchange: &mut Exchange,
+    trace: &mut Trace,
 ) -> HttpResponse {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND);
     let builtin = || match status {
@@ -322,15 +326,18 @@ async fn error_document(
     let Some(document) = config.error_document.as_deref().filter(|_| !lookup.head) else {
         return builtin();
     };
-    match lookup.fetch(document, false, exchange).await {
+    let fetched = match trace.note(lookup.fetch(document, false).await) {
         Ok(fetch) => {
             if let Some(location) = fetch.meta.website_redirect_location.as_deref() {
                 return object_redirect(location);
             }
             // The error document's body is compressed like any other page.
-            let fetch = lookup.encode(document, fetch, exchange).await;
-            body_with_status(lookup, document, fetch, code)
+            lookup.encode(document, fetch, trace).await
         }
+        Err(e) => Err(e),
+    };
+    match fetched {
+        Ok(fetch) => body_with_status(lookup, document, fetch, code),
         Err(e) if e.is_client_error() => builtin(),
         Err(e) => missing_or_error(lookup, document, &e),
     }
@@ -344,7 +351,7 @@ fn body_with_status(
     fetch: Fetch,
     status: StatusCode,
 ) -> HttpResponse {
-    let content_type = crate::http::mime::content_type(fetch.meta.content_type.as_deref(), key);
+    let content_type = mime::content_type(fetch.meta.content_type.as_deref(), key);
     let mut response = HttpResponse::build(status);
     response.insert_header((header::CONTENT_TYPE, content_type));
     if status != StatusCode::OK {
@@ -354,58 +361,24 @@ fn body_with_status(
         response.insert_header((header::CONTENT_ENCODING, coding.to_string()));
     }
     let length = fetch.meta.content_length;
-    if fetch.length_unknown {
+    if let Payload::Unsized(body) = fetch.payload {
         if lookup.head {
             return response.finish();
         }
-        return response.body(actix_web::body::BodyStream::new(fetch.body));
+        return response.body(actix_web::body::BodyStream::new(body));
     }
     if lookup.head {
-        return response.body(super::body::HeadBody(length));
+        return response.body(HeadBody(length));
     }
-    let body = LengthChecked {
-        inner: fetch.body,
-        expected: length,
-        seen: 0,
-    };
+    let body = LengthChecked::new(fetch.payload.into_stream(), length);
     response.body(actix_web::body::SizedStream::new(length, body))
 }
 
 /// The scheme the client used: https on a TLS listener, or what a trusted proxy
 /// says in `X-Forwarded-Proto` / `Forwarded: proto=`.
 pub(super) fn request_scheme(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> website::Protocol {
-    if req.app_config().secure() {
-        return website::Protocol::Https;
+    match crate::http::forwarded::from_request(req, trusted).scheme {
+        crate::http::forwarded::Scheme::Https => website::Protocol::Https,
+        crate::http::forwarded::Scheme::Http => website::Protocol::Http,
     }
-    let peer_trusted = req
-        .peer_addr()
-        .is_some_and(|peer| trusted.iter().any(|net| net.contains(&peer.ip())));
-    if peer_trusted {
-        let forwarded_proto = req
-            .headers()
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(',')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            })
-            .or_else(|| {
-                req.headers()
-                    .get(header::FORWARDED)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| {
-                        v.split([';', ','])
-                            .filter_map(|pair| pair.trim().split_once('='))
-                            .find(|(k, _)| k.eq_ignore_ascii_case("proto"))
-                            .map(|(_, v)| v.trim_matches('"').to_ascii_lowercase())
-                    })
-            });
-        if forwarded_proto.as_deref() == Some("https") {
-            return website::Protocol::Https;
-        }
-    }
-    website::Protocol::Http
 }

@@ -1,22 +1,34 @@
-//! The request handler. It reads top to bottom (DESIGN.md "Request pipeline"); each stage
-//! either answers or passes on:
+//! The request handler. It reads top to bottom as the pipeline's stages, each
+//! either answering (short-circuit) or handing the next stage its input. The
+//! numbering is the one in docs/ARCHITECTURE.md and the README:
 //!
-//! 0. ACME HTTP-01: the CA's validation request for an open order is answered
+//! 1. Limits: header sections over 16 KiB or 100 fields get 431. Then the ACME
+//!    HTTP-01 validation request for an order this node has open is answered
 //!    (`acme/http01.rs`); anything else passes on.
-//! 1. Site: pick the site by `Host` (exact, longest wildcard, default), else 404.
-//! 2. Method: GET and HEAD; other standard methods 405, unknown methods 501.
-//! 3. Path to key: percent-decode once, remove dot-segments, add the prefix; 400
-//!    for NUL or invalid UTF-8.
-//! 4. Website rules (index and error documents, redirects): see `website.rs`.
-//! 5. Fetch from the origin (the cache tiers sit here).
-//! 6. Response headers from the object's metadata, then the site's `[headers]`.
-//! 7. Origin errors: 502 (unreachable, rejected), 504 (timeout), logged with the
-//!    site and the S3 error code.
-//!
-//! Every response body is wrapped so the access log line and the byte counters
-//! are written when the body has been sent (or abandoned).
+//! 2. Site: pick the site by `Host` (exact, longest wildcard, default), else
+//!    404; over TLS, 421 for a host of another site that the connection's
+//!    certificate does not cover; a plain-HTTP request to a `redirect_http`
+//!    site gets 308 to https. With `[releases]`, the site is then pinned to
+//!    one release for the whole request: the live one, or the one a preview
+//!    host names (`releases/`).
+//! 3. Method: a CORS preflight is answered; GET and HEAD go on; other
+//!    standard methods 405, unknown methods 501.
+//! 4. Key: percent-decode once, remove dot-segments, add the prefix; 400 for
+//!    NUL or invalid UTF-8, 414 for a key longer than S3 allows.
+//! 5. Website rules before the lookup (`redirect_all_requests_to`,
+//!    prefix routing rules, index documents): see `website.rs`.
+//! 6. Read through the cache (`cache::Cache::fetch`): memory, disk, or the
+//!    origin, coalesced, revalidated, served stale where allowed.
+//! 7. Website rules after a failed read: the directory redirect, routing
+//!    rules on errors, SPA fallback, the error document; origin errors give
+//!    502 or 504, logged with the site and the S3 error code.
+//! 8. Compression: the encoding variant the client accepts, through the cache.
+//! 9. The representation: preconditions, ranges, body (`object.rs`).
+//! 10. Response headers: `Cache-Status`, `Vary`, CORS, the site's
+//!     `[headers]`; the body is wrapped so the access log line and the byte
+//!     counters are written when it has been sent (or abandoned).
 
-use std::net::IpAddr;
+use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,21 +38,19 @@ use actix_web::http::{Method, StatusCode, Version};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::access_log::AccessRecord;
+use crate::cache::CacheOutcome;
 use crate::cors;
 use crate::http::headers;
-use crate::server::AppState;
 use crate::site::Site;
-use crate::website;
+use crate::state::AppState;
+use crate::{tls, website};
 
 mod body;
-mod cached;
-mod encoding;
 mod lookup;
 mod object;
 mod respond;
 
 use body::LoggedBody;
-use cached::CacheOutcome;
 use lookup::Lookup;
 use respond::error_page;
 
@@ -62,52 +72,81 @@ fn request_header_bytes(req: &HttpRequest) -> usize {
 /// `Allow` for methods other than GET and HEAD.
 const ALLOW: &str = "GET, HEAD";
 
-/// What the access log and metrics learn while a request is handled.
-struct Exchange {
+/// What a stage gives: the answer (`Break`), or the next stage's input.
+type Stage<T> = ControlFlow<HttpResponse, T>;
+
+/// What the pipeline produced for one request: the response before stage 10
+/// and what the access log and metrics learn.
+struct Served {
+    response: HttpResponse,
     site: Option<Arc<Site>>,
-    /// CORS headers for an allowed cross-origin request.
-    cors_headers: Vec<(header::HeaderName, String)>,
-    /// The site has CORS, so its answers vary by `Origin`.
-    vary_origin: bool,
-    /// The representation is compressible: answers vary by `Accept-Encoding`.
-    vary_accept_encoding: bool,
-    cache: CacheOutcome,
-    origin_request_id: Option<String>,
+    /// CORS headers for an allowed cross-origin request, when the site has CORS
+    /// (its answers then vary by `Origin`).
+    cors: Option<Vec<(header::HeaderName, String)>>,
+    /// What stages 5 to 9 did, when they ran.
+    delivered: Option<Delivery>,
 }
 
-/// The edge handler: runs the pipeline, then applies the site's headers and wraps
-/// the body for the access log.
+/// What the cache and the origin did, from stages 5 to 9.
+struct Delivery {
+    cache: CacheOutcome,
+    request_id: Option<String>,
+    vary_accept_encoding: bool,
+}
+
+impl Served {
+    /// An answer before a site was chosen (stages 1 and 2).
+    fn without_site(response: HttpResponse) -> Served {
+        Served {
+            response,
+            site: None,
+            cors: None,
+            delivered: None,
+        }
+    }
+}
+
+/// The edge handler: stages 1 to 9, then stage 10.
 pub async fn handle(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let started = Instant::now();
-    let mut exchange = Exchange {
-        site: None,
-        cache: CacheOutcome::Pass,
-        origin_request_id: None,
-        cors_headers: Vec::new(),
-        vary_origin: false,
-        vary_accept_encoding: false,
-    };
-    let mut response = serve(&req, &state, &mut exchange).await;
-    if let Some(site) = &exchange.site {
+    let served = serve(&req, &state).await;
+    finish(req, state, served, started)
+}
+
+/// Stage 10: the response headers, the metrics and the access log.
+fn finish(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    served: Served,
+    started: Instant,
+) -> HttpResponse {
+    let Served {
+        mut response,
+        site,
+        cors,
+        delivered,
+    } = served;
+    let cache = delivered.as_ref().map_or(CacheOutcome::Pass, |d| d.cache);
+    if let Some(site) = &site {
         response.headers_mut().insert(
             header::HeaderName::from_static("cache-status"),
-            HeaderValue::from_static(exchange.cache.cache_status()),
+            HeaderValue::from_static(cache.cache_status()),
         );
-        if exchange.vary_accept_encoding {
+        if delivered.as_ref().is_some_and(|d| d.vary_accept_encoding) {
             headers::add_vary(response.headers_mut(), "Accept-Encoding");
         }
-        if exchange.vary_origin {
-            crate::cors::apply(response.headers_mut(), &exchange.cors_headers, true);
+        if let Some(cors) = &cors {
+            crate::cors::apply(response.headers_mut(), cors, true);
         }
         headers::apply_site_headers(response.headers_mut(), &site.config.headers);
     }
-    let site_name = exchange.site.as_ref().map_or("-", |site| site.name());
+    let site_name = site.as_ref().map_or("-", |site| site.name());
     let site_metrics = state.metrics.site(site_name);
     let status = response.status().as_u16();
     // The access log line's text is only built when the log is on.
     let record = state.access_log.is_enabled().then(|| AccessRecord {
         time: SystemTime::now(),
-        site: exchange.site.as_ref().map(|s| s.name().to_string()),
+        site: site.as_ref().map(|s| s.name().to_string()),
         client: client_address(&req, &state.trusted_proxies),
         method: req.method().to_string(),
         path: req
@@ -119,8 +158,8 @@ pub async fn handle(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         status,
         bytes: 0,
         duration_ms: Duration::ZERO,
-        cache: exchange.cache.as_str(),
-        origin_request_id: exchange.origin_request_id,
+        cache: cache.as_str(),
+        origin_request_id: delivered.and_then(|d| d.request_id),
         complete: true,
     });
     let logged = LoggedBody {
@@ -141,61 +180,150 @@ pub async fn handle(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     })
 }
 
-/// Stages 1 to 7 of the pipeline.
-async fn serve(req: &HttpRequest, state: &AppState, exchange: &mut Exchange) -> HttpResponse {
-    // 0. Request limits: oversized header sections are refused (RFC 6585 5).
+/// Stages 1 to 9.
+async fn serve(req: &HttpRequest, state: &AppState) -> Served {
+    // 1. Limits.
+    if let Break(response) = limits(req) {
+        return Served::without_site(response);
+    }
+    // 1b. ACME HTTP-01 validation of a certificate this node is ordering.
+    if let Some(response) = crate::acme::http01::answer(req, &state.acme).await {
+        return Served::without_site(response);
+    }
+    // 2. Site.
+    let site = match route(req, state) {
+        Continue(site) => site,
+        Break(response) => return Served::without_site(response),
+    };
+    // 2b. Release (`[releases]`): the live one, or the one a preview host names.
+    let site = match site.release_view(request_host(req)) {
+        Ok(view) => view,
+        Err(e) => {
+            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::NOT_FOUND);
+            let mut served = Served::without_site(error_page(status, &e.to_string()));
+            served.site = Some(site);
+            return served;
+        }
+    };
+    let answered = |response, cors| Served {
+        response,
+        site: Some(site.clone()),
+        cors,
+        delivered: None,
+    };
+    // 3. Method, and the CORS preflight.
+    let cors = match cors_stage(req, &site) {
+        Continue(cors) => cors,
+        // Only a site with CORS answers a preflight: it varies by `Origin`.
+        Break(response) => return answered(response, Some(Vec::new())),
+    };
+    let head = match method(req) {
+        Continue(head) => head,
+        Break(response) => return answered(response, cors),
+    };
+    // 4. Key.
+    let key = match object_key(req, &site) {
+        Continue(key) => key,
+        Break(response) => return answered(response, cors),
+    };
+    // 5 to 9. Website rules around the read through the cache, or the key as
+    // it is (an asset CDN); compression; the representation.
+    let lookup = Lookup {
+        req,
+        site: &site,
+        cache: &state.cache,
+        head,
+        info: website::RequestInfo {
+            scheme: lookup::request_scheme(req, &state.trusted_proxies),
+            host: request_host(req).unwrap_or(""),
+            raw_path: req.uri().path(),
+            query: req.uri().query(),
+        },
+    };
+    let delivered = match site.website() {
+        Some(config) => lookup::serve_website(&lookup, &config, &key).await,
+        None => lookup::serve_key(&lookup, &key).await,
+    };
+    Served {
+        response: delivered.response,
+        site: Some(site.clone()),
+        cors,
+        delivered: Some(Delivery {
+            cache: delivered.cache,
+            request_id: delivered.request_id,
+            vary_accept_encoding: delivered.vary_accept_encoding,
+        }),
+    }
+}
+
+/// Stage 1: oversized header sections are refused (RFC 6585 section 5).
+fn limits(req: &HttpRequest) -> Stage<()> {
     if request_header_bytes(req) > MAX_HEADER_BYTES || req.headers().len() > MAX_HEADER_FIELDS {
-        return error_page(
+        return Break(error_page(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "The request's header fields are too large.",
-        );
+        ));
     }
+    Continue(())
+}
 
-    // 0b. ACME HTTP-01 validation of a certificate this node is ordering.
-    if let Some(response) = crate::acme::http01::answer(req, &state.acme).await {
-        return response;
-    }
-
-    // 1. Site.
+/// Stage 2: the site for the request's host; plain HTTP to a `redirect_http`
+/// site is sent to https.
+fn route(req: &HttpRequest, state: &AppState) -> Stage<Arc<Site>> {
     let sites = state.sites();
     let Some(site) = sites.route(request_host(req)).cloned() else {
-        return error_page(
+        return Break(error_page(
             StatusCode::NOT_FOUND,
             "No site is configured for this host.",
-        );
+        ));
     };
-    exchange.site = Some(site.clone());
-
-    // 1b. HTTPS only: plain-HTTP requests get 308 to the same URL on https.
+    // Over TLS, a host the connection's certificate was not chosen for and
+    // does not cover: 421 (RFC 9110 15.5.20; `tls/session.rs`).
+    // (Plain HTTP has no TLS connection data: no resolver is read for it.)
+    let connection = req.conn_data::<tls::session::TlsConnection>();
+    if connection.is_some()
+        && tls::session::authority(&state.tls_resolver.current(), connection, request_host(req))
+            == tls::session::Authority::Misdirected
+    {
+        return Break(error_page(
+            StatusCode::MISDIRECTED_REQUEST,
+            "This host is not served on this connection; open a new connection for it.",
+        ));
+    }
     if site.config.tls.as_ref().is_some_and(|t| t.redirect_http)
         && lookup::request_scheme(req, &state.trusted_proxies) == website::Protocol::Http
     {
-        return https_redirect(req, state);
+        return Break(https_redirect(req, state));
     }
+    Continue(site)
+}
 
-    // 2. CORS preflight, then the method.
-    let cors_rules = site.cors_rules();
-    if site.config.cors.is_some() {
-        exchange.vary_origin = true;
-        match cors::evaluate_rules(&cors_rules, req.method().as_str(), req.headers()) {
-            cors::Cors::PreflightAllowed(headers) => {
-                let mut response = HttpResponse::NoContent().finish();
-                cors::apply(response.headers_mut(), &headers, false);
-                return response;
-            }
-            cors::Cors::PreflightRefused => {
-                return error_page(
-                    StatusCode::FORBIDDEN,
-                    "This cross-origin request is not allowed.",
-                );
-            }
-            cors::Cors::Allowed(headers) => exchange.cors_headers = headers,
-            cors::Cors::NotCors | cors::Cors::Refused => {}
-        }
+/// Stage 3a: CORS. A preflight is answered here; an allowed cross-origin
+/// request gets its headers in stage 10. `Ok(None)` when the site has no CORS.
+fn cors_stage(req: &HttpRequest, site: &Site) -> Stage<Option<Vec<(header::HeaderName, String)>>> {
+    if site.config.cors.is_none() {
+        return Continue(None);
     }
-    let head = match *req.method() {
-        Method::GET => false,
-        Method::HEAD => true,
+    match cors::evaluate_rules(&site.cors_rules(), req.method().as_str(), req.headers()) {
+        cors::Cors::PreflightAllowed(headers) => {
+            let mut response = HttpResponse::NoContent().finish();
+            cors::apply(response.headers_mut(), &headers, false);
+            Break(response)
+        }
+        cors::Cors::PreflightRefused => Break(error_page(
+            StatusCode::FORBIDDEN,
+            "This cross-origin request is not allowed.",
+        )),
+        cors::Cors::Allowed(headers) => Continue(Some(headers)),
+        cors::Cors::NotCors | cors::Cors::Refused => Continue(Some(Vec::new())),
+    }
+}
+
+/// Stage 3b: GET and HEAD go on (`Ok(true)` for HEAD).
+fn method(req: &HttpRequest) -> Stage<bool> {
+    match *req.method() {
+        Method::GET => Continue(false),
+        Method::HEAD => Continue(true),
         Method::POST
         | Method::PUT
         | Method::DELETE
@@ -210,53 +338,33 @@ async fn serve(req: &HttpRequest, state: &AppState, exchange: &mut Exchange) -> 
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
-            return response;
+            Break(response)
         }
-        _ => {
-            return error_page(
-                StatusCode::NOT_IMPLEMENTED,
-                "This method is not implemented.",
-            )
-        }
-    };
+        _ => Break(error_page(
+            StatusCode::NOT_IMPLEMENTED,
+            "This method is not implemented.",
+        )),
+    }
+}
 
-    // 3. Path to key.
+/// Stage 4: the path as an object key (without the site's prefix).
+fn object_key(req: &HttpRequest, site: &Site) -> Stage<String> {
     let key = match website::path_to_key(req.uri().path()) {
         Ok(key) => key,
         Err(e) => {
-            return error_page(StatusCode::BAD_REQUEST, &format!("Bad request: {e}."));
+            return Break(error_page(
+                StatusCode::BAD_REQUEST,
+                &format!("Bad request: {e}."),
+            ))
         }
     };
     if site.config.origin.prefix.len() + key.len() > MAX_KEY_BYTES {
-        return error_page(
+        return Break(error_page(
             StatusCode::URI_TOO_LONG,
             "The path is longer than any object key can be.",
-        );
+        ));
     }
-    let host = request_host(req).unwrap_or("");
-    let lookup = Lookup {
-        req,
-        site: &site,
-        fetcher: cached::Fetcher {
-            cache: state.cache.clone(),
-            metrics: state.metrics.clone(),
-            site: site.clone(),
-        },
-        head,
-        info: website::RequestInfo {
-            scheme: lookup::request_scheme(req, &state.trusted_proxies),
-            host,
-            raw_path: req.uri().path(),
-            query: req.uri().query(),
-        },
-    };
-
-    // 4. Website rules around the lookup, or the key as it is (an asset CDN).
-    // 5. Fetch, then 6. preconditions, ranges and headers (`object.rs`).
-    match site.website() {
-        Some(config) => lookup::serve_website(&lookup, &config, &key, exchange).await,
-        None => lookup::serve_key(&lookup, &key, exchange).await,
-    }
+    Continue(key)
 }
 
 /// 308 to the request's URL on https, on the TLS listener's port unless it is 443.
@@ -290,44 +398,11 @@ fn request_host(req: &HttpRequest) -> Option<&str> {
 }
 
 /// The client's address: the peer, or the forwarded address when the peer is a
-/// trusted proxy.
+/// trusted proxy (`http/forwarded.rs`).
 fn client_address(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> String {
-    let peer = req.peer_addr().map(|a| a.ip());
-    let forwarded = peer
-        .filter(|ip| trusted.iter().any(|net| net.contains(ip)))
-        .and_then(|_| {
-            let xff = req
-                .headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next_back())
-                .and_then(|v| v.trim().parse::<IpAddr>().ok());
-            // RFC 7239: `Forwarded: for=192.0.2.60;proto=https`, the last element.
-            let forwarded = || {
-                req.headers()
-                    .get(header::FORWARDED)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.split(',').next_back())
-                    .and_then(|element| {
-                        element
-                            .split(';')
-                            .filter_map(|pair| pair.trim().split_once('='))
-                            .find(|(k, _)| k.eq_ignore_ascii_case("for"))
-                            .map(|(_, v)| v.trim_matches('"').trim_start_matches('[').to_string())
-                    })
-                    .and_then(|v| {
-                        let v = v.split(']').next().unwrap_or("");
-                        v.parse::<IpAddr>()
-                            .ok()
-                            .or_else(|| v.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()))
-                    })
-            };
-            xff.or_else(forwarded)
-        });
-    forwarded
-        .or(peer)
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|| "-".to_string())
+    crate::http::forwarded::from_request(req, trusted)
+        .address
+        .map_or_else(|| "-".to_string(), |ip| ip.to_string())
 }
 
 fn protocol_name(version: Version) -> &'static str {

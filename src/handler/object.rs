@@ -11,28 +11,11 @@ use futures_util::StreamExt;
 
 use super::body::{select, HeadBody, LengthChecked, Piece};
 use super::respond::error_page;
+use crate::cache::{Fetch, Payload};
 use crate::http::conditional::{self, Outcome, Preconditions, Validators};
 use crate::http::range::{self, ByteRange, RangeOutcome};
 use crate::http::{headers, mime};
 use crate::origin::{BodyStream, ObjectMeta};
-
-/// An object on its way to the client.
-pub(super) struct Fetch {
-    pub meta: ObjectMeta,
-    pub body: BodyStream,
-    /// The range the origin already cut (a forwarded single range) and the
-    /// complete length; `None` when `body` is the whole object.
-    pub origin_range: Option<(ByteRange, u64)>,
-    /// How long it has been in the cache, for `Age`; `None` when it comes
-    /// straight from the origin.
-    pub age: Option<std::time::Duration>,
-    /// The body is being compressed now: its length is not known yet, so it is
-    /// sent without Content-Length and ranges do not apply.
-    pub length_unknown: bool,
-    /// The whole body in its disk-tier file, where a range is read from
-    /// without reading what comes before it.
-    pub file: Option<std::sync::Arc<crate::cache::DiskBody>>,
-}
 
 /// Headers a 304 carries (RFC 9110 section 15.4.5).
 const NOT_MODIFIED_HEADERS: &[HeaderName] = &[
@@ -115,12 +98,7 @@ pub(super) fn if_range_holds(req: &HttpRequest, meta: &ObjectMeta) -> bool {
 /// headers without a body.
 pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) -> HttpResponse {
     let Fetch {
-        meta,
-        body,
-        origin_range,
-        age,
-        length_unknown,
-        file,
+        meta, payload, age, ..
     } = fetch;
     // Borrowed (stored or static) in the usual cases: no allocation.
     let content_type = mime::ContentType::of(meta.content_type.as_deref(), key);
@@ -129,66 +107,127 @@ pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) ->
     if let Some(age) = age {
         representation.insert(header::AGE, header::HeaderValue::from(age.as_secs()));
     }
+    if let Some(answer) = preconditions_answer(req, &meta, &representation) {
+        return answer;
+    }
+    let plan = body_plan(req, &meta, &payload);
+    response(plan, payload, representation, &content_type, head)
+}
+
+/// 304 or 412 when the request's preconditions say so (RFC 9110 section 13.2.2).
+fn preconditions_answer(
+    req: &HttpRequest,
+    meta: &ObjectMeta,
+    representation: &HeaderMap,
+) -> Option<HttpResponse> {
     match conditional::evaluate(
         conditional::Method::GetOrHead,
         &preconditions(req).as_preconditions(),
-        &validators(&meta),
+        &validators(meta),
     ) {
-        Outcome::Proceed => {}
-        Outcome::NotModified => return not_modified(&representation),
-        Outcome::PreconditionFailed => {
-            return error_page(
-                StatusCode::PRECONDITION_FAILED,
-                "A precondition of the request does not hold.",
-            )
-        }
+        Outcome::Proceed => None,
+        Outcome::NotModified => Some(not_modified(representation)),
+        Outcome::PreconditionFailed => Some(error_page(
+            StatusCode::PRECONDITION_FAILED,
+            "A precondition of the request does not hold.",
+        )),
     }
-    if length_unknown {
-        let mut response = with_headers(HttpResponse::Ok(), &representation);
-        if head {
-            return response.body(actix_web::body::BodyStream::new(
-                futures_util::stream::empty::<Result<Bytes, crate::origin::OriginError>>(),
-            ));
+}
+
+/// What the body of the answer is, from the payload and the request's `Range`
+/// (RFC 9110 section 14).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BodyPlan {
+    /// Being encoded: no length, no ranges.
+    Unsized,
+    /// The whole representation, 200.
+    Full { total: u64 },
+    /// The range the origin already cut, 206.
+    Cut { range: ByteRange, total: u64 },
+    /// One range, 206.
+    Single { range: ByteRange, total: u64 },
+    /// Several ranges, 206 `multipart/byteranges`.
+    Multipart { ranges: Vec<ByteRange>, total: u64 },
+    /// 416 with `Content-Range: bytes */total`.
+    Unsatisfiable { total: u64 },
+}
+
+fn body_plan(req: &HttpRequest, meta: &ObjectMeta, payload: &Payload) -> BodyPlan {
+    match payload {
+        Payload::Unsized(_) => return BodyPlan::Unsized,
+        Payload::Range { range, total, .. } => {
+            return BodyPlan::Cut {
+                range: *range,
+                total: *total,
+            }
         }
-        return response.body(actix_web::body::BodyStream::new(body));
-    }
-    let body = LengthChecked {
-        inner: body,
-        expected: meta.content_length,
-        seen: 0,
-    };
-    if let Some((range, total)) = origin_range {
-        return single_part(&representation, Source::Cut(body), range, total, head);
+        Payload::Stream(_) | Payload::File(_) => {}
     }
     let total = meta.content_length;
-    let wanted = if if_range_holds(req, &meta) {
+    let wanted = if if_range_holds(req, meta) {
         range_header(req)
     } else {
         None
     };
     match range::evaluate(wanted, total) {
-        RangeOutcome::Full => {
+        RangeOutcome::Full => BodyPlan::Full { total },
+        RangeOutcome::Partial(ranges) if ranges.len() == 1 => BodyPlan::Single {
+            range: ranges[0],
+            total,
+        },
+        RangeOutcome::Partial(ranges) => BodyPlan::Multipart { ranges, total },
+        RangeOutcome::Unsatisfiable => BodyPlan::Unsatisfiable { total },
+    }
+}
+
+/// The answer for a plan, its body taken from `payload`.
+fn response(
+    plan: BodyPlan,
+    payload: Payload,
+    representation: HeaderMap,
+    content_type: &str,
+    head: bool,
+) -> HttpResponse {
+    match plan {
+        BodyPlan::Unsized => {
+            let mut response = with_headers(HttpResponse::Ok(), &representation);
+            if head {
+                return response.body(actix_web::body::BodyStream::new(
+                    futures_util::stream::empty::<Result<Bytes, crate::origin::OriginError>>(),
+                ));
+            }
+            response.body(actix_web::body::BodyStream::new(payload.into_stream()))
+        }
+        BodyPlan::Full { total } => {
             let mut response = if head {
                 HttpResponse::Ok().body(HeadBody(total))
             } else {
-                HttpResponse::Ok().body(SizedStream::new(total, body))
+                HttpResponse::Ok().body(SizedStream::new(total, length_checked(payload, total)))
             };
             // The headers move in whole: no copy of each value.
             *response.headers_mut() = representation;
             response
         }
-        RangeOutcome::Partial(ranges) => {
-            let source = match file {
-                Some(file) => Source::File(file),
-                None => Source::Whole(body),
-            };
-            if ranges.len() == 1 {
-                single_part(&representation, source, ranges[0], total, head)
-            } else {
-                multipart(&representation, &content_type, source, ranges, total, head)
-            }
+        BodyPlan::Cut { range, total } => {
+            let source = Source::Cut(length_checked(payload, range.len()));
+            single_part(&representation, source, range, total, head)
         }
-        RangeOutcome::Unsatisfiable => {
+        BodyPlan::Single { range, total } => single_part(
+            &representation,
+            Source::of(payload, total),
+            range,
+            total,
+            head,
+        ),
+        BodyPlan::Multipart { ranges, total } => multipart(
+            &representation,
+            content_type,
+            Source::of(payload, total),
+            ranges,
+            total,
+            head,
+        ),
+        BodyPlan::Unsatisfiable { total } => {
             let mut response = error_page(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "The requested range is not within the object.",
@@ -205,6 +244,11 @@ pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) ->
             response
         }
     }
+}
+
+/// The payload's bytes, failing if they end before or run past `len`.
+fn length_checked(payload: Payload, len: u64) -> LengthChecked {
+    LengthChecked::new(payload.into_stream(), len)
 }
 
 /// Copies headers into a response builder.
@@ -237,6 +281,14 @@ enum Source {
 }
 
 impl Source {
+    /// The source of a whole representation of `total` bytes.
+    fn of(payload: Payload, total: u64) -> Source {
+        match payload {
+            Payload::File(file) => Source::File(file),
+            other => Source::Whole(length_checked(other, total)),
+        }
+    }
+
     /// The bytes of `pieces` (literals and ranges, ranges in ascending order).
     fn select(self, pieces: Vec<Piece>) -> BodyStream {
         match self {

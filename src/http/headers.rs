@@ -1,4 +1,4 @@
-//! Response headers from object metadata (DESIGN.md pipeline step 8).
+//! Response headers from object metadata (pipeline stage 9, docs/ARCHITECTURE.md).
 //!
 //! Only the representation headers of RFC 9110 section 8 and the caching headers of
 //! RFC 9111 are copied from the object; `x-amz-*` headers and user metadata never

@@ -1,4 +1,4 @@
-//! The Content-Type a client sees (DESIGN.md pipeline step 8).
+//! The Content-Type a client sees (pipeline stage 9, docs/ARCHITECTURE.md).
 
 use actix_web::http::header::HeaderValue;
 

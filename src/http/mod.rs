@@ -1,7 +1,8 @@
 //! HTTP rules as pure functions: preconditions, ranges, response headers, content
-//! types.
+//! types, forwarding headers.
 
 pub mod conditional;
+pub mod forwarded;
 pub mod headers;
 pub mod mime;
 pub mod range;

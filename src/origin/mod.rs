@@ -62,6 +62,10 @@ pub struct ObjectMeta {
     pub cache_control: Option<String>,
     /// `Expires`, as the origin sent it (an HTTP-date, or garbage).
     pub expires: Option<String>,
+    /// `Date`, as the origin sent it, when known: `Expires` counts from it
+    /// (RFC 9111 section 4.2.1).
+    #[serde(default)]
+    pub date: Option<String>,
     /// `ETag` with its quotes, as the origin sent it.
     pub etag: Option<String>,
     pub last_modified: Option<SystemTime>,
@@ -183,6 +187,14 @@ pub trait Origin: Send + Sync + 'static {
         &self,
     ) -> Result<Option<Vec<crate::config::CorsConfig>>, OriginError> {
         Ok(None)
+    }
+
+    /// Whether any object's key starts with `prefix` (ListObjectsV2, one key).
+    /// Used to refuse switching to a release that has no files.
+    async fn has_objects_under(&self, prefix: &str) -> Result<bool, OriginError> {
+        Err(OriginError::Invalid(format!(
+            "this origin cannot list keys (asked for `{prefix}`)"
+        )))
     }
 
     /// A short description for startup lines, e.g. `s3://demo (embedded)`.

@@ -175,6 +175,13 @@ impl Origin for S3Origin {
         }
         let output = match call.send().await {
             Ok(output) => output,
+            // A 304 carries the validators and caching headers a 200 would
+            // have: the stored response is updated from them (RFC 9111 4.3.4).
+            Err(SdkError::ServiceError(service)) if service.raw().status().as_u16() == 304 => {
+                return Ok(Fetched::NotModified {
+                    meta: not_modified_meta(service.raw().headers()),
+                });
+            }
             Err(err) => {
                 return match classify(err) {
                     Classified::NotModified => Ok(Fetched::NotModified {
@@ -193,6 +200,7 @@ impl Origin for S3Origin {
             content_disposition: output.content_disposition().map(str::to_string),
             cache_control: output.cache_control().map(str::to_string),
             expires: output.expires_string().map(str::to_string),
+            date: None,
             etag: output.e_tag().map(str::to_string),
             last_modified: output
                 .last_modified()
@@ -236,6 +244,22 @@ impl Origin for S3Origin {
             request_id: output.request_id().map(str::to_string),
             ..ObjectMeta::default()
         })
+    }
+
+    async fn has_objects_under(&self, prefix: &str) -> Result<bool, OriginError> {
+        let output = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|err| match classify(err) {
+                Classified::Error(e) => e,
+                Classified::NotModified => OriginError::Invalid("304 to a listing".into()),
+            })?;
+        Ok(output.key_count().unwrap_or(0) > 0 || !output.contents().is_empty())
     }
 
     async fn website_configuration(&self) -> Result<Option<RawWebsite>, OriginError> {
@@ -359,6 +383,22 @@ where
         Classified::Error(OriginError::Rejected { code, .. }) if code == absent_code => Ok(None),
         Classified::Error(e) => Err(e),
         Classified::NotModified => Err(OriginError::Invalid("304 to a configuration read".into())),
+    }
+}
+
+/// The header fields of a 304 that update a stored response.
+fn not_modified_meta(headers: &aws_smithy_runtime_api::http::Headers) -> ObjectMeta {
+    let field = |name: &str| headers.get(name).map(str::to_string);
+    ObjectMeta {
+        cache_control: field("cache-control"),
+        expires: field("expires"),
+        date: field("date"),
+        etag: field("etag"),
+        last_modified: headers
+            .get("last-modified")
+            .and_then(|v| httpdate::parse_http_date(v).ok()),
+        request_id: field("x-amz-request-id"),
+        ..ObjectMeta::default()
     }
 }
 

@@ -1,15 +1,18 @@
 //! The runtime view of the configured sites: each site's settings and origin
 //! client, and the host router that picks one per request.
 
+mod build;
 mod router;
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+pub use build::{BuildContext, SiteError};
 pub use router::{normalize_host, HostRouter};
 
 use crate::config::{CorsConfig, SiteConfig};
-use crate::origin::s3::{BuildError, EmbeddedEndpoint, S3Origin};
 use crate::origin::Origin;
+use crate::releases::{release_dir, LiveRelease, ReleaseBinding, ReleaseId, ReleaseUnavailable};
 use crate::website::WebsiteConfig;
 
 /// Wraps each site's origin as it is built (tests: call counters, injected faults).
@@ -21,11 +24,20 @@ pub struct Site {
     pub origin: Arc<dyn Origin>,
     /// The website configuration in force: the site file's, merged with the
     /// bucket's when `from_bucket` is set (refreshed in the background).
-    website: RwLock<Option<Arc<WebsiteConfig>>>,
+    /// Shared with the site's release views.
+    website: Arc<RwLock<Option<Arc<WebsiteConfig>>>>,
     /// The CORS rules in force, in order: the site file's, or the bucket's
     /// (GetBucketCors) when `cors.from_bucket` is set.
-    cors: RwLock<Arc<Vec<CorsConfig>>>,
+    cors: Arc<RwLock<Arc<Vec<CorsConfig>>>>,
+    /// The release the keys are read from (`[releases]`).
+    release: ReleaseBinding,
+    /// Views of this site pinned to one release each, made on first use.
+    views: RwLock<HashMap<ReleaseId, Arc<Site>>>,
 }
+
+/// Most release views a site keeps (the live release and a few previews);
+/// past it they are made again on use.
+const MAX_RELEASE_VIEWS: usize = 32;
 
 impl Site {
     pub fn new(config: SiteConfig, origin: Arc<dyn Origin>) -> Site {
@@ -36,12 +48,80 @@ impl Site {
             .filter(|c| !c.from_bucket)
             .into_iter()
             .collect();
+        let release = match config.releases {
+            Some(_) => ReleaseBinding::Live(Arc::new(LiveRelease::default())),
+            None => ReleaseBinding::Off,
+        };
         Site {
             config,
             origin,
-            website: RwLock::new(website),
-            cors: RwLock::new(Arc::new(cors)),
+            website: Arc::new(RwLock::new(website)),
+            cors: Arc::new(RwLock::new(Arc::new(cors))),
+            release,
+            views: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The live release of a site with `[releases]` (not of a view).
+    pub fn live_release(&self) -> Option<&Arc<LiveRelease>> {
+        match &self.release {
+            ReleaseBinding::Live(live) => Some(live),
+            ReleaseBinding::Off | ReleaseBinding::Pinned(_) => None,
+        }
+    }
+
+    /// The site as one request sees it: without `[releases]` the site itself;
+    /// with it, a view pinned to the release a preview host names
+    /// (`<id>.preview.example.com`), else to the live release, so that a switch
+    /// never changes the release under a request that has started.
+    pub fn release_view(
+        self: &Arc<Site>,
+        host: Option<&str>,
+    ) -> Result<Arc<Site>, ReleaseUnavailable> {
+        let (Some(releases), ReleaseBinding::Live(live)) = (&self.config.releases, &self.release)
+        else {
+            return Ok(self.clone());
+        };
+        let host = host.and_then(normalize_host).unwrap_or_default();
+        let preview = releases
+            .preview_hosts
+            .iter()
+            .find_map(|pattern| match pattern {
+                crate::config::HostPattern::Wildcard(suffix) => host
+                    .strip_suffix(suffix.as_str())
+                    .filter(|label| !label.is_empty()),
+                crate::config::HostPattern::Exact(_) => None,
+            });
+        let id = match preview {
+            Some(label) => ReleaseId::parse(label).map_err(|_| ReleaseUnavailable::NotARelease)?,
+            None => live.id().ok_or(ReleaseUnavailable::NoneLive)?,
+        };
+        Ok(self.view(id))
+    }
+
+    /// This site pinned to release `id`, sharing its origin, website and CORS rules.
+    fn view(&self, id: ReleaseId) -> Arc<Site> {
+        if let Some(view) = self
+            .views
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            return view.clone();
+        }
+        let view = Arc::new(Site {
+            config: self.config.clone(),
+            origin: self.origin.clone(),
+            website: self.website.clone(),
+            cors: self.cors.clone(),
+            release: ReleaseBinding::Pinned(id.clone()),
+            views: RwLock::new(HashMap::new()),
+        });
+        let mut views = self.views.write().unwrap_or_else(|e| e.into_inner());
+        if views.len() >= MAX_RELEASE_VIEWS {
+            views.clear();
+        }
+        views.entry(id).or_insert(view).clone()
     }
 
     /// The website rules in force, if the site is a website.
@@ -125,11 +205,18 @@ impl Site {
         &self.config.name
     }
 
-    /// The object key for a path key (the site's prefix prepended).
+    /// The object key for a path key: the site's prefix, then with
+    /// `[releases]` the release's folder (`releases/<id>/`), then the key.
     pub fn object_key(&self, key: &str) -> String {
         let prefix = &self.config.origin.prefix;
-        let mut full = String::with_capacity(prefix.len() + key.len());
+        let release = match &self.release {
+            ReleaseBinding::Off => String::new(),
+            ReleaseBinding::Pinned(id) => release_dir(id),
+            ReleaseBinding::Live(live) => live.id().map(|id| release_dir(&id)).unwrap_or_default(),
+        };
+        let mut full = String::with_capacity(prefix.len() + release.len() + key.len());
         full.push_str(prefix);
+        full.push_str(&release);
         full.push_str(key);
         full
     }
@@ -142,28 +229,6 @@ pub struct Sites {
 }
 
 impl Sites {
-    /// Builds the S3 client of every site.
-    pub async fn build(
-        configs: Vec<SiteConfig>,
-        embedded: Option<&EmbeddedEndpoint>,
-        wrap: Option<&OriginWrapper>,
-    ) -> Result<Sites, (String, BuildError)> {
-        let mut sites = Vec::with_capacity(configs.len());
-        for config in configs {
-            let origin: Arc<dyn Origin> = Arc::new(
-                S3Origin::build(&config.origin, embedded)
-                    .await
-                    .map_err(|e| (config.name.clone(), e))?,
-            );
-            let origin = match wrap {
-                Some(wrap) => wrap(&config, origin),
-                None => origin,
-            };
-            sites.push(Arc::new(Site::new(config, origin)));
-        }
-        Ok(Sites::from_sites(sites))
-    }
-
     /// Wraps already-built sites (tests use this with their own origins).
     pub fn from_sites(sites: Vec<Arc<Site>>) -> Sites {
         let router = HostRouter::new(

@@ -1,6 +1,6 @@
 //! The `s3edge` binary as an operator runs it, with everything it prints kept:
-//! start-up lines parsed for the listeners' addresses, stdout and stderr
-//! collected whole for tests that read the logs.
+//! start-up lines (the process log, on stderr) parsed for the listeners'
+//! addresses, stdout and stderr collected whole for tests that read the logs.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -18,6 +18,21 @@ pub struct Binary {
     pub admin: String,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
+}
+
+/// The URL after `announce` in a start-up log line, text or JSON
+/// (`... INFO s3edge::server: listening on http://127.0.0.1:8080` or
+/// `{..."message":"listening on http://127.0.0.1:8080",...}`).
+pub fn listener_url(line: &str, announce: &str) -> Option<String> {
+    let at = line.find(announce)?;
+    if announce == "listening on " && line[..at].ends_with("admin ") {
+        return None;
+    }
+    let rest = &line[at + announce.len()..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '"')
+        .unwrap_or(rest.len());
+    Some(rest[..end].to_string())
 }
 
 /// Collects a stream's lines into `into`; the start-up lines also go to `lines`.
@@ -78,8 +93,8 @@ impl Binary {
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
-        collect(child.stdout.take().unwrap(), stdout.clone(), Some(tx));
-        collect(child.stderr.take().unwrap(), stderr.clone(), None);
+        collect(child.stdout.take().unwrap(), stdout.clone(), None);
+        collect(child.stderr.take().unwrap(), stderr.clone(), Some(tx));
         let (mut http, mut admin) = (None, None);
         let deadline = Instant::now() + Duration::from_secs(30);
         while http.is_none() || admin.is_none() {
@@ -92,10 +107,10 @@ impl Binary {
                     stderr.lock().unwrap()
                 );
             };
-            if let Some(rest) = line.strip_prefix("listening on ") {
-                http.get_or_insert(rest.to_string());
-            } else if let Some(rest) = line.strip_prefix("admin listening on ") {
-                admin = Some(rest.to_string());
+            if let Some(url) = listener_url(&line, "admin listening on ") {
+                admin = Some(url);
+            } else if let Some(url) = listener_url(&line, "listening on ") {
+                http.get_or_insert(url);
             }
         }
         Binary {

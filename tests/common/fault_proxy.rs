@@ -55,6 +55,8 @@ struct Shared {
     request_lines: Mutex<Vec<String>>,
     /// The status lines of the answers forwarded (after any rewrite).
     status_lines: Mutex<Vec<String>>,
+    /// Requests carrying `x-amz-copy-source` (CopyObject, UploadPartCopy).
+    copies: AtomicUsize,
     /// Whether the listener is open (false under [`HttpFault::Refuse`]).
     listening: AtomicBool,
 }
@@ -82,6 +84,7 @@ impl FaultProxy {
             attempts: AtomicUsize::new(0),
             request_lines: Mutex::new(Vec::new()),
             status_lines: Mutex::new(Vec::new()),
+            copies: AtomicUsize::new(0),
             listening: AtomicBool::new(true),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy bind");
@@ -142,6 +145,11 @@ impl FaultProxy {
     }
 
     /// The request lines received, e.g. `GET /bucket/key?x-id=GetObject HTTP/1.1`.
+    /// Requests that copied inside the store (`x-amz-copy-source`).
+    pub fn copies(&self) -> usize {
+        self.shared.copies.load(Ordering::SeqCst)
+    }
+
     pub fn request_lines(&self) -> Vec<String> {
         self.shared.request_lines.lock().unwrap().clone()
     }
@@ -153,6 +161,7 @@ impl FaultProxy {
 
     pub fn reset_counts(&self) {
         self.shared.attempts.store(0, Ordering::SeqCst);
+        self.shared.copies.store(0, Ordering::SeqCst);
         self.shared.request_lines.lock().unwrap().clear();
         self.shared.status_lines.lock().unwrap().clear();
     }
@@ -338,6 +347,9 @@ async fn serve_connection(mut down: TcpStream, shared: Arc<Shared>) -> std::io::
     }
     let fault = shared.fault();
     shared.attempts.fetch_add(1, Ordering::SeqCst);
+    if header_value(&head, "x-amz-copy-source").is_some() {
+        shared.copies.fetch_add(1, Ordering::SeqCst);
+    }
     shared
         .request_lines
         .lock()

@@ -17,6 +17,7 @@ use tempfile::TempDir;
 pub mod binary;
 pub mod fault_proxy;
 pub mod pebble;
+pub mod pki;
 
 /// An S3 client for an endpoint, with the given keys.
 pub fn s3_client(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
@@ -173,12 +174,25 @@ impl Edge {
 
     /// One series' value from `/metrics` (`name` includes its labels), 0 if absent.
     pub async fn metric(&self, name: &str) -> u64 {
-        let prefix = format!("{name} ");
-        self.metrics()
+        metric_value(&self.metrics().await, name)
+    }
+
+    /// The entries a cache tier (`memory` or `disk`) holds.
+    pub async fn cache_entries(&self, tier: &str) -> u64 {
+        self.metric(&format!("s3edge_cache_entries{{tier=\"{tier}\"}}"))
             .await
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix.as_str()).and_then(|v| v.parse().ok()))
-            .unwrap_or(0)
+    }
+
+    /// Waits (up to 5 s) until the disk tier holds at least `n` entries: fills
+    /// are committed after the response has been sent.
+    pub async fn wait_disk_entries(&self, n: u64) {
+        for _ in 0..250 {
+            if self.cache_entries("disk").await >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the disk tier never held {n} entries");
     }
 
     /// GET `path` with `Host: host`.
@@ -247,6 +261,27 @@ impl Edge {
             .body(ByteStream::from(body.into()));
         change(request).send().await.expect("put object");
     }
+}
+
+/// One series' value in Prometheus text (`name` includes its labels), 0 if absent.
+pub fn metric_value(text: &str, name: &str) -> u64 {
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The disk tier's temporary files (fills in progress) under a `--cache-dir`,
+/// with their sizes.
+pub fn temp_files(cache_dir: &Path) -> Vec<(PathBuf, u64)> {
+    std::fs::read_dir(cache_dir.join("v2/tmp"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so big bodies are not all zeros.
@@ -426,6 +461,10 @@ mod test_origin {
 
         async fn website_configuration(&self) -> Result<Option<RawWebsite>, OriginError> {
             self.inner.website_configuration().await
+        }
+
+        async fn has_objects_under(&self, prefix: &str) -> Result<bool, OriginError> {
+            self.inner.has_objects_under(prefix).await
         }
 
         async fn cors_configuration(

@@ -4,7 +4,6 @@ pub use std::net::{SocketAddr, TcpListener, TcpStream};
 pub use std::path::Path;
 pub use std::time::{Duration, SystemTime};
 
-pub use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 pub use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 pub use aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder;
 pub use aws_sdk_s3::primitives::{ByteStream, DateTime};
@@ -38,15 +37,9 @@ pub fn config(root: &Path, listen: SocketAddr) -> EmbeddedConfig {
     }
 }
 
+/// An S3 client for an endpoint, with the given keys (the shared test client).
 pub fn client(endpoint: &str, access_key: &str, secret_key: &str) -> Client {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .credentials_provider(Credentials::new(access_key, secret_key, None, None, "test"))
-        .build();
-    Client::from_conf(conf)
+    crate::common::s3_client(endpoint, access_key, secret_key)
 }
 
 pub async fn harness() -> Harness {

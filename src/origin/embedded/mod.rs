@@ -135,7 +135,8 @@ impl EmbeddedS3 {
             let _ = thread.join();
             return Err(EmbeddedError::Runtime { source });
         }
-        tracing::info!(
+        // The node's start-up line names it (`embedded S3 store: URL serving ...`).
+        tracing::debug!(
             endpoint = %format!("http://{local_addr}"),
             root = %config.root.display(),
             "embedded S3 store listening"

@@ -5,7 +5,8 @@
 //! conditional GET/HEAD (304/412); suffix ranges longer than the object; Range on HEAD;
 //! `Accept-Ranges`; the default `binary/octet-stream` type; ETag, storage class and
 //! `encoding-type=url` in listings.
-//! Writes (`writes.rs`): no implicit bucket creation; `aws-chunked` is not a stored
+//! Writes (`writes.rs`): conditional PutObject (If-Match / If-None-Match, 412
+//! otherwise) is atomic between writers; no implicit bucket creation; `aws-chunked` is not a stored
 //! Content-Encoding; deleted objects lose their metadata; a multipart object keeps no stale
 //! checksum; `BucketNotEmpty`; `BucketAlreadyOwnedByYou`; conditional PutObject
 //! (`If-None-Match: *`, `If-Match`).
@@ -29,7 +30,9 @@ use super::sidecar::{storable_key, BucketConfigKind, Sidecars};
 pub(crate) struct Store {
     pub(super) fs: Arc<FileSystem>,
     pub(super) files: Arc<Sidecars>,
-    /// Held while a conditional PutObject checks and writes (see `writes.rs`).
+    /// Held by every conditional PutObject from its check to its rename, so two
+    /// writers with the same `If-Match` cannot both succeed (s3s-fs checks,
+    /// then writes).
     pub(super) conditional_writes: Arc<tokio::sync::Mutex<()>>,
 }
 

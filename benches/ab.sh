@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Two s3edge binaries side by side on the same objects, in one run: did a
+# change make hits slower? Each round runs wrk against A, then B, for every
+# row (4 KiB, 100 KiB and 64 MiB hits, with compare.sh's cache flags), and
+# the table gives the medians and B/A.
+#
+#   bash benches/ab.sh OLD_BINARY NEW_BINARY
+#
+# Everything listens on 127.0.0.1; every process started here is stopped on
+# exit. Environment: BENCH_SECONDS (default 8), BENCH_ROUNDS (default 3),
+# BENCH_KEEP_TMP=1.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+SECS=${BENCH_SECONDS:-8}
+ROUNDS=${BENCH_ROUNDS:-3}
+KEEP_TMP=${BENCH_KEEP_TMP:-}
+export S3EDGE_EMBEDDED_ACCESS_KEY=${S3EDGE_EMBEDDED_ACCESS_KEY:-s3edge-dev}
+export S3EDGE_EMBEDDED_SECRET_KEY=${S3EDGE_EMBEDDED_SECRET_KEY:-s3edge-dev-secret}
+# shellcheck source=benches/lib.sh
+source "$HERE/lib.sh"
+
+[[ $# -eq 2 && -x $1 && -x $2 ]] || die "usage: bash benches/ab.sh OLD_BINARY NEW_BINARY"
+declare -A BIN=([A]=$1 [B]=$2) PORT=([A]=18680 [B]=18681) ADMIN=([A]=19680 [B]=19681) S3=([A]=19600 [B]=19601)
+install_missing wrk=wrk curl=curl
+refuse_busy_ports "${PORT[@]}" "${ADMIN[@]}" "${S3[@]}"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+TMP=$(mktemp -d /tmp/s3edge-ab.XXXXXX)
+for side in A B; do
+    bucket=$TMP/$side/sites/buckets/bench
+    mkdir -p "$bucket" "$TMP/$side/cache"
+    cat >"$TMP/$side/sites/bench.toml" <<EOF
+default = true
+
+[origin]
+bucket = "bench"
+endpoint = "embedded"
+EOF
+done
+head -c 4096 /dev/urandom >"$TMP/4k.bin"
+head -c $((100 << 10)) /dev/urandom >"$TMP/100k.bin"
+head -c $((64 << 20)) /dev/urandom >"$TMP/64m.bin"
+for side in A B; do
+    cp "$TMP/4k.bin" "$TMP/100k.bin" "$TMP/64m.bin" "$TMP/$side/sites/buckets/bench/"
+    "${BIN[$side]}" serve --sites "$TMP/$side/sites" --listen 127.0.0.1:${PORT[$side]} \
+        --admin-listen 127.0.0.1:${ADMIN[$side]} --embedded-s3-listen 127.0.0.1:${S3[$side]} \
+        --access-log off --memory-cache-size 512MiB --memory-object-max 128MiB \
+        --cache-dir "$TMP/$side/cache" >"$TMP/$side.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "${PORT[$side]}" "s3edge $side"
+done
+for side in A B; do
+    for obj in 4k.bin 100k.bin 64m.bin; do
+        for _ in 1 2; do curl -sf -o /dev/null "http://127.0.0.1:${PORT[$side]}/$obj"; done
+        got=$(curl -sf "http://127.0.0.1:${PORT[$side]}/$obj" | sha256sum | cut -c1-64)
+        [[ $got == "$(sha256sum <"$TMP/$obj" | cut -c1-64)" ]] || die "$side /$obj: body differs"
+    done
+done
+
+declare -A RES=()
+run() { # ROW SIDE PATH CONNS [wrk args]
+    local row=$1 side=$2 path=$3 conns=$4 out value
+    shift 4
+    out=$(timeout $((SECS + 60)) wrk -t2 -c"$conns" -d"${SECS}s" "$@" "http://127.0.0.1:${PORT[$side]}$path" 2>&1) ||
+        die "wrk $row $side: $out"
+    if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then die "wrk $row $side: errors: $out"; fi
+    value=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+    RES[$row,$side]="${RES[$row,$side]:-}${RES[$row,$side]:+ }$value"
+    log "  $row $side: $value req/s"
+    sleep 1
+}
+log "rounds: $ROUNDS, ${SECS}s each, A then B"
+for ((r = 1; r <= ROUNDS; r++)); do
+    for side in A B; do run 4k "$side" /4k.bin 64; done
+    for side in A B; do run 100k "$side" /100k.bin 64; done
+    for side in A B; do run 64m "$side" /64m.bin 4 --timeout 30s; done
+done
+
+for k in "${!RES[@]}"; do printf '%s\t%s\n' "$k" "${RES[$k]}"; done >"$TMP/results.tsv"
+echo "A/B run $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; $ROUNDS rounds of ${SECS}s, medians (req/s)."
+echo "A: $1 (built $(date -u -r "$1" '+%Y-%m-%d %H:%M UTC'))"
+echo "B: $2 (built $(date -u -r "$2" '+%Y-%m-%d %H:%M UTC'))"
+python3 - "$TMP/results.tsv" <<'PY'
+import statistics, sys
+res = {}
+for line in open(sys.argv[1]):
+    key, values = line.rstrip("\n").split("\t")
+    res[key] = [float(v) for v in values.split()]
+print()
+print("| hit | A | B | B/A | rounds A | rounds B |")
+print("| --- | --- | --- | --- | --- | --- |")
+for row in ("4k", "100k", "64m"):
+    a, b = res[f"{row},A"], res[f"{row},B"]
+    ma, mb = statistics.median(a), statistics.median(b)
+    fmt = lambda vs: ", ".join(f"{v:,.0f}" for v in vs)
+    print(f"| {row} | {ma:,.0f} | {mb:,.0f} | {mb / ma:.2f}x | {fmt(a)} | {fmt(b)} |")
+PY

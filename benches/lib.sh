@@ -1,0 +1,78 @@
+# Shared by benches/compare.sh and benches/protocols.sh (sourced, not run):
+# logging, the exit trap that stops every process started and removes the
+# temporary folder, installing missing tools, finding the release binary, and
+# waiting for a port. The caller sets REPO, and KEEP_TMP to keep the folder.
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+PIDS=()
+TMP=""
+cleanup() {
+    local rc=$? pid i
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ -n $TMP && -d $TMP ]]; then
+        if [[ -n ${KEEP_TMP:-} ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+SUDO=""
+[[ $(id -u) -eq 0 ]] || SUDO=sudo
+
+# install_missing COMMAND=PACKAGE...: apt-get installs the packages whose
+# command is not on PATH.
+install_missing() {
+    local pair need=()
+    for pair in "$@"; do
+        command -v "${pair%%=*}" >/dev/null || need+=("${pair#*=}")
+    done
+    ((${#need[@]})) || return 0
+    log "installing ${need[*]}"
+    $SUDO apt-get install -y "${need[@]}" ||
+        { $SUDO apt-get update && $SUDO apt-get install -y "${need[@]}"; }
+}
+
+# refuse_busy_ports PORT...: dies when something already listens on one.
+refuse_busy_ports() {
+    local p
+    for p in "$@"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            die "127.0.0.1:$p is already in use; stop what listens there"
+        fi
+    done
+}
+
+# release_binary: $S3EDGE_BIN, or a release build into $CARGO_TARGET_DIR.
+release_binary() {
+    local bin
+    if [[ -n ${S3EDGE_BIN:-} ]]; then
+        bin=$S3EDGE_BIN
+    else
+        export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+        [[ $CARGO_TARGET_DIR == /* ]] || CARGO_TARGET_DIR=$REPO/$CARGO_TARGET_DIR
+        log "building s3edge (release, LTO: several minutes the first time)"
+        (cd "$REPO" && cargo build --release --quiet)
+        bin=$CARGO_TARGET_DIR/release/s3edge
+    fi
+    [[ -x $bin ]] || die "no s3edge binary at $bin"
+    echo "$bin"
+}
+
+wait_port() { # PORT NAME
+    local i
+    for i in $(seq 150); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.2
+    done
+    die "$2 did not listen on 127.0.0.1:$1 (logs in $TMP; BENCH_KEEP_TMP=1 keeps them)"
+}

@@ -1,0 +1,254 @@
+//! The purge barrier (README "The cache", docs/ARCHITECTURE.md): once a purge has
+//! returned, no later request can get a version it removed.
+//!
+//! Every purge takes a new [`Generation`] and records its [`PurgeScope`]; a
+//! request captures the current generation before it reads the cache, and
+//! everything it stores afterwards (a fill, a 304 refresh, an encoding
+//! variant, a background range fill or stale-while-revalidate refresh, the
+//! promotion of a disk entry to memory, a disk file renamed into place) is
+//! committed through [`PurgeBarrier::commit`] with that generation: when a
+//! purge recorded since then covers the key, nothing is stored.
+//!
+//! Commits hold the barrier shared and a purge holds it exclusively while it
+//! records its scope and removes the entries, so a commit lands either wholly
+//! before a purge (which then removes it) or after it (and sees its record).
+//!
+//! The record is kept for [`RECORD_WINDOW`] and at most [`RECORD_MAX`]
+//! purges. A commit whose generation is older than the oldest record kept
+//! cannot tell what was purged since and stores nothing: only a fill that
+//! took longer than the window is affected.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
+
+use super::CacheKey;
+
+/// How long a purge's record is kept for commits that began before it.
+pub const RECORD_WINDOW: Duration = Duration::from_secs(600);
+/// Most purge records kept.
+pub const RECORD_MAX: usize = 4096;
+
+/// A point in the sequence of purges: generation `g` has seen the first `g`.
+pub type Generation = u64;
+
+/// What one purge removes from one site: exact object keys (with their
+/// precompressed sidecars `key.br` and `key.gz`, which encoding variants are
+/// made from) and key prefixes (the site's `origin.prefix` included; `all` is
+/// the prefix itself).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurgeScope {
+    pub keys: Vec<String>,
+    pub prefixes: Vec<String>,
+}
+
+impl PurgeScope {
+    /// Everything of a site whose keys live under `site_prefix`.
+    pub fn all(site_prefix: &str) -> PurgeScope {
+        PurgeScope {
+            keys: Vec::new(),
+            prefixes: vec![site_prefix.to_string()],
+        }
+    }
+
+    pub fn matches(&self, object_key: &str) -> bool {
+        self.keys.iter().any(|k| {
+            object_key
+                .strip_prefix(k.as_str())
+                .is_some_and(|rest| matches!(rest, "" | ".br" | ".gz"))
+        }) || self
+            .prefixes
+            .iter()
+            .any(|p| object_key.starts_with(p.as_str()))
+    }
+}
+
+struct Record {
+    generation: Generation,
+    site: String,
+    scope: PurgeScope,
+    at: Instant,
+}
+
+#[derive(Default)]
+struct Log {
+    generation: Generation,
+    /// Commits older than this cannot be judged: their purges were forgotten.
+    floor: Generation,
+    records: VecDeque<Record>,
+}
+
+impl Log {
+    fn covers(&self, key: &CacheKey, since: Generation) -> bool {
+        since < self.floor
+            || self.records.iter().rev().any(|r| {
+                r.generation > since && r.site == key.site && r.scope.matches(&key.object_key)
+            })
+    }
+
+    fn forget_old(&mut self, now: Instant) {
+        while let Some(oldest) = self.records.front() {
+            let expired = now.duration_since(oldest.at) > RECORD_WINDOW;
+            if !expired && self.records.len() <= RECORD_MAX {
+                break;
+            }
+            self.floor = oldest.generation;
+            self.records.pop_front();
+        }
+    }
+}
+
+/// The barrier between stores and purges of one cache.
+#[derive(Default)]
+pub struct PurgeBarrier {
+    log: RwLock<Log>,
+}
+
+impl PurgeBarrier {
+    fn read(&self) -> RwLockReadGuard<'_, Log> {
+        self.log.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The generation a request captures before it reads the cache.
+    pub fn generation(&self) -> Generation {
+        self.read().generation
+    }
+
+    /// Runs `store` unless a purge recorded after `since` covers `key`; a
+    /// purge waits until it is done. `None` when it was not run.
+    pub fn commit<T>(
+        &self,
+        key: &CacheKey,
+        since: Generation,
+        store: impl FnOnce() -> T,
+    ) -> Option<T> {
+        let log = self.read();
+        if log.covers(key, since) {
+            return None;
+        }
+        let stored = store();
+        drop(log);
+        Some(stored)
+    }
+
+    /// Runs `f` with the barrier held shared, giving it `covers(key, since)`:
+    /// whether a purge recorded after `since` covers `key`. Held like a
+    /// commit, so no purge runs meanwhile (locks taken inside `f` come after
+    /// the barrier's, as in a purge).
+    pub fn holding<T>(&self, f: impl FnOnce(&dyn Fn(&CacheKey, Generation) -> bool) -> T) -> T {
+        let log = self.read();
+        f(&|key, since| log.covers(key, since))
+    }
+
+    /// Records a purge of `scope` on `site`, then runs `remove` (which takes
+    /// the entries out of every tier) before any commit can run again.
+    pub fn purge<T>(
+        &self,
+        site: &str,
+        scope: PurgeScope,
+        remove: impl FnOnce(&PurgeScope) -> T,
+    ) -> T {
+        let mut log = self.log.write().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        log.generation += 1;
+        let generation = log.generation;
+        log.records.push_back(Record {
+            generation,
+            site: site.to_string(),
+            scope: scope.clone(),
+            at: now,
+        });
+        log.forget_old(now);
+        remove(&scope)
+    }
+}
+
+/// What a fill carries to commit what it stores: the barrier and the
+/// generation its request captured. Cheap to clone into blocking tasks.
+#[derive(Clone)]
+pub struct Ticket {
+    barrier: Arc<PurgeBarrier>,
+    since: Generation,
+}
+
+impl Ticket {
+    pub fn new(barrier: Arc<PurgeBarrier>, since: Generation) -> Ticket {
+        Ticket { barrier, since }
+    }
+
+    /// The generation it was issued at.
+    pub fn since(&self) -> Generation {
+        self.since
+    }
+
+    /// [`PurgeBarrier::commit`] with this ticket's generation.
+    pub fn commit<T>(&self, key: &CacheKey, store: impl FnOnce() -> T) -> Option<T> {
+        self.barrier.commit(key, self.since, store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Variant;
+
+    fn key(object_key: &str) -> CacheKey {
+        CacheKey::new("site", object_key, Variant::Identity)
+    }
+
+    fn paths(keys: &[&str]) -> PurgeScope {
+        PurgeScope {
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            prefixes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_commit_begun_before_a_matching_purge_is_refused_and_others_are_not() {
+        let barrier = PurgeBarrier::default();
+        let before = barrier.generation();
+        barrier.purge("site", paths(&["a.html"]), |_| ());
+        let after = barrier.generation();
+        assert!(barrier.commit(&key("a.html"), before, || ()).is_none());
+        assert!(barrier.commit(&key("b.html"), before, || ()).is_some());
+        assert!(barrier.commit(&key("a.html.br"), before, || ()).is_none());
+        assert!(barrier.commit(&key("a.html.bak"), before, || ()).is_some());
+        assert!(barrier.commit(&key("a.html"), after, || ()).is_some());
+        let other_site = CacheKey::new("other", "a.html", Variant::Brotli);
+        assert!(barrier.commit(&other_site, before, || ()).is_some());
+    }
+
+    #[test]
+    fn prefixes_and_all_cover_every_key_under_them_in_every_variant() {
+        let barrier = PurgeBarrier::default();
+        let before = barrier.generation();
+        barrier.purge(
+            "site",
+            PurgeScope {
+                keys: Vec::new(),
+                prefixes: vec!["blog/".into()],
+            },
+            |_| (),
+        );
+        assert!(barrier.commit(&key("blog/x.html"), before, || ()).is_none());
+        let br = CacheKey::new("site", "blog/x.html", Variant::Brotli);
+        assert!(barrier.commit(&br, before, || ()).is_none());
+        assert!(barrier.commit(&key("about.html"), before, || ()).is_some());
+        let before = barrier.generation();
+        barrier.purge("site", PurgeScope::all(""), |_| ());
+        assert!(barrier.commit(&key("about.html"), before, || ()).is_none());
+    }
+
+    #[test]
+    fn a_commit_older_than_every_record_kept_is_refused() {
+        let barrier = PurgeBarrier::default();
+        let ancient = barrier.generation();
+        for i in 0..=RECORD_MAX {
+            barrier.purge("site", paths(&[&format!("k{i}")]), |_| ());
+        }
+        // The purge of `k0` was forgotten: the commit cannot be judged.
+        assert!(barrier.commit(&key("unrelated"), ancient, || ()).is_none());
+        let recent = barrier.generation();
+        assert!(barrier.commit(&key("unrelated"), recent, || ()).is_some());
+    }
+}

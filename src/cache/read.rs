@@ -1,0 +1,729 @@
+//! Read-through: [`Cache::fetch`], the one way anything is read from a site's
+//! origin. Fresh entries are served as they are; stale ones are revalidated
+//! with a conditional GET (a 304 refreshes them, its fields merged as RFC 9111
+//! section 4.3.4 says), served at once while one background refresh runs
+//! (stale-while-revalidate), or served when the origin fails
+//! (stale-if-error); misses are filled once per key however many requests
+//! wait, and streamed to all of them as they arrive. 404 and 403 answers,
+//! the directory probe's included, are cached for `error_ttl`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::fill::{Flight, Outcome};
+use super::policy::{self, Storable};
+use super::pull::{pull, Pulled, Sink};
+use super::{Body, Cache, CacheKey, DiskBody, Entry, EntryKind, FlightGuard, Generation, Role};
+use super::{State, Ticket, Variant};
+use crate::compress::ContentCoding;
+use crate::http::conditional::{self, Validators};
+use crate::http::range::{self, ByteRange};
+use crate::origin::{BodyStream, Fetched, ObjectMeta, ObjectRequest, OriginError};
+use crate::site::Site;
+
+/// What is read, for which site.
+pub struct Request<'a> {
+    pub site: &'a Arc<Site>,
+    /// The full object key (the site's prefix included).
+    pub object_key: &'a str,
+    pub want: Want,
+}
+
+/// What a request wants of an object.
+pub enum Want {
+    /// The whole object, counted as a cache lookup.
+    Object,
+    /// One range of it (a `Range` value with one range, and the request's
+    /// `If-Range`). When the object is not cached the range alone is asked of
+    /// the origin, and the whole object fills the cache in the background
+    /// when it fits; an answer that is not the range falls back to the whole.
+    Range {
+        spec: String,
+        if_range: Option<String>,
+    },
+    /// Whether the object exists (the directory probe): a cached answer,
+    /// else a HEAD whose 404 or 403 is cached for `error_ttl`. An existing
+    /// object's answer carries its metadata and an empty payload.
+    Exists,
+    /// The `coding` variant of the whole object `identity`: cached, else made
+    /// from a precompressed sidecar object (`key.br`, `key.gz`, read through
+    /// the cache, its absence included) or by compressing `identity` as it
+    /// streams, once per key. Always answers: `identity` itself when no
+    /// variant can be made.
+    Variant {
+        identity: Box<Fetch>,
+        coding: ContentCoding,
+    },
+}
+
+/// What the cache did for a request (access log, metrics, `Cache-Status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Not looked up (a ranged miss passed through, or no lookup happened).
+    Pass,
+    /// Served from a fresh entry.
+    Hit,
+    /// Fetched from the origin; `stored` when it entered the cache.
+    Miss { stored: bool },
+    /// Served stale within stale-while-revalidate, refreshed in the background.
+    Stale,
+    /// Served stale because the origin failed (stale-if-error).
+    StaleIfError,
+    /// A stale entry confirmed by a 304.
+    Revalidated,
+}
+
+impl CacheOutcome {
+    /// The label for logs and `s3edge_cache_lookups_total{result}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheOutcome::Pass => "pass",
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss { .. } => "miss",
+            CacheOutcome::Stale | CacheOutcome::StaleIfError => "stale",
+            CacheOutcome::Revalidated => "revalidated",
+        }
+    }
+
+    /// The `Cache-Status` value (RFC 9211).
+    pub fn cache_status(self) -> &'static str {
+        match self {
+            CacheOutcome::Pass => "s3edge; fwd=bypass",
+            CacheOutcome::Hit => "s3edge; hit",
+            CacheOutcome::Miss { stored: true } => "s3edge; fwd=miss; stored",
+            CacheOutcome::Miss { stored: false } => "s3edge; fwd=miss",
+            CacheOutcome::Stale => "s3edge; hit; detail=stale-while-revalidate",
+            CacheOutcome::StaleIfError => "s3edge; fwd=stale; detail=stale-if-error",
+            CacheOutcome::Revalidated => "s3edge; fwd=stale; fwd-status=304",
+        }
+    }
+}
+
+/// The answer to a [`Request`].
+pub struct Answer {
+    pub result: Result<Fetch, OriginError>,
+    pub outcome: CacheOutcome,
+    /// The origin's request id, when the origin was asked (access log).
+    pub request_id: Option<String>,
+}
+
+/// A representation on its way to the client.
+pub struct Fetch {
+    pub meta: ObjectMeta,
+    pub payload: Payload,
+    /// How long it has been in the cache, for `Age`; `None` when it comes
+    /// straight from the origin.
+    pub age: Option<Duration>,
+    /// The purge generation it is current as of: what is made from it (an
+    /// encoding variant) is committed as of then.
+    pub(super) since: Generation,
+}
+
+/// The bytes of a [`Fetch`].
+pub enum Payload {
+    /// The whole representation, `meta.content_length` bytes.
+    Stream(BodyStream),
+    /// The whole representation in its disk-tier file: a range is read
+    /// without reading what comes before it.
+    File(Arc<DiskBody>),
+    /// Only `range` of a representation of `total` bytes, cut by the origin.
+    Range {
+        body: BodyStream,
+        range: ByteRange,
+        total: u64,
+    },
+    /// Being encoded now: its length is not known until it ends, so it is
+    /// sent without `Content-Length` and ranges do not apply.
+    Unsized(BodyStream),
+}
+
+impl Payload {
+    /// The bytes as one stream.
+    pub fn into_stream(self) -> BodyStream {
+        match self {
+            Payload::Stream(body) | Payload::Unsized(body) | Payload::Range { body, .. } => body,
+            Payload::File(file) => file.stream(0, file.len()),
+        }
+    }
+}
+
+impl Fetch {
+    /// A whole representation straight from the origin.
+    pub(super) fn from_origin(meta: ObjectMeta, body: BodyStream, since: Generation) -> Fetch {
+        Fetch {
+            meta,
+            payload: Payload::Stream(body),
+            age: None,
+            since,
+        }
+    }
+}
+
+impl Answer {
+    pub(super) fn new(result: Result<Fetch, OriginError>, outcome: CacheOutcome) -> Answer {
+        Answer {
+            result,
+            outcome,
+            request_id: None,
+        }
+    }
+}
+
+/// A cached entry as a fetch (404 and 403 entries as their errors).
+pub(super) fn serve_entry(
+    entry: &Entry,
+    now: SystemTime,
+    since: Generation,
+) -> Result<Fetch, OriginError> {
+    match entry.kind {
+        EntryKind::NotFound => return Err(OriginError::NotFound { request_id: None }),
+        EntryKind::Denied => return Err(OriginError::Denied { request_id: None }),
+        EntryKind::Object => {}
+    }
+    let payload = match &entry.body {
+        Body::Memory(chunks) => {
+            let chunks: Vec<Result<bytes::Bytes, OriginError>> =
+                chunks.iter().cloned().map(Ok).collect();
+            Payload::Stream(Box::pin(futures_util::stream::iter(chunks)))
+        }
+        Body::Disk(file) => Payload::File(file.clone()),
+    };
+    Ok(Fetch {
+        meta: entry.meta.clone(),
+        payload,
+        age: Some(entry.age(now)),
+        since,
+    })
+}
+
+/// The stale entry may stand in for an origin that failed.
+fn stale_if_error(entry: &Entry, now: SystemTime) -> bool {
+    matches!(
+        entry.state(now),
+        State::Stale {
+            within_stale_if_error: true
+        } | State::StaleWhileRevalidate
+    )
+}
+
+/// Whether an origin's answer to a forwarded range is usable: `Ok(None)`
+/// when it sent the whole object (200), the range and complete length when
+/// its 206 matches the spec, an error when it does not.
+fn checked_origin_range(
+    spec: &str,
+    meta: &ObjectMeta,
+) -> Result<Option<(ByteRange, u64)>, OriginError> {
+    let Some(content_range) = &meta.content_range else {
+        return Ok(None);
+    };
+    match range::parse_content_range(content_range) {
+        Some((r, total))
+            if range::spec_selects(spec, r, total) && r.len() == meta.content_length =>
+        {
+            Ok(Some((r, total)))
+        }
+        _ => Err(OriginError::Invalid(format!(
+            "Content-Range `{content_range}` does not answer `{spec}`"
+        ))),
+    }
+}
+
+impl Cache {
+    /// Reads `request` through the cache (the module doc of `cache` gives
+    /// the contract).
+    pub async fn fetch(self: &Arc<Self>, request: Request<'_>) -> Answer {
+        let Request {
+            site,
+            object_key,
+            want,
+        } = request;
+        match want {
+            Want::Object => self.object(site, object_key).await,
+            Want::Range { spec, if_range } => {
+                self.range(site, object_key, &spec, if_range.as_deref())
+                    .await
+            }
+            Want::Exists => self.exists(site, object_key).await,
+            Want::Variant { identity, coding } => {
+                self.variant(site, object_key, *identity, coding).await
+            }
+        }
+    }
+
+    /// The whole object, counted as a lookup.
+    async fn object(self: &Arc<Self>, site: &Arc<Site>, object_key: &str) -> Answer {
+        let ticket = self.ticket();
+        let key = CacheKey::new(site.name(), object_key, Variant::Identity);
+        let cached = self.get(&key, &ticket).await;
+        self.read_counted(site, key, cached, ticket).await
+    }
+
+    async fn read_counted(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        key: CacheKey,
+        cached: Option<Arc<Entry>>,
+        ticket: Ticket,
+    ) -> Answer {
+        let answer = self.read(site, key, cached, ticket).await;
+        self.metrics
+            .cache_lookups
+            .inc(&[site.name(), answer.outcome.as_str()]);
+        answer
+    }
+
+    /// Serves `cached` when it may be, else fills `key` from the origin.
+    async fn read(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        key: CacheKey,
+        cached: Option<Arc<Entry>>,
+        ticket: Ticket,
+    ) -> Answer {
+        let now = SystemTime::now();
+        let since = ticket.since();
+        match cached {
+            Some(entry) => match entry.state(now) {
+                State::Fresh => Answer::new(serve_entry(&entry, now, since), CacheOutcome::Hit),
+                State::StaleWhileRevalidate => {
+                    self.refresh_in_background(site, entry.clone(), ticket);
+                    Answer::new(serve_entry(&entry, now, since), CacheOutcome::Stale)
+                }
+                State::Stale { .. } => self.fill(site, key, Some(entry), ticket).await,
+            },
+            None => self.fill(site, key, None, ticket).await,
+        }
+    }
+
+    /// One range of the object (see [`Want::Range`]).
+    async fn range(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        object_key: &str,
+        spec: &str,
+        if_range: Option<&str>,
+    ) -> Answer {
+        let ticket = self.ticket();
+        let key = CacheKey::new(site.name(), object_key, Variant::Identity);
+        let cached = self.get(&key, &ticket).await;
+        if cached.is_none() {
+            if let Some(answer) = self
+                .origin_range(site, object_key, spec, if_range, &ticket)
+                .await
+            {
+                return answer;
+            }
+        }
+        self.read_counted(site, key, cached, ticket).await
+    }
+
+    /// A ranged GET to the origin; `None` when the whole object is needed
+    /// instead (the origin cannot satisfy the range, or `If-Range` does not
+    /// hold for what it sent).
+    async fn origin_range(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        object_key: &str,
+        spec: &str,
+        if_range: Option<&str>,
+        ticket: &Ticket,
+    ) -> Option<Answer> {
+        let request = ObjectRequest {
+            range: Some(spec.to_string()),
+            ..ObjectRequest::new(object_key)
+        };
+        let (result, request_id) = self.origin_get(site, &request).await;
+        let result = match result {
+            Ok(Fetched::Object { meta, body }) => match checked_origin_range(spec, &meta) {
+                // The origin ignored the range: the edge cuts it.
+                Ok(None) => Ok(Fetch::from_origin(meta, body, ticket.since())),
+                Ok(Some((range, total))) => {
+                    let validators = Validators {
+                        etag: meta.etag.as_deref(),
+                        last_modified: meta.last_modified,
+                    };
+                    if !conditional::if_range_allows(if_range, &validators) {
+                        return None;
+                    }
+                    if self.can_store(total) {
+                        self.fill_in_background(site, object_key);
+                    }
+                    Ok(Fetch {
+                        meta,
+                        payload: Payload::Range { body, range, total },
+                        age: None,
+                        since: ticket.since(),
+                    })
+                }
+                Err(e) => Err(e),
+            },
+            Ok(Fetched::NotModified { .. }) => {
+                Err(OriginError::Invalid("304 to an unconditional GET".into()))
+            }
+            // Unsatisfiable at the origin: the edge answers 416 from the full
+            // object's length (or ignores the range for an empty object).
+            Err(OriginError::RangeNotSatisfiable { .. }) => return None,
+            Err(e) => Err(e),
+        };
+        Some(Answer {
+            result,
+            outcome: CacheOutcome::Pass,
+            request_id,
+        })
+    }
+
+    /// Fills the cache with the whole object, detached from any request.
+    fn fill_in_background(self: &Arc<Self>, site: &Arc<Site>, object_key: &str) {
+        let cache = self.clone();
+        let site = site.clone();
+        let object_key = object_key.to_string();
+        tokio::spawn(async move {
+            if let Ok(fetch) = cache.object(&site, &object_key).await.result {
+                drain(fetch.payload.into_stream()).await;
+            }
+        });
+    }
+
+    /// Whether the object exists (see [`Want::Exists`]).
+    async fn exists(self: &Arc<Self>, site: &Arc<Site>, object_key: &str) -> Answer {
+        let ticket = self.ticket();
+        let key = CacheKey::new(site.name(), object_key, Variant::Identity);
+        let now = SystemTime::now();
+        if let Some(entry) = self.get(&key, &ticket).await {
+            if entry.kind == EntryKind::Object || entry.state(now) == State::Fresh {
+                return Answer::new(serve_entry(&entry, now, ticket.since()), CacheOutcome::Hit);
+            }
+        }
+        let started = Instant::now();
+        let result = site.origin.head(object_key).await;
+        self.count_origin(
+            site,
+            started,
+            result.as_ref().map_or_else(|e| e.outcome(), |_| "ok"),
+        );
+        let request_id = match &result {
+            Ok(meta) => meta.request_id.clone(),
+            Err(e) => e.request_id().map(str::to_string),
+        };
+        let (result, outcome) = match result {
+            Ok(meta) => {
+                let empty: BodyStream = Box::pin(futures_util::stream::empty());
+                let fetch = Fetch::from_origin(meta, empty, ticket.since());
+                (Ok(fetch), CacheOutcome::Miss { stored: false })
+            }
+            Err(e @ (OriginError::NotFound { .. } | OriginError::Denied { .. })) => {
+                self.store(negative_entry(site, key, &e, now), &ticket);
+                (Err(e), CacheOutcome::Miss { stored: true })
+            }
+            Err(e) => (Err(e), CacheOutcome::Miss { stored: false }),
+        };
+        Answer {
+            result,
+            outcome,
+            request_id,
+        }
+    }
+
+    /// Starts a background revalidation of `stale`, unless one runs already.
+    fn refresh_in_background(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        stale: Arc<Entry>,
+        ticket: Ticket,
+    ) {
+        let Role::Leader(guard) = self.join(&stale.key, ticket.since()) else {
+            return;
+        };
+        let cache = self.clone();
+        let site = site.clone();
+        tokio::spawn(async move {
+            let answer = cache.lead(&site, guard, Some(stale), ticket).await;
+            if let Ok(fetch) = answer.result {
+                // Drain a replaced body so the fill completes.
+                drain(fetch.payload.into_stream()).await;
+            }
+        });
+    }
+
+    /// A coalesced origin fetch: the first request leads, the others follow.
+    async fn fill(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        key: CacheKey,
+        stale: Option<Arc<Entry>>,
+        ticket: Ticket,
+    ) -> Answer {
+        match self.join(&key, ticket.since()) {
+            Role::Leader(guard) => self.lead(site, guard, stale, ticket).await,
+            Role::Follower(flight) => {
+                self.metrics.coalesced_requests.inc(&[site.name()]);
+                self.follow(site, &key, &flight, stale).await
+            }
+        }
+    }
+
+    /// A follower's answer: what its leader published.
+    async fn follow(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        key: &CacheKey,
+        flight: &Arc<Flight>,
+        stale: Option<Arc<Entry>>,
+    ) -> Answer {
+        let now = SystemTime::now();
+        let since = flight.since();
+        match flight.wait().await {
+            Outcome::Entry(entry) => {
+                Answer::new(serve_entry(&entry, now, since), CacheOutcome::Hit)
+            }
+            Outcome::Streaming(meta) => {
+                let fetch = Fetch::from_origin(ObjectMeta::clone(&meta), flight.subscribe(), since);
+                Answer::new(Ok(fetch), CacheOutcome::Hit)
+            }
+            Outcome::Failed(e) => match stale {
+                Some(entry) if stale_if_error(&entry, now) => {
+                    Answer::new(serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
+                }
+                _ => Answer::new(Err(e), CacheOutcome::Miss { stored: false }),
+            },
+            Outcome::Retry => self.direct(site, &key.object_key).await,
+        }
+    }
+
+    /// An uncoalesced, uncached fetch (the leader had nothing to share).
+    async fn direct(self: &Arc<Self>, site: &Arc<Site>, object_key: &str) -> Answer {
+        let since = self.barrier.generation();
+        let (result, request_id) = self.origin_get(site, &ObjectRequest::new(object_key)).await;
+        let result = match result {
+            Ok(Fetched::Object { meta, body }) => Ok(Fetch::from_origin(meta, body, since)),
+            Ok(Fetched::NotModified { .. }) => {
+                Err(OriginError::Invalid("304 to an unconditional GET".into()))
+            }
+            Err(e) => Err(e),
+        };
+        Answer {
+            result,
+            outcome: CacheOutcome::Miss { stored: false },
+            request_id,
+        }
+    }
+
+    /// One origin GET, timed and counted.
+    async fn origin_get(
+        &self,
+        site: &Site,
+        request: &ObjectRequest,
+    ) -> (Result<Fetched, OriginError>, Option<String>) {
+        let started = Instant::now();
+        let result = site.origin.get(request).await;
+        let (outcome, request_id) = match &result {
+            Ok(Fetched::Object { meta, .. }) => ("ok", meta.request_id.clone()),
+            Ok(Fetched::NotModified { meta }) => ("not_modified", meta.request_id.clone()),
+            Err(e) => (e.outcome(), e.request_id().map(str::to_string)),
+        };
+        self.count_origin(site, started, outcome);
+        (result, request_id)
+    }
+
+    fn count_origin(&self, site: &Site, started: Instant, outcome: &str) {
+        self.metrics.origin_duration.observe(started.elapsed());
+        self.metrics.origin_requests.inc(&[site.name(), outcome]);
+    }
+
+    /// The leader's fetch: a conditional GET when a stale entry exists, then
+    /// the outcome published to the followers and the cache filled.
+    async fn lead(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        guard: FlightGuard,
+        stale: Option<Arc<Entry>>,
+        ticket: Ticket,
+    ) -> Answer {
+        let mut request = ObjectRequest::new(guard.key().object_key.as_str());
+        if let Some(entry) = stale.as_ref().filter(|e| e.kind == EntryKind::Object) {
+            request.if_none_match.clone_from(&entry.meta.etag);
+            if request.if_none_match.is_none() {
+                request.if_modified_since = entry.meta.last_modified;
+            }
+        }
+        let (result, request_id) = self.origin_get(site, &request).await;
+        let now = SystemTime::now();
+        let since = ticket.since();
+        let (result, outcome) = match result {
+            Ok(Fetched::NotModified { meta }) => match stale {
+                Some(entry) => {
+                    let entry = self.store(revalidated(site, &entry, &meta, now), &ticket);
+                    guard.publish(Outcome::Entry(entry.clone()));
+                    (serve_entry(&entry, now, since), CacheOutcome::Revalidated)
+                }
+                None => {
+                    guard.publish(Outcome::Retry);
+                    (
+                        Err(OriginError::Invalid("304 to an unconditional GET".into())),
+                        CacheOutcome::Miss { stored: false },
+                    )
+                }
+            },
+            Ok(Fetched::Object { meta, body }) => {
+                self.store_streaming(site, guard, meta, body, now, ticket)
+                    .await
+            }
+            Err(e @ (OriginError::NotFound { .. } | OriginError::Denied { .. })) => {
+                let key = guard.key().clone();
+                let entry = self.store(negative_entry(site, key, &e, now), &ticket);
+                guard.publish(Outcome::Entry(entry));
+                (Err(e), CacheOutcome::Miss { stored: true })
+            }
+            Err(e) => match stale {
+                Some(entry) if stale_if_error(&entry, now) => {
+                    tracing::warn!(
+                        site = site.name(),
+                        key = guard.key().object_key.as_str(),
+                        "serving stale: {e}"
+                    );
+                    guard.publish(Outcome::Entry(entry.clone()));
+                    (serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
+                }
+                _ => {
+                    guard.publish(Outcome::Failed(e.clone()));
+                    (Err(e), CacheOutcome::Miss { stored: false })
+                }
+            },
+        };
+        Answer {
+            result,
+            outcome,
+            request_id,
+        }
+    }
+
+    /// A 200 from the origin: when it may be stored, its body is pulled into
+    /// the flight by a task of its own ([`pull`]) and every waiter streams it
+    /// from there: from memory when it fits the memory tier, else from its
+    /// disk file as it is written. Otherwise it passes through.
+    async fn store_streaming(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        guard: FlightGuard,
+        meta: ObjectMeta,
+        body: BodyStream,
+        now: SystemTime,
+        ticket: Ticket,
+    ) -> (Result<Fetch, OriginError>, CacheOutcome) {
+        let since = ticket.since();
+        let len = meta.content_length;
+        let freshness = match policy::storable(&meta, &site.config.cache, now) {
+            Storable::Yes(f) if self.can_store(len) => Some(f),
+            _ => None,
+        };
+        let sink = match freshness {
+            Some(_) if len > self.memory_object_max => {
+                self.disk_writer(guard.key(), len).await.map(Sink::Disk)
+            }
+            Some(_) => Some(Sink::Memory),
+            None => None,
+        };
+        let (Some(freshness), Some(sink)) = (freshness, sink) else {
+            guard.publish(Outcome::Retry);
+            let fetch = Fetch::from_origin(meta, body, since);
+            return (Ok(fetch), CacheOutcome::Miss { stored: false });
+        };
+        if let Sink::Disk(writer) = &sink {
+            guard.spill_to(writer.reader());
+        }
+        guard.publish(Outcome::Streaming(Arc::new(meta.clone())));
+        let subscriber = guard.subscribe();
+        let entry = Entry {
+            key: guard.key().clone(),
+            kind: EntryKind::Object,
+            meta: meta.clone(),
+            body: Body::empty(),
+            stored_at: now,
+            freshness,
+        };
+        tokio::spawn(
+            self.clone()
+                .complete(guard, body, entry, Some(len), sink, ticket),
+        );
+        (
+            Ok(Fetch::from_origin(meta, subscriber, since)),
+            CacheOutcome::Miss { stored: true },
+        )
+    }
+
+    /// Pulls a body into its flight, then stores `entry` with it (through
+    /// `ticket`) before the flight ends, so no request between the two misses.
+    pub(super) async fn complete(
+        self: Arc<Self>,
+        guard: FlightGuard,
+        body: BodyStream,
+        mut entry: Entry,
+        expected: Option<u64>,
+        sink: Sink,
+        ticket: Ticket,
+    ) {
+        match pull(&guard, body, expected, sink).await {
+            Ok(Pulled::Memory { chunks, len }) => {
+                entry.meta.content_length = len;
+                entry.body = Body::from_chunks(&chunks);
+                self.store(entry, &ticket);
+            }
+            Ok(Pulled::Disk(writer)) => {
+                // An error here turns the disk tier off and stores nothing;
+                // the body itself is complete for everyone reading it.
+                let _ = tokio::task::spawn_blocking(move || writer.finish(&entry, &ticket)).await;
+            }
+            Ok(Pulled::Delivered) => {}
+            Err(e) => return guard.finish(Err(e)),
+        }
+        guard.finish(Ok(()));
+    }
+
+    /// Reads a secondary object (a sidecar) through the cache, without
+    /// counting a lookup of its own.
+    pub(super) async fn quietly(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        object_key: &str,
+    ) -> Result<Fetch, OriginError> {
+        let ticket = self.ticket();
+        let key = CacheKey::new(site.name(), object_key, Variant::Identity);
+        let cached = self.get(&key, &ticket).await;
+        self.read(site, key, cached, ticket).await.result
+    }
+}
+
+/// A stale entry refreshed by a 304 at `now`: its fields merged with the
+/// 304's and its freshness computed from the merge (RFC 9111 section 4.3.4).
+fn revalidated(site: &Site, stale: &Entry, not_modified: &ObjectMeta, now: SystemTime) -> Entry {
+    let meta = policy::merge_not_modified(&stale.meta, not_modified);
+    let freshness = policy::storable(&meta, &site.config.cache, now).or_expired();
+    Entry {
+        meta,
+        stored_at: now,
+        freshness,
+        ..stale.clone()
+    }
+}
+
+/// A 404 or 403 from the bucket, kept for the site's `error_ttl`.
+fn negative_entry(site: &Site, key: CacheKey, error: &OriginError, now: SystemTime) -> Entry {
+    let kind = match error {
+        OriginError::Denied { .. } => EntryKind::Denied,
+        _ => EntryKind::NotFound,
+    };
+    Entry {
+        key,
+        kind,
+        meta: ObjectMeta::default(),
+        body: Body::empty(),
+        stored_at: now,
+        freshness: policy::negative(&site.config.cache),
+    }
+}
+
+/// Reads a body to its end (a fill detached from any client).
+async fn drain(mut body: BodyStream) {
+    use futures_util::StreamExt;
+    while body.next().await.is_some() {}
+}

@@ -1,0 +1,163 @@
+//! Encoding variants: a compressible representation's br or gzip form, made
+//! once per key from a precompressed sidecar object in the bucket (`key.br`,
+//! `key.gz`; read through the cache, its absence included) or by compressing
+//! the identity body as it streams, then stored when complete. A variant is
+//! current as of the identity it was made from (its purge generation) and is
+//! served only while its ETag matches the identity's.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::fill::Outcome;
+use super::policy::Storable;
+use super::pull::Sink;
+use super::read::serve_entry;
+use super::{Answer, Body, Cache, CacheKey, CacheOutcome, Entry, EntryKind, Fetch, FlightGuard};
+use super::{Payload, Role, Ticket, Variant};
+use crate::compress::ContentCoding;
+use crate::origin::ObjectMeta;
+use crate::site::Site;
+
+/// The suffix of a precompressed sidecar object.
+fn sidecar_suffix(coding: ContentCoding) -> &'static str {
+    match coding {
+        ContentCoding::Brotli => ".br",
+        ContentCoding::Gzip => ".gz",
+    }
+}
+
+impl Cache {
+    /// The `coding` variant of `identity` (see [`Want::Variant`]).
+    pub(super) async fn variant(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        object_key: &str,
+        identity: Fetch,
+        coding: ContentCoding,
+    ) -> Answer {
+        let passed = |identity| Answer::new(Ok(identity), CacheOutcome::Pass);
+        let whole = matches!(identity.payload, Payload::Stream(_) | Payload::File(_));
+        let Some(identity_etag) = identity.meta.etag.clone().filter(|_| whole) else {
+            return passed(identity);
+        };
+        let etag = crate::compress::variant_etag(&identity_etag, coding);
+        let key = CacheKey::new(site.name(), object_key, Variant::from(coding));
+        // The variant is made from `identity`: it is current as of it.
+        let ticket = Ticket::new(self.barrier.clone(), identity.since);
+        let now = SystemTime::now();
+        if let Some(entry) = self.get(&key, &ticket).await {
+            if entry.kind == EntryKind::Object && entry.meta.etag.as_deref() == Some(etag.as_str())
+            {
+                if let Ok(fetch) = serve_entry(&entry, now, ticket.since()) {
+                    return Answer::new(Ok(fetch), CacheOutcome::Hit);
+                }
+            }
+        }
+        let made_from_identity = |meta: &ObjectMeta| meta.etag.as_deref() == Some(etag.as_str());
+        match self.join(&key, ticket.since()) {
+            Role::Follower(flight) => match flight.wait().await {
+                // A flight made from another version of the identity (it was
+                // replaced meanwhile) is not this request's variant.
+                Outcome::Entry(entry) if made_from_identity(&entry.meta) => {
+                    match serve_entry(&entry, now, flight.since()) {
+                        Ok(fetch) => Answer::new(Ok(fetch), CacheOutcome::Hit),
+                        Err(_) => passed(identity),
+                    }
+                }
+                Outcome::Streaming(meta) if made_from_identity(&meta) => {
+                    let body = flight.subscribe();
+                    let payload = if meta.content_length == 0 {
+                        Payload::Unsized(body)
+                    } else {
+                        Payload::Stream(body)
+                    };
+                    let fetch = Fetch {
+                        meta: ObjectMeta::clone(&meta),
+                        payload,
+                        age: None,
+                        since: flight.since(),
+                    };
+                    Answer::new(Ok(fetch), CacheOutcome::Hit)
+                }
+                Outcome::Entry(_) | Outcome::Streaming(_) | Outcome::Failed(_) | Outcome::Retry => {
+                    passed(identity)
+                }
+            },
+            Role::Leader(guard) => {
+                let fetch = self
+                    .build_variant(site, guard, object_key, identity, coding, etag, ticket)
+                    .await;
+                Answer::new(Ok(fetch), CacheOutcome::Miss { stored: true })
+            }
+        }
+    }
+
+    /// Builds a variant: the sidecar object when the bucket has one, else the
+    /// identity body compressed as it streams; stored when complete.
+    #[allow(clippy::too_many_arguments)]
+    async fn build_variant(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        guard: FlightGuard,
+        object_key: &str,
+        identity: Fetch,
+        coding: ContentCoding,
+        etag: String,
+        ticket: Ticket,
+    ) -> Fetch {
+        let sidecar_key = format!("{object_key}{}", sidecar_suffix(coding));
+        let sidecar = self.quietly(site, &sidecar_key).await.ok();
+        let mut meta = identity.meta.clone();
+        meta.etag = Some(etag);
+        meta.content_encoding = Some(coding.as_str().to_string());
+        meta.content_range = None;
+        let (body, known_length) = match sidecar {
+            Some(sidecar)
+                if sidecar
+                    .meta
+                    .content_encoding
+                    .as_deref()
+                    .is_none_or(|e| e == coding.as_str()) =>
+            {
+                let len = sidecar.meta.content_length;
+                (sidecar.payload.into_stream(), Some(len))
+            }
+            _ => {
+                let len = identity.meta.content_length;
+                let encoded =
+                    crate::compress::encode_sized(identity.payload.into_stream(), coding, len);
+                (encoded, None)
+            }
+        };
+        meta.content_length = known_length.unwrap_or(0);
+        let identity_key = CacheKey::new(site.name(), object_key, Variant::Identity);
+        let freshness = match self.get(&identity_key, &ticket).await {
+            Some(entry) => entry.freshness,
+            None => Storable::No.or_expired(),
+        };
+        let entry = Entry {
+            key: guard.key().clone(),
+            kind: EntryKind::Object,
+            meta: meta.clone(),
+            body: Body::empty(),
+            stored_at: SystemTime::now(),
+            freshness,
+        };
+        guard.publish(Outcome::Streaming(Arc::new(meta.clone())));
+        let subscriber = guard.subscribe();
+        let since = ticket.since();
+        tokio::spawn(
+            self.clone()
+                .complete(guard, body, entry, known_length, Sink::Memory, ticket),
+        );
+        Fetch {
+            meta,
+            payload: match known_length {
+                Some(_) => Payload::Stream(subscriber),
+                None => Payload::Unsized(subscriber),
+            },
+            age: None,
+            since,
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The listeners: plain HTTP (`--listen`), HTTPS (`--tls-listen`, certificates
+//! by SNI) and the admin API (`--admin-listen`).
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+
+use super::{NodeOptions, StartError};
+use crate::handler::handle;
+use crate::state::AppState;
+use crate::tls;
+
+/// Idle keep-alive connections are closed after this long.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// A client must send its request head within this long (slowloris guard).
+const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The bound and running listeners.
+pub(super) struct Listeners {
+    pub http_addrs: Vec<SocketAddr>,
+    pub https_addrs: Vec<SocketAddr>,
+    pub admin_addr: SocketAddr,
+    /// The edge server (plain and TLS listeners), then the admin server.
+    pub servers: Vec<Server>,
+}
+
+impl Listeners {
+    /// Binds every listener and starts serving; prints one line per listener.
+    pub fn bind(
+        options: &NodeOptions,
+        state: &web::Data<AppState>,
+    ) -> Result<Listeners, StartError> {
+        let edge_state = state.clone();
+        let resolver = state.tls_resolver.clone();
+        let mut edge = HttpServer::new(move || {
+            App::new()
+                .app_data(edge_state.clone())
+                .default_service(web::to(handle))
+        })
+        // Each TLS connection carries the name its client asked for (SNI), for
+        // the misdirected-request check (RFC 9110 15.5.20).
+        .on_connect(move |connection, extensions| {
+            tls::session::on_connect(&resolver, connection, extensions)
+        })
+        .workers(options.workers.max(1))
+        // HTTP/2 writes a response's HEADERS and DATA frames separately: with
+        // Nagle's algorithm the second waited for the client's delayed ACK,
+        // ~40 ms per response (README "Performance", HTTP/2).
+        .tcp_nodelay(true)
+        .keep_alive(KEEP_ALIVE)
+        .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+        .shutdown_timeout(options.shutdown_timeout.as_secs())
+        .disable_signals();
+        let mut http_addrs = Vec::new();
+        for addr in &options.listen {
+            let (listener, local) = bind(*addr)?;
+            edge = edge.listen(listener).map_err(|source| StartError::Listen {
+                addr: local,
+                source,
+            })?;
+            tracing::info!("listening on http://{local}");
+            http_addrs.push(local);
+        }
+        let tls_config = tls::server_config(state.tls_resolver.clone())
+            .map_err(|e| StartError::Tls(format!("TLS configuration: {e}")))?;
+        let mut https_addrs = Vec::new();
+        for addr in &options.tls_listen {
+            let (listener, local) = bind(*addr)?;
+            edge = edge
+                .listen_rustls_0_23(listener, tls_config.clone())
+                .map_err(|source| StartError::Listen {
+                    addr: local,
+                    source,
+                })?;
+            tracing::info!("listening on https://{local}");
+            https_addrs.push(local);
+        }
+        if !https_addrs.is_empty() && state.tls_resolver.current().tls_sites() == 0 {
+            tracing::warn!(
+                "--tls-listen is set but no site has a [tls] section: every handshake will fail"
+            );
+        }
+        if let Some(first) = https_addrs.first() {
+            state.https_port.store(first.port(), Ordering::Relaxed);
+        }
+        let admin_state = state.clone();
+        let (listener, admin_addr) = bind(options.admin_listen)?;
+        let admin = HttpServer::new(move || {
+            App::new()
+                .app_data(admin_state.clone())
+                .configure(crate::admin::configure)
+        })
+        .workers(1)
+        .shutdown_timeout(options.shutdown_timeout.as_secs())
+        .disable_signals()
+        .listen(listener)
+        .map_err(|source| StartError::Listen {
+            addr: admin_addr,
+            source,
+        })?;
+        tracing::info!("admin listening on http://{admin_addr}");
+        Ok(Listeners {
+            http_addrs,
+            https_addrs,
+            admin_addr,
+            servers: vec![edge.run(), admin.run()],
+        })
+    }
+}
+
+/// Binds a listener and reads back its address (port 0 becomes the real one).
+fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let error = |source| StartError::Listen { addr, source };
+    let listener = TcpListener::bind(addr).map_err(error)?;
+    let local = listener.local_addr().map_err(error)?;
+    Ok((listener, local))
+}

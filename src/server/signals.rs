@@ -1,0 +1,39 @@
+//! The process signals of `s3edge serve`: SIGTERM and SIGINT drain in-flight
+//! requests then stop; SIGHUP reloads the site files and certificates (a
+//! broken set keeps the one in force and logs why).
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::{reload, stop, Node};
+
+/// Serves `node` until it stops by itself or a SIGTERM or SIGINT has drained it.
+pub async fn serve_until_signalled(node: Node) -> std::io::Result<()> {
+    let handles = node.handles();
+    let state = node.state.clone();
+    let mut run = Box::pin(node.run());
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            result = &mut run => return result,
+            _ = terminate.recv() => { tracing::info!("SIGTERM: draining in-flight requests"); break; }
+            _ = interrupt.recv() => { tracing::info!("SIGINT: draining in-flight requests"); break; }
+            _ = hangup.recv() => match reload(&state).await {
+                Ok(count) => tracing::info!(sites = count, "SIGHUP: site files reloaded"),
+                Err(error) => {
+                    for problem in error.problems() {
+                        tracing::error!("{problem}");
+                    }
+                    tracing::error!("SIGHUP: the site files are invalid; keeping the sites in force");
+                }
+            },
+        }
+    }
+    // The servers' futures drive their own shutdown: keep polling them while
+    // the stop command is delivered.
+    let (_, result) = tokio::join!(stop(&handles, true), &mut run);
+    result?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! Starting a node: sites, embedded store, disk tier, shared state, listeners.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::web;
+
+use super::listeners::Listeners;
+use super::reload::start_refreshes;
+use super::{NodeOptions, StartError};
+use crate::cache::{Cache, DiskTier};
+use crate::config::{self, Endpoint};
+use crate::metrics::Metrics;
+use crate::origin::s3::EmbeddedEndpoint;
+use crate::site::{BuildContext, Sites};
+use crate::state::{AppState, ReloadContext, Settings};
+
+/// A started node: its listeners' addresses and the handles to stop it.
+pub struct Node {
+    pub http_addrs: Vec<SocketAddr>,
+    pub https_addrs: Vec<SocketAddr>,
+    pub admin_addr: SocketAddr,
+    pub state: web::Data<AppState>,
+    pub embedded: Option<EmbeddedStore>,
+    handles: Vec<ServerHandle>,
+    servers: Vec<Server>,
+}
+
+impl Node {
+    /// Loads the sites, starts the embedded store if needed, builds the S3 clients
+    /// and binds every listener. Must run inside an actix system; call
+    /// [`Node::run`] to serve. Prints one line per listener and per site.
+    pub async fn start(mut options: NodeOptions) -> Result<Node, StartError> {
+        let configs = config::load_sites(&options.sites_dir)?;
+        let wants_embedded = options.embedded_dir.is_some()
+            || configs
+                .iter()
+                .any(|c| c.origin.endpoint == Endpoint::Embedded)
+            || crate::acme::bucket::uses_embedded(&options.acme);
+        let embedded = if wants_embedded {
+            Some(start_embedded(&options)?)
+        } else {
+            None
+        };
+        crate::acme::bucket::open_shared(
+            &mut options.acme,
+            embedded.as_ref().map(|(_, endpoint)| endpoint),
+        )
+        .await
+        .map_err(|source| StartError::AcmeBucket(source.to_string()))?;
+        let build = BuildContext {
+            embedded: embedded.as_ref().map(|(_, endpoint)| endpoint.clone()),
+            wrapper: options.origin_wrapper.clone(),
+        };
+        let sites = Sites::build(configs, &build, None).await?;
+        print_sites(&sites);
+        if sites.sites.is_empty() {
+            tracing::warn!(dir = %options.sites_dir.display(), "no site files found; every request will get 404");
+        }
+        let metrics = Arc::new(Metrics::default());
+        let cache = Cache::new(
+            options.memory_cache_size,
+            options.memory_object_max,
+            open_disk(&options)?,
+            metrics.clone(),
+        );
+        let configs: Vec<_> = sites.sites.iter().map(|s| s.config.clone()).collect();
+        let settings = Settings {
+            access_log: options.access_log.clone(),
+            admin_token: options.admin_token.clone(),
+            trusted_proxies: options.trusted_proxies.clone(),
+            reload_context: ReloadContext {
+                sites_dir: options.sites_dir.clone(),
+                build,
+                website_refresh: options.website_refresh,
+            },
+            acme: options.acme.clone(),
+        };
+        let state = web::Data::new(AppState::new(sites, cache, metrics, settings));
+        crate::status::start_sampler(&state.metrics);
+        state.tls_resolver.reload(&configs).map_err(|problems| {
+            StartError::Tls(
+                problems
+                    .iter()
+                    .map(|(site, e)| format!("site `{site}`: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        state.tls_resolver.attach_acme(state.acme.clone());
+        state.acme.set_sites(&configs);
+        start_refreshes(&state, &state.sites());
+        let listeners = Listeners::bind(&options, &state)?;
+        state.ready.store(true, Ordering::Release);
+        Ok(Node {
+            http_addrs: listeners.http_addrs,
+            https_addrs: listeners.https_addrs,
+            admin_addr: listeners.admin_addr,
+            state,
+            embedded: embedded.map(|(store, _)| store),
+            handles: listeners.servers.iter().map(Server::handle).collect(),
+            servers: listeners.servers,
+        })
+    }
+
+    /// The embedded S3 store's address, when it runs.
+    pub fn embedded_addr(&self) -> Option<SocketAddr> {
+        #[cfg(feature = "embedded")]
+        return self.embedded.as_ref().map(|store| store.local_addr());
+        #[cfg(not(feature = "embedded"))]
+        None
+    }
+
+    /// Handles that stop the node from elsewhere (signal handlers, tests).
+    pub fn handles(&self) -> Vec<ServerHandle> {
+        self.handles.clone()
+    }
+
+    /// Serves until every listener has stopped.
+    pub async fn run(self) -> std::io::Result<()> {
+        let Node {
+            servers, embedded, ..
+        } = self;
+        let results = futures_util::future::join_all(servers).await;
+        if let Some(store) = embedded {
+            stop_embedded(store);
+        }
+        results.into_iter().collect()
+    }
+}
+
+/// `site NAME: HOSTS -> ORIGIN`, one line per site.
+fn print_sites(sites: &Sites) {
+    for site in &sites.sites {
+        let hosts: Vec<String> = site.config.hosts.iter().map(|h| h.to_string()).collect();
+        let mut hosts = hosts.join(", ");
+        if site.config.default {
+            hosts.push_str(if hosts.is_empty() {
+                "(default)"
+            } else {
+                " (default)"
+            });
+        }
+        tracing::info!(
+            "site {}: {} -> {}",
+            site.name(),
+            hosts,
+            site.origin.describe()
+        );
+    }
+}
+
+/// Opens the disk tier (`--cache-dir`), unless `--disk-cache-size 0` turns it off.
+fn open_disk(options: &NodeOptions) -> Result<Option<DiskTier>, StartError> {
+    if options.disk_cache_size == 0 {
+        return Ok(None);
+    }
+    let disk = DiskTier::open(&options.cache_dir, options.disk_cache_size).map_err(|source| {
+        StartError::CacheDir {
+            dir: options.cache_dir.clone(),
+            source,
+        }
+    })?;
+    let (bytes, entries) = disk.usage();
+    tracing::info!(
+        "disk cache: {} ({entries} entries, {bytes} bytes)",
+        options.cache_dir.display()
+    );
+    Ok(Some(disk))
+}
+
+/// The embedded S3 store, when the feature is built in.
+#[cfg(feature = "embedded")]
+pub type EmbeddedStore = crate::origin::embedded::EmbeddedS3;
+/// The embedded S3 store, when the feature is built in (here it is not).
+#[cfg(not(feature = "embedded"))]
+pub type EmbeddedStore = std::convert::Infallible;
+
+/// Starts the embedded store on `--embedded-s3` (default `<sites>/buckets`).
+#[cfg(feature = "embedded")]
+fn start_embedded(options: &NodeOptions) -> Result<(EmbeddedStore, EmbeddedEndpoint), StartError> {
+    use crate::origin::embedded::{EmbeddedConfig, EmbeddedS3};
+    let root = options
+        .embedded_dir
+        .clone()
+        .unwrap_or_else(|| options.sites_dir.join("buckets"));
+    let store = EmbeddedS3::start(EmbeddedConfig {
+        root: root.clone(),
+        listen: options.embedded_listen,
+        access_key: options.embedded_access_key.clone(),
+        secret_key: options.embedded_secret_key.clone(),
+    })?;
+    tracing::info!(
+        "embedded S3 store: {} serving buckets from {}",
+        store.endpoint(),
+        root.display()
+    );
+    let endpoint = EmbeddedEndpoint {
+        url: store.endpoint(),
+        access_key: options.embedded_access_key.clone(),
+        secret_key: options.embedded_secret_key.clone(),
+    };
+    Ok((store, endpoint))
+}
+
+#[cfg(not(feature = "embedded"))]
+fn start_embedded(_: &NodeOptions) -> Result<(EmbeddedStore, EmbeddedEndpoint), StartError> {
+    Err(StartError::NoEmbeddedStore)
+}
+
+#[cfg(feature = "embedded")]
+fn stop_embedded(store: EmbeddedStore) {
+    store.shutdown();
+}
+
+#[cfg(not(feature = "embedded"))]
+fn stop_embedded(store: EmbeddedStore) {
+    match store {}
+}

@@ -1,0 +1,125 @@
+//! Building a [`Site`] from its validated site file: the one construction used
+//! at start and on every reload (SIGHUP).
+//!
+//! 1. The origin client: the one in force when the site's `[origin]` is
+//!    unchanged (a reload keeps its connections and its test wrapper), else a
+//!    new S3 client, wrapped by [`BuildContext::wrapper`] when one is set.
+//! 2. The site itself, with the site file's website rules and CORS rules.
+//! 3. What `from_bucket` reads from the bucket: GetBucketWebsite, then
+//!    GetBucketCors. A failure here is an error: a site is not put in force
+//!    without the rules it says it has.
+
+use std::sync::Arc;
+
+use super::{OriginWrapper, Site, Sites};
+use crate::config::SiteConfig;
+use crate::origin::s3::{BuildError, EmbeddedEndpoint, S3Origin};
+use crate::origin::Origin;
+
+/// What building a site needs besides its file.
+#[derive(Clone, Default)]
+pub struct BuildContext {
+    /// The running embedded store, for `endpoint = "embedded"`.
+    pub embedded: Option<EmbeddedEndpoint>,
+    /// Wraps each new origin client (tests: call counters, injected faults).
+    pub wrapper: Option<OriginWrapper>,
+}
+
+/// Why a site could not be built. Every message starts with the site's name.
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    /// The S3 client cannot be built (missing credentials, no embedded store).
+    #[error("site `{site}`: {source}")]
+    Origin {
+        site: String,
+        #[source]
+        source: BuildError,
+    },
+    /// `website.from_bucket`: the bucket's website configuration cannot be read
+    /// or is invalid (`reason` names the key and the fix).
+    #[error("site `{site}`: {reason}")]
+    Website { site: String, reason: String },
+    /// `cors.from_bucket`: the bucket's CORS rules cannot be read.
+    #[error("site `{site}`: {reason}")]
+    Cors { site: String, reason: String },
+}
+
+impl SiteError {
+    /// The name of the site the error is about.
+    pub fn site(&self) -> &str {
+        match self {
+            SiteError::Origin { site, .. }
+            | SiteError::Website { site, .. }
+            | SiteError::Cors { site, .. } => site,
+        }
+    }
+}
+
+impl Site {
+    /// Builds one site from its file. `previous` is the site of the same name in
+    /// force (on reload): its origin client is kept when `[origin]` is unchanged.
+    pub async fn build(
+        config: SiteConfig,
+        context: &BuildContext,
+        previous: Option<&Site>,
+    ) -> Result<Site, SiteError> {
+        let origin = match previous {
+            Some(site) if site.config.origin == config.origin => site.origin.clone(),
+            _ => new_origin(&config, context).await?,
+        };
+        let site = Site::new(config, origin);
+        site.load_bucket_website()
+            .await
+            .map_err(|reason| SiteError::Website {
+                site: site.name().to_string(),
+                reason,
+            })?;
+        site.load_bucket_cors()
+            .await
+            .map_err(|reason| SiteError::Cors {
+                site: site.name().to_string(),
+                reason,
+            })?;
+        // With `[releases]`: the live release, read once before it serves.
+        crate::releases::watch::load(&site).await;
+        Ok(site)
+    }
+}
+
+/// A new S3 client for the site, wrapped when the context says so.
+async fn new_origin(
+    config: &SiteConfig,
+    context: &BuildContext,
+) -> Result<Arc<dyn Origin>, SiteError> {
+    let origin: Arc<dyn Origin> = Arc::new(
+        S3Origin::build(&config.origin, context.embedded.as_ref())
+            .await
+            .map_err(|source| SiteError::Origin {
+                site: config.name.clone(),
+                source,
+            })?,
+    );
+    Ok(match &context.wrapper {
+        Some(wrap) => wrap(config, origin),
+        None => origin,
+    })
+}
+
+impl Sites {
+    /// Builds every site, in order; the first site that fails stops the build.
+    /// `previous` is the set in force (on reload), whose unchanged origins are
+    /// kept.
+    pub async fn build(
+        configs: Vec<SiteConfig>,
+        context: &BuildContext,
+        previous: Option<&Sites>,
+    ) -> Result<Sites, SiteError> {
+        let mut sites = Vec::with_capacity(configs.len());
+        for config in configs {
+            let before = previous.and_then(|p| p.sites.iter().find(|s| s.name() == config.name));
+            let site = Site::build(config, context, before.map(|s| &**s)).await?;
+            sites.push(Arc::new(site));
+        }
+        Ok(Sites::from_sites(sites))
+    }
+}

@@ -1,0 +1,89 @@
+//! The state shared by every worker of a node: the sites in force, the cache,
+//! the metrics, the certificates of the TLS listeners, and what a reload needs.
+//!
+//! Built once by `server::Node::start` and handed to every actix worker (no
+//! global state, STYLE.md 11); `handler/` and `admin.rs` read it, `server/`
+//! builds and reloads it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU16};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::access_log::AccessLog;
+use crate::cache::Cache;
+use crate::metrics::Metrics;
+use crate::site::{BuildContext, Sites};
+use crate::tls::{ReloadableResolver, SniResolver};
+
+/// The port `redirect_http` sends clients to until a TLS listener is bound.
+pub const DEFAULT_HTTPS_PORT: u16 = 443;
+
+/// State shared by every worker.
+pub struct AppState {
+    sites: RwLock<Arc<Sites>>,
+    pub metrics: Arc<Metrics>,
+    pub cache: Arc<Cache>,
+    pub access_log: AccessLog,
+    pub ready: AtomicBool,
+    pub admin_token: Option<String>,
+    /// Peers allowed to set `X-Forwarded-For`, `X-Forwarded-Proto`, `Forwarded`.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// What a reload (SIGHUP) needs besides the site files.
+    pub reload_context: ReloadContext,
+    /// The certificates of the TLS listeners, swapped on reload.
+    pub tls_resolver: Arc<ReloadableResolver>,
+    /// The port `redirect_http` sends clients to (the first TLS listener's).
+    pub https_port: AtomicU16,
+    /// Certificates of `acme = true` sites and the ACME challenge answers.
+    pub acme: Arc<crate::acme::Acme>,
+}
+
+/// Everything but the sites and the cache: the node's settings that the
+/// workers read.
+pub struct Settings {
+    pub access_log: AccessLog,
+    pub admin_token: Option<String>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub reload_context: ReloadContext,
+    pub acme: crate::acme::AcmeOptions,
+}
+
+/// What a reload needs besides the site files.
+#[derive(Clone)]
+pub struct ReloadContext {
+    pub sites_dir: PathBuf,
+    /// How sites' origins are built (the embedded store, a test wrapper).
+    pub build: BuildContext,
+    /// How often `from_bucket` configurations are read again.
+    pub website_refresh: Duration,
+}
+
+impl AppState {
+    /// `metrics` are the ones `cache` counts into.
+    pub fn new(sites: Sites, cache: Cache, metrics: Arc<Metrics>, settings: Settings) -> AppState {
+        AppState {
+            sites: RwLock::new(Arc::new(sites)),
+            metrics,
+            cache: Arc::new(cache),
+            access_log: settings.access_log,
+            ready: AtomicBool::new(false),
+            admin_token: settings.admin_token,
+            trusted_proxies: settings.trusted_proxies,
+            reload_context: settings.reload_context,
+            tls_resolver: Arc::new(ReloadableResolver::new(SniResolver::empty())),
+            https_port: AtomicU16::new(DEFAULT_HTTPS_PORT),
+            acme: crate::acme::Acme::new(settings.acme),
+        }
+    }
+
+    /// The current sites (a reload swaps them whole).
+    pub fn sites(&self) -> Arc<Sites> {
+        self.sites.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the sites for new requests.
+    pub fn replace_sites(&self, sites: Sites) {
+        *self.sites.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sites);
+    }
+}

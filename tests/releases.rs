@@ -1,0 +1,504 @@
+//! Releases end to end: the `s3edge publish`, `rollback` and `releases`
+//! commands (real processes) against a node's embedded store over real HTTP
+//! with SigV4, the node switching through its admin API and its pointer watch,
+//! preview hosts, and every bad input the issue lists.
+#![cfg(feature = "embedded")]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::fault_proxy::FaultProxy;
+use common::{site_toml, Edge, EdgeBuilder};
+
+const HOST: &str = "www.example.com";
+const SITE: &str = "web";
+const BUCKET: &str = "web";
+
+fn releases_site(check_every: &str) -> String {
+    site_toml(
+        HOST,
+        BUCKET,
+        &format!(
+            "[website]\nindex_document = \"index.html\"\n[releases]\npreview_hosts = [\"*.preview.example.com\"]\ncheck_every = \"{check_every}\"\n"
+        ),
+    )
+}
+
+/// A node serving the releases site, switched by its admin API only.
+fn releases_edge() -> Edge {
+    EdgeBuilder::new()
+        .bucket(BUCKET)
+        .site(SITE, &releases_site("1h"))
+        .start()
+}
+
+fn s3edge(edge: &Edge, command: &str, store: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_s3edge"));
+    cmd.arg(command)
+        .arg("--sites")
+        .arg(edge.dir.path().join("sites"))
+        .args(["--embedded-s3-listen", store]);
+    cmd
+}
+
+fn store(edge: &Edge) -> String {
+    edge.node.embedded_addr.expect("embedded store").to_string()
+}
+
+fn admin(edge: &Edge) -> String {
+    format!("http://{}", edge.node.admin_addr)
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Writes a site folder: `files` as (path, body).
+fn folder(root: &Path, name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = root.join(name);
+    for (path, body) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, body).expect("write");
+    }
+    dir
+}
+
+/// Runs `publish` and returns the release id it printed.
+fn publish(edge: &Edge, store: &str, dir: &Path, extra: &[&str]) -> (String, String) {
+    let output = s3edge(edge, "publish", store)
+        .args(["--site", SITE])
+        .arg(dir)
+        .args(["--admin", &admin(edge)])
+        .args(extra)
+        .output()
+        .expect("run publish");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let id = stdout
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("release "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("release id line")
+        .to_string();
+    (id, stdout)
+}
+
+async fn body(edge: &Edge, host: &str, path: &str) -> (u16, String) {
+    let response = edge.get(host, path).await;
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_switches_at_once_rollback_needs_no_origin_request_and_previews_pin_a_release() {
+    let (builder, origins) = EdgeBuilder::new()
+        .bucket(BUCKET)
+        .site(SITE, &releases_site("1h"))
+        .test_origins();
+    let edge = builder.start();
+    let store = store(&edge);
+    let work = tempfile::tempdir().expect("tempdir");
+
+    // Nothing published yet: the site says so.
+    assert_eq!(body(&edge, HOST, "/").await.0, 503);
+
+    let v1 = folder(
+        work.path(),
+        "v1",
+        &[
+            ("index.html", "<h1>one</h1>"),
+            ("css/site.css", "body{color:red}"),
+            ("old.txt", "gone in v2"),
+        ],
+    );
+    let (first, out) = publish(&edge, &store, &v1, &[]);
+    assert!(out.contains("3 uploaded"), "{out}");
+    assert!(out.contains("0 copied"), "{out}");
+    assert_eq!(body(&edge, HOST, "/").await, (200, "<h1>one</h1>".into()));
+    assert_eq!(
+        body(&edge, HOST, "/css/site.css").await.1,
+        "body{color:red}"
+    );
+
+    let v2 = folder(
+        work.path(),
+        "v2",
+        &[
+            ("index.html", "<h1>two</h1>"),
+            ("css/site.css", "body{color:red}"),
+            ("new.js", "let x;"),
+        ],
+    );
+    let (second, out) = publish(&edge, &store, &v2, &["--release", "v2"]);
+    assert_eq!(second, "v2");
+    assert!(out.contains("2 uploaded"), "{out}");
+    assert!(out.contains("1 copied"), "{out}");
+    assert!(out.contains("1 deleted from the listing"), "{out}");
+    // `publish` returned: every request sees the new release.
+    assert_eq!(body(&edge, HOST, "/").await, (200, "<h1>two</h1>".into()));
+    assert_eq!(body(&edge, HOST, "/old.txt").await.0, 404);
+    assert_eq!(body(&edge, HOST, "/new.js").await.1, "let x;");
+
+    // Preview hosts pin a release; a release that does not exist is a 404.
+    let preview = format!("{first}.preview.example.com");
+    assert_eq!(
+        body(&edge, &preview, "/").await,
+        (200, "<h1>one</h1>".into())
+    );
+    assert_eq!(body(&edge, &preview, "/old.txt").await.0, 200);
+    assert_eq!(
+        body(&edge, "v2.preview.example.com", "/").await.1,
+        "<h1>two</h1>"
+    );
+    assert_eq!(body(&edge, "nope.preview.example.com", "/").await.0, 404);
+    assert_eq!(body(&edge, "a.b.preview.example.com", "/").await.0, 404);
+
+    // `releases`: newest first, the live one marked.
+    let output = s3edge(&edge, "releases", &store)
+        .args(["--site", SITE])
+        .output()
+        .expect("run releases");
+    let listing = String::from_utf8_lossy(&output.stdout).to_string();
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", text(&output));
+    assert!(
+        lines[0].starts_with("* v2 ") && lines[0].ends_with("(live)"),
+        "{listing}"
+    );
+    assert!(lines[1].starts_with(&format!("  {first} ")), "{listing}");
+
+    // Rollback: the first release is live again, at once, and everything it
+    // had cached is served without an origin request.
+    let origin = origins.site(SITE);
+    let object_gets = || {
+        origin
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.key.starts_with("releases/"))
+            .count()
+    };
+    let objects_before = object_gets();
+    let started = Instant::now();
+    let output = s3edge(&edge, "rollback", &store)
+        .args(["--site", SITE, "--admin", &admin(&edge)])
+        .output()
+        .expect("run rollback");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(body(&edge, HOST, "/").await, (200, "<h1>one</h1>".into()));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "rollback took {took:?}");
+    assert_eq!(
+        body(&edge, HOST, "/css/site.css").await.1,
+        "body{color:red}"
+    );
+    assert_eq!(body(&edge, HOST, "/old.txt").await.1, "gone in v2");
+    let objects_after = object_gets();
+    assert_eq!(
+        objects_after, objects_before,
+        "rollback made origin GETs for cached objects"
+    );
+    println!("rollback: command and first request in {took:?}");
+
+    // Rollback to a named release.
+    let output = s3edge(&edge, "rollback", &store)
+        .args(["--site", SITE, "v2", "--admin", &admin(&edge)])
+        .output()
+        .expect("run rollback");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(body(&edge, HOST, "/").await.1, "<h1>two</h1>");
+
+    // A reload (SIGHUP) reads the pointer again before the new sites serve.
+    s3edge::server::reload(&edge.node.state)
+        .await
+        .expect("reload");
+    assert_eq!(body(&edge, HOST, "/").await.1, "<h1>two</h1>");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_publish_that_changes_k_files_uploads_k_files_and_the_pointer() {
+    let edge = releases_edge();
+    let proxy = FaultProxy::start();
+    proxy.set_upstream(edge.node.embedded_addr.expect("store"));
+    let via_proxy = proxy.addr.to_string();
+    let work = tempfile::tempdir().expect("tempdir");
+    let files: Vec<(String, String)> = (0..50)
+        .map(|i| (format!("page{i}.html"), format!("page {i} v1")))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_str()))
+        .collect();
+    let v1 = folder(work.path(), "v1", &refs);
+    publish(&edge, &via_proxy, &v1, &[]);
+
+    let k = 7;
+    let mut changed = files.clone();
+    for (_, body) in changed.iter_mut().take(k) {
+        *body = body.replace("v1", "v2");
+    }
+    let refs: Vec<(&str, &str)> = changed
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_str()))
+        .collect();
+    let v2 = folder(work.path(), "v2", &refs);
+    proxy.reset_counts();
+    let (_, out) = publish(&edge, &via_proxy, &v2, &[]);
+    assert!(out.contains(&format!("{k} uploaded")), "{out}");
+    let puts = proxy
+        .request_lines()
+        .iter()
+        .filter(|l| l.starts_with("PUT "))
+        .count();
+    let copies = proxy.copies();
+    // k uploads, 50 - k copies, the manifest and the pointer.
+    assert_eq!(copies, 50 - k);
+    assert_eq!(puts - copies, k + 2, "{:#?}", proxy.request_lines());
+    let pointer_puts = proxy
+        .request_lines()
+        .iter()
+        .filter(|l| l.starts_with(&format!("PUT /{BUCKET}/_releases/live")))
+        .count();
+    assert_eq!(pointer_puts, 1);
+    assert_eq!(body(&edge, HOST, "/page0.html").await.1, "page 0 v2");
+    assert_eq!(body(&edge, HOST, "/page49.html").await.1, "page 49 v1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn of_two_concurrent_publishes_one_wins_and_the_other_says_so() {
+    let edge = releases_edge();
+    let store = store(&edge);
+    let work = tempfile::tempdir().expect("tempdir");
+    let base = folder(work.path(), "base", &[("index.html", "base")]);
+    publish(&edge, &store, &base, &[]);
+    let make = |name: &str| {
+        let files: Vec<(String, String)> = (0..150)
+            .map(|i| (format!("f{i}.txt"), format!("{name} {i}")))
+            .collect();
+        let mut refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, b)| (p.as_str(), b.as_str()))
+            .collect();
+        let index = format!("<h1>{name}</h1>");
+        refs.push(("index.html", &index));
+        folder(work.path(), name, &refs)
+    };
+    let (a, b) = (make("a"), make("b"));
+    let spawn = |dir: &Path, id: &str| {
+        s3edge(&edge, "publish", &store)
+            .args(["--site", SITE, "--release", id, "--admin", &admin(&edge)])
+            .arg(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn publish")
+    };
+    let (first, second) = (spawn(&a, "rel-a"), spawn(&b, "rel-b"));
+    let outputs = [
+        first.wait_with_output().expect("publish a"),
+        second.wait_with_output().expect("publish b"),
+    ];
+    let winners: Vec<usize> = (0..2).filter(|&i| outputs[i].status.success()).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "{}\n{}",
+        text(&outputs[0]),
+        text(&outputs[1])
+    );
+    let (winner, loser) = (winners[0], 1 - winners[0]);
+    let winner_id = ["rel-a", "rel-b"][winner];
+    let loser_err = String::from_utf8_lossy(&outputs[loser].stderr).to_string();
+    assert_eq!(outputs[loser].status.code(), Some(1), "{loser_err}");
+    assert!(
+        loser_err.contains("another publish or rollback moved the pointer of site `web` first")
+            && loser_err.contains(&format!("it now names `{winner_id}`"))
+            && loser_err.contains("is uploaded but not live"),
+        "{loser_err}"
+    );
+    // The pointer is whole: exactly the winner's id.
+    let pointer = edge
+        .s3
+        .get_object()
+        .bucket(BUCKET)
+        .key("_releases/live")
+        .send()
+        .await
+        .expect("pointer");
+    let text = pointer.body.collect().await.expect("body").into_bytes();
+    assert_eq!(String::from_utf8_lossy(&text), format!("{winner_id}\n"));
+    let expected = ["<h1>a</h1>", "<h1>b</h1>"][winner];
+    assert_eq!(body(&edge, HOST, "/").await.1, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_clear_errors_and_a_pointer_to_nowhere_keeps_the_last_good_release() {
+    let edge = EdgeBuilder::new()
+        .bucket(BUCKET)
+        .bucket("plain")
+        .site(SITE, &releases_site("200ms"))
+        .site("plain", &site_toml("plain.example.com", "plain", ""))
+        .start();
+    let store = store(&edge);
+    let work = tempfile::tempdir().expect("tempdir");
+
+    let run = |args: &[&str]| {
+        s3edge(&edge, "publish", &store)
+            .args(args)
+            .output()
+            .expect("run publish")
+    };
+    let missing = run(&["--site", SITE, "/nonexistent/folder"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    assert!(
+        text(&missing).contains("cannot publish `/nonexistent/folder`"),
+        "{}",
+        text(&missing)
+    );
+    let v1 = folder(work.path(), "v1", &[("index.html", "good")]);
+    let v1_arg = v1.to_str().expect("utf-8");
+    let unknown = run(&["--site", "nosuch", v1_arg]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        text(&unknown).contains("no site named `nosuch`"),
+        "{}",
+        text(&unknown)
+    );
+    let plain = run(&["--site", "plain", v1_arg]);
+    assert_eq!(plain.status.code(), Some(2));
+    assert!(
+        text(&plain).contains("site `plain` has no [releases] section"),
+        "{}",
+        text(&plain)
+    );
+    let bad_id = run(&["--site", SITE, "--release", "Bad.Id", v1_arg]);
+    assert_eq!(bad_id.status.code(), Some(2));
+    assert!(
+        text(&bad_id).contains("`Bad.Id` is not a release id"),
+        "{}",
+        text(&bad_id)
+    );
+    let rollback = s3edge(&edge, "rollback", &store)
+        .args(["--site", SITE])
+        .output()
+        .expect("run rollback");
+    assert_eq!(rollback.status.code(), Some(2));
+    assert!(
+        text(&rollback).contains("has no live release"),
+        "{}",
+        text(&rollback)
+    );
+
+    let (good, _) = publish(&edge, &store, &v1, &[]);
+    let again = run(&["--site", SITE, "--release", &good, v1_arg]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again).contains("already exists"), "{}", text(&again));
+
+    // A pointer naming a release without files: the node keeps the last good one.
+    edge.s3
+        .put_object()
+        .bucket(BUCKET)
+        .key("_releases/live")
+        .body(b"ghost\n".to_vec().into())
+        .send()
+        .await
+        .expect("write pointer");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(body(&edge, HOST, "/").await, (200, "good".into()));
+    let switch = edge
+        .http
+        .post(edge.admin_url("/releases/switch"))
+        .body(format!("{{\"site\":\"{SITE}\"}}"))
+        .send()
+        .await
+        .expect("switch");
+    assert_eq!(switch.status().as_u16(), 409);
+    let answer = switch.text().await.expect("body");
+    assert!(
+        answer.contains("names release `ghost`, which has no files"),
+        "{answer}"
+    );
+    assert_eq!(body(&edge, HOST, "/").await, (200, "good".into()));
+    // The admin API's other bad inputs.
+    for (request, status) in [
+        ("{\"site\":\"nosuch\"}", 404),
+        ("{\"site\":\"plain\"}", 400),
+        ("not json", 400),
+    ] {
+        let answer = edge
+            .http
+            .post(edge.admin_url("/releases/switch"))
+            .body(request)
+            .send()
+            .await
+            .expect("switch");
+        assert_eq!(answer.status().as_u16(), status, "{request}");
+    }
+    // The pointer watch: a good pointer again is picked up within check_every.
+    let v2 = folder(work.path(), "v2", &[("index.html", "newer")]);
+    let output = s3edge(&edge, "publish", &store)
+        .args(["--site", SITE, "--no-activate", "--release", "v2"])
+        .arg(&v2)
+        .output()
+        .expect("publish");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(
+        body(&edge, HOST, "/").await.1,
+        "good",
+        "--no-activate changed nothing"
+    );
+    assert_eq!(body(&edge, "v2.preview.example.com", "/").await.1, "newer");
+    edge.s3
+        .put_object()
+        .bucket(BUCKET)
+        .key("_releases/live")
+        .body(b"v2\n".to_vec().into())
+        .send()
+        .await
+        .expect("write pointer");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while body(&edge, HOST, "/").await.1 != "newer" {
+        assert!(Instant::now() < deadline, "the watch never switched");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn check_names_the_file_and_key_of_a_bad_releases_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sites = dir.path().join("sites");
+    std::fs::create_dir_all(&sites).expect("mkdir");
+    std::fs::write(
+        sites.join("web.toml"),
+        "hosts = [\"a.example.com\"]\n[origin]\nbucket = \"b\"\n[releases]\npreview_hosts = [\"preview.example.com\"]\ncheck_every = \"soon\"\n",
+    )
+    .expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_s3edge"))
+        .args(["check", "--sites"])
+        .arg(&sites)
+        .output()
+        .expect("run check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains(
+            "web.toml: releases.preview_hosts[0]: `preview.example.com` is not a wildcard"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("web.toml: releases.check_every: `soon`"),
+        "{stdout}"
+    );
+}
