@@ -266,7 +266,17 @@ fn serving_a_1_gib_object_does_not_grow_rss_by_more_than_64_mib() {
         .unwrap()
         .bytes();
     let (baseline, _) = rss_kib(served.child.id());
-    let mut response = reqwest::blocking::get(format!("{}/huge.bin", served.http)).unwrap();
+    // The store hashes a hand-placed file on its first GET (about 20 s for
+    // 1 GiB in a debug build on an idle machine): more than reqwest's
+    // default 30 s once the machine is busy.
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(180))
+        .build()
+        .unwrap();
+    let mut response = client
+        .get(format!("{}/huge.bin", served.http))
+        .send()
+        .unwrap();
     assert_eq!(response.status(), 200);
     let mut total = 0usize;
     let mut buf = vec![0u8; 1 << 20];
