@@ -59,6 +59,7 @@ pub async fn open(
         credentials: CredentialsSource::Default,
         denied_as_missing: false,
         timeout: crate::config::DEFAULT_ORIGIN_TIMEOUT,
+        http: None,
     };
     let origin = S3Origin::build(&origin, embedded).await?;
     Ok(Arc::new(BucketStorage::new(

@@ -51,17 +51,24 @@ impl PurgeScope {
         }
     }
 
+    /// Whether an entry's object key is covered: a key covers itself, its
+    /// precompressed sidecars, and (HTTP origins) its responses selected by
+    /// `Vary` (`key` + [`VARY_SEPARATOR`] + the selecting values).
     pub fn matches(&self, object_key: &str) -> bool {
         self.keys.iter().any(|k| {
-            object_key
-                .strip_prefix(k.as_str())
-                .is_some_and(|rest| matches!(rest, "" | ".br" | ".gz"))
+            object_key.strip_prefix(k.as_str()).is_some_and(|rest| {
+                matches!(rest, "" | ".br" | ".gz") || rest.starts_with(VARY_SEPARATOR)
+            })
         }) || self
             .prefixes
             .iter()
             .any(|p| object_key.starts_with(p.as_str()))
     }
 }
+
+/// Separates an HTTP origin's URL from the selecting header values of a
+/// response stored under it (`Vary`): a character no request target has.
+pub const VARY_SEPARATOR: char = '\0';
 
 struct Record {
     generation: Generation,

@@ -26,6 +26,7 @@ pub mod memory;
 pub mod policy;
 mod pull;
 mod read;
+mod shared;
 mod variant;
 
 use std::sync::Arc;
@@ -34,7 +35,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-pub use barrier::{Generation, PurgeBarrier, PurgeScope, Ticket};
+pub use barrier::{Generation, PurgeBarrier, PurgeScope, Ticket, VARY_SEPARATOR};
 pub use disk::{DiskBody, DiskTier, DiskWriter, SpillReader};
 pub use fill::{Coalescer, FlightGuard, Role};
 pub use memory::MemoryTier;
@@ -232,6 +233,8 @@ pub struct Cache {
     memory_object_max: u64,
     barrier: Arc<PurgeBarrier>,
     metrics: Arc<Metrics>,
+    /// HTTP origins: the `Vary` names of the responses stored per target.
+    vary_index: shared::VaryIndex,
 }
 
 /// What one tier holds.
@@ -261,6 +264,7 @@ impl Cache {
             memory_object_max,
             barrier: Arc::new(PurgeBarrier::default()),
             metrics,
+            vary_index: moka::sync::Cache::new(shared::VARY_INDEX_CAPACITY),
         }
     }
 

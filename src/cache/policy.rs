@@ -31,11 +31,23 @@ struct Directives {
     no_store: bool,
     private: bool,
     no_cache: bool,
+    public: bool,
+    /// `private="a, b"` and `no-cache="a, b"`: fields not to store or reuse.
+    qualified_fields: bool,
     must_revalidate: bool,
     max_age: Option<u64>,
     s_maxage: Option<u64>,
     stale_while_revalidate: Option<u64>,
     stale_if_error: Option<u64>,
+}
+
+/// delta-seconds (RFC 9111 section 1.2.2): digits only; a value too large
+/// for 31 bits counts as 2^31. Anything else is invalid.
+fn delta_seconds(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse::<u64>().unwrap_or(1 << 31).min(1 << 31))
 }
 
 fn parse_directives(value: &str) -> Directives {
@@ -45,12 +57,14 @@ fn parse_directives(value: &str) -> Directives {
             Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
             None => (part.trim(), None),
         };
-        let seconds = arg.and_then(|a| a.parse::<u64>().ok());
+        let seconds = arg.and_then(delta_seconds);
         match name.to_ascii_lowercase().as_str() {
             "no-store" => d.no_store = true,
+            "public" => d.public = true,
             // `private="field"` only restricts fields; a bare `private` the whole response.
             "private" if arg.is_none() => d.private = true,
             "no-cache" if arg.is_none() => d.no_cache = true,
+            "private" | "no-cache" => d.qualified_fields = true,
             "must-revalidate" | "proxy-revalidate" => d.must_revalidate = true,
             "max-age" => d.max_age = seconds.or(Some(0)),
             "s-maxage" => d.s_maxage = seconds.or(Some(0)),
@@ -121,6 +135,148 @@ pub fn storable(meta: &ObjectMeta, site: &CacheConfig, stored_at: SystemTime) ->
     })
 }
 
+/// Statuses a shared cache may store without explicit freshness (RFC 9110
+/// section 15.1, "heuristically cacheable").
+pub const HEURISTICALLY_CACHEABLE: &[u16] =
+    &[200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
+
+/// Statuses this cache stores at all (with explicit freshness when not
+/// heuristically cacheable): final answers whose meaning it understands.
+const UNDERSTOOD: &[u16] = &[
+    200, 203, 204, 300, 301, 302, 303, 307, 308, 400, 403, 404, 405, 410, 414, 500, 501, 502, 503,
+    504,
+];
+
+/// Longest heuristic lifetime (RFC 9111 section 4.2.2 leaves the bound to the cache).
+const MAX_HEURISTIC: Duration = Duration::from_secs(86_400);
+
+/// What an HTTP origin's answer allows a shared cache (RFC 9111 section 3,
+/// RFC 9213): `CDN-Cache-Control` when it has a directive this cache knows,
+/// in place of `Cache-Control`; no `no-store`, no unqualified `private`, no
+/// `Vary: *`; an `Authorization` request only with `public`, `s-maxage` or
+/// `must-revalidate`; a status this cache understands, with explicit
+/// freshness, `public`, or a heuristically cacheable status. Freshness is
+/// `s-maxage`, `max-age`, `Expires - Date`, else the site's `default_ttl`
+/// when set, else 10% of the time since `Last-Modified` (at most a day).
+/// `no-cache` stores it to be revalidated on every use; `must-revalidate`,
+/// `proxy-revalidate` and `s-maxage` forbid serving it stale.
+pub fn http_storable(
+    meta: &ObjectMeta,
+    site: &CacheConfig,
+    authorization: bool,
+    now: SystemTime,
+) -> Storable {
+    let status = meta.status();
+    let cdn = meta
+        .header("cdn-cache-control")
+        .map(parse_directives)
+        .filter(|d| *d != Directives::default());
+    let d = cdn.unwrap_or_else(|| {
+        meta.cache_control
+            .as_deref()
+            .map(parse_directives)
+            .unwrap_or_default()
+    });
+    let vary_any = meta
+        .header("vary")
+        .is_some_and(|v| v.split(',').any(|n| n.trim() == "*"));
+    if d.no_store || d.private || vary_any || !UNDERSTOOD.contains(&status) {
+        return Storable::No;
+    }
+    if authorization && !(d.public || d.s_maxage.is_some() || d.must_revalidate) {
+        return Storable::No;
+    }
+    let date = meta
+        .date
+        .as_deref()
+        .and_then(|d| httpdate::parse_http_date(d).ok())
+        .unwrap_or(now);
+    let expires = || {
+        meta.expires.as_deref().map(|expires| {
+            httpdate::parse_http_date(expires)
+                .ok()
+                .and_then(|at| at.duration_since(date).ok())
+                .unwrap_or(Duration::ZERO)
+        })
+    };
+    let explicit = d
+        .s_maxage
+        .or(d.max_age)
+        .map(Duration::from_secs)
+        .or_else(|| if cdn.is_some() { None } else { expires() });
+    let heuristic_status = HEURISTICALLY_CACHEABLE.contains(&status);
+    if explicit.is_none() && !d.public && !heuristic_status {
+        return Storable::No;
+    }
+    let heuristic = || {
+        if !site.default_ttl.is_zero() {
+            return site.default_ttl;
+        }
+        meta.last_modified
+            .and_then(|modified| date.duration_since(modified).ok())
+            .map(|since| (since / 10).min(MAX_HEURISTIC))
+            .unwrap_or(Duration::ZERO)
+    };
+    let ttl = if d.no_cache {
+        Duration::ZERO
+    } else {
+        explicit
+            .unwrap_or_else(heuristic)
+            .clamp(site.min_ttl, site.max_ttl.max(site.min_ttl))
+    };
+    let no_stale = d.must_revalidate || d.s_maxage.is_some() || d.no_cache;
+    let seconds = |s: Option<u64>, default: Duration| s.map(Duration::from_secs).unwrap_or(default);
+    Storable::Yes(Freshness {
+        ttl,
+        stale_while_revalidate: if no_stale {
+            Duration::ZERO
+        } else {
+            seconds(d.stale_while_revalidate, site.stale_while_revalidate)
+        },
+        stale_if_error: if no_stale {
+            Duration::ZERO
+        } else {
+            seconds(d.stale_if_error, site.stale_if_error)
+        },
+    })
+}
+
+/// The fields a `private="..."` or `no-cache="..."` directive names: a
+/// shared cache stores the answer without them (RFC 9111 sections 5.2.2.4
+/// and 5.2.2.7).
+pub fn qualified_fields(cache_control: Option<&str>) -> Vec<String> {
+    let Some(value) = cache_control else {
+        return Vec::new();
+    };
+    let mut fields = Vec::new();
+    let mut rest = value;
+    while let Some(at) = rest.find('=') {
+        let name = rest[..at]
+            .rsplit(',')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let after = &rest[at + 1..];
+        let (arg, tail) = match after.strip_prefix('"') {
+            Some(quoted) => match quoted.split_once('"') {
+                Some((arg, tail)) => (arg, tail),
+                None => (quoted, ""),
+            },
+            None => after.split_once(',').unwrap_or((after, "")),
+        };
+        if name == "private" || name == "no-cache" {
+            fields.extend(
+                arg.split(',')
+                    .map(|f| f.trim().to_ascii_lowercase())
+                    .filter(|f| !f.is_empty()),
+            );
+        }
+        rest = tail;
+    }
+    fields
+}
+
 impl Storable {
     /// The freshness, or none at all (revalidate on every use, never serve
     /// stale) for a response that may not be stored.
@@ -152,6 +308,23 @@ pub fn merge_not_modified(stored: &ObjectMeta, not_modified: &ObjectMeta) -> Obj
     update(&mut merged.etag, &not_modified.etag);
     if not_modified.last_modified.is_some() {
         merged.last_modified = not_modified.last_modified;
+    }
+    // An HTTP origin's 304 updates every field it carries but the length.
+    if not_modified.status == Some(304) {
+        update(&mut merged.content_type, &not_modified.content_type);
+        update(&mut merged.content_encoding, &not_modified.content_encoding);
+        update(&mut merged.content_language, &not_modified.content_language);
+        update(
+            &mut merged.content_disposition,
+            &not_modified.content_disposition,
+        );
+        for (name, _) in &not_modified.headers {
+            merged
+                .headers
+                .retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        }
+        merged.headers.extend(not_modified.headers.iter().cloned());
+        merged.initial_age = not_modified.initial_age;
     }
     merged
 }

@@ -27,6 +27,9 @@ pub struct Request<'a> {
     /// The full object key (the site's prefix included).
     pub object_key: &'a str,
     pub want: Want,
+    /// An HTTP origin's site: the request's end-to-end header fields, which
+    /// its origin gets and `Vary` selects by (empty for a bucket).
+    pub forward: &'a [(String, String)],
 }
 
 /// What a request wants of an object.
@@ -236,7 +239,11 @@ impl Cache {
             site,
             object_key,
             want,
+            forward,
         } = request;
+        if site.config.is_http_origin() && matches!(want, Want::Object | Want::Range { .. }) {
+            return self.shared(site, object_key, forward).await;
+        }
         match want {
             Want::Object => self.object(site, object_key).await,
             Want::Range { spec, if_range } => {
@@ -509,7 +516,7 @@ impl Cache {
     }
 
     /// One origin GET, timed and counted.
-    async fn origin_get(
+    pub(super) async fn origin_get(
         &self,
         site: &Site,
         request: &ObjectRequest,
@@ -723,7 +730,7 @@ fn negative_entry(site: &Site, key: CacheKey, error: &OriginError, now: SystemTi
 }
 
 /// Reads a body to its end (a fill detached from any client).
-async fn drain(mut body: BodyStream) {
+pub(super) async fn drain(mut body: BodyStream) {
     use futures_util::StreamExt;
     while body.next().await.is_some() {}
 }

@@ -147,6 +147,34 @@ pub struct OriginConfig {
     /// Treat a 403 from S3 as a missing key (credentials without s3:ListBucket).
     pub denied_as_missing: bool,
     pub timeout: Duration,
+    /// `url`: an HTTP(S) server instead of a bucket (the bucket fields are
+    /// then unused and empty).
+    pub http: Option<HttpOriginConfig>,
+}
+
+/// `[origin] url = "http://host:port/base"`: where an HTTP origin is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpOriginConfig {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `host:port` (or `host`).
+    pub authority: String,
+    /// The base path, without a trailing `/` (`""` for the root).
+    pub base_path: String,
+}
+
+impl HttpOriginConfig {
+    /// The URL as written, normalised (`http://10.0.0.5:8080/base`).
+    pub fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+}
+
+impl SiteConfig {
+    /// Whether the site's origin is an HTTP server, cached by RFC 9111 rules.
+    pub fn is_http_origin(&self) -> bool {
+        self.origin.http.is_some()
+    }
 }
 
 /// `[cache]`.
@@ -158,6 +186,21 @@ pub struct CacheConfig {
     pub error_ttl: Duration,
     pub stale_while_revalidate: Duration,
     pub stale_if_error: Duration,
+}
+
+impl CacheConfig {
+    /// The defaults for an HTTP origin: nothing beyond what the responses'
+    /// own headers allow (RFC 9111), no lifetime limits.
+    pub fn http_defaults() -> CacheConfig {
+        CacheConfig {
+            default_ttl: Duration::ZERO,
+            min_ttl: Duration::ZERO,
+            max_ttl: Duration::MAX,
+            error_ttl: Duration::ZERO,
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+        }
+    }
 }
 
 impl Default for CacheConfig {

@@ -31,6 +31,8 @@ pub struct RawSite {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOrigin {
+    /// An HTTP(S) origin instead of a bucket.
+    pub url: Option<String>,
     pub bucket: Option<String>,
     pub endpoint: Option<String>,
     pub region: Option<String>,

@@ -150,8 +150,23 @@ pub fn validate_site(file: &Path, text: &str) -> Result<SiteConfig, Vec<ConfigPr
         .as_ref()
         .map(|r| validate_releases(&mut p, r, &mut hosts));
     let origin = validate_origin(&mut p, raw.origin.as_ref());
+    let http_origin = origin.as_ref().is_some_and(|o| o.http.is_some());
+    if http_origin {
+        if raw.website.is_some() {
+            p.add(
+                "website",
+                "cannot be used with an HTTP origin (`origin.url`): the S3 website rules apply to buckets; let the origin server answer them",
+            );
+        }
+        if raw.releases.is_some() {
+            p.add(
+                "releases",
+                "cannot be used with an HTTP origin (`origin.url`): releases are folders of a bucket",
+            );
+        }
+    }
     let website = raw.website.as_ref().map(|w| validate_website(&mut p, w));
-    let cache = validate_cache(&mut p, &raw.cache);
+    let cache = validate_cache(&mut p, &raw.cache, http_origin);
     let compression = validate_compression(&mut p, &raw.compression);
     let headers = validate_headers(&mut p, &raw.headers);
     let cors = raw.cors.as_ref().map(|c| validate_cors(&mut p, c));
@@ -335,6 +350,9 @@ fn validate_origin(p: &mut Problems, raw: Option<&raw::RawOrigin>) -> Option<Ori
         );
         return None;
     };
+    if let Some(url) = &raw.url {
+        return validate_http_origin(p, raw, url);
+    }
     let bucket = raw.bucket.clone().unwrap_or_default();
     if bucket.is_empty() {
         p.add("origin.bucket", "missing; set the bucket's name");
@@ -409,6 +427,7 @@ fn validate_origin(p: &mut Problems, raw: Option<&raw::RawOrigin>) -> Option<Ori
         credentials,
         denied_as_missing: raw.denied_as_missing,
         timeout,
+        http: None,
     })
 }
 
@@ -594,8 +613,74 @@ fn validate_rule(p: &mut Problems, key: &str, raw: &raw::RawRoutingRule) -> Opti
     })
 }
 
-fn validate_cache(p: &mut Problems, raw: &raw::RawCache) -> CacheConfig {
-    let d = CacheConfig::default();
+/// `[origin] url = ...`: an HTTP(S) server; every bucket field is refused.
+fn validate_http_origin(p: &mut Problems, raw: &raw::RawOrigin, url: &str) -> Option<OriginConfig> {
+    let bucket_fields = [
+        ("bucket", raw.bucket.is_some()),
+        ("endpoint", raw.endpoint.is_some()),
+        ("region", raw.region.is_some()),
+        ("prefix", raw.prefix.is_some()),
+        ("path_style", raw.path_style.is_some()),
+        ("anonymous", raw.anonymous),
+        ("access_key_id_env", raw.access_key_id_env.is_some()),
+        ("secret_access_key_env", raw.secret_access_key_env.is_some()),
+        ("denied_as_missing", raw.denied_as_missing),
+    ];
+    for (field, set) in bucket_fields {
+        if set {
+            p.add(
+                format!("origin.{field}"),
+                "cannot be combined with `origin.url`: a site's origin is either a bucket or an HTTP server",
+            );
+        }
+    }
+    let timeout = p.duration(
+        "origin.timeout",
+        raw.timeout.as_ref(),
+        DEFAULT_ORIGIN_TIMEOUT,
+    );
+    if timeout.is_zero() {
+        p.add("origin.timeout", "must be more than zero, e.g. `10s`");
+    }
+    let parsed = url.parse::<actix_web::http::Uri>().ok().and_then(|uri| {
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let authority = uri.authority()?.as_str().to_string();
+        let usable = (scheme == "http" || scheme == "https")
+            && uri.query().is_none()
+            && !authority.contains('@')
+            && !url.contains('#');
+        usable.then(|| HttpOriginConfig {
+            scheme,
+            authority,
+            base_path: uri.path().trim_end_matches('/').to_string(),
+        })
+    });
+    let Some(http) = parsed else {
+        p.add(
+            "origin.url",
+            format!("`{url}` is not an origin URL; write `http://host:port/base` or `https://host/base` (no query, no credentials)"),
+        );
+        return None;
+    };
+    Some(OriginConfig {
+        bucket: String::new(),
+        endpoint: Endpoint::Url(http.url()),
+        region: None,
+        prefix: String::new(),
+        path_style: false,
+        credentials: CredentialsSource::Anonymous,
+        denied_as_missing: false,
+        timeout,
+        http: Some(http),
+    })
+}
+
+fn validate_cache(p: &mut Problems, raw: &raw::RawCache, http_origin: bool) -> CacheConfig {
+    let d = if http_origin {
+        CacheConfig::http_defaults()
+    } else {
+        CacheConfig::default()
+    };
     let config = CacheConfig {
         default_ttl: p.duration("cache.default_ttl", raw.default_ttl.as_ref(), d.default_ttl),
         min_ttl: p.duration("cache.min_ttl", raw.min_ttl.as_ref(), d.min_ttl),

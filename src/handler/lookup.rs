@@ -28,6 +28,8 @@ pub(super) struct Lookup<'a> {
     pub cache: &'a Arc<Cache>,
     pub head: bool,
     pub info: RequestInfo<'a>,
+    /// An HTTP origin's site: the end-to-end fields forwarded (`proxy.rs`).
+    pub forward: &'a [(String, String)],
 }
 
 /// What stages 5 to 9 delivered.
@@ -100,6 +102,7 @@ impl Lookup<'_> {
                 site: self.site,
                 object_key: &object_key,
                 want,
+                forward: self.forward,
             })
             .await
     }
@@ -115,7 +118,11 @@ impl Lookup<'_> {
     ) -> Result<Fetch, OriginError> {
         let config = &self.site.config.compression;
         let whole = matches!(fetch.payload, Payload::Stream(_) | Payload::File(_));
-        if !whole || !compressible(config, key, &fetch.meta) {
+        // An HTTP origin's answer is compressed only when it is a 200 that
+        // does not vary already: its variants are keyed by the target alone.
+        let varies = self.site.config.is_http_origin()
+            && (fetch.meta.status() != 200 || fetch.meta.header("vary").is_some());
+        if !whole || varies || !compressible(config, key, &fetch.meta) {
             return Ok(fetch);
         }
         trace.vary_accept_encoding = true;
@@ -132,6 +139,7 @@ impl Lookup<'_> {
                     identity: Box::new(fetch),
                     coding,
                 },
+                forward: &[],
             })
             .await;
         answer.result
@@ -147,6 +155,7 @@ impl Lookup<'_> {
                 site: self.site,
                 object_key,
                 want: Want::Exists,
+                forward: &[],
             })
             .await;
         if answer.request_id.is_some() {

@@ -48,6 +48,7 @@ use crate::{tls, website};
 mod body;
 mod lookup;
 mod object;
+mod proxy;
 mod respond;
 
 use body::LoggedBody;
@@ -107,9 +108,13 @@ impl Served {
 }
 
 /// The edge handler: stages 1 to 9, then stage 10.
-pub async fn handle(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn handle(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let started = Instant::now();
-    let served = serve(&req, &state).await;
+    let served = serve(&req, payload, &state).await;
     finish(req, state, served, started)
 }
 
@@ -181,7 +186,7 @@ fn finish(
 }
 
 /// Stages 1 to 9.
-async fn serve(req: &HttpRequest, state: &AppState) -> Served {
+async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Served {
     // 1. Limits.
     if let Break(response) = limits(req) {
         return Served::without_site(response);
@@ -217,14 +222,25 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Served {
         // Only a site with CORS answers a preflight: it varies by `Origin`.
         Break(response) => return answered(response, Some(Vec::new())),
     };
+    let http_origin = site.config.is_http_origin();
     let head = match method(req) {
         Continue(head) => head,
+        // 3c. An HTTP origin gets the other methods, bodies streamed.
+        Break(_) if http_origin => {
+            let response = proxy::pass_through(req, payload, &site, &state.cache).await;
+            return answered(response, cors);
+        }
         Break(response) => return answered(response, cors),
     };
-    // 4. Key.
+    // 4. Key: for an HTTP origin, the request target as sent (query included).
     let key = match object_key(req, &site) {
         Continue(key) => key,
         Break(response) => return answered(response, cors),
+    };
+    let forward = if http_origin {
+        proxy::forward_headers(req, true)
+    } else {
+        Vec::new()
     };
     // 5 to 9. Website rules around the read through the cache, or the key as
     // it is (an asset CDN); compression; the representation.
@@ -239,6 +255,7 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Served {
             raw_path: req.uri().path(),
             query: req.uri().query(),
         },
+        forward: &forward,
     };
     let delivered = match site.website() {
         Some(config) => lookup::serve_website(&lookup, &config, &key).await,
@@ -347,8 +364,19 @@ fn method(req: &HttpRequest) -> Stage<bool> {
     }
 }
 
-/// Stage 4: the path as an object key (without the site's prefix).
+/// Stage 4: the path as an object key (without the site's prefix); for an
+/// HTTP origin, the request target as the client sent it.
 fn object_key(req: &HttpRequest, site: &Site) -> Stage<String> {
+    if site.config.is_http_origin() {
+        let target = proxy::target(req);
+        if target.len() > proxy::MAX_TARGET_BYTES {
+            return Break(error_page(
+                StatusCode::URI_TOO_LONG,
+                "The request target is too long.",
+            ));
+        }
+        return Continue(target.to_string());
+    }
     let key = match website::path_to_key(req.uri().path()) {
         Ok(key) => key,
         Err(e) => {

@@ -107,6 +107,20 @@ pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) ->
     if let Some(age) = age {
         representation.insert(header::AGE, header::HeaderValue::from(age.as_secs()));
     }
+    // An HTTP origin's answer other than 200 (a 404, a 301...) is sent as it
+    // is: preconditions and ranges apply to representations.
+    if meta.status() != 200 {
+        let status = StatusCode::from_u16(meta.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let len = meta.content_length;
+        let mut response = if head || len == 0 {
+            HttpResponse::build(status).body(HeadBody(len))
+        } else {
+            HttpResponse::build(status).body(SizedStream::new(len, length_checked(payload, len)))
+        };
+        *response.headers_mut() = representation;
+        response.headers_mut().remove(header::ACCEPT_RANGES);
+        return response;
+    }
     if let Some(answer) = preconditions_answer(req, &meta, &representation) {
         return answer;
     }

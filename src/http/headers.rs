@@ -50,7 +50,21 @@ pub fn representation_headers_with(
             set_checked(&mut headers, name, value);
         }
     }
-    if let Some(modified) = meta.last_modified {
+    if meta.is_from_http_origin() {
+        // An HTTP origin's answer keeps its own fields as sent: its
+        // `Last-Modified` is among them, and its `Date` (RFC 9110 6.6.1).
+        if let Some(date) = meta.date.as_deref() {
+            set_checked(&mut headers, header::DATE, date);
+        }
+        for (name, value) in &meta.headers {
+            if let (Ok(name), Ok(value)) = (
+                header::HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.append(name, value);
+            }
+        }
+    } else if let Some(modified) = meta.last_modified {
         headers.insert(header::LAST_MODIFIED, http_date(modified));
     }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));

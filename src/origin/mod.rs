@@ -13,6 +13,7 @@
 
 #[cfg(feature = "embedded")]
 pub mod embedded;
+pub mod http;
 pub mod s3;
 
 use std::pin::Pin;
@@ -35,6 +36,11 @@ pub struct ObjectRequest {
     pub if_none_match: Option<String>,
     /// Revalidation: the cached representation's Last-Modified.
     pub if_modified_since: Option<SystemTime>,
+    /// An HTTP origin: the query string (without `?`), part of what is asked.
+    pub query: Option<String>,
+    /// An HTTP origin: the client's end-to-end header fields to forward
+    /// (conditional and range fields are the cache's own, above).
+    pub headers: Vec<(String, String)>,
 }
 
 impl ObjectRequest {
@@ -73,6 +79,38 @@ pub struct ObjectMeta {
     pub website_redirect_location: Option<String>,
     /// `x-amz-request-id` of the answer, for the access log.
     pub request_id: Option<String>,
+    /// An HTTP origin's status when it is not 200 (a cacheable 404, a 301...).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// An HTTP origin's other end-to-end header fields, in order (the fields
+    /// above are not repeated here; hop-by-hop fields are never kept).
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// An HTTP origin's answer: how old it already was when it arrived (RFC
+    /// 9111 section 4.2.3, `corrected_initial_age`), in seconds.
+    #[serde(default)]
+    pub initial_age: Option<u64>,
+}
+
+impl ObjectMeta {
+    /// The status of a whole answer (200 unless an HTTP origin said otherwise).
+    pub fn status(&self) -> u16 {
+        self.status.unwrap_or(200)
+    }
+
+    /// Whether this is an HTTP origin's answer, whose fields are passed on
+    /// as sent (a bucket's are chosen by the edge).
+    pub fn is_from_http_origin(&self) -> bool {
+        self.initial_age.is_some()
+    }
+
+    /// The value of an extra header field (`headers`), by name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// A successful answer.

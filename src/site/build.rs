@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use super::{OriginWrapper, Site, Sites};
 use crate::config::SiteConfig;
+use crate::origin::http::HttpOrigin;
 use crate::origin::s3::{BuildError, EmbeddedEndpoint, S3Origin};
 use crate::origin::Origin;
 
@@ -42,6 +43,9 @@ pub enum SiteError {
     /// `cors.from_bucket`: the bucket's CORS rules cannot be read.
     #[error("site `{site}`: {reason}")]
     Cors { site: String, reason: String },
+    /// The HTTP origin's client cannot be built (no trusted roots).
+    #[error("site `{site}`: origin.url: {reason}")]
+    HttpOrigin { site: String, reason: String },
 }
 
 impl SiteError {
@@ -50,7 +54,8 @@ impl SiteError {
         match self {
             SiteError::Origin { site, .. }
             | SiteError::Website { site, .. }
-            | SiteError::Cors { site, .. } => site,
+            | SiteError::Cors { site, .. }
+            | SiteError::HttpOrigin { site, .. } => site,
         }
     }
 }
@@ -63,11 +68,26 @@ impl Site {
         context: &BuildContext,
         previous: Option<&Site>,
     ) -> Result<Site, SiteError> {
-        let origin = match previous {
-            Some(site) if site.config.origin == config.origin => site.origin.clone(),
-            _ => new_origin(&config, context).await?,
+        let kept = previous.filter(|site| site.config.origin == config.origin);
+        let http_origin = match (kept, &config.origin.http) {
+            (Some(site), _) => site.http_origin.clone(),
+            (None, Some(http)) => Some(Arc::new(
+                HttpOrigin::new(http, config.origin.timeout).map_err(|reason| {
+                    SiteError::HttpOrigin {
+                        site: config.name.clone(),
+                        reason,
+                    }
+                })?,
+            )),
+            (None, None) => None,
         };
-        let site = Site::new(config, origin);
+        let origin = match (kept, &http_origin) {
+            (Some(site), _) => site.origin.clone(),
+            (None, Some(http)) => wrapped(&config, context, http.clone()),
+            (None, None) => new_origin(&config, context).await?,
+        };
+        let mut site = Site::new(config, origin);
+        site.http_origin = http_origin;
         site.load_bucket_website()
             .await
             .map_err(|reason| SiteError::Website {
@@ -99,10 +119,19 @@ async fn new_origin(
                 source,
             })?,
     );
-    Ok(match &context.wrapper {
+    Ok(wrapped(config, context, origin))
+}
+
+/// The origin client as the context wants it (tests: counters, faults).
+fn wrapped(
+    config: &SiteConfig,
+    context: &BuildContext,
+    origin: Arc<dyn Origin>,
+) -> Arc<dyn Origin> {
+    match &context.wrapper {
         Some(wrap) => wrap(config, origin),
         None => origin,
-    })
+    }
 }
 
 impl Sites {

@@ -33,6 +33,8 @@ pub struct Site {
     release: ReleaseBinding,
     /// Views of this site pinned to one release each, made on first use.
     views: RwLock<HashMap<ReleaseId, Arc<Site>>>,
+    /// An HTTP origin (`[origin] url`), for the methods passed through.
+    pub http_origin: Option<Arc<crate::origin::http::HttpOrigin>>,
 }
 
 /// Most release views a site keeps (the live release and a few previews);
@@ -59,6 +61,7 @@ impl Site {
             cors: Arc::new(RwLock::new(Arc::new(cors))),
             release,
             views: RwLock::new(HashMap::new()),
+            http_origin: None,
         }
     }
 
@@ -116,6 +119,7 @@ impl Site {
             cors: self.cors.clone(),
             release: ReleaseBinding::Pinned(id.clone()),
             views: RwLock::new(HashMap::new()),
+            http_origin: self.http_origin.clone(),
         });
         let mut views = self.views.write().unwrap_or_else(|e| e.into_inner());
         if views.len() >= MAX_RELEASE_VIEWS {

@@ -1,0 +1,606 @@
+//! The read-through for an HTTP origin: the cache as RFC 9111 says a shared
+//! cache must behave, over the same tiers, purge barrier, coalescing and
+//! body puller as the S3 read-through ([`super::read`]); only the policy
+//! differs (docs/ARCHITECTURE.md, "HTTP origin").
+//!
+//! - The key is the request target, query included. A response with `Vary`
+//!   is stored under the target plus the values of the fields it names in
+//!   the request that got it ([`VARY_SEPARATOR`]); the names last seen for
+//!   each target are kept in an index, so one lookup finds the response
+//!   that matches a request, and several responses live side by side.
+//! - What is stored and for how long is [`policy::http_storable`]; the age
+//!   counts from the origin's `Date` and `Age` (the entry is stored as if it
+//!   arrived `initial_age` seconds earlier).
+//! - The request's own `Cache-Control` (and `Pragma: no-cache`) is honoured:
+//!   `no-cache` and `max-age=0` revalidate, `max-age`, `min-fresh` and
+//!   `max-stale` bound the age accepted, `only-if-cached` answers 504 when
+//!   nothing is stored, `no-store` stores nothing.
+//! - Stale entries are revalidated with both validators; a 304 updates the
+//!   stored fields (but the length); a 5xx or a failure serves the stale
+//!   entry while `stale-if-error` allows.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::fill::{Flight, Outcome};
+use super::policy::{self, Storable};
+use super::pull::Sink;
+use super::read::{serve_entry, Answer, CacheOutcome, Fetch};
+use super::VARY_SEPARATOR;
+use super::{Body, Cache, CacheKey, Entry, EntryKind, FlightGuard, Role, State, Ticket, Variant};
+use crate::origin::{Fetched, ObjectMeta, ObjectRequest, OriginError};
+use crate::site::Site;
+
+/// Field names a stored response varies by, for one target.
+pub(super) type VaryIndex = moka::sync::Cache<(String, String), Arc<Vec<String>>>;
+
+/// Targets whose `Vary` names are remembered.
+pub(super) const VARY_INDEX_CAPACITY: u64 = 100_000;
+
+/// The request's `Cache-Control` directives (RFC 9111 section 5.2.1).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct RequestDirectives {
+    no_cache: bool,
+    no_store: bool,
+    only_if_cached: bool,
+    max_age: Option<u64>,
+    min_fresh: Option<u64>,
+    /// `Some(None)`: any staleness.
+    max_stale: Option<Option<u64>>,
+}
+
+impl RequestDirectives {
+    fn of(headers: &[(String, String)]) -> RequestDirectives {
+        let mut d = RequestDirectives::default();
+        let mut has_cache_control = false;
+        for (name, value) in headers {
+            if name.eq_ignore_ascii_case("cache-control") {
+                has_cache_control = true;
+                for part in value.split(',') {
+                    let (name, arg) = match part.split_once('=') {
+                        Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+                        None => (part.trim(), None),
+                    };
+                    let seconds = arg.and_then(|a| a.parse::<u64>().ok());
+                    match name.to_ascii_lowercase().as_str() {
+                        "no-cache" => d.no_cache = true,
+                        "no-store" => d.no_store = true,
+                        "only-if-cached" => d.only_if_cached = true,
+                        "max-age" => d.max_age = seconds,
+                        "min-fresh" => d.min_fresh = seconds,
+                        "max-stale" => d.max_stale = Some(seconds),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        // `Pragma: no-cache` counts only without `Cache-Control` (RFC 9111 5.4).
+        if !has_cache_control {
+            d.no_cache = headers.iter().any(|(n, v)| {
+                n.eq_ignore_ascii_case("pragma")
+                    && v.split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case("no-cache"))
+            });
+        }
+        d
+    }
+
+    /// Whether a stored response of this age and freshness may be used
+    /// without asking the origin.
+    fn accepts(&self, entry: &Entry, now: SystemTime) -> bool {
+        if self.no_cache {
+            return false;
+        }
+        let age = entry.age(now);
+        if self
+            .max_age
+            .is_some_and(|max| age > Duration::from_secs(max))
+        {
+            return false;
+        }
+        let ttl = entry.freshness.ttl;
+        let left = ttl.saturating_sub(age);
+        if self
+            .min_fresh
+            .is_some_and(|min| left < Duration::from_secs(min))
+        {
+            return false;
+        }
+        match entry.state(now) {
+            State::Fresh => true,
+            _ => match self.max_stale {
+                // A stale response is used only when its own directives allow.
+                Some(limit)
+                    if entry.freshness.stale_if_error != Duration::ZERO || !no_stale(entry) =>
+                {
+                    limit.is_none_or(|max| age.saturating_sub(ttl) <= Duration::from_secs(max))
+                }
+                _ => false,
+            },
+        }
+    }
+}
+
+/// `must-revalidate`, `proxy-revalidate`, `s-maxage` or `no-cache`: never
+/// served stale.
+fn no_stale(entry: &Entry) -> bool {
+    entry.meta.cache_control.as_deref().is_some_and(|cc| {
+        cc.split(',').any(|d| {
+            let name = d
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            matches!(
+                name.as_str(),
+                "must-revalidate" | "proxy-revalidate" | "s-maxage" | "no-cache"
+            )
+        })
+    })
+}
+
+/// The values of `name` in `headers`, as one normalised string (`None`:
+/// absent).
+fn field_value(headers: &[(String, String)], name: &str) -> Option<String> {
+    let mut values = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .flat_map(|(_, v)| v.split(','))
+        .map(|v| v.trim().to_string())
+        .peekable();
+    values.peek()?;
+    Some(values.collect::<Vec<_>>().join(","))
+}
+
+/// The field names of a `Vary` value, lowercased (`*` kept).
+fn vary_names(meta: &ObjectMeta) -> Vec<String> {
+    let mut names: Vec<String> = meta
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("vary"))
+        .flat_map(|(_, v)| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The object key of the response selected by `names` for a request with
+/// `headers`.
+fn selected_key(target: &str, names: &[String], headers: &[(String, String)]) -> String {
+    let mut key = String::from(target);
+    for name in names {
+        key.push(VARY_SEPARATOR);
+        key.push_str(name);
+        match field_value(headers, name) {
+            Some(value) => {
+                key.push('=');
+                key.push_str(&value);
+            }
+            // Absent differs from empty.
+            None => key.push('\u{1}'),
+        }
+    }
+    key
+}
+
+/// Whether the request carries credentials (RFC 9111 section 3.5).
+fn has_authorization(headers: &[(String, String)]) -> bool {
+    headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+}
+
+impl Cache {
+    /// The key a request for `target` reads: the target, or the response
+    /// its `Vary` fields select.
+    fn shared_key(&self, site: &Site, target: &str, headers: &[(String, String)]) -> CacheKey {
+        let object_key = match self
+            .vary_index
+            .get(&(site.name().to_string(), target.to_string()))
+        {
+            Some(names) => selected_key(target, &names, headers),
+            None => target.to_string(),
+        };
+        CacheKey::new(site.name(), &object_key, Variant::Identity)
+    }
+
+    /// Reads `target` (path and query) of an HTTP origin for a GET or HEAD
+    /// with the (end-to-end) `headers` it forwards.
+    pub(super) async fn shared(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        target: &str,
+        headers: &[(String, String)],
+    ) -> Answer {
+        let directives = RequestDirectives::of(headers);
+        let ticket = self.ticket();
+        let key = self.shared_key(site, target, headers);
+        let now = SystemTime::now();
+        let cached = self.get(&key, &ticket).await;
+        let since = ticket.since();
+        let answer = match cached {
+            Some(entry) if directives.accepts(&entry, now) => {
+                let outcome = if entry.state(now) == State::Fresh {
+                    CacheOutcome::Hit
+                } else {
+                    CacheOutcome::Stale
+                };
+                Answer::new(serve_entry(&entry, now, since), outcome)
+            }
+            Some(entry)
+                if entry.state(now) == State::StaleWhileRevalidate && !directives.no_cache =>
+            {
+                self.refresh_shared(site, &entry, target, headers, ticket);
+                Answer::new(serve_entry(&entry, now, since), CacheOutcome::Stale)
+            }
+            _ if directives.only_if_cached => Answer::new(
+                Err(OriginError::Timeout(
+                    "only-if-cached, and nothing usable is stored".into(),
+                )),
+                CacheOutcome::Miss { stored: false },
+            ),
+            stale => {
+                let forward = Arc::new(headers.to_vec());
+                match self.join(&key, since) {
+                    Role::Leader(guard) => {
+                        self.lead_shared(site, guard, target, stale, forward, directives, ticket)
+                            .await
+                    }
+                    Role::Follower(flight) => {
+                        self.metrics.coalesced_requests.inc(&[site.name()]);
+                        self.follow_shared(site, target, &flight, stale, &forward)
+                            .await
+                    }
+                }
+            }
+        };
+        self.metrics
+            .cache_lookups
+            .inc(&[site.name(), answer.outcome.as_str()]);
+        answer
+    }
+
+    /// Revalidates `stale` in the background (stale-while-revalidate).
+    fn refresh_shared(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        stale: &Arc<Entry>,
+        target: &str,
+        headers: &[(String, String)],
+        ticket: Ticket,
+    ) {
+        let Role::Leader(guard) = self.join(&stale.key, ticket.since()) else {
+            return;
+        };
+        let cache = self.clone();
+        let site = site.clone();
+        let stale = stale.clone();
+        let target = target.to_string();
+        let forward = Arc::new(headers.to_vec());
+        tokio::spawn(async move {
+            let answer = cache
+                .lead_shared(
+                    &site,
+                    guard,
+                    &target,
+                    Some(stale),
+                    forward,
+                    RequestDirectives::default(),
+                    ticket,
+                )
+                .await;
+            if let Ok(fetch) = answer.result {
+                super::read::drain(fetch.payload.into_stream()).await;
+            }
+        });
+    }
+
+    /// A follower takes its leader's answer when it is the one its request
+    /// selects: the answer does not vary, or the flight was for the
+    /// selected response already. Otherwise it asks the origin itself.
+    async fn follow_shared(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        target: &str,
+        flight: &Arc<Flight>,
+        stale: Option<Arc<Entry>>,
+        forward: &Arc<Vec<(String, String)>>,
+    ) -> Answer {
+        let now = SystemTime::now();
+        let since = flight.since();
+        let selected = |meta: &ObjectMeta, key: &CacheKey| {
+            vary_names(meta).is_empty() || key.object_key.contains(VARY_SEPARATOR)
+        };
+        match flight.wait().await {
+            Outcome::Entry(entry) if selected(&entry.meta, &entry.key) => {
+                Answer::new(serve_entry(&entry, now, since), CacheOutcome::Hit)
+            }
+            Outcome::Streaming(meta) if vary_names(&meta).is_empty() => {
+                let fetch = Fetch::from_origin(ObjectMeta::clone(&meta), flight.subscribe(), since);
+                Answer::new(Ok(fetch), CacheOutcome::Hit)
+            }
+            Outcome::Failed(e) => match stale {
+                Some(entry) if within_stale_if_error(&entry, now) => {
+                    Answer::new(serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
+                }
+                _ => Answer::new(Err(e), CacheOutcome::Miss { stored: false }),
+            },
+            _ => {
+                let request = origin_request(target, forward, None);
+                let (result, request_id) = self.origin_get(site, &request).await;
+                let result = match result {
+                    Ok(Fetched::Object { meta, body }) => Ok(from_origin(meta, body, since)),
+                    Ok(Fetched::NotModified { .. }) => {
+                        Err(OriginError::Invalid("304 to an unconditional GET".into()))
+                    }
+                    Err(e) => Err(e),
+                };
+                Answer {
+                    result,
+                    outcome: CacheOutcome::Miss { stored: false },
+                    request_id,
+                }
+            }
+        }
+    }
+
+    /// The leader's fetch: conditional when a stale entry exists; the answer
+    /// stored when the policy allows, published to the followers.
+    #[allow(clippy::too_many_arguments)]
+    async fn lead_shared(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        guard: FlightGuard,
+        target: &str,
+        stale: Option<Arc<Entry>>,
+        forward: Arc<Vec<(String, String)>>,
+        directives: RequestDirectives,
+        ticket: Ticket,
+    ) -> Answer {
+        let request = origin_request(target, &forward, stale.as_deref());
+        let (result, request_id) = self.origin_get(site, &request).await;
+        let now = SystemTime::now();
+        let since = ticket.since();
+        let authorization = has_authorization(&forward);
+        let (result, outcome) = match result {
+            Ok(Fetched::NotModified { meta }) => match stale {
+                Some(entry) => {
+                    let merged = policy::merge_not_modified(&entry.meta, &meta);
+                    let freshness =
+                        policy::http_storable(&merged, &site.config.cache, authorization, now)
+                            .or_expired();
+                    let entry = self.store(
+                        Entry {
+                            meta: merged,
+                            stored_at: arrived_at(&meta, now),
+                            freshness,
+                            ..Entry::clone(&entry)
+                        },
+                        &ticket,
+                    );
+                    guard.publish(Outcome::Entry(entry.clone()));
+                    (serve_entry(&entry, now, since), CacheOutcome::Revalidated)
+                }
+                None => {
+                    guard.publish(Outcome::Retry);
+                    (
+                        Err(OriginError::Invalid("304 to an unconditional GET".into())),
+                        CacheOutcome::Miss { stored: false },
+                    )
+                }
+            },
+            Ok(Fetched::Object { meta, body }) => match stale {
+                Some(entry) if meta.status() >= 500 && within_stale_if_error(&entry, now) => {
+                    guard.publish(Outcome::Entry(entry.clone()));
+                    (serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
+                }
+                _ => {
+                    let storable = if directives.no_store || meta.content_range.is_some() {
+                        Storable::No
+                    } else {
+                        policy::http_storable(&meta, &site.config.cache, authorization, now)
+                    };
+                    self.store_shared(
+                        site, guard, target, &forward, meta, body, storable, now, ticket,
+                    )
+                    .await
+                }
+            },
+            Err(e) => match stale {
+                Some(entry) if within_stale_if_error(&entry, now) => {
+                    tracing::warn!(site = site.name(), target, "serving stale: {e}");
+                    guard.publish(Outcome::Entry(entry.clone()));
+                    (serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
+                }
+                _ => {
+                    guard.publish(Outcome::Failed(e.clone()));
+                    (Err(e), CacheOutcome::Miss { stored: false })
+                }
+            },
+        };
+        Answer {
+            result,
+            outcome,
+            request_id,
+        }
+    }
+
+    /// A whole answer from the origin: stored (under the key its `Vary`
+    /// selects) while it streams to every waiter when `storable`, else passed
+    /// through.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_shared(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        guard: FlightGuard,
+        target: &str,
+        forward: &[(String, String)],
+        meta: ObjectMeta,
+        body: crate::origin::BodyStream,
+        storable: Storable,
+        now: SystemTime,
+        ticket: Ticket,
+    ) -> (Result<Fetch, OriginError>, CacheOutcome) {
+        let since = ticket.since();
+        let len = meta.content_length;
+        let freshness = match storable {
+            Storable::Yes(f) if self.can_store(len) => Some(f),
+            _ => None,
+        };
+        let Some(freshness) = freshness else {
+            guard.publish(Outcome::Retry);
+            return (
+                Ok(from_origin(meta, body, since)),
+                CacheOutcome::Miss { stored: false },
+            );
+        };
+        // Fields `private="..."` and `no-cache="..."` name are not stored.
+        let unstored = policy::qualified_fields(meta.cache_control.as_deref());
+        let index_key = (site.name().to_string(), target.to_string());
+        let names = vary_names(&meta);
+        let key = if names.is_empty() {
+            self.vary_index.invalidate(&index_key);
+            CacheKey::new(site.name(), target, Variant::Identity)
+        } else {
+            let key = selected_key(target, &names, forward);
+            self.vary_index.insert(index_key, Arc::new(names));
+            CacheKey::new(site.name(), &key, Variant::Identity)
+        };
+        let sink = if len > self.memory_object_max {
+            self.disk_writer(&key, len).await.map(Sink::Disk)
+        } else {
+            Some(Sink::Memory)
+        };
+        let Some(sink) = sink else {
+            guard.publish(Outcome::Retry);
+            return (
+                Ok(from_origin(meta, body, since)),
+                CacheOutcome::Miss { stored: false },
+            );
+        };
+        if let Sink::Disk(writer) = &sink {
+            guard.spill_to(writer.reader());
+        }
+        guard.publish(Outcome::Streaming(Arc::new(meta.clone())));
+        let subscriber = guard.subscribe();
+        let mut stored_meta = meta.clone();
+        stored_meta
+            .headers
+            .retain(|(name, _)| !unstored.iter().any(|u| u.eq_ignore_ascii_case(name)));
+        let entry = Entry {
+            key,
+            kind: EntryKind::Object,
+            stored_at: arrived_at(&meta, now),
+            meta: stored_meta,
+            body: Body::empty(),
+            freshness,
+        };
+        tokio::spawn(
+            self.clone()
+                .complete(guard, body, entry, Some(len), sink, ticket),
+        );
+        (
+            Ok(from_origin(meta, subscriber, since)),
+            CacheOutcome::Miss { stored: true },
+        )
+    }
+}
+
+/// The GET the origin gets for `target`: the client's fields, and the stale
+/// entry's validators (both, as RFC 9111 section 4.3.1 advises).
+fn origin_request(
+    target: &str,
+    forward: &[(String, String)],
+    stale: Option<&Entry>,
+) -> ObjectRequest {
+    let mut request = ObjectRequest::new(target);
+    request.headers = forward.to_vec();
+    if let Some(entry) = stale.filter(|e| e.kind == EntryKind::Object) {
+        request.if_none_match.clone_from(&entry.meta.etag);
+        request.if_modified_since = entry.meta.last_modified;
+    }
+    request
+}
+
+/// When an answer would have been stored had it come straight from the
+/// origin: `initial_age` before it arrived.
+fn arrived_at(meta: &ObjectMeta, now: SystemTime) -> SystemTime {
+    let age = Duration::from_secs(meta.initial_age.unwrap_or(0));
+    now.checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// An answer passed straight from the origin, with the age it arrived with.
+fn from_origin(
+    meta: ObjectMeta,
+    body: crate::origin::BodyStream,
+    since: super::Generation,
+) -> Fetch {
+    let age = meta
+        .initial_age
+        .filter(|age| *age > 0)
+        .map(Duration::from_secs);
+    let mut fetch = Fetch::from_origin(meta, body, since);
+    fetch.age = age;
+    fetch
+}
+
+fn within_stale_if_error(entry: &Entry, now: SystemTime) -> bool {
+    matches!(
+        entry.state(now),
+        State::Stale {
+            within_stale_if_error: true
+        } | State::StaleWhileRevalidate
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn vary_selects_by_normalised_values_and_tells_absent_from_empty() {
+        let names = vec!["accept-language".to_string(), "x-foo".to_string()];
+        let a = selected_key("/p?q=1", &names, &headers(&[("Accept-Language", "en, fr")]));
+        let b = selected_key("/p?q=1", &names, &headers(&[("accept-language", "en,fr")]));
+        let c = selected_key(
+            "/p?q=1",
+            &names,
+            &headers(&[("accept-language", "en,fr"), ("x-foo", "")]),
+        );
+        let d = selected_key("/p?q=1", &names, &headers(&[("accept-language", "de")]));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(a, d);
+        assert!(a.starts_with("/p?q=1\0"));
+    }
+
+    #[test]
+    fn request_directives_and_pragma() {
+        let d = RequestDirectives::of(&headers(&[("Cache-Control", "max-age=5, min-fresh=2")]));
+        assert_eq!(d.max_age, Some(5));
+        assert_eq!(d.min_fresh, Some(2));
+        assert!(RequestDirectives::of(&headers(&[("Pragma", "no-cache")])).no_cache);
+        assert!(
+            !RequestDirectives::of(&headers(&[
+                ("Pragma", "no-cache"),
+                ("Cache-Control", "max-age=5")
+            ]))
+            .no_cache
+        );
+        assert_eq!(
+            RequestDirectives::of(&headers(&[("cache-control", "max-stale")])).max_stale,
+            Some(None)
+        );
+    }
+}

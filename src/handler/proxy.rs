@@ -1,0 +1,246 @@
+//! An HTTP origin's requests: the fields forwarded (stages 4 and 6), and
+//! stage 3c, the methods other than GET and HEAD passed through with their
+//! bodies streamed, never stored, and invalidating what is stored for their
+//! target and their `Location`/`Content-Location` (RFC 9111 section 4.4).
+
+use std::sync::Arc;
+
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use super::respond::origin_error_response;
+use crate::cache::{Cache, PurgeScope};
+use crate::origin::http::{connection_tokens, is_hop_by_hop, outgoing_body};
+use crate::site::Site;
+
+/// Longest request target accepted for an HTTP origin, in bytes.
+pub(super) const MAX_TARGET_BYTES: usize = 8 * 1024;
+
+/// Request fields the cache decides for itself on a fill (its validators,
+/// whole bodies), and `Expect`, which this node answers itself.
+const CACHE_OWN_FIELDS: &[&str] = &[
+    "if-none-match",
+    "if-modified-since",
+    "if-match",
+    "if-unmodified-since",
+    "if-range",
+    "range",
+    "expect",
+];
+
+/// The fields the origin gets: the client's end-to-end ones (for a cache
+/// fill without its conditionals and `Range`), `Via`, and the forwarding
+/// fields (`X-Forwarded-For` extended with the peer, `X-Forwarded-Proto`,
+/// `X-Forwarded-Host`).
+pub(super) fn forward_headers(req: &HttpRequest, for_cache: bool) -> Vec<(String, String)> {
+    let pairs = || {
+        req.headers()
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
+    };
+    let tokens = connection_tokens(pairs());
+    let mut forward: Vec<(String, String)> = pairs()
+        .filter(|(name, _)| !is_hop_by_hop(name, &tokens))
+        .filter(|(name, _)| !matches!(*name, "host" | "x-forwarded-proto" | "x-forwarded-host"))
+        .filter(|(name, _)| !(for_cache && CACHE_OWN_FIELDS.contains(name)) && *name != "expect")
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    let peer = req.peer_addr().map(|a| a.ip().to_string());
+    let mut via = String::new();
+    let mut forwarded_for = String::new();
+    forward.retain(|(name, value)| match name.as_str() {
+        "via" => {
+            via = joined(&via, value);
+            false
+        }
+        "x-forwarded-for" => {
+            forwarded_for = joined(&forwarded_for, value);
+            false
+        }
+        _ => true,
+    });
+    let version = match req.version() {
+        actix_web::http::Version::HTTP_10 => "1.0",
+        actix_web::http::Version::HTTP_2 => "2",
+        _ => "1.1",
+    };
+    forward.push(("via".into(), joined(&via, &format!("{version} s3edge"))));
+    if let Some(peer) = peer {
+        forward.push(("x-forwarded-for".into(), joined(&forwarded_for, &peer)));
+    }
+    let scheme = if req.app_config().secure() {
+        "https"
+    } else {
+        "http"
+    };
+    forward.push(("x-forwarded-proto".into(), scheme.into()));
+    if let Some(host) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+    {
+        forward.push(("x-forwarded-host".into(), host.to_string()));
+    }
+    forward
+}
+
+fn joined(list: &str, item: &str) -> String {
+    if list.is_empty() {
+        item.to_string()
+    } else {
+        format!("{list}, {item}")
+    }
+}
+
+/// The request target (path and query) as the client sent it.
+pub(super) fn target(req: &HttpRequest) -> &str {
+    req.uri().path_and_query().map_or("/", |p| p.as_str())
+}
+
+/// Stage 3c: passes a request with a method other than GET and HEAD to the
+/// origin, its body streamed as it arrives, and the answer back as it comes;
+/// a non-error answer invalidates the target and its `Location` and
+/// `Content-Location` when they are on this site.
+pub(super) async fn pass_through(
+    req: &HttpRequest,
+    payload: web::Payload,
+    site: &Arc<Site>,
+    cache: &Arc<Cache>,
+) -> HttpResponse {
+    if matches!(*req.method(), Method::CONNECT | Method::TRACE) {
+        return super::respond::error_page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "This method is not allowed here.",
+        );
+    }
+    let Some(origin) = site.http_origin.clone() else {
+        return super::respond::error_page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "This method is not allowed here.",
+        );
+    };
+    let target = target(req).to_string();
+    let headers = forward_headers(req, false);
+    // actix's payload lives on this worker thread; hyper's body must be
+    // `Send`: a bounded channel carries the chunks across, so an upload
+    // streams with at most a few chunks in memory.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    actix_web::rt::spawn(async move {
+        let mut payload = payload;
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()));
+            let failed = chunk.is_err();
+            if sender.send(chunk).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    let body = outgoing_body(tokio_stream_of(receiver));
+    let method = req.method().as_str().to_string();
+    let forwarded = match origin.forward(&method, &target, &headers, body).await {
+        Ok(forwarded) => forwarded,
+        Err(e) => return origin_error_response(site, &target, &e),
+    };
+    if (200..400).contains(&forwarded.status) {
+        let mut keys = vec![target.clone()];
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        for (name, value) in &forwarded.headers {
+            if name.eq_ignore_ascii_case("location")
+                || name.eq_ignore_ascii_case("content-location")
+            {
+                if let Some(local) = same_site_target(value, host) {
+                    keys.push(local);
+                }
+            }
+        }
+        invalidate(cache, site, keys).await;
+    }
+    let status = StatusCode::from_u16(forwarded.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = HttpResponse::build(status);
+    for (name, value) in &forwarded.headers {
+        if name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            response.append_header((name, value));
+        }
+    }
+    let length = forwarded
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+    match length {
+        Some(len) if req.method() == Method::HEAD => response.body(super::body::HeadBody(len)),
+        Some(len) => response.body(actix_web::body::SizedStream::new(
+            len,
+            super::body::LengthChecked::new(forwarded.body, len),
+        )),
+        None => response.streaming(forwarded.body),
+    }
+}
+
+/// A `Location` or `Content-Location` on the request's own host (or
+/// relative), as a request target; `None` for another host (RFC 9111 4.4:
+/// only URIs with the same origin are invalidated).
+fn same_site_target(value: &str, host: &str) -> Option<String> {
+    let value = value.trim();
+    if value.starts_with('/') && !value.starts_with("//") {
+        return Some(value.to_string());
+    }
+    let uri = value.parse::<actix_web::http::Uri>().ok()?;
+    let authority = uri.authority()?.as_str();
+    if !authority.eq_ignore_ascii_case(host) {
+        return None;
+    }
+    Some(uri.path_and_query().map_or("/", |p| p.as_str()).to_string())
+}
+
+/// Removes what is stored for `keys` (all their `Vary` selections), behind
+/// the purge barrier like any purge.
+pub(super) async fn invalidate(cache: &Arc<Cache>, site: &Site, keys: Vec<String>) {
+    let cache = cache.clone();
+    let site = site.name().to_string();
+    let _ = tokio::task::spawn_blocking(move || {
+        cache.purge(
+            &site,
+            PurgeScope {
+                keys,
+                prefixes: Vec::new(),
+            },
+        )
+    })
+    .await;
+}
+
+/// A stream of a channel's items.
+fn tokio_stream_of<T: Send + 'static>(
+    receiver: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_locations_on_the_same_host_are_invalidated() {
+        assert_eq!(same_site_target("/a?b", "h"), Some("/a?b".into()));
+        assert_eq!(same_site_target("http://h/x", "h"), Some("/x".into()));
+        assert_eq!(same_site_target("http://other/x", "h"), None);
+        assert_eq!(same_site_target("//other/x", "h"), None);
+    }
+}

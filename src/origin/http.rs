@@ -1,0 +1,458 @@
+//! An HTTP(S) server as a site's origin (`[origin] url = ...`).
+//!
+//! GETs for the cache ([`Origin::get`]) and every other method passed through
+//! ([`HttpOrigin::forward`]) go to `url` with the request's path and query
+//! appended, carrying the client's end-to-end header fields (the handler
+//! removes the hop-by-hop ones and adds `Via` and `X-Forwarded-For`). The
+//! answer's header fields are kept as the origin sent them, hop-by-hop ones
+//! removed; its status is kept whatever it is (a 404 or a 301 is an answer,
+//! not an error). Only a connection that fails (502), an answer that breaks
+//! the protocol (502) or one that does not come within `timeout` (504) are
+//! errors. Redirects are passed on to the client, never followed: an origin
+//! that redirects in a loop cannot hold a request here.
+//!
+//! hyper's client is used (rather than reqwest) because the request and
+//! response header sections must pass through as they are, in order, and the
+//! response must be read status-agnostically; hyper rejects malformed
+//! responses and oversized header sections itself.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::{BodyStream, Fetched, ObjectMeta, ObjectRequest, Origin, OriginError};
+use crate::config::HttpOriginConfig;
+
+/// A request body on its way to the origin.
+pub type OutgoingBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// Longest a body without `Content-Length` may be: it is gathered whole
+/// before it is passed on (its length must be known to be stored).
+pub const MAX_UNSIZED_BODY: usize = 64 * 1024 * 1024;
+
+/// Header fields that describe one connection, never forwarded or stored
+/// (RFC 9110 section 7.6.1), besides those the `Connection` field names.
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Whether a field is hop-by-hop for a message whose `Connection` field
+/// lists `connection_tokens`.
+pub fn is_hop_by_hop(name: &str, connection_tokens: &[String]) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || connection_tokens
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(name))
+}
+
+/// The tokens of every `Connection` field in `headers`.
+pub fn connection_tokens<'a>(headers: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<String> {
+    headers
+        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, value)| value.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// An HTTP(S) server.
+pub struct HttpOrigin {
+    config: HttpOriginConfig,
+    timeout: Duration,
+    client: Client<Connector, OutgoingBody>,
+}
+
+/// An answer to a passed-through request: status, header fields (hop-by-hop
+/// removed) and the body as it arrives.
+pub struct Forwarded {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: BodyStream,
+}
+
+impl HttpOrigin {
+    pub fn new(config: &HttpOriginConfig, timeout: Duration) -> Result<HttpOrigin, String> {
+        let provider = crate::tls::provider();
+        let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
+            .map_err(|e| format!("the system's trusted roots: {e}"))?;
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeout.min(Duration::from_secs(5))));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(HttpOrigin {
+            config: config.clone(),
+            timeout,
+            client,
+        })
+    }
+
+    /// The URL for a path and query as the client sent them.
+    fn url(&self, path_and_query: &str) -> String {
+        let path = if path_and_query.starts_with('/') {
+            path_and_query.to_string()
+        } else {
+            format!("/{path_and_query}")
+        };
+        format!(
+            "{}://{}{}{}",
+            self.config.scheme, self.config.authority, self.config.base_path, path
+        )
+    }
+
+    /// Sends one request and waits for its header section.
+    async fn send(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(String, String)],
+        body: OutgoingBody,
+    ) -> Result<(hyper::http::response::Parts, Incoming, Duration), OriginError> {
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(self.url(path_and_query));
+        for (name, value) in headers {
+            if name.eq_ignore_ascii_case("host") {
+                continue;
+            }
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        builder = builder.header("host", self.config.authority.as_str());
+        let request = builder
+            .body(body)
+            .map_err(|e| OriginError::Invalid(format!("cannot forward the request: {e}")))?;
+        let started = Instant::now();
+        let response = tokio::time::timeout(self.timeout, self.client.request(request))
+            .await
+            .map_err(|_| {
+                OriginError::Timeout(format!(
+                    "no answer from {} within {:?}",
+                    self.config.url(),
+                    self.timeout
+                ))
+            })?
+            .map_err(|e| classify(&e))?;
+        let (parts, incoming) = response.into_parts();
+        Ok((parts, incoming, started.elapsed()))
+    }
+
+    /// Passes a request through (any method, its body streamed): the answer
+    /// as the origin gave it, hop-by-hop fields removed.
+    pub async fn forward(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(String, String)],
+        body: OutgoingBody,
+    ) -> Result<Forwarded, OriginError> {
+        let (parts, incoming, _) = self.send(method, path_and_query, headers, body).await?;
+        let tokens = connection_tokens(header_pairs(&parts.headers));
+        let headers = header_pairs(&parts.headers)
+            .filter(|(name, _)| !is_hop_by_hop(name, &tokens))
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        Ok(Forwarded {
+            status: parts.status.as_u16(),
+            headers,
+            body: body_stream(incoming, self.timeout),
+        })
+    }
+
+    /// The answer's metadata and body, for the cache.
+    async fn fetched(&self, method: &str, request: &ObjectRequest) -> Result<Fetched, OriginError> {
+        let mut headers = request.headers.clone();
+        if let Some(etag) = &request.if_none_match {
+            headers.push(("if-none-match".into(), etag.clone()));
+        }
+        if let Some(since) = request.if_modified_since {
+            headers.push(("if-modified-since".into(), httpdate::fmt_http_date(since)));
+        }
+        if let Some(range) = &request.range {
+            headers.push(("range".into(), range.clone()));
+        }
+        let request_time = SystemTime::now();
+        let empty = Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let (parts, incoming, _) = self.send(method, &request.key, &headers, empty).await?;
+        let response_time = SystemTime::now();
+        let mut meta = meta_from(&parts.headers, parts.status.as_u16());
+        meta.initial_age = Some(initial_age(&meta, request_time, response_time));
+        match parts.status.as_u16() {
+            304 => return Ok(Fetched::NotModified { meta }),
+            416 => {
+                let total = meta
+                    .content_range
+                    .as_deref()
+                    .and_then(|r| r.strip_prefix("bytes */"))
+                    .and_then(|n| n.trim().parse().ok());
+                return Err(OriginError::RangeNotSatisfiable {
+                    total_length: total,
+                });
+            }
+            206 if meta.content_range.is_none() => {
+                return Err(OriginError::Invalid("206 without Content-Range".into()))
+            }
+            206 => meta.status = None,
+            _ => {}
+        }
+        let bodiless = method == "HEAD"
+            || matches!(parts.status.as_u16(), 204 | 304)
+            || parts.status.as_u16() < 200;
+        let body = if bodiless {
+            if method != "HEAD" {
+                meta.content_length = 0;
+            }
+            Box::pin(futures_util::stream::empty()) as BodyStream
+        } else {
+            match parts.headers.get(hyper::header::CONTENT_LENGTH) {
+                Some(_) => body_stream(incoming, self.timeout),
+                None => {
+                    let whole = gather(body_stream(incoming, self.timeout)).await?;
+                    meta.content_length = whole.len() as u64;
+                    Box::pin(futures_util::stream::iter([Ok(whole)])) as BodyStream
+                }
+            }
+        };
+        Ok(Fetched::Object { meta, body })
+    }
+}
+
+#[async_trait::async_trait]
+impl Origin for HttpOrigin {
+    async fn get(&self, request: &ObjectRequest) -> Result<Fetched, OriginError> {
+        self.fetched("GET", request).await
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta, OriginError> {
+        match self.fetched("HEAD", &ObjectRequest::new(key)).await? {
+            Fetched::Object { meta, .. } | Fetched::NotModified { meta } => Ok(meta),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.config.url()
+    }
+}
+
+/// A hyper error as the origin error the client's status comes from.
+fn classify(error: &hyper_util::client::legacy::Error) -> OriginError {
+    use std::error::Error as _;
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    if error.is_connect() {
+        OriginError::Unreachable(text)
+    } else {
+        OriginError::Invalid(text)
+    }
+}
+
+fn header_pairs(headers: &hyper::HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+}
+
+/// The fields an answer's metadata keeps: the typed ones, then every other
+/// end-to-end field in order (`Age` is turned into `initial_age`).
+pub fn meta_from(headers: &hyper::HeaderMap, status: u16) -> ObjectMeta {
+    let tokens = connection_tokens(header_pairs(headers));
+    let mut meta = ObjectMeta {
+        status: (status != 200).then_some(status),
+        ..ObjectMeta::default()
+    };
+    let mut last_modified = None;
+    let mut age = None;
+    for (name, value) in header_pairs(headers) {
+        if is_hop_by_hop(name, &tokens) {
+            continue;
+        }
+        let value = value.to_string();
+        let join = |field: &mut Option<String>, value: String| {
+            *field = Some(match field.take() {
+                Some(before) => format!("{before}, {value}"),
+                None => value,
+            });
+        };
+        match name {
+            "content-length" => meta.content_length = value.trim().parse().unwrap_or(0),
+            "content-range" => meta.content_range = Some(value),
+            "content-type" => meta.content_type = Some(value),
+            "content-encoding" => meta.content_encoding = Some(value),
+            "content-language" => meta.content_language = Some(value),
+            "content-disposition" => meta.content_disposition = Some(value),
+            "cache-control" => join(&mut meta.cache_control, value),
+            "expires" => meta.expires = Some(value),
+            "date" => meta.date = Some(value),
+            "etag" => meta.etag = Some(value),
+            "age" => age = Some(value),
+            "last-modified" => {
+                last_modified = Some(value.clone());
+                meta.headers.push((name.to_string(), value));
+            }
+            _ => meta.headers.push((name.to_string(), value)),
+        }
+    }
+    // A parseable Last-Modified is typed (validators, heuristics); the
+    // field itself is kept as sent.
+    meta.last_modified = last_modified.and_then(|v| httpdate::parse_http_date(&v).ok());
+    meta.initial_age = age.as_deref().and_then(parse_age);
+    meta
+}
+
+/// `Age` (RFC 9111 section 5.1): delta-seconds; anything else is ignored.
+pub fn parse_age(value: &str) -> Option<u64> {
+    let value = value.trim();
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Overflow: the largest value (RFC 9111 section 1.2.2).
+    Some(value.parse().unwrap_or(1 << 31).min(1 << 31))
+}
+
+/// How old the answer already was on arrival (RFC 9111 section 4.2.3): the
+/// larger of the age by the clocks (`Date`) and the `Age` it carried plus
+/// the time the request took.
+fn initial_age(meta: &ObjectMeta, request_time: SystemTime, response_time: SystemTime) -> u64 {
+    let date = meta
+        .date
+        .as_deref()
+        .and_then(|d| httpdate::parse_http_date(d).ok());
+    let apparent = date
+        .and_then(|d| response_time.duration_since(d).ok())
+        .unwrap_or_default()
+        .as_secs();
+    let delay = response_time
+        .duration_since(request_time)
+        .unwrap_or_default()
+        .as_secs();
+    let corrected = meta.initial_age.unwrap_or(0).saturating_add(delay);
+    apparent.max(corrected)
+}
+
+/// The body as a stream; a pause longer than `timeout` ends it with an error.
+fn body_stream(incoming: Incoming, timeout: Duration) -> BodyStream {
+    let frames = futures_util::stream::unfold(Some(incoming), move |state| async move {
+        let mut incoming = state?;
+        loop {
+            match tokio::time::timeout(timeout, incoming.frame()).await {
+                Err(_) => {
+                    return Some((
+                        Err(OriginError::Timeout(
+                            "the origin stopped sending the body".into(),
+                        )),
+                        None,
+                    ))
+                }
+                Ok(None) => return None,
+                Ok(Some(Err(e))) => {
+                    return Some((
+                        Err(OriginError::Invalid(format!("the body broke off: {e}"))),
+                        None,
+                    ))
+                }
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            return Some((Ok(data), Some(incoming)));
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Box::pin(frames)
+}
+
+/// Gathers a body without a length, up to [`MAX_UNSIZED_BODY`].
+async fn gather(mut body: BodyStream) -> Result<Bytes, OriginError> {
+    let mut whole = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        if whole.len() + chunk.len() > MAX_UNSIZED_BODY {
+            return Err(OriginError::Invalid(format!(
+                "a body without Content-Length over {} MiB",
+                MAX_UNSIZED_BODY >> 20
+            )));
+        }
+        whole.extend_from_slice(&chunk);
+    }
+    Ok(whole.freeze())
+}
+
+/// A request body from a stream of chunks (a client's upload, relayed).
+pub fn outgoing_body(
+    chunks: impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+) -> OutgoingBody {
+    BodyExt::boxed_unsync(StreamBody::new(chunks.map(|c| c.map(Frame::data))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_is_delta_seconds_or_ignored() {
+        assert_eq!(parse_age("30"), Some(30));
+        assert_eq!(parse_age(" 30 "), Some(30));
+        assert_eq!(parse_age("-30"), None);
+        assert_eq!(parse_age("30.5"), None);
+        assert_eq!(parse_age("abc"), None);
+        assert_eq!(parse_age(""), None);
+        assert_eq!(parse_age("99999999999999999999999"), Some(1 << 31));
+    }
+
+    #[test]
+    fn hop_by_hop_fields_and_those_connection_names_are_dropped() {
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert("connection", "close, x-private".parse().unwrap());
+        headers.insert("x-private", "1".parse().unwrap());
+        headers.insert("x-public", "2".parse().unwrap());
+        headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        headers.insert("age", "12".parse().unwrap());
+        headers.insert("content-length", "5".parse().unwrap());
+        let meta = meta_from(&headers, 404);
+        assert_eq!(meta.status, Some(404));
+        assert_eq!(meta.content_length, 5);
+        assert_eq!(meta.initial_age, Some(12));
+        assert_eq!(
+            meta.headers,
+            vec![("x-public".to_string(), "2".to_string())]
+        );
+    }
+}

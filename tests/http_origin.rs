@@ -1,0 +1,499 @@
+//! An HTTP server as a site's origin (`[origin] url`), cached as RFC 9111
+//! says a shared cache must: each rule on its own, against a real origin
+//! server on loopback that counts what it is asked; then the origin's bad
+//! answers, and a 1 GiB upload passed through.
+#![cfg(feature = "embedded")]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::http_origin::{raw_origin, Recorded, Reply, ScriptedOrigin};
+use common::{Edge, EdgeBuilder};
+use tokio::io::AsyncWriteExt;
+
+const HOST: &str = "h.test";
+
+fn edge_for(origin: &ScriptedOrigin, extra: &str) -> Edge {
+    EdgeBuilder::new()
+        .site("h", &origin.site_toml(HOST, extra))
+        .start()
+}
+
+async fn get(
+    edge: &Edge,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let response = edge
+        .request(reqwest::Method::GET, HOST, path, headers)
+        .await;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap_or_default())
+}
+
+fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .map(|v| v.to_str().unwrap_or(""))
+        .unwrap_or("")
+}
+
+/// Answers with the request's target in the body, so each answer is told apart.
+fn echo(cache_control: &'static str) -> impl Fn(&Recorded) -> Reply + Send + Sync {
+    move |r: &Recorded| {
+        Reply::ok(
+            &format!("body of {}", r.target),
+            &[("cache-control", cache_control)],
+        )
+    }
+}
+
+#[tokio::test]
+async fn the_query_is_part_of_the_key() {
+    let origin = ScriptedOrigin::start(echo("max-age=60")).await;
+    let edge = edge_for(&origin, "");
+    for _ in 0..2 {
+        assert_eq!(get(&edge, "/a?x=1", &[]).await.2, "body of /a?x=1");
+        assert_eq!(get(&edge, "/a?x=2", &[]).await.2, "body of /a?x=2");
+    }
+    assert_eq!((origin.count("/a?x=1"), origin.count("/a?x=2")), (1, 1));
+}
+
+#[tokio::test]
+async fn vary_keeps_one_stored_response_per_selecting_value() {
+    let origin = ScriptedOrigin::start(|r: &Recorded| {
+        let language = r.header("accept-language").unwrap_or("none").to_string();
+        Reply::ok(
+            &format!("in {language}"),
+            &[("cache-control", "max-age=60"), ("vary", "Accept-Language")],
+        )
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    for _ in 0..3 {
+        for language in ["en", "fr"] {
+            let (_, headers, body) = get(&edge, "/v", &[("accept-language", language)]).await;
+            assert_eq!(body, format!("in {language}"));
+            assert_eq!(header(&headers, "vary"), "Accept-Language");
+        }
+        assert_eq!(get(&edge, "/v", &[]).await.2, "in none");
+    }
+    assert_eq!(origin.count("/v"), 3, "one fill per selecting value");
+}
+
+#[tokio::test]
+async fn vary_star_and_no_store_and_private_are_never_stored() {
+    let origin = ScriptedOrigin::start(|r: &Recorded| {
+        let cc = match r.target.as_str() {
+            "/no-store" => "max-age=60, no-store",
+            "/private" => "max-age=60, private",
+            _ => "max-age=60",
+        };
+        let mut reply = Reply::ok("x", &[("cache-control", cc)]);
+        if r.target == "/star" {
+            reply.headers.push(("vary".into(), "*".into()));
+        }
+        reply
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    for path in ["/no-store", "/private", "/star"] {
+        get(&edge, path, &[]).await;
+        get(&edge, path, &[]).await;
+        assert_eq!(origin.count(path), 2, "{path} must not be stored");
+    }
+}
+
+#[tokio::test]
+async fn authorization_requests_are_stored_only_when_the_response_allows() {
+    let origin = ScriptedOrigin::start(|r: &Recorded| {
+        let cc = if r.target == "/public" {
+            "public, max-age=60"
+        } else {
+            "max-age=60"
+        };
+        Reply::ok("secret", &[("cache-control", cc)])
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    let auth = [("authorization", "Bearer t")];
+    for _ in 0..2 {
+        get(&edge, "/plain", &auth).await;
+        get(&edge, "/public", &auth).await;
+    }
+    assert_eq!((origin.count("/plain"), origin.count("/public")), (2, 1));
+    assert_eq!(
+        origin.requests()[0].header("authorization"),
+        Some("Bearer t"),
+        "forwarded"
+    );
+}
+
+#[tokio::test]
+async fn freshness_s_maxage_cdn_cache_control_and_the_age_it_arrived_with() {
+    let origin = ScriptedOrigin::start(|r: &Recorded| match r.target.as_str() {
+        "/s-maxage" => Reply::ok("x", &[("cache-control", "max-age=0, s-maxage=60")]),
+        "/cdn" => Reply::ok(
+            "x",
+            &[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=60"),
+            ],
+        ),
+        "/old" => Reply::ok("x", &[("cache-control", "max-age=60"), ("age", "100")]),
+        "/aged" => Reply::ok("x", &[("cache-control", "max-age=600"), ("age", "50")]),
+        _ => Reply::ok("x", &[]),
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    for _ in 0..2 {
+        for path in ["/s-maxage", "/cdn", "/old", "/aged", "/none"] {
+            get(&edge, path, &[]).await;
+        }
+    }
+    assert_eq!(
+        origin.count("/s-maxage"),
+        1,
+        "s-maxage wins for a shared cache"
+    );
+    assert_eq!(
+        origin.count("/cdn"),
+        1,
+        "CDN-Cache-Control over Cache-Control"
+    );
+    assert_eq!(
+        origin.count("/old"),
+        2,
+        "Age 100 > max-age 60: already stale"
+    );
+    assert_eq!(origin.count("/aged"), 1);
+    assert_eq!(
+        origin.count("/none"),
+        2,
+        "no freshness, no validator, no Last-Modified: not reused"
+    );
+    let (_, headers, _) = get(&edge, "/aged", &[]).await;
+    let age: u64 = header(&headers, "age").parse().unwrap();
+    assert!(
+        (50..60).contains(&age),
+        "Age counts from the origin's: {age}"
+    );
+}
+
+#[tokio::test]
+async fn heuristic_freshness_only_with_last_modified_and_a_heuristic_status() {
+    let long_ago =
+        httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(864_000));
+    let origin = ScriptedOrigin::start(move |r: &Recorded| match r.target.as_str() {
+        "/lm" => Reply::ok("x", &[("last-modified", long_ago.as_str())]),
+        "/lm-302" => Reply::with_status(
+            302,
+            "x",
+            &[("last-modified", long_ago.as_str()), ("location", "/x")],
+        ),
+        "/404" => Reply::with_status(404, "gone", &[("cache-control", "max-age=60")]),
+        "/500" => Reply::with_status(500, "broken", &[]),
+        _ => Reply::ok("x", &[]),
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    for _ in 0..2 {
+        for path in ["/lm", "/lm-302", "/404", "/500"] {
+            get(&edge, path, &[]).await;
+        }
+    }
+    assert_eq!(
+        origin.count("/lm"),
+        1,
+        "10% of the time since Last-Modified"
+    );
+    assert_eq!(
+        origin.count("/lm-302"),
+        2,
+        "302 is not heuristically cacheable"
+    );
+    let (status, _, body) = get(&edge, "/404", &[]).await;
+    assert_eq!(
+        (status, body.as_str(), origin.count("/404")),
+        (404, "gone", 1)
+    );
+    let (status, _, body) = get(&edge, "/500", &[]).await;
+    assert_eq!(
+        (status, body.as_str(), origin.count("/500")),
+        (500, "broken", 3)
+    );
+}
+
+#[tokio::test]
+async fn a_304_refreshes_the_stored_response_and_updates_its_fields() {
+    let origin = ScriptedOrigin::start(|r: &Recorded| {
+        if r.header("if-none-match") == Some("\"v1\"") {
+            Reply::with_status(
+                304,
+                "",
+                &[
+                    ("etag", "\"v1\""),
+                    ("x-version", "two"),
+                    ("cache-control", "max-age=1"),
+                ],
+            )
+        } else {
+            Reply::ok(
+                "stored body",
+                &[
+                    ("etag", "\"v1\""),
+                    ("x-version", "one"),
+                    ("cache-control", "max-age=1"),
+                ],
+            )
+        }
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    let (_, headers, _) = get(&edge, "/r", &[]).await;
+    assert_eq!(header(&headers, "x-version"), "one");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, headers, body) = get(&edge, "/r", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "stored body"));
+    assert_eq!(header(&headers, "x-version"), "two", "fields from the 304");
+    assert!(header(&headers, "cache-status").contains("fwd-status=304"));
+    let requests = origin.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].header("if-none-match"), Some("\"v1\""));
+    // The client's own conditional is answered from the stored response.
+    let (status, _, _) = get(&edge, "/r", &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!(status, 304);
+}
+
+#[tokio::test]
+async fn the_request_s_no_cache_revalidates_and_only_if_cached_gives_504() {
+    let origin = ScriptedOrigin::start(echo("max-age=60")).await;
+    let edge = edge_for(&origin, "");
+    get(&edge, "/n", &[]).await;
+    get(&edge, "/n", &[("cache-control", "no-cache")]).await;
+    assert_eq!(origin.count("/n"), 2);
+    let (status, _, _) = get(&edge, "/missing", &[("cache-control", "only-if-cached")]).await;
+    assert_eq!((status, origin.count("/missing")), (504, 0));
+}
+
+#[tokio::test]
+async fn unsafe_methods_pass_through_with_their_bodies_and_invalidate() {
+    let origin = ScriptedOrigin::start(|r: &Recorded| match r.method.as_str() {
+        "POST" => Reply::with_status(201, "created", &[("location", "/other")]),
+        _ => Reply::ok(
+            &format!("{} v{}", r.target, r.body_len),
+            &[("cache-control", "max-age=60")],
+        ),
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    get(&edge, "/p", &[]).await;
+    get(&edge, "/other", &[]).await;
+    get(&edge, "/p", &[]).await;
+    assert_eq!(origin.count("/p"), 1);
+    let response = edge
+        .http
+        .post(edge.url("/p"))
+        .header("host", HOST)
+        .body("twelve bytes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    assert_eq!(response.text().await.unwrap(), "created");
+    let post = origin
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .unwrap();
+    assert_eq!(post.body_len, 12);
+    get(&edge, "/p", &[]).await;
+    get(&edge, "/other", &[]).await;
+    assert_eq!(origin.count("/p"), 3, "the POST and a new fill");
+    assert_eq!(origin.count("/other"), 2, "Location invalidated too");
+}
+
+#[tokio::test]
+async fn forwarded_fields_via_and_hop_by_hop_removal() {
+    let origin = ScriptedOrigin::start(|_: &Recorded| {
+        Reply::ok(
+            "x",
+            &[
+                ("cache-control", "max-age=60"),
+                ("connection", "x-hop"),
+                ("x-hop", "1"),
+                ("x-kept", "2"),
+            ],
+        )
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    let (_, headers, _) = get(
+        &edge,
+        "/f",
+        &[
+            ("connection", "x-secret"),
+            ("x-secret", "s"),
+            ("x-end", "e"),
+        ],
+    )
+    .await;
+    assert_eq!(header(&headers, "x-kept"), "2");
+    assert!(
+        headers.get("x-hop").is_none(),
+        "named by the origin's Connection"
+    );
+    let seen = &origin.requests()[0];
+    assert_eq!(seen.header("x-end"), Some("e"));
+    assert_eq!(
+        seen.header("x-secret"),
+        None,
+        "named by the client's Connection"
+    );
+    assert!(seen.header("via").unwrap_or("").contains("s3edge"));
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(seen.header("host"), Some(origin.addr.to_string().as_str()));
+}
+
+#[tokio::test]
+async fn a_site_file_cannot_mix_an_http_origin_with_bucket_fields_or_website_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("x.toml"),
+        "hosts=[\"a\"]\n[origin]\nurl=\"http://127.0.0.1:1\"\nbucket=\"b\"\n[website]\nindex_document=\"index.html\"\n",
+    )
+    .unwrap();
+    let problems = s3edge::config::load_sites(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        problems.contains("origin.bucket: cannot be combined with `origin.url`"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("website: cannot be used with an HTTP origin"),
+        "{problems}"
+    );
+    std::fs::write(
+        dir.path().join("x.toml"),
+        "hosts=[\"a\"]\n[origin]\nurl=\"ftp://x\"\n",
+    )
+    .unwrap();
+    let problems = s3edge::config::load_sites(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        problems.contains("origin.url: `ftp://x` is not an origin URL"),
+        "{problems}"
+    );
+}
+
+/// An origin that breaks the protocol gives a clear 502 or 504 and nothing
+/// is stored: the next request goes to the origin again.
+#[tokio::test]
+async fn bad_answers_give_502_or_504_and_store_nothing() {
+    type Case = (&'static str, &'static [u8], bool, u16);
+    let cases: &[Case] = &[
+        ("garbage", b"this is not HTTP\r\n\r\n", false, 502),
+        (
+            "a body shorter than its Content-Length",
+            b"HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 100\r\n\r\nonly this",
+            false,
+            200,
+        ),
+        (
+            "headers that never end",
+            b"HTTP/1.1 200 OK\r\nx-a: 1\r\n",
+            true,
+            504,
+        ),
+        (
+            "a storm of 1xx",
+            b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n",
+            true,
+            504,
+        ),
+    ];
+    for &(name, bytes, hold, expected) in cases {
+        let repeat = name.contains("1xx");
+        let (addr, connections) = raw_origin(move |mut stream: tokio::net::TcpStream| async move {
+            loop {
+                if stream.write_all(bytes).await.is_err() {
+                    return;
+                }
+                if !repeat {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if hold {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        })
+        .await;
+        let site =
+            format!("hosts = [\"{HOST}\"]\n[origin]\nurl = \"http://{addr}\"\ntimeout = \"1s\"\n");
+        let edge = EdgeBuilder::new().site("h", &site).start();
+        let started = std::time::Instant::now();
+        let response = edge.request(reqwest::Method::GET, HOST, "/x", &[]).await;
+        let status = response.status().as_u16();
+        let body = response.bytes().await;
+        assert_eq!(status, expected, "{name}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{name}: answered within the timeout"
+        );
+        if status == 200 {
+            assert!(
+                body.is_err() || body.unwrap().len() < 100,
+                "{name}: never presented as complete"
+            );
+        }
+        let _ = edge.request(reqwest::Method::GET, HOST, "/x", &[]).await;
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            2,
+            "{name}: nothing stored"
+        );
+    }
+}
+
+/// A 1 GiB upload streams through to the origin without growing memory.
+#[tokio::test]
+async fn a_1_gib_upload_streams_through_without_growing_memory() {
+    let origin =
+        ScriptedOrigin::start(|r: &Recorded| Reply::ok(&r.body_len.to_string(), &[])).await;
+    let edge = edge_for(&origin, "");
+    let rss_before = rss_mib();
+    const CHUNK: usize = 1 << 20;
+    const CHUNKS: usize = 1024;
+    let chunk = bytes::Bytes::from(vec![7u8; CHUNK]);
+    let stream = futures_util::stream::iter(
+        (0..CHUNKS).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    );
+    let response = edge
+        .http
+        .put(edge.url("/upload"))
+        .header("host", HOST)
+        .timeout(Duration::from_secs(600))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.text().await.unwrap(), (CHUNK * CHUNKS).to_string());
+    let grown = rss_mib().saturating_sub(rss_before);
+    assert!(grown <= 64, "RSS grew by {grown} MiB");
+}
+
+fn rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
