@@ -391,6 +391,93 @@ async fn a_site_file_cannot_mix_an_http_origin_with_bucket_fields_or_website_rul
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_cold_requests_make_one_origin_request() {
+    let origin = ScriptedOrigin::start(|r: &Recorded| {
+        Reply::ok(
+            &format!("body of {}", r.target),
+            &[("cache-control", "max-age=60")],
+        )
+        .after(Duration::from_millis(300))
+    })
+    .await;
+    let edge = std::sync::Arc::new(edge_for(&origin, ""));
+    let clients: Vec<_> = (0..50)
+        .map(|_| {
+            let edge = edge.clone();
+            tokio::spawn(async move { get(&edge, "/cold?x=1", &[]).await })
+        })
+        .collect();
+    for client in clients {
+        let (status, _, body) = client.await.unwrap();
+        assert_eq!((status, body.as_str()), (200, "body of /cold?x=1"));
+    }
+    assert_eq!(origin.count("/cold?x=1"), 1);
+}
+
+/// A POST invalidates behind the purge barrier: once its answer has
+/// arrived, no request gets the version before it, however many fills of
+/// the old version are in flight from a slow origin. Raced 60 times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unsafe_method_s_invalidation_is_a_barrier_under_load() {
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use std::sync::Arc;
+    let version = Arc::new(AtomicU64::new(0));
+    let seen_version = version.clone();
+    let origin = ScriptedOrigin::start(move |r: &Recorded| {
+        if r.method == "POST" {
+            let now = seen_version.fetch_add(1, Ordering::SeqCst) + 1;
+            return Reply::ok(&now.to_string(), &[]);
+        }
+        let now = seen_version.load(Ordering::SeqCst);
+        Reply::ok(&now.to_string(), &[("cache-control", "max-age=600")])
+            .after(Duration::from_millis(15))
+    })
+    .await;
+    let edge = Arc::new(edge_for(&origin, ""));
+    for round in 0..60u64 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..8)
+            .map(|_| {
+                let (edge, stop) = (edge.clone(), stop.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::SeqCst) {
+                        get(&edge, "/item", &[]).await;
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let response = edge
+            .http
+            .post(edge.url("/item"))
+            .header("host", HOST)
+            .send()
+            .await
+            .unwrap();
+        let written: u64 = response.text().await.unwrap().parse().unwrap();
+        assert_eq!(written, round + 1);
+        // Every read that starts now sees the POST's version or a later one.
+        let after: Vec<_> = (0..8)
+            .map(|_| {
+                let edge = edge.clone();
+                tokio::spawn(async move { get(&edge, "/item", &[]).await.2 })
+            })
+            .collect();
+        for read in after {
+            let body: u64 = read.await.unwrap().parse().unwrap();
+            assert!(
+                body >= written,
+                "round {round}: read {body} after the POST wrote {written}"
+            );
+        }
+        stop.store(true, Ordering::SeqCst);
+        for reader in readers {
+            reader.await.unwrap();
+        }
+    }
+}
+
 /// An origin that breaks the protocol gives a clear 502 or 504 and nothing
 /// is stored: the next request goes to the origin again.
 #[tokio::test]

@@ -32,6 +32,7 @@ struct Directives {
     private: bool,
     no_cache: bool,
     public: bool,
+    must_understand: bool,
     /// `private="a, b"` and `no-cache="a, b"`: fields not to store or reuse.
     qualified_fields: bool,
     must_revalidate: bool,
@@ -61,6 +62,7 @@ fn parse_directives(value: &str) -> Directives {
         match name.to_ascii_lowercase().as_str() {
             "no-store" => d.no_store = true,
             "public" => d.public = true,
+            "must-understand" => d.must_understand = true,
             // `private="field"` only restricts fields; a bare `private` the whole response.
             "private" if arg.is_none() => d.private = true,
             "no-cache" if arg.is_none() => d.no_cache = true,
@@ -167,10 +169,7 @@ pub fn http_storable(
     now: SystemTime,
 ) -> Storable {
     let status = meta.status();
-    let cdn = meta
-        .header("cdn-cache-control")
-        .map(parse_directives)
-        .filter(|d| *d != Directives::default());
+    let cdn = cdn_directives(meta);
     let d = cdn.unwrap_or_else(|| {
         meta.cache_control
             .as_deref()
@@ -178,9 +177,18 @@ pub fn http_storable(
             .unwrap_or_default()
     });
     let vary_any = meta
-        .header("vary")
-        .is_some_and(|v| v.split(',').any(|n| n.trim() == "*"));
-    if d.no_store || d.private || vary_any || !UNDERSTOOD.contains(&status) {
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("vary"))
+        .any(|(_, v)| v.split(',').any(|n| n.trim() == "*"));
+    // `must-understand` stands in for `no-store` when the status is one this
+    // cache implements, and forbids storing it otherwise.
+    let no_store = if d.must_understand {
+        !UNDERSTOOD.contains(&status)
+    } else {
+        d.no_store
+    };
+    if no_store || d.private || vary_any || (100..200).contains(&status) {
         return Storable::No;
     }
     if authorization && !(d.public || d.s_maxage.is_some() || d.must_revalidate) {
@@ -239,6 +247,75 @@ pub fn http_storable(
             seconds(d.stale_if_error, site.stale_if_error)
         },
     })
+}
+
+/// `CDN-Cache-Control` (RFC 9213): a structured-field dictionary whose
+/// directives, when it parses and holds any, replace `Cache-Control`'s; a
+/// field that does not parse, or whose known directives have values of the
+/// wrong type, is ignored whole.
+fn cdn_directives(meta: &ObjectMeta) -> Option<Directives> {
+    let value = meta
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("cdn-cache-control"))
+        .map(|(_, v)| v.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    if value.trim().is_empty() {
+        return None;
+    }
+    for member in value.split(',') {
+        let member = member.trim();
+        let item = member.split(';').next().unwrap_or("").trim();
+        let (key, bare) = match item.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (item, None),
+        };
+        let key_ok = key
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'*')
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.*".contains(&b));
+        if !key_ok {
+            return None;
+        }
+        let takes_seconds = matches!(
+            key,
+            "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error"
+        );
+        match bare {
+            Some(v) if takes_seconds => {
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+            }
+            Some(v) if !is_bare_item(v) => return None,
+            _ => {}
+        }
+    }
+    let d = parse_directives(&value);
+    (d != Directives::default()).then_some(d)
+}
+
+/// A structured-field bare item (RFC 8941 3.3): an integer or decimal, a
+/// string, a token, a byte sequence, a boolean.
+fn is_bare_item(v: &str) -> bool {
+    let b = v.as_bytes();
+    match b.first() {
+        None => false,
+        Some(b'"') => v.len() >= 2 && v.ends_with('"'),
+        Some(b':') => v.len() >= 2 && v.ends_with(':'),
+        Some(b'?') => v == "?0" || v == "?1",
+        Some(c) if c.is_ascii_digit() || *c == b'-' => {
+            v[1..].bytes().all(|c| c.is_ascii_digit() || c == b'.')
+        }
+        Some(c) if c.is_ascii_alphabetic() || *c == b'*' => v
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&c)),
+        _ => false,
+    }
 }
 
 /// The fields a `private="..."` or `no-cache="..."` directive names: a

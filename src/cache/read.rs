@@ -212,7 +212,7 @@ fn stale_if_error(entry: &Entry, now: SystemTime) -> bool {
 /// Whether an origin's answer to a forwarded range is usable: `Ok(None)`
 /// when it sent the whole object (200), the range and complete length when
 /// its 206 matches the spec, an error when it does not.
-fn checked_origin_range(
+pub(super) fn checked_origin_range(
     spec: &str,
     meta: &ObjectMeta,
 ) -> Result<Option<(ByteRange, u64)>, OriginError> {
@@ -241,8 +241,14 @@ impl Cache {
             want,
             forward,
         } = request;
-        if site.config.is_http_origin() && matches!(want, Want::Object | Want::Range { .. }) {
-            return self.shared(site, object_key, forward).await;
+        if site.config.is_http_origin() {
+            match want {
+                Want::Object => return self.shared(site, object_key, forward, None).await,
+                Want::Range { spec, .. } => {
+                    return self.shared(site, object_key, forward, Some(&spec)).await
+                }
+                _ => {}
+            }
         }
         match want {
             Want::Object => self.object(site, object_key).await,

@@ -209,12 +209,15 @@ impl Cache {
     }
 
     /// Reads `target` (path and query) of an HTTP origin for a GET or HEAD
-    /// with the (end-to-end) `headers` it forwards.
+    /// with the (end-to-end) `headers` it forwards. A `range` that nothing
+    /// stored can answer is asked of the origin as it is, and its answer
+    /// passed on without being stored.
     pub(super) async fn shared(
         self: &Arc<Self>,
         site: &Arc<Site>,
         target: &str,
         headers: &[(String, String)],
+        range: Option<&str>,
     ) -> Answer {
         let directives = RequestDirectives::of(headers);
         let ticket = self.ticket();
@@ -243,6 +246,10 @@ impl Cache {
                 )),
                 CacheOutcome::Miss { stored: false },
             ),
+            _ if range.is_some() => {
+                let spec = range.unwrap_or_default();
+                self.shared_range(site, target, headers, spec, since).await
+            }
             stale => {
                 let forward = Arc::new(headers.to_vec());
                 match self.join(&key, since) {
@@ -262,6 +269,57 @@ impl Cache {
             .cache_lookups
             .inc(&[site.name(), answer.outcome.as_str()]);
         answer
+    }
+
+    /// A range asked of the origin and passed on (a 206 that answers it, or
+    /// the whole answer, which the handler cuts).
+    async fn shared_range(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        target: &str,
+        headers: &[(String, String)],
+        spec: &str,
+        since: super::Generation,
+    ) -> Answer {
+        let mut request = origin_request(target, headers, None);
+        request.range = Some(spec.to_string());
+        let (result, request_id) = self.origin_get(site, &request).await;
+        let result = match result {
+            Ok(Fetched::Object { meta, body }) => {
+                match super::read::checked_origin_range(spec, &meta) {
+                    Ok(None) => Ok(from_origin(meta, body, since)),
+                    Ok(Some((range, total))) => {
+                        let mut fetch = from_origin(meta, body, since);
+                        fetch.payload = super::Payload::Range {
+                            body: fetch.payload.into_stream(),
+                            range,
+                            total,
+                        };
+                        Ok(fetch)
+                    }
+                    // A 206 that is not the range asked, or not the length
+                    // its Content-Range says: the origin's answer, passed on
+                    // as it is (its Content-Length still holds).
+                    Err(_) => {
+                        let mut meta = meta;
+                        meta.status = Some(206);
+                        if let Some(range) = meta.content_range.take() {
+                            meta.headers.push(("content-range".into(), range));
+                        }
+                        Ok(from_origin(meta, body, since))
+                    }
+                }
+            }
+            Ok(Fetched::NotModified { .. }) => {
+                Err(OriginError::Invalid("304 to an unconditional GET".into()))
+            }
+            Err(e) => Err(e),
+        };
+        Answer {
+            result,
+            outcome: CacheOutcome::Pass,
+            request_id,
+        }
     }
 
     /// Revalidates `stale` in the background (stale-while-revalidate).
@@ -529,8 +587,12 @@ fn origin_request(
 /// When an answer would have been stored had it come straight from the
 /// origin: `initial_age` before it arrived.
 fn arrived_at(meta: &ObjectMeta, now: SystemTime) -> SystemTime {
+    // Never before 1970: an origin's `Age` may claim anything.
     let age = Duration::from_secs(meta.initial_age.unwrap_or(0));
-    now.checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH)
+    let since_epoch = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    SystemTime::UNIX_EPOCH + since_epoch.saturating_sub(age)
 }
 
 /// An answer passed straight from the origin, with the age it arrived with.

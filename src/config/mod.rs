@@ -190,7 +190,9 @@ pub struct CacheConfig {
 
 impl CacheConfig {
     /// The defaults for an HTTP origin: nothing beyond what the responses'
-    /// own headers allow (RFC 9111), no lifetime limits.
+    /// own headers allow (RFC 9111), no lifetime limits; a stale response
+    /// stands in for an origin that cannot be reached or fails (RFC 9111
+    /// 4.2.4 allows it when disconnected) unless its directives forbid it.
     pub fn http_defaults() -> CacheConfig {
         CacheConfig {
             default_ttl: Duration::ZERO,
@@ -198,7 +200,7 @@ impl CacheConfig {
             max_ttl: Duration::MAX,
             error_ttl: Duration::ZERO,
             stale_while_revalidate: Duration::ZERO,
-            stale_if_error: Duration::ZERO,
+            stale_if_error: DEFAULT_STALE_IF_ERROR,
         }
     }
 }

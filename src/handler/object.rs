@@ -100,10 +100,18 @@ pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) ->
     let Fetch {
         meta, payload, age, ..
     } = fetch;
-    // Borrowed (stored or static) in the usual cases: no allocation.
-    let content_type = mime::ContentType::of(meta.content_type.as_deref(), key);
-    let mut representation =
-        headers::representation_headers_with(&meta, content_type.header_value());
+    // Borrowed (stored or static) in the usual cases: no allocation. An
+    // HTTP origin's type is passed on as sent, or not at all.
+    let content_type = match (&meta.content_type, meta.is_from_http_origin()) {
+        (Some(sent), true) => mime::ContentType::Stored(sent),
+        _ => mime::ContentType::of(meta.content_type.as_deref(), key),
+    };
+    let type_header = if meta.is_from_http_origin() && meta.content_type.is_none() {
+        None
+    } else {
+        content_type.header_value()
+    };
+    let mut representation = headers::representation_headers_with(&meta, type_header);
     if let Some(age) = age {
         representation.insert(header::AGE, header::HeaderValue::from(age.as_secs()));
     }

@@ -128,6 +128,7 @@ pub(super) async fn pass_through(
     // `Send`: a bounded channel carries the chunks across, so an upload
     // streams with at most a few chunks in memory.
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let (body_sent, sent) = tokio::sync::oneshot::channel();
     actix_web::rt::spawn(async move {
         let mut payload = payload;
         while let Some(chunk) = payload.next().await {
@@ -137,10 +138,11 @@ pub(super) async fn pass_through(
                 break;
             }
         }
+        let _ = body_sent.send(());
     });
     let body = outgoing_body(tokio_stream_of(receiver));
     let method = req.method().as_str().to_string();
-    let forwarded = match origin.forward(&method, &target, &headers, body).await {
+    let forwarded = match origin.forward(&method, &target, &headers, body, sent).await {
         Ok(forwarded) => forwarded,
         Err(e) => return origin_error_response(site, &target, &e),
     };

@@ -39,6 +39,9 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 /// before it is passed on (its length must be known to be stored).
 pub const MAX_UNSIZED_BODY: usize = 64 * 1024 * 1024;
 
+/// How long an idle connection to the origin is kept for the next request.
+const POOL_IDLE: Duration = Duration::from_secs(4);
+
 /// Header fields that describe one connection, never forwarded or stored
 /// (RFC 9110 section 7.6.1), besides those the `Connection` field names.
 pub const HOP_BY_HOP: &[&str] = &[
@@ -107,8 +110,11 @@ impl HttpOrigin {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
+        // Idle connections are dropped before the usual server keep-alive
+        // (5 s for Node and Apache): a request sent on a connection the server
+        // is closing fails, and one with a body cannot be sent again.
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(POOL_IDLE)
             .build(connector);
         Ok(HttpOrigin {
             config: config.clone(),
@@ -137,6 +143,7 @@ impl HttpOrigin {
         path_and_query: &str,
         headers: &[(String, String)],
         body: OutgoingBody,
+        body_sent: Option<tokio::sync::oneshot::Receiver<()>>,
     ) -> Result<(hyper::http::response::Parts, Incoming, Duration), OriginError> {
         let mut builder = hyper::Request::builder()
             .method(method)
@@ -152,16 +159,31 @@ impl HttpOrigin {
             .body(body)
             .map_err(|e| OriginError::Invalid(format!("cannot forward the request: {e}")))?;
         let started = Instant::now();
-        let response = tokio::time::timeout(self.timeout, self.client.request(request))
-            .await
-            .map_err(|_| {
-                OriginError::Timeout(format!(
+        // The time allowed for the answer counts from the end of the
+        // request's body: an upload takes as long as it takes.
+        let deadline = async {
+            if let Some(sent) = body_sent {
+                let _ = sent.await;
+            }
+            tokio::time::sleep(self.timeout).await;
+        };
+        let response = tokio::select! {
+            response = self.client.request(request) => response,
+            () = deadline => {
+                return Err(OriginError::Timeout(format!(
                     "no answer from {} within {:?}",
                     self.config.url(),
                     self.timeout
-                ))
-            })?
-            .map_err(|e| classify(&e))?;
+                )))
+            }
+        };
+        let response = response.map_err(|e| {
+            if closed_before_answer(&e) {
+                OriginError::Unreachable(format!("{CLOSED_BEFORE_ANSWER}: {e}"))
+            } else {
+                classify(&e)
+            }
+        })?;
         let (parts, incoming) = response.into_parts();
         Ok((parts, incoming, started.elapsed()))
     }
@@ -174,8 +196,11 @@ impl HttpOrigin {
         path_and_query: &str,
         headers: &[(String, String)],
         body: OutgoingBody,
+        body_sent: tokio::sync::oneshot::Receiver<()>,
     ) -> Result<Forwarded, OriginError> {
-        let (parts, incoming, _) = self.send(method, path_and_query, headers, body).await?;
+        let (parts, incoming, _) = self
+            .send(method, path_and_query, headers, body, Some(body_sent))
+            .await?;
         let tokens = connection_tokens(header_pairs(&parts.headers));
         let headers = header_pairs(&parts.headers)
             .filter(|(name, _)| !is_hop_by_hop(name, &tokens))
@@ -200,11 +225,26 @@ impl HttpOrigin {
         if let Some(range) = &request.range {
             headers.push(("range".into(), range.clone()));
         }
-        let request_time = SystemTime::now();
-        let empty = Empty::<Bytes>::new()
-            .map_err(|never| match never {})
-            .boxed_unsync();
-        let (parts, incoming, _) = self.send(method, &request.key, &headers, empty).await?;
+        let empty = || {
+            Empty::<Bytes>::new()
+                .map_err(|never| match never {})
+                .boxed_unsync()
+        };
+        let mut request_time = SystemTime::now();
+        let sent = match self
+            .send(method, &request.key, &headers, empty(), None)
+            .await
+        {
+            // A kept-alive connection the origin closed as it was reused: a
+            // request without a body is sent again, once, on a new one.
+            Err(OriginError::Unreachable(reason)) if reason.starts_with(CLOSED_BEFORE_ANSWER) => {
+                request_time = SystemTime::now();
+                self.send(method, &request.key, &headers, empty(), None)
+                    .await
+            }
+            sent => sent,
+        };
+        let (parts, incoming, _) = sent?;
         let response_time = SystemTime::now();
         let mut meta = meta_from(&parts.headers, parts.status.as_u16());
         meta.initial_age = Some(initial_age(&meta, request_time, response_time));
@@ -265,6 +305,25 @@ impl Origin for HttpOrigin {
     }
 }
 
+/// How [`HttpOrigin::send`] reports a connection that closed before any
+/// answer (a kept-alive connection the origin was closing).
+const CLOSED_BEFORE_ANSWER: &str = "the connection closed before any answer";
+
+fn closed_before_answer(error: &hyper_util::client::legacy::Error) -> bool {
+    use std::error::Error as _;
+    let mut source = error.source();
+    while let Some(inner) = source {
+        if inner
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|e| e.is_incomplete_message())
+        {
+            return true;
+        }
+        source = inner.source();
+    }
+    false
+}
+
 /// A hyper error as the origin error the client's status comes from.
 fn classify(error: &hyper_util::client::legacy::Error) -> OriginError {
     use std::error::Error as _;
@@ -320,7 +379,9 @@ pub fn meta_from(headers: &hyper::HeaderMap, status: u16) -> ObjectMeta {
             "expires" => meta.expires = Some(value),
             "date" => meta.date = Some(value),
             "etag" => meta.etag = Some(value),
-            "age" => age = Some(value),
+            // The first line's first member (RFC 9111 5.1 allows no list).
+            "age" if age.is_none() => age = Some(value.split(',').next().unwrap_or("").to_string()),
+            "age" => {}
             "last-modified" => {
                 last_modified = Some(value.clone());
                 meta.headers.push((name.to_string(), value));
@@ -331,6 +392,13 @@ pub fn meta_from(headers: &hyper::HeaderMap, status: u16) -> ObjectMeta {
     // A parseable Last-Modified is typed (validators, heuristics); the
     // field itself is kept as sent.
     meta.last_modified = last_modified.and_then(|v| httpdate::parse_http_date(&v).ok());
+    // `Content-Range` makes a partial answer only of a 206; on another status
+    // it is one more field.
+    if status != 206 {
+        if let Some(range) = meta.content_range.take() {
+            meta.headers.push(("content-range".into(), range));
+        }
+    }
     meta.initial_age = age.as_deref().and_then(parse_age);
     meta
 }

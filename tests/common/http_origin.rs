@@ -34,6 +34,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Waits this long before answering (a slow origin).
+    pub delay: Option<std::time::Duration>,
 }
 
 impl Reply {
@@ -49,7 +51,13 @@ impl Reply {
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
             body: body.as_bytes().to_vec(),
+            delay: None,
         }
+    }
+
+    pub fn after(mut self, delay: std::time::Duration) -> Reply {
+        self.delay = Some(delay);
+        self
     }
 }
 
@@ -126,8 +134,7 @@ impl ScriptedOrigin {
                         .await;
                 });
             }
-        })
-        .abort_handle();
+        });
         ScriptedOrigin {
             addr,
             requests,
