@@ -113,13 +113,19 @@ fn json_error(status: actix_web::http::StatusCode, message: &str) -> HttpRespons
     HttpResponse::build(status).json(serde_json::json!({ "error": message }))
 }
 
-/// The object key a purge path names (the site's prefix included).
+/// The object key a purge path names (the site's prefix included; for an
+/// HTTP origin, the path and query as a client sends them).
 fn purge_key(site: &crate::site::Site, path: &str) -> Option<String> {
     let path = if path.starts_with('/') {
         path.to_string()
     } else {
         format!("/{path}")
     };
+    // An HTTP origin's entries are keyed by the request target as sent,
+    // query included: a path purges that URL (and its `Vary` selections).
+    if site.config.is_http_origin() {
+        return Some(path);
+    }
     let path = path.split('?').next().unwrap_or("");
     crate::website::path_to_key(path)
         .ok()

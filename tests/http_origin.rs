@@ -478,6 +478,48 @@ async fn an_unsafe_method_s_invalidation_is_a_barrier_under_load() {
     }
 }
 
+#[tokio::test]
+async fn purge_names_targets_as_clients_send_them() {
+    let origin = ScriptedOrigin::start(|r: &Recorded| {
+        Reply::ok(
+            &format!("body of {}", r.target),
+            &[("cache-control", "max-age=60"), ("vary", "accept-language")],
+        )
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    let purge = |body: &'static str| {
+        let request = edge
+            .http
+            .post(edge.admin_url("/purge"))
+            .header("content-type", "application/json")
+            .body(body);
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    for path in ["/a?x=1", "/a?x=2", "/b/c"] {
+        get(&edge, path, &[("accept-language", "en")]).await;
+        get(&edge, path, &[("accept-language", "fr")]).await;
+    }
+    let purged = purge(r#"{"site": "h", "paths": ["/a?x=1"]}"#).await;
+    assert!(
+        purged.contains("\"purged\":2"),
+        "both Vary selections: {purged}"
+    );
+    let purged = purge(r#"{"site": "h", "prefixes": ["/b/"]}"#).await;
+    assert!(purged.contains("\"purged\":2"), "{purged}");
+    for path in ["/a?x=1", "/a?x=2", "/b/c"] {
+        get(&edge, path, &[("accept-language", "en")]).await;
+    }
+    assert_eq!(
+        (
+            origin.count("/a?x=1"),
+            origin.count("/a?x=2"),
+            origin.count("/b/c")
+        ),
+        (3, 2, 3)
+    );
+}
+
 /// An origin that breaks the protocol gives a clear 502 or 504 and nothing
 /// is stored: the next request goes to the origin again.
 #[tokio::test]

@@ -197,12 +197,11 @@ pub fn http_storable(
     let date = meta
         .date
         .as_deref()
-        .and_then(|d| httpdate::parse_http_date(d).ok())
+        .and_then(crate::http::date::parse_lenient)
         .unwrap_or(now);
     let expires = || {
         meta.expires.as_deref().map(|expires| {
-            httpdate::parse_http_date(expires)
-                .ok()
+            crate::http::date::parse_lenient(expires)
                 .and_then(|at| at.duration_since(date).ok())
                 .unwrap_or(Duration::ZERO)
         })
@@ -286,12 +285,12 @@ fn cdn_directives(meta: &ObjectMeta) -> Option<Directives> {
             "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error"
         );
         match bare {
-            Some(v) if takes_seconds => {
-                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-                    return None;
-                }
+            Some(v)
+                if takes_seconds && (v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                return None
             }
-            Some(v) if !is_bare_item(v) => return None,
+            Some(v) if !takes_seconds && !is_bare_item(v) => return None,
             _ => {}
         }
     }
@@ -641,5 +640,192 @@ mod tests {
                 within_stale_if_error: false
             }
         );
+    }
+
+    fn http(status: u16, headers: &[(&str, &str)]) -> ObjectMeta {
+        let mut meta = ObjectMeta {
+            status: (status != 200).then_some(status),
+            initial_age: Some(0),
+            ..ObjectMeta::default()
+        };
+        for (name, value) in headers {
+            match *name {
+                "cache-control" => meta.cache_control = Some(value.to_string()),
+                "expires" => meta.expires = Some(value.to_string()),
+                "date" => meta.date = Some(value.to_string()),
+                _ => meta.headers.push((name.to_string(), value.to_string())),
+            }
+        }
+        meta
+    }
+
+    fn http_ttl(meta: &ObjectMeta, authorization: bool) -> Option<u64> {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        ttl(http_storable(
+            meta,
+            &CacheConfig::http_defaults(),
+            authorization,
+            now,
+        ))
+    }
+
+    #[test]
+    fn an_http_origin_s_answers_are_stored_only_as_rfc_9111_allows() {
+        let date = "Sun, 09 Sep 2001 01:46:40 GMT"; // the `now` above
+        type Case<'a> = (&'a str, u16, &'a [(&'a str, &'a str)], bool, Option<u64>);
+        let cases: &[Case] = &[
+            (
+                "max-age",
+                200,
+                &[("cache-control", "max-age=60")],
+                false,
+                Some(60),
+            ),
+            (
+                "s-maxage first",
+                200,
+                &[("cache-control", "max-age=1, s-maxage=60")],
+                false,
+                Some(60),
+            ),
+            (
+                "Expires minus Date",
+                200,
+                &[("date", date), ("expires", "Sun, 09 Sep 2001 01:47:40 GMT")],
+                false,
+                Some(60),
+            ),
+            (
+                "no freshness, 200: stored, never fresh",
+                200,
+                &[],
+                false,
+                Some(0),
+            ),
+            ("no freshness, 302: not stored", 302, &[], false, None),
+            (
+                "an unknown status with max-age",
+                599,
+                &[("cache-control", "max-age=60")],
+                false,
+                Some(60),
+            ),
+            (
+                "must-understand, unknown status",
+                599,
+                &[("cache-control", "max-age=60, no-store, must-understand")],
+                false,
+                None,
+            ),
+            (
+                "must-understand, known status, beats no-store",
+                200,
+                &[("cache-control", "max-age=60, no-store, must-understand")],
+                false,
+                Some(60),
+            ),
+            (
+                "no-store",
+                200,
+                &[("cache-control", "max-age=60, no-store")],
+                false,
+                None,
+            ),
+            (
+                "private",
+                200,
+                &[("cache-control", "max-age=60, private")],
+                false,
+                None,
+            ),
+            (
+                "private with fields is stored",
+                200,
+                &[("cache-control", "max-age=60, private=\"x-a\"")],
+                false,
+                Some(60),
+            ),
+            (
+                "Vary: * on a later line",
+                200,
+                &[("cache-control", "max-age=60"), ("vary", ""), ("vary", "*")],
+                false,
+                None,
+            ),
+            (
+                "Authorization without permission",
+                200,
+                &[("cache-control", "max-age=60")],
+                true,
+                None,
+            ),
+            (
+                "Authorization with public",
+                200,
+                &[("cache-control", "public, max-age=60")],
+                true,
+                Some(60),
+            ),
+            (
+                "CDN-Cache-Control wins",
+                200,
+                &[
+                    ("cache-control", "no-store"),
+                    ("cdn-cache-control", "max-age=30"),
+                ],
+                false,
+                Some(30),
+            ),
+            (
+                "invalid CDN-Cache-Control is ignored",
+                200,
+                &[
+                    ("cache-control", "no-store"),
+                    ("cdn-cache-control", "max-age=\"30\""),
+                ],
+                false,
+                None,
+            ),
+            (
+                "CDN-Cache-Control that does not parse",
+                200,
+                &[
+                    ("cache-control", "max-age=5"),
+                    ("cdn-cache-control", "max-age=30, &&&"),
+                ],
+                false,
+                Some(5),
+            ),
+            (
+                "no-cache: stored, revalidated",
+                200,
+                &[("cache-control", "max-age=60, no-cache")],
+                false,
+                Some(0),
+            ),
+            (
+                "a huge max-age is 2^31",
+                200,
+                &[("cache-control", "max-age=99999999999999999999")],
+                false,
+                Some(1 << 31),
+            ),
+        ];
+        for (name, status, headers, authorization, expected) in cases {
+            assert_eq!(
+                http_ttl(&http(*status, headers), *authorization),
+                *expected,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn qualified_private_and_no_cache_name_fields_not_to_store() {
+        assert_eq!(
+            qualified_fields(Some("max-age=5, private=\"X-A, x-b\", no-cache=x-c")),
+            vec!["x-a", "x-b", "x-c"]
+        );
+        assert!(qualified_fields(Some("max-age=5, private")).is_empty());
     }
 }

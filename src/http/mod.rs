@@ -2,6 +2,7 @@
 //! types, forwarding headers.
 
 pub mod conditional;
+pub mod date;
 pub mod forwarded;
 pub mod headers;
 pub mod mime;

@@ -376,7 +376,8 @@ pub fn meta_from(headers: &hyper::HeaderMap, status: u16) -> ObjectMeta {
             "content-language" => meta.content_language = Some(value),
             "content-disposition" => meta.content_disposition = Some(value),
             "cache-control" => join(&mut meta.cache_control, value),
-            "expires" => meta.expires = Some(value),
+            // Several lines make one invalid value (RFC 9111 5.3).
+            "expires" => join(&mut meta.expires, value),
             "date" => meta.date = Some(value),
             "etag" => meta.etag = Some(value),
             // The first line's first member (RFC 9111 5.1 allows no list).
@@ -391,7 +392,7 @@ pub fn meta_from(headers: &hyper::HeaderMap, status: u16) -> ObjectMeta {
     }
     // A parseable Last-Modified is typed (validators, heuristics); the
     // field itself is kept as sent.
-    meta.last_modified = last_modified.and_then(|v| httpdate::parse_http_date(&v).ok());
+    meta.last_modified = last_modified.and_then(|v| crate::http::date::parse_lenient(&v));
     // `Content-Range` makes a partial answer only of a 206; on another status
     // it is one more field.
     if status != 206 {
@@ -420,7 +421,7 @@ fn initial_age(meta: &ObjectMeta, request_time: SystemTime, response_time: Syste
     let date = meta
         .date
         .as_deref()
-        .and_then(|d| httpdate::parse_http_date(d).ok());
+        .and_then(crate::http::date::parse_lenient);
     let apparent = date
         .and_then(|d| response_time.duration_since(d).ok())
         .unwrap_or_default()
