@@ -73,6 +73,16 @@ pub struct ObjectMeta {
     pub website_redirect_location: Option<String>,
     /// `x-amz-request-id` of the answer, for the access log.
     pub request_id: Option<String>,
+    /// Seconds the answer had already spent in caches upstream (the `Age` a
+    /// peer or parent node sent, RFC 9111 section 5.1); `None` from a bucket.
+    /// A stored entry counts its age from then, so a child never keeps an
+    /// object longer than its parent could.
+    #[serde(default)]
+    pub age: Option<u64>,
+    /// The `Cache-Status` of the caches upstream (peer, parent), farther
+    /// first (RFC 9211); `None` from a bucket.
+    #[serde(default)]
+    pub cache_status: Option<String>,
 }
 
 /// A successful answer.

@@ -207,6 +207,7 @@ impl Origin for S3Origin {
                 .and_then(|t| SystemTime::try_from(*t).ok()),
             website_redirect_location: output.website_redirect_location().map(str::to_string),
             request_id: output.request_id().map(str::to_string),
+            ..ObjectMeta::default()
         };
         let body = body_stream(output.body, self.body_idle_timeout);
         Ok(Fetched::Object { meta, body })
