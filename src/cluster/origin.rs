@@ -52,33 +52,14 @@ impl Origin for TieredOrigin {
         let cdn_loop =
             headers::cdn_loop_value(passed.as_deref().unwrap_or(&[]), &self.cluster.node_id);
         let cluster = &self.cluster;
-        if passed.is_none() {
-            if let Some(answer) = cluster
-                .ask(
-                    &cluster.peers,
-                    &key,
-                    &self.site,
-                    request,
-                    &cdn_loop,
-                    self.timeout,
-                )
-                .await
-            {
+        // A request served for another node skips the ring: it chose this
+        // node as the owner.
+        let peers = passed.is_none().then_some(&cluster.peers);
+        for tier in peers.into_iter().chain([&cluster.parents]) {
+            let asked = cluster.ask(tier, &key, &self.site, request, &cdn_loop, self.timeout);
+            if let Some(answer) = asked.await {
                 return answer;
             }
-        }
-        if let Some(answer) = cluster
-            .ask(
-                &cluster.parents,
-                &key,
-                &self.site,
-                request,
-                &cdn_loop,
-                self.timeout,
-            )
-            .await
-        {
-            return answer;
         }
         self.inner.get(request).await
     }
