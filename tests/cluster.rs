@@ -770,3 +770,58 @@ async fn hostile_requests_from_a_node_with_the_token_do_not_break_the_owner() {
     assert_eq!(ranged.text().await.unwrap(), "cde");
     assert_eq!(nodes[0].text("/a.txt").await, (200, "abcdefghij".into()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_unreachable_during_a_purge_is_purged_once_it_answers_again() {
+    let bucket = Bucket::start().await;
+    let nodes = ring(3, &bucket.proxy.url(), "");
+    let keys: Vec<String> = (0..6).map(|i| format!("q/{i}.txt")).collect();
+    for key in &keys {
+        bucket.put(key, "old", None).await;
+        for node in &nodes {
+            assert_eq!(node.text(&format!("/{key}")).await, (200, "old".into()));
+        }
+    }
+    for key in &keys {
+        bucket.put(key, "new", None).await;
+    }
+    // Stopped, not dead: its socket accepts, it never answers (a partition).
+    let pid = nodes[2].bin().pid().to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, pid.as_str()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let started = Instant::now();
+    let answer = nodes[0]
+        .purge(serde_json::json!({ "site": "c", "all": true }))
+        .await;
+    signal("-CONT");
+    assert_eq!(
+        answer["nodes"]["failed"],
+        serde_json::json!([nodes[2].cluster.to_string()]),
+        "{answer}"
+    );
+    // One purge timeout (5 s), not one per round.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    // Within a few retries (every 2 s) it has the purge.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for key in &keys {
+        loop {
+            let (status, body) = nodes[2].text(&format!("/{key}")).await;
+            assert_eq!(status, 200);
+            if body == "new" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{key} still old");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

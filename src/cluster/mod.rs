@@ -283,6 +283,18 @@ impl Cluster {
         (up + usize::from(!itself)) as i64
     }
 
+    /// Makes every other member of both tiers appear in
+    /// `s3edge_peer_requests_total` (at 0) before it is first asked, so each
+    /// node's `/metrics` shows its peers.
+    pub fn show_members_in_metrics(&self) {
+        for (_, addr, state) in self.members() {
+            if state != MemberState::Itself {
+                self.peer_requests
+                    .add(&[addr.to_string().as_str(), "ok"], 0);
+            }
+        }
+    }
+
     /// Every member of both tiers with its state (the status page).
     pub fn members(&self) -> Vec<(Role, SocketAddr, MemberState)> {
         [&self.peers, &self.parents]

@@ -82,24 +82,24 @@ pub async fn fan_out(
         let rounds = if targets.len() > 1 { 2 } else { 1 };
         let mut failed: Vec<usize> = Vec::new();
         for _ in 0..rounds {
+            // A node that failed the first round is not waited for again.
+            let asked: Vec<usize> = (0..targets.len()).filter(|i| !failed.contains(i)).collect();
             let results = futures_util::future::join_all(
-                targets
+                asked
                     .iter()
-                    .map(|(_, target)| purge_one(state, cluster, request, &body, *target)),
+                    .map(|&i| purge_one(state, cluster, request, &body, targets[i].1)),
             )
             .await;
-            for (i, result) in results.into_iter().enumerate() {
+            for (&i, result) in asked.iter().zip(results) {
                 match result {
                     Ok(purged) => reached.purged += purged,
                     Err(reason) => {
-                        if !failed.contains(&i) {
-                            tracing::warn!(
-                                node = targets[i].0.as_str(),
-                                site = request.site.as_str(),
-                                "cluster: purge not confirmed: {reason}; retrying in the background"
-                            );
-                            failed.push(i);
-                        }
+                        tracing::warn!(
+                            node = targets[i].0.as_str(),
+                            site = request.site.as_str(),
+                            "cluster: purge not confirmed: {reason}; retrying in the background"
+                        );
+                        failed.push(i);
                     }
                 }
             }

@@ -61,7 +61,10 @@ fn tiers(state: &AppState) -> Vec<TierReading> {
 /// Members of this node's ring it sees up, itself included (1 without a
 /// cluster): `s3edge_cluster_members`.
 fn cluster_members(state: &AppState) -> i64 {
-    state.cluster.as_ref().map_or(1, |c| c.members_seen())
+    state.cluster.as_ref().map_or(1, |c| {
+        c.show_members_in_metrics();
+        c.members_seen()
+    })
 }
 
 /// The notAfter of a DER certificate (RFC 5280 4.1.2.5), `None` when it does
