@@ -399,7 +399,8 @@ async fn a_child_never_keeps_an_object_longer_than_its_owner_could() {
     let bucket = Bucket::start().await;
     let nodes = ring(2, &bucket.proxy.url(), "");
     let (owner, child) = (&nodes[1], &nodes[0]);
-    let key = key_owned_by(&bucket, &nodes, 1, "short", "max-age=3").await;
+    // must-revalidate: no stale serving, so a stale entry is revalidated at once.
+    let key = key_owned_by(&bucket, &nodes, 1, "short", "max-age=3, must-revalidate").await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let first = child.get(&format!("/{key}")).await;
     assert_eq!(
@@ -407,14 +408,54 @@ async fn a_child_never_keeps_an_object_longer_than_its_owner_could() {
         format!("{}; hit, {}; fwd=miss; stored", owner.id, child.id)
     );
     // 3.2 s after the owner stored it: stale at the owner, so stale at the child
-    // too, although the child stored it only 1.1 s ago.
+    // too, although the child stored it only 1.1 s ago. The child revalidates
+    // with the owner (If-None-Match passed through), which revalidates with the
+    // bucket: both get 304, and only the owner asks the bucket.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let later = child.get(&format!("/{key}")).await;
     let status = header(&later, "cache-status");
     assert!(
-        !status.ends_with(&format!("{}; hit", child.id)),
-        "the child served past the owner's freshness: {status}"
+        status.ends_with(&format!("{}; fwd=stale; fwd-status=304", child.id)),
+        "the child did not revalidate through its owner: {status}"
     );
+    assert_eq!(
+        later.text().await.unwrap(),
+        key.replace(".txt", "").replace('-', " ")
+    );
+    assert_eq!(
+        bucket.gets(Some(&key)),
+        2,
+        "{:?}",
+        bucket.proxy.request_lines()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_range_through_another_node_is_cut_by_the_owner() {
+    let bucket = Bucket::start().await;
+    let nodes = ring(2, &bucket.proxy.url(), "");
+    let (owner, child) = (&nodes[1], &nodes[0]);
+    let key = key_owned_by(&bucket, &nodes, 1, "range", "max-age=100").await;
+    let body = key.replace(".txt", "").replace('-', " ");
+    let ranged = http_client()
+        .get(format!("{}/{key}", child.bin().http))
+        .header("host", HOST)
+        .header("range", "bytes=2-4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(
+        header(&ranged, "content-range"),
+        format!("bytes 2-4/{}", body.len())
+    );
+    let status = header(&ranged, "cache-status");
+    assert!(
+        status.starts_with(&format!("{}; hit, ", owner.id)),
+        "{status}"
+    );
+    assert_eq!(ranged.text().await.unwrap(), &body[2..5]);
+    assert_eq!(bucket.gets(Some(&key)), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
