@@ -5,6 +5,7 @@
 //! `/readyz`) needs `Authorization: Bearer TOKEN`, compared in constant time.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -134,7 +135,9 @@ fn purge_key(site: &crate::site::Site, path: &str) -> Option<String> {
 
 /// Removes entries from every cache tier before answering `{"purged": N}`
 /// (N counts every variant removed). Paths name pages as clients request them:
-/// `/` and `/dir/` also purge their index document.
+/// `/` and `/dir/` also purge their index document. In a cluster the purge
+/// reaches every node first (`cluster/purge.rs`) and the answer adds
+/// `"nodes": {"confirmed": [...], "failed": [...]}`.
 async fn purge(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
     use actix_web::http::StatusCode;
     if let Some(denied) = check_token(&req, state.admin_token.as_deref()) {
@@ -149,27 +152,49 @@ async fn purge(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -
             )
         }
     };
+    let Some(cluster) = state.cluster.clone() else {
+        return match purge_locally(&state, &request).await {
+            Ok(purged) => HttpResponse::Ok().json(serde_json::json!({ "purged": purged })),
+            Err((status, message)) => json_error(status, &message),
+        };
+    };
+    // Checked here first, so a request every node would refuse fails at once.
+    if let Err((status, message)) = purge_scope(&state, &request) {
+        return json_error(status, &message);
+    }
+    let state = state.into_inner();
+    let reached = crate::cluster::purge::fan_out(&state, &cluster, &request, body).await;
+    HttpResponse::Ok().json(reached)
+}
+
+/// The site and the scope a purge request names on this node, or the
+/// status and message refusing it.
+fn purge_scope(
+    state: &AppState,
+    request: &PurgeRequest,
+) -> Result<(Arc<crate::site::Site>, PurgeScope), (actix_web::http::StatusCode, String)> {
+    use actix_web::http::StatusCode;
     if request.paths.is_empty() && request.prefixes.is_empty() && !request.all {
-        return json_error(
+        return Err((
             StatusCode::BAD_REQUEST,
-            "nothing to purge: give paths, prefixes or \"all\": true",
-        );
+            "nothing to purge: give paths, prefixes or \"all\": true".to_string(),
+        ));
     }
     let sites = state.sites();
     let Some(site) = sites.sites.iter().find(|s| s.name() == request.site) else {
-        return json_error(
+        return Err((
             StatusCode::NOT_FOUND,
-            &format!("no site named `{}`", request.site),
-        );
+            format!("no site named `{}`", request.site),
+        ));
     };
     let index = site.website().and_then(|w| w.index_document.clone());
     let mut keys = Vec::new();
     for path in &request.paths {
         let Some(key) = purge_key(site, path) else {
-            return json_error(
+            return Err((
                 StatusCode::BAD_REQUEST,
-                &format!("`{path}` is not a valid path"),
-            );
+                format!("`{path}` is not a valid path"),
+            ));
         };
         if let Some(index) = index
             .as_deref()
@@ -182,30 +207,38 @@ async fn purge(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -
     let mut prefixes = Vec::new();
     for prefix in &request.prefixes {
         let Some(key) = purge_key(site, prefix) else {
-            return json_error(
+            return Err((
                 StatusCode::BAD_REQUEST,
-                &format!("`{prefix}` is not a valid prefix"),
-            );
+                format!("`{prefix}` is not a valid prefix"),
+            ));
         };
         prefixes.push(key);
     }
     if request.all {
         prefixes.push(site.config.origin.prefix.clone());
     }
-    let scope = PurgeScope { keys, prefixes };
+    Ok((site.clone(), PurgeScope { keys, prefixes }))
+}
+
+/// Purges this node's tiers only and records the purge (log, status page);
+/// the entries removed, or the status and message refusing the request.
+pub async fn purge_locally(
+    state: &AppState,
+    request: &PurgeRequest,
+) -> Result<u64, (actix_web::http::StatusCode, String)> {
+    let (site, scope) = purge_scope(state, request)?;
     // The purge is a barrier (cache/barrier.rs): it answers once no later
     // request can get what it removed. Its file removals block.
     let cache = state.cache.clone();
     let name = site.name().to_string();
-    let purged = match web::block(move || cache.purge(&name, scope)).await {
-        Ok(purged) => purged,
-        Err(e) => {
-            return json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("the purge did not run: {e}"),
+    let purged = web::block(move || cache.purge(&name, scope))
+        .await
+        .map_err(|e| {
+            (
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the purge did not run: {e}"),
             )
-        }
-    };
+        })?;
     tracing::info!(site = site.name(), purged, "purge");
     state.metrics.purges.record(PurgeRecord {
         time: std::time::SystemTime::now(),
@@ -215,7 +248,7 @@ async fn purge(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -
         all: request.all,
         purged,
     });
-    HttpResponse::Ok().json(serde_json::json!({ "purged": purged }))
+    Ok(purged)
 }
 
 /// `None` when the request may proceed; a 401 otherwise.

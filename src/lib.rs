@@ -9,6 +9,7 @@ pub mod access_log;
 pub mod acme;
 pub mod admin;
 pub mod cache;
+pub mod cluster;
 pub mod compress;
 pub mod config;
 pub mod cors;

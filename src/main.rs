@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use s3edge::access_log::{AccessLog, AccessLogTarget, LogFormat};
 use s3edge::acme::{self, challenge::ChallengeKind, AcmeOptions};
 use s3edge::admin::ADMIN_TOKEN_ENV;
+use s3edge::cluster::{ClusterFlags, CLUSTER_TOKEN_ENV};
 use s3edge::config::{self, units};
 use s3edge::server::{self, Node, NodeOptions, StartError};
 
@@ -161,6 +162,27 @@ struct ServeArgs {
     /// Region of --acme-bucket (default: the AWS chain's, else us-east-1).
     #[arg(long, env = "S3EDGE_ACME_BUCKET_REGION")]
     acme_bucket_region: Option<String>,
+    /// This node's name in CDN-Loop, Cache-Status, logs and metrics (default: the host name).
+    #[arg(long, env = "S3EDGE_NODE_ID")]
+    node_id: Option<String>,
+    /// Address of the cluster listener that peers and child nodes use
+    /// (requests need `Authorization: Bearer $S3EDGE_CLUSTER_TOKEN`).
+    #[arg(long, env = "S3EDGE_CLUSTER_LISTEN")]
+    cluster_listen: Option<SocketAddr>,
+    /// The cluster listeners of every node of this node's ring, HOST:PORT
+    /// (its own may be listed); each object has one owner among them.
+    #[arg(long, env = "S3EDGE_PEERS", value_delimiter = ',')]
+    peers: Vec<String>,
+    /// A DNS name whose addresses are the ring's members, NAME:PORT
+    /// (a Kubernetes headless Service), resolved again every 10 s.
+    #[arg(long, env = "S3EDGE_PEERS_DNS")]
+    peers_dns: Option<String>,
+    /// The parent tier (a shield): the cluster listeners of its nodes, HOST:PORT.
+    #[arg(long, env = "S3EDGE_PARENT", value_delimiter = ',')]
+    parent: Vec<String>,
+    /// A DNS name whose addresses are the parent tier's nodes, NAME:PORT.
+    #[arg(long, env = "S3EDGE_PARENT_DNS")]
+    parent_dns: Option<String>,
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -263,6 +285,23 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let cluster = ClusterFlags {
+        node_id: args.node_id.clone(),
+        listen: args.cluster_listen,
+        peers: args.peers.clone(),
+        peers_dns: args.peers_dns.clone(),
+        parents: args.parent.clone(),
+        parent_dns: args.parent_dns.clone(),
+        token: std::env::var(CLUSTER_TOKEN_ENV).ok(),
+    }
+    .check(s3edge::status::node_id());
+    let cluster = match cluster {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            tracing::error!("{e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
     let access_log = AccessLog::open(&AccessLogTarget::parse(&args.access_log), args.log_format)
         .with_context(|| format!("cannot open the access log `{}`", args.access_log))?;
     let options = NodeOptions {
@@ -307,6 +346,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }),
             ..AcmeOptions::default()
         },
+        cluster,
     };
     actix_rt::System::new().block_on(async move {
         let node = match Node::start(options).await {

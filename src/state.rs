@@ -37,6 +37,8 @@ pub struct AppState {
     pub https_port: AtomicU16,
     /// Certificates of `acme = true` sites and the ACME challenge answers.
     pub acme: Arc<crate::acme::Acme>,
+    /// The cluster this node is part of (`--cluster-listen`, `--peers`, `--parent`).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Everything but the sites and the cache: the node's settings that the
@@ -47,6 +49,7 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub reload_context: ReloadContext,
     pub acme: crate::acme::AcmeOptions,
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// What a reload needs besides the site files.
@@ -74,6 +77,7 @@ impl AppState {
             tls_resolver: Arc::new(ReloadableResolver::new(SniResolver::empty())),
             https_port: AtomicU16::new(DEFAULT_HTTPS_PORT),
             acme: crate::acme::Acme::new(settings.acme),
+            cluster: settings.cluster,
         }
     }
 

@@ -405,6 +405,15 @@ pub fn merge_not_modified(stored: &ObjectMeta, not_modified: &ObjectMeta) -> Obj
     merged
 }
 
+/// When an answer received at `now` was first stored upstream: `now` less
+/// the `Age` a peer or parent node sent (RFC 9111 section 4.2.3), so its
+/// age here goes on from the parent's and a child never keeps an object
+/// longer than its parent could; `now` for an answer from the bucket.
+pub fn stored_at(meta: &ObjectMeta, now: SystemTime) -> SystemTime {
+    let upstream = Duration::from_secs(meta.age.unwrap_or(0));
+    now.checked_sub(upstream).unwrap_or(now)
+}
+
 /// Freshness of a 404 or 403 answer from the bucket: the site's `error_ttl`.
 pub fn negative(site: &CacheConfig) -> Freshness {
     Freshness {

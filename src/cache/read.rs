@@ -651,7 +651,7 @@ impl Cache {
             kind: EntryKind::Object,
             meta: meta.clone(),
             body: Body::empty(),
-            stored_at: now,
+            stored_at: policy::stored_at(&meta, now),
             freshness,
         };
         tokio::spawn(
@@ -713,7 +713,7 @@ fn revalidated(site: &Site, stale: &Entry, not_modified: &ObjectMeta, now: Syste
     let freshness = policy::storable(&meta, &site.config.cache, now).or_expired();
     Entry {
         meta,
-        stored_at: now,
+        stored_at: policy::stored_at(not_modified, now),
         freshness,
         ..stale.clone()
     }

@@ -131,16 +131,17 @@ impl Cache {
         };
         meta.content_length = known_length.unwrap_or(0);
         let identity_key = CacheKey::new(site.name(), object_key, Variant::Identity);
-        let freshness = match self.get(&identity_key, &ticket).await {
-            Some(entry) => entry.freshness,
-            None => Storable::No.or_expired(),
+        // The variant lives as long as the entry it is made from, not longer.
+        let (freshness, stored_at) = match self.get(&identity_key, &ticket).await {
+            Some(entry) => (entry.freshness, entry.stored_at),
+            None => (Storable::No.or_expired(), SystemTime::now()),
         };
         let entry = Entry {
             key: guard.key().clone(),
             kind: EntryKind::Object,
             meta: meta.clone(),
             body: Body::empty(),
-            stored_at: SystemTime::now(),
+            stored_at,
             freshness,
         };
         guard.publish(Outcome::Streaming(Arc::new(meta.clone())));

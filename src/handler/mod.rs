@@ -133,10 +133,17 @@ fn finish(
     } = served;
     let cache = delivered.as_ref().map_or(CacheOutcome::Pass, |d| d.cache);
     if let Some(site) = &site {
-        response.headers_mut().insert(
-            header::HeaderName::from_static("cache-status"),
-            HeaderValue::from_static(cache.cache_status()),
-        );
+        let name = state.cluster.as_ref().map(|c| c.node_id.as_str());
+        let upstream = response
+            .headers()
+            .get(crate::cluster::CACHE_STATUS)
+            .and_then(|v| v.to_str().ok());
+        let status = crate::cluster::headers::cache_status(name, cache, upstream);
+        if let Ok(value) = HeaderValue::from_str(&status) {
+            response
+                .headers_mut()
+                .insert(crate::cluster::CACHE_STATUS, value);
+        }
         if delivered.as_ref().is_some_and(|d| d.vary_accept_encoding) {
             headers::add_vary(response.headers_mut(), "Accept-Encoding");
         }

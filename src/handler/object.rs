@@ -112,8 +112,14 @@ pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) ->
         content_type.header_value()
     };
     let mut representation = headers::representation_headers_with(&meta, type_header);
-    if let Some(age) = age {
-        representation.insert(header::AGE, header::HeaderValue::from(age.as_secs()));
+    // From the cache: its age there (an upstream node's included); straight
+    // from a peer or parent: the age it sent.
+    if let Some(age) = age.map(|age| age.as_secs()).or(meta.age) {
+        representation.insert(header::AGE, header::HeaderValue::from(age));
+    }
+    if let Some(upstream) = &meta.cache_status {
+        // Stage 10 adds this node's own entry after the farther caches'.
+        headers::set_checked(&mut representation, crate::cluster::CACHE_STATUS, upstream);
     }
     // An HTTP origin's answer other than 200 (a 404, a 301...) is sent as it
     // is: preconditions and ranges apply to representations.

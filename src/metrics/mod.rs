@@ -106,6 +106,10 @@ pub struct Metrics {
     pub origin_requests: CounterVec,
     pub origin_duration: Histogram,
     pub coalesced_requests: CounterVec,
+    /// `s3edge_peer_requests_total{peer, outcome}`: requests to other nodes
+    /// of the cluster (`ok`, `not_modified`, the bucket's error outcomes
+    /// relayed, `failed` when the node itself failed and was skipped).
+    pub peer_requests: CounterVec,
     /// `s3edge_request_duration_seconds{site}`, fed through [`SiteMetrics`].
     pub request_duration: Series<Histogram>,
     /// Gauges read when the node is scraped (cache tiers, certificates, ...).
@@ -129,6 +133,7 @@ impl Default for Metrics {
         let origin_requests = CounterVec::counters(&["site", "outcome"]);
         let origin_duration = Histogram::new(ORIGIN_BUCKETS);
         let coalesced_requests = CounterVec::counters(&["site"]);
+        let peer_requests = CounterVec::counters(&["peer", "outcome"]);
         let request_duration = Series::new(&["site"], || Histogram::new(REQUEST_BUCKETS));
         let node = NodeGauges::default();
         // Counters are registered without `_total`: the encoder adds it.
@@ -164,6 +169,11 @@ impl Default for Metrics {
             coalesced_requests.clone(),
         );
         registry.register(
+            "s3edge_peer_requests",
+            "Requests to other nodes of the cluster (peers, parents), by node and outcome",
+            peer_requests.clone(),
+        );
+        registry.register(
             "s3edge_request_duration_seconds",
             "Time from a request's head to its last response byte, by site",
             request_duration.clone(),
@@ -176,6 +186,7 @@ impl Default for Metrics {
             origin_requests,
             origin_duration,
             coalesced_requests,
+            peer_requests,
             request_duration,
             node,
             history: Mutex::new(History::default()),

@@ -90,6 +90,16 @@ pub struct ObjectMeta {
     /// 9111 section 4.2.3, `corrected_initial_age`), in seconds.
     #[serde(default)]
     pub initial_age: Option<u64>,
+    /// Seconds the answer had already spent in caches upstream (the `Age` a
+    /// peer or parent node sent, RFC 9111 section 5.1); `None` from a bucket.
+    /// A stored entry counts its age from then, so a child never keeps an
+    /// object longer than its parent could.
+    #[serde(default)]
+    pub age: Option<u64>,
+    /// The `Cache-Status` of the caches upstream (peer, parent), farther
+    /// first (RFC 9211); `None` from a bucket.
+    #[serde(default)]
+    pub cache_status: Option<String>,
 }
 
 impl ObjectMeta {

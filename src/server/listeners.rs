@@ -23,7 +23,9 @@ pub(super) struct Listeners {
     pub http_addrs: Vec<SocketAddr>,
     pub https_addrs: Vec<SocketAddr>,
     pub admin_addr: SocketAddr,
-    /// The edge server (plain and TLS listeners), then the admin server.
+    pub cluster_addr: Option<SocketAddr>,
+    /// The edge server (plain and TLS listeners), the admin server, then the
+    /// cluster listener's.
     pub servers: Vec<Server>,
 }
 
@@ -86,6 +88,32 @@ impl Listeners {
         if let Some(first) = https_addrs.first() {
             state.https_port.store(first.port(), Ordering::Relaxed);
         }
+        // Bound before the admin listener, whose line tells that the node is up.
+        let cluster_listen = options.cluster.as_ref().and_then(|c| c.listen);
+        let mut cluster_addr = None;
+        let mut cluster_server = None;
+        if let Some(addr) = cluster_listen {
+            let (listener, local) = bind(addr)?;
+            let cluster_state = state.clone();
+            let cluster = HttpServer::new(move || {
+                App::new()
+                    .app_data(cluster_state.clone())
+                    .configure(crate::cluster::listener::configure)
+            })
+            .workers(options.workers.max(1))
+            .tcp_nodelay(true)
+            .keep_alive(KEEP_ALIVE)
+            .shutdown_timeout(options.shutdown_timeout.as_secs())
+            .disable_signals()
+            .listen(listener)
+            .map_err(|source| StartError::Listen {
+                addr: local,
+                source,
+            })?;
+            tracing::info!("cluster listening on http://{local}");
+            cluster_server = Some(cluster.run());
+            cluster_addr = Some(local);
+        }
         let admin_state = state.clone();
         let (listener, admin_addr) = bind(options.admin_listen)?;
         let admin = HttpServer::new(move || {
@@ -102,11 +130,14 @@ impl Listeners {
             source,
         })?;
         tracing::info!("admin listening on http://{admin_addr}");
+        let mut servers = vec![edge.run(), admin.run()];
+        servers.extend(cluster_server);
         Ok(Listeners {
             http_addrs,
             https_addrs,
             admin_addr,
-            servers: vec![edge.run(), admin.run()],
+            cluster_addr,
+            servers,
         })
     }
 }

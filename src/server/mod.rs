@@ -70,6 +70,8 @@ pub struct NodeOptions {
     pub origin_wrapper: Option<OriginWrapper>,
     /// Certificates for `[tls] acme = true` sites (`--acme-*`).
     pub acme: crate::acme::AcmeOptions,
+    /// The cluster (`--cluster-listen`, `--peers`, `--parent`), when set.
+    pub cluster: Option<crate::cluster::ClusterOptions>,
 }
 
 /// Why the node could not start.

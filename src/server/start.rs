@@ -11,6 +11,7 @@ use super::listeners::Listeners;
 use super::reload::start_refreshes;
 use super::{NodeOptions, StartError};
 use crate::cache::{Cache, DiskTier};
+use crate::cluster::{self, Cluster};
 use crate::config::{self, Endpoint};
 use crate::metrics::Metrics;
 use crate::origin::s3::EmbeddedEndpoint;
@@ -22,6 +23,8 @@ pub struct Node {
     pub http_addrs: Vec<SocketAddr>,
     pub https_addrs: Vec<SocketAddr>,
     pub admin_addr: SocketAddr,
+    /// The cluster listener's address, when there is one.
+    pub cluster_addr: Option<SocketAddr>,
     pub state: web::Data<AppState>,
     pub embedded: Option<EmbeddedStore>,
     handles: Vec<ServerHandle>,
@@ -50,22 +53,37 @@ impl Node {
         )
         .await
         .map_err(|source| StartError::AcmeBucket(source.to_string()))?;
+        let metrics = Arc::new(Metrics::default());
+        let cluster = match options.cluster.clone() {
+            Some(cluster) => Some(Cluster::start(cluster, metrics.peer_requests.clone()).await),
+            None => None,
+        };
         let build = BuildContext {
             embedded: embedded.as_ref().map(|(_, endpoint)| endpoint.clone()),
-            wrapper: options.origin_wrapper.clone(),
+            wrapper: match &cluster {
+                Some(cluster) => Some(cluster.origin_wrapper(options.origin_wrapper.clone())),
+                None => options.origin_wrapper.clone(),
+            },
         };
         let sites = Sites::build(configs, &build, None).await?;
         print_sites(&sites);
         if sites.sites.is_empty() {
             tracing::warn!(dir = %options.sites_dir.display(), "no site files found; every request will get 404");
         }
-        let metrics = Arc::new(Metrics::default());
         let cache = Cache::new(
             options.memory_cache_size,
             options.memory_object_max,
             open_disk(&options)?,
             metrics.clone(),
         );
+        if cluster.is_some() {
+            let dropped = cluster::forget_disk(&cache, &sites);
+            if dropped > 0 {
+                tracing::info!(
+                    "cluster: dropped {dropped} disk entries kept from before this start (a purge may have been missed meanwhile; peers hold them)"
+                );
+            }
+        }
         let configs: Vec<_> = sites.sites.iter().map(|s| s.config.clone()).collect();
         let settings = Settings {
             access_log: options.access_log.clone(),
@@ -77,6 +95,7 @@ impl Node {
                 website_refresh: options.website_refresh,
             },
             acme: options.acme.clone(),
+            cluster,
         };
         let state = web::Data::new(AppState::new(sites, cache, metrics, settings));
         crate::status::start_sampler(&state.metrics);
@@ -98,6 +117,7 @@ impl Node {
             http_addrs: listeners.http_addrs,
             https_addrs: listeners.https_addrs,
             admin_addr: listeners.admin_addr,
+            cluster_addr: listeners.cluster_addr,
             state,
             embedded: embedded.map(|(store, _)| store),
             handles: listeners.servers.iter().map(Server::handle).collect(),

@@ -13,7 +13,7 @@ pub fn read(state: &AppState) -> NodeReadings {
     NodeReadings {
         tiers: tiers(state),
         certificate_expiry: certificate_expiry(state, now),
-        cluster_members: cluster_members(),
+        cluster_members: cluster_members(state),
         allocator: allocator(),
     }
 }
@@ -58,10 +58,13 @@ fn tiers(state: &AppState) -> Vec<TierReading> {
         .collect()
 }
 
-/// This node alone, until the node joins a cluster (`--peers`): the list the
-/// status page shows, and `s3edge_cluster_members`.
-fn cluster_members() -> i64 {
-    1
+/// Members of this node's ring it sees up, itself included (1 without a
+/// cluster): `s3edge_cluster_members`.
+fn cluster_members(state: &AppState) -> i64 {
+    state.cluster.as_ref().map_or(1, |c| {
+        c.show_members_in_metrics();
+        c.members_seen()
+    })
 }
 
 /// The notAfter of a DER certificate (RFC 5280 4.1.2.5), `None` when it does

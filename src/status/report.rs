@@ -121,6 +121,12 @@ pub enum MemberState {
     /// This node.
     #[serde(rename = "self")]
     Itself,
+    /// Another node of this node's ring.
+    Peer,
+    /// A node of the parent tier.
+    Parent,
+    /// A peer or parent that failed lately: skipped for 10 s.
+    Skipped,
 }
 
 /// Builds the report from the node's figures now.
@@ -156,7 +162,10 @@ pub fn build(state: &AppState, readings: &NodeReadings) -> StatusReport {
             }
         })
         .collect();
-    let id = node_id();
+    let id = state
+        .cluster
+        .as_ref()
+        .map_or_else(node_id, |c| c.node_id.clone());
     StatusReport {
         node: NodeInfo {
             id: id.clone(),
@@ -175,12 +184,39 @@ pub fn build(state: &AppState, readings: &NodeReadings) -> StatusReport {
             tiers: readings.tiers.clone(),
         },
         cluster: ClusterReport {
-            members: vec![Member {
-                id,
-                address: None,
-                state: MemberState::Itself,
-            }],
+            members: members(state, id),
         },
         purges: metrics.purges.list(),
     }
+}
+
+/// This node first, then the other members of its ring and its parents.
+fn members(state: &AppState, id: String) -> Vec<Member> {
+    use crate::cluster::{MemberState as Seen, Role};
+    let Some(cluster) = &state.cluster else {
+        return vec![Member {
+            id,
+            address: None,
+            state: MemberState::Itself,
+        }];
+    };
+    let mut members = vec![Member {
+        id,
+        address: cluster.listen.map(|a| a.to_string()),
+        state: MemberState::Itself,
+    }];
+    for (role, addr, seen) in cluster.members() {
+        let state = match (seen, role) {
+            (Seen::Itself, _) => continue,
+            (Seen::Skipped, _) => MemberState::Skipped,
+            (Seen::Up, Role::Peers) => MemberState::Peer,
+            (Seen::Up, Role::Parents) => MemberState::Parent,
+        };
+        members.push(Member {
+            id: addr.to_string(),
+            address: Some(addr.to_string()),
+            state,
+        });
+    }
+    members
 }

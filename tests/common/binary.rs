@@ -25,7 +25,9 @@ pub struct Binary {
 /// `{..."message":"listening on http://127.0.0.1:8080",...}`).
 pub fn listener_url(line: &str, announce: &str) -> Option<String> {
     let at = line.find(announce)?;
-    if announce == "listening on " && line[..at].ends_with("admin ") {
+    if announce == "listening on "
+        && (line[..at].ends_with("admin ") || line[..at].ends_with("cluster "))
+    {
         return None;
     }
     let rest = &line[at + announce.len()..];

@@ -58,6 +58,7 @@ pub fn options(dir: &Path) -> NodeOptions {
             dir: dir.join("acme"),
             ..Default::default()
         },
+        cluster: None,
     }
 }
 

@@ -1,0 +1,240 @@
+//! Asking another node (a peer that owns an object, or a parent) over its
+//! cluster listener: plain HTTP/1.1, the cluster token, `CDN-Loop`. Its
+//! answer is mapped back to what the bucket would have said ([`Fetched`],
+//! [`OriginError`]), so caching behaves the same whichever tier answered; a
+//! node that is down, refuses, times out or fails is a [`PeerError::Down`]
+//! and the caller goes on to the next tier.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::{BodyExt as _, Empty, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+
+use super::wire;
+use crate::origin::{BodyStream, Fetched, ObjectMeta, ObjectRequest, OriginError};
+
+/// How long a connection to another node may take (DESIGN.md: 1 s).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bodies up to this size are read whole before they are handed on: a node
+/// dying mid-body then costs a retry at the next tier, not a cut response.
+pub const BUFFER_UP_TO: u64 = 1024 * 1024;
+/// How long a purge may take on another node.
+pub const PURGE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why another node did not answer for the object.
+#[derive(Debug)]
+pub enum PeerError {
+    /// Down, refused, timed out, failed (5xx) or broke the protocol: skip it.
+    Down(String),
+    /// It answered for the bucket: the bucket's error, as the bucket gave it.
+    Origin(OriginError),
+}
+
+/// The HTTP client every request to another node goes through.
+pub struct PeerClient {
+    object: Client<HttpConnector, Empty<Bytes>>,
+    purge: Client<HttpConnector, Full<Bytes>>,
+    token: String,
+}
+
+fn connector() -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    connector.set_nodelay(true);
+    connector
+}
+
+impl PeerClient {
+    pub fn new(token: String) -> PeerClient {
+        let builder = || {
+            let mut b = Client::builder(TokioExecutor::new());
+            b.pool_idle_timeout(Duration::from_secs(30));
+            b
+        };
+        PeerClient {
+            object: builder().build(connector()),
+            purge: builder().build(connector()),
+            token,
+        }
+    }
+
+    /// GETs `request` of `site` from the node at `peer`, waiting up to
+    /// `timeout` for its answer's head (it may be fetching from the bucket).
+    pub async fn get(
+        &self,
+        peer: SocketAddr,
+        site: &str,
+        request: &ObjectRequest,
+        cdn_loop: &str,
+        timeout: Duration,
+    ) -> Result<Fetched, PeerError> {
+        let uri = format!(
+            "http://{peer}{}?site={}&key={}",
+            wire::OBJECT_PATH,
+            utf8_percent_encode(site, NON_ALPHANUMERIC),
+            utf8_percent_encode(&request.key, NON_ALPHANUMERIC)
+        );
+        let mut builder = http::Request::builder()
+            .method(Method::GET)
+            .uri(uri)
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
+            .header(wire::CDN_LOOP, cdn_loop);
+        if let Some(range) = &request.range {
+            builder = builder.header(http::header::RANGE, range);
+        }
+        if let Some(etag) = &request.if_none_match {
+            builder = builder.header(http::header::IF_NONE_MATCH, etag);
+        }
+        if let Some(since) = request.if_modified_since {
+            builder = builder.header(
+                http::header::IF_MODIFIED_SINCE,
+                httpdate::fmt_http_date(since),
+            );
+        }
+        let http_request = builder
+            .body(Empty::new())
+            .map_err(|e| PeerError::Down(format!("request: {e}")))?;
+        let response = match tokio::time::timeout(timeout, self.object.request(http_request)).await
+        {
+            Err(_) => return Err(PeerError::Down(format!("no answer within {timeout:?}"))),
+            Ok(Err(e)) => return Err(PeerError::Down(format!("{e}"))),
+            Ok(Ok(response)) => response,
+        };
+        let (parts, body) = response.into_parts();
+        let answer = wire::classify(parts.status, &parts.headers)?;
+        match answer {
+            wire::Answer::NotModified(meta) => Ok(Fetched::NotModified { meta }),
+            wire::Answer::Object(meta) => {
+                let stream: BodyStream = Box::pin(body.into_data_stream().map(|chunk| {
+                    chunk.map_err(|e| OriginError::Unreachable(format!("peer body: {e}")))
+                }));
+                let body: BodyStream = if meta.content_length <= BUFFER_UP_TO {
+                    let whole = read_whole(stream, meta.content_length, timeout).await?;
+                    Box::pin(futures_util::stream::once(async move { Ok(whole) }))
+                } else {
+                    stream
+                };
+                Ok(Fetched::Object { meta, body })
+            }
+        }
+    }
+
+    /// POSTs a purge (the admin API's JSON) to the node at `peer`; its
+    /// `{"purged": N}`.
+    pub async fn purge(
+        &self,
+        peer: SocketAddr,
+        body: Bytes,
+        cdn_loop: &str,
+    ) -> Result<u64, String> {
+        let request = http::Request::builder()
+            .method(Method::POST)
+            .uri(format!("http://{peer}{}", wire::PURGE_PATH))
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(wire::CDN_LOOP, cdn_loop)
+            .body(Full::new(body))
+            .map_err(|e| format!("request: {e}"))?;
+        let exchange = async {
+            let response = self
+                .purge
+                .request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            if status != StatusCode::OK {
+                return Err(format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                ));
+            }
+            let answer: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| format!("answer: {e}"))?;
+            answer
+                .get("purged")
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| "answer without `purged`".to_string())
+        };
+        tokio::time::timeout(PURGE_TIMEOUT, exchange)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {PURGE_TIMEOUT:?}")))
+    }
+}
+
+/// Reads a body of `len` bytes whole; a short, long or stalled body is the
+/// node failing.
+async fn read_whole(
+    mut stream: BodyStream,
+    len: u64,
+    timeout: Duration,
+) -> Result<Bytes, PeerError> {
+    let read = async {
+        let mut whole = bytes::BytesMut::with_capacity(len as usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| PeerError::Down(e.to_string()))?;
+            whole.extend_from_slice(&chunk);
+            if whole.len() as u64 > len {
+                return Err(PeerError::Down(format!("body longer than {len} bytes")));
+            }
+        }
+        if (whole.len() as u64) < len {
+            return Err(PeerError::Down(format!(
+                "body cut at {} of {len} bytes",
+                whole.len()
+            )));
+        }
+        Ok(whole.freeze())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or_else(|_| Err(PeerError::Down(format!("body not read within {timeout:?}"))))
+}
+
+/// `ObjectMeta` from the header fields of a node's answer.
+pub fn meta_from_headers(headers: &HeaderMap) -> ObjectMeta {
+    let field = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    ObjectMeta {
+        content_length: field("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        content_range: field("content-range"),
+        content_type: field("content-type"),
+        content_encoding: field("content-encoding"),
+        content_language: field("content-language"),
+        content_disposition: field("content-disposition"),
+        cache_control: field("cache-control"),
+        expires: field("expires"),
+        date: field(wire::ORIGIN_DATE),
+        etag: field("etag"),
+        last_modified: field("last-modified").and_then(|v| httpdate::parse_http_date(&v).ok()),
+        website_redirect_location: field(wire::REDIRECT_LOCATION),
+        request_id: field(wire::REQUEST_ID),
+        age: field("age").and_then(|v| v.trim().parse().ok()),
+        cache_status: field("cache-status"),
+        ..ObjectMeta::default()
+    }
+}

@@ -1,0 +1,157 @@
+//! The header fields nodes exchange, as pure functions: `CDN-Loop` (RFC 8586)
+//! and `Cache-Status` chaining (RFC 9211).
+
+use std::borrow::Cow;
+
+use crate::cache::CacheOutcome;
+
+/// The cache name a single node uses in `Cache-Status`; a cluster node uses
+/// its `--node-id` instead, so each hop of a chain is named.
+const SINGLE_NODE_NAME: &str = "s3edge";
+
+/// Whether `id` can name a node in `CDN-Loop` and `Cache-Status`: an RFC 9110
+/// token (section 5.6.2), which both fields accept as they are (RFC 8586
+/// section 2 `pseudonym`, RFC 9211 section 2 `sf-token` for the common cases).
+pub fn is_valid_node_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 255
+        && id.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
+}
+
+/// The node ids a request has passed, from its `CDN-Loop` field values
+/// (RFC 8586 section 2: `cdn-info = cdn-id *( OWS ";" OWS parameter )`,
+/// comma-separated, possibly over several field lines). Parameters are
+/// dropped; empty members are skipped; at most [`MAX_HOPS`] are kept.
+pub fn cdn_loop_ids<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    values
+        .into_iter()
+        .flat_map(|value| value.split(','))
+        .map(|member| member.split(';').next().unwrap_or("").trim())
+        .filter(|id| !id.is_empty())
+        .take(MAX_HOPS)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Most `CDN-Loop` members read from a request: a longer chain is a loop
+/// anyway, and the field stays small.
+pub const MAX_HOPS: usize = 32;
+
+/// The `CDN-Loop` value a node sends on: what it received, then itself.
+pub fn cdn_loop_value(passed: &[String], own: &str) -> String {
+    let mut ids: Vec<&str> = passed.iter().map(String::as_str).collect();
+    ids.push(own);
+    ids.join(", ")
+}
+
+/// This node's `Cache-Status` for a response, after the farther caches'
+/// (`upstream`, as a peer or parent sent it): RFC 9211 section 2 lists the
+/// cache nearest the origin first and the one nearest the user last. `name`
+/// is the node id in a cluster; a single node calls itself `s3edge`.
+pub fn cache_status(
+    name: Option<&str>,
+    outcome: CacheOutcome,
+    upstream: Option<&str>,
+) -> Cow<'static, str> {
+    let own = outcome.cache_status();
+    let own: Cow<'static, str> = match name {
+        None => Cow::Borrowed(own),
+        Some(name) => {
+            let params = own.strip_prefix(SINGLE_NODE_NAME).unwrap_or(own);
+            Cow::Owned(format!("{name}{params}"))
+        }
+    };
+    match upstream.map(str::trim).filter(|u| !u.is_empty()) {
+        None => own,
+        Some(upstream) => Cow::Owned(format!("{upstream}, {own}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cdn_loop_members_are_read_without_their_parameters() {
+        let cases: &[(&[&str], &[&str])] = &[
+            (&["edge-1"], &["edge-1"]),
+            (&["edge-1, edge-2"], &["edge-1", "edge-2"]),
+            (&["edge-1; v=1, shield-1 ;x=\"a\""], &["edge-1", "shield-1"]),
+            (&["a", "b,c"], &["a", "b", "c"]),
+            (&[" , ,"], &[]),
+            (&[""], &[]),
+        ];
+        for (values, expected) in cases {
+            assert_eq!(
+                cdn_loop_ids(values.iter().copied()),
+                expected.to_vec(),
+                "{values:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hostile_cdn_loop_is_cut_to_a_bounded_list() {
+        let long = "x,".repeat(10_000);
+        assert_eq!(cdn_loop_ids([long.as_str()]).len(), MAX_HOPS);
+    }
+
+    #[test]
+    fn the_loop_value_sent_on_ends_with_this_node() {
+        assert_eq!(cdn_loop_value(&[], "edge-1"), "edge-1");
+        assert_eq!(
+            cdn_loop_value(&["edge-1".to_string()], "shield-1"),
+            "edge-1, shield-1"
+        );
+    }
+
+    #[test]
+    fn cache_status_names_the_node_and_puts_the_farther_cache_first() {
+        let hit = CacheOutcome::Hit;
+        let miss = CacheOutcome::Miss { stored: true };
+        assert_eq!(cache_status(None, hit, None), "s3edge; hit");
+        assert_eq!(cache_status(Some("edge-1"), hit, None), "edge-1; hit");
+        assert_eq!(
+            cache_status(Some("edge-1"), miss, Some("edge-2; hit")),
+            "edge-2; hit, edge-1; fwd=miss; stored"
+        );
+        assert_eq!(
+            cache_status(
+                Some("edge-1"),
+                hit,
+                Some("shield; fwd=miss; stored, edge-2; hit")
+            ),
+            "shield; fwd=miss; stored, edge-2; hit, edge-1; hit"
+        );
+        assert_eq!(cache_status(Some("e"), hit, Some("  ")), "e; hit");
+    }
+
+    #[test]
+    fn node_ids_must_be_tokens() {
+        for good in ["edge-1", "shield.eu-west", "n_1", "a"] {
+            assert!(is_valid_node_id(good), "{good}");
+        }
+        for bad in ["", "edge 1", "a,b", "a;b", "é", "a\"b", &"x".repeat(256)] {
+            assert!(!is_valid_node_id(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The members of a tier (this node's ring of peers, or its parents): from a
+//! static list or from DNS (a Kubernetes headless Service), resolved again
+//! every [`REFRESH_EVERY`], and which of them are skipped for a while because
+//! they refused, timed out or failed.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use super::ring::Ring;
+
+/// How often the members' names are resolved again (`--peers-dns`, `--parent-dns`).
+pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
+/// How long a member that refused, timed out or answered 5xx is skipped.
+pub const SKIP_FOR: Duration = Duration::from_secs(10);
+
+/// Where a tier's members come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `--peers ADDR,...` / `--parent ADDR,...`: `HOST:PORT` each.
+    List(Vec<String>),
+    /// `--peers-dns NAME:PORT` / `--parent-dns NAME:PORT`: every address the
+    /// name resolves to, on that port.
+    Dns(String),
+}
+
+impl Source {
+    /// Every `HOST:PORT` the source names now (DNS answers included).
+    async fn resolve(&self) -> Result<Vec<SocketAddr>, String> {
+        let names: Vec<&str> = match self {
+            Source::List(list) => list.iter().map(String::as_str).collect(),
+            Source::Dns(name) => vec![name.as_str()],
+        };
+        let mut addrs = Vec::new();
+        for name in names {
+            let found = tokio::net::lookup_host(name)
+                .await
+                .map_err(|e| format!("cannot resolve `{name}`: {e}"))?;
+            addrs.extend(found);
+        }
+        Ok(addrs)
+    }
+}
+
+/// Which tier, for logs, metrics and the purge answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Peers,
+    Parents,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Peers => "peer",
+            Role::Parents => "parent",
+        }
+    }
+}
+
+/// One tier's members now.
+pub struct Tier {
+    pub role: Role,
+    source: Option<Source>,
+    /// This node's cluster listener: the member that is this node is not asked.
+    own: Option<SocketAddr>,
+    ring: RwLock<Arc<Ring>>,
+    skipped: Mutex<HashMap<SocketAddr, Instant>>,
+}
+
+impl Tier {
+    pub fn new(role: Role, source: Option<Source>, own: Option<SocketAddr>) -> Tier {
+        Tier {
+            role,
+            source,
+            own,
+            ring: RwLock::new(Arc::new(Ring::new(Vec::new()))),
+            skipped: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the tier is configured at all.
+    pub fn is_configured(&self) -> bool {
+        self.source.is_some()
+    }
+
+    /// The ring in force.
+    pub fn ring(&self) -> Arc<Ring> {
+        self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Resolves the members again; on failure the previous ones stay.
+    pub async fn refresh(&self) -> Result<usize, String> {
+        let Some(source) = &self.source else {
+            return Ok(0);
+        };
+        let addrs = source.resolve().await?;
+        let ring = Ring::new(addrs);
+        let count = ring.members().len();
+        let changed = self.ring().members() != ring.members();
+        if changed {
+            tracing::info!(
+                tier = self.role.as_str(),
+                members = ?ring.members(),
+                "cluster: {} members",
+                self.role.as_str()
+            );
+        }
+        *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
+        Ok(count)
+    }
+
+    /// Resolves the members every [`REFRESH_EVERY`] for as long as `alive`
+    /// has an owner (the node).
+    pub fn spawn_refresh(self: &Arc<Self>) {
+        if self.source.is_none() {
+            return;
+        }
+        let tier = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(REFRESH_EVERY);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(tier) = tier.upgrade() else { return };
+                if let Err(e) = tier.refresh().await {
+                    tracing::warn!(
+                        tier = tier.role.as_str(),
+                        "cluster: {e}; keeping the members known"
+                    );
+                }
+            }
+        });
+    }
+
+    /// Whether `addr` is this node's own cluster listener.
+    pub fn is_self(&self, addr: SocketAddr) -> bool {
+        self.own.is_some_and(|own| is_own_address(addr, own))
+    }
+
+    /// The members to ask for `key`, best first: the owner, then the next
+    /// ones on the ring, without the skipped ones. `Candidate::Itself` marks
+    /// where this node comes: from there on it owns the key.
+    pub fn candidates(&self, key: &[u8]) -> Vec<Candidate> {
+        let ring = self.ring();
+        let mut candidates = Vec::new();
+        for addr in ring.ranked(key) {
+            if self.is_self(addr) {
+                candidates.push(Candidate::Itself);
+                break;
+            }
+            if !self.is_skipped(addr) {
+                candidates.push(Candidate::Node(addr));
+            }
+        }
+        candidates
+    }
+
+    /// Skips `addr` for [`SKIP_FOR`].
+    pub fn skip(&self, addr: SocketAddr) {
+        let mut skipped = self.skipped.lock().unwrap_or_else(|e| e.into_inner());
+        skipped.insert(addr, Instant::now() + SKIP_FOR);
+    }
+
+    pub fn is_skipped(&self, addr: SocketAddr) -> bool {
+        let mut skipped = self.skipped.lock().unwrap_or_else(|e| e.into_inner());
+        match skipped.get(&addr) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                skipped.remove(&addr);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Every member and its state, for the status page and the member gauge.
+    pub fn states(&self) -> Vec<(SocketAddr, MemberState)> {
+        self.ring()
+            .members()
+            .iter()
+            .map(|addr| {
+                let state = if self.is_self(*addr) {
+                    MemberState::Itself
+                } else if self.is_skipped(*addr) {
+                    MemberState::Skipped
+                } else {
+                    MemberState::Up
+                };
+                (*addr, state)
+            })
+            .collect()
+    }
+}
+
+/// Where a request for an object may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Candidate {
+    /// Another member, by its cluster address.
+    Node(SocketAddr),
+    /// This node: it fetches the object itself (from its parents or the bucket).
+    Itself,
+}
+
+/// A member as this node sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberState {
+    /// This node.
+    #[serde(rename = "self")]
+    Itself,
+    /// Asked when it owns a key.
+    Up,
+    /// Refused, timed out or failed lately: skipped for [`SKIP_FOR`].
+    Skipped,
+}
+
+/// Whether `addr` (a member's address) is the listener bound at `own`: the
+/// same port, and the same address, or, for a listener on every address
+/// (`0.0.0.0:7070`), an address of this host (one a socket can bind).
+pub fn is_own_address(addr: SocketAddr, own: SocketAddr) -> bool {
+    if addr.port() != own.port() {
+        return false;
+    }
+    if addr.ip() == own.ip() {
+        return true;
+    }
+    own.ip().is_unspecified() && std::net::UdpSocket::bind((addr.ip(), 0)).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_is_this_node_when_it_is_the_listener_bound() {
+        let own: SocketAddr = "127.0.0.1:7070".parse().unwrap();
+        assert!(is_own_address(own, own));
+        assert!(!is_own_address("127.0.0.1:7071".parse().unwrap(), own));
+        assert!(!is_own_address("127.0.0.2:7070".parse().unwrap(), own));
+        let any: SocketAddr = "0.0.0.0:7070".parse().unwrap();
+        assert!(is_own_address("127.0.0.1:7070".parse().unwrap(), any));
+        // TEST-NET-1 (RFC 5737) is nobody's address.
+        assert!(!is_own_address("192.0.2.1:7070".parse().unwrap(), any));
+    }
+
+    #[test]
+    fn a_skipped_member_is_left_out_until_its_time_is_up() {
+        let tier = Tier::new(Role::Peers, None, None);
+        let addr: SocketAddr = "10.0.0.1:7070".parse().unwrap();
+        assert!(!tier.is_skipped(addr));
+        tier.skip(addr);
+        assert!(tier.is_skipped(addr));
+        tier.skipped
+            .lock()
+            .unwrap()
+            .insert(addr, Instant::now() - Duration::from_millis(1));
+        assert!(!tier.is_skipped(addr));
+    }
+}
