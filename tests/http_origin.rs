@@ -478,6 +478,63 @@ async fn an_unsafe_method_s_invalidation_is_a_barrier_under_load() {
     }
 }
 
+/// 206 answers are stored as parts, reused for ranges inside them, and
+/// combined into the whole representation once they cover it.
+#[tokio::test]
+async fn stored_parts_serve_ranges_and_combine_into_the_whole() {
+    const DATA: &str = "0123456789";
+    let origin = ScriptedOrigin::start(|r: &Recorded| {
+        let headers = [("cache-control", "max-age=60"), ("etag", "\"e1\"")];
+        let Some(spec) = r.header("range") else {
+            return Reply::ok(DATA, &headers);
+        };
+        let (a, b) = spec.trim_start_matches("bytes=").split_once('-').unwrap();
+        let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+        let range = format!("bytes {a}-{b}/{}", DATA.len());
+        let mut reply = Reply::with_status(206, &DATA[a..=b], &headers);
+        reply.headers.push(("content-range".into(), range));
+        reply
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    let ranged = |spec: &'static str| {
+        let edge = &edge;
+        async move {
+            let (status, headers, body) = get(edge, "/r.bin", &[("range", spec)]).await;
+            (status, header(&headers, "content-range").to_string(), body)
+        }
+    };
+    assert_eq!(
+        ranged("bytes=0-4").await,
+        (206, "bytes 0-4/10".into(), "01234".into())
+    );
+    assert_eq!(
+        ranged("bytes=1-3").await,
+        (206, "bytes 1-3/10".into(), "123".into())
+    );
+    assert_eq!(
+        origin.count("/r.bin"),
+        1,
+        "the second range came from the stored part"
+    );
+    assert_eq!(
+        ranged("bytes=5-9").await,
+        (206, "bytes 5-9/10".into(), "56789".into())
+    );
+    assert_eq!(origin.count("/r.bin"), 2);
+    let (status, _, body) = get(&edge, "/r.bin", &[]).await;
+    assert_eq!((status, body.as_str()), (200, DATA));
+    assert_eq!(
+        origin.count("/r.bin"),
+        2,
+        "the whole was combined from the parts"
+    );
+    assert!(origin
+        .requests()
+        .iter()
+        .all(|r| r.header("range").is_some()));
+}
+
 #[tokio::test]
 async fn purge_names_targets_as_clients_send_them() {
     let origin = ScriptedOrigin::start(|r: &Recorded| {

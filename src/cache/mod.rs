@@ -235,6 +235,8 @@ pub struct Cache {
     metrics: Arc<Metrics>,
     /// HTTP origins: the `Vary` names of the responses stored per target.
     vary_index: shared::VaryIndex,
+    /// HTTP origins: the parts (206 answers) stored per target.
+    part_index: shared::PartIndex,
 }
 
 /// What one tier holds.
@@ -265,6 +267,7 @@ impl Cache {
             barrier: Arc::new(PurgeBarrier::default()),
             metrics,
             vary_index: moka::sync::Cache::new(shared::VARY_INDEX_CAPACITY),
+            part_index: moka::sync::Cache::new(shared::VARY_INDEX_CAPACITY),
         }
     }
 

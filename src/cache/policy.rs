@@ -140,13 +140,13 @@ pub fn storable(meta: &ObjectMeta, site: &CacheConfig, stored_at: SystemTime) ->
 /// Statuses a shared cache may store without explicit freshness (RFC 9110
 /// section 15.1, "heuristically cacheable").
 pub const HEURISTICALLY_CACHEABLE: &[u16] =
-    &[200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
+    &[200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
 
 /// Statuses this cache stores at all (with explicit freshness when not
 /// heuristically cacheable): final answers whose meaning it understands.
 const UNDERSTOOD: &[u16] = &[
-    200, 203, 204, 300, 301, 302, 303, 307, 308, 400, 403, 404, 405, 410, 414, 500, 501, 502, 503,
-    504,
+    200, 203, 204, 206, 300, 301, 302, 303, 307, 308, 400, 403, 404, 405, 410, 414, 500, 501, 502,
+    503, 504,
 ];
 
 /// Longest heuristic lifetime (RFC 9111 section 4.2.2 leaves the bound to the cache).

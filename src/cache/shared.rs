@@ -28,11 +28,31 @@ use super::pull::Sink;
 use super::read::{serve_entry, Answer, CacheOutcome, Fetch};
 use super::VARY_SEPARATOR;
 use super::{Body, Cache, CacheKey, Entry, EntryKind, FlightGuard, Role, State, Ticket, Variant};
+use crate::http::range::{self, ByteRange};
 use crate::origin::{Fetched, ObjectMeta, ObjectRequest, OriginError};
 use crate::site::Site;
 
 /// Field names a stored response varies by, for one target.
 pub(super) type VaryIndex = moka::sync::Cache<(String, String), Arc<Vec<String>>>;
+
+/// The stored parts (206 answers) of a target's representation.
+pub(super) type PartIndex = moka::sync::Cache<(String, String), Arc<Vec<Part>>>;
+
+/// One stored part: its range, the whole length, the strong ETag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Part {
+    range: ByteRange,
+    total: u64,
+    etag: Option<String>,
+}
+
+/// The object key a part is stored under.
+fn part_key(target: &str, range: ByteRange) -> String {
+    format!(
+        "{target}{VARY_SEPARATOR}bytes={}-{}",
+        range.start, range.end
+    )
+}
 
 /// Targets whose `Vary` names are remembered.
 pub(super) const VARY_INDEX_CAPACITY: u64 = 100_000;
@@ -248,7 +268,16 @@ impl Cache {
             ),
             _ if range.is_some() => {
                 let spec = range.unwrap_or_default();
-                self.shared_range(site, target, headers, spec, since).await
+                match self
+                    .stored_part(site, target, spec, &directives, &ticket, now)
+                    .await
+                {
+                    Some(answer) => answer,
+                    None => {
+                        self.shared_range(site, target, headers, spec, &directives, &ticket)
+                            .await
+                    }
+                }
             }
             stale => {
                 let forward = Arc::new(headers.to_vec());
@@ -271,35 +300,117 @@ impl Cache {
         answer
     }
 
-    /// A range asked of the origin and passed on (a 206 that answers it, or
-    /// the whole answer, which the handler cuts).
+    /// A range served from a stored part of the representation (a 206 kept
+    /// earlier) that holds all of it, when the part may be used.
+    async fn stored_part(
+        self: &Arc<Self>,
+        site: &Site,
+        target: &str,
+        spec: &str,
+        directives: &RequestDirectives,
+        ticket: &Ticket,
+        now: SystemTime,
+    ) -> Option<Answer> {
+        let parts = self
+            .part_index
+            .get(&(site.name().to_string(), target.to_string()))?;
+        for part in parts.iter() {
+            let range::RangeOutcome::Partial(wanted) = range::evaluate(Some(spec), part.total)
+            else {
+                continue;
+            };
+            let [wanted] = wanted.as_slice() else {
+                continue;
+            };
+            if wanted.start < part.range.start || wanted.end > part.range.end {
+                continue;
+            }
+            let key = CacheKey::new(
+                site.name(),
+                &part_key(target, part.range),
+                Variant::Identity,
+            );
+            let entry = self.get(&key, ticket).await?;
+            if !directives.accepts(&entry, now) {
+                return None;
+            }
+            let Body::Memory(chunks) = &entry.body else {
+                return None;
+            };
+            let bytes = bytes::Bytes::from(chunks.concat());
+            let from = (wanted.start - part.range.start) as usize;
+            let cut = bytes.slice(from..from + wanted.len() as usize);
+            let mut meta = entry.meta.clone();
+            meta.content_length = wanted.len();
+            meta.content_range = Some(wanted.content_range(part.total));
+            let body: crate::origin::BodyStream = Box::pin(futures_util::stream::iter([Ok(cut)]));
+            let fetch = Fetch {
+                meta,
+                payload: super::Payload::Range {
+                    body,
+                    range: *wanted,
+                    total: part.total,
+                },
+                age: Some(entry.age(now)),
+                since: ticket.since(),
+            };
+            return Some(Answer::new(Ok(fetch), CacheOutcome::Hit));
+        }
+        None
+    }
+
+    /// A range asked of the origin. Its 206, when it answers the range and
+    /// may be stored (and fits the memory tier), is kept as a part of the
+    /// representation; parts that together make the whole (same strong
+    /// ETag) are combined into it (RFC 9111 3.3, 3.4). Anything else is
+    /// passed on (the whole answer, which the handler cuts).
     async fn shared_range(
         self: &Arc<Self>,
         site: &Arc<Site>,
         target: &str,
         headers: &[(String, String)],
         spec: &str,
-        since: super::Generation,
+        directives: &RequestDirectives,
+        ticket: &Ticket,
     ) -> Answer {
+        let since = ticket.since();
         let mut request = origin_request(target, headers, None);
         request.range = Some(spec.to_string());
         let (result, request_id) = self.origin_get(site, &request).await;
+        let now = SystemTime::now();
         let result = match result {
             Ok(Fetched::Object { meta, body }) => {
                 match super::read::checked_origin_range(spec, &meta) {
                     Ok(None) => Ok(from_origin(meta, body, since)),
                     Ok(Some((range, total))) => {
-                        let mut fetch = from_origin(meta, body, since);
-                        fetch.payload = super::Payload::Range {
-                            body: fetch.payload.into_stream(),
-                            range,
-                            total,
-                        };
-                        Ok(fetch)
+                        let storable = !directives.no_store
+                            && range.len() <= self.memory_object_max
+                            && vary_names(&meta).is_empty()
+                            && matches!(
+                                policy::http_storable(
+                                    &meta,
+                                    &site.config.cache,
+                                    has_authorization(headers),
+                                    now
+                                ),
+                                Storable::Yes(_)
+                            );
+                        if storable {
+                            self.store_part(site, target, meta, body, range, total, now, ticket)
+                                .await
+                        } else {
+                            let mut fetch = from_origin(meta, body, since);
+                            fetch.payload = super::Payload::Range {
+                                body: fetch.payload.into_stream(),
+                                range,
+                                total,
+                            };
+                            Ok(fetch)
+                        }
                     }
                     // A 206 that is not the range asked, or not the length
                     // its Content-Range says: the origin's answer, passed on
-                    // as it is (its Content-Length still holds).
+                    // as it is (its Content-Length still holds), not stored.
                     Err(_) => {
                         let mut meta = meta;
                         meta.status = Some(206);
@@ -320,6 +431,130 @@ impl Cache {
             outcome: CacheOutcome::Pass,
             request_id,
         }
+    }
+
+    /// Gathers a 206's body, stores it as a part, combines the parts when
+    /// they make the whole, and answers with the part.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_part(
+        self: &Arc<Self>,
+        site: &Site,
+        target: &str,
+        meta: ObjectMeta,
+        body: crate::origin::BodyStream,
+        range: ByteRange,
+        total: u64,
+        now: SystemTime,
+        ticket: &Ticket,
+    ) -> Result<Fetch, OriginError> {
+        use futures_util::StreamExt;
+        let mut check = super::LengthCheck::new(Some(meta.content_length));
+        let mut chunks = Vec::new();
+        let mut body = body;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            check.add(chunk.len())?;
+            chunks.push(chunk);
+        }
+        check.end()?;
+        let freshness = policy::http_storable(&meta, &site.config.cache, false, now).or_expired();
+        let entry = Entry {
+            key: CacheKey::new(site.name(), &part_key(target, range), Variant::Identity),
+            kind: EntryKind::Object,
+            stored_at: arrived_at(&meta, now),
+            meta: meta.clone(),
+            body: Body::from_chunks(&chunks),
+            freshness,
+        };
+        self.store(entry, ticket);
+        let index_key = (site.name().to_string(), target.to_string());
+        let strong = meta.etag.clone().filter(|e| !e.starts_with("W/"));
+        let mut parts: Vec<Part> = self
+            .part_index
+            .get(&index_key)
+            .map(|p| p.to_vec())
+            .unwrap_or_default();
+        // Parts of another representation are of no use with this one.
+        parts.retain(|p| p.total == total && p.etag == strong && p.etag.is_some());
+        parts.retain(|p| p.range != range);
+        parts.push(Part {
+            range,
+            total,
+            etag: strong.clone(),
+        });
+        self.part_index.insert(index_key, Arc::new(parts.clone()));
+        if strong.is_some() && total <= self.memory_object_max {
+            self.combine(site, target, &meta, &parts, total, freshness, now, ticket)
+                .await;
+        }
+        let body: crate::origin::BodyStream =
+            Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok)));
+        let mut fetch = from_origin(meta, body, ticket.since());
+        fetch.payload = super::Payload::Range {
+            body: fetch.payload.into_stream(),
+            range,
+            total,
+        };
+        Ok(fetch)
+    }
+
+    /// Stores the whole representation when the stored parts cover it.
+    #[allow(clippy::too_many_arguments)]
+    async fn combine(
+        self: &Arc<Self>,
+        site: &Site,
+        target: &str,
+        meta: &ObjectMeta,
+        parts: &[Part],
+        total: u64,
+        freshness: super::Freshness,
+        now: SystemTime,
+        ticket: &Ticket,
+    ) {
+        let mut sorted = parts.to_vec();
+        sorted.sort_by_key(|p| p.range.start);
+        let mut whole = vec![0u8; total as usize];
+        let mut covered = 0u64;
+        for part in &sorted {
+            if part.range.start > covered {
+                return;
+            }
+            let key = CacheKey::new(
+                site.name(),
+                &part_key(target, part.range),
+                Variant::Identity,
+            );
+            let Some(entry) = self.get(&key, ticket).await else {
+                return;
+            };
+            let Body::Memory(chunks) = &entry.body else {
+                return;
+            };
+            let bytes = chunks.concat();
+            let (start, end) = (part.range.start as usize, part.range.end as usize);
+            if bytes.len() != end - start + 1 || end >= whole.len() {
+                return;
+            }
+            whole[start..=end].copy_from_slice(&bytes);
+            covered = covered.max(part.range.end + 1);
+        }
+        if covered < total {
+            return;
+        }
+        let mut meta = meta.clone();
+        meta.content_range = None;
+        meta.content_length = total;
+        self.store(
+            Entry {
+                key: CacheKey::new(site.name(), target, Variant::Identity),
+                kind: EntryKind::Object,
+                stored_at: arrived_at(&meta, now),
+                meta,
+                body: Body::from_chunks(&[bytes::Bytes::from(whole)]),
+                freshness,
+            },
+            ticket,
+        );
     }
 
     /// Revalidates `stale` in the background (stale-while-revalidate).
