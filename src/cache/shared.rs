@@ -339,7 +339,11 @@ impl Cache {
             };
             let bytes = bytes::Bytes::from(chunks.concat());
             let from = (wanted.start - part.range.start) as usize;
-            let cut = bytes.slice(from..from + wanted.len() as usize);
+            let to = from + wanted.len() as usize;
+            if to > bytes.len() {
+                return None;
+            }
+            let cut = bytes.slice(from..to);
             let mut meta = entry.meta.clone();
             meta.content_length = wanted.len();
             meta.content_range = Some(wanted.content_range(part.total));

@@ -17,6 +17,9 @@ pub fn parse_lenient(text: &str) -> Option<SystemTime> {
     if let Ok(time) = httpdate::parse_http_date(text) {
         return Some(time);
     }
+    if !text.is_ascii() {
+        return None;
+    }
     let b = text.as_bytes();
     // `Sun, 06 Nov 1994 08:49:37 GMT` and `Sun Nov  6 08:49:37 1994`.
     let (day, month, year, clock) = match b.len() {
