@@ -255,6 +255,26 @@ async fn each_object_is_fetched_from_the_bucket_once_across_three_nodes() {
             );
         }
     }
+    // The status page lists the members: this node, then its peers.
+    let report: serde_json::Value = serde_json::from_str(
+        &http_client()
+            .get(format!("{}/status.json", nodes[0].bin().admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let members = report["cluster"]["members"].as_array().unwrap();
+    let states: Vec<&str> = members
+        .iter()
+        .map(|m| m["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["self", "peer", "peer"], "{members:?}");
+    assert_eq!(members[0]["id"], "edge-1");
+    assert_eq!(report["node"]["id"], "edge-1");
 }
 
 #[tokio::test(flavor = "multi_thread")]
