@@ -15,6 +15,7 @@
 #   4. A hit served by the owner for another edge vs a local hit: p50s.
 #
 # Environment: S3EDGE_BIN (else `cargo build --release` into CARGO_TARGET_DIR),
+# BENCH_BUILD (how that binary was built, for the report's title),
 # BENCH_OBJECTS (default 2000), BENCH_KEEP_TMP=1.
 set -euo pipefail
 
@@ -150,7 +151,7 @@ TAKEN_BACK=$(( ${after:-0} - ${before:-0} ))
 log "   after its return, edge-1 asked edge-3 for $TAKEN_BACK of 300 keys"
 
 cat <<REPORT
-## Cluster figures ($(date -u +%Y-%m-%d), $(nproc) cores, $(basename "$BIN") $( [[ $BIN == */debug/* ]] && echo "debug build" || echo "release build"))
+## Cluster figures ($(date -u +%Y-%m-%d), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg), ${BENCH_BUILD:-binary $BIN})
 
 | measure | target | result |
 | --- | --- | --- |

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::binary::{free_port, Binary};
 use common::fault_proxy::FaultProxy;
 use common::{http_client, Edge, EdgeBuilder};
+use s3edge::cluster::ring::{object_hash_key, Ring};
 use s3edge::origin::embedded::{DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY};
 
 const TOKEN: &str = "cluster-test-token";
@@ -254,6 +255,26 @@ async fn each_object_is_fetched_from_the_bucket_once_across_three_nodes() {
             );
         }
     }
+    // The status page lists the members: this node, then its peers.
+    let report: serde_json::Value = serde_json::from_str(
+        &http_client()
+            .get(format!("{}/status.json", nodes[0].bin().admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let members = report["cluster"]["members"].as_array().unwrap();
+    let states: Vec<&str> = members
+        .iter()
+        .map(|m| m["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["self", "peer", "peer"], "{members:?}");
+    assert_eq!(members[0]["id"], "edge-1");
+    assert_eq!(report["node"]["id"], "edge-1");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -588,7 +609,7 @@ async fn a_purge_through_any_node_reaches_every_node_before_it_answers() {
 async fn a_node_down_during_a_purge_serves_nothing_purged_when_it_returns() {
     let bucket = Bucket::start().await;
     let mut nodes = ring(3, &bucket.proxy.url(), "");
-    let keys: Vec<String> = (0..12).map(|i| format!("d/{i}.txt")).collect();
+    let keys: Vec<String> = (0..30).map(|i| format!("d/{i}.txt")).collect();
     for key in &keys {
         bucket.put(key, "old", None).await;
         for node in &nodes {
@@ -634,6 +655,21 @@ async fn a_node_down_during_a_purge_serves_nothing_purged_when_it_returns() {
         "{}",
         nodes[2].bin().stderr()
     );
+    // Back in the ring, it owns its keys again: asked through another node,
+    // they come from it.
+    let owners = Ring::new(peers.clone());
+    let mut owned = 0;
+    for key in &keys {
+        if owners.ranked(&object_hash_key("c", key))[0] != nodes[2].cluster {
+            continue;
+        }
+        owned += 1;
+        let response = nodes[1].get(&format!("/{key}")).await;
+        let status = header(&response, "cache-status");
+        assert!(status.starts_with("edge-3; "), "{key}: {status}");
+        assert_eq!(response.text().await.unwrap(), "new");
+    }
+    assert!(owned > 0, "no key owned by edge-3 among {}", keys.len());
 }
 
 #[tokio::test(flavor = "multi_thread")]
