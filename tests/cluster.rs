@@ -101,6 +101,11 @@ impl Node {
     }
 
     fn start(&mut self, peers: &[SocketAddr], parents: &[SocketAddr]) {
+        self.start_with(peers, parents, &[]);
+    }
+
+    /// [`Node::start`] with more flags.
+    fn start_with(&mut self, peers: &[SocketAddr], parents: &[SocketAddr], more: &[&str]) {
         let join = |list: &[SocketAddr]| {
             list.iter()
                 .map(ToString::to_string)
@@ -134,6 +139,7 @@ impl Node {
         if !parents.is_empty() {
             args.extend(["--parent", parents.as_str()]);
         }
+        args.extend(more);
         self.bin = Some(Binary::serve(&args, &env(), self.dir.path()));
     }
 
@@ -782,6 +788,49 @@ async fn a_parent_tier_fetches_for_the_ring_and_its_death_costs_no_error() {
     for edge in &edges {
         assert_eq!(edge.text("/t.txt").await, (200, "direct".into()));
     }
+}
+
+/// `--parent-dns NAME:PORT`: the parent tier is every address the name
+/// resolves to (here `localhost`, one parent), and it shields the bucket.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parent_tier_named_by_dns_shields_the_bucket() {
+    let bucket = Bucket::start().await;
+    let proxy = bucket.proxy.url();
+    let mut parent = Node::new("shield-1", &proxy, "");
+    parent.start(&[parent.cluster], &[]);
+    let mut edges: Vec<Node> = (1..=2)
+        .map(|i| Node::new(&format!("edge-{i}"), &proxy, ""))
+        .collect();
+    let peers = peers_of(&edges);
+    let name = format!("localhost:{}", parent.cluster.port());
+    for edge in &mut edges {
+        edge.start_with(&peers, &[], &["--parent-dns", name.as_str()]);
+    }
+    let keys: Vec<String> = (0..20).map(|i| format!("dns/{i}.txt")).collect();
+    for key in &keys {
+        bucket.put(key, key, None).await;
+    }
+    bucket.proxy.reset_counts();
+    for key in &keys {
+        for edge in &edges {
+            let response = edge.get(&format!("/{key}")).await;
+            assert!(
+                header(&response, "cache-status").contains("shield-1"),
+                "through the parent"
+            );
+            assert_eq!(response.text().await.unwrap(), *key);
+        }
+    }
+    assert_eq!(
+        bucket.gets(None),
+        keys.len(),
+        "the parent fetched each once"
+    );
+    let metrics = edges[0].metrics().await;
+    assert!(
+        metrics.contains(&format!("peer=\"{}\"", parent.cluster)),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
