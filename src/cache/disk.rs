@@ -572,39 +572,20 @@ impl DiskBody {
         self.len == 0
     }
 
-    /// Blocks `first..last`, read with one call and checked block by block
-    /// (blocking I/O). A block that fails its check ends the read: the bytes
-    /// of the blocks before it come back with the error, so a stream can send
-    /// them and then fail, and no byte of a bad block is ever used.
-    fn blocks_read(&self, first: u64, last: u64) -> (Bytes, Option<io::Error>) {
-        let start = first * self.block_size;
-        let end = (last * self.block_size).min(self.len);
-        if last as usize > self.crcs.len() {
-            let error = io::Error::other("block beyond the header's checksums");
-            return (Bytes::new(), Some(error));
-        }
-        let mut buf = vec![0u8; end.saturating_sub(start) as usize];
-        if let Err(e) = self.file.read_exact_at(&mut buf, BODY_OFFSET + start) {
-            return (Bytes::new(), Some(e));
-        }
-        let block_size = self.block_size as usize;
-        for (i, block) in buf.chunks(block_size).enumerate() {
-            let index = first + i as u64;
-            if crc32fast::hash(block) != self.crcs[index as usize] {
-                buf.truncate(i * block_size);
-                let error = io::Error::other(format!("block {index} checksum mismatch"));
-                return (Bytes::from(buf), Some(error));
-            }
-        }
-        (Bytes::from(buf), None)
-    }
-
     /// Block `index`, read and checked (blocking I/O).
     fn block(&self, index: u64) -> io::Result<Bytes> {
-        match self.blocks_read(index, index + 1) {
-            (block, None) => Ok(block),
-            (_, Some(error)) => Err(error),
+        let start = index * self.block_size;
+        let len = self.block_size.min(self.len.saturating_sub(start));
+        let expected = self
+            .crcs
+            .get(index as usize)
+            .ok_or_else(|| io::Error::other("block beyond the header's checksums"))?;
+        let mut buf = vec![0u8; len as usize];
+        self.file.read_exact_at(&mut buf, BODY_OFFSET + start)?;
+        if crc32fast::hash(&buf) != *expected {
+            return Err(io::Error::other(format!("block {index} checksum mismatch")));
         }
+        Ok(Bytes::from(buf))
     }
 
     fn blocks(&self) -> u64 {
@@ -618,13 +599,14 @@ impl DiskBody {
         Ok(())
     }
 
-    /// The whole body, checked: one read into one buffer, no copy.
+    /// The whole body, checked.
     fn read_all(&self) -> io::Result<Bytes> {
         self.check_shape()?;
-        match self.blocks_read(0, self.blocks()) {
-            (all, None) => Ok(all),
-            (_, Some(error)) => Err(error),
+        let mut all = bytes::BytesMut::with_capacity(self.len as usize);
+        for index in 0..self.blocks() {
+            all.extend_from_slice(&self.block(index)?);
         }
+        Ok(all.freeze())
     }
 
     /// Checks every block without keeping them.
@@ -633,122 +615,52 @@ impl DiskBody {
         (0..self.blocks()).try_for_each(|index| self.block(index).map(drop))
     }
 
-    /// Bytes `start..end` of the body as a stream. The file is read
-    /// [`READ_SPAN_BLOCKS`] blocks per trip to the blocking pool, each block
-    /// checked before any of its bytes is sent, and the next span is read
-    /// while the current one is being sent (one span ahead at most, so a
-    /// stream holds at most two spans). Bytes are handed out in pieces of at
-    /// most [`BODY_CHUNK`] bytes so a connection's write buffer stays small.
-    /// A block that fails its check drops the entry and fails the stream
-    /// after the good blocks before it (the response is cut, never completed
-    /// with wrong bytes).
+    /// Bytes `start..end` of the body as a stream, read one block at a time,
+    /// each checked before any of its bytes is sent, and handed out in pieces
+    /// of at most [`BODY_CHUNK`] bytes so a connection's write buffer stays
+    /// small. A block that fails its check drops the entry and fails the
+    /// stream (the response is cut, never completed with wrong bytes).
     ///
     /// [`BODY_CHUNK`]: super::BODY_CHUNK
     pub fn stream(self: &Arc<Self>, start: u64, end: u64) -> BodyStream {
         let end = end.min(self.len);
-        let reads = SpanReads {
-            body: self.clone(),
-            next: start,
-            end,
-        };
-        let state = StreamState {
-            body: self.clone(),
-            pos: start,
-            current: Bytes::new(),
-            failed: None,
-            ahead: None,
-            reads,
-        };
         Box::pin(futures_util::stream::unfold(
-            state,
-            move |mut s| async move {
-                loop {
-                    if !s.current.is_empty() {
-                        let piece = s.current.split_to(s.current.len().min(super::BODY_CHUNK));
-                        s.pos += piece.len() as u64;
-                        return Some((Ok(piece), s));
+            (self.clone(), start, Bytes::new()),
+            move |(body, pos, mut read_ahead)| async move {
+                if pos >= end {
+                    return None;
+                }
+                if !read_ahead.is_empty() {
+                    let piece = read_ahead.split_to(read_ahead.len().min(super::BODY_CHUNK));
+                    let next = pos + piece.len() as u64;
+                    return Some((Ok(piece), (body, next, read_ahead)));
+                }
+                let reader = body.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    let index = pos / reader.block_size;
+                    let block = reader.block(index)?;
+                    let from = (pos - index * reader.block_size) as usize;
+                    let to = ((end - index * reader.block_size) as usize).min(block.len());
+                    Ok::<Bytes, io::Error>(block.slice(from..to))
+                })
+                .await
+                .unwrap_or_else(|e| Err(io::Error::other(e)));
+                match read {
+                    Ok(mut bytes) if !bytes.is_empty() => {
+                        let piece = bytes.split_to(bytes.len().min(super::BODY_CHUNK));
+                        let next = pos + piece.len() as u64;
+                        Some((Ok(piece), (body, next, bytes)))
                     }
-                    if let Some(e) = s.failed.take() {
-                        tracing::warn!(entry = %s.body.hash, "dropping a corrupt cache entry: {e}");
-                        s.body.tier.remove(&s.body.hash);
-                        s.reads.next = s.reads.end;
-                        s.pos = end;
-                        s.ahead = None;
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::warn!(entry = %body.hash, "dropping a corrupt cache entry: {e}");
+                        body.tier.remove(&body.hash);
                         let error = OriginError::Invalid(format!("cache entry unreadable: {e}"));
-                        return Some((Err(error), s));
+                        Some((Err(error), (body, end, Bytes::new())))
                     }
-                    if s.pos >= end {
-                        return None;
-                    }
-                    let read = s.ahead.take().or_else(|| s.reads.spawn())?;
-                    let (bytes, failed) = read
-                        .await
-                        .unwrap_or_else(|e| (Bytes::new(), Some(io::Error::other(e))));
-                    if failed.is_none() {
-                        if bytes.is_empty() {
-                            return None;
-                        }
-                        s.ahead = s.reads.spawn();
-                    }
-                    s.current = bytes;
-                    s.failed = failed;
                 }
             },
         ))
-    }
-}
-
-/// Blocks read per trip to the blocking pool when a body is streamed from its
-/// file: 2 MiB, so a 64 MiB hit takes 32 trips instead of 64 and each
-/// `pread` is large, while a stream holds at most two spans (this one and the
-/// one read ahead).
-const READ_SPAN_BLOCKS: u64 = 2;
-
-/// A span read on the blocking pool: its bytes and the error that cut it.
-type SpanRead = tokio::task::JoinHandle<(Bytes, Option<io::Error>)>;
-
-/// Where a [`DiskBody::stream`] is: the piece being sent, a failure to
-/// report once it is sent, and the span being read ahead.
-struct StreamState {
-    body: Arc<DiskBody>,
-    pos: u64,
-    current: Bytes,
-    failed: Option<io::Error>,
-    ahead: Option<SpanRead>,
-    reads: SpanReads,
-}
-
-/// The spans of a stream's byte range, in order.
-struct SpanReads {
-    body: Arc<DiskBody>,
-    /// The first byte the next span starts at.
-    next: u64,
-    end: u64,
-}
-
-impl SpanReads {
-    /// Starts reading the next span on the blocking pool; `None` at the end.
-    fn spawn(&mut self) -> Option<SpanRead> {
-        if self.next >= self.end {
-            return None;
-        }
-        let block_size = self.body.block_size;
-        let first = self.next / block_size;
-        let last = (first + READ_SPAN_BLOCKS).min(self.end.div_ceil(block_size));
-        let from = (self.next - first * block_size) as usize;
-        let to = (self.end.min(last * block_size) - first * block_size) as usize;
-        self.next = self.end.min(last * block_size);
-        let body = self.body.clone();
-        Some(tokio::task::spawn_blocking(move || {
-            let (bytes, failed) = body.blocks_read(first, last);
-            let to = to.min(bytes.len());
-            let bytes = if from < to {
-                bytes.slice(from..to)
-            } else {
-                Bytes::new()
-            };
-            (bytes, failed)
-        }))
     }
 }
 
@@ -981,7 +893,7 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn any_range_streamed_in_spans_read_ahead_is_byte_exact() {
+    async fn any_range_streamed_from_a_file_is_byte_exact() {
         let dir = tempfile::tempdir().unwrap();
         let tier = open(dir.path(), 64 << 20);
         let data = pattern(5 * BLOCK as usize + 777);
