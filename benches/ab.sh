@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Two s3edge binaries side by side on the same objects, in one run: did a
 # change make hits slower? Each round runs wrk against A, then B, for every
-# row (4 KiB, 100 KiB and 64 MiB hits, with compare.sh's cache flags), and
-# the table gives the medians and B/A.
+# row (4 KiB, 100 KiB and 64 MiB hits; default cache flags as in compare.sh's
+# headline, so the 64 MiB hit comes from the disk tier), and the table gives
+# the medians and B/A.
 #
 #   bash benches/ab.sh OLD_BINARY NEW_BINARY
 #
 # Everything listens on 127.0.0.1; every process started here is stopped on
 # exit. Environment: BENCH_SECONDS (default 8), BENCH_ROUNDS (default 3),
+# BENCH_S3EDGE_FLAGS (extra flags for both binaries, e.g.
+# "--memory-object-max 128MiB" to serve the 64 MiB hit from memory),
 # BENCH_KEEP_TMP=1.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 SECS=${BENCH_SECONDS:-8}
+read -r -a EXTRA_FLAGS <<<"${BENCH_S3EDGE_FLAGS:-}"
 ROUNDS=${BENCH_ROUNDS:-3}
 KEEP_TMP=${BENCH_KEEP_TMP:-}
 export S3EDGE_EMBEDDED_ACCESS_KEY=${S3EDGE_EMBEDDED_ACCESS_KEY:-s3edge-dev}
@@ -46,7 +50,7 @@ for side in A B; do
     cp "$TMP/4k.bin" "$TMP/100k.bin" "$TMP/64m.bin" "$TMP/$side/sites/buckets/bench/"
     "${BIN[$side]}" serve --sites "$TMP/$side/sites" --listen 127.0.0.1:${PORT[$side]} \
         --admin-listen 127.0.0.1:${ADMIN[$side]} --embedded-s3-listen 127.0.0.1:${S3[$side]} \
-        --access-log off --memory-cache-size 512MiB --memory-object-max 128MiB \
+        --access-log off "${EXTRA_FLAGS[@]}" \
         --cache-dir "$TMP/$side/cache" >"$TMP/$side.log" 2>&1 &
     PIDS+=($!)
     wait_port "${PORT[$side]}" "s3edge $side"
@@ -79,7 +83,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 for k in "${!RES[@]}"; do printf '%s\t%s\n' "$k" "${RES[$k]}"; done >"$TMP/results.tsv"
-echo "A/B run $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; $ROUNDS rounds of ${SECS}s, medians (req/s)."
+echo "A/B run $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; $ROUNDS rounds of ${SECS}s, medians (req/s); s3edge flags: ${BENCH_S3EDGE_FLAGS:-defaults}."
 echo "A: $1 (built $(date -u -r "$1" '+%Y-%m-%d %H:%M UTC'))"
 echo "B: $2 (built $(date -u -r "$2" '+%Y-%m-%d %H:%M UTC'))"
 python3 - "$TMP/results.tsv" <<'PY'

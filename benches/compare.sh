@@ -14,9 +14,14 @@
 #     on the SAME folder (the embedded store only speaks SigV4, which neither
 #     nginx nor Varnish can sign). The caches are compared on hits, where the
 #     origin plays no part; the miss test compares s3edge with its own origin.
-#   - s3edge        127.0.0.1:18480 (admin 19480, embedded S3 19400)
+#   - s3edge        127.0.0.1:18480 (admin 19480, embedded S3 19400), DEFAULT
+#                   cache flags (256 MiB memory tier, objects above 8 MiB on
+#                   disk only): the headline rows, a 64 MiB hit from disk;
+#   - s3edge tuned  127.0.0.1:18484 (admin 19481, embedded S3 19401), the
+#                   same with `--memory-object-max 128MiB`: only the labelled
+#                   row of a 64 MiB hit from the memory tier;
 #   - nginx cache   127.0.0.1:18481 (proxy_cache on disk, sendfile, proxy_cache_lock)
-#   - Varnish       127.0.0.1:18482 (-s malloc,512m)
+#   - Varnish       127.0.0.1:18482 (-s malloc,256m: sized like s3edge's memory tier)
 #   - ceiling       127.0.0.1:18483 (nginx `return 200 "ok"`)
 # Helpers: benches/client.py (coalescing and TTFB clients), benches/report.py
 # (the markdown table).
@@ -27,8 +32,8 @@
 #   BENCH_SECONDS       length of each wrk run (default 8)
 #   BENCH_ROUNDS        rounds A B C ... (default 3; medians are reported)
 #   BENCH_TTFB_SAMPLES  miss-latency samples per side (default 200)
-#   BENCH_FILL_COUNT    32 MiB objects pushed through s3edge before the RSS reading
-#                       (default 24: 768 MiB, 1.5x --memory-cache-size)
+#   BENCH_FILL_COUNT    4 MiB objects pushed through s3edge before the RSS reading
+#                       (default 96: 384 MiB, 1.5x the default --memory-cache-size)
 #   BENCH_OUT           result file (default benches/results/latest.md)
 #   BENCH_KEEP_TMP=1    keep the temporary folder (logs, configs) for inspection
 set -euo pipefail
@@ -50,8 +55,9 @@ export S3EDGE_EMBEDDED_SECRET_KEY=${S3EDGE_EMBEDDED_SECRET_KEY:-s3edge-dev-secre
 
 P_S3EDGE=18480 P_NGINX=18481 P_VARNISH=18482 P_CEILING=18483 P_ORIGIN=18490
 P_ADMIN=19480 P_S3=19400
+P_TUNED=18484 P_TUNED_ADMIN=19481 P_TUNED_S3=19401
 SERVERS=(s3edge nginx varnish)
-declare -A PORT=([s3edge]=$P_S3EDGE [nginx]=$P_NGINX [varnish]=$P_VARNISH [ceiling]=$P_CEILING)
+declare -A PORT=([s3edge]=$P_S3EDGE [nginx]=$P_NGINX [varnish]=$P_VARNISH [ceiling]=$P_CEILING [s3edge-tuned]=$P_TUNED)
 
 KEEP_TMP=${BENCH_KEEP_TMP:-}
 # shellcheck source=benches/lib.sh
@@ -63,7 +69,7 @@ command -v python3 >/dev/null || die "python3 is required"
 python3 -c 'import botocore' 2>/dev/null || python3 -m pip install --quiet boto3 ||
     $SUDO apt-get install -y python3-botocore
 
-refuse_busy_ports $P_S3EDGE $P_NGINX $P_VARNISH $P_CEILING $P_ORIGIN $P_ADMIN $P_S3
+refuse_busy_ports $P_S3EDGE $P_NGINX $P_VARNISH $P_CEILING $P_ORIGIN $P_ADMIN $P_S3 $P_TUNED $P_TUNED_ADMIN $P_TUNED_S3
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -74,7 +80,7 @@ BIN=$(release_binary)
 TMP=$(mktemp -d /tmp/s3edge-bench.XXXXXX)
 chmod 755 "$TMP" # nginx workers and Varnish run as their own users
 BUCKET=$TMP/sites/buckets/bench
-mkdir -p "$BUCKET" "$TMP/nginx" "$TMP/cache"
+mkdir -p "$BUCKET" "$TMP/nginx" "$TMP/cache" "$TMP/cache-tuned"
 log "object set in $BUCKET"
 head -c 4096 /dev/urandom >"$BUCKET/4k.bin"
 head -c $((64 << 20)) /dev/urandom >"$BUCKET/64m.bin"
@@ -122,11 +128,12 @@ done
 for ((i = 0; i < TTFB_WARMUP + TTFB_SAMPLES; i++)); do
     head -c 4096 /dev/urandom >"$BUCKET/$(printf 'miss-%04d.bin' "$i")"
 done
-# The fill: distinct 32 MiB objects adding up to 1.5x --memory-cache-size, so
-# that the RSS row checks the memory bound under pressure, not just a small
-# working set.
-FILL_COUNT=${BENCH_FILL_COUNT:-24}
-head -c $((32 << 20)) /dev/urandom >"$TMP/fill-base"
+# The fill: distinct 4 MiB objects (below the default --memory-object-max, so
+# they go to the memory tier) adding up to 1.5x --memory-cache-size, so that
+# the RSS row checks the memory bound under pressure, not just a small working
+# set.
+FILL_COUNT=${BENCH_FILL_COUNT:-96}
+head -c $((4 << 20)) /dev/urandom >"$TMP/fill-base"
 for ((i = 0; i < FILL_COUNT; i++)); do
     { printf 'fill object %04d\n' "$i"; cat "$TMP/fill-base"; } >"$BUCKET/$(printf 'fill-%04d.bin' "$i")"
 done
@@ -142,46 +149,30 @@ default = true
 bucket = "bench"
 endpoint = "embedded"
 EOF
-log "starting s3edge"
+log "starting s3edge (default cache flags) and s3edge tuned (--memory-object-max 128MiB)"
 "$BIN" serve --sites "$TMP/sites" \
     --listen 127.0.0.1:$P_S3EDGE --admin-listen 127.0.0.1:$P_ADMIN \
     --embedded-s3-listen 127.0.0.1:$P_S3 --access-log off \
-    --memory-cache-size 512MiB --memory-object-max 128MiB \
     --cache-dir "$TMP/cache" >"$TMP/s3edge.log" 2>&1 &
 S3EDGE_PID=$!
 PIDS+=("$S3EDGE_PID")
+"$BIN" serve --sites "$TMP/sites" \
+    --listen 127.0.0.1:$P_TUNED --admin-listen 127.0.0.1:$P_TUNED_ADMIN \
+    --embedded-s3-listen 127.0.0.1:$P_TUNED_S3 --access-log off \
+    --memory-object-max 128MiB --cache-dir "$TMP/cache-tuned" >"$TMP/s3edge-tuned.log" 2>&1 &
+PIDS+=($!)
 for i in $(seq 100); do
     curl -sf -o /dev/null "http://127.0.0.1:$P_ADMIN/readyz" && break
     kill -0 "$S3EDGE_PID" 2>/dev/null || { cat "$TMP/s3edge.log" >&2; die "s3edge exited"; }
     sleep 0.2
 done
 wait_port $P_S3EDGE s3edge
+wait_port $P_TUNED "s3edge tuned"
 
-NGINX_USER="" # as root, nginx's workers run as an unprivileged user
-if [[ $(id -u) -eq 0 ]]; then
-    if id www-data >/dev/null 2>&1; then NGINX_USER="user www-data;"; else NGINX_USER="user nobody;"; fi
-fi
-cat >"$TMP/nginx/nginx.conf" <<EOF
-$NGINX_USER
-worker_processes auto;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
+{
+    nginx_conf_head
+    cat <<EOF
     types { application/javascript js; }
-    default_type application/octet-stream;
-    access_log off;
-    sendfile on;
-    # tcp_nopush stays off (nginx's default): with sendfile it cut nginx's
-    # 100 KiB cache hits from ~11,000 to ~1,800 req/s on this machine's loopback.
-    tcp_nodelay on;
-    keepalive_timeout 65s;
-    keepalive_requests 1000000;
-    client_body_temp_path $TMP/nginx/client_body;
-    proxy_temp_path $TMP/nginx/proxy_temp;
-    fastcgi_temp_path $TMP/nginx/fastcgi_temp;
-    uwsgi_temp_path $TMP/nginx/uwsgi_temp;
-    scgi_temp_path $TMP/nginx/scgi_temp;
     log_format origin '\$http_x_bench_via \$request_method \$uri \$status';
     proxy_cache_path $TMP/nginx/cache levels=1:2 keys_zone=bench:16m max_size=2g inactive=1h use_temp_path=off;
 
@@ -219,6 +210,7 @@ http {
     }
 }
 EOF
+} >"$TMP/nginx/nginx.conf"
 log "starting nginx"
 nginx -e "$TMP/nginx/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -g 'daemon off;' &
 PIDS+=($!)
@@ -230,7 +222,7 @@ sub vcl_backend_fetch { set bereq.http.X-Bench-Via = "varnish"; }
 EOF
 log "starting varnish"
 varnishd -F -n "$TMP/varnish" -a 127.0.0.1:$P_VARNISH -T 127.0.0.1:0 \
-    -f "$TMP/varnish.vcl" -s malloc,512m -t 3600 >"$TMP/varnish.log" 2>&1 &
+    -f "$TMP/varnish.vcl" -s malloc,256m -t 3600 >"$TMP/varnish.log" 2>&1 &
 PIDS+=($!)
 for p in $P_ORIGIN $P_NGINX $P_CEILING; do wait_port "$p" nginx; done
 wait_port $P_VARNISH varnish
@@ -277,6 +269,8 @@ for s in "${SERVERS[@]}"; do
         check_body "$s" "/$obj" "$BUCKET/$obj"
     done
 done
+for _ in 1 2; do curl -sf -o /dev/null "$(url s3edge-tuned /64m.bin)"; done
+check_body s3edge-tuned /64m.bin "$BUCKET/64m.bin"
 for _ in 1 2; do curl -sf -o /dev/null -H 'Accept-Encoding: br' "$(url s3edge /app.js)"; done
 check_body s3edge /app.js "$BUCKET/app.js" --compressed -H 'Accept-Encoding: br'
 hit_header() { # SERVER PATH HEADER-REGEX [curl args]: the matching response header lines
@@ -307,7 +301,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 for ((r = 1; r <= ROUNDS; r++)); do
-    for s in "${SERVERS[@]}"; do wrk_once hit64m "$s" /64m.bin 4 --timeout 30s; done
+    for s in "${SERVERS[@]}" s3edge-tuned; do wrk_once hit64m "$s" /64m.bin 4 --timeout 30s; done
 done
 for ((r = 1; r <= ROUNDS; r++)); do
     for s in "${SERVERS[@]}"; do wrk_once js "$s" /app.js 64; done
@@ -347,7 +341,7 @@ log "  $TTFB"
 
 # ------------------------------------------------------------- 8. RSS ------
 RSS_BEFORE_FILL_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$S3EDGE_PID/status")
-log "fill: $FILL_COUNT distinct 32 MiB objects ($((FILL_COUNT * 32)) MiB) through s3edge, twice"
+log "fill: $FILL_COUNT distinct 4 MiB objects ($((FILL_COUNT * 4)) MiB) through s3edge, twice"
 for _ in 1 2; do
     for ((i = 0; i < FILL_COUNT; i++)); do
         curl -sf -o /dev/null --max-time 60 "$(url s3edge "$(printf '/fill-%04d.bin' "$i")")"

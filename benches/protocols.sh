@@ -87,29 +87,10 @@ log "starting s3edge with default cache flags"
     --cache-dir "$TMP/cache" >"$TMP/s3edge.log" 2>&1 &
 PIDS+=($!)
 
-NGINX_USER=""
-if [[ $(id -u) -eq 0 ]]; then
-    if id www-data >/dev/null 2>&1; then NGINX_USER="user www-data;"; else NGINX_USER="user nobody;"; fi
-fi
-cat >"$TMP/nginx/nginx.conf" <<EOF
-$NGINX_USER
-worker_processes auto;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    default_type application/octet-stream;
-    access_log off;
-    sendfile on;
-    tcp_nodelay on;
-    keepalive_timeout 65s;
-    keepalive_requests 1000000;
+{
+    nginx_conf_head
+    cat <<EOF
     http2_max_concurrent_streams 128;
-    client_body_temp_path $TMP/nginx/client_body;
-    proxy_temp_path $TMP/nginx/proxy_temp;
-    fastcgi_temp_path $TMP/nginx/fastcgi_temp;
-    uwsgi_temp_path $TMP/nginx/uwsgi_temp;
-    scgi_temp_path $TMP/nginx/scgi_temp;
     proxy_cache_path $TMP/nginx/cache levels=1:2 keys_zone=bench:16m max_size=2g inactive=1h use_temp_path=off;
     ssl_certificate $TMP/bench.pem;
     ssl_certificate_key $TMP/bench.key;
@@ -133,6 +114,7 @@ http {
     }
 }
 EOF
+} >"$TMP/nginx/nginx.conf"
 nginx -e "$TMP/nginx/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -g 'daemon off;' &
 PIDS+=($!)
 cat >"$TMP/varnish.vcl" <<EOF

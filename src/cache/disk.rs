@@ -893,6 +893,39 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn any_range_streamed_from_a_file_is_byte_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), 64 << 20);
+        let data = pattern(5 * BLOCK as usize + 777);
+        let mut writer = tier.writer(&key("big")).unwrap();
+        writer.append(&data).unwrap();
+        let stored = writer
+            .finish(&entry("big", b""), &ticket())
+            .unwrap()
+            .unwrap();
+        let Body::Disk(body) = &stored.body else {
+            panic!("on disk")
+        };
+        let len = data.len() as u64;
+        let ranges = [
+            (0, len),
+            (1, len - 1),
+            (BLOCK, 3 * BLOCK),
+            (2 * BLOCK - 1, 2 * BLOCK + 1),
+            (3 * BLOCK + 5, len),
+            (len - 1, len),
+            (7, 7),
+        ];
+        for (start, end) in ranges {
+            assert_eq!(
+                collect(body.stream(start, end)).await.unwrap(),
+                &data[start as usize..end as usize],
+                "{start}..{end}"
+            );
+        }
+    }
+
+    #[actix_rt::test]
     async fn a_block_corrupted_after_the_check_cuts_the_stream_and_drops_the_entry() {
         let dir = tempfile::tempdir().unwrap();
         let tier = open(dir.path(), 64 << 20);

@@ -1,0 +1,300 @@
+#!/usr/bin/env bash
+# A working set larger than memory (issue 19): s3edge against nginx
+# proxy_cache and Varnish on 20,000 objects, in one run on one machine.
+#
+#   bash benches/workingset.sh
+#
+# It installs nginx, Varnish, wrk and curl with apt-get when they are missing
+# and builds s3edge in release mode unless S3EDGE_BIN names a binary (see
+# benches/lib.sh). Everything listens on 127.0.0.1; every process started here
+# is stopped on exit.
+#
+#   - objects: 20,000, sizes log-normal (median 30 KiB, sigma 1.6) clipped to
+#     1 KiB..4 MiB, about 2 GiB, generated deterministically (same names, sizes
+#     and bytes on every machine) into the embedded store's bucket folder;
+#   - requests: a fixed Zipf(s = 1.0) sequence over the objects (popularity
+#     independent of size), replayed by wrk (-t2 -c64) through a Lua script,
+#     each wrk thread from its own offset in the sequence;
+#   - s3edge: `--memory-cache-size 256MiB --disk-cache-size 4GiB`, every
+#     other flag at its default; origin: its embedded S3 store;
+#   - nginx: proxy_cache on disk, max_size=4g, sendfile; Varnish: `-s
+#     file,4G` (the same total capacity as s3edge's two tiers); both fetch
+#     from an nginx static origin on the same folder (they cannot sign SigV4);
+#   - a warm-up pass per cache: the first BENCH_WARMUP requests of the same
+#     sequence (default 100000, half per wrk thread), the same count for
+#     every cache however fast it is; then rounds A B C (BENCH_ROUNDS,
+#     default 3) of BENCH_SECONDS (default 15);
+#     the table has the medians of req/s and of the hit ratio (1 - origin
+#     requests / requests, counted by s3edge's metrics and by the origin's
+#     access log for nginx and Varnish), and s3edge's RSS after the run
+#     (target: <= 256 MiB + 64 MiB).
+#
+# Environment: S3EDGE_BIN, CARGO_TARGET_DIR, BENCH_SECONDS, BENCH_ROUNDS,
+# BENCH_WARMUP (default 100000), BENCH_REQUESTS (length of the sequence, default
+# 400000), BENCH_OUT (default benches/results/workingset.md), BENCH_KEEP_TMP=1.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+INVOCATION="bash benches/workingset.sh"
+for v in BENCH_ROUNDS BENCH_SECONDS BENCH_WARMUP BENCH_REQUESTS; do
+    [[ -z ${!v:-} ]] || INVOCATION="$v=${!v} $INVOCATION"
+done
+SECS=${BENCH_SECONDS:-15}
+ROUNDS=${BENCH_ROUNDS:-3}
+WARMUP=${BENCH_WARMUP:-100000}
+REQUESTS=${BENCH_REQUESTS:-400000}
+OUT=${BENCH_OUT:-$HERE/results/workingset.md}
+MEMORY_MIB=256
+export PATH="$PATH:/usr/sbin:/sbin"
+export S3EDGE_EMBEDDED_ACCESS_KEY=${S3EDGE_EMBEDDED_ACCESS_KEY:-s3edge-dev}
+export S3EDGE_EMBEDDED_SECRET_KEY=${S3EDGE_EMBEDDED_SECRET_KEY:-s3edge-dev-secret}
+
+P_S3EDGE=18780 P_NGINX=18781 P_VARNISH=18782 P_ORIGIN=18790 P_ADMIN=19780 P_S3=19700
+SERVERS=(s3edge nginx varnish)
+declare -A PORT=([s3edge]=$P_S3EDGE [nginx]=$P_NGINX [varnish]=$P_VARNISH)
+
+KEEP_TMP=${BENCH_KEEP_TMP:-}
+# shellcheck source=benches/lib.sh
+source "$HERE/lib.sh"
+
+install_missing nginx=nginx varnishd=varnish wrk=wrk curl=curl
+command -v python3 >/dev/null || die "python3 is required"
+refuse_busy_ports $P_S3EDGE $P_NGINX $P_VARNISH $P_ORIGIN $P_ADMIN $P_S3
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+BIN=$(release_binary)
+
+# ------------------------------------------------- objects and sequence --
+TMP=$(mktemp -d /tmp/s3edge-workingset.XXXXXX)
+chmod 755 "$TMP"
+BUCKET=$TMP/sites/buckets/bench
+mkdir -p "$BUCKET/ws" "$TMP/nginx" "$TMP/cache" "$TMP/varnish"
+log "generating 20,000 objects and a Zipf(1.0) sequence of $REQUESTS requests"
+python3 - "$BUCKET/ws" "$TMP/paths.txt" "$REQUESTS" <<'PY' >"$TMP/objects.txt"
+import itertools, math, os, random, sys
+folder, paths, requests = sys.argv[1], sys.argv[2], int(sys.argv[3])
+N = 20_000
+r = random.Random(19)
+base = r.randbytes(8 << 20)
+sizes = [min(4 << 20, max(1024, int(r.lognormvariate(math.log(30 * 1024), 1.6)))) for _ in range(N)]
+for i, size in enumerate(sizes):
+    head = b"object %05d\n" % i
+    at = (i * 4099) % (4 << 20)
+    with open(os.path.join(folder, "%05d.bin" % i), "wb") as f:
+        f.write(head + base[at:at + size - len(head)])
+# Popularity rank k (1 = most requested) has weight 1/k; ranks are dealt to
+# objects at random, so popularity does not follow size.
+objects = list(range(N))
+r.shuffle(objects)
+cum = list(itertools.accumulate(1.0 / k for k in range(1, N + 1)))
+picks = r.choices(objects, cum_weights=cum, k=requests)
+with open(paths, "w") as f:
+    f.writelines("/ws/%05d.bin\n" % i for i in picks)
+print(f"{N} objects, {sum(sizes) / 2**30:.2f} GiB, median {sorted(sizes)[N // 2]} bytes, "
+      f"{len(set(picks))} distinct objects requested")
+PY
+log "  $(cat "$TMP/objects.txt")"
+cat >"$TMP/zipf.lua" <<'LUA'
+-- Replays the request sequence in paths.txt; each wrk thread starts at its
+-- own offset so that the threads do not ask for the same object at once.
+local threads = 0
+function setup(thread)
+    thread:set("id", threads)
+    threads = threads + 1
+end
+local paths, n, i = {}, 0, 0
+function init(args)
+    for line in io.lines(args[1]) do
+        n = n + 1
+        paths[n] = line
+    end
+    i = math.floor(n * (id or 0) / 2)
+end
+function request()
+    i = i % n + 1
+    return wrk.format("GET", paths[i])
+end
+LUA
+# The warm-up: the same replay, each thread stopping after its share of
+# BENCH_WARMUP responses (args[2]) and leaving a file (args[3] .. id) to say
+# so (wrk itself runs for its whole -d; the shell interrupts it).
+{
+    cat "$TMP/zipf.lua"
+    cat <<'LUA'
+local replay_init, left = init, 0
+function init(args)
+    replay_init(args)
+    left = tonumber(args[2])
+    args_done = args[3]
+end
+function response()
+    left = left - 1
+    if left == 0 then
+        io.open(args_done .. (id or 0), "w"):close()
+        wrk.thread:stop()
+    end
+end
+LUA
+} >"$TMP/warmup.lua"
+chmod -R a+rX "$TMP"
+
+# --------------------------------------------------------------- servers --
+cat >"$TMP/sites/bench.toml" <<EOF
+default = true
+
+[origin]
+bucket = "bench"
+endpoint = "embedded"
+EOF
+log "starting s3edge (--memory-cache-size ${MEMORY_MIB}MiB --disk-cache-size 4GiB)"
+"$BIN" serve --sites "$TMP/sites" --listen 127.0.0.1:$P_S3EDGE \
+    --admin-listen 127.0.0.1:$P_ADMIN --embedded-s3-listen 127.0.0.1:$P_S3 \
+    --access-log off --memory-cache-size ${MEMORY_MIB}MiB --disk-cache-size 4GiB \
+    --cache-dir "$TMP/cache" >"$TMP/s3edge.log" 2>&1 &
+S3EDGE_PID=$!
+PIDS+=("$S3EDGE_PID")
+
+{
+    nginx_conf_head
+    cat <<EOF
+    log_format origin '\$http_x_bench_via \$request_method \$uri \$status';
+    proxy_cache_path $TMP/nginx/cache levels=1:2 keys_zone=ws:32m max_size=4g inactive=1h use_temp_path=off;
+    upstream origin { server 127.0.0.1:$P_ORIGIN; keepalive 32; }
+    server {
+        listen 127.0.0.1:$P_ORIGIN;
+        root $BUCKET;
+        access_log $TMP/origin-access.log origin;
+    }
+    server {
+        listen 127.0.0.1:$P_NGINX;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Bench-Via nginx;
+            proxy_cache ws;
+            proxy_cache_lock on;
+            proxy_cache_valid 200 1h;
+        }
+    }
+}
+EOF
+} >"$TMP/nginx/nginx.conf"
+nginx -e "$TMP/nginx/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -g 'daemon off;' &
+PIDS+=($!)
+cat >"$TMP/varnish.vcl" <<EOF
+vcl 4.1;
+backend origin { .host = "127.0.0.1"; .port = "$P_ORIGIN"; }
+sub vcl_backend_fetch { set bereq.http.X-Bench-Via = "varnish"; }
+EOF
+varnishd -F -n "$TMP/varnish/state" -a 127.0.0.1:$P_VARNISH -T 127.0.0.1:0 \
+    -f "$TMP/varnish.vcl" -s file,"$TMP/varnish/storage.bin",4G -t 3600 >"$TMP/varnish.log" 2>&1 &
+PIDS+=($!)
+for p in $P_S3EDGE $P_NGINX $P_VARNISH $P_ORIGIN; do wait_port "$p" "port $p"; done
+
+# ------------------------------------------------------------- helpers ----
+url() { echo "http://127.0.0.1:${PORT[$1]}$2"; }
+origin_requests() { # SERVER: origin requests so far
+    case $1 in
+    s3edge)
+        curl -sf "http://127.0.0.1:$P_ADMIN/metrics" |
+            awk '/^s3edge_origin_requests_total\{/ && /site="bench"/ { s += $NF } END { print s + 0 }'
+        ;;
+    *) grep -c "^$1 GET " "$TMP/origin-access.log" 2>/dev/null || echo 0 ;;
+    esac
+}
+for s in "${SERVERS[@]}"; do
+    for obj in 00000 00001 19999; do
+        got=$(curl -sf "$(url "$s" "/ws/$obj.bin")" | sha256sum | cut -c1-64)
+        [[ $got == "$(sha256sum <"$BUCKET/ws/$obj.bin" | cut -c1-64)" ]] || die "$s /ws/$obj.bin: body differs"
+    done
+done
+
+declare -A RPS=() HIT=()
+warm_up() { # SERVER: the first $WARMUP requests of the sequence
+    local s=$1 pid i
+    rm -f "$TMP/warm-done-"*
+    wrk -t2 -c64 -d600s --timeout 30s -s "$TMP/warmup.lua" "$(url "$s" /)" -- \
+        "$TMP/paths.txt" $((WARMUP / 2)) "$TMP/warm-done-" >"$TMP/warmup-$s.txt" 2>&1 &
+    pid=$!
+    for i in $(seq 1200); do
+        [[ -e $TMP/warm-done-0 && -e $TMP/warm-done-1 ]] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.5
+    done
+    kill -INT "$pid" 2>/dev/null || true
+    wait "$pid" || true
+    log "  $s: $(grep -E 'requests in|Non-2xx|Socket errors' "$TMP/warmup-$s.txt" | tr -s ' ' | paste -sd';')"
+}
+wrk_run() { # SERVER SECONDS [record]: a replay of the sequence
+    local s=$1 secs=$2 before after out rps requests ratio
+    before=$(origin_requests "$s")
+    out=$(timeout $((secs + 60)) wrk -t2 -c64 -d"${secs}s" --timeout 30s -s "$TMP/zipf.lua" \
+        "$(url "$s" /)" -- "$TMP/paths.txt" 2>&1) || die "wrk against $s failed: $out"
+    if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then die "wrk against $s: errors: $out"; fi
+    sleep 1
+    after=$(origin_requests "$s")
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+    requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+    ratio=$(python3 -c "print(f'{1 - ($after - $before) / $requests:.4f}')")
+    log "  $s: $rps req/s, hit ratio $ratio ($((after - before)) origin requests of $requests)"
+    if [[ ${3:-} == record ]]; then
+        RPS[$s]="${RPS[$s]:-}${RPS[$s]:+ }$rps"
+        HIT[$s]="${HIT[$s]:-}${HIT[$s]:+ }$ratio"
+    fi
+}
+log "warm-up: the first $WARMUP requests of the sequence per cache"
+for s in "${SERVERS[@]}"; do warm_up "$s"; done
+log "rounds: $ROUNDS x ${SECS}s, A B C"
+for ((r = 1; r <= ROUNDS; r++)); do
+    for s in "${SERVERS[@]}"; do wrk_run "$s" "$SECS" record; done
+done
+sleep 2
+RSS_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$S3EDGE_PID/status")
+HWM_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$S3EDGE_PID/status")
+CACHE_METRICS=$(curl -sf "http://127.0.0.1:$P_ADMIN/metrics" | grep -E '^s3edge_cache_(bytes|entries)' | paste -sd' ')
+log "  s3edge RSS $((RSS_KB >> 10)) MiB (peak $((HWM_KB >> 10)) MiB); $CACHE_METRICS"
+
+# ---------------------------------------------------------------- report --
+for s in "${SERVERS[@]}"; do printf '%s\t%s\t%s\n' "$s" "${RPS[$s]}" "${HIT[$s]}"; done >"$TMP/results.tsv"
+export B_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') B_NPROC=$(nproc)
+export B_CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+export B_LOAD="$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+export B_GIT=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+export B_NGINX=$(nginx -v 2>&1 | sed 's/.*version: //') B_VARNISH=$(varnishd -V 2>&1 | head -1 | sed 's/varnishd (\(varnish-[^ ]*\).*/\1/')
+export B_CMD=$INVOCATION B_SECS=$SECS B_ROUNDS=$ROUNDS B_WARMUP=$WARMUP B_OBJECTS=$(cat "$TMP/objects.txt")
+export B_RSS=$RSS_KB B_HWM=$HWM_KB B_MEMORY=$MEMORY_MIB B_CACHE=$CACHE_METRICS
+mkdir -p "$(dirname "$OUT")"
+python3 - "$TMP/results.tsv" >"$OUT" <<'PY'
+import os, statistics, sys
+env = os.environ.get
+rps, hit, rounds = {}, {}, {}
+for line in open(sys.argv[1]):
+    server, r, h = line.rstrip("\n").split("\t")
+    rounds[server] = r.replace(" ", ", ")
+    rps[server] = statistics.median(float(v) for v in r.split())
+    hit[server] = statistics.median(float(v) for v in h.split())
+s = "s3edge"
+print(f"# Working set larger than memory\n\nRun {env('B_DATE')} on {env('B_NPROC')} x {env('B_CPU')}, "
+      f"load {env('B_LOAD')}; commit {env('B_GIT')}; {env('B_NGINX')}, {env('B_VARNISH')}. "
+      f"Command: `{env('B_CMD')}`. {env('B_OBJECTS')}; warm-up: the first {env('B_WARMUP')} requests "
+      f"of the sequence per cache, then "
+      f"{env('B_ROUNDS')} rounds A B C of {env('B_SECS')} s, `wrk -t2 -c64`, medians.\n")
+print("| scenario | s3edge | nginx | varnish (file 4G) | s3edge/nginx | s3edge/varnish | target | met? |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+rn, rv = rps[s] / rps["nginx"], rps[s] / rps["varnish"]
+print(f"| Zipf(1.0) over 20,000 objects, 64 conns (req/s) | {rps[s]:,.0f} | {rps['nginx']:,.0f} | "
+      f"{rps['varnish']:,.0f} | {rn:.2f}x | {rv:.2f}x | >= 1.2x nginx and Varnish | "
+      f"{'**yes**' if min(rn, rv) >= 1.2 else '**NO**'} |")
+print(f"| hit ratio (1 - origin requests / requests) | {hit[s]:.4f} | {hit['nginx']:.4f} | "
+      f"{hit['varnish']:.4f} | - | - | at least theirs | "
+      f"{'**yes**' if hit[s] >= max(hit['nginx'], hit['varnish']) else '**NO**'} |")
+rss, budget = int(env("B_RSS")) >> 10, int(env("B_MEMORY"))
+print(f"| s3edge RSS after the run, MiB (peak {int(env('B_HWM')) >> 10}) | {rss} | - | - | - | - | "
+      f"<= {budget} + 64 | {'**yes**' if rss <= budget + 64 else '**NO**'} |")
+print("\nPer-round req/s: " + "; ".join(f"{k} {v}" for k, v in rounds.items()) + ".")
+print(f"\ns3edge cache metrics at the end: {env('B_CACHE')}")
+PY
+cat "$OUT"
+log "written to $OUT"
