@@ -98,7 +98,7 @@ async fn status_json(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
 }
 
 /// `POST /purge`: `{"site": "NAME", "paths": ["/a.html"], "prefixes": ["/blog/"], "all": false}`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeRequest {
     pub site: String,

@@ -159,6 +159,8 @@ pub struct Cluster {
     pub client: PeerClient,
     /// `s3edge_peer_requests_total{peer, outcome}`.
     peer_requests: CounterVec,
+    /// Purges not yet confirmed by a node, sent again until they are.
+    pub(crate) backlog: purge::Backlog,
 }
 
 impl Cluster {
@@ -173,6 +175,7 @@ impl Cluster {
             token: options.token,
             listen: options.listen,
             peer_requests,
+            backlog: purge::Backlog::default(),
         });
         for tier in [&cluster.peers, &cluster.parents] {
             if let Err(e) = tier.refresh().await {
@@ -299,6 +302,13 @@ impl Cluster {
                     .add(&[addr.to_string().as_str(), "ok"], 0);
             }
         }
+    }
+
+    /// Whether `addr` is a member of either tier now.
+    pub fn is_member(&self, addr: SocketAddr) -> bool {
+        [&self.peers, &self.parents]
+            .into_iter()
+            .any(|tier| tier.ring().members().contains(&addr))
     }
 
     /// Every member of both tiers with its state (the status page).

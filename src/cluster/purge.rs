@@ -10,14 +10,15 @@
 //! Parents go first so that no edge refills from a parent not yet purged.
 //!
 //! A node that cannot be reached is reported in `failed`, and the purge is
-//! sent to it again in the background every [`RETRY_EVERY`] for
-//! [`RETRY_FOR`] (a partition that heals). A node that was down drops its
-//! disk tier when it starts (`Cluster::forget_disk`), so it serves nothing
-//! it missed either way.
+//! queued for it ([`Backlog`]) and sent again every [`RETRY_EVERY`] until it
+//! confirms (a partition that heals, however long) or leaves the tiers;
+//! past [`MAX_PENDING`] queued purges, a site's purges become one purge of
+//! the whole site. A node that was down drops its disk tier when it starts
+//! (`Cluster::forget_disk`), so it serves nothing it missed either way.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -27,8 +28,6 @@ use crate::state::AppState;
 
 /// How often a purge is sent again to a node that missed it.
 pub const RETRY_EVERY: Duration = Duration::from_secs(2);
-/// For how long.
-pub const RETRY_FOR: Duration = Duration::from_secs(600);
 
 /// What the fan-out reached.
 #[derive(Debug, Default, serde::Serialize)]
@@ -108,7 +107,7 @@ pub async fn fan_out(
             if failed.contains(&i) {
                 reached.nodes.failed.push(name);
                 if let Target::Node(addr) = target {
-                    retry_in_background(cluster.clone(), addr, body.clone());
+                    retry_in_background(cluster.clone(), addr, request.clone());
                 }
             } else {
                 reached.nodes.confirmed.push(name);
@@ -136,27 +135,147 @@ async fn purge_one(
     }
 }
 
-/// Sends the purge to `addr` until it confirms, for at most [`RETRY_FOR`].
-fn retry_in_background(cluster: Arc<Cluster>, addr: SocketAddr, body: Bytes) {
+/// Purges a node has not confirmed yet, per node, in the order they were
+/// made; one background task per node sends them again every
+/// [`RETRY_EVERY`] until the node confirms them or leaves the tiers.
+#[derive(Default)]
+pub struct Backlog {
+    pending: std::sync::Mutex<std::collections::HashMap<SocketAddr, Vec<PurgeRequest>>>,
+}
+
+/// Most purges kept for one node; past it, each site's purges become one
+/// purge of the whole site (more than was asked, never less).
+pub const MAX_PENDING: usize = 256;
+
+impl Backlog {
+    /// Adds `request` for `addr`; `true` when no task retries for it yet.
+    fn push(&self, addr: SocketAddr, request: PurgeRequest) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let first = !pending.contains_key(&addr);
+        let queue = pending.entry(addr).or_default();
+        queue.push(request);
+        if queue.len() > MAX_PENDING {
+            let mut sites: Vec<String> = queue.iter().map(|r| r.site.clone()).collect();
+            sites.sort();
+            sites.dedup();
+            *queue = sites
+                .into_iter()
+                .map(|site| PurgeRequest {
+                    site,
+                    paths: Vec::new(),
+                    prefixes: Vec::new(),
+                    all: true,
+                })
+                .collect();
+        }
+        first
+    }
+
+    fn snapshot(&self, addr: SocketAddr) -> Vec<PurgeRequest> {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.get(&addr).cloned().unwrap_or_default()
+    }
+
+    /// Removes the first `sent` requests of `addr`; `true` when none is left
+    /// (the entry is then gone, and its task ends).
+    fn confirmed(&self, addr: SocketAddr, sent: usize) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(queue) = pending.get_mut(&addr) else {
+            return true;
+        };
+        queue.drain(..sent.min(queue.len()));
+        if queue.is_empty() {
+            pending.remove(&addr);
+            return true;
+        }
+        false
+    }
+
+    fn forget(&self, addr: SocketAddr) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.remove(&addr);
+    }
+
+    /// Purges waiting for `addr`.
+    pub fn len(&self, addr: SocketAddr) -> usize {
+        self.snapshot(addr).len()
+    }
+}
+
+/// Queues the purge for `addr` and, unless one runs already, starts the task
+/// that sends its queue until the node confirms it (a partition that heals,
+/// however long) or is no longer a member of either tier.
+fn retry_in_background(cluster: Arc<Cluster>, addr: SocketAddr, request: PurgeRequest) {
+    if !cluster.backlog.push(addr, request) {
+        return;
+    }
     let cluster = Arc::downgrade(&cluster);
     tokio::spawn(async move {
-        let until = Instant::now() + RETRY_FOR;
-        while Instant::now() < until {
+        loop {
             tokio::time::sleep(RETRY_EVERY).await;
             let Some(cluster) = cluster.upgrade() else {
                 return;
             };
+            if !cluster.is_member(addr) {
+                cluster.backlog.forget(addr);
+                tracing::warn!(node = %addr, "cluster: purges dropped for a node that left the tiers");
+                return;
+            }
+            let queue = cluster.backlog.snapshot(addr);
             let cdn_loop = headers::cdn_loop_value(&[], &cluster.node_id);
-            if cluster
-                .client
-                .purge(addr, body.clone(), &cdn_loop)
-                .await
-                .is_ok()
-            {
-                tracing::info!(node = %addr, "cluster: purge delivered on retry");
+            let mut sent = 0;
+            for request in &queue {
+                let Ok(body) = serde_json::to_vec(request) else {
+                    sent += 1;
+                    continue;
+                };
+                if cluster
+                    .client
+                    .purge(addr, Bytes::from(body), &cdn_loop)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                sent += 1;
+            }
+            if cluster.backlog.confirmed(addr, sent) {
+                tracing::info!(node = %addr, "cluster: purges delivered on retry");
                 return;
             }
         }
-        tracing::warn!(node = %addr, "cluster: purge never confirmed; that node drops its disk tier when it restarts");
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(site: &str, path: &str) -> PurgeRequest {
+        PurgeRequest {
+            site: site.into(),
+            paths: vec![path.into()],
+            prefixes: Vec::new(),
+            all: false,
+        }
+    }
+
+    #[test]
+    fn a_node_s_backlog_keeps_order_and_collapses_into_whole_sites() {
+        let backlog = Backlog::default();
+        let addr: SocketAddr = "10.0.0.1:7070".parse().unwrap();
+        assert!(backlog.push(addr, request("a", "/1")));
+        assert!(!backlog.push(addr, request("a", "/2")), "one task per node");
+        assert!(!backlog.confirmed(addr, 1));
+        assert_eq!(backlog.snapshot(addr)[0].paths, vec!["/2".to_string()]);
+        assert!(backlog.confirmed(addr, 1));
+        assert_eq!(backlog.len(addr), 0);
+        for i in 0..=MAX_PENDING {
+            let site = if i % 2 == 0 { "a" } else { "b" };
+            backlog.push(addr, request(site, &format!("/{i}")));
+        }
+        let collapsed = backlog.snapshot(addr);
+        assert_eq!(collapsed.len(), 2);
+        assert!(collapsed.iter().all(|r| r.all && r.paths.is_empty()));
+    }
 }
