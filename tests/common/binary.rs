@@ -184,6 +184,27 @@ pub fn rss_kib(pid: u32) -> (u64, u64) {
 
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
+    // Below the kernel's ephemeral range (32768 and up by default): a port
+    // taken from that range can be handed to an outgoing connection of a
+    // concurrent test between this check and the bind that uses it.
+    // One walk per process through all 12,700 ports (7,919 is prime to it),
+    // from a start of its own: no port is handed out twice.
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static SEED: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        std::process::id().wrapping_mul(2_654_435_761)
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+    });
+    for _ in 0..1000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + ((seed % 12_700 + n.wrapping_mul(7_919)) % 12_700) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
