@@ -102,11 +102,19 @@ async fn open(args: &SiteArgs) -> Result<ReleaseBucket, ReleaseError> {
     ReleaseBucket::open(site, Some(&embedded)).await
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
+/// Runs a command's body on a tokio runtime; a runtime that cannot start
+/// (no threads, no file descriptors left) is an error, not a panic.
+fn block_on(body: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("a tokio runtime")
+    {
+        Ok(runtime) => runtime.block_on(body),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Nodes that did not switch: the pointer has moved, they follow within `check_every`.
@@ -124,7 +132,7 @@ fn report_nodes(failed: &[String]) -> ExitCode {
 }
 
 pub fn publish(args: PublishArgs) -> ExitCode {
-    runtime().block_on(async move {
+    block_on(async move {
         let release = match args.release.as_deref().map(parse_id).transpose() {
             Ok(release) => release,
             Err(e) => return fail(&e),
@@ -165,7 +173,7 @@ pub fn publish(args: PublishArgs) -> ExitCode {
 }
 
 pub fn rollback(args: RollbackArgs) -> ExitCode {
-    runtime().block_on(async move {
+    block_on(async move {
         let target = match args.id.as_deref().map(parse_id).transpose() {
             Ok(target) => target,
             Err(e) => return fail(&e),
@@ -185,7 +193,7 @@ pub fn rollback(args: RollbackArgs) -> ExitCode {
 }
 
 pub fn releases(args: SiteArgs) -> ExitCode {
-    runtime().block_on(async move {
+    block_on(async move {
         let bucket = match open(&args).await {
             Ok(bucket) => bucket,
             Err(e) => return fail(&e),

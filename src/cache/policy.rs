@@ -400,18 +400,23 @@ pub fn merge_not_modified(stored: &ObjectMeta, not_modified: &ObjectMeta) -> Obj
                 .retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         }
         merged.headers.extend(not_modified.headers.iter().cloned());
-        merged.initial_age = not_modified.initial_age;
+        merged.age = not_modified.age;
     }
     merged
 }
 
 /// When an answer received at `now` was first stored upstream: `now` less
-/// the `Age` a peer or parent node sent (RFC 9111 section 4.2.3), so its
+/// the age it arrived with (`ObjectMeta::age`, RFC 9111 section 4.2.3), so its
 /// age here goes on from the parent's and a child never keeps an object
 /// longer than its parent could; `now` for an answer from the bucket.
 pub fn stored_at(meta: &ObjectMeta, now: SystemTime) -> SystemTime {
+    // Never before 1970 (the disk tier cannot write it): an `Age` may claim
+    // anything.
     let upstream = Duration::from_secs(meta.age.unwrap_or(0));
-    now.checked_sub(upstream).unwrap_or(now)
+    let since_epoch = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    SystemTime::UNIX_EPOCH + since_epoch.saturating_sub(upstream)
 }
 
 /// Freshness of a 404 or 403 answer from the bucket: the site's `error_ttl`.
@@ -654,7 +659,7 @@ mod tests {
     fn http(status: u16, headers: &[(&str, &str)]) -> ObjectMeta {
         let mut meta = ObjectMeta {
             status: (status != 200).then_some(status),
-            initial_age: Some(0),
+            from_http_origin: true,
             ..ObjectMeta::default()
         };
         for (name, value) in headers {

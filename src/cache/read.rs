@@ -200,7 +200,7 @@ pub(super) fn serve_entry(
 }
 
 /// The stale entry may stand in for an origin that failed.
-fn stale_if_error(entry: &Entry, now: SystemTime) -> bool {
+pub(super) fn stale_if_error(entry: &Entry, now: SystemTime) -> bool {
     matches!(
         entry.state(now),
         State::Stale {

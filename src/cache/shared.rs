@@ -10,7 +10,7 @@
 //!   that matches a request, and several responses live side by side.
 //! - What is stored and for how long is [`policy::http_storable`]; the age
 //!   counts from the origin's `Date` and `Age` (the entry is stored as if it
-//!   arrived `initial_age` seconds earlier).
+//!   arrived `ObjectMeta::age` seconds earlier, `policy::stored_at`).
 //! - The request's own `Cache-Control` (and `Pragma: no-cache`) is honoured:
 //!   `no-cache` and `max-age=0` revalidate, `max-age`, `min-fresh` and
 //!   `max-stale` bound the age accepted, `only-if-cached` answers 504 when
@@ -130,9 +130,7 @@ impl RequestDirectives {
             State::Fresh => true,
             _ => match self.max_stale {
                 // A stale response is used only when its own directives allow.
-                Some(limit)
-                    if entry.freshness.stale_if_error != Duration::ZERO || !no_stale(entry) =>
-                {
+                Some(limit) if !no_stale(entry) => {
                     limit.is_none_or(|max| age.saturating_sub(ttl) <= Duration::from_secs(max))
                 }
                 _ => false,
@@ -385,7 +383,7 @@ impl Cache {
         let result = match result {
             Ok(Fetched::Object { meta, body }) => {
                 match super::read::checked_origin_range(spec, &meta) {
-                    Ok(None) => Ok(from_origin(meta, body, since)),
+                    Ok(None) => Ok(Fetch::from_origin(meta, body, since)),
                     Ok(Some((range, total))) => {
                         let storable = !directives.no_store
                             && range.len() <= self.memory_object_max
@@ -403,7 +401,7 @@ impl Cache {
                             self.store_part(site, target, meta, body, range, total, now, ticket)
                                 .await
                         } else {
-                            let mut fetch = from_origin(meta, body, since);
+                            let mut fetch = Fetch::from_origin(meta, body, since);
                             fetch.payload = super::Payload::Range {
                                 body: fetch.payload.into_stream(),
                                 range,
@@ -421,7 +419,7 @@ impl Cache {
                         if let Some(range) = meta.content_range.take() {
                             meta.headers.push(("content-range".into(), range));
                         }
-                        Ok(from_origin(meta, body, since))
+                        Ok(Fetch::from_origin(meta, body, since))
                     }
                 }
             }
@@ -465,7 +463,7 @@ impl Cache {
         let entry = Entry {
             key: CacheKey::new(site.name(), &part_key(target, range), Variant::Identity),
             kind: EntryKind::Object,
-            stored_at: arrived_at(&meta, now),
+            stored_at: policy::stored_at(&meta, now),
             meta: meta.clone(),
             body: Body::from_chunks(&chunks),
             freshness,
@@ -493,7 +491,7 @@ impl Cache {
         }
         let body: crate::origin::BodyStream =
             Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok)));
-        let mut fetch = from_origin(meta, body, ticket.since());
+        let mut fetch = Fetch::from_origin(meta, body, ticket.since());
         fetch.payload = super::Payload::Range {
             body: fetch.payload.into_stream(),
             range,
@@ -552,7 +550,7 @@ impl Cache {
             Entry {
                 key: CacheKey::new(site.name(), target, Variant::Identity),
                 kind: EntryKind::Object,
-                stored_at: arrived_at(&meta, now),
+                stored_at: policy::stored_at(&meta, now),
                 meta,
                 body: Body::from_chunks(&[bytes::Bytes::from(whole)]),
                 freshness,
@@ -621,7 +619,7 @@ impl Cache {
                 Answer::new(Ok(fetch), CacheOutcome::Hit)
             }
             Outcome::Failed(e) => match stale {
-                Some(entry) if within_stale_if_error(&entry, now) => {
+                Some(entry) if super::read::stale_if_error(&entry, now) => {
                     Answer::new(serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
                 }
                 _ => Answer::new(Err(e), CacheOutcome::Miss { stored: false }),
@@ -630,7 +628,7 @@ impl Cache {
                 let request = origin_request(target, forward, None);
                 let (result, request_id) = self.origin_get(site, &request).await;
                 let result = match result {
-                    Ok(Fetched::Object { meta, body }) => Ok(from_origin(meta, body, since)),
+                    Ok(Fetched::Object { meta, body }) => Ok(Fetch::from_origin(meta, body, since)),
                     Ok(Fetched::NotModified { .. }) => {
                         Err(OriginError::Invalid("304 to an unconditional GET".into()))
                     }
@@ -673,7 +671,7 @@ impl Cache {
                     let entry = self.store(
                         Entry {
                             meta: merged,
-                            stored_at: arrived_at(&meta, now),
+                            stored_at: policy::stored_at(&meta, now),
                             freshness,
                             ..Entry::clone(&entry)
                         },
@@ -691,7 +689,7 @@ impl Cache {
                 }
             },
             Ok(Fetched::Object { meta, body }) => match stale {
-                Some(entry) if meta.status() >= 500 && within_stale_if_error(&entry, now) => {
+                Some(entry) if meta.status() >= 500 && super::read::stale_if_error(&entry, now) => {
                     guard.publish(Outcome::Entry(entry.clone()));
                     (serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
                 }
@@ -708,7 +706,7 @@ impl Cache {
                 }
             },
             Err(e) => match stale {
-                Some(entry) if within_stale_if_error(&entry, now) => {
+                Some(entry) if super::read::stale_if_error(&entry, now) => {
                     tracing::warn!(site = site.name(), target, "serving stale: {e}");
                     guard.publish(Outcome::Entry(entry.clone()));
                     (serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
@@ -751,7 +749,7 @@ impl Cache {
         let Some(freshness) = freshness else {
             guard.publish(Outcome::Retry);
             return (
-                Ok(from_origin(meta, body, since)),
+                Ok(Fetch::from_origin(meta, body, since)),
                 CacheOutcome::Miss { stored: false },
             );
         };
@@ -775,7 +773,7 @@ impl Cache {
         let Some(sink) = sink else {
             guard.publish(Outcome::Retry);
             return (
-                Ok(from_origin(meta, body, since)),
+                Ok(Fetch::from_origin(meta, body, since)),
                 CacheOutcome::Miss { stored: false },
             );
         };
@@ -791,7 +789,7 @@ impl Cache {
         let entry = Entry {
             key,
             kind: EntryKind::Object,
-            stored_at: arrived_at(&meta, now),
+            stored_at: policy::stored_at(&meta, now),
             meta: stored_meta,
             body: Body::empty(),
             freshness,
@@ -801,7 +799,7 @@ impl Cache {
                 .complete(guard, body, entry, Some(len), sink, ticket),
         );
         (
-            Ok(from_origin(meta, subscriber, since)),
+            Ok(Fetch::from_origin(meta, subscriber, since)),
             CacheOutcome::Miss { stored: true },
         )
     }
@@ -821,41 +819,6 @@ fn origin_request(
         request.if_modified_since = entry.meta.last_modified;
     }
     request
-}
-
-/// When an answer would have been stored had it come straight from the
-/// origin: `initial_age` before it arrived.
-fn arrived_at(meta: &ObjectMeta, now: SystemTime) -> SystemTime {
-    // Never before 1970: an origin's `Age` may claim anything.
-    let age = Duration::from_secs(meta.initial_age.unwrap_or(0));
-    let since_epoch = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    SystemTime::UNIX_EPOCH + since_epoch.saturating_sub(age)
-}
-
-/// An answer passed straight from the origin, with the age it arrived with.
-fn from_origin(
-    meta: ObjectMeta,
-    body: crate::origin::BodyStream,
-    since: super::Generation,
-) -> Fetch {
-    let age = meta
-        .initial_age
-        .filter(|age| *age > 0)
-        .map(Duration::from_secs);
-    let mut fetch = Fetch::from_origin(meta, body, since);
-    fetch.age = age;
-    fetch
-}
-
-fn within_stale_if_error(entry: &Entry, now: SystemTime) -> bool {
-    matches!(
-        entry.state(now),
-        State::Stale {
-            within_stale_if_error: true
-        } | State::StaleWhileRevalidate
-    )
 }
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) ->
     };
     let mut representation = headers::representation_headers_with(&meta, type_header);
     // From the cache: its age there (an upstream node's included); straight
-    // from a peer or parent: the age it sent.
+    // from a peer, a parent or an HTTP origin: the age it arrived with.
     if let Some(age) = age.map(|age| age.as_secs()).or(meta.age) {
         representation.insert(header::AGE, header::HeaderValue::from(age));
     }

@@ -247,7 +247,7 @@ impl HttpOrigin {
         let (parts, incoming, _) = sent?;
         let response_time = SystemTime::now();
         let mut meta = meta_from(&parts.headers, parts.status.as_u16());
-        meta.initial_age = Some(initial_age(&meta, request_time, response_time));
+        meta.age = Some(initial_age(&meta, request_time, response_time));
         match parts.status.as_u16() {
             304 => return Ok(Fetched::NotModified { meta }),
             416 => {
@@ -348,7 +348,7 @@ fn header_pairs(headers: &hyper::HeaderMap) -> impl Iterator<Item = (&str, &str)
 }
 
 /// The fields an answer's metadata keeps: the typed ones, then every other
-/// end-to-end field in order (`Age` is turned into `initial_age`).
+/// end-to-end field in order (`Age` goes to `age`).
 pub fn meta_from(headers: &hyper::HeaderMap, status: u16) -> ObjectMeta {
     let tokens = connection_tokens(header_pairs(headers));
     let mut meta = ObjectMeta {
@@ -400,7 +400,8 @@ pub fn meta_from(headers: &hyper::HeaderMap, status: u16) -> ObjectMeta {
             meta.headers.push(("content-range".into(), range));
         }
     }
-    meta.initial_age = age.as_deref().and_then(parse_age);
+    meta.age = age.as_deref().and_then(parse_age);
+    meta.from_http_origin = true;
     meta
 }
 
@@ -430,7 +431,7 @@ fn initial_age(meta: &ObjectMeta, request_time: SystemTime, response_time: Syste
         .duration_since(request_time)
         .unwrap_or_default()
         .as_secs();
-    let corrected = meta.initial_age.unwrap_or(0).saturating_add(delay);
+    let corrected = meta.age.unwrap_or(0).saturating_add(delay);
     apparent.max(corrected)
 }
 
@@ -518,7 +519,7 @@ mod tests {
         let meta = meta_from(&headers, 404);
         assert_eq!(meta.status, Some(404));
         assert_eq!(meta.content_length, 5);
-        assert_eq!(meta.initial_age, Some(12));
+        assert_eq!(meta.age, Some(12));
         assert_eq!(
             meta.headers,
             vec![("x-public".to_string(), "2".to_string())]

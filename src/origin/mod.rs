@@ -86,12 +86,13 @@ pub struct ObjectMeta {
     /// above are not repeated here; hop-by-hop fields are never kept).
     #[serde(default)]
     pub headers: Vec<(String, String)>,
-    /// An HTTP origin's answer: how old it already was when it arrived (RFC
-    /// 9111 section 4.2.3, `corrected_initial_age`), in seconds.
+    /// An HTTP origin's answer: its fields are passed on as sent (a
+    /// bucket's are chosen by the edge). Its age on arrival is `age`.
     #[serde(default)]
-    pub initial_age: Option<u64>,
-    /// Seconds the answer had already spent in caches upstream (the `Age` a
-    /// peer or parent node sent, RFC 9111 section 5.1); `None` from a bucket.
+    pub from_http_origin: bool,
+    /// Seconds the answer had already spent in caches upstream when it
+    /// arrived: the `Age` a peer or parent node sent, or an HTTP origin's
+    /// `corrected_initial_age` (RFC 9111 4.2.3); `None` from a bucket.
     /// A stored entry counts its age from then, so a child never keeps an
     /// object longer than its parent could.
     #[serde(default)]
@@ -111,7 +112,7 @@ impl ObjectMeta {
     /// Whether this is an HTTP origin's answer, whose fields are passed on
     /// as sent (a bucket's are chosen by the edge).
     pub fn is_from_http_origin(&self) -> bool {
-        self.initial_age.is_some()
+        self.from_http_origin
     }
 
     /// The value of an extra header field (`headers`), by name.
