@@ -33,10 +33,10 @@ use crate::origin::{Fetched, ObjectMeta, ObjectRequest, OriginError};
 use crate::site::Site;
 
 /// Field names a stored response varies by, for one target.
-pub(super) type VaryIndex = moka::sync::Cache<(String, String), Arc<Vec<String>>>;
+pub(super) type VaryIndex = moka::sync::Cache<CacheKey, Arc<Vec<String>>>;
 
 /// The stored parts (206 answers) of a target's representation.
-pub(super) type PartIndex = moka::sync::Cache<(String, String), Arc<Vec<Part>>>;
+pub(super) type PartIndex = moka::sync::Cache<CacheKey, Arc<Vec<Part>>>;
 
 /// One stored part: its range, the whole length, the strong ETag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,17 +213,19 @@ fn has_authorization(headers: &[(String, String)]) -> bool {
 }
 
 impl Cache {
-    /// The key a request for `target` reads: the target, or the response
-    /// its `Vary` fields select.
+    /// The key a request for `target` reads: the target's own (which also
+    /// names it in the `Vary` index), or the response its `Vary` fields
+    /// select.
     fn shared_key(&self, site: &Site, target: &str, headers: &[(String, String)]) -> CacheKey {
-        let object_key = match self
-            .vary_index
-            .get(&(site.name().to_string(), target.to_string()))
-        {
-            Some(names) => selected_key(target, &names, headers),
-            None => target.to_string(),
-        };
-        CacheKey::new(site.name(), &object_key, Variant::Identity)
+        let key = CacheKey::new(site.name(), target, Variant::Identity);
+        match self.vary_index.get(&key) {
+            Some(names) => CacheKey::new(
+                site.name(),
+                &selected_key(target, &names, headers),
+                Variant::Identity,
+            ),
+            None => key,
+        }
     }
 
     /// Reads `target` (path and query) of an HTTP origin for a GET or HEAD
@@ -311,7 +313,7 @@ impl Cache {
     ) -> Option<Answer> {
         let parts = self
             .part_index
-            .get(&(site.name().to_string(), target.to_string()))?;
+            .get(&CacheKey::new(site.name(), target, Variant::Identity))?;
         for part in parts.iter() {
             let range::RangeOutcome::Partial(wanted) = range::evaluate(Some(spec), part.total)
             else {
@@ -469,7 +471,7 @@ impl Cache {
             freshness,
         };
         self.store(entry, ticket);
-        let index_key = (site.name().to_string(), target.to_string());
+        let index_key = CacheKey::new(site.name(), target, Variant::Identity);
         let strong = meta.etag.clone().filter(|e| !e.starts_with("W/"));
         let mut parts: Vec<Part> = self
             .part_index
@@ -755,14 +757,14 @@ impl Cache {
         };
         // Fields `private="..."` and `no-cache="..."` name are not stored.
         let unstored = policy::qualified_fields(meta.cache_control.as_deref());
-        let index_key = (site.name().to_string(), target.to_string());
+        let target_key = CacheKey::new(site.name(), target, Variant::Identity);
         let names = vary_names(&meta);
         let key = if names.is_empty() {
-            self.vary_index.invalidate(&index_key);
-            CacheKey::new(site.name(), target, Variant::Identity)
+            self.vary_index.invalidate(&target_key);
+            target_key
         } else {
             let key = selected_key(target, &names, forward);
-            self.vary_index.insert(index_key, Arc::new(names));
+            self.vary_index.insert(target_key, Arc::new(names));
             CacheKey::new(site.name(), &key, Variant::Identity)
         };
         let sink = if len > self.memory_object_max {
