@@ -262,3 +262,130 @@ async fn a_disk_only_entry_is_warm_after_a_restart_and_refetched_when_its_file_i
     assert_eq!(sha256(&body), sha256(&data));
     assert_eq!(origins.site("c").gets(), 1);
 }
+
+/// Reads one HTTP/1.1 response with a `Content-Length` from `stream`, `slow`ly
+/// (4 KiB reads, a pause every 64 KiB) so the server's writes are partial and
+/// wait for the socket; returns the head and the body.
+async fn read_response(
+    stream: &mut tokio::net::TcpStream,
+    pending: &mut Vec<u8>,
+    slow: bool,
+) -> (String, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut piece = [0u8; 4096];
+    let mut read = 0usize;
+    let head_end = loop {
+        if let Some(at) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = stream.read(&mut piece).await.unwrap();
+        assert!(n > 0, "connection closed inside a head");
+        pending.extend_from_slice(&piece[..n]);
+    };
+    let head = String::from_utf8(pending[..head_end].to_vec()).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("content-length");
+    pending.drain(..head_end);
+    while pending.len() < length {
+        let n = stream.read(&mut piece).await.unwrap();
+        assert!(n > 0, "connection closed inside a body");
+        pending.extend_from_slice(&piece[..n]);
+        read += n;
+        if slow && read >= 64 * 1024 {
+            read = 0;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let body = pending.drain(..length).collect();
+    (head, body)
+}
+
+/// Large hits are written from the cache's buffers straight to the socket
+/// (actix-http patched, `vendor/README.md`): with a slow reader and
+/// pipelined requests on one connection, every write is partial, and every
+/// response must still come whole, in order, each head before its body.
+#[tokio::test]
+async fn pipelined_large_hits_and_a_head_to_a_slow_reader_come_whole_and_in_order() {
+    use tokio::io::AsyncWriteExt;
+    let shared = tempfile::tempdir().unwrap();
+    let (edge, _origin) = start(shared.path(), "").await;
+    // 700 KiB: a memory hit in 256 KiB chunks; 3 MiB + 5: a disk hit; 20 KiB
+    // and 100 bytes: one chunk each, passed through and copied.
+    let objects = [
+        ("/mem.bin", random_bytes(700 * 1024, 41)),
+        ("/disk.bin", random_bytes(3 * MIB + 5, 42)),
+        ("/small.bin", random_bytes(20 * 1024, 43)),
+        ("/tiny.bin", random_bytes(100, 44)),
+    ];
+    for (path, data) in &objects {
+        edge.put(BUCKET, &path[1..], data.clone(), None).await;
+        for _ in 0..2 {
+            get(&edge, path, &[]).await;
+        }
+    }
+    edge.wait_disk_entries(1).await;
+    let address = edge.node.url().trim_start_matches("http://").to_string();
+    for slow in [true, false] {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(8 * 1024).unwrap();
+        let mut stream = socket.connect(address.parse().unwrap()).await.unwrap();
+        // Every object twice, all requests sent at once; HEAD in the middle
+        // must not take any body bytes.
+        let mut requests = String::new();
+        let order: Vec<usize> = vec![0, 1, 2, 3, 1, 0, 3, 2];
+        for (i, &o) in order.iter().enumerate() {
+            let method = if i == 4 { "HEAD" } else { "GET" };
+            requests.push_str(&format!(
+                "{method} {} HTTP/1.1\r\nHost: c.test\r\n\r\n",
+                objects[o].0
+            ));
+        }
+        stream.write_all(requests.as_bytes()).await.unwrap();
+        let mut pending = Vec::new();
+        for (i, &o) in order.iter().enumerate() {
+            let (path, data) = &objects[o];
+            if i == 4 {
+                // A HEAD: the head only, its Content-Length the object's.
+                let head = read_head_only(&mut stream, &mut pending).await;
+                assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+                assert!(
+                    head.to_ascii_lowercase()
+                        .contains(&format!("content-length: {}", data.len())),
+                    "{head}"
+                );
+                continue;
+            }
+            let (head, body) = read_response(&mut stream, &mut pending, slow).await;
+            assert!(
+                head.starts_with("HTTP/1.1 200"),
+                "{path} (slow {slow}): {head}"
+            );
+            assert!(head.contains("s3edge; hit"), "{path}: {head}");
+            assert_eq!(body.len(), data.len(), "{path} (slow {slow})");
+            assert!(body == *data, "{path} (slow {slow}): bytes differ");
+        }
+        assert!(pending.is_empty(), "bytes after the last response");
+    }
+}
+
+/// Reads a head (a HEAD's answer) and leaves what follows in `pending`.
+async fn read_head_only(stream: &mut tokio::net::TcpStream, pending: &mut Vec<u8>) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut piece = [0u8; 4096];
+    loop {
+        if let Some(at) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8(pending[..at + 4].to_vec()).unwrap();
+            pending.drain(..at + 4);
+            return head;
+        }
+        let n = stream.read(&mut piece).await.unwrap();
+        assert!(n > 0, "connection closed inside a head");
+        pending.extend_from_slice(&piece[..n]);
+    }
+}

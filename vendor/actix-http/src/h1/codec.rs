@@ -1,7 +1,7 @@
 use std::{fmt, io};
 
 use bitflags::bitflags;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::{Method, Version};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -103,6 +103,33 @@ impl Codec {
     pub fn config(&self) -> &ServiceConfig {
         &self.config
     }
+
+    /// Sets up the encoder for the response to the request with this head: its method (a HEAD's
+    /// response has no body), version and connection type. Decoding a request does this, and so
+    /// must the dispatcher when it starts answering a pipelined request that was decoded earlier
+    /// (a later request's decoding has since overwritten these).
+    pub(crate) fn answer(&mut self, head: &crate::RequestHead) {
+        self.flags.set(Flags::HEAD, head.method == Method::HEAD);
+        self.version = head.version;
+        self.conn_type = head.connection_type();
+
+        if self.conn_type == ConnectionType::KeepAlive
+            && !self.flags.contains(Flags::KEEP_ALIVE_ENABLED)
+        {
+            self.conn_type = ConnectionType::Close
+        }
+    }
+
+    /// Encodes a piece of the response body without copying it where the transfer encoding
+    /// allows: the returned bytes must be written, as they are, right after `dst`. `None` when the
+    /// piece was copied into `dst` instead.
+    pub(crate) fn encode_body_passthrough(
+        &mut self,
+        bytes: Bytes,
+        dst: &mut BytesMut,
+    ) -> io::Result<Option<Bytes>> {
+        self.encoder.encode_chunk_passthrough(bytes, dst)
+    }
 }
 
 impl Decoder for Codec {
@@ -120,16 +147,7 @@ impl Decoder for Codec {
                 None => None,
             })
         } else if let Some((req, payload)) = self.decoder.decode(src)? {
-            let head = req.head();
-            self.flags.set(Flags::HEAD, head.method == Method::HEAD);
-            self.version = head.version;
-            self.conn_type = head.connection_type();
-
-            if self.conn_type == ConnectionType::KeepAlive
-                && !self.flags.contains(Flags::KEEP_ALIVE_ENABLED)
-            {
-                self.conn_type = ConnectionType::Close
-            }
+            self.answer(req.head());
 
             match payload {
                 PayloadType::None => self.payload = None,

@@ -11,7 +11,7 @@ use std::{
 use actix_codec::{Framed, FramedParts};
 use actix_service::Service;
 use bitflags::bitflags;
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_core::ready;
 use pin_project_lite::pin_project;
 use tokio::{
@@ -42,6 +42,10 @@ const MAX_PIPELINED_MESSAGES: usize = 16;
 
 /// Write buffer capacity at which we reallocate it after flushing.
 const WRITE_BUFFER_RETENTION_LIMIT: usize = 1024 * 128;
+
+/// Response body chunks at least this long are written to the I/O stream as they are, after the
+/// write buffer, instead of being copied into it (when the transfer encoding is not chunked).
+const PASSTHROUGH_MIN_CHUNK: usize = 1024 * 16;
 
 bitflags! {
     #[derive(Debug, Clone, Copy)]
@@ -192,6 +196,9 @@ pin_project! {
         // True if backing allocation of `write_buf` needs to be released.
         write_buf_needs_reset: bool,
 
+        // A response body chunk to write, uncopied, once `write_buf` is written.
+        write_body: Option<Bytes>,
+
         codec: Codec,
     }
 }
@@ -308,6 +315,7 @@ where
                     write_buf: BytesMut::with_capacity(HW_BUFFER_SIZE),
                     h1_write_buffer_size: config.h1_write_buffer_size(),
                     write_buf_needs_reset: false,
+                    write_body: None,
                     codec: Codec::new(config),
                 },
             },
@@ -364,6 +372,7 @@ where
             write_buf,
             h1_write_buffer_size,
             write_buf_needs_reset,
+            write_body,
             ..
         } = self.project();
         let mut io = Pin::new(io.as_mut().unwrap());
@@ -381,14 +390,40 @@ where
         let len = write_buf.len();
         let mut written = 0;
 
-        while written < len {
-            match io.as_mut().poll_write(cx, &write_buf[written..])? {
+        // `write_buf`, then the body chunk passed through (both in one vectored write where the
+        // stream supports it).
+        while written < len || write_body.is_some() {
+            let body = write_body.as_ref().map_or(&[][..], |body| &body[..]);
+            let poll = if written == len {
+                io.as_mut().poll_write(cx, body)
+            } else if !body.is_empty() && io.is_write_vectored() {
+                let bufs = [io::IoSlice::new(&write_buf[written..]), io::IoSlice::new(body)];
+                io.as_mut().poll_write_vectored(cx, &bufs)
+            } else {
+                io.as_mut().poll_write(cx, &write_buf[written..])
+            };
+
+            match poll? {
                 Poll::Ready(0) => {
                     error!("write zero; closing");
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::WriteZero, "")));
                 }
 
-                Poll::Ready(n) => written += n,
+                Poll::Ready(mut n) => {
+                    let from_buf = n.min(len - written);
+                    written += from_buf;
+                    n -= from_buf;
+
+                    if n > 0 {
+                        if let Some(body) = write_body.as_mut() {
+                            body.advance(n);
+                        }
+                    }
+
+                    if write_body.as_ref().is_some_and(Bytes::is_empty) {
+                        *write_body = None;
+                    }
+                }
 
                 Poll::Pending => {
                     write_buf.advance(written);
@@ -617,6 +652,10 @@ where
                 StateProj::None => match this.messages.pop_front() {
                     // handle request message
                     Some(DispatcherMessage::Item(req)) => {
+                        // the codec holds the last decoded request's method, version and
+                        // connection type: set them back to this (pipelined) request's
+                        this.codec.answer(req.head());
+
                         // Handle `EXPECT: 100-Continue` header
                         if req.head().expect() {
                             // set InnerDispatcher state and continue loop to poll it
@@ -682,9 +721,19 @@ where
 
                 StateProj::SendPayload { mut body } => {
                     // keep populate writer buffer until buffer size limit hit,
-                    // get blocked or finished.
-                    while this.write_buf.len() < *this.h1_write_buffer_size {
+                    // get blocked or finished; a large chunk passed through (not copied into the
+                    // buffer) is written before the next one is polled.
+                    while this.write_buf.len() < *this.h1_write_buffer_size
+                        && this.write_body.is_none()
+                    {
                         match body.as_mut().poll_next(cx) {
+                            Poll::Ready(Some(Ok(item))) if item.len() >= PASSTHROUGH_MIN_CHUNK => {
+                                *this.write_body = this
+                                    .codec
+                                    .encode_body_passthrough(item, this.write_buf)?
+                                    .filter(|rest| !rest.is_empty());
+                            }
+
                             Poll::Ready(Some(Ok(item))) => {
                                 this.codec
                                     .encode(Message::Chunk(Some(item)), this.write_buf)?;
@@ -1461,7 +1510,10 @@ where
                     }
 
                     // keep-alive and stream errors
-                    if state_is_none && inner_p.write_buf.is_empty() {
+                    if state_is_none
+                        && inner_p.write_buf.is_empty()
+                        && inner_p.write_body.is_none()
+                    {
                         if let Some(err) = inner_p.error.take() {
                             error!("stream error: {}", &err);
                             return Poll::Ready(Err(err));

@@ -6,7 +6,7 @@ use std::{
     slice::from_raw_parts_mut,
 };
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::{
     body::BodySize,
@@ -354,6 +354,16 @@ impl<T: MessageType> MessageEncoder<T> {
         self.te.encode(msg, buf)
     }
 
+    /// Encode chunk without copying it, where the transfer encoding allows (see
+    /// [`TransferEncoding::encode_passthrough`]).
+    pub fn encode_chunk_passthrough(
+        &mut self,
+        msg: Bytes,
+        buf: &mut BytesMut,
+    ) -> io::Result<Option<Bytes>> {
+        self.te.encode_passthrough(msg, buf)
+    }
+
     /// Encode EOF.
     pub fn encode_eof(&mut self, buf: &mut BytesMut) -> io::Result<()> {
         self.te.encode_eof(buf)
@@ -486,6 +496,31 @@ impl TransferEncoding {
                 } else {
                     Ok(true)
                 }
+            }
+        }
+    }
+
+    /// Accounts for `msg` as the next piece of the body and returns the bytes that must be written
+    /// after `buf`, as they are, instead of copying them into `buf`.
+    ///
+    /// Returns `None` when the piece was copied into `buf` instead (chunked encoding frames each
+    /// piece, so it is copied as [`encode`](Self::encode) does).
+    #[inline]
+    pub fn encode_passthrough(
+        &mut self,
+        msg: Bytes,
+        buf: &mut BytesMut,
+    ) -> io::Result<Option<Bytes>> {
+        match self.kind {
+            TransferEncodingKind::Eof => Ok(Some(msg)),
+            TransferEncodingKind::Length(ref mut remaining) => {
+                let len = cmp::min(*remaining, msg.len() as u64);
+                *remaining -= len;
+                Ok(Some(msg.slice(..len as usize)))
+            }
+            TransferEncodingKind::Chunked(_) => {
+                self.encode(&msg, buf)?;
+                Ok(None)
             }
         }
     }
