@@ -43,6 +43,52 @@ const OLD_LAYOUT_DIRS: &[&str] = &["v1"];
 /// Bodies are checked (and read when streamed) in blocks of this size.
 const BLOCK: u64 = 1 << 20;
 
+/// The largest file [`DiskTier::get_cached`] reads on the async side.
+pub const INLINE_READ_MAX: u64 = 1 << 20;
+
+/// How a read may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Io {
+    /// For the disk, in a blocking task.
+    Blocking,
+    /// Not at all: only what the kernel's page cache holds, else `WouldBlock`.
+    PageCacheOnly,
+}
+
+/// A read that would have waited for the disk; see [`DiskTier::get_cached`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WouldBlock;
+
+/// Fills `buf` from `offset`. With [`Io::PageCacheOnly`], `preadv2` with
+/// `RWF_NOWAIT` (Linux): any shortfall or error is `WouldBlock`, and the
+/// caller retries with [`Io::Blocking`], which reports real errors.
+fn read_at(file: &File, buf: &mut [u8], offset: u64, io: Io) -> io::Result<()> {
+    match io {
+        Io::Blocking => file.read_exact_at(buf, offset),
+        Io::PageCacheOnly => read_cached_at(file, buf, offset),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn read_cached_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    use rustix::io::{preadv2, ReadWriteFlags};
+    let wanted = buf.len();
+    match preadv2(
+        file,
+        &mut [io::IoSliceMut::new(buf)],
+        offset,
+        ReadWriteFlags::NOWAIT,
+    ) {
+        Ok(read) if read == wanted => Ok(()),
+        _ => Err(io::ErrorKind::WouldBlock.into()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_cached_at(_: &File, _: &mut [u8], _: u64) -> io::Result<()> {
+    Err(io::ErrorKind::WouldBlock.into())
+}
+
 /// A file at most this much larger than the largest body loaded into memory
 /// is read whole, trailer included, in one read.
 const WHOLE_READ_SLACK: u64 = 64 << 10;
@@ -188,28 +234,55 @@ impl DiskTier {
     /// one read; a larger one stays in its file and is read block by block as
     /// it is sent.
     pub fn get(self: &Arc<Self>, key: &CacheKey, load_max: u64) -> Option<Entry> {
+        self.lookup(key, load_max, Io::Blocking).unwrap_or(None)
+    }
+
+    /// [`get`](Self::get) for the async side: an entry small enough to load
+    /// and already in the kernel's page cache is read here, without a trip
+    /// to the blocking pool (most disk hits of a working set larger than
+    /// memory: the trip's two thread wakeups cost more than the read). `Err`
+    /// when that would mean waiting for the disk, or the entry is larger than
+    /// [`INLINE_READ_MAX`]: then call `get` from a blocking task.
+    pub fn get_cached(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        load_max: u64,
+    ) -> Result<Option<Entry>, WouldBlock> {
+        self.lookup(key, load_max.min(INLINE_READ_MAX), Io::PageCacheOnly)
+    }
+
+    fn lookup(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        load_max: u64,
+        io: Io,
+    ) -> Result<Option<Entry>, WouldBlock> {
         let hash = key.hash();
         let verified = {
             let mut index = self.lock();
             index.clock += 1;
             let clock = index.clock;
-            let slot = index.slots.get_mut(&hash)?;
+            let Some(slot) = index.slots.get_mut(&hash) else {
+                return Ok(None);
+            };
             slot.last_used = clock;
             slot.verified
         };
         let path = self.path_of(&hash);
-        match self.read(&path, &hash, key, load_max, verified) {
-            Ok(Some(entry)) => Some(entry),
-            Ok(None) => None,
+        match self.read(&path, &hash, key, load_max, verified, io) {
+            Ok(found) => Ok(found),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && io == Io::PageCacheOnly => {
+                Err(WouldBlock)
+            }
             // Purged (or evicted) while this read was starting: a plain miss.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.remove(&hash);
-                None
+                Ok(None)
             }
             Err(e) => {
                 tracing::warn!(file = %path.display(), "dropping a corrupt cache entry: {e}");
                 self.remove(&hash);
-                None
+                Ok(None)
             }
         }
     }
@@ -221,6 +294,7 @@ impl DiskTier {
         key: &CacheKey,
         load_max: u64,
         verified: bool,
+        io: Io,
     ) -> io::Result<Option<Entry>> {
         let mut file = File::open(path)?;
         let size = file.metadata()?.len();
@@ -230,7 +304,7 @@ impl DiskTier {
             let whole = {
                 let _reading = self.trailers.read().unwrap_or_else(|e| e.into_inner());
                 let mut whole = vec![0u8; size as usize];
-                file.read_exact_at(&mut whole, 0)?;
+                read_at(&file, &mut whole, 0, io)?;
                 Bytes::from(whole)
             };
             let (header, body) = split_file(whole)?;
@@ -238,6 +312,9 @@ impl DiskTier {
                 return Ok(None);
             }
             if header.body_len > load_max {
+                if io == Io::PageCacheOnly {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
                 // Within the slack but larger than may be loaded: from its file.
                 return self.read_from_file(file, hash, header, verified);
             }
@@ -249,6 +326,9 @@ impl DiskTier {
                 stored_at: header.stored_at,
                 freshness: header.freshness,
             }));
+        }
+        if io == Io::PageCacheOnly {
+            return Err(io::ErrorKind::WouldBlock.into());
         }
         let (header, _) = {
             let _reading = self.trailers.read().unwrap_or_else(|e| e.into_inner());
@@ -613,6 +693,10 @@ impl DiskBody {
 
     /// Block `index`, read and checked (blocking I/O).
     fn block(&self, index: u64) -> io::Result<Bytes> {
+        self.read_block(index, Io::Blocking)
+    }
+
+    fn read_block(&self, index: u64, io: Io) -> io::Result<Bytes> {
         let start = index * self.block_size;
         let len = self.block_size.min(self.len.saturating_sub(start));
         let expected = self
@@ -620,7 +704,7 @@ impl DiskBody {
             .get(index as usize)
             .ok_or_else(|| io::Error::other("block beyond the header's checksums"))?;
         let mut buf = ReadBuffer::take(len as usize);
-        self.file.read_exact_at(buf.as_mut(), BODY_OFFSET + start)?;
+        read_at(&self.file, buf.as_mut(), BODY_OFFSET + start, io)?;
         if crc32fast::hash(buf.as_ref()) != *expected {
             return Err(io::Error::other(format!("block {index} checksum mismatch")));
         }
@@ -664,16 +748,21 @@ impl DiskBody {
                     let next = pos + piece.len() as u64;
                     return Some((Ok(piece), (body, next, read_ahead)));
                 }
-                let reader = body.clone();
-                let read = tokio::task::spawn_blocking(move || {
-                    let index = pos / reader.block_size;
-                    let block = reader.block(index)?;
-                    let from = (pos - index * reader.block_size) as usize;
-                    let to = ((end - index * reader.block_size) as usize).min(block.len());
-                    Ok::<Bytes, io::Error>(block.slice(from..to))
-                })
-                .await
-                .unwrap_or_else(|e| Err(io::Error::other(e)));
+                let index = pos / body.block_size;
+                let from = (pos - index * body.block_size) as usize;
+                let to = (end - index * body.block_size) as usize;
+                // From the page cache right here when it is there; else in
+                // the blocking pool.
+                let read = match body.read_block(index, Io::PageCacheOnly) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let reader = body.clone();
+                        tokio::task::spawn_blocking(move || reader.block(index))
+                            .await
+                            .unwrap_or_else(|e| Err(io::Error::other(e)))
+                    }
+                    read => read,
+                }
+                .map(|block| block.slice(from.min(block.len())..to.min(block.len())));
                 match read {
                     Ok(mut bytes) if !bytes.is_empty() => {
                         let piece = bytes.split_to(bytes.len().min(super::BODY_CHUNK));
@@ -794,7 +883,7 @@ fn split_file(whole: Bytes) -> io::Result<(Header, Bytes)> {
             return Err(io::Error::other(format!("block {index} checksum mismatch")));
         }
     }
-    let body = if size - body.len() as u64 > body.len() as u64 / 8 {
+    let body = if size - body.len() as u64 > body.len() as u64 / 64 {
         Bytes::copy_from_slice(&body)
     } else {
         body
@@ -956,6 +1045,41 @@ mod tests {
         };
         assert_eq!(&chunks[0][..], b"tiny");
         assert_eq!(chunks.len(), 1);
+    }
+
+    #[test]
+    fn a_small_entry_in_the_page_cache_is_read_without_the_blocking_pool_and_a_large_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), 16 << 20);
+        let data = pattern(300 * 1024);
+        tier.insert(&entry("small.bin", &data), &ticket());
+        // Just written, so in the page cache: read here (Linux, on a file
+        // system with RWF_NOWAIT reads; ext4, xfs, btrfs and tmpfs have them).
+        let got = tier.get_cached(&key("small.bin"), u64::MAX);
+        let got = got.expect("read from the page cache").expect("found");
+        assert!(memory_body(&got) == data);
+        assert!(matches!(
+            tier.get_cached(&key("nothing"), u64::MAX),
+            Ok(None)
+        ));
+        // Above the inline limit: always the blocking pool's.
+        let large = pattern(INLINE_READ_MAX as usize + 1);
+        tier.insert(&entry("large.bin", &large), &ticket());
+        assert_eq!(
+            tier.get_cached(&key("large.bin"), u64::MAX).err(),
+            Some(WouldBlock)
+        );
+        assert!(memory_body(&tier.get(&key("large.bin"), u64::MAX).unwrap()) == large);
+        // A corrupt file found on the async side is dropped there.
+        let path = tier.path_of(&key("small.bin").hash());
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[MAGIC.len() + 5] ^= 0x01;
+        fs::write(&path, bytes).unwrap();
+        assert!(matches!(
+            tier.get_cached(&key("small.bin"), u64::MAX),
+            Ok(None)
+        ));
+        assert!(!path.exists());
     }
 
     #[test]

@@ -305,12 +305,17 @@ impl Cache {
         if !disk.contains(key) {
             return None;
         }
-        let wanted = key.clone();
         let load_max = self.memory_object_max;
-        let entry = tokio::task::spawn_blocking(move || disk.get(&wanted, load_max))
-            .await
-            .ok()
-            .flatten()?;
+        let entry = match disk.get_cached(key, load_max) {
+            Ok(entry) => entry?,
+            Err(disk::WouldBlock) => {
+                let wanted = key.clone();
+                tokio::task::spawn_blocking(move || disk.get(&wanted, load_max))
+                    .await
+                    .ok()
+                    .flatten()?
+            }
+        };
         let entry = Arc::new(entry);
         if matches!(entry.body, Body::Memory(_)) {
             ticket.commit(key, || self.memory.insert(entry.clone()));

@@ -231,6 +231,12 @@ where
 
     let mut body = pin!(body);
 
+    // with a known length, the last DATA frame carries END_STREAM (no extra empty frame)
+    let mut remaining = match size {
+        BodySize::Sized(len) => Some(len),
+        _ => None,
+    };
+
     // poll response body and send chunks to client
     while let Some(res) = poll_fn(|cx| body.as_mut().poll_next(cx)).await {
         let mut chunk = res.map_err(|err| DispatchError::ResponseBody(err.into()))?;
@@ -252,9 +258,18 @@ where
                     let len = chunk.len();
                     let bytes = chunk.split_to(cmp::min(len, cap));
 
+                    if let Some(remaining) = remaining.as_mut() {
+                        *remaining = remaining.saturating_sub(bytes.len() as u64);
+                    }
+                    let last = remaining == Some(0);
+
                     stream
-                        .send_data(bytes, false)
+                        .send_data(bytes, last)
                         .map_err(DispatchError::SendData)?;
+
+                    if last {
+                        return Ok(());
+                    }
 
                     // Current chuck completely sent. break send loop and poll next one.
                     if chunk.is_empty() {
