@@ -389,3 +389,45 @@ async fn read_head_only(stream: &mut tokio::net::TcpStream, pending: &mut Vec<u8
         pending.extend_from_slice(&piece[..n]);
     }
 }
+
+/// Over plain HTTP/1.1 a disk-tier hit is sent with `sendfile` from its cache
+/// file (the patched actix-http's `SendFile`, `vendor/README.md`), so the body
+/// stream is never polled: the bytes must still be exact, ranges must start
+/// at the right offset, and the bytes sent must reach the metrics (and the
+/// access log) through the dispatcher's counter. `strace -e sendfile` on a
+/// node shows the calls; this test holds what a client and an operator see.
+#[tokio::test]
+async fn a_disk_tier_hit_over_plain_http_is_sent_from_its_file_byte_exact_and_counted() {
+    let shared = tempfile::tempdir().unwrap();
+    let (edge, origin) = start(shared.path(), "").await;
+    let data = random_bytes(3 * MIB + 777, 51);
+    edge.put(BUCKET, "sf.bin", data.clone(), None).await;
+    get(&edge, "/sf.bin", &[]).await;
+    edge.wait_disk_entries(1).await;
+    let metric = "s3edge_response_bytes_total{site=\"c\"}";
+    let before = edge.metric(metric).await;
+    let (status, cache, body) = get(&edge, "/sf.bin", &[]).await;
+    assert_eq!((status, cache.as_str()), (200, "s3edge; hit"));
+    assert!(body == data, "the whole body, byte-exact");
+    let (status, _, body) = get(&edge, "/sf.bin", &[("range", "bytes=1048570-2097160")]).await;
+    assert_eq!(status, 206);
+    assert!(
+        body == data[1_048_570..=2_097_160],
+        "a range across a block boundary"
+    );
+    let (status, _, body) = get(&edge, "/sf.bin", &[("range", "bytes=-5")]).await;
+    assert_eq!(status, 206);
+    assert!(body == data[data.len() - 5..]);
+    let expected = (data.len() + (2_097_160 - 1_048_570 + 1) + 5) as u64;
+    // Counted when the dispatcher drops the body, just after the last byte.
+    let mut counted = 0;
+    for _ in 0..100 {
+        counted = edge.metric(metric).await - before;
+        if counted >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counted, expected, "bytes sent from the file are counted");
+    assert_eq!(origin.gets(), 1);
+}
