@@ -9,15 +9,11 @@
 //! written when the body is complete. Files are written under `tmp/` and renamed
 //! into place only when complete and synced, so a crash leaves at most a
 //! temporary file, removed at the next start. At start the index is rebuilt from
-//! the trailers without reading the bodies. A body that was not written by this
+//! the trailers without reading the bodies. Every block is checked against its
+//! CRC before any of its bytes is used; a body that was not written by this
 //! process is checked whole before it is first served, so a corrupt or truncated
-//! file is dropped (and refetched), never served. After that, every block read
-//! through s3edge's memory is checked against its CRC again before any of its
-//! bytes is used; a large body sent with `sendfile` on a plain-HTTP connection
-//! ([`DiskBody::send_file`]) goes from the page cache to the socket unread, so
-//! a block damaged on disk after the first check would be sent until the next
-//! restart. An I/O error on write turns the tier off for the rest of the
-//! process; serving goes on.
+//! file is dropped (and refetched), never served. An I/O error on write turns
+//! the tier off for the rest of the process; serving goes on.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -740,25 +736,6 @@ impl DiskBody {
     ///
     /// [`BODY_CHUNK`]: super::BODY_CHUNK
     pub fn stream(self: &Arc<Self>, start: u64, end: u64) -> BodyStream {
-        self.stream_blocks(start, end)
-    }
-
-    /// Bytes `start..end` of the body as a file region for the HTTP/1
-    /// dispatcher to send with `sendfile` on a plain TCP connection (where it
-    /// does, the bytes are not read here, so not checked against their CRCs
-    /// on this read: the file was checked whole when this process first
-    /// served it, see [`DiskTier::get`]).
-    pub fn send_file(&self, start: u64, end: u64) -> actix_http::h1::SendFile {
-        let end = end.min(self.len);
-        actix_http::h1::SendFile {
-            file: self.file.clone(),
-            offset: BODY_OFFSET + start,
-            len: end.saturating_sub(start),
-            sent: Arc::default(),
-        }
-    }
-
-    fn stream_blocks(self: &Arc<Self>, start: u64, end: u64) -> BodyStream {
         let end = end.min(self.len);
         Box::pin(futures_util::stream::unfold(
             (self.clone(), start, Bytes::new()),
