@@ -241,14 +241,14 @@ impl DiskTier {
     /// and already in the kernel's page cache is read here, without a trip
     /// to the blocking pool (most disk hits of a working set larger than
     /// memory: the trip's two thread wakeups cost more than the read). `Err`
-    /// when that would mean waiting for the disk, or the entry is larger than
+    /// when that would mean waiting for the disk, or the file is larger than
     /// [`INLINE_READ_MAX`]: then call `get` from a blocking task.
     pub fn get_cached(
         self: &Arc<Self>,
         key: &CacheKey,
         load_max: u64,
     ) -> Result<Option<Entry>, WouldBlock> {
-        self.lookup(key, load_max.min(INLINE_READ_MAX), Io::PageCacheOnly)
+        self.lookup(key, load_max, Io::PageCacheOnly)
     }
 
     fn lookup(
@@ -298,6 +298,9 @@ impl DiskTier {
     ) -> io::Result<Option<Entry>> {
         let mut file = File::open(path)?;
         let size = file.metadata()?.len();
+        if io == Io::PageCacheOnly && size > INLINE_READ_MAX {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         // A file small enough to load is read whole, trailer and all, in one
         // read: no seeks, and the body is not copied again.
         if size <= load_max.saturating_add(WHOLE_READ_SLACK) {
@@ -705,9 +708,7 @@ impl DiskBody {
             .ok_or_else(|| io::Error::other("block beyond the header's checksums"))?;
         let mut buf = ReadBuffer::take(len as usize);
         read_at(&self.file, buf.as_mut(), BODY_OFFSET + start, io)?;
-        if crc32fast::hash(buf.as_ref()) != *expected {
-            return Err(io::Error::other(format!("block {index} checksum mismatch")));
-        }
+        check_block(index, buf.as_ref(), *expected)?;
         Ok(Bytes::from_owner(buf))
     }
 
@@ -716,10 +717,7 @@ impl DiskBody {
     }
 
     fn check_shape(&self) -> io::Result<()> {
-        if self.block_size == 0 || self.crcs.len() as u64 != self.blocks() {
-            return Err(io::Error::other("header's checksums do not cover the body"));
-        }
-        Ok(())
+        check_shape(self.block_size, &self.crcs, self.len)
     }
 
     /// Checks every block without keeping them.
@@ -861,6 +859,22 @@ fn read_trailer(file: &mut File) -> io::Result<(Header, u64)> {
     Ok((decode_header(&header, header_at)?, size))
 }
 
+/// A body of `len` bytes has one CRC per block of `block_size` bytes.
+fn check_shape(block_size: u64, crcs: &[u32], len: u64) -> io::Result<()> {
+    if block_size == 0 || crcs.len() as u64 != len.div_ceil(block_size) {
+        return Err(io::Error::other("header's checksums do not cover the body"));
+    }
+    Ok(())
+}
+
+/// Block `index` holds the bytes its CRC says.
+fn check_block(index: u64, bytes: &[u8], expected: u32) -> io::Result<()> {
+    if crc32fast::hash(bytes) != expected {
+        return Err(io::Error::other(format!("block {index} checksum mismatch")));
+    }
+    Ok(())
+}
+
 /// A whole file read into memory: its header and its body, every block
 /// checked. The body is a slice of `whole` unless the trailer would make it
 /// hold much more memory than its length (a small body), then a copy.
@@ -874,14 +888,10 @@ fn split_file(whole: Bytes) -> io::Result<(Header, Bytes)> {
     let at = header_at as usize;
     let header = decode_header(&whole[at..at + len], header_at)?;
     let body = whole.slice(BODY_OFFSET as usize..at);
-    let block = usize::try_from(header.block_size).unwrap_or(0);
-    if block == 0 || header.block_crc32.len() != body.len().div_ceil(block) {
-        return Err(io::Error::other("header's checksums do not cover the body"));
-    }
+    check_shape(header.block_size, &header.block_crc32, body.len() as u64)?;
+    let block = usize::try_from(header.block_size).map_err(io::Error::other)?;
     for (index, (piece, expected)) in body.chunks(block).zip(&header.block_crc32).enumerate() {
-        if crc32fast::hash(piece) != *expected {
-            return Err(io::Error::other(format!("block {index} checksum mismatch")));
-        }
+        check_block(index as u64, piece, *expected)?;
     }
     let body = if size - body.len() as u64 > body.len() as u64 / 64 {
         Bytes::copy_from_slice(&body)
@@ -978,6 +988,16 @@ mod tests {
 
     fn open(dir: &Path, max: u64) -> Arc<DiskTier> {
         Arc::new(DiskTier::open(dir, max).unwrap())
+    }
+
+    /// An entry written as a fill streams it (a writer, then `finish`).
+    fn write_streamed(tier: &Arc<DiskTier>, name: &str, data: &[u8]) -> Entry {
+        let mut writer = tier.writer(&key(name)).unwrap();
+        writer.append(data).unwrap();
+        writer
+            .finish(&entry(name, b""), &ticket())
+            .unwrap()
+            .unwrap()
     }
 
     fn memory_body(entry: &Entry) -> Vec<u8> {
@@ -1176,12 +1196,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tier = open(dir.path(), 64 << 20);
         let data = pattern(5 * BLOCK as usize + 777);
-        let mut writer = tier.writer(&key("big")).unwrap();
-        writer.append(&data).unwrap();
-        let stored = writer
-            .finish(&entry("big", b""), &ticket())
-            .unwrap()
-            .unwrap();
+        let stored = write_streamed(&tier, "big", &data);
         let Body::Disk(body) = &stored.body else {
             panic!("on disk")
         };
@@ -1209,12 +1224,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tier = open(dir.path(), 64 << 20);
         let data = pattern(2 * BLOCK as usize + 10);
-        let mut writer = tier.writer(&key("big")).unwrap();
-        writer.append(&data).unwrap();
-        writer
-            .finish(&entry("big", b""), &ticket())
-            .unwrap()
-            .unwrap();
+        write_streamed(&tier, "big", &data);
         let got = tier.get(&key("big"), 0).unwrap();
         let Body::Disk(body) = &got.body else {
             panic!("on disk")
@@ -1255,12 +1265,7 @@ mod tests {
         assert_eq!(tier.usage().1, 0);
 
         let data = pattern(BLOCK as usize + 1);
-        let mut writer = tier.writer(&key("big")).unwrap();
-        writer.append(&data).unwrap();
-        let mut stored = writer
-            .finish(&entry("big", b""), &ticket())
-            .unwrap()
-            .unwrap();
+        let mut stored = write_streamed(&tier, "big", &data);
         stored.stored_at = SystemTime::UNIX_EPOCH + Duration::from_secs(5_000);
         stored.meta.cache_control = Some("max-age=600, and a longer header".into());
         tier.rewrite_header(&stored, &ticket());
