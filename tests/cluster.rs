@@ -745,8 +745,11 @@ async fn no_client_gets_a_purged_version_once_the_purge_has_returned() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_parent_tier_fetches_for_the_ring_and_its_death_costs_no_error() {
+/// A parent `shield-1` and a ring of two edges over one bucket; `start`
+/// starts each edge given the ring and the parent's cluster address.
+async fn shielded_ring(
+    start: impl Fn(&mut Node, &[SocketAddr], SocketAddr),
+) -> (Bucket, Node, Vec<Node>) {
     let bucket = Bucket::start().await;
     let proxy = bucket.proxy.url();
     let mut parent = Node::new("shield-1", &proxy, "");
@@ -756,8 +759,17 @@ async fn a_parent_tier_fetches_for_the_ring_and_its_death_costs_no_error() {
         .collect();
     let peers = peers_of(&edges);
     for edge in &mut edges {
-        edge.start(&peers, &[parent.cluster]);
+        start(edge, &peers, parent.cluster);
     }
+    (bucket, parent, edges)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parent_tier_fetches_for_the_ring_and_its_death_costs_no_error() {
+    let (bucket, mut parent, edges) = shielded_ring(|edge, peers, parent| {
+        edge.start(peers, &[parent]);
+    })
+    .await;
     bucket.put("s.txt", "shielded", None).await;
     let response = edges[0].get("/s.txt").await;
     let status = header(&response, "cache-status");
@@ -794,18 +806,11 @@ async fn a_parent_tier_fetches_for_the_ring_and_its_death_costs_no_error() {
 /// resolves to (here `localhost`, one parent), and it shields the bucket.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_parent_tier_named_by_dns_shields_the_bucket() {
-    let bucket = Bucket::start().await;
-    let proxy = bucket.proxy.url();
-    let mut parent = Node::new("shield-1", &proxy, "");
-    parent.start(&[parent.cluster], &[]);
-    let mut edges: Vec<Node> = (1..=2)
-        .map(|i| Node::new(&format!("edge-{i}"), &proxy, ""))
-        .collect();
-    let peers = peers_of(&edges);
-    let name = format!("localhost:{}", parent.cluster.port());
-    for edge in &mut edges {
-        edge.start_with(&peers, &[], &["--parent-dns", name.as_str()]);
-    }
+    let (bucket, parent, edges) = shielded_ring(|edge, peers, parent| {
+        let name = format!("localhost:{}", parent.port());
+        edge.start_with(peers, &[], &["--parent-dns", name.as_str()]);
+    })
+    .await;
     let keys: Vec<String> = (0..20).map(|i| format!("dns/{i}.txt")).collect();
     for key in &keys {
         bucket.put(key, key, None).await;
