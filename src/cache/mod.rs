@@ -237,6 +237,71 @@ pub struct Cache {
     vary_index: shared::VaryIndex,
     /// HTTP origins: the parts (206 answers) stored per target.
     part_index: shared::PartIndex,
+    /// Entries on their way to disk (see [`Writing`]).
+    writing: Arc<Writing>,
+}
+
+/// Entries whose disk write is under way, found by [`Cache::get`] after the
+/// memory tier. The memory tier may refuse or soon evict a new entry (moka's
+/// admission), and the disk tier only finds it once its file is renamed into
+/// place: without this, a request between the fill's end and that rename
+/// would fetch the object from the origin again. Added and purged under the
+/// purge barrier, like the tiers.
+#[derive(Default)]
+struct Writing {
+    entries: std::sync::Mutex<std::collections::HashMap<CacheKey, Arc<Entry>>>,
+    /// How many entries are held: `get` skips the lock when none are.
+    held: std::sync::atomic::AtomicUsize,
+}
+
+impl Writing {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<CacheKey, Arc<Entry>>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        if self.held.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            return None;
+        }
+        self.lock().get(key).cloned()
+    }
+
+    fn insert(&self, entry: Arc<Entry>) {
+        let mut entries = self.lock();
+        entries.insert(entry.key.clone(), entry);
+        self.held
+            .store(entries.len(), std::sync::atomic::Ordering::Release);
+    }
+
+    /// Forgets `entry` once its write has ended (stored or not), unless a
+    /// newer entry for its key has replaced it meanwhile.
+    fn done(&self, entry: &Arc<Entry>) {
+        let mut entries = self.lock();
+        if entries
+            .get(&entry.key)
+            .is_some_and(|held| Arc::ptr_eq(held, entry))
+        {
+            entries.remove(&entry.key);
+        }
+        self.held
+            .store(entries.len(), std::sync::atomic::Ordering::Release);
+    }
+
+    /// Removes the matching entries of a site; returns their keys.
+    fn purge(&self, site: &str, matches: &dyn Fn(&str) -> bool) -> Vec<CacheKey> {
+        let mut entries = self.lock();
+        let doomed: Vec<CacheKey> = entries
+            .keys()
+            .filter(|key| key.site == site && matches(&key.object_key))
+            .cloned()
+            .collect();
+        for key in &doomed {
+            entries.remove(key);
+        }
+        self.held
+            .store(entries.len(), std::sync::atomic::Ordering::Release);
+        doomed
+    }
 }
 
 /// What one tier holds.
@@ -268,6 +333,7 @@ impl Cache {
             metrics,
             vary_index: moka::sync::Cache::new(shared::VARY_INDEX_CAPACITY),
             part_index: moka::sync::Cache::new(shared::VARY_INDEX_CAPACITY),
+            writing: Arc::default(),
         }
     }
 
@@ -298,6 +364,9 @@ impl Cache {
     /// memory when it fits there, through `ticket`, else served from its file).
     async fn get(&self, key: &CacheKey, ticket: &Ticket) -> Option<Arc<Entry>> {
         if let Some(entry) = self.memory.get(key) {
+            return Some(entry);
+        }
+        if let Some(entry) = self.writing.get(key) {
             return Some(entry);
         }
         let disk = self.disk.clone()?;
@@ -342,9 +411,21 @@ impl Cache {
             let disk = disk.clone();
             let stored = entry.clone();
             let ticket = ticket.clone();
-            tokio::task::spawn_blocking(move || match stored.body {
-                Body::Memory(_) => disk.insert(&stored, &ticket),
-                Body::Disk(_) => disk.rewrite_header(&stored, &ticket),
+            if !is_memory {
+                tokio::task::spawn_blocking(move || disk.rewrite_header(&stored, &ticket));
+                return entry;
+            }
+            // Findable until its file is in place (or its write has failed).
+            if ticket
+                .commit(&entry.key, || self.writing.insert(entry.clone()))
+                .is_none()
+            {
+                return entry;
+            }
+            let writing = self.writing.clone();
+            tokio::task::spawn_blocking(move || {
+                disk.insert(&stored, &ticket);
+                writing.done(&stored);
             });
         }
         entry
@@ -373,6 +454,7 @@ impl Cache {
             let matches = |key: &str| scope.matches(key);
             self.coalescer.detach(site, &matches);
             let mut keys = self.memory.purge(site, &matches);
+            keys.extend(self.writing.purge(site, &matches));
             if let Some(disk) = &self.disk {
                 keys.extend(disk.purge(site, &matches));
             }
@@ -435,6 +517,85 @@ mod tests {
         assert_eq!(split.len(), 3);
         assert_eq!(split.concat(), data);
         assert!(rechunk(&[]).is_empty());
+    }
+
+    fn entry(name: &str, body: &[u8]) -> Entry {
+        Entry {
+            key: CacheKey::new("s", name, Variant::Identity),
+            kind: EntryKind::Object,
+            meta: ObjectMeta {
+                content_length: body.len() as u64,
+                ..ObjectMeta::default()
+            },
+            body: Body::Memory(Arc::from(vec![Bytes::copy_from_slice(body)])),
+            stored_at: SystemTime::now(),
+            freshness: Freshness {
+                ttl: Duration::from_secs(60),
+                stale_while_revalidate: Duration::ZERO,
+                stale_if_error: Duration::ZERO,
+            },
+        }
+    }
+
+    fn body_of(entry: &Entry) -> Vec<u8> {
+        match &entry.body {
+            Body::Memory(chunks) => chunks.concat(),
+            Body::Disk(_) => panic!("a small body is loaded into memory"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_entry_is_found_while_its_disk_write_is_under_way_and_not_once_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskTier::open(dir.path(), 1 << 30).unwrap();
+        // A memory tier that keeps nothing: every entry lives on disk only,
+        // as one the memory tier refuses or evicts at once does.
+        let cache = Cache::new(0, 1 << 20, Some(disk), Arc::new(Metrics::default()));
+        let names: Vec<String> = (0..40).map(|i| format!("page{i}")).collect();
+        let doomed = |name: &str| name.ends_with('7');
+        for name in &names {
+            let body = format!("body of {name}");
+            let ticket = cache.ticket();
+            cache.store(entry(name, body.as_bytes()), &ticket);
+            // At once: its file is still being written and synced.
+            let key = CacheKey::new("s", name, Variant::Identity);
+            let found = cache.get(&key, &ticket).await;
+            assert_eq!(
+                found.as_deref().map(body_of),
+                Some(body.into_bytes()),
+                "{name} right after it was stored"
+            );
+            if doomed(name) {
+                // Purged while its write is under way: gone at once.
+                let scope = PurgeScope {
+                    keys: vec![name.clone()],
+                    prefixes: Vec::new(),
+                };
+                assert_eq!(cache.purge("s", scope), 1, "{name}");
+                assert!(cache.get(&key, &cache.ticket()).await.is_none(), "{name}");
+            }
+        }
+        for _ in 0..1000 {
+            if cache.writing.lock().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(cache.writing.lock().is_empty(), "every write has ended");
+        // Reads skip the lock again.
+        assert_eq!(
+            cache
+                .writing
+                .held
+                .load(std::sync::atomic::Ordering::Acquire),
+            0
+        );
+        // The writes that ended after a purge did not bring their entry back.
+        for name in &names {
+            let key = CacheKey::new("s", name, Variant::Identity);
+            let found = cache.get(&key, &cache.ticket()).await;
+            assert_eq!(found.is_some(), !doomed(name), "{name} once written");
+        }
     }
 
     #[test]
