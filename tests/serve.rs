@@ -470,3 +470,25 @@ async fn every_request_gets_an_access_log_line_with_its_outcome() {
     assert!(line["time"].as_str().unwrap().ends_with('Z'));
     assert!(line["origin_request_id"].is_string(), "{line}");
 }
+
+/// The handler's future is allocated for every request and moved by actix's
+/// service chain: the rarely taken branches (origin fetches, website rules
+/// after a miss, variant builds) are boxed so a hit's future stays small.
+#[tokio::test]
+async fn the_handler_future_of_a_request_stays_small() {
+    use actix_web::FromRequest;
+    let edge = EdgeBuilder::new()
+        .site("site", &site_toml("www.example.com", "site", ""))
+        .start();
+    let (req, mut payload) = actix_web::test::TestRequest::get()
+        .uri("/index.html")
+        .insert_header(("host", "www.example.com"))
+        .to_http_parts();
+    let payload = actix_web::web::Payload::from_request(&req, &mut payload)
+        .await
+        .unwrap();
+    let future = s3edge::handler::handle(req, payload, edge.node.state.clone());
+    let size = std::mem::size_of_val(&future);
+    eprintln!("handler future: {size} bytes");
+    assert!(size <= 100_000, "the handler's future is {size} bytes");
+}

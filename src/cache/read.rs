@@ -241,11 +241,17 @@ impl Cache {
             want,
             forward,
         } = request;
+        // Every path that may go to the origin before its first await is
+        // boxed (here, and in `read`, `range` and `variant`): actix moves
+        // the handler's future, whose size is that of its largest path.
         if site.config.is_http_origin() {
             match want {
-                Want::Object => return self.shared(site, object_key, forward, None).await,
+                Want::Object => {
+                    return Box::pin(self.shared(site, object_key, forward, None)).await
+                }
                 Want::Range { spec, .. } => {
-                    return self.shared(site, object_key, forward, Some(&spec)).await
+                    let shared = self.shared(site, object_key, forward, Some(&spec));
+                    return Box::pin(shared).await;
                 }
                 _ => {}
             }
@@ -256,7 +262,7 @@ impl Cache {
                 self.range(site, object_key, &spec, if_range.as_deref())
                     .await
             }
-            Want::Exists => self.exists(site, object_key).await,
+            Want::Exists => Box::pin(self.exists(site, object_key)).await,
             Want::Variant { identity, coding } => {
                 self.variant(site, object_key, *identity, coding).await
             }
@@ -302,9 +308,10 @@ impl Cache {
                     self.refresh_in_background(site, entry.clone(), ticket);
                     Answer::new(serve_entry(&entry, now, since), CacheOutcome::Stale)
                 }
-                State::Stale { .. } => self.fill(site, key, Some(entry), ticket).await,
+                // The origin's path is boxed: a hit's future stays small.
+                State::Stale { .. } => Box::pin(self.fill(site, key, Some(entry), ticket)).await,
             },
-            None => self.fill(site, key, None, ticket).await,
+            None => Box::pin(self.fill(site, key, None, ticket)).await,
         }
     }
 
@@ -320,10 +327,8 @@ impl Cache {
         let key = CacheKey::new(site.name(), object_key, Variant::Identity);
         let cached = self.get(&key, &ticket).await;
         if cached.is_none() {
-            if let Some(answer) = self
-                .origin_range(site, object_key, spec, if_range, &ticket)
-                .await
-            {
+            let forwarded = self.origin_range(site, object_key, spec, if_range, &ticket);
+            if let Some(answer) = Box::pin(forwarded).await {
                 return answer;
             }
         }

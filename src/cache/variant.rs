@@ -53,6 +53,24 @@ impl Cache {
                 }
             }
         }
+        // The variant is not cached: boxed, so a hit's future stays small.
+        Box::pin(self.variant_miss(site, key, object_key, identity, coding, etag, ticket)).await
+    }
+
+    /// A variant that is not cached: follow its flight, or lead it.
+    #[allow(clippy::too_many_arguments)]
+    async fn variant_miss(
+        self: &Arc<Self>,
+        site: &Arc<Site>,
+        key: CacheKey,
+        object_key: &str,
+        identity: Fetch,
+        coding: ContentCoding,
+        etag: String,
+        ticket: Ticket,
+    ) -> Answer {
+        let passed = |identity| Answer::new(Ok(identity), CacheOutcome::Pass);
+        let now = SystemTime::now();
         let made_from_identity = |meta: &ObjectMeta| meta.etag.as_deref() == Some(etag.as_str());
         match self.join(&key, ticket.since()) {
             Role::Follower(flight) => match flight.wait().await {

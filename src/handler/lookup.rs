@@ -275,7 +275,7 @@ async fn website_response(
     if status == 404 {
         if let Some(index_key) = website::directory_index_key(config, &lookup_key) {
             let index_object = lookup.site.object_key(&index_key);
-            match lookup.exists(&index_object, trace).await {
+            match Box::pin(lookup.exists(&index_object, trace)).await {
                 Ok(true) => {
                     return redirect_response(&website::directory_redirect(&lookup.info));
                 }
@@ -288,11 +288,12 @@ async fn website_response(
         return redirect_response(&target);
     }
     if status == 404 && config.spa_fallback && !lookup.head {
-        if let Some(response) = spa_fallback(lookup, config, trace).await {
+        if let Some(response) = Box::pin(spa_fallback(lookup, config, trace)).await {
             return response;
         }
     }
-    error_document(lookup, config, status, trace).await
+    // The rules after a failed read are boxed: a hit's future stays small.
+    Box::pin(error_document(lookup, config, status, trace)).await
 }
 
 /// `x-amz-website-redirect-location` on an object: 301 to it, never its bytes.

@@ -234,7 +234,7 @@ async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Se
         Continue(head) => head,
         // 3c. An HTTP origin gets the other methods, bodies streamed.
         Break(_) if http_origin => {
-            let response = proxy::pass_through(req, payload, &site, &state.cache).await;
+            let response = Box::pin(proxy::pass_through(req, payload, &site, &state.cache)).await;
             return answered(response, cors);
         }
         Break(response) => return answered(response, cors),
