@@ -490,5 +490,7 @@ async fn the_handler_future_of_a_request_stays_small() {
     let future = s3edge::handler::handle(req, payload, edge.node.state.clone());
     let size = std::mem::size_of_val(&future);
     eprintln!("handler future: {size} bytes");
-    assert!(size <= 100_000, "the handler's future is {size} bytes");
+    // 8,600 bytes in a debug build before the origin's paths were boxed,
+    // 4,208 after.
+    assert!(size <= 5_000, "the handler's future is {size} bytes");
 }

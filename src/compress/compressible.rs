@@ -42,12 +42,9 @@ pub const NEVER_COMPRESSED_TYPES: &[&str] = &["text/event-stream"];
 /// Parameters (`; charset=utf-8`) are ignored; the comparison is
 /// case-insensitive (RFC 9110 section 8.3.1).
 pub fn is_compressible(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    // Runs for every response of a site that compresses: no allocation, and
+    // the list's entries are compared in place.
+    let essence = content_type.split(';').next().unwrap_or("").trim();
     let Some((kind, subtype)) = essence.split_once('/') else {
         return false;
     };
@@ -58,18 +55,25 @@ pub fn is_compressible(content_type: &str) -> bool {
     listed(COMPRESSIBLE_TYPES) && !listed(NEVER_COMPRESSED_TYPES)
 }
 
-/// Whether one list entry (`text/*`, `application/*+json`, `font/ttf`) matches.
+/// Whether one list entry (`text/*`, `application/*+json`, `font/ttf`; in
+/// lower case) matches `kind/subtype`, in any case.
 fn matches(pattern: &str, kind: &str, subtype: &str) -> bool {
-    let Some((pattern_kind, pattern_subtype)) = pattern.split_once('/') else {
+    let Some(pattern_subtype) = pattern
+        .get(kind.len()..)
+        .and_then(|rest| rest.strip_prefix('/'))
+    else {
         return false;
     };
-    if pattern_kind != kind {
+    if !pattern[..kind.len()].eq_ignore_ascii_case(kind) {
         return false;
     }
     match pattern_subtype.strip_prefix('*') {
         Some("") => true,
-        Some(suffix) => subtype.len() > suffix.len() && subtype.ends_with(suffix),
-        None => pattern_subtype == subtype,
+        Some(suffix) => {
+            let start = subtype.len().saturating_sub(suffix.len());
+            start > 0 && subtype.as_bytes()[start..].eq_ignore_ascii_case(suffix.as_bytes())
+        }
+        None => pattern_subtype.eq_ignore_ascii_case(subtype),
     }
 }
 
