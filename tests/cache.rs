@@ -558,6 +558,52 @@ async fn a_single_range_of_an_uncached_object_is_a_ranged_get_checked_by_the_edg
     );
 }
 
+/// A range asked while the whole object is being filled follows that fill
+/// (cut by the edge) instead of asking the bucket again: small objects kept
+/// in memory and large ones spilled to disk alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_range_asked_during_a_fill_of_the_object_follows_it() {
+    let (edge, origin, _) = edge_with("").await;
+    for (key, len) in [("small.bin", 40 * 1024), ("large.bin", 10 * 1024 * 1024)] {
+        let data = random_bytes(len, 23);
+        edge.put(BUCKET, key, data.clone(), None).await;
+        origin.inject(Fault::Stall(Duration::from_millis(400)));
+        let path = format!("/{key}");
+        let whole = edge.request(reqwest::Method::GET, "c.test", &path, &[]);
+        let ranged = async {
+            // The whole object's fill is waiting on the bucket by now.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let range = [("range", "bytes=1000-1999")];
+            edge.request(reqwest::Method::GET, "c.test", &path, &range)
+                .await
+        };
+        let (whole, ranged) = tokio::join!(whole, ranged);
+        assert_eq!(ranged.status(), 206, "{key}");
+        assert_eq!(
+            ranged.headers()["content-range"],
+            format!("bytes 1000-1999/{len}"),
+            "{key}"
+        );
+        assert_eq!(
+            &ranged.bytes().await.unwrap()[..],
+            &data[1000..2000],
+            "{key}"
+        );
+        assert_eq!(
+            sha256(&whole.bytes().await.unwrap()),
+            sha256(&data),
+            "{key}"
+        );
+        let asked: Vec<_> = origin
+            .requests_for(key)
+            .iter()
+            .map(|r| r.range.clone())
+            .collect();
+        assert_eq!(asked, [None], "{key}: one whole GET, no ranged GET");
+        origin.clear();
+    }
+}
+
 #[tokio::test]
 async fn a_missing_path_is_answered_from_the_cache_without_a_directory_probe() {
     let (builder, origins) = EdgeBuilder::new()

@@ -220,6 +220,20 @@ impl Coalescer {
             .retain(|key, _| !(key.site == site && matches(&key.object_key)));
     }
 
+    /// Whether a flight that [`Coalescer::join`] would join is in progress
+    /// for `key` (one that is not `outdated`).
+    pub fn in_flight(
+        &self,
+        key: &CacheKey,
+        outdated: &dyn Fn(&CacheKey, Generation) -> bool,
+    ) -> bool {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .is_some_and(|flight| !outdated(key, flight.since))
+    }
+
     /// Flights in progress (tests, metrics).
     pub fn len(&self) -> usize {
         self.inflight
