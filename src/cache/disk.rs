@@ -43,8 +43,14 @@ const OLD_LAYOUT_DIRS: &[&str] = &["v1"];
 /// Bodies are checked (and read when streamed) in blocks of this size.
 const BLOCK: u64 = 1 << 20;
 
-/// The largest file [`DiskTier::get_cached`] reads on the async side.
-pub const INLINE_READ_MAX: u64 = 1 << 20;
+/// The largest file [`DiskTier::get_cached`] reads on the async side: the
+/// default `--memory-object-max`, so every loadable body of a default node.
+/// Copying 8 MiB from the page cache takes the worker about a millisecond;
+/// the blocking pool's trip costs more CPU in all (two thread wakeups). With
+/// 1 MiB here, `benches/workingset.sh` (sizes up to 4 MiB) ran at 17,832
+/// req/s against 19,387 with 8 MiB, nginx at 23,849 and 23,036 (one run each,
+/// back to back, 2026-11-29).
+pub const INLINE_READ_MAX: u64 = 8 << 20;
 
 /// How a read may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
