@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Two s3edge binaries side by side on the same objects, in one run: did a
-# change make hits slower? Each round runs wrk against A, then B, for every
-# row (4 KiB, 100 KiB and 64 MiB hits; default cache flags as in compare.sh's
-# headline, so the 64 MiB hit comes from the disk tier), and the table gives
-# the medians and B/A.
+# change make hits slower? Each round runs the client against A, then B, for
+# every row (4 KiB, 100 KiB and 64 MiB hits over HTTP/1.1 with wrk; 4 KiB over
+# HTTPS with wrk and over HTTP/2 with h2load, 16 connections x 10 streams, as
+# in protocols.sh; default cache flags as in compare.sh's headline, so the
+# 64 MiB hit comes from the disk tier), and the table gives the medians and
+# B/A.
 #
 #   bash benches/ab.sh OLD_BINARY NEW_BINARY
 #
@@ -26,21 +28,31 @@ export S3EDGE_EMBEDDED_SECRET_KEY=${S3EDGE_EMBEDDED_SECRET_KEY:-s3edge-dev-secre
 source "$HERE/lib.sh"
 
 [[ $# -eq 2 && -x $1 && -x $2 ]] || die "usage: bash benches/ab.sh OLD_BINARY NEW_BINARY"
-declare -A BIN=([A]=$1 [B]=$2) PORT=([A]=18680 [B]=18681) ADMIN=([A]=19680 [B]=19681) S3=([A]=19600 [B]=19601)
-install_missing wrk=wrk curl=curl
-refuse_busy_ports "${PORT[@]}" "${ADMIN[@]}" "${S3[@]}"
+declare -A BIN=([A]=$1 [B]=$2) PORT=([A]=18680 [B]=18681) TLS=([A]=18682 [B]=18683) ADMIN=([A]=19680 [B]=19681) S3=([A]=19600 [B]=19601)
+install_missing wrk=wrk curl=curl h2load=nghttp2-client openssl=openssl
+refuse_busy_ports "${PORT[@]}" "${TLS[@]}" "${ADMIN[@]}" "${S3[@]}"
+[[ $(getent ahosts localhost | awk 'NR == 1 { print $1 }') == 127.0.0.1 ]] ||
+    die "localhost must resolve to 127.0.0.1 first (the HTTPS rows use it as the certificate's name)"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 TMP=$(mktemp -d /tmp/s3edge-ab.XXXXXX)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$TMP/bench.key" -out "$TMP/bench.pem" 2>/dev/null
 for side in A B; do
     bucket=$TMP/$side/sites/buckets/bench
     mkdir -p "$bucket" "$TMP/$side/cache"
     cat >"$TMP/$side/sites/bench.toml" <<EOF
 default = true
+hosts = ["localhost"]
 
 [origin]
 bucket = "bench"
 endpoint = "embedded"
+
+[tls]
+cert = "$TMP/bench.pem"
+key = "$TMP/bench.key"
 EOF
 done
 head -c 4096 /dev/urandom >"$TMP/4k.bin"
@@ -49,7 +61,7 @@ head -c $((64 << 20)) /dev/urandom >"$TMP/64m.bin"
 for side in A B; do
     cp "$TMP/4k.bin" "$TMP/100k.bin" "$TMP/64m.bin" "$TMP/$side/sites/buckets/bench/"
     "${BIN[$side]}" serve --sites "$TMP/$side/sites" --listen 127.0.0.1:${PORT[$side]} \
-        --admin-listen 127.0.0.1:${ADMIN[$side]} --embedded-s3-listen 127.0.0.1:${S3[$side]} \
+        --tls-listen 127.0.0.1:${TLS[$side]} --admin-listen 127.0.0.1:${ADMIN[$side]} --embedded-s3-listen 127.0.0.1:${S3[$side]} \
         --access-log off "${EXTRA_FLAGS[@]}" \
         --cache-dir "$TMP/$side/cache" >"$TMP/$side.log" 2>&1 &
     PIDS+=($!)
@@ -61,25 +73,41 @@ for side in A B; do
         got=$(curl -sf "http://127.0.0.1:${PORT[$side]}/$obj" | sha256sum | cut -c1-64)
         [[ $got == "$(sha256sum <"$TMP/$obj" | cut -c1-64)" ]] || die "$side /$obj: body differs"
     done
+    proto=$(curl -sfk --http2 -o /dev/null -w '%{http_version}' "https://localhost:${TLS[$side]}/4k.bin")
+    [[ $proto == 2 ]] || die "$side: HTTP/2 not negotiated over TLS (got $proto)"
 done
 
 declare -A RES=()
-run() { # ROW SIDE PATH CONNS [wrk args]
-    local row=$1 side=$2 path=$3 conns=$4 out value
+run() { # ROW SIDE URL CONNS [wrk args]
+    local row=$1 side=$2 url=$3 conns=$4 out value
     shift 4
-    out=$(timeout $((SECS + 60)) wrk -t2 -c"$conns" -d"${SECS}s" "$@" "http://127.0.0.1:${PORT[$side]}$path" 2>&1) ||
+    out=$(timeout $((SECS + 60)) wrk -t2 -c"$conns" -d"${SECS}s" "$@" "$url" 2>&1) ||
         die "wrk $row $side: $out"
     if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then die "wrk $row $side: errors: $out"; fi
     value=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+    record "$row" "$side" "$value"
+}
+h2_run() { # ROW SIDE URL: requests/s from h2load, 16 connections x 10 streams
+    local row=$1 side=$2 url=$3 out value
+    out=$(timeout $((SECS + 60)) h2load -D "$SECS" -c 16 -m 10 -t 2 "$url" 2>&1) || die "h2load $row $side: $out"
+    grep -q ' 0 failed, 0 errored' <<<"$out" || die "h2load $row $side: failures: $out"
+    value=$(awk '/^finished in/ { print $4 }' <<<"$out")
+    record "$row" "$side" "$value"
+}
+record() { # ROW SIDE VALUE
+    local row=$1 side=$2 value=$3
     RES[$row,$side]="${RES[$row,$side]:-}${RES[$row,$side]:+ }$value"
     log "  $row $side: $value req/s"
     sleep 1
 }
 log "rounds: $ROUNDS, ${SECS}s each, A then B"
 for ((r = 1; r <= ROUNDS; r++)); do
-    for side in A B; do run 4k "$side" /4k.bin 64; done
-    for side in A B; do run 100k "$side" /100k.bin 64; done
-    for side in A B; do run 64m "$side" /64m.bin 4 --timeout 30s; done
+    for side in A B; do run 4k "$side" "http://127.0.0.1:${PORT[$side]}/4k.bin" 64; done
+    for side in A B; do run 100k "$side" "http://127.0.0.1:${PORT[$side]}/100k.bin" 64; done
+    for side in A B; do run 64m "$side" "http://127.0.0.1:${PORT[$side]}/64m.bin" 4 --timeout 30s; done
+    # wrk and h2load resolve localhost (the certificate's name) to 127.0.0.1.
+    for side in A B; do run https4k "$side" "https://localhost:${TLS[$side]}/4k.bin" 64; done
+    for side in A B; do h2_run h2_4k "$side" "https://localhost:${TLS[$side]}/4k.bin"; done
 done
 
 for k in "${!RES[@]}"; do printf '%s\t%s\n' "$k" "${RES[$k]}"; done >"$TMP/results.tsv"
@@ -95,7 +123,7 @@ for line in open(sys.argv[1]):
 print()
 print("| hit | A | B | B/A | rounds A | rounds B |")
 print("| --- | --- | --- | --- | --- | --- |")
-for row in ("4k", "100k", "64m"):
+for row in ("4k", "100k", "64m", "https4k", "h2_4k"):
     a, b = res[f"{row},A"], res[f"{row},B"]
     ma, mb = statistics.median(a), statistics.median(b)
     fmt = lambda vs: ", ".join(f"{v:,.0f}" for v in vs)

@@ -40,6 +40,13 @@ async fn https_serves_the_site_over_http2_and_redirect_http_sends_plain_requests
         reqwest::Version::HTTP_2,
         "h2 negotiated by ALPN"
     );
+    // Every field made it through the conversion to h2's header map.
+    let fields = response.headers();
+    assert_eq!(fields["content-type"], "text/html; charset=utf-8");
+    assert_eq!(fields["content-length"], "8");
+    assert_eq!(fields["cache-status"], "s3edge; fwd=miss; stored");
+    assert!(fields["etag"].to_str().unwrap().starts_with('"'));
+    assert!(fields.contains_key("last-modified") && fields.contains_key("date"));
     assert_eq!(response.text().await.unwrap(), "over tls");
 
     let plain = edge.get("secure.test", "/page.html?x=1").await;
