@@ -558,9 +558,11 @@ async fn a_single_range_of_an_uncached_object_is_a_ranged_get_checked_by_the_edg
     );
 }
 
-/// A range asked while the whole object is being filled follows that fill
-/// (cut by the edge) instead of asking the bucket again: small objects kept
-/// in memory and large ones spilled to disk alike.
+/// A range asked while the whole object's fill is waiting on the bucket
+/// follows that fill (cut by the edge) instead of asking the bucket again,
+/// whatever the object's size: until the bucket answers, the fill's size is
+/// not known. (Once a fill is known to go to disk only, a range does not
+/// follow it: `cache::fill` tests `Flight::spills`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_range_asked_during_a_fill_of_the_object_follows_it() {
     let (edge, origin, _) = edge_with("").await;

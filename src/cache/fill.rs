@@ -70,6 +70,12 @@ impl Flight {
         self.since
     }
 
+    /// Whether its body goes to disk only (an object above
+    /// `--memory-object-max`), written to its cache file as it arrives.
+    pub fn spills(&self) -> bool {
+        self.lock().spill.is_some()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, FlightState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -193,10 +199,8 @@ impl Coalescer {
         outdated: &dyn Fn(&CacheKey, Generation) -> bool,
     ) -> Role {
         let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(flight) = inflight.get(key) {
-            if !outdated(key, flight.since) {
-                return Role::Follower(flight.clone());
-            }
+        if let Some(flight) = joinable(&inflight, key, outdated) {
+            return Role::Follower(flight.clone());
         }
         let flight = Arc::new(Flight {
             since,
@@ -220,18 +224,15 @@ impl Coalescer {
             .retain(|key, _| !(key.site == site && matches(&key.object_key)));
     }
 
-    /// Whether a flight that [`Coalescer::join`] would join is in progress
-    /// for `key` (one that is not `outdated`).
-    pub fn in_flight(
+    /// The flight [`Coalescer::join`] would join for `key`, if one is in
+    /// progress (and not `outdated`), without joining or starting one.
+    pub fn flight(
         &self,
         key: &CacheKey,
         outdated: &dyn Fn(&CacheKey, Generation) -> bool,
-    ) -> bool {
-        self.inflight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .is_some_and(|flight| !outdated(key, flight.since))
+    ) -> Option<Arc<Flight>> {
+        let inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        joinable(&inflight, key, outdated).cloned()
     }
 
     /// Flights in progress (tests, metrics).
@@ -245,6 +246,18 @@ impl Coalescer {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The flight in progress for `key` that a request may join: one that did
+/// not begin before a purge covering it.
+fn joinable<'a>(
+    inflight: &'a HashMap<CacheKey, Arc<Flight>>,
+    key: &CacheKey,
+    outdated: &dyn Fn(&CacheKey, Generation) -> bool,
+) -> Option<&'a Arc<Flight>> {
+    inflight
+        .get(key)
+        .filter(|flight| !outdated(key, flight.since))
 }
 
 /// The leader's hold on a flight. Dropping it without an outcome releases the
@@ -353,6 +366,29 @@ mod tests {
 
     fn key() -> CacheKey {
         CacheKey::new("s", "k", Variant::Identity)
+    }
+
+    #[test]
+    fn a_flight_is_found_as_join_would_find_it_and_says_whether_it_spills() {
+        let coalescer = Coalescer::default();
+        assert!(coalescer.flight(&key(), &|_, _| false).is_none());
+        let Role::Leader(guard) = coalescer.join(&key(), 0, &|_, _| false) else {
+            panic!("leader")
+        };
+        let flight = coalescer.flight(&key(), &|_, _| false).expect("in flight");
+        assert!(Arc::ptr_eq(&flight, &guard.flight));
+        assert!(
+            coalescer.flight(&key(), &|_, _| true).is_none(),
+            "an outdated flight is not one to join"
+        );
+        // In memory until the leader sends the body to disk.
+        assert!(!flight.spills());
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Arc::new(crate::cache::DiskTier::open(dir.path(), 1 << 30).unwrap());
+        guard.spill_to(disk.writer(&key()).expect("a writer").reader());
+        assert!(flight.spills());
+        drop(guard);
+        assert!(coalescer.flight(&key(), &|_, _| false).is_none(), "ended");
     }
 
     #[actix_rt::test]

@@ -355,6 +355,12 @@ impl Cache {
             .holding(|outdated| self.coalescer.join(key, since, outdated))
     }
 
+    /// The flight a request for `key` would join now, without joining it.
+    fn flight(&self, key: &CacheKey) -> Option<Arc<fill::Flight>> {
+        self.barrier
+            .holding(|outdated| self.coalescer.flight(key, outdated))
+    }
+
     /// A ticket for what a request that starts now will store.
     fn ticket(&self) -> Ticket {
         Ticket::new(self.barrier.clone(), self.barrier.generation())

@@ -40,7 +40,8 @@ pub enum Want {
     /// `If-Range`). When the object is not cached the range alone is asked of
     /// the origin, and the whole object fills the cache in the background
     /// when it fits; an answer that is not the range falls back to the whole.
-    /// While the whole object is being filled, the range follows that fill.
+    /// While the whole object is being filled in memory (or before the origin
+    /// has said where its body goes), the range follows that fill.
     Range {
         spec: String,
         if_range: Option<String>,
@@ -327,13 +328,12 @@ impl Cache {
         let ticket = self.ticket();
         let key = CacheKey::new(site.name(), object_key, Variant::Identity);
         let cached = self.get(&key, &ticket).await;
-        // Not cached and no fill of the whole object under way (whose body a
-        // range can follow): the range alone from the origin.
-        let filling = || {
-            self.barrier
-                .holding(|outdated| self.coalescer.in_flight(&key, outdated))
-        };
-        if cached.is_none() && !filling() {
+        // Not cached: the range alone from the origin, unless a fill of the
+        // whole object is under way whose body the range can follow. One
+        // that goes to disk only (a large object) may take long to reach the
+        // range, so the range is asked of the origin then too (DESIGN.md).
+        let follow = || self.flight(&key).is_some_and(|flight| !flight.spills());
+        if cached.is_none() && !follow() {
             let forwarded = self.origin_range(site, object_key, spec, if_range, &ticket);
             if let Some(answer) = Box::pin(forwarded).await {
                 return answer;

@@ -26,6 +26,11 @@ fn sidecar_suffix(coding: ContentCoding) -> &'static str {
     }
 }
 
+/// No variant to serve: the identity representation, passed on.
+fn passed(identity: Fetch) -> Answer {
+    Answer::new(Ok(identity), CacheOutcome::Pass)
+}
+
 impl Cache {
     /// The `coding` variant of `identity` (see [`Want::Variant`]).
     pub(super) async fn variant(
@@ -35,7 +40,6 @@ impl Cache {
         identity: Fetch,
         coding: ContentCoding,
     ) -> Answer {
-        let passed = |identity| Answer::new(Ok(identity), CacheOutcome::Pass);
         let whole = matches!(identity.payload, Payload::Stream(_) | Payload::File(_));
         let Some(identity_etag) = identity.meta.etag.clone().filter(|_| whole) else {
             return passed(identity);
@@ -54,22 +58,21 @@ impl Cache {
             }
         }
         // The variant is not cached: boxed, so a hit's future stays small.
-        Box::pin(self.variant_miss(site, key, object_key, identity, coding, etag, ticket)).await
+        Box::pin(self.variant_miss(site, key, identity, coding, etag, ticket)).await
     }
 
-    /// A variant that is not cached: follow its flight, or lead it.
-    #[allow(clippy::too_many_arguments)]
+    /// A variant that is not cached (`key` names it): follow its flight, or
+    /// lead it.
     async fn variant_miss(
         self: &Arc<Self>,
         site: &Arc<Site>,
         key: CacheKey,
-        object_key: &str,
         identity: Fetch,
         coding: ContentCoding,
         etag: String,
         ticket: Ticket,
     ) -> Answer {
-        let passed = |identity| Answer::new(Ok(identity), CacheOutcome::Pass);
+        let object_key = key.object_key.as_str();
         let now = SystemTime::now();
         let made_from_identity = |meta: &ObjectMeta| meta.etag.as_deref() == Some(etag.as_str());
         match self.join(&key, ticket.since()) {
