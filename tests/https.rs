@@ -4,6 +4,10 @@
 
 mod common;
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use common::pki::Pki;
 use common::{site_toml, EdgeBuilder};
 
@@ -93,12 +97,7 @@ async fn a_certificate_that_does_not_match_its_key_is_a_check_error_naming_the_f
 #[tokio::test]
 async fn http2_responses_of_16_kib_are_not_held_back_by_nagle() {
     let pki = Pki::new();
-    let tls = pki.leaf("fast.test", &["fast.test"]).tls_section();
-    let edge = EdgeBuilder::new()
-        .site("fast", &site_toml("fast.test", "fast-bucket", &tls))
-        .with(|o| o.tls_listen = vec![common::loopback()])
-        .start();
-    edge.create_bucket("fast-bucket").await;
+    let edge = https_edge(&pki, "fast.test", "fast-bucket").await;
     edge.put(
         "fast-bucket",
         "blob.bin",
@@ -107,12 +106,7 @@ async fn http2_responses_of_16_kib_are_not_held_back_by_nagle() {
     )
     .await;
     let https = edge.node.https_addrs[0];
-    let client = reqwest::Client::builder()
-        .add_root_certificate(pki.reqwest_root())
-        .resolve("fast.test", https)
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let client = http2_client(&pki, "fast.test", https);
     let url = format!("https://fast.test:{}/blob.bin", https.port());
     let mut took = Vec::new();
     for round in 0..21 {
@@ -168,4 +162,133 @@ async fn a_reload_refused_for_a_broken_certificate_changes_nothing_not_even_the_
         "the cache of the site in force is kept"
     );
     assert_eq!(after.text().await.unwrap(), "from one");
+}
+
+/// A node serving `host` over HTTPS (a certificate from `pki`) from `bucket`,
+/// created empty.
+async fn https_edge(pki: &Pki, host: &str, bucket: &str) -> common::Edge {
+    let tls = pki.leaf(host, &[host]).tls_section();
+    let edge = EdgeBuilder::new()
+        .site("site", &site_toml(host, bucket, &tls))
+        .with(|o| o.tls_listen = vec![common::loopback()])
+        .start();
+    edge.create_bucket(bucket).await;
+    edge
+}
+
+/// An HTTP/2 client that trusts `pki` and reaches `host` at `addr`.
+fn http2_client(pki: &Pki, host: &str, addr: SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(pki.reqwest_root())
+        .resolve(host, addr)
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+}
+
+/// Relays one client connection to `server`, counting the TLS records the server sends
+/// (their 5-byte headers are in the clear). Returns the relay's address and the count.
+async fn record_counting_relay(server: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind(common::loopback())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let records = Arc::new(AtomicUsize::new(0));
+    let counted = records.clone();
+    tokio::spawn(async move {
+        let (client, _) = listener.accept().await.unwrap();
+        let upstream = tokio::net::TcpStream::connect(server).await.unwrap();
+        let (mut client_read, mut client_write) = client.into_split();
+        let (mut server_read, mut server_write) = upstream.into_split();
+        tokio::spawn(async move { tokio::io::copy(&mut client_read, &mut server_write).await });
+        // The bytes of a record header read so far, and what is left of the record's body.
+        let mut header = Vec::with_capacity(5);
+        let mut skip = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match server_read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let mut at = 0;
+            while at < n {
+                if skip > 0 {
+                    let step = skip.min(n - at);
+                    skip -= step;
+                    at += step;
+                    continue;
+                }
+                header.push(buf[at]);
+                at += 1;
+                if header.len() == 5 {
+                    skip = u16::from_be_bytes([header[3], header[4]]) as usize;
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    header.clear();
+                }
+            }
+            if client_write.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    });
+    (addr, records)
+}
+
+/// The h2 crate wrote every DATA frame of 256 bytes or more in its own write,
+/// so ten small responses ready at once on one connection went out as ten TLS
+/// records and ten system calls (one `writev` per request under `h2load`).
+/// The vendored h2 (vendor/h2.patch) copies frames under 16 KiB into its write
+/// buffer: responses that are ready together leave together.
+#[tokio::test]
+async fn http2_responses_ready_together_leave_in_a_few_tls_records() {
+    let pki = Pki::new();
+    let edge = https_edge(&pki, "many.test", "many-bucket").await;
+    const STREAMS: usize = 10;
+    for i in 0..STREAMS {
+        edge.put(
+            "many-bucket",
+            &format!("{i}.bin"),
+            format!("{i}").repeat(4096),
+            Some("image/png"),
+        )
+        .await;
+    }
+    let (relay, records) = record_counting_relay(edge.node.https_addrs[0]).await;
+    let client = http2_client(&pki, "many.test", relay);
+    let url = |i: usize| format!("https://many.test:{}/{i}.bin", relay.port());
+    let fetch_all = || {
+        futures_util::future::join_all((0..STREAMS).map(|i| {
+            let request = client.get(url(i));
+            async move {
+                let response = request.send().await.unwrap();
+                assert_eq!(response.version(), reqwest::Version::HTTP_2);
+                let cache_status = response.headers()["cache-status"].clone();
+                let body = response.bytes().await.unwrap();
+                assert_eq!(body, format!("{i}").repeat(4096).as_bytes());
+                cache_status
+            }
+        }))
+    };
+    // Fill the cache (and finish the handshake and session tickets).
+    fetch_all().await;
+    fetch_all().await;
+
+    const ROUNDS: usize = 20;
+    let before = records.load(Ordering::SeqCst);
+    for _ in 0..ROUNDS {
+        for cache_status in fetch_all().await {
+            assert_eq!(cache_status, "s3edge; hit");
+        }
+    }
+    let sent = records.load(Ordering::SeqCst) - before;
+    println!("{sent} TLS records for {} responses", ROUNDS * STREAMS);
+    // Ten responses of 4 KiB are about 41 KiB: three records of at most 16 KiB
+    // when they leave together, ten or more when each leaves on its own.
+    assert!(
+        sent <= ROUNDS * STREAMS / 2,
+        "{sent} TLS records for {} HTTP/2 responses of 4 KiB",
+        ROUNDS * STREAMS
+    );
 }
