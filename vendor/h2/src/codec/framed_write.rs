@@ -80,8 +80,10 @@ const CHAIN_THRESHOLD: usize = 256;
 const COPY_MAX: usize = 16 * 1_024;
 
 /// Frames are gathered in the write buffer up to about this many bytes before
-/// it is written out (the buffer starts at `DEFAULT_BUFFER_CAPACITY` and grows
-/// to this on a busy connection).
+/// it is written out. The buffer starts at `DEFAULT_BUFFER_CAPACITY`, grows to
+/// this (once) when copied payloads need the room, and goes back to
+/// `DEFAULT_BUFFER_CAPACITY` when a flush has emptied it, so an idle
+/// connection holds no more than it did upstream.
 const COALESCE_LIMIT: usize = 64 * 1_024;
 
 /// Chain payloads bigger than this when vectored I/O is **not** enabled.
@@ -176,6 +178,12 @@ where
             }
         }
 
+        // Everything is written: a buffer grown for a batch of copied payloads
+        // is given back (see `COALESCE_LIMIT`).
+        if self.encoder.buf.get_ref().capacity() > DEFAULT_BUFFER_CAPACITY {
+            self.encoder.buf = Cursor::new(BytesMut::with_capacity(DEFAULT_BUFFER_CAPACITY));
+        }
+
         tracing::trace!("flushing buffer");
         // Flush the upstream
         ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
@@ -241,8 +249,12 @@ where
                     return Err(PayloadTooBig);
                 }
 
-                let copied = len < COPY_MAX
-                    && self.buf.get_ref().len() + frame::HEADER_LEN + len <= COALESCE_LIMIT;
+                let buffered = self.buf.get_ref().len();
+                let copied = len < COPY_MAX && buffered + frame::HEADER_LEN + len <= COALESCE_LIMIT;
+                if copied && buffered + frame::HEADER_LEN + len > self.buf.get_ref().capacity() {
+                    // Grow once, to the limit, rather than doubling step by step.
+                    self.buf.get_mut().reserve(COALESCE_LIMIT - buffered);
+                }
 
                 if len >= self.chain_threshold && !copied {
                     let head = v.head();
