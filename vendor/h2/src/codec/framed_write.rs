@@ -80,10 +80,11 @@ const CHAIN_THRESHOLD: usize = 256;
 const COPY_MAX: usize = 16 * 1_024;
 
 /// Frames are gathered in the write buffer up to about this many bytes before
-/// it is written out. The buffer starts at `DEFAULT_BUFFER_CAPACITY`, grows to
-/// this (once) when copied payloads need the room, and goes back to
-/// `DEFAULT_BUFFER_CAPACITY` when a flush has emptied it, so an idle
-/// connection holds no more than it did upstream.
+/// it is written out. The buffer starts at `DEFAULT_BUFFER_CAPACITY` and grows
+/// when frames need the room (straight to this when a payload is copied; HEADERS
+/// alone grow it as `BytesMut` does), and goes back to `DEFAULT_BUFFER_CAPACITY`
+/// when a flush has emptied it, so an idle connection holds no more than it did
+/// upstream.
 const COALESCE_LIMIT: usize = 64 * 1_024;
 
 /// Chain payloads bigger than this when vectored I/O is **not** enabled.
