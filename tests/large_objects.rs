@@ -389,3 +389,106 @@ async fn read_head_only(stream: &mut tokio::net::TcpStream, pending: &mut Vec<u8
         pending.extend_from_slice(&piece[..n]);
     }
 }
+
+/// Over plain HTTP/1.1 a span of a disk-tier file up to `SEND_FROM_FILE_MAX`
+/// (512 KiB) is sent with `sendfile` (the patched actix-http's `SendFile`,
+/// `vendor/README.md`), so the body stream is never polled; a longer one
+/// streams from the file's checked blocks. Either way the bytes must be
+/// exact, ranges must start at the right offset, and the bytes sent must
+/// reach the metrics (and the access log). `strace -e sendfile` on a node
+/// shows the calls; this test holds what a client and an operator see.
+#[tokio::test]
+async fn a_disk_tier_hit_over_plain_http_is_sent_from_its_file_byte_exact_and_counted() {
+    let shared = tempfile::tempdir().unwrap();
+    let (edge, origin) = start(shared.path(), "").await;
+    let data = random_bytes(3 * MIB + 777, 51);
+    edge.put(BUCKET, "sf.bin", data.clone(), None).await;
+    get(&edge, "/sf.bin", &[]).await;
+    edge.wait_disk_entries(1).await;
+    let before = edge.metric(RESPONSE_BYTES).await;
+    let (status, cache, body) = get(&edge, "/sf.bin", &[]).await;
+    assert_eq!((status, cache.as_str()), (200, "s3edge; hit"));
+    assert!(body == data, "the whole body, byte-exact");
+    let (status, _, body) = get(&edge, "/sf.bin", &[("range", "bytes=1048570-2097160")]).await;
+    assert_eq!(status, 206);
+    assert!(
+        body == data[1_048_570..=2_097_160],
+        "a range across a block boundary"
+    );
+    let (status, _, body) = get(&edge, "/sf.bin", &[("range", "bytes=-5")]).await;
+    assert_eq!(status, 206);
+    assert!(body == data[data.len() - 5..]);
+    let (status, _, body) = get(&edge, "/sf.bin", &[("range", "bytes=1000000-1300000")]).await;
+    assert_eq!(status, 206);
+    assert!(
+        body == data[1_000_000..=1_300_000],
+        "a range across a block boundary, from the file"
+    );
+    let expected = (data.len() + (2_097_160 - 1_048_570 + 1) + 5 + 300_001) as u64;
+    let counted = response_bytes_since(&edge, before, expected).await;
+    assert_eq!(counted, expected, "bytes sent from the file are counted");
+    assert_eq!(origin.gets(), 1);
+}
+
+/// A disk-tier hit small enough for the memory tier, asked for over plain
+/// HTTP/1.1, is sent from its file and left there (the page cache holds it,
+/// and `sendfile` sends it without a copy): the memory tier is not filled
+/// with it. Here the node restarts on the cache of one before it, so its
+/// memory tier is empty and its files unchecked: the first hit checks the
+/// file whole (in the blocking pool), the next ones only read its trailer.
+#[tokio::test]
+async fn a_small_disk_tier_hit_over_plain_http_is_sent_from_its_file_and_not_promoted() {
+    let shared = tempfile::tempdir().unwrap();
+    let data = random_bytes(100 * 1024 + 3, 52);
+    {
+        let (edge, _) = start(shared.path(), "").await;
+        edge.put(BUCKET, "small.bin", data.clone(), None).await;
+        let (status, _, body) = get(&edge, "/small.bin", &[]).await;
+        assert_eq!(status, 200);
+        assert!(body == data);
+        edge.wait_disk_entries(1).await;
+        assert_eq!(
+            edge.cache_entries("memory").await,
+            1,
+            "a fill is kept in memory"
+        );
+    }
+    let (builder, origins) = builder(shared.path(), "", 256 << 20);
+    let edge = builder.start();
+    let before = edge.metric(RESPONSE_BYTES).await;
+    for round in 0..3 {
+        let (status, cache, body) = get(&edge, "/small.bin", &[]).await;
+        assert_eq!(
+            (status, cache.as_str()),
+            (200, "s3edge; hit"),
+            "round {round}"
+        );
+        assert!(body == data, "round {round}: byte-exact");
+        let (status, _, body) = get(&edge, "/small.bin", &[("range", "bytes=4090-5000")]).await;
+        assert_eq!(status, 206);
+        assert!(body == data[4090..=5000], "round {round}: a range");
+    }
+    assert_eq!(edge.cache_entries("memory").await, 0, "left in its file");
+    let expected = 3 * (data.len() + 911) as u64;
+    let counted = response_bytes_since(&edge, before, expected).await;
+    assert_eq!(counted, expected, "bytes sent from the file are counted");
+    assert_eq!(origins.site("c").gets(), 0, "never asked of the origin");
+}
+
+/// The site's response bytes counter.
+const RESPONSE_BYTES: &str = "s3edge_response_bytes_total{site=\"c\"}";
+
+/// Response bytes counted since `before`, once they reach `expected` (they
+/// are counted when the dispatcher drops a body, just after its last byte)
+/// or after two seconds.
+async fn response_bytes_since(edge: &Edge, before: u64, expected: u64) -> u64 {
+    let mut counted = 0;
+    for _ in 0..100 {
+        counted = edge.metric(RESPONSE_BYTES).await - before;
+        if counted >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    counted
+}

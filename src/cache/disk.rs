@@ -9,11 +9,15 @@
 //! written when the body is complete. Files are written under `tmp/` and renamed
 //! into place only when complete and synced, so a crash leaves at most a
 //! temporary file, removed at the next start. At start the index is rebuilt from
-//! the trailers without reading the bodies. Every block is checked against its
-//! CRC before any of its bytes is used; a body that was not written by this
+//! the trailers without reading the bodies. A body that was not written by this
 //! process is checked whole before it is first served, so a corrupt or truncated
-//! file is dropped (and refetched), never served. An I/O error on write turns
-//! the tier off for the rest of the process; serving goes on.
+//! file is dropped (and refetched), never served. After that, every block read
+//! through s3edge's memory is checked against its CRC again before any of its
+//! bytes is used; a large body sent with `sendfile` on a plain-HTTP connection
+//! ([`DiskBody::send_file`]) goes from the page cache to the socket unread, so
+//! a block damaged on disk after the first check would be sent until the next
+//! restart. An I/O error on write turns the tier off for the rest of the
+//! process; serving goes on.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -230,9 +234,9 @@ impl DiskTier {
         }
     }
 
-    /// Whether the index has an entry for `key` (no I/O).
-    pub fn contains(&self, key: &CacheKey) -> bool {
-        self.lock().slots.contains_key(&key.hash())
+    /// The size of the file of `key`'s entry, when the index has one (no I/O).
+    pub fn file_size(&self, key: &CacheKey) -> Option<u64> {
+        self.lock().slots.get(&key.hash()).map(|slot| slot.size)
     }
 
     /// Reads an entry (blocking I/O: call from a blocking task). A body of at
@@ -257,6 +261,42 @@ impl DiskTier {
         self.lookup(key, load_max, Io::PageCacheOnly)
     }
 
+    /// [`get_cached`](Self::get_cached) for a client the kernel sends the
+    /// file to (`sendfile`): the entry stays in its file whatever its size,
+    /// and only its trailer is read, here, from the page cache. `Err` when
+    /// that would wait for the disk or this process has not checked the file
+    /// whole yet: then call `get` from a blocking task.
+    pub fn get_file_cached(self: &Arc<Self>, key: &CacheKey) -> Result<Option<Entry>, WouldBlock> {
+        let hash = key.hash();
+        let Some(verified) = self.touch(&hash) else {
+            return Ok(None);
+        };
+        if !verified {
+            return Err(WouldBlock);
+        }
+        let path = self.path_of(&hash);
+        let read = self.read_in_file(&path, &hash, key);
+        self.found(read, &path, &hash, Io::PageCacheOnly)
+    }
+
+    /// Every block of the file of `hash` has been checked by this process.
+    fn mark_verified(&self, hash: &str) {
+        if let Some(slot) = self.lock().slots.get_mut(hash) {
+            slot.verified = true;
+        }
+    }
+
+    /// Marks the slot of `hash` used; whether this process has checked its
+    /// file whole, `None` when there is no such slot.
+    fn touch(&self, hash: &str) -> Option<bool> {
+        let mut index = self.lock();
+        index.clock += 1;
+        let clock = index.clock;
+        let slot = index.slots.get_mut(hash)?;
+        slot.last_used = clock;
+        Some(slot.verified)
+    }
+
     fn lookup(
         self: &Arc<Self>,
         key: &CacheKey,
@@ -264,33 +304,59 @@ impl DiskTier {
         io: Io,
     ) -> Result<Option<Entry>, WouldBlock> {
         let hash = key.hash();
-        let verified = {
-            let mut index = self.lock();
-            index.clock += 1;
-            let clock = index.clock;
-            let Some(slot) = index.slots.get_mut(&hash) else {
-                return Ok(None);
-            };
-            slot.last_used = clock;
-            slot.verified
+        let Some(verified) = self.touch(&hash) else {
+            return Ok(None);
         };
         let path = self.path_of(&hash);
-        match self.read(&path, &hash, key, load_max, verified, io) {
+        let read = self.read(&path, &hash, key, load_max, verified, io);
+        self.found(read, &path, &hash, io)
+    }
+
+    /// What a read of the file of `hash` comes to: a corrupt or vanished file
+    /// loses its slot.
+    fn found(
+        &self,
+        read: io::Result<Option<Entry>>,
+        path: &Path,
+        hash: &str,
+        io: Io,
+    ) -> Result<Option<Entry>, WouldBlock> {
+        match read {
             Ok(found) => Ok(found),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && io == Io::PageCacheOnly => {
                 Err(WouldBlock)
             }
             // Purged (or evicted) while this read was starting: a plain miss.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.remove(&hash);
+                self.remove(hash);
                 Ok(None)
             }
             Err(e) => {
                 tracing::warn!(file = %path.display(), "dropping a corrupt cache entry: {e}");
-                self.remove(&hash);
+                self.remove(hash);
                 Ok(None)
             }
         }
+    }
+
+    /// An entry served from its file (already checked whole by this
+    /// process), its trailer read from the page cache only.
+    fn read_in_file(
+        self: &Arc<Self>,
+        path: &Path,
+        hash: &str,
+        key: &CacheKey,
+    ) -> io::Result<Option<Entry>> {
+        let file = File::open(path)?;
+        let size = file.metadata()?.len();
+        let header = {
+            let _reading = self.trailers.read().unwrap_or_else(|e| e.into_inner());
+            read_trailer_cached(&file, size)?
+        };
+        if header.key != *key {
+            return Ok(None);
+        }
+        self.read_from_file(file, hash, header, true)
     }
 
     fn read(
@@ -319,6 +385,9 @@ impl DiskTier {
             let (header, body) = split_file(whole)?;
             if header.key != *key {
                 return Ok(None);
+            }
+            if !verified {
+                self.mark_verified(hash);
             }
             if header.body_len > load_max {
                 if io == Io::PageCacheOnly {
@@ -368,9 +437,7 @@ impl DiskTier {
         };
         if !verified {
             body.verify_all()?;
-            if let Some(slot) = self.lock().slots.get_mut(hash) {
-                slot.verified = true;
-            }
+            self.mark_verified(hash);
         }
         Ok(Some(Entry {
             key: header.key,
@@ -740,6 +807,25 @@ impl DiskBody {
     ///
     /// [`BODY_CHUNK`]: super::BODY_CHUNK
     pub fn stream(self: &Arc<Self>, start: u64, end: u64) -> BodyStream {
+        self.stream_blocks(start, end)
+    }
+
+    /// Bytes `start..end` of the body as a file region for the HTTP/1
+    /// dispatcher to send with `sendfile` on a plain TCP connection (where it
+    /// does, the bytes are not read here, so not checked against their CRCs
+    /// on this read: the file was checked whole when this process first
+    /// served it, see [`DiskTier::get`]).
+    pub fn send_file(&self, start: u64, end: u64) -> actix_http::h1::SendFile {
+        let end = end.min(self.len);
+        actix_http::h1::SendFile {
+            file: self.file.clone(),
+            offset: BODY_OFFSET + start,
+            len: end.saturating_sub(start),
+            sent: Arc::default(),
+        }
+    }
+
+    fn stream_blocks(self: &Arc<Self>, start: u64, end: u64) -> BodyStream {
         let end = end.min(self.len);
         Box::pin(futures_util::stream::unfold(
             (self.clone(), start, Bytes::new()),
@@ -863,6 +949,32 @@ fn read_trailer(file: &mut File) -> io::Result<(Header, u64)> {
     file.seek(SeekFrom::Start(header_at))?;
     file.read_exact(&mut header)?;
     Ok((decode_header(&header, header_at)?, size))
+}
+
+/// How much of a file's end [`read_trailer_cached`] reads at once: most
+/// headers fit, so one read finds both the header's length and the header.
+const TRAILER_PEEK: u64 = 4 << 10;
+
+/// [`read_trailer`] from the page cache only (`WouldBlock` otherwise), in
+/// two reads (the magic, then the file's last [`TRAILER_PEEK`] bytes) when
+/// the header fits in the second, three when it does not.
+fn read_trailer_cached(file: &File, size: u64) -> io::Result<Header> {
+    let mut magic = [0u8; MAGIC.len()];
+    read_cached_at(file, &mut magic, 0)?;
+    let peek = size.min(TRAILER_PEEK);
+    let mut end = vec![0u8; peek as usize];
+    read_cached_at(file, &mut end, size - peek)?;
+    let tail = end
+        .get(end.len().saturating_sub(TAIL)..)
+        .unwrap_or_default();
+    let (header_at, len) = header_span(size, &magic, tail)?;
+    if let Some(from) = header_at.checked_sub(size - peek) {
+        let from = from as usize;
+        return decode_header(&end[from..from + len], header_at);
+    }
+    let mut header = vec![0u8; len];
+    read_cached_at(file, &mut header, header_at)?;
+    decode_header(&header, header_at)
 }
 
 /// A body of `len` bytes has one CRC per block of `block_size` bytes.
@@ -1105,6 +1217,64 @@ mod tests {
             tier.get_cached(&key("small.bin"), u64::MAX),
             Ok(None)
         ));
+        assert!(!path.exists());
+    }
+
+    /// The form served to a client the kernel sends files to: any size stays
+    /// in its file, read from the page cache on the async side, but only once
+    /// this process has checked the file whole.
+    #[tokio::test]
+    async fn an_entry_asked_for_in_its_file_stays_there_once_checked_whatever_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), 16 << 20);
+        let data = pattern(BLOCK as usize + 4_321);
+        tier.insert(&entry("f.bin", &data), &ticket());
+        // A header larger than the first read of the file's end: read apart.
+        let mut long = entry("long.bin", b"long header");
+        long.meta.headers = vec![("x-long".into(), "v".repeat(3 * TRAILER_PEEK as usize))];
+        tier.insert(&long, &ticket());
+        for (name, body) in [("f.bin", &data[..]), ("long.bin", b"long header")] {
+            let got = tier.get_file_cached(&key(name));
+            let got = got.expect("read from the page cache").expect("found");
+            let Body::Disk(file) = &got.body else {
+                panic!("{name}: expected the body in its file");
+            };
+            assert!(collect(file.stream(0, file.len())).await.unwrap() == body);
+            assert_eq!(got.meta.etag.as_deref(), Some("\"e\""));
+        }
+        assert_eq!(
+            tier.get_file_cached(&key("long.bin"))
+                .unwrap()
+                .unwrap()
+                .meta
+                .headers[0]
+                .1
+                .len(),
+            3 * TRAILER_PEEK as usize
+        );
+        assert!(matches!(tier.get_file_cached(&key("nothing")), Ok(None)));
+        // Files of an earlier process are checked whole (in the blocking
+        // pool) before their first use in the file form.
+        drop(tier);
+        let tier = open(dir.path(), 16 << 20);
+        assert_eq!(tier.get_file_cached(&key("f.bin")).err(), Some(WouldBlock));
+        assert!(memory_body(&tier.get(&key("f.bin"), u64::MAX).unwrap()) == data);
+        assert!(tier.get_file_cached(&key("f.bin")).unwrap().is_some());
+        assert_eq!(
+            tier.get_file_cached(&key("long.bin")).err(),
+            Some(WouldBlock)
+        );
+        assert!(matches!(
+            tier.get(&key("long.bin"), 0).unwrap().body,
+            Body::Disk(_)
+        ));
+        // A trailer that does not hold together drops the entry.
+        let path = tier.path_of(&key("long.bin").hash());
+        let mut bytes = fs::read(&path).unwrap();
+        let at = bytes.len() - TAIL - 2;
+        bytes[at] ^= 0x20;
+        fs::write(&path, bytes).unwrap();
+        assert!(matches!(tier.get_file_cached(&key("long.bin")), Ok(None)));
         assert!(!path.exists());
     }
 

@@ -30,6 +30,21 @@ pub struct Request<'a> {
     /// An HTTP origin's site: the request's end-to-end header fields, which
     /// its origin gets and `Vary` selects by (empty for a bucket).
     pub forward: &'a [(String, String)],
+    /// How the client's connection takes a body: decides the form a
+    /// disk-tier hit is served in.
+    pub wire: Wire,
+}
+
+/// How a response body reaches the client's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// From s3edge's memory (TLS, HTTP/2, another node): a disk-tier hit
+    /// small enough is loaded whole and promoted to the memory tier.
+    Memory,
+    /// Straight from a file by the kernel (`sendfile` on plain HTTP/1): a
+    /// disk-tier hit stays in its file and is not promoted, because the page
+    /// cache already holds it and the file costs no copy to send.
+    File,
 }
 
 /// What a request wants of an object.
@@ -242,6 +257,7 @@ impl Cache {
             object_key,
             want,
             forward,
+            wire,
         } = request;
         // Every path that may go to the origin before its first await is
         // boxed (here, and in `read`, `range` and `variant`): actix moves
@@ -259,9 +275,9 @@ impl Cache {
             }
         }
         match want {
-            Want::Object => self.object(site, object_key).await,
+            Want::Object => self.object(site, object_key, wire).await,
             Want::Range { spec, if_range } => {
-                self.range(site, object_key, &spec, if_range.as_deref())
+                self.range(site, object_key, &spec, if_range.as_deref(), wire)
                     .await
             }
             Want::Exists => Box::pin(self.exists(site, object_key)).await,
@@ -272,10 +288,10 @@ impl Cache {
     }
 
     /// The whole object, counted as a lookup.
-    async fn object(self: &Arc<Self>, site: &Arc<Site>, object_key: &str) -> Answer {
+    async fn object(self: &Arc<Self>, site: &Arc<Site>, object_key: &str, wire: Wire) -> Answer {
         let ticket = self.ticket();
         let key = CacheKey::new(site.name(), object_key, Variant::Identity);
-        let cached = self.get(&key, &ticket).await;
+        let cached = self.get(&key, &ticket, wire).await;
         self.read_counted(site, key, cached, ticket).await
     }
 
@@ -324,10 +340,11 @@ impl Cache {
         object_key: &str,
         spec: &str,
         if_range: Option<&str>,
+        wire: Wire,
     ) -> Answer {
         let ticket = self.ticket();
         let key = CacheKey::new(site.name(), object_key, Variant::Identity);
-        let cached = self.get(&key, &ticket).await;
+        let cached = self.get(&key, &ticket, wire).await;
         // Not cached: the range alone from the origin, unless a fill of the
         // whole object is under way whose body the range can follow. One
         // that goes to disk only (a large object) may take long to reach the
@@ -403,7 +420,7 @@ impl Cache {
         let site = site.clone();
         let object_key = object_key.to_string();
         tokio::spawn(async move {
-            if let Ok(fetch) = cache.object(&site, &object_key).await.result {
+            if let Ok(fetch) = cache.object(&site, &object_key, Wire::Memory).await.result {
                 drain(fetch.payload.into_stream()).await;
             }
         });
@@ -414,7 +431,7 @@ impl Cache {
         let ticket = self.ticket();
         let key = CacheKey::new(site.name(), object_key, Variant::Identity);
         let now = SystemTime::now();
-        if let Some(entry) = self.get(&key, &ticket).await {
+        if let Some(entry) = self.get(&key, &ticket, Wire::Memory).await {
             if entry.kind == EntryKind::Object || entry.state(now) == State::Fresh {
                 return Answer::new(serve_entry(&entry, now, ticket.since()), CacheOutcome::Hit);
             }
@@ -713,7 +730,7 @@ impl Cache {
     ) -> Result<Fetch, OriginError> {
         let ticket = self.ticket();
         let key = CacheKey::new(site.name(), object_key, Variant::Identity);
-        let cached = self.get(&key, &ticket).await;
+        let cached = self.get(&key, &ticket, Wire::Memory).await;
         self.read(site, key, cached, ticket).await.result
     }
 }

@@ -27,7 +27,9 @@ use super::policy::{self, Storable};
 use super::pull::Sink;
 use super::read::{serve_entry, Answer, CacheOutcome, Fetch};
 use super::VARY_SEPARATOR;
-use super::{Body, Cache, CacheKey, Entry, EntryKind, FlightGuard, Role, State, Ticket, Variant};
+use super::{
+    Body, Cache, CacheKey, Entry, EntryKind, FlightGuard, Role, State, Ticket, Variant, Wire,
+};
 use crate::http::range::{self, ByteRange};
 use crate::origin::{Fetched, ObjectMeta, ObjectRequest, OriginError};
 use crate::site::Site;
@@ -243,7 +245,7 @@ impl Cache {
         let ticket = self.ticket();
         let key = self.shared_key(site, target, headers);
         let now = SystemTime::now();
-        let cached = self.get(&key, &ticket).await;
+        let cached = self.get(&key, &ticket, Wire::Memory).await;
         let since = ticket.since();
         let answer = match cached {
             Some(entry) if directives.accepts(&entry, now) => {
@@ -330,7 +332,7 @@ impl Cache {
                 &part_key(target, part.range),
                 Variant::Identity,
             );
-            let entry = self.get(&key, ticket).await?;
+            let entry = self.get(&key, ticket, Wire::Memory).await?;
             if !directives.accepts(&entry, now) {
                 return None;
             }
@@ -528,7 +530,7 @@ impl Cache {
                 &part_key(target, part.range),
                 Variant::Identity,
             );
-            let Some(entry) = self.get(&key, ticket).await else {
+            let Some(entry) = self.get(&key, ticket, Wire::Memory).await else {
                 return;
             };
             let Body::Memory(chunks) = &entry.body else {

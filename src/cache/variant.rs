@@ -13,7 +13,7 @@ use super::policy::Storable;
 use super::pull::Sink;
 use super::read::serve_entry;
 use super::{Answer, Body, Cache, CacheKey, CacheOutcome, Entry, EntryKind, Fetch, FlightGuard};
-use super::{Payload, Role, Ticket, Variant};
+use super::{Payload, Role, Ticket, Variant, Wire};
 use crate::compress::ContentCoding;
 use crate::origin::ObjectMeta;
 use crate::site::Site;
@@ -49,7 +49,7 @@ impl Cache {
         // The variant is made from `identity`: it is current as of it.
         let ticket = Ticket::new(self.barrier.clone(), identity.since);
         let now = SystemTime::now();
-        if let Some(entry) = self.get(&key, &ticket).await {
+        if let Some(entry) = self.get(&key, &ticket, Wire::Memory).await {
             if entry.kind == EntryKind::Object && entry.meta.etag.as_deref() == Some(etag.as_str())
             {
                 if let Ok(fetch) = serve_entry(&entry, now, ticket.since()) {
@@ -153,7 +153,7 @@ impl Cache {
         meta.content_length = known_length.unwrap_or(0);
         let identity_key = CacheKey::new(site.name(), object_key, Variant::Identity);
         // The variant lives as long as the entry it is made from, not longer.
-        let (freshness, stored_at) = match self.get(&identity_key, &ticket).await {
+        let (freshness, stored_at) = match self.get(&identity_key, &ticket, Wire::Memory).await {
             Some(entry) => (entry.freshness, entry.stored_at),
             None => (Storable::No.or_expired(), SystemTime::now()),
         };

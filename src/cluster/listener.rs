@@ -25,7 +25,7 @@ use futures_util::Stream;
 use super::origin::FROM_NODE;
 use super::{headers, wire, Cluster, CACHE_STATUS};
 use crate::admin::{self, PurgeRequest};
-use crate::cache::{Answer, Payload, Request, Want};
+use crate::cache::{Answer, Payload, Request, Want, Wire};
 use crate::http::conditional;
 use crate::http::range::{self, RangeOutcome};
 use crate::origin::{BodyStream, OriginError};
@@ -116,6 +116,7 @@ async fn object(
         object_key: &query.key,
         want,
         forward: &[],
+        wire: Wire::Memory,
     });
     let answer = FROM_NODE.scope(passed, fetch).await;
     let preconditions = conditional::Preconditions {

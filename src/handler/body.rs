@@ -75,6 +75,9 @@ impl Stream for LengthChecked {
 /// (sent, failed or abandoned), writes the metrics and the access log line.
 pub(super) struct LoggedBody {
     pub inner: Option<BoxBody>,
+    /// Bytes the HTTP/1 dispatcher sent from the body's file with `sendfile`
+    /// instead of polling the body (`object::send_from_file`).
+    pub sent_from_file: Option<Arc<std::sync::atomic::AtomicU64>>,
     /// The site's counters (`-` when no site matched).
     pub site_metrics: Arc<SiteMetrics>,
     pub status: u16,
@@ -122,6 +125,11 @@ impl MessageBody for LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
+        if let Some(sent) = &self.sent_from_file {
+            self.bytes = self
+                .bytes
+                .max(sent.load(std::sync::atomic::Ordering::Relaxed));
+        }
         if let (BodySize::Sized(len), false) = (self.size(), self.head) {
             if self.bytes < len {
                 self.complete = false;

@@ -13,7 +13,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use super::body::{HeadBody, LengthChecked};
 use super::object;
 use super::respond::{error_page, origin_error_response, redirect_response};
-use crate::cache::{Answer, Cache, CacheOutcome, Fetch, Payload, Request, Want};
+use crate::cache::{Answer, Cache, CacheOutcome, Fetch, Payload, Request, Want, Wire};
 use crate::compress::{self, ContentCoding};
 use crate::config::CompressionConfig;
 use crate::http::{mime, range};
@@ -103,6 +103,7 @@ impl Lookup<'_> {
                 object_key: &object_key,
                 want,
                 forward: self.forward,
+                wire: wire_of(self.req),
             })
             .await
     }
@@ -140,6 +141,7 @@ impl Lookup<'_> {
                     coding,
                 },
                 forward: &[],
+                wire: Wire::Memory,
             })
             .await;
         answer.result
@@ -156,6 +158,7 @@ impl Lookup<'_> {
                 object_key,
                 want: Want::Exists,
                 forward: &[],
+                wire: Wire::Memory,
             })
             .await;
         if answer.request_id.is_some() {
@@ -168,6 +171,21 @@ impl Lookup<'_> {
         }
     }
 }
+/// How a response to `req` reaches its client: a file by `sendfile` on a
+/// plain HTTP/1 connection (the HTTP/1 dispatcher's `SendFile`), else from
+/// memory (TLS encrypts every byte in s3edge anyway; HTTP/2 frames them).
+fn wire_of(req: &HttpRequest) -> Wire {
+    let plain = req
+        .conn_data::<crate::tls::session::TlsConnection>()
+        .is_none();
+    let http1 = matches!(req.version(), Version::HTTP_10 | Version::HTTP_11);
+    if plain && http1 {
+        Wire::File
+    } else {
+        Wire::Memory
+    }
+}
+
 /// Whether answers for this representation vary by `Accept-Encoding`
 /// (`compress::compressible`, with the type served for `key`).
 fn compressible(config: &CompressionConfig, key: &str, meta: &ObjectMeta) -> bool {

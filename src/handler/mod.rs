@@ -174,8 +174,13 @@ fn finish(
         origin_request_id: delivered.and_then(|d| d.request_id),
         complete: true,
     });
+    let sent_from_file = response
+        .extensions()
+        .get::<actix_http::h1::SendFile>()
+        .map(|file| file.sent.clone());
     let logged = LoggedBody {
         inner: None,
+        sent_from_file,
         site_metrics,
         status,
         head: req.method() == Method::HEAD,

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 
 use super::body::{select, HeadBody, LengthChecked, Piece};
 use super::respond::error_page;
-use crate::cache::{Fetch, Payload};
+use crate::cache::{DiskBody, Fetch, Payload, SEND_FROM_FILE_MAX};
 use crate::http::conditional::{self, Outcome, Preconditions, Validators};
 use crate::http::range::{self, ByteRange, RangeOutcome};
 use crate::http::{headers, mime};
@@ -227,11 +227,15 @@ fn response(
             response.body(actix_web::body::BodyStream::new(payload.into_stream()))
         }
         BodyPlan::Full { total } => {
+            let file = send_from_file(&payload, 0, total);
             let mut response = if head {
                 HttpResponse::Ok().body(HeadBody(total))
             } else {
                 HttpResponse::Ok().body(SizedStream::new(total, length_checked(payload, total)))
             };
+            if let (Some(file), false) = (file, head) {
+                response.extensions_mut().insert(file);
+            }
             // The headers move in whole: no copy of each value.
             *response.headers_mut() = representation;
             response
@@ -351,11 +355,35 @@ fn single_part(
     if head {
         return response.body(HeadBody(range.len()));
     }
+    let file = match &source {
+        Source::File(file) => send_file(file, range.start, range.end + 1),
+        _ => None,
+    };
     let stream = source.select(vec![Piece::Range {
         start: range.start,
         end: range.end,
     }]);
-    response.body(SizedStream::new(range.len(), stream))
+    let mut response = response.body(SizedStream::new(range.len(), stream));
+    if let Some(file) = file {
+        response.extensions_mut().insert(file);
+    }
+    response
+}
+
+/// A body in a disk-tier file, bytes `start..end`: the HTTP/1 dispatcher
+/// sends it with `sendfile` on a plain TCP connection (no copy through
+/// s3edge's memory) and polls the body stream everywhere else.
+fn send_from_file(payload: &Payload, start: u64, end: u64) -> Option<actix_http::h1::SendFile> {
+    match payload {
+        Payload::File(file) => send_file(file, start, end),
+        _ => None,
+    }
+}
+
+/// `start..end` of `file` for `sendfile`, up to [`SEND_FROM_FILE_MAX`]
+/// bytes (a longer span streams from the file's blocks).
+fn send_file(file: &DiskBody, start: u64, end: u64) -> Option<actix_http::h1::SendFile> {
+    (end.saturating_sub(start) <= SEND_FROM_FILE_MAX).then(|| file.send_file(start, end))
 }
 
 /// 206 `multipart/byteranges`. Parts are sent in ascending order so the object

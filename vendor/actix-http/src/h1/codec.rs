@@ -120,6 +120,16 @@ impl Codec {
         }
     }
 
+    /// Whether the response being encoded answers a HEAD request (it has no body).
+    pub(crate) fn is_head(&self) -> bool {
+        self.flags.contains(Flags::HEAD)
+    }
+
+    /// Accounts for `len` bytes of the response body sent by other means (`sendfile`).
+    pub(crate) fn skip_body(&mut self, len: u64) {
+        self.encoder.skip_body(len);
+    }
+
     /// Encodes a piece of the response body without copying it where the transfer encoding
     /// allows: the returned bytes must be written, as they are, right after `dst`. `None` when the
     /// piece was copied into `dst` instead.

@@ -199,6 +199,12 @@ pin_project! {
         // A response body chunk to write, uncopied, once `write_buf` is written.
         write_body: Option<Bytes>,
 
+        // A file region to send with `sendfile` once `write_buf` is written (`super::SendFile`).
+        write_file: Option<super::SendFile>,
+
+        // The file region was sent whole: the body counts as finished.
+        file_sent: bool,
+
         codec: Codec,
     }
 }
@@ -268,7 +274,7 @@ enum PollResponse {
 
 impl<T, S, B, X, U> Dispatcher<T, S, B, X, U>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
 
     S: Service<Request>,
     S::Error: Into<Response<BoxBody>>,
@@ -316,6 +322,8 @@ where
                     h1_write_buffer_size: config.h1_write_buffer_size(),
                     write_buf_needs_reset: false,
                     write_body: None,
+                    write_file: None,
+                    file_sent: false,
                     codec: Codec::new(config),
                 },
             },
@@ -328,7 +336,7 @@ where
 
 impl<T, S, B, X, U> InnerDispatcher<T, S, B, X, U>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
 
     S: Service<Request>,
     S::Error: Into<Response<BoxBody>>,
@@ -373,6 +381,8 @@ where
             h1_write_buffer_size,
             write_buf_needs_reset,
             write_body,
+            write_file,
+            file_sent,
             ..
         } = self.project();
         let mut io = Pin::new(io.as_mut().unwrap());
@@ -399,6 +409,9 @@ where
             } else if !body.is_empty() && io.is_write_vectored() {
                 let bufs = [io::IoSlice::new(&write_buf[written..]), io::IoSlice::new(body)];
                 io.as_mut().poll_write_vectored(cx, &bufs)
+            } else if write_file.is_some() {
+                // a head the file follows: held back to leave with the file's first bytes
+                poll_write_more(io.as_mut().get_mut(), &write_buf[written..], cx)
             } else {
                 io.as_mut().poll_write(cx, &write_buf[written..])
             };
@@ -427,6 +440,24 @@ where
 
                 Poll::Pending => {
                     write_buf.advance(written);
+                    return Poll::Pending;
+                }
+            }
+        }
+
+        // Then the file region, with `sendfile`.
+        if let Some(file) = write_file.as_mut() {
+            match poll_send_file(io.as_mut().get_mut(), file, cx) {
+                Poll::Ready(Ok(())) => {
+                    *write_file = None;
+                    *file_sent = true;
+                }
+                Poll::Ready(Err(err)) => {
+                    *write_file = None;
+                    return Poll::Ready(Err(err));
+                }
+                Poll::Pending => {
+                    write_buf.clear();
                     return Poll::Pending;
                 }
             }
@@ -547,7 +578,26 @@ where
             res.head_mut().set_connection_type(ConnectionType::Close);
         }
 
+        let send_file = res.extensions_mut().remove::<super::SendFile>();
         let size = self.as_mut().send_response_inner(res, &body)?;
+        if let Some(file) = send_file {
+            let this = self.as_mut().project();
+            let plain_tcp = this.io.as_mut().is_some_and(|io| {
+                (io as &mut dyn std::any::Any)
+                    .downcast_mut::<tokio::net::TcpStream>()
+                    .is_some()
+            });
+            if cfg!(target_os = "linux")
+                && plain_tcp
+                && file.len > 0
+                && size == BodySize::Sized(file.len)
+                && !this.codec.is_head()
+            {
+                this.codec.skip_body(file.len);
+                *this.write_file = Some(file);
+                *this.file_sent = false;
+            }
+        }
         match size {
             BodySize::None | BodySize::Sized(0) => {
                 let mut this = self.as_mut().project();
@@ -720,13 +770,24 @@ where
                 }
 
                 StateProj::SendPayload { mut body } => {
+                    // a body sent from a file: nothing to poll until the file is written
+                    if this.write_file.is_some() {
+                        return Ok(PollResponse::DrainWriteBuf);
+                    }
+
                     // keep populate writer buffer until buffer size limit hit,
                     // get blocked or finished; a large chunk passed through (not copied into the
                     // buffer) is written before the next one is polled.
                     while this.write_buf.len() < *this.h1_write_buffer_size
                         && this.write_body.is_none()
                     {
-                        match body.as_mut().poll_next(cx) {
+                        // the file was sent in place of the body: it is finished, unpolled
+                        let next = if mem::take(this.file_sent) {
+                            Poll::Ready(None)
+                        } else {
+                            body.as_mut().poll_next(cx)
+                        };
+                        match next {
                             Poll::Ready(Some(Ok(item))) if item.len() >= PASSTHROUGH_MIN_CHUNK => {
                                 *this.write_body = this
                                     .codec
@@ -1339,7 +1400,7 @@ where
 
 impl<T, S, B, X, U> Future for Dispatcher<T, S, B, X, U>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
 
     S: Service<Request>,
     S::Error: Into<Response<BoxBody>>,
@@ -1513,6 +1574,7 @@ where
                     if state_is_none
                         && inner_p.write_buf.is_empty()
                         && inner_p.write_body.is_none()
+                        && inner_p.write_file.is_none()
                     {
                         if let Some(err) = inner_p.error.take() {
                             error!("stream error: {}", &err);
@@ -1595,3 +1657,84 @@ mod dispatcher_tests;
 #[cfg(test)]
 #[path = "dispatcher_buffer_tests.rs"]
 mod buffer_tests;
+
+/// Sends what is left of `file` to `io` with `sendfile` (Linux, plain TCP only: the dispatcher
+/// takes a `SendFile` only then).
+#[cfg(target_os = "linux")]
+fn poll_send_file<T: 'static>(
+    io: &mut T,
+    file: &mut super::SendFile,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    let Some(tcp) = (io as &mut dyn std::any::Any).downcast_mut::<tokio::net::TcpStream>() else {
+        return Poll::Ready(Err(io::Error::other("sendfile on a stream that is not TCP")));
+    };
+    while file.len > 0 {
+        // at most 1 GiB per call (Linux sends at most 2 GiB - 4 KiB)
+        let count = file.len.min(1 << 30) as usize;
+        let sent = tcp.try_io(tokio::io::Interest::WRITABLE, || {
+            rustix::fs::sendfile(&*tcp, &*file.file, Some(&mut file.offset), count)
+                .map_err(io::Error::from)
+        });
+        match sent {
+            Ok(0) => {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file ended before the response body",
+                )));
+            }
+            Ok(n) => {
+                file.len -= n as u64;
+                file.sent
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                ready!(tcp.poll_write_ready(cx))?;
+            }
+            Err(err) => return Poll::Ready(Err(err)),
+        }
+    }
+    Poll::Ready(Ok(()))
+}
+
+/// Writes `buf` to `io` with `MSG_MORE`, so the kernel holds a short piece (a response head) to
+/// go out with what is sent next (the `sendfile` that follows) instead of in a packet of its own.
+#[cfg(target_os = "linux")]
+fn poll_write_more<T: 'static>(
+    io: &mut T,
+    buf: &[u8],
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let Some(tcp) = (io as &mut dyn std::any::Any).downcast_mut::<tokio::net::TcpStream>() else {
+        return Poll::Ready(Err(io::Error::other("MSG_MORE on a stream that is not TCP")));
+    };
+    loop {
+        let sent = tcp.try_io(tokio::io::Interest::WRITABLE, || {
+            rustix::net::send(&*tcp, buf, rustix::net::SendFlags::MORE).map_err(io::Error::from)
+        });
+        match sent {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                ready!(tcp.poll_write_ready(cx))?;
+            }
+            sent => return Poll::Ready(sent),
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn poll_write_more<T: 'static>(
+    _: &mut T,
+    _: &[u8],
+    _: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    Poll::Ready(Err(io::Error::other("sendfile is only used on Linux")))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn poll_send_file<T: 'static>(
+    _: &mut T,
+    _: &mut super::SendFile,
+    _: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    Poll::Ready(Err(io::Error::other("sendfile is only used on Linux")))
+}

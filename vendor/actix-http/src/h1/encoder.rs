@@ -354,6 +354,11 @@ impl<T: MessageType> MessageEncoder<T> {
         self.te.encode(msg, buf)
     }
 
+    /// Accounts for `len` body bytes sent by other means.
+    pub fn skip_body(&mut self, len: u64) {
+        self.te.skip(len);
+    }
+
     /// Encode chunk without copying it, where the transfer encoding allows (see
     /// [`TransferEncoding::encode_passthrough`]).
     pub fn encode_chunk_passthrough(
@@ -497,6 +502,15 @@ impl TransferEncoding {
                     Ok(true)
                 }
             }
+        }
+    }
+
+    /// Accounts for `len` bytes of the body written by other means (a file sent with
+    /// `sendfile`): only a body of known length.
+    #[inline]
+    pub fn skip(&mut self, len: u64) {
+        if let TransferEncodingKind::Length(ref mut remaining) = self.kind {
+            *remaining = remaining.saturating_sub(len);
         }
     }
 

@@ -26,6 +26,25 @@ pub use self::{
     utils::SendResponse,
 };
 
+/// A response body to send straight from a file with `sendfile(2)`.
+///
+/// Put in a response's extensions by a handler whose body is `len` bytes of `file` from
+/// `offset`. On a plain TCP connection (Linux) the HTTP/1 dispatcher then sends those bytes with
+/// `sendfile` after the head, and never polls the response body; elsewhere (TLS, HTTP/2, other
+/// platforms) the extension is ignored and the body is sent as usual, so the body must hold the
+/// same bytes. It is used only when the body's size is exactly `len` and the request was not HEAD.
+#[derive(Debug, Clone)]
+pub struct SendFile {
+    /// The file the bytes come from.
+    pub file: std::sync::Arc<std::fs::File>,
+    /// Where the bytes start in the file.
+    pub offset: u64,
+    /// How many bytes to send.
+    pub len: u64,
+    /// Bytes handed to the socket so far, for the handler's own accounting.
+    pub sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
 #[derive(Debug)]
 /// Codec message
 pub enum Message<T> {
