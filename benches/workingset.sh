@@ -21,9 +21,14 @@
 #     file,4G` (the same total capacity as s3edge's two tiers); both fetch
 #     from an nginx static origin on the same folder (they cannot sign SigV4);
 #   - a warm-up pass per cache: the first BENCH_WARMUP requests of the same
-#     sequence (default 100000, half per wrk thread), the same count for
+#     sequence (default: all of it, half per wrk thread), the same count for
 #     every cache however fast it is; then rounds A B C (BENCH_ROUNDS,
-#     default 3) of BENCH_SECONDS (default 15);
+#     default 3) of BENCH_SECONDS (default 15). Until 2026-11-29 the
+#     warm-up was the first 100,000 requests only, so the timed rounds also
+#     met first-seen objects, the more of them the faster a cache got
+#     through the sequence, each fetched from that cache's origin (for
+#     s3edge its embedded S3 store, for the others a static nginx): the
+#     rounds then measured misses too, not only a warm cache;
 #     the table has the medians of req/s, the hit ratio (1 - origin requests
 #     / requests, counted by s3edge's metrics and by the origin's access log
 #     for nginx and Varnish) over the warm-up, which is the same requests for
@@ -32,8 +37,8 @@
 #     s3edge's RSS after the run (target: <= 256 MiB + 64 MiB).
 #
 # Environment: S3EDGE_BIN, CARGO_TARGET_DIR, BENCH_SECONDS, BENCH_ROUNDS,
-# BENCH_WARMUP (default 100000), BENCH_REQUESTS (length of the sequence, default
-# 400000), BENCH_OUT (default benches/results/workingset.md), BENCH_KEEP_TMP=1.
+# BENCH_WARMUP (default: BENCH_REQUESTS), BENCH_REQUESTS (length of the
+# sequence, default 400000), BENCH_OUT (default benches/results/workingset.md), BENCH_KEEP_TMP=1.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -44,8 +49,8 @@ for v in BENCH_ROUNDS BENCH_SECONDS BENCH_WARMUP BENCH_REQUESTS; do
 done
 SECS=${BENCH_SECONDS:-15}
 ROUNDS=${BENCH_ROUNDS:-3}
-WARMUP=${BENCH_WARMUP:-100000}
 REQUESTS=${BENCH_REQUESTS:-400000}
+WARMUP=${BENCH_WARMUP:-$REQUESTS}
 OUT=${BENCH_OUT:-$HERE/results/workingset.md}
 MEMORY_MIB=256
 export PATH="$PATH:/usr/sbin:/sbin"
