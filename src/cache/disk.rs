@@ -13,10 +13,10 @@
 //! process is checked whole before it is first served, so a corrupt or truncated
 //! file is dropped (and refetched), never served. After that, every block read
 //! through s3edge's memory is checked against its CRC again before any of its
-//! bytes is used; a large body sent with `sendfile` on a plain-HTTP connection
-//! ([`DiskBody::send_file`]) goes from the page cache to the socket unread, so
-//! a block damaged on disk after the first check would be sent until the next
-//! restart. An I/O error on write turns the tier off for the rest of the
+//! bytes is used; a body (or range) of up to 512 KiB sent with `sendfile` on a
+//! plain-HTTP/1 connection ([`DiskBody::send_file`], `SEND_FROM_FILE_MAX`)
+//! goes from the page cache to the socket unread, so a block damaged on disk
+//! after the first check would be sent that way until the next restart. An I/O error on write turns the tier off for the rest of the
 //! process; serving goes on.
 
 use std::collections::HashMap;
