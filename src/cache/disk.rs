@@ -16,8 +16,9 @@
 //! bytes is used; a body (or range) of up to 512 KiB sent with `sendfile` on a
 //! plain-HTTP/1 connection ([`DiskBody::send_file`], `SEND_FROM_FILE_MAX`)
 //! goes from the page cache to the socket unread, so a block damaged on disk
-//! after the first check would be sent that way until the next restart. An I/O error on write turns the tier off for the rest of the
-//! process; serving goes on.
+//! after the first check would be sent that way until the next restart. An
+//! I/O error on write turns the tier off for the rest of the process; serving
+//! goes on.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -799,17 +800,6 @@ impl DiskBody {
         (0..self.blocks()).try_for_each(|index| self.block(index).map(drop))
     }
 
-    /// Bytes `start..end` of the body as a stream, read one block at a time,
-    /// each checked before any of its bytes is sent, and handed out in pieces
-    /// of at most [`BODY_CHUNK`] bytes so a connection's write buffer stays
-    /// small. A block that fails its check drops the entry and fails the
-    /// stream (the response is cut, never completed with wrong bytes).
-    ///
-    /// [`BODY_CHUNK`]: super::BODY_CHUNK
-    pub fn stream(self: &Arc<Self>, start: u64, end: u64) -> BodyStream {
-        self.stream_blocks(start, end)
-    }
-
     /// Bytes `start..end` of the body as a file region for the HTTP/1
     /// dispatcher to send with `sendfile` on a plain TCP connection (where it
     /// does, the bytes are not read here, so not checked against their CRCs
@@ -825,7 +815,14 @@ impl DiskBody {
         }
     }
 
-    fn stream_blocks(self: &Arc<Self>, start: u64, end: u64) -> BodyStream {
+    /// Bytes `start..end` of the body as a stream, read one block at a time,
+    /// each checked before any of its bytes is sent, and handed out in pieces
+    /// of at most [`BODY_CHUNK`] bytes so a connection's write buffer stays
+    /// small. A block that fails its check drops the entry and fails the
+    /// stream (the response is cut, never completed with wrong bytes).
+    ///
+    /// [`BODY_CHUNK`]: super::BODY_CHUNK
+    pub fn stream(self: &Arc<Self>, start: u64, end: u64) -> BodyStream {
         let end = end.min(self.len);
         Box::pin(futures_util::stream::unfold(
             (self.clone(), start, Bytes::new()),

@@ -42,8 +42,11 @@ pub enum Wire {
     /// small enough is loaded whole and promoted to the memory tier.
     Memory,
     /// Straight from a file by the kernel (`sendfile` on plain HTTP/1): a
-    /// disk-tier hit stays in its file and is not promoted, because the page
-    /// cache already holds it and the file costs no copy to send.
+    /// disk-tier hit of up to [`SEND_FROM_FILE_MAX`] bytes stays in its file
+    /// and is not promoted, because the page cache already holds it and the
+    /// file costs no copy to send.
+    ///
+    /// [`SEND_FROM_FILE_MAX`]: super::SEND_FROM_FILE_MAX
     File,
 }
 

@@ -171,6 +171,7 @@ impl Lookup<'_> {
         }
     }
 }
+
 /// How a response to `req` reaches its client: a file by `sendfile` on a
 /// plain HTTP/1 connection (the HTTP/1 dispatcher's `SendFile`), else from
 /// memory (TLS encrypts every byte in s3edge anyway; HTTP/2 frames them).
