@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -189,7 +189,7 @@ impl DiskTier {
                     .and_then(|n| n.to_str())
                     .unwrap_or_default()
                     .to_string();
-                match File::open(&path).and_then(|mut f| read_trailer(&mut f)) {
+                match File::open(&path).and_then(|f| read_trailer(&f)) {
                     Ok((header, size)) if name == header.key.hash() => {
                         index.clock += 1;
                         let slot = Slot {
@@ -352,7 +352,7 @@ impl DiskTier {
         let size = file.metadata()?.len();
         let header = {
             let _reading = self.trailers.read().unwrap_or_else(|e| e.into_inner());
-            read_trailer_cached(&file, size)?
+            read_trailer_at(&file, size, Io::PageCacheOnly)?
         };
         if header.key != *key {
             return Ok(None);
@@ -369,7 +369,7 @@ impl DiskTier {
         verified: bool,
         io: Io,
     ) -> io::Result<Option<Entry>> {
-        let mut file = File::open(path)?;
+        let file = File::open(path)?;
         let size = file.metadata()?.len();
         if io == Io::PageCacheOnly && size > INLINE_READ_MAX {
             return Err(io::ErrorKind::WouldBlock.into());
@@ -411,7 +411,7 @@ impl DiskTier {
         }
         let (header, _) = {
             let _reading = self.trailers.read().unwrap_or_else(|e| e.into_inner());
-            read_trailer(&mut file)?
+            read_trailer(&file)?
         };
         if header.key != *key {
             return Ok(None);
@@ -931,36 +931,26 @@ fn decode_header(bytes: &[u8], header_at: u64) -> io::Result<Header> {
     Ok(header)
 }
 
-/// Reads a file's header from its trailer; returns it and the file's size.
-fn read_trailer(file: &mut File) -> io::Result<(Header, u64)> {
+/// Reads a file's header from its trailer; returns it and the file's size
+/// (blocking I/O).
+fn read_trailer(file: &File) -> io::Result<(Header, u64)> {
     let size = file.metadata()?.len();
-    let mut magic = [0u8; MAGIC.len()];
-    file.read_exact(&mut magic)?;
-    let mut tail = [0u8; TAIL];
-    if size >= TAIL as u64 {
-        file.seek(SeekFrom::Start(size - TAIL as u64))?;
-        file.read_exact(&mut tail)?;
-    }
-    let (header_at, len) = header_span(size, &magic, &tail)?;
-    let mut header = vec![0u8; len];
-    file.seek(SeekFrom::Start(header_at))?;
-    file.read_exact(&mut header)?;
-    Ok((decode_header(&header, header_at)?, size))
+    Ok((read_trailer_at(file, size, Io::Blocking)?, size))
 }
 
-/// How much of a file's end [`read_trailer_cached`] reads at once: most
-/// headers fit, so one read finds both the header's length and the header.
+/// How much of a file's end [`read_trailer_at`] reads at once: most headers
+/// fit, so one read finds both the header's length and the header.
 const TRAILER_PEEK: u64 = 4 << 10;
 
-/// [`read_trailer`] from the page cache only (`WouldBlock` otherwise), in
-/// two reads (the magic, then the file's last [`TRAILER_PEEK`] bytes) when
-/// the header fits in the second, three when it does not.
-fn read_trailer_cached(file: &File, size: u64) -> io::Result<Header> {
+/// The header of a file of `size` bytes, read as `io` allows: the magic, then
+/// the file's last [`TRAILER_PEEK`] bytes, and the header apart only when it
+/// does not fit in those.
+fn read_trailer_at(file: &File, size: u64, io: Io) -> io::Result<Header> {
     let mut magic = [0u8; MAGIC.len()];
-    read_cached_at(file, &mut magic, 0)?;
+    read_at(file, &mut magic, 0, io)?;
     let peek = size.min(TRAILER_PEEK);
     let mut end = vec![0u8; peek as usize];
-    read_cached_at(file, &mut end, size - peek)?;
+    read_at(file, &mut end, size - peek, io)?;
     let tail = end
         .get(end.len().saturating_sub(TAIL)..)
         .unwrap_or_default();
@@ -970,7 +960,7 @@ fn read_trailer_cached(file: &File, size: u64) -> io::Result<Header> {
         return decode_header(&end[from..from + len], header_at);
     }
     let mut header = vec![0u8; len];
-    read_cached_at(file, &mut header, header_at)?;
+    read_at(file, &mut header, header_at, io)?;
     decode_header(&header, header_at)
 }
 

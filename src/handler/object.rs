@@ -227,15 +227,17 @@ fn response(
             response.body(actix_web::body::BodyStream::new(payload.into_stream()))
         }
         BodyPlan::Full { total } => {
-            let file = send_from_file(&payload, 0, total);
             let mut response = if head {
                 HttpResponse::Ok().body(HeadBody(total))
             } else {
-                HttpResponse::Ok().body(SizedStream::new(total, length_checked(payload, total)))
+                let file = send_from_file(&payload, 0, total);
+                let mut response = HttpResponse::Ok()
+                    .body(SizedStream::new(total, length_checked(payload, total)));
+                if let Some(file) = file {
+                    response.extensions_mut().insert(file);
+                }
+                response
             };
-            if let (Some(file), false) = (file, head) {
-                response.extensions_mut().insert(file);
-            }
             // The headers move in whole: no copy of each value.
             *response.headers_mut() = representation;
             response
