@@ -238,17 +238,7 @@ async fn a_disk_only_entry_is_warm_after_a_restart_and_refetched_when_its_file_i
         assert_eq!(origins.site("c").gets(), 0, "served from the disk tier");
     }
     // Flip one byte deep in the body (block 3 of the file), then restart.
-    let shard = std::fs::read_dir(shared.path().join("cache/v2"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| !p.ends_with("tmp"))
-        .unwrap();
-    let file = std::fs::read_dir(shard)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let file = the_cache_file(shared.path());
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[3 * MIB + 100] ^= 0x5a;
     std::fs::write(&file, bytes).unwrap();
@@ -473,6 +463,62 @@ async fn a_small_disk_tier_hit_over_plain_http_is_sent_from_its_file_and_not_pro
     let counted = response_bytes_since(&edge, before, expected).await;
     assert_eq!(counted, expected, "bytes sent from the file are counted");
     assert_eq!(origins.site("c").gets(), 0, "never asked of the origin");
+}
+
+/// The one cache file under `shared`'s cache directory.
+fn the_cache_file(shared: &Path) -> std::path::PathBuf {
+    let shard = std::fs::read_dir(shared.join("cache/v2"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| !p.ends_with("tmp"))
+        .unwrap();
+    std::fs::read_dir(shard)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+}
+
+/// A file sent unread (with `sendfile`) is the one the node checked: damaged
+/// in place under a running node, it is checked again, dropped and refetched.
+#[tokio::test]
+async fn a_cache_file_damaged_under_a_running_node_is_refetched_not_sent_from_its_file() {
+    let shared = tempfile::tempdir().unwrap();
+    let data = random_bytes(100 * 1024 + 5, 53);
+    {
+        let (edge, _) = start(shared.path(), "").await;
+        edge.put(BUCKET, "d.bin", data.clone(), None).await;
+        assert!(get(&edge, "/d.bin", &[]).await.2 == data);
+        edge.wait_disk_entries(1).await;
+    }
+    let (builder, origins) = builder(shared.path(), "", 256 << 20);
+    let edge = builder.start();
+    for _ in 0..2 {
+        let (_, cache, body) = get(&edge, "/d.bin", &[]).await;
+        assert_eq!(cache, "s3edge; hit");
+        assert!(body == data);
+    }
+    assert_eq!(edge.cache_entries("memory").await, 0, "sent from its file");
+    // Same length, one byte changed, once the file system's clock has moved
+    // on from the file's check.
+    let file = the_cache_file(shared.path());
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[20_000] ^= 0x5a;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .and_then(|f| std::os::unix::fs::FileExt::write_all_at(&f, &bytes[20_000..20_001], 20_000))
+        .unwrap();
+    let (status, cache, body) = get(&edge, "/d.bin", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(cache, "s3edge; fwd=miss; stored", "dropped, refetched");
+    assert!(body == data, "never the damaged bytes");
+    assert_eq!(origins.site("c").gets(), 1);
+    let (_, cache, body) = get(&edge, "/d.bin", &[("range", "bytes=19990-20010")]).await;
+    assert_eq!(cache, "s3edge; hit");
+    assert!(body == data[19990..=20010]);
 }
 
 /// The site's response bytes counter.

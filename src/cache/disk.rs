@@ -13,12 +13,13 @@
 //! process is checked whole before it is first served, so a corrupt or truncated
 //! file is dropped (and refetched), never served. After that, every block read
 //! through s3edge's memory is checked against its CRC again before any of its
-//! bytes is used; a body (or range) of up to 512 KiB sent with `sendfile` on a
+//! bytes is used. A body (or range) of up to 512 KiB sent with `sendfile` on a
 //! plain-HTTP/1 connection ([`DiskBody::send_file`], `SEND_FROM_FILE_MAX`)
-//! goes from the page cache to the socket unread, so a block damaged on disk
-//! after the first check would be sent that way until the next restart. An
-//! I/O error on write turns the tier off for the rest of the process; serving
-//! goes on.
+//! goes from the page cache to the socket unread: it is sent that way only
+//! while the file is the one checked, as its [`Stamp`] (inode, length,
+//! modification and change times) says, so a file written to, cut or replaced
+//! since is checked whole again first. An I/O error on write turns the tier
+//! off for the rest of the process; serving goes on.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -124,8 +125,37 @@ struct Slot {
     key: CacheKey,
     size: u64,
     last_used: u64,
-    /// Every block of the body has been checked (or written) by this process.
-    verified: bool,
+    /// The file as it was when this process checked (or wrote) every block of
+    /// its body; `None` until then.
+    checked: Option<Stamp>,
+}
+
+/// Which version of a file this is, from its metadata: writing to a file
+/// changes its modification and change times, cutting it its length, and
+/// replacing it its inode. A change made within one tick of the file
+/// system's clock after a check (a few milliseconds on Linux) can go unseen,
+/// as it can for `make` and `rsync`; a change below the file system (a
+/// failing disk) is not seen at all, but is caught by the CRCs wherever the
+/// bytes pass through s3edge's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl Stamp {
+    fn of(meta: &fs::Metadata) -> Stamp {
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            modified: (meta.mtime(), meta.mtime_nsec()),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -196,7 +226,7 @@ impl DiskTier {
                             key: header.key,
                             size,
                             last_used: index.clock,
-                            verified: false,
+                            checked: None,
                         };
                         index.total += size;
                         index.slots.insert(name, slot);
@@ -265,37 +295,39 @@ impl DiskTier {
     /// [`get_cached`](Self::get_cached) for a client the kernel sends the
     /// file to (`sendfile`): the entry stays in its file whatever its size,
     /// and only its trailer is read, here, from the page cache. `Err` when
-    /// that would wait for the disk or this process has not checked the file
-    /// whole yet: then call `get` from a blocking task.
+    /// that would wait for the disk, or this process has not checked the file
+    /// whole yet, or the file has changed since it was: then call `get` from
+    /// a blocking task, which checks it.
     pub fn get_file_cached(self: &Arc<Self>, key: &CacheKey) -> Result<Option<Entry>, WouldBlock> {
         let hash = key.hash();
-        let Some(verified) = self.touch(&hash) else {
+        let Some(checked) = self.touch(&hash) else {
             return Ok(None);
         };
-        if !verified {
+        let Some(checked) = checked else {
             return Err(WouldBlock);
-        }
+        };
         let path = self.path_of(&hash);
-        let read = self.read_in_file(&path, &hash, key);
+        let read = self.read_in_file(&path, &hash, key, checked);
         self.found(read, &path, &hash, Io::PageCacheOnly)
     }
 
-    /// Every block of the file of `hash` has been checked by this process.
-    fn mark_verified(&self, hash: &str) {
+    /// Every block of the file of `hash`, as `stamp` says it was, has been
+    /// checked by this process.
+    fn mark_checked(&self, hash: &str, stamp: Stamp) {
         if let Some(slot) = self.lock().slots.get_mut(hash) {
-            slot.verified = true;
+            slot.checked = Some(stamp);
         }
     }
 
-    /// Marks the slot of `hash` used; whether this process has checked its
-    /// file whole, `None` when there is no such slot.
-    fn touch(&self, hash: &str) -> Option<bool> {
+    /// Marks the slot of `hash` used; the file this process last checked
+    /// whole, if any; `None` when there is no such slot.
+    fn touch(&self, hash: &str) -> Option<Option<Stamp>> {
         let mut index = self.lock();
         index.clock += 1;
         let clock = index.clock;
         let slot = index.slots.get_mut(hash)?;
         slot.last_used = clock;
-        Some(slot.verified)
+        Some(slot.checked)
     }
 
     fn lookup(
@@ -305,11 +337,11 @@ impl DiskTier {
         io: Io,
     ) -> Result<Option<Entry>, WouldBlock> {
         let hash = key.hash();
-        let Some(verified) = self.touch(&hash) else {
+        let Some(checked) = self.touch(&hash) else {
             return Ok(None);
         };
         let path = self.path_of(&hash);
-        let read = self.read(&path, &hash, key, load_max, verified, io);
+        let read = self.read(&path, &hash, key, load_max, checked, io);
         self.found(read, &path, &hash, io)
     }
 
@@ -340,16 +372,22 @@ impl DiskTier {
         }
     }
 
-    /// An entry served from its file (already checked whole by this
-    /// process), its trailer read from the page cache only.
+    /// An entry served from its file, its trailer read from the page cache
+    /// only: `WouldBlock` unless the file is still the one this process
+    /// checked whole (`checked`).
     fn read_in_file(
         self: &Arc<Self>,
         path: &Path,
         hash: &str,
         key: &CacheKey,
+        checked: Stamp,
     ) -> io::Result<Option<Entry>> {
         let file = File::open(path)?;
-        let size = file.metadata()?.len();
+        let stamp = Stamp::of(&file.metadata()?);
+        if stamp != checked {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let size = stamp.len;
         let header = {
             let _reading = self.trailers.read().unwrap_or_else(|e| e.into_inner());
             read_trailer_at(&file, size, Io::PageCacheOnly)?
@@ -357,7 +395,7 @@ impl DiskTier {
         if header.key != *key {
             return Ok(None);
         }
-        self.read_from_file(file, hash, header, true)
+        self.read_from_file(file, hash, header, stamp, true)
     }
 
     fn read(
@@ -366,11 +404,13 @@ impl DiskTier {
         hash: &str,
         key: &CacheKey,
         load_max: u64,
-        verified: bool,
+        checked: Option<Stamp>,
         io: Io,
     ) -> io::Result<Option<Entry>> {
         let file = File::open(path)?;
-        let size = file.metadata()?.len();
+        let stamp = Stamp::of(&file.metadata()?);
+        let verified = checked == Some(stamp);
+        let size = stamp.len;
         if io == Io::PageCacheOnly && size > INLINE_READ_MAX {
             return Err(io::ErrorKind::WouldBlock.into());
         }
@@ -388,14 +428,14 @@ impl DiskTier {
                 return Ok(None);
             }
             if !verified {
-                self.mark_verified(hash);
+                self.mark_checked(hash, stamp);
             }
             if header.body_len > load_max {
                 if io == Io::PageCacheOnly {
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
                 // Within the slack but larger than may be loaded: from its file.
-                return self.read_from_file(file, hash, header, verified);
+                return self.read_from_file(file, hash, header, stamp, true);
             }
             return Ok(Some(Entry {
                 key: header.key,
@@ -416,16 +456,17 @@ impl DiskTier {
         if header.key != *key {
             return Ok(None);
         }
-        self.read_from_file(file, hash, header, verified)
+        self.read_from_file(file, hash, header, stamp, verified)
     }
 
-    /// An entry whose body is served from its file (checked whole first,
-    /// once per process).
+    /// An entry whose body is served from its file, `stamp`'s version of it:
+    /// checked whole first unless it has been (`verified`).
     fn read_from_file(
         self: &Arc<Self>,
         file: File,
         hash: &str,
         header: Header,
+        stamp: Stamp,
         verified: bool,
     ) -> io::Result<Option<Entry>> {
         let body = DiskBody {
@@ -438,7 +479,7 @@ impl DiskTier {
         };
         if !verified {
             body.verify_all()?;
-            self.mark_verified(hash);
+            self.mark_checked(hash, stamp);
         }
         Ok(Some(Entry {
             key: header.key,
@@ -517,7 +558,7 @@ impl DiskTier {
             return;
         }
         let path = self.path_of(&body.hash);
-        let rewrite = || -> io::Result<Option<u64>> {
+        let rewrite = || -> io::Result<Option<(u64, Stamp, Stamp)>> {
             let _writing = self.trailers.write().unwrap_or_else(|e| e.into_inner());
             let file = OpenOptions::new().write(true).open(&path)?;
             let (now, then) = (file.metadata()?, body.file.metadata()?);
@@ -527,14 +568,18 @@ impl DiskTier {
             let header = header_of(entry, body.len, body.crcs.clone());
             let size = write_trailer(&file, body.len, &header)?;
             file.sync_data()?;
-            Ok(Some(size))
+            Ok(Some((size, Stamp::of(&now), Stamp::of(&file.metadata()?))))
         };
         let result = ticket.commit(&entry.key, rewrite).unwrap_or(Ok(None));
         match result {
-            Ok(Some(size)) => {
+            Ok(Some((size, before, after))) => {
                 let mut index = self.lock();
                 if let Some(slot) = index.slots.get_mut(&body.hash) {
                     let old = std::mem::replace(&mut slot.size, size);
+                    // Only the trailer changed: a body checked before still is.
+                    if slot.checked == Some(before) {
+                        slot.checked = Some(after);
+                    }
                     index.total = index.total - old + size;
                 }
             }
@@ -544,9 +589,9 @@ impl DiskTier {
         }
     }
 
-    /// Adds a renamed file to the index and evicts the least recently used
-    /// entries beyond the bound.
-    fn admit(&self, hash: &str, key: &CacheKey, size: u64) {
+    /// Adds a renamed file this process wrote (`stamp`) to the index and
+    /// evicts the least recently used entries beyond the bound.
+    fn admit(&self, hash: &str, key: &CacheKey, size: u64, stamp: Stamp) {
         let doomed = {
             let mut index = self.lock();
             index.clock += 1;
@@ -554,7 +599,7 @@ impl DiskTier {
                 key: key.clone(),
                 size,
                 last_used: index.clock,
-                verified: true,
+                checked: Some(stamp),
             };
             if let Some(old) = index.slots.insert(hash.to_string(), slot) {
                 index.total -= old.size;
@@ -687,7 +732,9 @@ impl DiskWriter {
         let placed = prepared.and_then(|size| {
             let place = || {
                 fs::rename(&self.temp, &path)?;
-                self.tier.admit(&self.hash, &entry.key, size);
+                // After the rename, which sets the change time.
+                let stamp = Stamp::of(&self.file.metadata()?);
+                self.tier.admit(&self.hash, &entry.key, size, stamp);
                 Ok(())
             };
             ticket.commit(&entry.key, place).transpose()
@@ -1255,14 +1302,77 @@ mod tests {
             tier.get(&key("long.bin"), 0).unwrap().body,
             Body::Disk(_)
         ));
-        // A trailer that does not hold together drops the entry.
+        // A trailer that does not hold together drops the entry (on the
+        // check a changed file gets first).
         let path = tier.path_of(&key("long.bin").hash());
-        let mut bytes = fs::read(&path).unwrap();
-        let at = bytes.len() - TAIL - 2;
-        bytes[at] ^= 0x20;
-        fs::write(&path, bytes).unwrap();
-        assert!(matches!(tier.get_file_cached(&key("long.bin")), Ok(None)));
+        let at = fs::metadata(&path).unwrap().len() - TAIL as u64 - 2;
+        change_in_place(&path, at, b"\x01");
+        assert_eq!(
+            tier.get_file_cached(&key("long.bin")).err(),
+            Some(WouldBlock)
+        );
+        assert!(tier.get(&key("long.bin"), 0).is_none());
         assert!(!path.exists());
+    }
+
+    /// Writes `bytes` at `offset` of the file at `path` in place, once the
+    /// file system's clock has moved on from the file's last change (it
+    /// moves in ticks of a few milliseconds).
+    fn change_in_place(path: &Path, offset: u64, bytes: &[u8]) {
+        let before = Stamp::of(&fs::metadata(path).unwrap());
+        std::thread::sleep(Duration::from_millis(30));
+        let file = OpenOptions::new().write(true).open(path).unwrap();
+        file.write_all_at(bytes, offset).unwrap();
+        let after = Stamp::of(&fs::metadata(path).unwrap());
+        assert_ne!(before, after, "the file system records the change");
+    }
+
+    /// The file form sends bytes unread, so it is only for the file this
+    /// process checked: written to since (even with the same bytes), it is
+    /// checked whole again, and dropped if it no longer matches its CRCs.
+    #[test]
+    fn a_file_changed_after_its_check_is_checked_again_before_it_is_sent_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), 16 << 20);
+        let data = pattern(100 * 1024);
+        tier.insert(&entry("c.bin", &data), &ticket());
+        let path = tier.path_of(&key("c.bin").hash());
+        assert!(tier.get_file_cached(&key("c.bin")).unwrap().is_some());
+        // The same bytes written again: checked again, then sent as before.
+        change_in_place(&path, BODY_OFFSET + 10, &data[10..20]);
+        assert_eq!(tier.get_file_cached(&key("c.bin")).err(), Some(WouldBlock));
+        assert!(matches!(
+            tier.get(&key("c.bin"), 0).unwrap().body,
+            Body::Disk(_)
+        ));
+        assert!(tier.get_file_cached(&key("c.bin")).unwrap().is_some());
+        // A header rewritten by this process (a 304) keeps the check.
+        let mut refreshed = tier.get(&key("c.bin"), 0).unwrap();
+        refreshed.stored_at = SystemTime::UNIX_EPOCH + Duration::from_secs(9_000);
+        std::thread::sleep(Duration::from_millis(30));
+        tier.rewrite_header(&refreshed, &ticket());
+        let got = tier.get_file_cached(&key("c.bin")).unwrap().unwrap();
+        assert_eq!(
+            got.stored_at,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(9_000)
+        );
+        // Damaged in place, same length: never handed out in its file.
+        change_in_place(&path, BODY_OFFSET + 50_000, b"damage");
+        assert_eq!(tier.get_file_cached(&key("c.bin")).err(), Some(WouldBlock));
+        assert!(tier.get(&key("c.bin"), 0).is_none(), "dropped on its check");
+        assert!(!path.exists());
+        assert!(matches!(tier.get_file_cached(&key("c.bin")), Ok(None)));
+        // Replaced by another file of the same length: checked too.
+        tier.insert(&entry("d.bin", &data), &ticket());
+        let path = tier.path_of(&key("d.bin").hash());
+        assert!(tier.get_file_cached(&key("d.bin")).unwrap().is_some());
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[BODY_OFFSET as usize + 7] ^= 0x01;
+        let other = dir.path().join("other");
+        fs::write(&other, bytes).unwrap();
+        fs::rename(&other, &path).unwrap();
+        assert_eq!(tier.get_file_cached(&key("d.bin")).err(), Some(WouldBlock));
+        assert!(tier.get(&key("d.bin"), 0).is_none());
     }
 
     #[test]
@@ -1284,7 +1394,7 @@ mod tests {
             tier.lock()
                 .slots
                 .values_mut()
-                .for_each(|s| s.verified = false);
+                .for_each(|s| s.checked = None);
             assert!(tier.get(&key("a.html"), u64::MAX).is_none(), "{damage}");
             assert!(tier.get(&key("a.html"), 0).is_none(), "{damage}");
             assert!(!path.exists(), "{damage}: the file is removed");
