@@ -284,7 +284,31 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// Raises the soft limit on open files to the hard one, as Go and the JVM do
+/// at start: every client connection, origin connection and disk-tier file
+/// being sent is one, and the soft limit many systems start services with
+/// (1024) is a few hundred clients. The hard limit is the operator's choice.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let (Some(current), Some(maximum)) = (limit.current, limit.maximum) else {
+        return;
+    };
+    if current >= maximum {
+        return;
+    }
+    let raised = Rlimit {
+        current: Some(maximum),
+        maximum: Some(maximum),
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::info!("open file limit raised from {current} to {maximum}"),
+        Err(e) => tracing::warn!("open file limit stays {current} (hard limit {maximum}): {e}"),
+    }
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    raise_open_file_limit();
     let cluster = ClusterFlags {
         node_id: args.node_id.clone(),
         listen: args.cluster_listen,

@@ -1,6 +1,7 @@
 //! Crash safety of the disk tier, with the real binary: `kill -9` in the middle
-//! of a large fill, then a restart on the same cache directory; and a disk that
-//! fills up during a fill. The origin is the binary's embedded S3 store, behind
+//! of a large fill, then a restart on the same cache directory; a disk that
+//! fills up during a fill; a process out of file descriptors (and the open
+//! file limit it raises at start). The origin is the binary's embedded S3 store, behind
 //! a throttling TCP proxy where a fill must be slow enough to be interrupted.
 #![cfg(feature = "embedded")]
 
@@ -277,4 +278,114 @@ fn a_disk_that_fills_up_during_a_fill_turns_the_tier_off_and_serving_goes_on() {
         .send()
         .unwrap();
     assert_eq!(health.status(), 200);
+}
+
+/// The soft and hard open file limits of process `pid`.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    let soft = fields.next().unwrap().to_string();
+    (soft, fields.next().unwrap().to_string())
+}
+
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit_at_start() {
+    let dir = site_dir(free_port(), &[]);
+    let node = start(dir.path(), free_port(), "ulimit -Sn 256\nulimit -Hn 4096");
+    assert_eq!(
+        open_file_limits(node.pid()),
+        ("4096".to_string(), "4096".to_string())
+    );
+    assert!(
+        node.stderr()
+            .contains("open file limit raised from 256 to 4096"),
+        "{}",
+        node.stderr()
+    );
+}
+
+/// The lowest descriptor number free in process `pid`: with its soft open
+/// file limit set to this, it cannot open anything more.
+fn lowest_free_fd(pid: u32) -> u64 {
+    let used: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..).find(|fd| !used.contains(fd)).unwrap()
+}
+
+/// Sets the soft open file limit of process `pid`; returns the one before.
+fn set_open_file_limit(pid: u32, soft: u64) -> u64 {
+    use rustix::process::{prlimit, Pid, Resource, Rlimit};
+    let hard = open_file_limits(pid).1.parse().unwrap();
+    let new = Rlimit {
+        current: Some(soft),
+        maximum: Some(hard),
+    };
+    let pid = Pid::from_raw(pid as i32).unwrap();
+    prlimit(Some(pid), Resource::Nofile, new)
+        .unwrap()
+        .current
+        .unwrap()
+}
+
+/// Out of file descriptors (many clients at once under a low open file
+/// limit), a disk-tier hit cannot open its file. That says nothing about the
+/// file: the entry stays, the tier stays on, and once descriptors are free
+/// again it is a hit. (The shortage is made by lowering the running node's
+/// limit below the descriptors it holds, so the test does not race the
+/// node's own opening and closing.)
+#[test]
+fn running_out_of_file_descriptors_loses_no_cache_entry_and_keeps_the_disk_tier_on() {
+    let big = random_bytes(2 * MIB + 3, 46);
+    let store_port = free_port();
+    let proxy = throttling_proxy(store_port, 0);
+    let dir = site_dir(proxy, &[("big.bin", &big)]);
+    let node = start(dir.path(), store_port, "");
+    let pid = node.pid();
+    assert_eq!(get(&node, "/big.bin").2, big);
+    wait_until("big.bin on disk", Duration::from_secs(10), || {
+        disk_entries(&node) >= 1
+    });
+    let (_, cache, _) = get(&node, "/big.bin");
+    assert_eq!(cache, "s3edge; hit", "a disk-tier hit (above 1 MiB)");
+
+    // A client connected and accepted, then no descriptor left to open.
+    let address = node.http.trim_start_matches("http://").to_string();
+    let before = lowest_free_fd(pid);
+    let mut client = TcpStream::connect(&address).unwrap();
+    wait_until("the client accepted", Duration::from_secs(10), || {
+        lowest_free_fd(pid) != before
+    });
+    let limit = set_open_file_limit(pid, lowest_free_fd(pid));
+    client
+        .write_all(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..answer.len().min(200)]).to_string();
+    set_open_file_limit(pid, limit);
+    assert!(
+        answer.starts_with("HTTP/1.1 5"),
+        "the object cannot be read from disk or origin: {answer}"
+    );
+    assert!(
+        node.stderr().contains("an entry could not be opened"),
+        "{}",
+        node.stderr()
+    );
+
+    let (status, cache, body) = get(&node, "/big.bin");
+    assert_eq!((status, cache.as_str()), (200, "s3edge; hit"), "kept");
+    assert_eq!(sha256(&body), sha256(&big));
+    assert_eq!(disk_metric(&node, "s3edge_cache_tier_enabled"), Some(1));
+    assert!(
+        !node.stderr().contains("corrupt") && !node.stderr().contains("turned off"),
+        "not taken for damage or a write error: {}",
+        node.stderr()
+    );
 }

@@ -101,6 +101,30 @@ fn read_cached_at(_: &File, _: &mut [u8], _: u64) -> io::Result<()> {
     Err(io::ErrorKind::WouldBlock.into())
 }
 
+/// An error that says nothing about a cache file: the process or the system
+/// is out of file descriptors or memory for now (many clients at once under
+/// a low open file limit). The entry is kept and the tier stays on; the
+/// request goes on as a miss.
+fn is_transient(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        Errno::from_io_error(e),
+        Some(Errno::MFILE | Errno::NFILE | Errno::NOMEM)
+    )
+}
+
+/// Logs a transient error (see [`is_transient`]) at most once a second: they
+/// come in floods.
+fn warn_transient(what: &str, e: &io::Error) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if LAST.swap(now, Ordering::Relaxed) != now {
+        tracing::warn!("disk cache: {what}, going on without it: {e}");
+    }
+}
+
 /// A file at most this much larger than the largest body loaded into memory
 /// is read whole, trailer included, in one read.
 const WHOLE_READ_SLACK: u64 = 64 << 10;
@@ -231,6 +255,8 @@ impl DiskTier {
                         index.total += size;
                         index.slots.insert(name, slot);
                     }
+                    // Not the file's fault: no start rather than a lost cache.
+                    Err(e) if is_transient(&e) => return Err(e),
                     _ => {
                         tracing::warn!(file = %path.display(), "dropping an unreadable cache file");
                         let _ = fs::remove_file(&path);
@@ -362,6 +388,10 @@ impl DiskTier {
             // Purged (or evicted) while this read was starting: a plain miss.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.remove(hash);
+                Ok(None)
+            }
+            Err(e) if is_transient(&e) => {
+                warn_transient("an entry could not be opened", &e);
                 Ok(None)
             }
             Err(e) => {
@@ -521,6 +551,11 @@ impl DiskTier {
                 in_block: 0,
                 done: false,
             }),
+            Err(e) if is_transient(&e) => {
+                let _ = fs::remove_file(&temp);
+                warn_transient("a fill could not be written", &e);
+                None
+            }
             Err(e) => {
                 let _ = fs::remove_file(&temp);
                 self.disable(&e);
@@ -585,6 +620,7 @@ impl DiskTier {
             }
             Ok(None) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if is_transient(&e) => warn_transient("a header could not be rewritten", &e),
             Err(e) => self.disable(&e),
         }
     }
@@ -1373,6 +1409,67 @@ mod tests {
         fs::rename(&other, &path).unwrap();
         assert_eq!(tier.get_file_cached(&key("d.bin")).err(), Some(WouldBlock));
         assert!(tier.get(&key("d.bin"), 0).is_none());
+    }
+
+    /// Out of file descriptors (many clients at once under a low open file
+    /// limit), nothing can be opened: that says nothing about the files. No
+    /// entry is dropped and the tier stays on. The limit is the process's,
+    /// so the test runs again as a child process of its own, alone.
+    #[test]
+    fn out_of_file_descriptors_no_entry_is_dropped_and_the_tier_stays_on() {
+        const NAME: &str =
+            "cache::disk::tests::out_of_file_descriptors_no_entry_is_dropped_and_the_tier_stays_on";
+        const CHILD: &str = "S3EDGE_TEST_DESCRIPTOR_SHORTAGE";
+        if std::env::var_os(CHILD).is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", NAME, "--test-threads=1"])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{text}");
+            assert!(text.contains("1 passed"), "the child ran the test: {text}");
+            return;
+        }
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), 64 << 20);
+        tier.insert(&entry("small", b"kept"), &ticket());
+        let mut big = write_streamed(&tier, "big", &pattern(BLOCK as usize + 1));
+        // A new descriptor gets the lowest free number: with the limit there,
+        // none can be had.
+        let lowest_free = {
+            use std::os::fd::AsRawFd;
+            File::open("/dev/null").unwrap().as_raw_fd() as u64
+        };
+        let limit = getrlimit(Resource::Nofile);
+        let short = Rlimit {
+            current: Some(lowest_free),
+            maximum: limit.maximum,
+        };
+        setrlimit(Resource::Nofile, short).unwrap();
+        let read = tier.get(&key("small"), u64::MAX);
+        let file_read = tier.get_file_cached(&key("small"));
+        let writer = tier.writer(&key("new"));
+        big.stored_at = SystemTime::UNIX_EPOCH + Duration::from_secs(7_000);
+        tier.rewrite_header(&big, &ticket());
+        setrlimit(Resource::Nofile, limit).unwrap();
+
+        assert!(read.is_none(), "could not be opened");
+        assert!(matches!(file_read, Ok(None)));
+        assert!(writer.is_none());
+        assert!(tier.is_enabled(), "the tier stays on");
+        assert_eq!(tier.usage().1, 2, "no entry dropped");
+        assert_eq!(
+            memory_body(&tier.get(&key("small"), u64::MAX).unwrap()),
+            b"kept"
+        );
+        let big = tier.get(&key("big"), 0).unwrap();
+        assert_eq!(
+            big.stored_at,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_000)
+        );
+        assert!(tier.writer(&key("new")).is_some());
     }
 
     #[test]
