@@ -941,8 +941,12 @@ impl DiskBody {
                     }
                     Ok(_) => None,
                     Err(e) => {
-                        tracing::warn!(entry = %body.hash, "dropping a corrupt cache entry: {e}");
-                        body.tier.remove(&body.hash);
+                        if is_transient(&e) {
+                            warn_transient("a block could not be read", &e);
+                        } else {
+                            tracing::warn!(entry = %body.hash, "dropping a corrupt cache entry: {e}");
+                            body.tier.remove(&body.hash);
+                        }
                         let error = OriginError::Invalid(format!("cache entry unreadable: {e}"));
                         Some((Err(error), (body, end, Bytes::new())))
                     }
