@@ -111,7 +111,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 for k in "${!RES[@]}"; do printf '%s\t%s\n' "$k" "${RES[$k]}"; done >"$TMP/results.tsv"
-echo "A/B run $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; $ROUNDS rounds of ${SECS}s, medians (req/s); s3edge flags: ${BENCH_S3EDGE_FLAGS:-defaults}."
+echo "A/B run $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, TCP congestion control $B_TCP, load $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; $ROUNDS rounds of ${SECS}s, medians (req/s); s3edge flags: ${BENCH_S3EDGE_FLAGS:-defaults}."
 echo "A: $1 (built $(date -u -r "$1" '+%Y-%m-%d %H:%M UTC'))"
 echo "B: $2 (built $(date -u -r "$2" '+%Y-%m-%d %H:%M UTC'))"
 python3 - "$TMP/results.tsv" <<'PY'

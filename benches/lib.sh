@@ -4,6 +4,13 @@
 # waiting for a port. The caller sets REPO, and KEEP_TMP to keep the folder.
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+# The host's TCP congestion control, printed with every result: with BBR
+# (which paces every connection with a timer) the large-body rows on loopback
+# come out very differently than with the kernel's default, CUBIC (README,
+# Performance).
+B_TCP=$(cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null || echo unknown)
+export B_TCP
 die() { log "error: $*"; exit 1; }
 
 PIDS=()

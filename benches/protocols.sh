@@ -221,7 +221,7 @@ def row(label, key, unit, peers, target):
     met = all(s / res[f"{key},{p}"] >= t for p, t in target)
     return (f"| {label} ({unit}) | {s:,.0f} | " + " | ".join(cells) + " | " + " | ".join(ratios)
             + f" | {', '.join(f'>= {t}x {p}' for p, t in target)} | {'**yes**' if met else '**NO**'} |")
-print(f"Run {env('B_DATE')} on {env('B_NPROC')} x {env('B_CPU')}, load {env('B_LOAD')}; commit {env('B_GIT')}; "
+print(f"Run {env('B_DATE')} on {env('B_NPROC')} x {env('B_CPU')}, TCP congestion control {env('B_TCP')}, load {env('B_LOAD')}; commit {env('B_GIT')}; "
       f"{env('B_NGINX')}, {env('B_VARNISH')}; {env('B_ROUNDS')} rounds of {env('B_SECS')} s, medians. "
       "s3edge runs with default cache flags.\n")
 print("| scenario | s3edge | nginx | varnish (malloc) | varnish (file) | s3edge/nginx | s3edge/varnish | s3edge/varnish file | target | met? |")

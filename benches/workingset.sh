@@ -308,7 +308,7 @@ for line in open(sys.argv[1]):
     hit[server] = statistics.median(float(v) for v in h.split())
 s = "s3edge"
 print(f"# Working set larger than memory\n\nRun {env('B_DATE')} on {env('B_NPROC')} x {env('B_CPU')}, "
-      f"load {env('B_LOAD')}; commit {env('B_GIT')}; {env('B_NGINX')}, {env('B_VARNISH')}. "
+      f"TCP congestion control {env('B_TCP')}, load {env('B_LOAD')}; commit {env('B_GIT')}; {env('B_NGINX')}, {env('B_VARNISH')}. "
       f"Command: `{env('B_CMD')}`. {env('B_OBJECTS')}; warm-up: the first {env('B_WARMUP')} requests "
       f"of the sequence per cache, then "
       f"{env('B_ROUNDS')} rounds A B C of {env('B_SECS')} s, `wrk -t2 -c64`, medians.\n")
