@@ -431,12 +431,7 @@ async fn a_small_disk_tier_hit_over_plain_http_is_sent_from_its_file_and_not_pro
     let shared = tempfile::tempdir().unwrap();
     let data = random_bytes(100 * 1024 + 3, 52);
     {
-        let (edge, _) = start(shared.path(), "").await;
-        edge.put(BUCKET, "small.bin", data.clone(), None).await;
-        let (status, _, body) = get(&edge, "/small.bin", &[]).await;
-        assert_eq!(status, 200);
-        assert!(body == data);
-        edge.wait_disk_entries(1).await;
+        let edge = filled(shared.path(), "small.bin", &data).await;
         assert_eq!(
             edge.cache_entries("memory").await,
             1,
@@ -486,12 +481,7 @@ fn the_cache_file(shared: &Path) -> std::path::PathBuf {
 async fn a_cache_file_damaged_under_a_running_node_is_refetched_not_sent_from_its_file() {
     let shared = tempfile::tempdir().unwrap();
     let data = random_bytes(100 * 1024 + 5, 53);
-    {
-        let (edge, _) = start(shared.path(), "").await;
-        edge.put(BUCKET, "d.bin", data.clone(), None).await;
-        assert!(get(&edge, "/d.bin", &[]).await.2 == data);
-        edge.wait_disk_entries(1).await;
-    }
+    drop(filled(shared.path(), "d.bin", &data).await);
     let (builder, origins) = builder(shared.path(), "", 256 << 20);
     let edge = builder.start();
     for _ in 0..2 {
@@ -519,6 +509,19 @@ async fn a_cache_file_damaged_under_a_running_node_is_refetched_not_sent_from_it
     let (_, cache, body) = get(&edge, "/d.bin", &[("range", "bytes=19990-20010")]).await;
     assert_eq!(cache, "s3edge; hit");
     assert!(body == data[19990..=20010]);
+}
+
+/// A node on `shared` that has fetched `name` (`data`, in its bucket) whole
+/// and written it to its disk tier; dropped, a node started on `shared`
+/// finds it there.
+async fn filled(shared: &Path, name: &str, data: &[u8]) -> Edge {
+    let (edge, _) = start(shared, "").await;
+    edge.put(BUCKET, name, data.to_vec(), None).await;
+    let (status, _, body) = get(&edge, &format!("/{name}"), &[]).await;
+    assert_eq!(status, 200);
+    assert!(body == data);
+    edge.wait_disk_entries(1).await;
+    edge
 }
 
 /// The site's response bytes counter.

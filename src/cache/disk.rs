@@ -285,7 +285,13 @@ impl DiskTier {
         self.max_bytes / 4
     }
 
+    /// Turns the tier off after a write error, unless the error says nothing
+    /// about the disk ([`is_transient`]): then only that write is given up.
     fn disable(&self, error: &io::Error) {
+        if is_transient(error) {
+            warn_transient("a write could not be made", error);
+            return;
+        }
         if !self.disabled.swap(true, Ordering::Relaxed) {
             tracing::error!(dir = %self.root.display(), "disk cache turned off after a write error: {error}");
         }
@@ -334,7 +340,7 @@ impl DiskTier {
         };
         let path = self.path_of(&hash);
         let read = self.read_in_file(&path, &hash, key, checked);
-        self.found(read, &path, &hash, Io::PageCacheOnly)
+        self.found(read, &hash, Io::PageCacheOnly)
     }
 
     /// Every block of the file of `hash`, as `stamp` says it was, has been
@@ -368,7 +374,7 @@ impl DiskTier {
         };
         let path = self.path_of(&hash);
         let read = self.read(&path, &hash, key, load_max, checked, io);
-        self.found(read, &path, &hash, io)
+        self.found(read, &hash, io)
     }
 
     /// What a read of the file of `hash` comes to: a corrupt or vanished file
@@ -376,7 +382,6 @@ impl DiskTier {
     fn found(
         &self,
         read: io::Result<Option<Entry>>,
-        path: &Path,
         hash: &str,
         io: Io,
     ) -> Result<Option<Entry>, WouldBlock> {
@@ -390,16 +395,23 @@ impl DiskTier {
                 self.remove(hash);
                 Ok(None)
             }
-            Err(e) if is_transient(&e) => {
-                warn_transient("an entry could not be opened", &e);
-                Ok(None)
-            }
             Err(e) => {
-                tracing::warn!(file = %path.display(), "dropping a corrupt cache entry: {e}");
-                self.remove(hash);
+                self.unreadable(hash, &e);
                 Ok(None)
             }
         }
+    }
+
+    /// After a read of the file of `hash` failed with `error`: a corrupt file
+    /// loses its slot and is removed; an error that says nothing about the
+    /// file ([`is_transient`]) leaves both.
+    fn unreadable(&self, hash: &str, error: &io::Error) {
+        if is_transient(error) {
+            warn_transient("an entry could not be opened or read", error);
+            return;
+        }
+        tracing::warn!(entry = %hash, "dropping a corrupt cache entry: {error}");
+        self.remove(hash);
     }
 
     /// An entry served from its file, its trailer read from the page cache
@@ -425,7 +437,7 @@ impl DiskTier {
         if header.key != *key {
             return Ok(None);
         }
-        self.read_from_file(file, hash, header, stamp, true)
+        self.read_from_file(file, hash, header, None)
     }
 
     fn read(
@@ -465,7 +477,7 @@ impl DiskTier {
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
                 // Within the slack but larger than may be loaded: from its file.
-                return self.read_from_file(file, hash, header, stamp, true);
+                return self.read_from_file(file, hash, header, None);
             }
             return Ok(Some(Entry {
                 key: header.key,
@@ -479,25 +491,25 @@ impl DiskTier {
         if io == Io::PageCacheOnly {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let (header, _) = {
+        let header = {
             let _reading = self.trailers.read().unwrap_or_else(|e| e.into_inner());
-            read_trailer(&file)?
+            read_trailer_at(&file, size, Io::Blocking)?
         };
         if header.key != *key {
             return Ok(None);
         }
-        self.read_from_file(file, hash, header, stamp, verified)
+        self.read_from_file(file, hash, header, (!verified).then_some(stamp))
     }
 
-    /// An entry whose body is served from its file, `stamp`'s version of it:
-    /// checked whole first unless it has been (`verified`).
+    /// An entry whose body is served from its file; with `unchecked`, the
+    /// version of the file this process has not checked yet: checked whole
+    /// first, then marked.
     fn read_from_file(
         self: &Arc<Self>,
         file: File,
         hash: &str,
         header: Header,
-        stamp: Stamp,
-        verified: bool,
+        unchecked: Option<Stamp>,
     ) -> io::Result<Option<Entry>> {
         let body = DiskBody {
             file: Arc::new(file),
@@ -507,7 +519,7 @@ impl DiskTier {
             tier: self.clone(),
             hash: hash.to_string(),
         };
-        if !verified {
+        if let Some(stamp) = unchecked {
             body.verify_all()?;
             self.mark_checked(hash, stamp);
         }
@@ -551,11 +563,6 @@ impl DiskTier {
                 in_block: 0,
                 done: false,
             }),
-            Err(e) if is_transient(&e) => {
-                let _ = fs::remove_file(&temp);
-                warn_transient("a fill could not be written", &e);
-                None
-            }
             Err(e) => {
                 let _ = fs::remove_file(&temp);
                 self.disable(&e);
@@ -620,7 +627,6 @@ impl DiskTier {
             }
             Ok(None) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) if is_transient(&e) => warn_transient("a header could not be rewritten", &e),
             Err(e) => self.disable(&e),
         }
     }
@@ -941,12 +947,7 @@ impl DiskBody {
                     }
                     Ok(_) => None,
                     Err(e) => {
-                        if is_transient(&e) {
-                            warn_transient("a block could not be read", &e);
-                        } else {
-                            tracing::warn!(entry = %body.hash, "dropping a corrupt cache entry: {e}");
-                            body.tier.remove(&body.hash);
-                        }
+                        body.tier.unreadable(&body.hash, &e);
                         let error = OriginError::Invalid(format!("cache entry unreadable: {e}"));
                         Some((Err(error), (body, end, Bytes::new())))
                     }
