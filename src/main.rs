@@ -89,6 +89,11 @@ struct ServeArgs {
     /// Address for HTTPS, certificates chosen by SNI (repeatable).
     #[arg(long, env = "S3EDGE_TLS_LISTEN", value_delimiter = ',')]
     tls_listen: Vec<SocketAddr>,
+    /// TCP congestion control of the --listen and --tls-listen connections
+    /// (`cubic`, `bbr`, ...; default: the host's). It also decides how plain
+    /// HTTP bodies are sent (README "Performance").
+    #[arg(long, env = "S3EDGE_TCP_CONGESTION")]
+    tcp_congestion: Option<String>,
     /// Address for health, metrics and purge.
     #[arg(long, env = "S3EDGE_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
     admin_listen: SocketAddr,
@@ -333,6 +338,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         tls_listen: args.tls_listen,
         admin_listen: args.admin_listen,
+        tcp_congestion: args.tcp_congestion,
         workers: args
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),

@@ -527,17 +527,145 @@ async fn filled(shared: &Path, name: &str, data: &[u8]) -> Edge {
 /// The site's response bytes counter.
 const RESPONSE_BYTES: &str = "s3edge_response_bytes_total{site=\"c\"}";
 
+/// Response bytes sent by `sendfile`, every site together.
+const SENDFILE_BYTES: &str = "s3edge_sendfile_bytes_total";
+
 /// Response bytes counted since `before`, once they reach `expected` (they
 /// are counted when the dispatcher drops a body, just after its last byte)
 /// or after two seconds.
 async fn response_bytes_since(edge: &Edge, before: u64, expected: u64) -> u64 {
+    counted_since(edge, RESPONSE_BYTES, before, expected).await
+}
+
+/// The counter `name`'s growth since `before`, once it reaches `expected`
+/// or after two seconds.
+async fn counted_since(edge: &Edge, name: &str, before: u64, expected: u64) -> u64 {
     let mut counted = 0;
     for _ in 0..100 {
-        counted = edge.metric(RESPONSE_BYTES).await - before;
+        counted = edge.metric(name).await - before;
         if counted >= expected {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     counted
+}
+
+/// A node on `shared` whose listener's connections have the TCP congestion
+/// control `name` (`--tcp-congestion`).
+fn node_with_congestion(shared: &Path, name: &str) -> Edge {
+    let name = name.to_string();
+    let (builder, _) = builder(shared, "", 256 << 20);
+    builder.with(|o| o.tcp_congestion = Some(name)).start()
+}
+
+/// Whether this kernel has the congestion control `name`.
+fn congestion_available(name: &str) -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
+        .is_ok_and(|list| list.split_whitespace().any(|n| n == name))
+}
+
+/// How a plain HTTP/1 body is sent follows the connection's congestion
+/// control (`src/handler/wire.rs`). Not paced (CUBIC): every body with a
+/// cache file goes by `sendfile`, a disk hit above 512 KiB stays in its file,
+/// and a memory hit of 256 KiB or more is sent from its file too; a smaller
+/// memory hit is copied. Paced (BBR): a disk hit above 512 KiB is loaded,
+/// promoted and copied. Byte-exact either way, ranges included; the
+/// `sendfile`'d bytes are counted.
+#[tokio::test]
+async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is_paced() {
+    let shared = tempfile::tempdir().unwrap();
+    let big = random_bytes(768 * 1024 + 5, 53);
+    let small = random_bytes(200 * 1024, 54);
+    let edge = node_with_congestion(shared.path(), "cubic");
+    edge.create_bucket(BUCKET).await;
+    edge.put(BUCKET, "big.bin", big.clone(), None).await;
+    edge.put(BUCKET, "small.bin", small.clone(), None).await;
+    for (path, data) in [("/big.bin", &big), ("/small.bin", &small)] {
+        let (status, cache, body) = get(&edge, path, &[]).await;
+        assert_eq!((status, cache.as_str()), (200, "s3edge; fwd=miss; stored"));
+        assert!(body == *data, "{path}: byte-exact");
+    }
+    edge.wait_disk_entries(2).await;
+    assert_eq!(edge.cache_entries("memory").await, 2);
+
+    // Memory hits: the small one copied, the big one sent from its file.
+    let before = edge.metric(SENDFILE_BYTES).await;
+    let (status, cache, body) = get(&edge, "/small.bin", &[]).await;
+    assert_eq!((status, cache.as_str()), (200, "s3edge; hit"));
+    assert!(body == small, "a small memory hit: byte-exact");
+    let (status, cache, body) = get(&edge, "/big.bin", &[]).await;
+    assert_eq!((status, cache.as_str()), (200, "s3edge; hit"));
+    assert!(body == big, "a big memory hit from its file: byte-exact");
+    let (status, _, body) = get(&edge, "/big.bin", &[("range", "bytes=300000-600000")]).await;
+    assert_eq!(status, 206);
+    assert!(
+        body == big[300_000..=600_000],
+        "a range of it, from its file"
+    );
+    let expected = (big.len() + 300_001) as u64;
+    assert_eq!(
+        counted_since(&edge, SENDFILE_BYTES, before, expected).await,
+        expected,
+        "the big hits were sent from the file"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        edge.metric(SENDFILE_BYTES).await - before,
+        expected,
+        "the small hit was copied from memory"
+    );
+    drop(edge);
+
+    // Disk hits after a restart: kept in their file, not promoted.
+    let edge = node_with_congestion(shared.path(), "cubic");
+    let before = edge.metric(SENDFILE_BYTES).await;
+    for round in 0..2 {
+        let (status, cache, body) = get(&edge, "/big.bin", &[]).await;
+        assert_eq!((status, cache.as_str()), (200, "s3edge; hit"), "{round}");
+        assert!(body == big, "round {round}: a disk hit, byte-exact");
+    }
+    let expected = 2 * big.len() as u64;
+    assert_eq!(
+        counted_since(&edge, SENDFILE_BYTES, before, expected).await,
+        expected
+    );
+    assert_eq!(edge.cache_entries("memory").await, 0, "left in its file");
+    drop(edge);
+
+    if !congestion_available("bbr") {
+        eprintln!("this kernel has no bbr: the paced half of this test did not run");
+        return;
+    }
+    // Paced: the same disk hit is loaded, promoted and copied.
+    let edge = node_with_congestion(shared.path(), "bbr");
+    let before = edge.metric(SENDFILE_BYTES).await;
+    for round in 0..2 {
+        let (status, cache, body) = get(&edge, "/big.bin", &[]).await;
+        assert_eq!((status, cache.as_str()), (200, "s3edge; hit"), "{round}");
+        assert!(body == big, "round {round}: byte-exact");
+    }
+    response_bytes_since(&edge, 0, 2 * big.len() as u64).await;
+    assert_eq!(edge.metric(SENDFILE_BYTES).await - before, 0, "copied");
+    assert_eq!(edge.cache_entries("memory").await, 1, "promoted");
+}
+
+/// A congestion control the kernel does not have stops the node at start,
+/// naming the flag and what the kernel allows.
+#[tokio::test]
+async fn an_unknown_tcp_congestion_control_stops_the_node_at_start() {
+    let shared = tempfile::tempdir().unwrap();
+    let (builder, _) = builder(shared.path(), "", 256 << 20);
+    let Err(error) = builder
+        .with(|o| o.tcp_congestion = Some("no-such-cc".into()))
+        .try_start()
+    else {
+        panic!("the node started");
+    };
+    let message = error.to_string();
+    assert!(
+        message.starts_with("--tcp-congestion no-such-cc: ")
+            && message.contains("this kernel allows: "),
+        "{message}"
+    );
 }

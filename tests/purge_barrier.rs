@@ -16,14 +16,17 @@ use common::{site_toml, Edge, EdgeBuilder, Fault};
 const BUCKET: &str = "barrier-bucket";
 /// Rounds of each purge kind (path, prefix, all).
 const ROUNDS: usize = 100;
+/// Bytes of the large pages (every third round).
+const LARGE: usize = 96 * 1024;
 /// Clients requesting the page while the purge arrives.
 const CLIENTS: usize = 8;
 
-/// The body of version `version` of the page of round `round`: large pages go
-/// to disk only (spilled as they arrive), small ones stay in memory.
-fn body(round: usize, version: char) -> String {
+/// The body of version `version` of the page of round `round`: large pages
+/// (`large` bytes) go to disk only (spilled as they arrive) unless the
+/// memory tier keeps them, small ones stay in memory.
+fn body(round: usize, version: char, large: usize) -> String {
     let len = if round.is_multiple_of(3) {
-        96 * 1024
+        large
     } else {
         2 * 1024
     };
@@ -105,18 +108,40 @@ fn hammer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_request_after_a_purge_returns_gets_a_purged_version() {
-    race_purges(|_| {}, ROUNDS).await;
+    race_purges(|_| {}, ROUNDS, LARGE).await;
 }
 
 /// The same race with a memory tier that keeps nothing: every entry is found
 /// on its way to disk (while its file is written and synced), then on disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_request_after_a_purge_returns_gets_a_purged_version_on_its_way_to_disk() {
-    race_purges(|o| o.memory_cache_size = 0, ROUNDS / 2).await;
+    race_purges(|o| o.memory_cache_size = 0, ROUNDS / 2, LARGE).await;
 }
 
-/// `rounds` of each purge kind on a node with `options`.
-async fn race_purges(options: impl FnOnce(&mut s3edge::server::NodeOptions), rounds: usize) {
+/// The same race where a large page is kept in memory too, and its memory
+/// hits are sent from its disk file (`sendfile` on a connection that is not
+/// paced, `src/handler/wire.rs`): a hit must never swap the entry it found
+/// for an older or newer file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_request_after_a_purge_returns_gets_a_purged_version_from_a_file_sent_for_memory() {
+    let options = |o: &mut s3edge::server::NodeOptions| {
+        o.tcp_congestion = Some("cubic".into());
+        o.memory_object_max = 1 << 20;
+    };
+    let edge = race_purges(options, ROUNDS / 2, 300 * 1024).await;
+    assert!(
+        edge.metric("s3edge_sendfile_bytes_total").await > 0,
+        "no hit was sent from a file"
+    );
+}
+
+/// `rounds` of each purge kind on a node with `options`, large pages of
+/// `large` bytes.
+async fn race_purges(
+    options: impl FnOnce(&mut s3edge::server::NodeOptions),
+    rounds: usize,
+    large: usize,
+) -> Edge {
     let (builder, origins) = EdgeBuilder::new()
         .site(
             "barrier",
@@ -138,13 +163,13 @@ async fn race_purges(options: impl FnOnce(&mut s3edge::server::NodeOptions), rou
         let dir = format!("r{round}");
         let key = format!("{dir}/page.html");
         let path = format!("/{key}");
-        edge.put(BUCKET, &key, body(round, 'A'), Some("text/html"))
+        edge.put(BUCKET, &key, body(round, 'A', large), Some("text/html"))
             .await;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let clients = hammer(&edge, path.clone(), stopped);
         // Let fills of version A start, then publish B while they run.
         tokio::time::sleep(Duration::from_millis((round % 5) as u64 * 7)).await;
-        edge.put(BUCKET, &key, body(round, 'B'), Some("text/html"))
+        edge.put(BUCKET, &key, body(round, 'B', large), Some("text/html"))
             .await;
         let scope = match round % 3 {
             0 => format!(r#"{{"site":"barrier","paths":["{path}"]}}"#),
@@ -159,7 +184,7 @@ async fn race_purges(options: impl FnOnce(&mut s3edge::server::NodeOptions), rou
             .await
             .unwrap();
         assert_eq!(purged.status(), 200, "{scope}");
-        let want = body(round, 'B');
+        let want = body(round, 'B', large);
         for accept in [None, Some("gzip"), Some("br")] {
             let got = decoded(request(&edge, &path, accept, None).await).await;
             assert!(
@@ -187,4 +212,5 @@ async fn race_purges(options: impl FnOnce(&mut s3edge::server::NodeOptions), rou
             "round {round} ({scope}): old version after the clients stopped"
         );
     }
+    edge
 }

@@ -13,9 +13,9 @@
 //! process is checked whole before it is first served, so a corrupt or truncated
 //! file is dropped (and refetched), never served. After that, every block read
 //! through s3edge's memory is checked against its CRC again before any of its
-//! bytes is used. A body (or range) of up to 512 KiB sent with `sendfile` on a
-//! plain-HTTP/1 connection ([`DiskBody::send_file`], `SEND_FROM_FILE_MAX`)
-//! goes from the page cache to the socket unread: it is sent that way only
+//! bytes is used. A body (or range) sent with `sendfile` on a plain-HTTP/1
+//! connection ([`DiskBody::send_file`], `Wire::sends_from_file`) goes from
+//! the page cache to the socket unread: it is sent that way only
 //! while the file is the one checked, as its [`Stamp`] (inode, length,
 //! modification and change times) says, so a file written to, cut or replaced
 //! since is checked whole again first. An I/O error on write turns the tier

@@ -43,14 +43,21 @@ pub use policy::{Freshness, State};
 pub use pull::LengthCheck;
 pub use read::{Answer, CacheOutcome, Fetch, Payload, Request, Want, Wire};
 
-/// The largest body sent from its disk-tier file with `sendfile` (a plain
-/// HTTP/1 client, [`Wire::File`]): such a disk hit is not loaded into memory
-/// or promoted, and a memory-tier miss costs no copy in s3edge. Larger
-/// bodies are copied as before (loaded, or read block by block): on loopback
-/// on Linux 6.18, `sendfile` sent bodies of 100 to 512 KiB 1.2 to 2 times as
-/// fast as the block reads, and 1 and 64 MiB bodies at about 0.8 times
-/// (README "Performance", 2026-11-29).
+/// The largest body sent from its disk-tier file with `sendfile` to a plain
+/// HTTP/1 client on a paced connection ([`Wire::PacedFile`]): such a disk hit
+/// is not loaded into memory or promoted, and a memory-tier miss costs no
+/// copy in s3edge. Larger bodies are copied (loaded, or read block by
+/// block): on loopback on Linux 6.18 under BBR, `sendfile` sent bodies of 100
+/// to 512 KiB 1.2 to 2 times as fast as the block reads, and 1 and 64 MiB
+/// bodies at about 0.8 times (README "Performance", 2026-11-29).
 pub const SEND_FROM_FILE_MAX: u64 = 512 << 10;
+
+/// The smallest memory-tier hit sent from its disk-tier file instead, to a
+/// plain HTTP/1 client on a connection that is not paced ([`Wire::File`]):
+/// under CUBIC `sendfile` sent 256 KiB bodies 1.1 to 1.3 times as fast as
+/// the copy from memory; below that the file's open, `fstat` and header read
+/// cost more than the copy saves (README "Performance", 2026-11-29).
+pub const PREFER_FILE_MIN: u64 = 256 << 10;
 
 use crate::metrics::Metrics;
 use crate::origin::ObjectMeta;
@@ -381,6 +388,11 @@ impl Cache {
     /// hit whose file is in the page cache stays in its file.
     async fn get(&self, key: &CacheKey, ticket: &Ticket, wire: Wire) -> Option<Arc<Entry>> {
         if let Some(entry) = self.memory.get(key) {
+            if wire.prefers_file(entry.body_len()) {
+                if let Some(in_file) = self.in_its_file(&entry) {
+                    return Some(in_file);
+                }
+            }
             return Some(entry);
         }
         if let Some(entry) = self.writing.get(key) {
@@ -389,7 +401,7 @@ impl Cache {
         let disk = self.disk.clone()?;
         // Most misses are not on disk either: no trip to the blocking pool.
         let file_size = disk.file_size(key)?;
-        let in_file = wire == Wire::File && file_size <= SEND_FROM_FILE_MAX;
+        let in_file = wire.sends_from_file(file_size);
         let cached = if in_file {
             disk.get_file_cached(key)
         } else {
@@ -412,6 +424,19 @@ impl Cache {
             ticket.commit(key, || self.memory.insert(entry.clone()));
         }
         Some(entry)
+    }
+
+    /// `entry` (a memory-tier hit) served from its disk-tier file instead,
+    /// when the tier has that very version (stored, or last revalidated, at
+    /// the same moment: a newer fill or a revalidation whose file is still
+    /// being written is not replaced by the older file), this process has
+    /// checked the file, and its header is in the page cache: never a wait
+    /// on the disk or the blocking pool.
+    fn in_its_file(&self, entry: &Entry) -> Option<Arc<Entry>> {
+        let disk = self.disk.as_ref()?;
+        let in_file = disk.get_file_cached(&entry.key).ok()??;
+        let same = in_file.stored_at == entry.stored_at && in_file.body_len() == entry.body_len();
+        same.then(|| Arc::new(in_file))
     }
 
     /// Stores a complete entry through `ticket`: a body in memory goes to the

@@ -41,13 +41,41 @@ pub enum Wire {
     /// From s3edge's memory (TLS, HTTP/2, another node): a disk-tier hit
     /// small enough is loaded whole and promoted to the memory tier.
     Memory,
-    /// Straight from a file by the kernel (`sendfile` on plain HTTP/1): a
+    /// Straight from a file by the kernel (`sendfile` on plain HTTP/1), on a
+    /// connection whose congestion control paces its sends (BBR): a
     /// disk-tier hit of up to [`SEND_FROM_FILE_MAX`] bytes stays in its file
     /// and is not promoted, because the page cache already holds it and the
-    /// file costs no copy to send.
+    /// file costs no copy to send; larger bodies and memory-tier hits are
+    /// copied, which pacing slows less than `sendfile` (README "Performance").
     ///
     /// [`SEND_FROM_FILE_MAX`]: super::SEND_FROM_FILE_MAX
+    PacedFile,
+    /// Straight from a file by the kernel on a connection that is not paced
+    /// (CUBIC, Reno: the Linux default): every disk-tier hit stays in its
+    /// file, whatever its size, and a memory-tier hit of
+    /// [`PREFER_FILE_MIN`] bytes or more is sent from its disk-tier file when
+    /// it has one; there `sendfile` beat the copies at every size measured.
+    ///
+    /// [`PREFER_FILE_MIN`]: super::PREFER_FILE_MIN
     File,
+}
+
+impl Wire {
+    /// Whether a span of `len` bytes of a disk-tier file is sent with
+    /// `sendfile`.
+    pub fn sends_from_file(self, len: u64) -> bool {
+        match self {
+            Wire::Memory => false,
+            Wire::PacedFile => len <= super::SEND_FROM_FILE_MAX,
+            Wire::File => true,
+        }
+    }
+
+    /// Whether a memory-tier hit of `len` bytes is better sent from its
+    /// disk-tier file.
+    pub fn prefers_file(self, len: u64) -> bool {
+        self == Wire::File && len >= super::PREFER_FILE_MIN
+    }
 }
 
 /// What a request wants of an object.

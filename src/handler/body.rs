@@ -126,9 +126,9 @@ impl MessageBody for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         if let Some(sent) = &self.sent_from_file {
-            self.bytes = self
-                .bytes
-                .max(sent.load(std::sync::atomic::Ordering::Relaxed));
+            let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+            self.state.metrics.sendfile_bytes.inc_by(sent);
+            self.bytes = self.bytes.max(sent);
         }
         if let (BodySize::Sized(len), false) = (self.size(), self.head) {
             if self.bytes < len {

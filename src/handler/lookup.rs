@@ -13,6 +13,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use super::body::{HeadBody, LengthChecked};
 use super::object;
 use super::respond::{error_page, origin_error_response, redirect_response};
+use super::wire::wire_of;
 use crate::cache::{Answer, Cache, CacheOutcome, Fetch, Payload, Request, Want, Wire};
 use crate::compress::{self, ContentCoding};
 use crate::config::CompressionConfig;
@@ -169,21 +170,6 @@ impl Lookup<'_> {
             Err(OriginError::NotFound { .. } | OriginError::Denied { .. }) => Ok(false),
             Err(e) => Err(e),
         }
-    }
-}
-
-/// How a response to `req` reaches its client: a file by `sendfile` on a
-/// plain HTTP/1 connection (the HTTP/1 dispatcher's `SendFile`), else from
-/// memory (TLS encrypts every byte in s3edge anyway; HTTP/2 frames them).
-fn wire_of(req: &HttpRequest) -> Wire {
-    let plain = req
-        .conn_data::<crate::tls::session::TlsConnection>()
-        .is_none();
-    let http1 = matches!(req.version(), Version::HTTP_10 | Version::HTTP_11);
-    if plain && http1 {
-        Wire::File
-    } else {
-        Wire::Memory
     }
 }
 

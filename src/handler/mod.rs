@@ -50,6 +50,7 @@ mod lookup;
 mod object;
 mod proxy;
 mod respond;
+pub mod wire;
 
 use body::LoggedBody;
 use lookup::Lookup;

@@ -11,7 +11,8 @@ use futures_util::StreamExt;
 
 use super::body::{select, HeadBody, LengthChecked, Piece};
 use super::respond::error_page;
-use crate::cache::{DiskBody, Fetch, Payload, SEND_FROM_FILE_MAX};
+use super::wire::wire_of;
+use crate::cache::{DiskBody, Fetch, Payload, Wire};
 use crate::http::conditional::{self, Outcome, Preconditions, Validators};
 use crate::http::range::{self, ByteRange, RangeOutcome};
 use crate::http::{headers, mime};
@@ -139,7 +140,14 @@ pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) ->
         return answer;
     }
     let plan = body_plan(req, &meta, &payload);
-    response(plan, payload, representation, &content_type, head)
+    response(
+        plan,
+        payload,
+        representation,
+        &content_type,
+        head,
+        wire_of(req),
+    )
 }
 
 /// 304 or 412 when the request's preconditions say so (RFC 9110 section 13.2.2).
@@ -208,13 +216,14 @@ fn body_plan(req: &HttpRequest, meta: &ObjectMeta, payload: &Payload) -> BodyPla
     }
 }
 
-/// The answer for a plan, its body taken from `payload`.
+/// The answer for a plan, its body taken from `payload` and sent by `wire`.
 fn response(
     plan: BodyPlan,
     payload: Payload,
     representation: HeaderMap,
     content_type: &str,
     head: bool,
+    wire: Wire,
 ) -> HttpResponse {
     match plan {
         BodyPlan::Unsized => {
@@ -230,7 +239,7 @@ fn response(
             let mut response = if head {
                 HttpResponse::Ok().body(HeadBody(total))
             } else {
-                let file = send_from_file(&payload, 0, total);
+                let file = send_from_file(&payload, 0, total, wire);
                 let mut response = HttpResponse::Ok()
                     .body(SizedStream::new(total, length_checked(payload, total)));
                 if let Some(file) = file {
@@ -244,7 +253,7 @@ fn response(
         }
         BodyPlan::Cut { range, total } => {
             let source = Source::Cut(length_checked(payload, range.len()));
-            single_part(&representation, source, range, total, head)
+            single_part(&representation, source, range, total, head, wire)
         }
         BodyPlan::Single { range, total } => single_part(
             &representation,
@@ -252,6 +261,7 @@ fn response(
             range,
             total,
             head,
+            wire,
         ),
         BodyPlan::Multipart { ranges, total } => multipart(
             &representation,
@@ -351,6 +361,7 @@ fn single_part(
     range: ByteRange,
     total: u64,
     head: bool,
+    wire: Wire,
 ) -> HttpResponse {
     let mut response = with_headers(HttpResponse::PartialContent(), representation);
     response.insert_header((header::CONTENT_RANGE, range.content_range(total)));
@@ -358,7 +369,7 @@ fn single_part(
         return response.body(HeadBody(range.len()));
     }
     let file = match &source {
-        Source::File(file) => send_file(file, range.start, range.end + 1),
+        Source::File(file) => send_file(file, range.start, range.end + 1, wire),
         _ => None,
     };
     let stream = source.select(vec![Piece::Range {
@@ -374,18 +385,31 @@ fn single_part(
 
 /// A body in a disk-tier file, bytes `start..end`: the HTTP/1 dispatcher
 /// sends it with `sendfile` on a plain TCP connection (no copy through
-/// s3edge's memory) and polls the body stream everywhere else.
-fn send_from_file(payload: &Payload, start: u64, end: u64) -> Option<actix_http::h1::SendFile> {
+/// s3edge's memory) when `wire` takes a span that long from a file, and
+/// polls the body stream otherwise.
+fn send_from_file(
+    payload: &Payload,
+    start: u64,
+    end: u64,
+    wire: Wire,
+) -> Option<actix_http::h1::SendFile> {
     match payload {
-        Payload::File(file) => send_file(file, start, end),
+        Payload::File(file) => send_file(file, start, end, wire),
         _ => None,
     }
 }
 
-/// `start..end` of `file` for `sendfile`, up to [`SEND_FROM_FILE_MAX`]
-/// bytes (a longer span streams from the file's blocks).
-fn send_file(file: &DiskBody, start: u64, end: u64) -> Option<actix_http::h1::SendFile> {
-    (end.saturating_sub(start) <= SEND_FROM_FILE_MAX).then(|| file.send_file(start, end))
+/// `start..end` of `file` for `sendfile`, when `wire` takes a span that long
+/// from a file ([`Wire::sends_from_file`]; otherwise it streams from the
+/// file's blocks).
+fn send_file(
+    file: &DiskBody,
+    start: u64,
+    end: u64,
+    wire: Wire,
+) -> Option<actix_http::h1::SendFile> {
+    wire.sends_from_file(end.saturating_sub(start))
+        .then(|| file.send_file(start, end))
 }
 
 /// 206 `multipart/byteranges`. Parts are sent in ascending order so the object

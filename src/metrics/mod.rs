@@ -110,6 +110,10 @@ pub struct Metrics {
     /// of the cluster (`ok`, `not_modified`, the bucket's error outcomes
     /// relayed, `failed` when the node itself failed and was skipped).
     pub peer_requests: CounterVec,
+    /// `s3edge_sendfile_bytes_total`: response body bytes the kernel sent
+    /// straight from disk-tier files (`sendfile`), part of
+    /// `s3edge_response_bytes_total`.
+    pub sendfile_bytes: Counter,
     /// `s3edge_request_duration_seconds{site}`, fed through [`SiteMetrics`].
     pub request_duration: Series<Histogram>,
     /// Gauges read when the node is scraped (cache tiers, certificates, ...).
@@ -134,6 +138,7 @@ impl Default for Metrics {
         let origin_duration = Histogram::new(ORIGIN_BUCKETS);
         let coalesced_requests = CounterVec::counters(&["site"]);
         let peer_requests = CounterVec::counters(&["peer", "outcome"]);
+        let sendfile_bytes = Counter::default();
         let request_duration = Series::new(&["site"], || Histogram::new(REQUEST_BUCKETS));
         let node = NodeGauges::default();
         // Counters are registered without `_total`: the encoder adds it.
@@ -174,6 +179,11 @@ impl Default for Metrics {
             peer_requests.clone(),
         );
         registry.register(
+            "s3edge_sendfile_bytes",
+            "Response body bytes sent straight from disk-tier files by the kernel (sendfile), every site together",
+            sendfile_bytes.clone(),
+        );
+        registry.register(
             "s3edge_request_duration_seconds",
             "Time from a request's head to its last response byte, by site",
             request_duration.clone(),
@@ -187,6 +197,7 @@ impl Default for Metrics {
             origin_duration,
             coalesced_requests,
             peer_requests,
+            sendfile_bytes,
             request_duration,
             node,
             history: Mutex::new(History::default()),

@@ -9,7 +9,7 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 
 use super::{NodeOptions, StartError};
-use crate::handler::handle;
+use crate::handler::{handle, wire};
 use crate::state::AppState;
 use crate::tls;
 
@@ -43,9 +43,11 @@ impl Listeners {
                 .default_service(web::to(handle))
         })
         // Each TLS connection carries the name its client asked for (SNI), for
-        // the misdirected-request check (RFC 9110 15.5.20).
+        // the misdirected-request check (RFC 9110 15.5.20); each plain one,
+        // whether its congestion control paces it (how bodies are sent).
         .on_connect(move |connection, extensions| {
-            tls::session::on_connect(&resolver, connection, extensions)
+            tls::session::on_connect(&resolver, connection, extensions);
+            wire::on_connect(connection, extensions);
         })
         .workers(options.workers.max(1))
         // HTTP/2 writes a response's HEADERS and DATA frames separately: with
@@ -59,6 +61,7 @@ impl Listeners {
         let mut http_addrs = Vec::new();
         for addr in &options.listen {
             let (listener, local) = bind(*addr)?;
+            set_congestion(&listener, options.tcp_congestion.as_deref())?;
             edge = edge.listen(listener).map_err(|source| StartError::Listen {
                 addr: local,
                 source,
@@ -71,6 +74,7 @@ impl Listeners {
         let mut https_addrs = Vec::new();
         for addr in &options.tls_listen {
             let (listener, local) = bind(*addr)?;
+            set_congestion(&listener, options.tcp_congestion.as_deref())?;
             edge = edge
                 .listen_rustls_0_23(listener, tls_config.clone())
                 .map_err(|source| StartError::Listen {
@@ -148,4 +152,21 @@ fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
     let listener = TcpListener::bind(addr).map_err(error)?;
     let local = listener.local_addr().map_err(error)?;
     Ok((listener, local))
+}
+
+/// Sets `listener`'s TCP congestion control to `name` (`None`: the host's
+/// stays); the connections it accepts inherit it (Linux).
+fn set_congestion(listener: &TcpListener, name: Option<&str>) -> Result<(), StartError> {
+    let Some(name) = name else {
+        return Ok(());
+    };
+    rustix::net::sockopt::set_tcp_congestion(listener, name).map_err(|e| {
+        let allowed = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_allowed_congestion_control")
+            .map_or_else(|_| "unknown".into(), |list| list.trim().to_string());
+        StartError::TcpCongestion {
+            name: name.to_string(),
+            source: e.into(),
+            allowed,
+        }
+    })
 }

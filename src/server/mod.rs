@@ -46,6 +46,9 @@ pub struct NodeOptions {
     /// HTTPS listeners, certificates chosen by SNI (`--tls-listen`).
     pub tls_listen: Vec<SocketAddr>,
     pub admin_listen: SocketAddr,
+    /// The TCP congestion control of the plain and HTTPS listeners, which
+    /// their connections inherit (`--tcp-congestion`; `None`: the host's).
+    pub tcp_congestion: Option<String>,
     pub workers: usize,
     pub access_log: AccessLog,
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -98,6 +101,12 @@ pub enum StartError {
     /// The shared ACME storage (`--acme-bucket`) could not be opened.
     #[error("--acme-bucket: {0}")]
     AcmeBucket(String),
+    #[error("--tcp-congestion {name}: {source} (this kernel allows: {allowed})")]
+    TcpCongestion {
+        name: String,
+        source: std::io::Error,
+        allowed: String,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,

@@ -39,6 +39,7 @@ pub fn options(dir: &Path) -> NodeOptions {
         listen: vec![loopback()],
         tls_listen: Vec::new(),
         admin_listen: loopback(),
+        tcp_congestion: None,
         workers: 2,
         access_log: AccessLog::off(),
         trusted_proxies: Vec::new(),

@@ -1,0 +1,76 @@
+//! How a response body reaches a client's socket ([`Wire`]): by the kernel
+//! from a cache file (`sendfile`, plain HTTP/1 only), or copied from
+//! s3edge's memory.
+//!
+//! Which is faster depends on the connection's TCP congestion control.
+//! BBR paces a connection's sends with a timer, and on loopback it paced
+//! `sendfile` hardest: there copies of 1 MiB and larger bodies went 1.3 to
+//! 1.7 times as fast as `sendfile`, and `sendfile` won only up to 512 KiB.
+//! CUBIC and Reno (the Linux default) send as fast as the window allows:
+//! there `sendfile` beat the copies at every size measured, 1.1 to 1.3
+//! times (README "Performance", 2026-11-29). So each plain connection's
+//! congestion control is read once, when it is accepted (a connection
+//! inherits its listener's, `--tcp-congestion`), and decides.
+
+use std::any::Any;
+
+use actix_web::dev::Extensions;
+use actix_web::http::Version;
+use actix_web::rt::net::TcpStream;
+use actix_web::HttpRequest;
+
+use crate::cache::Wire;
+use crate::tls::session::TlsConnection;
+
+/// In a plain TCP connection's extensions when its congestion control does
+/// not pace its sends: every body with a cache file goes by `sendfile`.
+#[derive(Debug, Clone, Copy)]
+struct Unpaced;
+
+/// `HttpServer::on_connect` for the edge listeners: marks a plain TCP
+/// connection whose congestion control does not pace ([`Unpaced`]). A
+/// connection whose congestion control cannot be read is taken as paced:
+/// `sendfile` for small bodies only, which never lost by much either way.
+pub fn on_connect(connection: &dyn Any, extensions: &mut Extensions) {
+    let Some(stream) = connection.downcast_ref::<TcpStream>() else {
+        return;
+    };
+    if rustix::net::sockopt::tcp_congestion(stream).is_ok_and(|name| !paces(&name)) {
+        extensions.insert(Unpaced);
+    }
+}
+
+/// Whether the congestion control named `name` paces a connection's sends
+/// itself (Linux's `bbr`, and the `bbr2`/`bbr3` of patched kernels).
+fn paces(name: &str) -> bool {
+    name.starts_with("bbr")
+}
+
+/// How a response to `req` reaches its client: a file by `sendfile` on a
+/// plain HTTP/1 connection (the HTTP/1 dispatcher's `SendFile`), for every
+/// size or small ones only as its congestion control decides; else from
+/// memory (TLS encrypts every byte in s3edge anyway; HTTP/2 frames them).
+pub(super) fn wire_of(req: &HttpRequest) -> Wire {
+    let http1 = matches!(req.version(), Version::HTTP_10 | Version::HTTP_11);
+    if !http1 || req.conn_data::<TlsConnection>().is_some() {
+        Wire::Memory
+    } else if req.conn_data::<Unpaced>().is_some() {
+        Wire::File
+    } else {
+        Wire::PacedFile
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_bbr_paces() {
+        assert!(paces("bbr"));
+        assert!(paces("bbr3"));
+        for name in ["cubic", "reno", "dctcp", "westwood", ""] {
+            assert!(!paces(name), "{name}");
+        }
+    }
+}
