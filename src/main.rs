@@ -91,7 +91,7 @@ struct ServeArgs {
     tls_listen: Vec<SocketAddr>,
     /// TCP congestion control of the --listen and --tls-listen connections
     /// (`cubic`, `bbr`, ...; default: the host's). It also decides how plain
-    /// HTTP bodies are sent (README "Performance").
+    /// HTTP bodies are sent (README "The cache").
     #[arg(long, env = "S3EDGE_TCP_CONGESTION")]
     tcp_congestion: Option<String>,
     /// Address for health, metrics and purge.

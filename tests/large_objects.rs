@@ -664,8 +664,8 @@ async fn an_unknown_tcp_congestion_control_stops_the_node_at_start() {
     };
     let message = error.to_string();
     assert!(
-        message.starts_with("--tcp-congestion no-such-cc: ")
-            && message.contains("this kernel allows: "),
+        message.starts_with("--tcp-congestion no-such-cc: no congestion control of that name")
+            && message.contains("(this kernel allows: "),
         "{message}"
     );
 }

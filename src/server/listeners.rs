@@ -161,11 +161,19 @@ fn set_congestion(listener: &TcpListener, name: Option<&str>) -> Result<(), Star
         return Ok(());
     };
     rustix::net::sockopt::set_tcp_congestion(listener, name).map_err(|e| {
+        let reason = match e {
+            rustix::io::Errno::NOENT => "no congestion control of that name is loaded".to_string(),
+            rustix::io::Errno::PERM => {
+                "not allowed without CAP_NET_ADMIN (net.ipv4.tcp_allowed_congestion_control)"
+                    .to_string()
+            }
+            other => std::io::Error::from(other).to_string(),
+        };
         let allowed = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_allowed_congestion_control")
             .map_or_else(|_| "unknown".into(), |list| list.trim().to_string());
         StartError::TcpCongestion {
             name: name.to_string(),
-            source: e.into(),
+            reason,
             allowed,
         }
     })

@@ -101,10 +101,10 @@ pub enum StartError {
     /// The shared ACME storage (`--acme-bucket`) could not be opened.
     #[error("--acme-bucket: {0}")]
     AcmeBucket(String),
-    #[error("--tcp-congestion {name}: {source} (this kernel allows: {allowed})")]
+    #[error("--tcp-congestion {name}: {reason} (this kernel allows: {allowed})")]
     TcpCongestion {
         name: String,
-        source: std::io::Error,
+        reason: String,
         allowed: String,
     },
     #[error("cannot listen on {addr}: {source}")]
