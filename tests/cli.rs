@@ -111,18 +111,7 @@ fn serve_refuses_to_start_on_an_invalid_site_with_the_same_messages() {
         "x.toml",
         "hosts = [\"x.example.com\"]\nnonsense = 1\n[origin]\nbucket = \"site-x\"\n",
     );
-    let output = s3edge()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--sites",
-        ])
-        .arg(&sites)
-        .output()
-        .unwrap();
+    let output = serve_once(&sites, &[]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -132,6 +121,70 @@ fn serve_refuses_to_start_on_an_invalid_site_with_the_same_messages() {
         )),
         "{stderr}"
     );
+}
+
+/// `s3edge serve` on `sites` with `flags`, on ports of its own, run to its
+/// exit (for a node that must not start).
+fn serve_once(sites: &Path, flags: &[&str]) -> std::process::Output {
+    s3edge()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--sites")
+        .arg(sites)
+        .args(flags)
+        .output()
+        .unwrap()
+}
+
+/// A start-up failure is one line that names what failed and why, once:
+/// a port in use, a cache directory that cannot be made, a congestion
+/// control the kernel does not have. Each exits 1.
+#[test]
+fn serve_says_why_it_cannot_start_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sites = dir.path().join("sites");
+    std::fs::create_dir_all(&sites).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = listener.local_addr().unwrap();
+    let cache = dir.path().join("cache").display().to_string();
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let cases: [(&[&str], String, &str); 3] = [
+        (
+            &["--listen", &taken.to_string(), "--cache-dir", &cache],
+            format!("cannot listen on {taken}: "),
+            "Address already in use",
+        ),
+        (
+            &[
+                "--cache-dir",
+                &not_a_dir.join("cache").display().to_string(),
+            ],
+            format!("cache directory {}: ", not_a_dir.join("cache").display()),
+            "Not a directory",
+        ),
+        (
+            &["--tcp-congestion", "no-such-cc", "--cache-dir", &cache],
+            "--tcp-congestion no-such-cc: ".to_string(),
+            "no congestion control of that name is loaded",
+        ),
+    ];
+    for (flags, names, reason) in cases {
+        let output = serve_once(&sites, flags);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{flags:?}: {stderr}");
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(" ERROR "))
+            .unwrap_or_else(|| panic!("{flags:?}: no error line in {stderr}"));
+        assert!(line.contains(&names), "{flags:?}: {line}");
+        assert_eq!(line.matches(reason).count(), 1, "{flags:?}: {line}");
+    }
 }
 
 /// `s3edge serve` on `dir`'s sites, with its own cache directory.

@@ -62,10 +62,9 @@ impl Listeners {
         for addr in &options.listen {
             let (listener, local) = bind(*addr)?;
             set_congestion(&listener, options.tcp_congestion.as_deref())?;
-            edge = edge.listen(listener).map_err(|source| StartError::Listen {
-                addr: local,
-                source,
-            })?;
+            edge = edge
+                .listen(listener)
+                .map_err(|error| StartError::Listen { addr: local, error })?;
             tracing::info!("listening on http://{local}");
             http_addrs.push(local);
         }
@@ -77,10 +76,7 @@ impl Listeners {
             set_congestion(&listener, options.tcp_congestion.as_deref())?;
             edge = edge
                 .listen_rustls_0_23(listener, tls_config.clone())
-                .map_err(|source| StartError::Listen {
-                    addr: local,
-                    source,
-                })?;
+                .map_err(|error| StartError::Listen { addr: local, error })?;
             tracing::info!("listening on https://{local}");
             https_addrs.push(local);
         }
@@ -110,10 +106,7 @@ impl Listeners {
             .shutdown_timeout(options.shutdown_timeout.as_secs())
             .disable_signals()
             .listen(listener)
-            .map_err(|source| StartError::Listen {
-                addr: local,
-                source,
-            })?;
+            .map_err(|error| StartError::Listen { addr: local, error })?;
             tracing::info!("cluster listening on http://{local}");
             cluster_server = Some(cluster.run());
             cluster_addr = Some(local);
@@ -129,9 +122,9 @@ impl Listeners {
         .shutdown_timeout(options.shutdown_timeout.as_secs())
         .disable_signals()
         .listen(listener)
-        .map_err(|source| StartError::Listen {
+        .map_err(|error| StartError::Listen {
             addr: admin_addr,
-            source,
+            error,
         })?;
         tracing::info!("admin listening on http://{admin_addr}");
         let mut servers = vec![edge.run(), admin.run()];
@@ -148,7 +141,7 @@ impl Listeners {
 
 /// Binds a listener and reads back its address (port 0 becomes the real one).
 fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
-    let error = |source| StartError::Listen { addr, source };
+    let error = |error| StartError::Listen { addr, error };
     let listener = TcpListener::bind(addr).map_err(error)?;
     let local = listener.local_addr().map_err(error)?;
     Ok((listener, local))

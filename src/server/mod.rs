@@ -87,11 +87,10 @@ pub enum StartError {
     Site(#[from] SiteError),
     #[error("{0}")]
     Tls(String),
-    #[error("cache directory {}: {source}; give --cache-dir a directory s3edge may create and write, or --disk-cache-size 0", dir.display())]
-    CacheDir {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
+    // `error`, not `source`: the message already says it, and a `source`
+    // would be printed again after it by the `{:#}` that reports it.
+    #[error("cache directory {}: {error}; give --cache-dir a directory s3edge may create and write, or --disk-cache-size 0", dir.display())]
+    CacheDir { dir: PathBuf, error: std::io::Error },
     #[cfg(feature = "embedded")]
     #[error(transparent)]
     Embedded(#[from] crate::origin::embedded::EmbeddedError),
@@ -107,10 +106,10 @@ pub enum StartError {
         reason: String,
         allowed: String,
     },
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Listen {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 

@@ -177,10 +177,10 @@ fn open_disk(options: &NodeOptions) -> Result<Option<DiskTier>, StartError> {
     if options.disk_cache_size == 0 {
         return Ok(None);
     }
-    let disk = DiskTier::open(&options.cache_dir, options.disk_cache_size).map_err(|source| {
+    let disk = DiskTier::open(&options.cache_dir, options.disk_cache_size).map_err(|error| {
         StartError::CacheDir {
             dir: options.cache_dir.clone(),
-            source,
+            error,
         }
     })?;
     let (bytes, entries) = disk.usage();

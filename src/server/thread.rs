@@ -64,7 +64,7 @@ impl NodeThread {
                 let _ = thread.join();
                 Err(StartError::Listen {
                     addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-                    source: std::io::Error::other("the node thread ended before it started"),
+                    error: std::io::Error::other("the node thread ended before it started"),
                 })
             }
         }
