@@ -41,9 +41,13 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 INVOCATION="bash benches/compare.sh${*:+ $*}"
-for v in BENCH_FILL_COUNT BENCH_TTFB_SAMPLES BENCH_ROUNDS BENCH_SECONDS CARGO_TARGET_DIR S3EDGE_BIN; do
+for v in BENCH_FILL_COUNT BENCH_TTFB_SAMPLES BENCH_ROUNDS BENCH_SECONDS; do
     [[ -z ${!v:-} ]] || INVOCATION="$v=${!v} $INVOCATION"
 done
+# Paths are one machine's: the results file, which is committed, names them
+# by what they are.
+[[ -z ${CARGO_TARGET_DIR:-} ]] || INVOCATION="CARGO_TARGET_DIR=<target dir> $INVOCATION"
+[[ -z ${S3EDGE_BIN:-} ]] || INVOCATION="S3EDGE_BIN=<release binary> $INVOCATION"
 SECS=${BENCH_SECONDS:-8}
 ROUNDS=${BENCH_ROUNDS:-3}
 TTFB_SAMPLES=${BENCH_TTFB_SAMPLES:-200}
