@@ -380,10 +380,14 @@ async fn read_head_only(stream: &mut tokio::net::TcpStream, pending: &mut Vec<u8
     }
 }
 
-/// Over plain HTTP/1.1 a span of a disk-tier file up to `SEND_FROM_FILE_MAX`
-/// (512 KiB) is sent with `sendfile` (the patched actix-http's `SendFile`,
-/// `vendor/README.md`), so the body stream is never polled; a longer one
-/// streams from the file's checked blocks. Either way the bytes must be
+/// Over plain HTTP/1.1 a span of a disk-tier file is sent with `sendfile`
+/// (the patched actix-http's `SendFile`, `vendor/README.md`), so the body
+/// stream is never polled: any span on a connection that is not paced, up
+/// to `SEND_FROM_FILE_MAX` (512 KiB) on one BBR paces, a longer one then
+/// streaming from the file's checked blocks (which the host's congestion
+/// control picks here; both are pinned in
+/// `plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is_paced`).
+/// Either way the bytes must be
 /// exact, ranges must start at the right offset, and the bytes sent must
 /// reach the metrics (and the access log). `strace -e sendfile` on a node
 /// shows the calls; this test holds what a client and an operator see.
@@ -396,24 +400,14 @@ async fn a_disk_tier_hit_over_plain_http_is_sent_from_its_file_byte_exact_and_co
     get(&edge, "/sf.bin", &[]).await;
     edge.wait_disk_entries(1).await;
     let before = edge.metric(RESPONSE_BYTES).await;
-    let (status, cache, body) = get(&edge, "/sf.bin", &[]).await;
-    assert_eq!((status, cache.as_str()), (200, "s3edge; hit"));
-    assert!(body == data, "the whole body, byte-exact");
-    let (status, _, body) = get(&edge, "/sf.bin", &[("range", "bytes=1048570-2097160")]).await;
-    assert_eq!(status, 206);
-    assert!(
-        body == data[1_048_570..=2_097_160],
-        "a range across a block boundary"
-    );
+    assert_hit(&edge, "/sf.bin", &data, "the whole body").await;
+    let across = "a range across a block boundary";
+    assert_range(&edge, "/sf.bin", &data, 1_048_570, 2_097_160, across).await;
     let (status, _, body) = get(&edge, "/sf.bin", &[("range", "bytes=-5")]).await;
     assert_eq!(status, 206);
     assert!(body == data[data.len() - 5..]);
-    let (status, _, body) = get(&edge, "/sf.bin", &[("range", "bytes=1000000-1300000")]).await;
-    assert_eq!(status, 206);
-    assert!(
-        body == data[1_000_000..=1_300_000],
-        "a range across a block boundary, from the file"
-    );
+    let from_file = "a range across a block boundary, from the file";
+    assert_range(&edge, "/sf.bin", &data, 1_000_000, 1_300_000, from_file).await;
     let expected = (data.len() + (2_097_160 - 1_048_570 + 1) + 5 + 300_001) as u64;
     let counted = response_bytes_since(&edge, before, expected).await;
     assert_eq!(counted, expected, "bytes sent from the file are counted");
@@ -442,22 +436,31 @@ async fn a_small_disk_tier_hit_over_plain_http_is_sent_from_its_file_and_not_pro
     let edge = builder.start();
     let before = edge.metric(RESPONSE_BYTES).await;
     for round in 0..3 {
-        let (status, cache, body) = get(&edge, "/small.bin", &[]).await;
-        assert_eq!(
-            (status, cache.as_str()),
-            (200, "s3edge; hit"),
-            "round {round}"
-        );
-        assert!(body == data, "round {round}: byte-exact");
-        let (status, _, body) = get(&edge, "/small.bin", &[("range", "bytes=4090-5000")]).await;
-        assert_eq!(status, 206);
-        assert!(body == data[4090..=5000], "round {round}: a range");
+        let round = format!("round {round}");
+        assert_hit(&edge, "/small.bin", &data, &round).await;
+        assert_range(&edge, "/small.bin", &data, 4090, 5000, &round).await;
     }
     assert_eq!(edge.cache_entries("memory").await, 0, "left in its file");
     let expected = 3 * (data.len() + 911) as u64;
     let counted = response_bytes_since(&edge, before, expected).await;
     assert_eq!(counted, expected, "bytes sent from the file are counted");
     assert_eq!(origins.site("c").gets(), 0, "never asked of the origin");
+}
+
+/// GETs `path`, which must be a hit whose body is `data`, byte-exact.
+async fn assert_hit(edge: &Edge, path: &str, data: &[u8], what: &str) {
+    let (status, cache, body) = get(edge, path, &[]).await;
+    assert_eq!((status, cache.as_str()), (200, "s3edge; hit"), "{what}");
+    assert!(body == data, "{what}: byte-exact");
+}
+
+/// GETs bytes `first..=last` of `path`, whose whole body is `data`: a 206
+/// with exactly those bytes.
+async fn assert_range(edge: &Edge, path: &str, data: &[u8], first: usize, last: usize, what: &str) {
+    let range = format!("bytes={first}-{last}");
+    let (status, _, body) = get(edge, path, &[("range", &range)]).await;
+    assert_eq!(status, 206, "{what}");
+    assert!(body == data[first..=last], "{what}");
 }
 
 /// The one cache file under `shared`'s cache directory.
@@ -591,18 +594,10 @@ async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is
 
     // Memory hits: the small one copied, the big one sent from its file.
     let before = edge.metric(SENDFILE_BYTES).await;
-    let (status, cache, body) = get(&edge, "/small.bin", &[]).await;
-    assert_eq!((status, cache.as_str()), (200, "s3edge; hit"));
-    assert!(body == small, "a small memory hit: byte-exact");
-    let (status, cache, body) = get(&edge, "/big.bin", &[]).await;
-    assert_eq!((status, cache.as_str()), (200, "s3edge; hit"));
-    assert!(body == big, "a big memory hit from its file: byte-exact");
-    let (status, _, body) = get(&edge, "/big.bin", &[("range", "bytes=300000-600000")]).await;
-    assert_eq!(status, 206);
-    assert!(
-        body == big[300_000..=600_000],
-        "a range of it, from its file"
-    );
+    assert_hit(&edge, "/small.bin", &small, "a small memory hit").await;
+    assert_hit(&edge, "/big.bin", &big, "a big memory hit, from its file").await;
+    let range = "a range of it, from its file";
+    assert_range(&edge, "/big.bin", &big, 300_000, 600_000, range).await;
     let expected = (big.len() + 300_001) as u64;
     assert_eq!(
         counted_since(&edge, SENDFILE_BYTES, before, expected).await,
@@ -621,9 +616,13 @@ async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is
     let edge = node_with_congestion(shared.path(), "cubic");
     let before = edge.metric(SENDFILE_BYTES).await;
     for round in 0..2 {
-        let (status, cache, body) = get(&edge, "/big.bin", &[]).await;
-        assert_eq!((status, cache.as_str()), (200, "s3edge; hit"), "{round}");
-        assert!(body == big, "round {round}: a disk hit, byte-exact");
+        assert_hit(
+            &edge,
+            "/big.bin",
+            &big,
+            &format!("a disk hit, round {round}"),
+        )
+        .await;
     }
     let expected = 2 * big.len() as u64;
     assert_eq!(
@@ -641,9 +640,7 @@ async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is
     let edge = node_with_congestion(shared.path(), "bbr");
     let before = edge.metric(SENDFILE_BYTES).await;
     for round in 0..2 {
-        let (status, cache, body) = get(&edge, "/big.bin", &[]).await;
-        assert_eq!((status, cache.as_str()), (200, "s3edge; hit"), "{round}");
-        assert!(body == big, "round {round}: byte-exact");
+        assert_hit(&edge, "/big.bin", &big, &format!("paced, round {round}")).await;
     }
     response_bytes_since(&edge, 0, 2 * big.len() as u64).await;
     assert_eq!(edge.metric(SENDFILE_BYTES).await - before, 0, "copied");

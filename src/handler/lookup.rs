@@ -13,7 +13,6 @@ use actix_web::{HttpRequest, HttpResponse};
 use super::body::{HeadBody, LengthChecked};
 use super::object;
 use super::respond::{error_page, origin_error_response, redirect_response};
-use super::wire::wire_of;
 use crate::cache::{Answer, Cache, CacheOutcome, Fetch, Payload, Request, Want, Wire};
 use crate::compress::{self, ContentCoding};
 use crate::config::CompressionConfig;
@@ -31,6 +30,8 @@ pub(super) struct Lookup<'a> {
     pub info: RequestInfo<'a>,
     /// An HTTP origin's site: the end-to-end fields forwarded (`proxy.rs`).
     pub forward: &'a [(String, String)],
+    /// How the client's connection takes a body (`wire::wire_of`).
+    pub wire: Wire,
 }
 
 /// What stages 5 to 9 delivered.
@@ -104,7 +105,7 @@ impl Lookup<'_> {
                 object_key: &object_key,
                 want,
                 forward: self.forward,
-                wire: wire_of(self.req),
+                wire: self.wire,
             })
             .await
     }
@@ -213,7 +214,7 @@ pub(super) async fn serve_key(lookup: &Lookup<'_>, key: &str) -> Delivered {
         Err(e) => Err(e),
     };
     let response = match encoded {
-        Ok(fetch) => object::respond(lookup.req, key, fetch, lookup.head),
+        Ok(fetch) => object::respond(lookup, key, fetch),
         Err(e) => missing_or_error(lookup, key, &e),
     };
     trace.deliver(response)
@@ -266,7 +267,7 @@ async fn website_response(
             }
             // 8 and 9.
             return match lookup.encode(&lookup_key, fetch, trace).await {
-                Ok(fetch) => object::respond(lookup.req, &lookup_key, fetch, lookup.head),
+                Ok(fetch) => object::respond(lookup, &lookup_key, fetch),
                 Err(e) => missing_or_error(lookup, &lookup_key, &e),
             };
         }

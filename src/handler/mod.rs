@@ -269,6 +269,7 @@ async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Se
             query: req.uri().query(),
         },
         forward: &forward,
+        wire: wire::wire_of(req),
     };
     let delivered = match site.website() {
         Some(config) => lookup::serve_website(&lookup, &config, &key).await,

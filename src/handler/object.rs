@@ -10,8 +10,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::body::{select, HeadBody, LengthChecked, Piece};
+use super::lookup::Lookup;
 use super::respond::error_page;
-use super::wire::wire_of;
 use crate::cache::{DiskBody, Fetch, Payload, Wire};
 use crate::http::conditional::{self, Outcome, Preconditions, Validators};
 use crate::http::range::{self, ByteRange, RangeOutcome};
@@ -97,7 +97,8 @@ pub(super) fn if_range_holds(req: &HttpRequest, meta: &ObjectMeta) -> bool {
 /// The response for an object: 304 or 412 when a precondition says so, else 200,
 /// 206 (single part or `multipart/byteranges`) or 416; HEAD gets the same
 /// headers without a body.
-pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) -> HttpResponse {
+pub(super) fn respond(lookup: &Lookup<'_>, key: &str, fetch: Fetch) -> HttpResponse {
+    let (req, head) = (lookup.req, lookup.head);
     let Fetch {
         meta, payload, age, ..
     } = fetch;
@@ -146,7 +147,7 @@ pub(super) fn respond(req: &HttpRequest, key: &str, fetch: Fetch, head: bool) ->
         representation,
         &content_type,
         head,
-        wire_of(req),
+        lookup.wire,
     )
 }
 

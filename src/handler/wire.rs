@@ -20,24 +20,19 @@ use actix_web::rt::net::TcpStream;
 use actix_web::HttpRequest;
 
 use crate::cache::Wire;
-use crate::tls::session::TlsConnection;
 
-/// In a plain TCP connection's extensions when its congestion control does
-/// not pace its sends: every body with a cache file goes by `sendfile`.
-#[derive(Debug, Clone, Copy)]
-struct Unpaced;
-
-/// `HttpServer::on_connect` for the edge listeners: marks a plain TCP
-/// connection whose congestion control does not pace ([`Unpaced`]). A
-/// connection whose congestion control cannot be read is taken as paced:
-/// `sendfile` for small bodies only, which never lost by much either way.
+/// `HttpServer::on_connect` for the edge listeners: a plain TCP connection
+/// gets the [`Wire`] its HTTP/1 responses go by, from its congestion control
+/// ([`Wire::File`] unless it paces, [`Wire::PacedFile`]); a TLS connection
+/// gets none (from memory). A connection whose congestion control cannot be
+/// read is taken as paced: `sendfile` for small bodies only, which never
+/// lost by much either way.
 pub fn on_connect(connection: &dyn Any, extensions: &mut Extensions) {
     let Some(stream) = connection.downcast_ref::<TcpStream>() else {
         return;
     };
-    if rustix::net::sockopt::tcp_congestion(stream).is_ok_and(|name| !paces(&name)) {
-        extensions.insert(Unpaced);
-    }
+    let unpaced = rustix::net::sockopt::tcp_congestion(stream).is_ok_and(|name| !paces(&name));
+    extensions.insert(if unpaced { Wire::File } else { Wire::PacedFile });
 }
 
 /// Whether the congestion control named `name` paces a connection's sends
@@ -48,16 +43,15 @@ fn paces(name: &str) -> bool {
 
 /// How a response to `req` reaches its client: a file by `sendfile` on a
 /// plain HTTP/1 connection (the HTTP/1 dispatcher's `SendFile`), for every
-/// size or small ones only as its congestion control decides; else from
-/// memory (TLS encrypts every byte in s3edge anyway; HTTP/2 frames them).
+/// size or small ones only as its congestion control decided when it was
+/// accepted; else from memory (TLS encrypts every byte in s3edge anyway;
+/// HTTP/2 frames them).
 pub(super) fn wire_of(req: &HttpRequest) -> Wire {
-    let http1 = matches!(req.version(), Version::HTTP_10 | Version::HTTP_11);
-    if !http1 || req.conn_data::<TlsConnection>().is_some() {
-        Wire::Memory
-    } else if req.conn_data::<Unpaced>().is_some() {
-        Wire::File
-    } else {
-        Wire::PacedFile
+    match req.version() {
+        Version::HTTP_10 | Version::HTTP_11 => {
+            req.conn_data::<Wire>().copied().unwrap_or(Wire::Memory)
+        }
+        _ => Wire::Memory,
     }
 }
 
