@@ -16,6 +16,13 @@
 #     nginx (proxy_cache on disk, sendfile) and Varnish (-s file);
 #   - 100 KiB and 1 MiB binary hits on plain HTTP: s3edge vs nginx and
 #     Varnish (-s malloc).
+#   - for the 64 MiB and 1 MiB rows, a reference: benches/one_copy.py, a
+#     minimal server that copies each body once from its memory into the
+#     socket and does nothing else. A server that sends from its own memory
+#     cannot copy less per byte, so at 64 MiB (4 connections, where per-request
+#     work does not count) it marks what this machine's loopback and wrk allow
+#     such a server. At 1 MiB its thread per connection costs it, and a server
+#     may beat it.
 #
 # Rounds A B C (BENCH_ROUNDS, default 3), medians, ratios in one run: the
 # machine is shared and noisy, read the ratios. Everything listens on
@@ -39,14 +46,14 @@ export S3EDGE_EMBEDDED_SECRET_KEY=${S3EDGE_EMBEDDED_SECRET_KEY:-s3edge-dev-secre
 # varnish: malloc, file.
 P_S3EDGE=18580 P_S3EDGE_TLS=18581 P_ADMIN=19580 P_S3=19500
 P_NGINX=18582 P_NGINX_TLS=18583 P_ORIGIN=18590
-P_VARNISH=18584 P_VARNISH_FILE=18585
+P_VARNISH=18584 P_VARNISH_FILE=18585 P_ONE_COPY=18586
 
 KEEP_TMP=${BENCH_KEEP_TMP:-}
 # shellcheck source=benches/lib.sh
 source "$HERE/lib.sh"
 
 install_missing nginx=nginx varnishd=varnish wrk=wrk h2load=nghttp2-client curl=curl openssl=openssl
-refuse_busy_ports $P_S3EDGE $P_S3EDGE_TLS $P_ADMIN $P_S3 $P_NGINX $P_NGINX_TLS $P_ORIGIN $P_VARNISH $P_VARNISH_FILE
+refuse_busy_ports $P_S3EDGE $P_S3EDGE_TLS $P_ADMIN $P_S3 $P_NGINX $P_NGINX_TLS $P_ORIGIN $P_VARNISH $P_VARNISH_FILE $P_ONE_COPY
 [[ $(getent ahosts localhost | awk 'NR == 1 { print $1 }') == 127.0.0.1 ]] ||
     die "localhost must resolve to 127.0.0.1 first (the HTTPS rows use it as the certificate's name)"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -127,7 +134,9 @@ PIDS+=($!)
 varnishd -F -n "$TMP/varnish-file" -a 127.0.0.1:$P_VARNISH_FILE -T 127.0.0.1:0 \
     -f "$TMP/varnish.vcl" -s file,"$TMP/varnish-file/storage.bin",1G -t 3600 >"$TMP/varnish-file.log" 2>&1 &
 PIDS+=($!)
-for p in $P_S3EDGE $P_S3EDGE_TLS $P_NGINX $P_NGINX_TLS $P_ORIGIN $P_VARNISH $P_VARNISH_FILE; do
+python3 "$HERE/one_copy.py" "$BUCKET" $P_ONE_COPY >"$TMP/one-copy.log" 2>&1 &
+PIDS+=($!)
+for p in $P_S3EDGE $P_S3EDGE_TLS $P_NGINX $P_NGINX_TLS $P_ORIGIN $P_VARNISH $P_VARNISH_FILE $P_ONE_COPY; do
     wait_port "$p" "port $p"
 done
 
@@ -136,6 +145,7 @@ declare -A URL=(
     [s3edge]=http://127.0.0.1:$P_S3EDGE [nginx]=http://127.0.0.1:$P_NGINX
     [varnish]=http://127.0.0.1:$P_VARNISH [varnishfile]=http://127.0.0.1:$P_VARNISH_FILE
     [s3edge-tls]=https://localhost:$P_S3EDGE_TLS [nginx-tls]=https://localhost:$P_NGINX_TLS
+    [onecopy]=http://127.0.0.1:$P_ONE_COPY
 )
 CURL_TLS=(--cacert "$TMP/bench.pem")
 log "warming every cache and checking every body"
@@ -190,9 +200,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
     wrk_run hit64m,s3edge "${URL[s3edge]}/64m.bin" 4 --timeout 30s
     wrk_run hit64m,nginx "${URL[nginx]}/64m.bin" 4 --timeout 30s
     wrk_run hit64m,varnishfile "${URL[varnishfile]}/64m.bin" 4 --timeout 30s
+    wrk_run hit64m,onecopy "${URL[onecopy]}/64m.bin" 4 --timeout 30s
     for obj in 100k 1m; do
         for s in s3edge nginx varnish; do wrk_run "hit$obj,$s" "${URL[$s]}/$obj.bin" 64; done
     done
+    wrk_run hit1m,onecopy "${URL[onecopy]}/1m.bin" 64
 done
 
 # ---------------------------------------------------------------- report --
@@ -214,18 +226,18 @@ env = os.environ.get
 def row(label, key, unit, peers, target):
     s = res.get(f"{key},s3edge")
     cells, ratios = [], []
-    for peer in ("nginx", "varnish", "varnishfile"):
+    for peer in ("nginx", "varnish", "varnishfile", "onecopy"):
         v = res.get(f"{key},{peer}")
         cells.append("-" if v is None else f"{v:,.0f}")
-        ratios.append("-" if v is None or peer not in peers else f"{s / v:.2f}x")
+        ratios.append("-" if v is None or peer not in peers + ["onecopy"] else f"{s / v:.2f}x")
     met = all(s / res[f"{key},{p}"] >= t for p, t in target)
     return (f"| {label} ({unit}) | {s:,.0f} | " + " | ".join(cells) + " | " + " | ".join(ratios)
             + f" | {', '.join(f'>= {t}x {p}' for p, t in target)} | {'**yes**' if met else '**NO**'} |")
 print(f"Run {env('B_DATE')} on {env('B_NPROC')} x {env('B_CPU')}, TCP congestion control {env('B_TCP')}, load {env('B_LOAD')}; commit {env('B_GIT')}; "
       f"{env('B_NGINX')}, {env('B_VARNISH')}; {env('B_ROUNDS')} rounds of {env('B_SECS')} s, medians. "
       "s3edge runs with default cache flags.\n")
-print("| scenario | s3edge | nginx | varnish (malloc) | varnish (file) | s3edge/nginx | s3edge/varnish | s3edge/varnish file | target | met? |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| scenario | s3edge | nginx | varnish (malloc) | varnish (file) | one-copy sender | s3edge/nginx | s3edge/varnish | s3edge/varnish file | s3edge/one-copy | target | met? |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 print(row("4 KiB hit, HTTPS TLS 1.3, 64 conns", "https4k", "req/s", ["nginx"], [("nginx", 1.25)]))
 print(row("1 MiB hit, HTTPS TLS 1.3, 16 conns", "https1m", "req/s", ["nginx"], [("nginx", 1.0)]))
 print(row("4 KiB hit, HTTP/2, h2load 16 conns x 10 streams", "h2_4k", "req/s", ["nginx"], [("nginx", 1.25)]))
@@ -233,6 +245,13 @@ print(row("64 MiB hit from the disk tier, 4 conns", "hit64m", "MiB/s", ["nginx",
           [("nginx", 1.2), ("varnishfile", 1.2)]))
 print(row("100 KiB hit, 64 conns", "hit100k", "req/s", ["nginx", "varnish"], [("nginx", 1.2), ("varnish", 1.2)]))
 print(row("1 MiB hit, 64 conns", "hit1m", "req/s", ["nginx", "varnish"], [("nginx", 1.2), ("varnish", 1.2)]))
+print("\nThe one-copy sender (benches/one_copy.py) copies each body once from its memory into the socket")
+print("and does nothing else. Each server's rate as a share of its rate:")
+for key, label, peers in (("hit64m", "64 MiB", ("s3edge", "nginx", "varnishfile")),
+                          ("hit1m", "1 MiB", ("s3edge", "nginx", "varnish"))):
+    c = res.get(f"{key},onecopy")
+    if c:
+        print(f"- {label}: " + ", ".join(f"{p} {res[f'{key},{p}'] / c:.2f}x" for p in peers) + ".")
 PY
 cat "$OUT"
 log "written to $OUT"
