@@ -289,31 +289,51 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// The fewest open files `serve` starts with. Its runtimes, listeners, signal
+/// handling and disk tier take a few dozen before the first client; below
+/// about 25, actix's and tokio's start-up fails on `EMFILE` with a panic
+/// rather than an error. The floor leaves room for some connections too.
+const MIN_OPEN_FILES: u64 = 256;
+
 /// Raises the soft limit on open files to the hard one, as Go and the JVM do
 /// at start: every client connection, origin connection and disk-tier file
 /// being sent is one, and the soft limit many systems start services with
 /// (1024) is a few hundred clients. The hard limit is the operator's choice.
-fn raise_open_file_limit() {
+/// Returns the limit the node runs with (`None`: unlimited or unknown).
+fn raise_open_file_limit() -> Option<u64> {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let limit = getrlimit(Resource::Nofile);
-    let (Some(current), Some(maximum)) = (limit.current, limit.maximum) else {
-        return;
+    let current = limit.current?;
+    let Some(maximum) = limit.maximum else {
+        return Some(current);
     };
     if current >= maximum {
-        return;
+        return Some(current);
     }
     let raised = Rlimit {
         current: Some(maximum),
         maximum: Some(maximum),
     };
     match setrlimit(Resource::Nofile, raised) {
-        Ok(()) => tracing::info!("open file limit raised from {current} to {maximum}"),
-        Err(e) => tracing::warn!("open file limit stays {current} (hard limit {maximum}): {e}"),
+        Ok(()) => {
+            tracing::info!("open file limit raised from {current} to {maximum}");
+            Some(maximum)
+        }
+        Err(e) => {
+            tracing::warn!("open file limit stays {current} (hard limit {maximum}): {e}");
+            Some(current)
+        }
     }
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    raise_open_file_limit();
+    if let Some(limit) = raise_open_file_limit().filter(|&l| l < MIN_OPEN_FILES) {
+        anyhow::bail!(
+            "the open file limit is {limit}, and s3edge needs at least {MIN_OPEN_FILES} \
+             to start (raise the hard limit: `ulimit -Hn`, systemd's LimitNOFILE=, \
+             docker's --ulimit nofile=)"
+        );
+    }
     let cluster = ClusterFlags {
         node_id: args.node_id.clone(),
         listen: args.cluster_listen,

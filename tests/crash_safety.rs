@@ -308,6 +308,57 @@ fn the_open_file_limit_is_raised_to_the_hard_limit_at_start() {
     );
 }
 
+/// Below 256 open files `serve` refuses to start, with one error line that
+/// says what to raise, and exits 1. Before that floor, limits from 5 to about
+/// 21 made actix's or tokio's own start-up panic on `EMFILE`. At the floor,
+/// soft and hard, a node with its embedded store starts and answers.
+#[test]
+fn serve_refuses_an_open_file_limit_below_its_floor_and_starts_at_it() {
+    let store_port = free_port();
+    let dir = site_dir(store_port, &[]);
+    for limit in [8, 16, 255] {
+        let output = std::process::Command::new("bash")
+            .arg("-c")
+            // a node that starts after all is stopped, and fails the test
+            .arg(format!(
+                "ulimit -n {limit}\nexec timeout 30 \"$0\" serve \"$@\""
+            ))
+            .arg(env!("CARGO_BIN_EXE_s3edge"))
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--sites")
+            .arg(dir.path().join("sites"))
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .env_clear()
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "limit {limit}: {stderr}");
+        assert!(!stderr.contains("panicked"), "limit {limit}: {stderr}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.contains(" ERROR ")).collect();
+        assert_eq!(errors.len(), 1, "limit {limit}: {stderr}");
+        assert!(
+            errors[0].contains(&format!(
+                "the open file limit is {limit}, and s3edge needs at least 256 to start"
+            )),
+            "limit {limit}: {stderr}"
+        );
+    }
+
+    let mut node = start(dir.path(), store_port, "ulimit -n 256");
+    assert_eq!(
+        open_file_limits(node.pid()),
+        ("256".to_string(), "256".to_string())
+    );
+    let status = client()
+        .get(format!("{}/nothing-here", node.http))
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(status, 404);
+    node.stop();
+}
+
 /// The lowest descriptor number free in process `pid`: with its soft open
 /// file limit set to this, it cannot open anything more.
 fn lowest_free_fd(pid: u32) -> u64 {
