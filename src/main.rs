@@ -290,9 +290,9 @@ fn init_tracing(format: LogFormat) {
 }
 
 /// The fewest open files `serve` starts with. Its runtimes, listeners, signal
-/// handling and disk tier take a few dozen before the first client; below
-/// about 25, actix's and tokio's start-up fails on `EMFILE` with a panic
-/// rather than an error. The floor leaves room for some connections too.
+/// handling and disk tier take a few dozen before the first client; at some
+/// limits below about 25, actix's and tokio's start-up fails on `EMFILE` with
+/// a panic rather than an error. The floor leaves room for some connections.
 const MIN_OPEN_FILES: u64 = 256;
 
 /// Raises the soft limit on open files to the hard one, as Go and the JVM do

@@ -309,9 +309,10 @@ fn the_open_file_limit_is_raised_to_the_hard_limit_at_start() {
 }
 
 /// Below 256 open files `serve` refuses to start, with one error line that
-/// says what to raise, and exits 1. Before that floor, limits from 5 to about
-/// 21 made actix's or tokio's own start-up panic on `EMFILE`. At the floor,
-/// soft and hard, a node with its embedded store starts and answers.
+/// says what to raise, and exits 1. Before that floor, limits of 5 to 8 and
+/// 13 to about 21 made actix's or tokio's own start-up panic on `EMFILE`.
+/// At the floor, soft and hard, a node with its embedded store starts and
+/// answers.
 #[test]
 fn serve_refuses_an_open_file_limit_below_its_floor_and_starts_at_it() {
     let store_port = free_port();
