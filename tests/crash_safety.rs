@@ -84,11 +84,25 @@ fn site_dir(endpoint_port: u16, objects: &[(&str, &[u8])]) -> tempfile::TempDir 
     dir
 }
 
+/// The environment a node on a [`site_dir`] needs.
+const ENV: [(&str, &str); 2] = [
+    ("CRASH_TEST_KEY", "s3edge-dev"),
+    ("CRASH_TEST_SECRET", "s3edge-dev-secret"),
+];
+
 /// Starts the binary on `dir`; `shell` runs first in bash (limits).
 fn start(dir: &Path, store_port: u16, shell: &str) -> Binary {
+    let args = node_args(dir, store_port);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Binary::serve_in_shell(shell, &args, &ENV, dir)
+}
+
+/// `serve`'s arguments for a node on `dir` whose embedded store listens on
+/// `store_port`.
+fn node_args(dir: &Path, store_port: u16) -> Vec<String> {
     let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
     let store = format!("127.0.0.1:{store_port}");
-    let args = [
+    [
         "--listen",
         "127.0.0.1:0",
         "--admin-listen",
@@ -107,12 +121,9 @@ fn start(dir: &Path, store_port: u16, shell: &str) -> Binary {
         &store,
         "--sites",
         &path("sites"),
-    ];
-    let env = [
-        ("CRASH_TEST_KEY", "s3edge-dev"),
-        ("CRASH_TEST_SECRET", "s3edge-dev-secret"),
-    ];
-    Binary::serve_in_shell(shell, &args, &env, dir)
+    ]
+    .map(str::to_string)
+    .to_vec()
 }
 
 fn client() -> reqwest::blocking::Client {
@@ -317,24 +328,12 @@ fn the_open_file_limit_is_raised_to_the_hard_limit_at_start() {
 fn serve_refuses_an_open_file_limit_below_its_floor_and_starts_at_it() {
     let store_port = free_port();
     let dir = site_dir(store_port, &[]);
+    let args = node_args(dir.path(), store_port);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     for limit in [8, 16, 255] {
-        let output = std::process::Command::new("bash")
-            .arg("-c")
-            // a node that starts after all is stopped, and fails the test
-            .arg(format!(
-                "ulimit -n {limit}\nexec timeout 30 \"$0\" serve \"$@\""
-            ))
-            .arg(env!("CARGO_BIN_EXE_s3edge"))
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .arg("--sites")
-            .arg(dir.path().join("sites"))
-            .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
-            .env_clear()
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "limit {limit}: {stderr}");
+        let shell = format!("ulimit -n {limit}");
+        let (code, stderr) = Binary::serve_in_shell_fails(&shell, &args, &ENV, dir.path());
+        assert_eq!(code, Some(1), "limit {limit}: {stderr}");
         assert!(!stderr.contains("panicked"), "limit {limit}: {stderr}");
         let errors: Vec<&str> = stderr.lines().filter(|l| l.contains(" ERROR ")).collect();
         assert_eq!(errors.len(), 1, "limit {limit}: {stderr}");

@@ -37,6 +37,33 @@ pub fn listener_url(line: &str, announce: &str) -> Option<String> {
     Some(rest[..end].to_string())
 }
 
+/// `shell` (bash: limits, signal dispositions) run first in the process that
+/// then becomes `s3edge serve ARGS`.
+fn in_shell(shell: &str, args: &[&str]) -> Command {
+    let mut command = Command::new("bash");
+    command
+        .arg("-c")
+        .arg(format!("{shell}\nexec \"$0\" serve \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_s3edge"))
+        .args(args);
+    command
+}
+
+/// Runs `command` in `cwd` with `env` added, and `S3EDGE_*`/`RUST_LOG` from
+/// the test's own environment removed.
+fn prepare(command: &mut Command, env: &[(&str, &str)], cwd: &Path) {
+    command.current_dir(cwd);
+    let inherited: HashMap<String, String> = std::env::vars().collect();
+    for name in inherited.keys() {
+        if name.starts_with("S3EDGE_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+}
+
 /// Collects a stream's lines into `into`; the start-up lines also go to `lines`.
 fn collect(
     stream: impl std::io::Read + Send + 'static,
@@ -67,26 +94,41 @@ impl Binary {
     /// The same, with `shell` (bash: limits, signal dispositions) run first in
     /// the process that then becomes `s3edge serve ARGS`.
     pub fn serve_in_shell(shell: &str, args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Binary {
-        let mut command = Command::new("bash");
-        command
-            .arg("-c")
-            .arg(format!("{shell}\nexec \"$0\" serve \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_s3edge"))
-            .args(args);
-        Binary::spawn(command, env, cwd)
+        Binary::spawn(in_shell(shell, args), env, cwd)
+    }
+
+    /// [`serve_in_shell`](Self::serve_in_shell) for a start that must fail:
+    /// its exit code and stderr. Panics, after stopping it, if it starts
+    /// listening instead.
+    pub fn serve_in_shell_fails(
+        shell: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        cwd: &Path,
+    ) -> (Option<i32>, String) {
+        let mut command = in_shell(shell, args);
+        prepare(&mut command, env, cwd);
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start s3edge");
+        let mut stderr = String::new();
+        for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+            let Ok(line) = line else { break };
+            stderr.push_str(&line);
+            stderr.push('\n');
+            if listener_url(&line, "listening on ").is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("s3edge started after all: {stderr}");
+            }
+        }
+        (child.wait().expect("wait for s3edge").code(), stderr)
     }
 
     fn spawn(mut command: Command, env: &[(&str, &str)], cwd: &Path) -> Binary {
-        command.current_dir(cwd);
-        let inherited: HashMap<String, String> = std::env::vars().collect();
-        for name in inherited.keys() {
-            if name.starts_with("S3EDGE_") || name == "RUST_LOG" {
-                command.env_remove(name);
-            }
-        }
-        for (name, value) in env {
-            command.env(name, value);
-        }
+        prepare(&mut command, env, cwd);
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
