@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Two s3edge binaries side by side on the same objects, in one run: did a
 # change make hits slower? Each round runs the client against A, then B, for
-# every row (4 KiB, 100 KiB and 64 MiB hits over HTTP/1.1 with wrk; 4 KiB over
+# every row (4 KiB, 100 KiB, 1 MiB and 64 MiB hits over HTTP/1.1 with wrk; 4 KiB over
 # HTTPS with wrk and over HTTP/2 with h2load, 16 connections x 10 streams, as
 # in protocols.sh; default cache flags as in compare.sh's headline, so the
 # 64 MiB hit comes from the disk tier), and the table gives the medians and
@@ -13,7 +13,8 @@
 # exit. Environment: BENCH_SECONDS (default 8), BENCH_ROUNDS (default 3),
 # BENCH_S3EDGE_FLAGS (extra flags for both binaries, e.g.
 # "--memory-object-max 128MiB" to serve the 64 MiB hit from memory),
-# BENCH_KEEP_TMP=1.
+# BENCH_KEEP_TMP=1, BENCH_PIN=1 (both binaries on every CPU but the last, wrk
+# and h2load on the last: benches/lib.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -57,9 +58,10 @@ EOF
 done
 head -c 4096 /dev/urandom >"$TMP/4k.bin"
 head -c $((100 << 10)) /dev/urandom >"$TMP/100k.bin"
+head -c $((1 << 20)) /dev/urandom >"$TMP/1m.bin"
 head -c $((64 << 20)) /dev/urandom >"$TMP/64m.bin"
 for side in A B; do
-    cp "$TMP/4k.bin" "$TMP/100k.bin" "$TMP/64m.bin" "$TMP/$side/sites/buckets/bench/"
+    cp "$TMP/4k.bin" "$TMP/100k.bin" "$TMP/1m.bin" "$TMP/64m.bin" "$TMP/$side/sites/buckets/bench/"
     "${BIN[$side]}" serve --sites "$TMP/$side/sites" --listen 127.0.0.1:${PORT[$side]} \
         --tls-listen 127.0.0.1:${TLS[$side]} --admin-listen 127.0.0.1:${ADMIN[$side]} --embedded-s3-listen 127.0.0.1:${S3[$side]} \
         --access-log off "${EXTRA_FLAGS[@]}" \
@@ -68,7 +70,7 @@ for side in A B; do
     wait_port "${PORT[$side]}" "s3edge $side"
 done
 for side in A B; do
-    for obj in 4k.bin 100k.bin 64m.bin; do
+    for obj in 4k.bin 100k.bin 1m.bin 64m.bin; do
         for _ in 1 2; do curl -sf -o /dev/null "http://127.0.0.1:${PORT[$side]}/$obj"; done
         got=$(curl -sf "http://127.0.0.1:${PORT[$side]}/$obj" | sha256sum | cut -c1-64)
         [[ $got == "$(sha256sum <"$TMP/$obj" | cut -c1-64)" ]] || die "$side /$obj: body differs"
@@ -81,7 +83,7 @@ declare -A RES=()
 run() { # ROW SIDE URL CONNS [wrk args]
     local row=$1 side=$2 url=$3 conns=$4 out value
     shift 4
-    out=$(timeout $((SECS + 60)) wrk -t2 -c"$conns" -d"${SECS}s" "$@" "$url" 2>&1) ||
+    out=$(timeout $((SECS + 60)) "${CLIENT[@]}" wrk -t2 -c"$conns" -d"${SECS}s" "$@" "$url" 2>&1) ||
         die "wrk $row $side: $out"
     if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then die "wrk $row $side: errors: $out"; fi
     value=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
@@ -89,7 +91,7 @@ run() { # ROW SIDE URL CONNS [wrk args]
 }
 h2_run() { # ROW SIDE URL: requests/s from h2load, 16 connections x 10 streams
     local row=$1 side=$2 url=$3 out value
-    out=$(timeout $((SECS + 60)) h2load -D "$SECS" -c 16 -m 10 -t 2 "$url" 2>&1) || die "h2load $row $side: $out"
+    out=$(timeout $((SECS + 60)) "${CLIENT[@]}" h2load -D "$SECS" -c 16 -m 10 -t 2 "$url" 2>&1) || die "h2load $row $side: $out"
     grep -q ' 0 failed, 0 errored' <<<"$out" || die "h2load $row $side: failures: $out"
     value=$(awk '/^finished in/ { print $4 }' <<<"$out")
     record "$row" "$side" "$value"
@@ -104,6 +106,7 @@ log "rounds: $ROUNDS, ${SECS}s each, A then B"
 for ((r = 1; r <= ROUNDS; r++)); do
     for side in A B; do run 4k "$side" "http://127.0.0.1:${PORT[$side]}/4k.bin" 64; done
     for side in A B; do run 100k "$side" "http://127.0.0.1:${PORT[$side]}/100k.bin" 64; done
+    for side in A B; do run 1m "$side" "http://127.0.0.1:${PORT[$side]}/1m.bin" 64; done
     for side in A B; do run 64m "$side" "http://127.0.0.1:${PORT[$side]}/64m.bin" 4 --timeout 30s; done
     # wrk and h2load resolve localhost (the certificate's name) to 127.0.0.1.
     for side in A B; do run https4k "$side" "https://localhost:${TLS[$side]}/4k.bin" 64; done
@@ -111,7 +114,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 for k in "${!RES[@]}"; do printf '%s\t%s\n' "$k" "${RES[$k]}"; done >"$TMP/results.tsv"
-echo "A/B run $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, TCP congestion control $B_TCP, load $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; $ROUNDS rounds of ${SECS}s, medians (req/s); s3edge flags: ${BENCH_S3EDGE_FLAGS:-defaults}."
+echo "A/B run $(date -u '+%Y-%m-%d %H:%M UTC'), $B_NPROC cores, TCP congestion control $B_TCP, pinned: $B_PIN, load $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; $ROUNDS rounds of ${SECS}s, medians (req/s); s3edge flags: ${BENCH_S3EDGE_FLAGS:-defaults}."
 echo "A: $1 (built $(date -u -r "$1" '+%Y-%m-%d %H:%M UTC'))"
 echo "B: $2 (built $(date -u -r "$2" '+%Y-%m-%d %H:%M UTC'))"
 python3 - "$TMP/results.tsv" <<'PY'
@@ -123,7 +126,7 @@ for line in open(sys.argv[1]):
 print()
 print("| hit | A | B | B/A | rounds A | rounds B |")
 print("| --- | --- | --- | --- | --- | --- |")
-for row in ("4k", "100k", "64m", "https4k", "h2_4k"):
+for row in ("4k", "100k", "1m", "64m", "https4k", "h2_4k"):
     a, b = res[f"{row},A"], res[f"{row},B"]
     ma, mb = statistics.median(a), statistics.median(b)
     fmt = lambda vs: ", ".join(f"{v:,.0f}" for v in vs)

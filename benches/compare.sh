@@ -36,12 +36,14 @@
 #                       (default 96: 384 MiB, 1.5x the default --memory-cache-size)
 #   BENCH_OUT           result file (default benches/results/latest.md)
 #   BENCH_KEEP_TMP=1    keep the temporary folder (logs, configs) for inspection
+#   BENCH_PIN=1         servers on every CPU but the last, wrk and the clients on
+#                       the last (benches/lib.sh says why)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 INVOCATION="bash benches/compare.sh${*:+ $*}"
-for v in BENCH_FILL_COUNT BENCH_TTFB_SAMPLES BENCH_ROUNDS BENCH_SECONDS; do
+for v in BENCH_FILL_COUNT BENCH_TTFB_SAMPLES BENCH_ROUNDS BENCH_SECONDS BENCH_PIN; do
     [[ -z ${!v:-} ]] || INVOCATION="$v=${!v} $INVOCATION"
 done
 # Paths are one machine's: the results file, which is committed, names them
@@ -247,7 +249,7 @@ declare -A PROBLEM=() # "scenario,server" -> text
 wrk_once() { # SCENARIO SERVER PATH CONNS [wrk args...]; appends req/s
     local scenario=$1 server=$2 path=$3 conns=$4 out rps
     shift 4
-    out=$(timeout $((SECS + 60)) wrk -t2 -c"$conns" -d"${SECS}s" "$@" "$(url "$server" "$path")" 2>&1) ||
+    out=$(timeout $((SECS + 60)) "${CLIENT[@]}" wrk -t2 -c"$conns" -d"${SECS}s" "$@" "$(url "$server" "$path")" 2>&1) ||
         die "wrk failed against $server: $out"
     rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
     [[ -n $rps ]] || die "no Requests/sec from wrk against $server: $out"
@@ -325,7 +327,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         n=$((n + 1))
         key=cold-$n.bin
         before=$(origin_requests_s3edge)
-        client=$(timeout 180 python3 "$HERE/client.py" coalesce "127.0.0.1:${PORT[$s]}" "/$key" 100 $COLD_SIZE)
+        client=$(timeout 180 "${CLIENT[@]}" python3 "$HERE/client.py" coalesce "127.0.0.1:${PORT[$s]}" "/$key" 100 $COLD_SIZE)
         sleep 1 # let the fill and the logs settle
         case $s in
         s3edge) count=$(($(origin_requests_s3edge) - before)) ;;
@@ -339,7 +341,7 @@ done
 
 # ------------------------------------------------------------ 7. TTFB ------
 log "miss TTFB: $TTFB_SAMPLES fresh keys through s3edge and straight from its S3 origin"
-TTFB=$(timeout 600 python3 "$HERE/client.py" ttfb "127.0.0.1:$P_S3EDGE" "127.0.0.1:$P_S3" bench \
+TTFB=$(timeout 600 "${CLIENT[@]}" python3 "$HERE/client.py" ttfb "127.0.0.1:$P_S3EDGE" "127.0.0.1:$P_S3" bench \
     'miss-%04d.bin' "$TTFB_SAMPLES" "$TTFB_WARMUP")
 log "  $TTFB"
 
@@ -384,7 +386,7 @@ export_results() {
 CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 GIT=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ -n $(cd "$REPO" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then GIT+=" + uncommitted changes"; fi
-export B_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') B_NPROC=$(nproc) B_CPU=$CPU B_KERNEL=$(uname -r)
+export B_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') B_CPU=$CPU B_KERNEL=$(uname -r)
 export B_CMD=$INVOCATION B_SECS=$SECS B_ROUNDS=$ROUNDS B_GIT=$GIT
 export B_LOAD="$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 export B_BUILT=$(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC')

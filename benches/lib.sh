@@ -49,6 +49,29 @@ install_missing() {
         { $SUDO apt-get update && $SUDO apt-get install -y "${need[@]}"; }
 }
 
+# BENCH_PIN=1 keeps the load generator off the servers' cores: this script
+# and every server it starts run on all the CPUs it may use but the last, and
+# wrk, h2load and the Python clients (run through "${CLIENT[@]}") on the last.
+# Unpinned, the servers' workers and wrk's threads share every core as the
+# scheduler places them, and on a 2-core machine the same binary's 100 KiB
+# hits ran at about 25,000 or about 36,000 req/s from one run to the next;
+# pinned, its runs agreed within 2% (README, "Performance"). Unpinned stays
+# the default: it is what the results before 2026-11-29 used.
+# The CPUs this script may use, counted before BENCH_PIN narrows them.
+B_NPROC=$(nproc)
+export B_NPROC
+CLIENT=()
+B_PIN="no (servers and clients share every CPU)"
+if [[ ${BENCH_PIN:-} == 1 ]]; then
+    mapfile -t CPUS < <(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0)), sep="\n")')
+    ((${#CPUS[@]} >= 2)) || die "BENCH_PIN=1 needs at least 2 CPUs; this process may use ${#CPUS[@]}"
+    SERVER_CPUS=$(IFS=,; echo "${CPUS[*]:0:${#CPUS[@]}-1}")
+    taskset -pc "$SERVER_CPUS" $$ >/dev/null || die "taskset could not pin this script to CPUs $SERVER_CPUS"
+    CLIENT=(taskset -c "${CPUS[-1]}")
+    B_PIN="servers on CPU $SERVER_CPUS, clients on CPU ${CPUS[-1]} (BENCH_PIN=1)"
+fi
+export B_PIN
+
 # refuse_busy_ports PORT...: dies when something already listens on one.
 refuse_busy_ports() {
     local p

@@ -30,7 +30,9 @@
 #
 # Environment: S3EDGE_BIN (else `cargo build --release` into CARGO_TARGET_DIR),
 # BENCH_SECONDS (default 8), BENCH_ROUNDS (default 3),
-# BENCH_OUT (default benches/results/protocols.md), BENCH_KEEP_TMP=1.
+# BENCH_OUT (default benches/results/protocols.md), BENCH_KEEP_TMP=1,
+# BENCH_PIN=1 (servers on every CPU but the last, wrk and h2load on the last:
+# benches/lib.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -168,7 +170,7 @@ note() { RES[$1]="${RES[$1]:-}${RES[$1]:+ }$2"; log "  $1: $2"; }
 wrk_run() { # KEY URL CONNS [wrk args]: requests/s (MiB/s for 64m)
     local key=$1 url=$2 conns=$3 out value
     shift 3
-    out=$(timeout $((SECS + 60)) wrk -t2 -c"$conns" -d"${SECS}s" "$@" "$url" 2>&1) || die "wrk $key: $out"
+    out=$(timeout $((SECS + 60)) "${CLIENT[@]}" wrk -t2 -c"$conns" -d"${SECS}s" "$@" "$url" 2>&1) || die "wrk $key: $out"
     if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then die "wrk $key: errors: $out"; fi
     if [[ $key == hit64m* ]]; then
         value=$(awk '/^Transfer\/sec:/ { v = $2; u = $2; sub(/[0-9.]+/, "", u); sub(/[A-Za-z]+/, "", v);
@@ -181,7 +183,7 @@ wrk_run() { # KEY URL CONNS [wrk args]: requests/s (MiB/s for 64m)
 }
 h2_run() { # KEY URL: requests/s from h2load, 16 connections x 10 streams
     local out value
-    out=$(timeout $((SECS + 60)) h2load -D "$SECS" -c 16 -m 10 -t 2 "$2" 2>&1) || die "h2load $1: $out"
+    out=$(timeout $((SECS + 60)) "${CLIENT[@]}" h2load -D "$SECS" -c 16 -m 10 -t 2 "$2" 2>&1) || die "h2load $1: $out"
     grep -q ' 0 failed, 0 errored' <<<"$out" || die "h2load $1: failures: $out"
     value=$(awk '/^finished in/ { gsub(",", "", $4); print $4 }' <<<"$out")
     note "$1" "$value"
@@ -208,7 +210,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 # ---------------------------------------------------------------- report --
-export B_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') B_NPROC=$(nproc)
+export B_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 export B_CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 export B_LOAD="$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 export B_GIT=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -233,7 +235,7 @@ def row(label, key, unit, peers, target):
     met = all(s / res[f"{key},{p}"] >= t for p, t in target)
     return (f"| {label} ({unit}) | {s:,.0f} | " + " | ".join(cells) + " | " + " | ".join(ratios)
             + f" | {', '.join(f'>= {t}x {p}' for p, t in target)} | {'**yes**' if met else '**NO**'} |")
-print(f"Run {env('B_DATE')} on {env('B_NPROC')} x {env('B_CPU')}, TCP congestion control {env('B_TCP')}, load {env('B_LOAD')}; commit {env('B_GIT')}; "
+print(f"Run {env('B_DATE')} on {env('B_NPROC')} x {env('B_CPU')}, TCP congestion control {env('B_TCP')}, pinned: {env('B_PIN')}, load {env('B_LOAD')}; commit {env('B_GIT')}; "
       f"{env('B_NGINX')}, {env('B_VARNISH')}; {env('B_ROUNDS')} rounds of {env('B_SECS')} s, medians. "
       "s3edge runs with default cache flags.\n")
 print("| scenario | s3edge | nginx | varnish (malloc) | varnish (file) | one-copy sender | s3edge/nginx | s3edge/varnish | s3edge/varnish file | s3edge/one-copy | target | met? |")

@@ -38,13 +38,14 @@
 #
 # Environment: S3EDGE_BIN, CARGO_TARGET_DIR, BENCH_SECONDS, BENCH_ROUNDS,
 # BENCH_WARMUP (default: BENCH_REQUESTS), BENCH_REQUESTS (length of the
-# sequence, default 400000), BENCH_OUT (default benches/results/workingset.md), BENCH_KEEP_TMP=1.
+# sequence, default 400000), BENCH_OUT (default benches/results/workingset.md), BENCH_KEEP_TMP=1,
+# BENCH_PIN=1 (servers on every CPU but the last, wrk on the last: benches/lib.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 INVOCATION="bash benches/workingset.sh"
-for v in BENCH_ROUNDS BENCH_SECONDS BENCH_WARMUP BENCH_REQUESTS; do
+for v in BENCH_ROUNDS BENCH_SECONDS BENCH_WARMUP BENCH_REQUESTS BENCH_PIN; do
     [[ -z ${!v:-} ]] || INVOCATION="$v=${!v} $INVOCATION"
 done
 SECS=${BENCH_SECONDS:-15}
@@ -239,7 +240,7 @@ warm_up() { # SERVER: the first $WARMUP requests of the sequence
     local s=$1 pid i before after
     before=$(origin_requests "$s")
     rm -f "$TMP/warm-done-"*
-    wrk -t2 -c64 -d600s --timeout 30s -s "$TMP/warmup.lua" "$(url "$s" /)" -- \
+    "${CLIENT[@]}" wrk -t2 -c64 -d600s --timeout 30s -s "$TMP/warmup.lua" "$(url "$s" /)" -- \
         "$TMP/paths.txt" $((WARMUP / 2)) "$TMP/warm-done-" >"$TMP/warmup-$s.txt" 2>&1 &
     pid=$!
     for i in $(seq 1200); do
@@ -259,7 +260,7 @@ warm_up() { # SERVER: the first $WARMUP requests of the sequence
 wrk_run() { # SERVER SECONDS [record]: a replay of the sequence
     local s=$1 secs=$2 before after out rps requests ratio
     before=$(origin_requests "$s")
-    out=$(timeout $((secs + 60)) wrk -t2 -c64 -d"${secs}s" --timeout 30s -s "$TMP/zipf.lua" \
+    out=$(timeout $((secs + 60)) "${CLIENT[@]}" wrk -t2 -c64 -d"${secs}s" --timeout 30s -s "$TMP/zipf.lua" \
         "$(url "$s" /)" -- "$TMP/paths.txt" 2>&1) || die "wrk against $s failed: $out"
     if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then die "wrk against $s: errors: $out"; fi
     sleep 1
@@ -287,7 +288,7 @@ log "  s3edge RSS $((RSS_KB >> 10)) MiB (peak $((HWM_KB >> 10)) MiB); $CACHE_MET
 
 # ---------------------------------------------------------------- report --
 for s in "${SERVERS[@]}"; do printf '%s\t%s\t%s\t%s\n' "$s" "${RPS[$s]}" "${HIT[$s]}" "${WARM_ORIGIN[$s]}"; done >"$TMP/results.tsv"
-export B_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') B_NPROC=$(nproc)
+export B_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 export B_CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 export B_LOAD="$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 export B_GIT=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -308,7 +309,7 @@ for line in open(sys.argv[1]):
     hit[server] = statistics.median(float(v) for v in h.split())
 s = "s3edge"
 print(f"# Working set larger than memory\n\nRun {env('B_DATE')} on {env('B_NPROC')} x {env('B_CPU')}, "
-      f"TCP congestion control {env('B_TCP')}, load {env('B_LOAD')}; commit {env('B_GIT')}; {env('B_NGINX')}, {env('B_VARNISH')}. "
+      f"TCP congestion control {env('B_TCP')}, pinned: {env('B_PIN')}, load {env('B_LOAD')}; commit {env('B_GIT')}; {env('B_NGINX')}, {env('B_VARNISH')}. "
       f"Command: `{env('B_CMD')}`. {env('B_OBJECTS')}; warm-up: the first {env('B_WARMUP')} requests "
       f"of the sequence per cache, then "
       f"{env('B_ROUNDS')} rounds A B C of {env('B_SECS')} s, `wrk -t2 -c64`, medians.\n")
