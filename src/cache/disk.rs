@@ -1420,45 +1420,122 @@ mod tests {
     /// limit), nothing can be opened: that says nothing about the files. No
     /// entry is dropped and the tier stays on. The limit is the process's,
     /// so the test runs again as a child process of its own, alone.
-    #[test]
-    fn out_of_file_descriptors_no_entry_is_dropped_and_the_tier_stays_on() {
-        const NAME: &str =
-            "cache::disk::tests::out_of_file_descriptors_no_entry_is_dropped_and_the_tier_stays_on";
-        const CHILD: &str = "S3EDGE_TEST_DESCRIPTOR_SHORTAGE";
-        if std::env::var_os(CHILD).is_none() {
-            let out = std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", NAME, "--test-threads=1"])
-                .env(CHILD, "1")
-                .output()
-                .unwrap();
-            let text = String::from_utf8_lossy(&out.stdout);
-            assert!(out.status.success(), "{text}");
-            assert!(text.contains("1 passed"), "the child ran the test: {text}");
-            return;
+    /// Whether this is the child process a test that changes a setting of
+    /// the whole process (the open-file limit) runs in. In the parent (the
+    /// test harness, whose other tests run on other threads), runs this test
+    /// binary again with only the test `name`, asserts that it passed, and
+    /// returns false.
+    fn in_child_process(name: &str) -> bool {
+        const CHILD: &str = "S3EDGE_TEST_CHILD_PROCESS";
+        if std::env::var_os(CHILD).is_some() {
+            return true;
         }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let errors = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}{errors}");
+        assert!(text.contains("1 passed"), "the child ran the test: {text}");
+        false
+    }
+
+    /// Lowers this process's open-file limit so that only `more` descriptors
+    /// can still be opened (a new one gets the lowest free number), and
+    /// returns the limit to set back.
+    fn limit_descriptors_to(more: u64) -> rustix::process::Rlimit {
         use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-        let dir = tempfile::tempdir().unwrap();
-        let tier = open(dir.path(), 64 << 20);
-        tier.insert(&entry("small", b"kept"), &ticket());
-        let mut big = write_streamed(&tier, "big", &pattern(BLOCK as usize + 1));
-        // A new descriptor gets the lowest free number: with the limit there,
-        // none can be had.
         let lowest_free = {
             use std::os::fd::AsRawFd;
             File::open("/dev/null").unwrap().as_raw_fd() as u64
         };
         let limit = getrlimit(Resource::Nofile);
         let short = Rlimit {
-            current: Some(lowest_free),
+            current: Some(lowest_free + more),
             maximum: limit.maximum,
         };
         setrlimit(Resource::Nofile, short).unwrap();
+        limit
+    }
+
+    /// The files a tier holds under `dir`, with their contents.
+    fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut files = Vec::new();
+        let mut dirs = vec![dir.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for item in fs::read_dir(&dir).unwrap() {
+                let path = item.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    files.push((path.clone(), fs::read(&path).unwrap()));
+                }
+            }
+        }
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn a_rebuild_out_of_file_descriptors_refuses_to_open_the_tier_and_keeps_every_file() {
+        const NAME: &str = "cache::disk::tests::\
+            a_rebuild_out_of_file_descriptors_refuses_to_open_the_tier_and_keeps_every_file";
+        if !in_child_process(NAME) {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), 64 << 20);
+        for name in ["a", "b", "c"] {
+            tier.insert(&entry(name, name.as_bytes()), &ticket());
+        }
+        write_streamed(&tier, "big", &pattern(BLOCK as usize + 1));
+        drop(tier);
+        let before = files_under(dir.path());
+        assert_eq!(before.len(), 4);
+        // Enough for the rebuild to list the tier's folder and one shard, but
+        // not to open a file in it: the error says nothing about the file.
+        let limit = limit_descriptors_to(2);
+        let refused = DiskTier::open(dir.path(), 64 << 20);
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).unwrap();
+
+        let error = refused.err().expect("the tier does not open");
+        let emfile = rustix::io::Errno::MFILE.raw_os_error();
+        assert_eq!(error.raw_os_error(), Some(emfile), "{error}");
+        assert!(
+            files_under(dir.path()) == before,
+            "every file kept as it was"
+        );
+        let tier = open(dir.path(), 64 << 20);
+        assert_eq!(tier.usage().1, 4);
+        for name in ["a", "b", "c"] {
+            assert_eq!(
+                memory_body(&tier.get(&key(name), u64::MAX).unwrap()),
+                name.as_bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn out_of_file_descriptors_no_entry_is_dropped_and_the_tier_stays_on() {
+        const NAME: &str =
+            "cache::disk::tests::out_of_file_descriptors_no_entry_is_dropped_and_the_tier_stays_on";
+        if !in_child_process(NAME) {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), 64 << 20);
+        tier.insert(&entry("small", b"kept"), &ticket());
+        let mut big = write_streamed(&tier, "big", &pattern(BLOCK as usize + 1));
+        // None can be had.
+        let limit = limit_descriptors_to(0);
         let read = tier.get(&key("small"), u64::MAX);
         let file_read = tier.get_file_cached(&key("small"));
         let writer = tier.writer(&key("new"));
         big.stored_at = SystemTime::UNIX_EPOCH + Duration::from_secs(7_000);
         tier.rewrite_header(&big, &ticket());
-        setrlimit(Resource::Nofile, limit).unwrap();
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).unwrap();
 
         assert!(read.is_none(), "could not be opened");
         assert!(matches!(file_read, Ok(None)));
