@@ -906,9 +906,9 @@ impl DiskBody {
 
     /// Bytes `start..end` of the body as a stream, read one block at a time,
     /// each checked before any of its bytes is sent, and handed out in pieces
-    /// of at most [`BODY_CHUNK`] bytes so a connection's write buffer stays
-    /// small. A block that fails its check drops the entry and fails the
-    /// stream (the response is cut, never completed with wrong bytes).
+    /// of at most [`BODY_CHUNK`] bytes. A block that fails its check drops
+    /// the entry and fails the stream (the response is cut, never completed
+    /// with wrong bytes).
     ///
     /// [`BODY_CHUNK`]: super::BODY_CHUNK
     pub fn stream(self: &Arc<Self>, start: u64, end: u64) -> BodyStream {

@@ -199,9 +199,19 @@ impl Entry {
     }
 }
 
-/// Size of the chunks a cached body is kept in: large enough that a hit is a
-/// handful of writes, small enough that a connection's write buffer stays small.
-pub const BODY_CHUNK: usize = 256 * 1024;
+/// Size of the chunks a cached body is kept in, and of the pieces a body
+/// streamed from the disk tier is handed out in: the disk tier's block.
+///
+/// Each chunk is one write to a plain HTTP/1 client (the dispatcher passes
+/// it through without copying it into its write buffer), and under BBR each
+/// write arms the connection's pacing timer again: with 256 KiB chunks a
+/// 1 MiB memory hit took four writes and 3.75 pacing timers, and ran at 0.73
+/// to 0.76x the rate of a server that sends it in one write when each had a
+/// core of its own (`BENCH_PIN=1`, README "Performance", 2026-11-29). Larger
+/// chunks would save more writes on larger bodies, but the allocator rounds
+/// a body's last, partial chunk up to its next size class, up to a quarter
+/// more than it holds, which the memory tier does not count.
+pub const BODY_CHUNK: usize = 1024 * 1024;
 
 /// Regroups a body's chunks (as the origin sent them, often a few KiB each)
 /// into chunks of [`BODY_CHUNK`] bytes; one copy, at fill time.
