@@ -55,8 +55,9 @@ install_missing() {
 # Unpinned, the servers' workers and wrk's threads share every core as the
 # scheduler places them, and on a 2-core machine the same binary's 100 KiB
 # hits ran at about 25,000 or about 36,000 req/s from one run to the next;
-# pinned, its runs agreed within 2% (README, "Performance"). Unpinned stays
-# the default: it is what the results before 2026-11-29 used.
+# pinned, the spread narrowed, and each server is measured by the CPU it
+# spends (README, "The client on a core of its own"). Unpinned stays the
+# default: it is what the results before 2026-11-29 used.
 # The CPUs this script may use, counted before BENCH_PIN narrows them.
 B_NPROC=$(nproc)
 export B_NPROC
