@@ -49,6 +49,10 @@ install_missing() {
         { $SUDO apt-get update && $SUDO apt-get install -y "${need[@]}"; }
 }
 
+# The CPUs this script may use, counted before BENCH_PIN narrows them.
+B_NPROC=$(nproc)
+export B_NPROC
+
 # BENCH_PIN=1 keeps the load generator off the servers' cores: this script
 # and every server it starts run on all the CPUs it may use but the last, and
 # wrk, h2load and the Python clients (run through "${CLIENT[@]}") on the last.
@@ -58,9 +62,6 @@ install_missing() {
 # pinned, the spread narrowed, and each server is measured by the CPU it
 # spends (README, "The client on a core of its own"). Unpinned stays the
 # default: it is what the results before 2026-11-29 used.
-# The CPUs this script may use, counted before BENCH_PIN narrows them.
-B_NPROC=$(nproc)
-export B_NPROC
 CLIENT=()
 B_PIN="no (servers and clients share every CPU)"
 if [[ ${BENCH_PIN:-} == 1 ]]; then

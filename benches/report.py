@@ -122,7 +122,7 @@ out.append(f"- date: {env('B_DATE')}")
 out.append(f"- machine: {env('B_NPROC')} cores, {env('B_CPU')}, Linux {env('B_KERNEL')}, TCP congestion control {env('B_TCP')}; pinned: {env('B_PIN')}; load average {env('B_LOAD')} (shared and noisy: compare ratios, not absolute numbers)")
 out.append(f"- command: `{env('B_CMD')}` (repository at {env('B_GIT')}, s3edge binary built {env('B_BUILT')}; nginx {env('B_NGINX')}, {env('B_VARNISH')}, wrk {env('B_WRK')})")
 where = ("the servers and the origin share their cores; wrk and the clients have their own"
-         if env('B_PIN').endswith("(BENCH_PIN=1)")
+         if os.environ.get("BENCH_PIN") == "1"
          else "every server, the client and the origin share the same cores")
 out.append(f"- wrk runs: `wrk -t2 -d{env('B_SECS')}s`, rounds A B C x{env('B_ROUNDS')}, medians; {where}")
 out.append("")

@@ -47,7 +47,7 @@ const LAYOUT_DIR: &str = "v2";
 /// Directories of earlier formats, removed at start.
 const OLD_LAYOUT_DIRS: &[&str] = &["v1"];
 /// Bodies are checked (and read when streamed) in blocks of this size.
-const BLOCK: u64 = 1 << 20;
+pub(super) const BLOCK: u64 = 1 << 20;
 
 /// The largest file [`DiskTier::get_cached`] reads on the async side: the
 /// default `--memory-object-max`, so every loadable body of a default node.
@@ -1416,10 +1416,6 @@ mod tests {
         assert!(tier.get(&key("d.bin"), 0).is_none());
     }
 
-    /// Out of file descriptors (many clients at once under a low open file
-    /// limit), nothing can be opened: that says nothing about the files. No
-    /// entry is dropped and the tier stays on. The limit is the process's,
-    /// so the test runs again as a child process of its own, alone.
     /// Whether this is the child process a test that changes a setting of
     /// the whole process (the open-file limit) runs in. In the parent (the
     /// test harness, whose other tests run on other threads), runs this test
@@ -1442,22 +1438,32 @@ mod tests {
         false
     }
 
-    /// Lowers this process's open-file limit so that only `more` descriptors
-    /// can still be opened (a new one gets the lowest free number), and
-    /// returns the limit to set back.
-    fn limit_descriptors_to(more: u64) -> rustix::process::Rlimit {
-        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-        let lowest_free = {
-            use std::os::fd::AsRawFd;
-            File::open("/dev/null").unwrap().as_raw_fd() as u64
-        };
-        let limit = getrlimit(Resource::Nofile);
-        let short = Rlimit {
-            current: Some(lowest_free + more),
-            maximum: limit.maximum,
-        };
-        setrlimit(Resource::Nofile, short).unwrap();
-        limit
+    /// This process's open-file limit lowered so that only `more`
+    /// descriptors can still be opened (a new one gets the lowest free
+    /// number); set back when dropped.
+    struct ShortOfDescriptors(rustix::process::Rlimit);
+
+    impl ShortOfDescriptors {
+        fn leaving(more: u64) -> ShortOfDescriptors {
+            use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+            let lowest_free = {
+                use std::os::fd::AsRawFd;
+                File::open("/dev/null").unwrap().as_raw_fd() as u64
+            };
+            let limit = getrlimit(Resource::Nofile);
+            let short = Rlimit {
+                current: Some(lowest_free + more),
+                maximum: limit.maximum,
+            };
+            setrlimit(Resource::Nofile, short).unwrap();
+            ShortOfDescriptors(limit)
+        }
+    }
+
+    impl Drop for ShortOfDescriptors {
+        fn drop(&mut self) {
+            rustix::process::setrlimit(rustix::process::Resource::Nofile, self.0).unwrap();
+        }
     }
 
     /// The files a tier holds under `dir`, with their contents.
@@ -1496,9 +1502,9 @@ mod tests {
         assert_eq!(before.len(), 4);
         // Enough for the rebuild to list the tier's folder and one shard, but
         // not to open a file in it: the error says nothing about the file.
-        let limit = limit_descriptors_to(2);
+        let short = ShortOfDescriptors::leaving(2);
         let refused = DiskTier::open(dir.path(), 64 << 20);
-        rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).unwrap();
+        drop(short);
 
         let error = refused.err().expect("the tier does not open");
         let emfile = rustix::io::Errno::MFILE.raw_os_error();
@@ -1517,6 +1523,10 @@ mod tests {
         }
     }
 
+    /// Out of file descriptors (many clients at once under a low open file
+    /// limit), nothing can be opened: that says nothing about the files. No
+    /// entry is dropped and the tier stays on. The limit is the process's,
+    /// so the test runs again as a child process of its own, alone.
     #[test]
     fn out_of_file_descriptors_no_entry_is_dropped_and_the_tier_stays_on() {
         const NAME: &str =
@@ -1529,13 +1539,13 @@ mod tests {
         tier.insert(&entry("small", b"kept"), &ticket());
         let mut big = write_streamed(&tier, "big", &pattern(BLOCK as usize + 1));
         // None can be had.
-        let limit = limit_descriptors_to(0);
+        let short = ShortOfDescriptors::leaving(0);
         let read = tier.get(&key("small"), u64::MAX);
         let file_read = tier.get_file_cached(&key("small"));
         let writer = tier.writer(&key("new"));
         big.stored_at = SystemTime::UNIX_EPOCH + Duration::from_secs(7_000);
         tier.rewrite_header(&big, &ticket());
-        rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).unwrap();
+        drop(short);
 
         assert!(read.is_none(), "could not be opened");
         assert!(matches!(file_read, Ok(None)));

@@ -200,7 +200,8 @@ impl Entry {
 }
 
 /// Size of the chunks a cached body is kept in, and of the pieces a body
-/// streamed from the disk tier is handed out in: the disk tier's block.
+/// streamed from the disk tier is handed out in: one disk block (1 MiB), so
+/// a block read from a file is sent as it is.
 ///
 /// Each chunk is one write to a plain HTTP/1 client (the dispatcher passes
 /// it through without copying it into its write buffer), and under BBR each
@@ -209,9 +210,10 @@ impl Entry {
 /// to 0.76x the rate of a server that sends it in one write when each had a
 /// core of its own (`BENCH_PIN=1`, README "Performance", 2026-11-29). Larger
 /// chunks would save more writes on larger bodies, but the allocator rounds
-/// a body's last, partial chunk up to its next size class, up to a quarter
-/// more than it holds, which the memory tier does not count.
-pub const BODY_CHUNK: usize = 1024 * 1024;
+/// a body's last, partial chunk up to its size class (up to a quarter more
+/// than it holds), and the memory tier, which weighs bodies by what the
+/// allocator gives them, would hold fewer of them.
+pub const BODY_CHUNK: usize = disk::BLOCK as usize;
 
 /// Regroups a body's chunks (as the origin sent them, often a few KiB each)
 /// into chunks of [`BODY_CHUNK`] bytes; one copy, at fill time.
