@@ -304,14 +304,21 @@ async fn read_response(
 async fn pipelined_large_hits_and_a_head_to_a_slow_reader_come_whole_and_in_order() {
     use tokio::io::AsyncWriteExt;
     let shared = tempfile::tempdir().unwrap();
-    let (edge, _origin) = start(shared.path(), "").await;
-    // 700 KiB: a memory hit in 256 KiB chunks; 3 MiB + 5: a disk hit; 20 KiB
-    // and 100 bytes: one chunk each, passed through and copied.
+    let (builder, _origins) = builder(shared.path(), "", 256 << 20);
+    let edge = builder
+        .with(|o| o.memory_object_max = 6 * MIB as u64)
+        .start();
+    edge.create_bucket(BUCKET).await;
+    // 700 KiB: a memory hit in one chunk; 5 MiB + 100: a memory hit in six
+    // chunks (`BODY_CHUNK`, 1 MiB), five passed through and the last (100
+    // bytes) copied; 6 MiB + 5: a disk hit; 20 KiB and 100 bytes: one chunk
+    // each, passed through and copied.
     let objects = [
         ("/mem.bin", random_bytes(700 * 1024, 41)),
-        ("/disk.bin", random_bytes(3 * MIB + 5, 42)),
+        ("/disk.bin", random_bytes(6 * MIB + 5, 42)),
         ("/small.bin", random_bytes(20 * 1024, 43)),
         ("/tiny.bin", random_bytes(100, 44)),
+        ("/chunks.bin", random_bytes(5 * MIB + 100, 45)),
     ];
     for (path, data) in &objects {
         edge.put(BUCKET, &path[1..], data.clone(), None).await;
@@ -328,7 +335,7 @@ async fn pipelined_large_hits_and_a_head_to_a_slow_reader_come_whole_and_in_orde
         // Every object twice, all requests sent at once; HEAD in the middle
         // must not take any body bytes.
         let mut requests = String::new();
-        let order: Vec<usize> = vec![0, 1, 2, 3, 1, 0, 3, 2];
+        let order: Vec<usize> = vec![0, 4, 2, 3, 1, 0, 4, 3, 4, 2, 1];
         for (i, &o) in order.iter().enumerate() {
             let method = if i == 4 { "HEAD" } else { "GET" };
             requests.push_str(&format!(
