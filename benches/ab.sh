@@ -100,9 +100,11 @@ record() { # ROW SIDE VALUE
     local row=$1 side=$2 value=$3
     RES[$row,$side]="${RES[$row,$side]:-}${RES[$row,$side]:+ }$value"
     log "  $row $side: $value req/s"
+    core_distance "$row $side round $r"
     sleep 1
 }
 log "rounds: $ROUNDS, ${SECS}s each, A then B"
+core_distance start
 for ((r = 1; r <= ROUNDS; r++)); do
     for side in A B; do run 4k "$side" "http://127.0.0.1:${PORT[$side]}/4k.bin" 64; done
     for side in A B; do run 100k "$side" "http://127.0.0.1:${PORT[$side]}/100k.bin" 64; done
@@ -117,6 +119,8 @@ for k in "${!RES[@]}"; do printf '%s\t%s\n' "$k" "${RES[$k]}"; done >"$TMP/resul
 echo "A/B run $(date -u '+%Y-%m-%d %H:%M UTC'), $B_NPROC cores, TCP congestion control $B_TCP, pinned: $B_PIN, load $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; $ROUNDS rounds of ${SECS}s, medians (req/s); s3edge flags: ${BENCH_S3EDGE_FLAGS:-defaults}."
 echo "A: $1 (built $(date -u -r "$1" '+%Y-%m-%d %H:%M UTC'))"
 echo "B: $2 (built $(date -u -r "$2" '+%Y-%m-%d %H:%M UTC'))"
+echo
+echo "$(cores_summary)."
 python3 - "$TMP/results.tsv" <<'PY'
 import statistics, sys
 res = {}

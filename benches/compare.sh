@@ -258,6 +258,7 @@ wrk_once() { # SCENARIO SERVER PATH CONNS [wrk args...]; appends req/s
     fi
     RES[$scenario,$server]="${RES[$scenario,$server]:-}${RES[$scenario,$server]:+ }$rps"
     log "  $scenario $server: $rps req/s"
+    core_distance "$scenario $server round $r"
     sleep 1
 }
 
@@ -300,6 +301,7 @@ ORIGIN_BEFORE_HITS=$(origin_requests_s3edge)
 VIA_NGINX_BEFORE=$(origin_requests_via nginx)
 VIA_VARNISH_BEFORE=$(origin_requests_via varnish)
 log "hits: wrk -t2 -d${SECS}s, $ROUNDS rounds of A B C"
+core_distance start
 for ((r = 1; r <= ROUNDS; r++)); do
     for s in "${SERVERS[@]}" ceiling; do
         path=/4k.bin; [[ $s != ceiling ]] || path=/
@@ -393,7 +395,7 @@ export B_BUILT=$(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC')
 export B_NGINX=$(nginx -v 2>&1 | sed 's/.*version: //') B_VARNISH=$(varnishd -V 2>&1 | head -1 | sed 's/varnishd (\(varnish-[^ ]*\).*/\1/')
 export B_WRK=$(wrk -v 2>&1 | head -1 | awk '{ print $2 }') B_JS=$JS_SIZE B_JSBR=$JS_BR_SIZE
 export B_FILL=$FILL_COUNT B_HITORIGIN=$ORIGIN_DURING_HITS B_CACHE=$CACHE_METRICS B_COLDSIZE=$COLD_SIZE
-export B_ALLOCATOR=$ALLOCATOR_METRICS
+export B_ALLOCATOR=$ALLOCATOR_METRICS B_CORES=$(cores_summary)
 mkdir -p "$(dirname "$OUT")"
 export_results | python3 "$HERE/report.py" >"$OUT"
 cat "$OUT"

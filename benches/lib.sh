@@ -62,10 +62,10 @@ export B_NPROC
 # pinned, the spread narrowed, and each server is measured by the CPU it
 # spends (README, "The client on a core of its own"). Unpinned stays the
 # default: it is what the results before 2026-11-29 used.
+mapfile -t CPUS < <(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0)), sep="\n")')
 CLIENT=()
 B_PIN="no (servers and clients share every CPU)"
 if [[ ${BENCH_PIN:-} == 1 ]]; then
-    mapfile -t CPUS < <(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0)), sep="\n")')
     ((${#CPUS[@]} >= 2)) || die "BENCH_PIN=1 needs at least 2 CPUs; this process may use ${#CPUS[@]}"
     SERVER_CPUS=$(IFS=,; echo "${CPUS[*]:0:${#CPUS[@]}-1}")
     taskset -pc "$SERVER_CPUS" $$ >/dev/null || die "taskset could not pin this script to CPUs $SERVER_CPUS"
@@ -73,6 +73,51 @@ if [[ ${BENCH_PIN:-} == 1 ]]; then
     B_PIN="servers on CPU $SERVER_CPUS, clients on CPU ${CPUS[-1]} (BENCH_PIN=1)"
 fi
 export B_PIN
+
+# core_distance LABEL: after a measurement, how long a cache line takes to go
+# from the first CPU this script may use to the last and back
+# (benches/core_distance.c, built here with `cc` on first use), logged with
+# LABEL. On a virtual machine that is not fixed: on the 2-core machine of the
+# README's figures it was about 52 ns or about 318 ns, switching in the middle
+# of a run, and a hit copied into the socket on one core and out on the other
+# ran at half the rate or less while it was 318 (README, "Two cores that move
+# apart"). A result's header says what it was (cores_summary).
+CORES_LOG=""
+core_distance() {
+    local ns
+    [[ -n ${TMP:-} && -d $TMP && ${#CPUS[@]} -ge 2 ]] || return 0
+    if [[ -z $CORES_LOG ]]; then
+        CORES_LOG=$TMP/cores.log
+        : >"$CORES_LOG"
+        cc -O2 -pthread -o "$TMP/core_distance" "$HERE/core_distance.c" 2>"$TMP/core_distance.err" ||
+            log "no core-distance probe (cc failed: $(head -c 200 "$TMP/core_distance.err"))"
+    fi
+    [[ -x $TMP/core_distance ]] || return 0
+    ns=$("$TMP/core_distance" "${CPUS[0]}" "${CPUS[-1]}" 5 2>/dev/null) || return 0
+    printf '%s\t%s\n' "$ns" "$1" >>"$CORES_LOG"
+}
+
+# cores_summary: one sentence on the probes core_distance logged, for a
+# result's header: their range, and the measurements after which a probe
+# took more than twice the least one (measured while the cores were apart).
+cores_summary() {
+    [[ -n $CORES_LOG && -s $CORES_LOG ]] || { echo "core distance: not measured"; return; }
+    python3 - "$CORES_LOG" "${CPUS[0]}" "${CPUS[-1]}" <<'PY'
+import sys
+probes = [line.rstrip("\n").split("\t", 1) for line in open(sys.argv[1]) if "\t" in line]
+probes = [(float(ns), label) for ns, label in probes]
+least = min(ns for ns, _ in probes)
+most = max(ns for ns, _ in probes)
+far = [f"{label} ({ns:.0f})" for ns, label in probes if ns > 2 * least]
+text = (f"core distance (benches/core_distance.c: a cache line's round trip between CPUs {sys.argv[2]} "
+        f"and {sys.argv[3]}, probed after each measurement): {least:.0f} to {most:.0f} ns in {len(probes)} probes")
+if far:
+    text += f"; more than twice the least after {len(far)} of them, so measured while the cores were apart: " + ", ".join(far)
+else:
+    text += "; the cores stayed close"
+print(text)
+PY
+}
 
 # refuse_busy_ports PORT...: dies when something already listens on one.
 refuse_busy_ports() {

@@ -166,7 +166,7 @@ proto=$(curl -sf "${CURL_TLS[@]}" --http2 -o /dev/null -w '%{http_version}' "${U
 
 # --------------------------------------------------------------- measure --
 declare -A RES=()
-note() { RES[$1]="${RES[$1]:-}${RES[$1]:+ }$2"; log "  $1: $2"; }
+note() { RES[$1]="${RES[$1]:-}${RES[$1]:+ }$2"; log "  $1: $2"; core_distance "$1 round $r"; }
 wrk_run() { # KEY URL CONNS [wrk args]: requests/s (MiB/s for 64m)
     local key=$1 url=$2 conns=$3 out value
     shift 3
@@ -192,6 +192,7 @@ h2_run() { # KEY URL: requests/s from h2load, 16 connections x 10 streams
 # The HTTPS rows name `localhost` (the certificate's name, sent as SNI);
 # wrk and h2load resolve it to 127.0.0.1.
 log "rounds: $ROUNDS, ${SECS}s each"
+core_distance start
 for ((r = 1; r <= ROUNDS; r++)); do
     wrk_run https4k,s3edge "${URL[s3edge-tls]}/4k.bin" 64
     wrk_run https4k,nginx "${URL[nginx-tls]}/4k.bin" 64
@@ -215,7 +216,7 @@ export B_CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 export B_LOAD="$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 export B_GIT=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 export B_NGINX=$(nginx -v 2>&1 | sed 's/.*version: //') B_VARNISH=$(varnishd -V 2>&1 | head -1)
-export B_SECS=$SECS B_ROUNDS=$ROUNDS
+export B_SECS=$SECS B_ROUNDS=$ROUNDS B_CORES=$(cores_summary)
 mkdir -p "$(dirname "$OUT")"
 for k in "${!RES[@]}"; do printf '%s\t%s\n' "$k" "${RES[$k]}"; done >"$TMP/results.tsv"
 python3 - "$TMP/results.tsv" >"$OUT" <<'PY'
@@ -237,7 +238,7 @@ def row(label, key, unit, peers, target):
             + f" | {', '.join(f'>= {t}x {p}' for p, t in target)} | {'**yes**' if met else '**NO**'} |")
 print(f"Run {env('B_DATE')} on {env('B_NPROC')} x {env('B_CPU')}, TCP congestion control {env('B_TCP')}, pinned: {env('B_PIN')}, load {env('B_LOAD')}; commit {env('B_GIT')}; "
       f"{env('B_NGINX')}, {env('B_VARNISH')}; {env('B_ROUNDS')} rounds of {env('B_SECS')} s, medians. "
-      "s3edge runs with default cache flags.\n")
+      f"s3edge runs with default cache flags. {env('B_CORES')}.\n")
 print("| scenario | s3edge | nginx | varnish (malloc) | varnish (file) | one-copy sender | s3edge/nginx | s3edge/varnish | s3edge/varnish file | s3edge/one-copy | target | met? |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 print(row("4 KiB hit, HTTPS TLS 1.3, 64 conns", "https4k", "req/s", ["nginx"], [("nginx", 1.25)]))

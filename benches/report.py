@@ -120,6 +120,7 @@ out = []
 out.append("# s3edge benchmark: latest run\n")
 out.append(f"- date: {env('B_DATE')}")
 out.append(f"- machine: {env('B_NPROC')} cores, {env('B_CPU')}, Linux {env('B_KERNEL')}, TCP congestion control {env('B_TCP')}; pinned: {env('B_PIN')}; load average {env('B_LOAD')} (shared and noisy: compare ratios, not absolute numbers)")
+out.append(f"- {env('B_CORES')}")
 out.append(f"- command: `{env('B_CMD')}` (repository at {env('B_GIT')}, s3edge binary built {env('B_BUILT')}; nginx {env('B_NGINX')}, {env('B_VARNISH')}, wrk {env('B_WRK')})")
 where = ("the servers and the origin share their cores; wrk and the clients have their own"
          if os.environ.get("BENCH_PIN") == "1"

@@ -270,6 +270,7 @@ wrk_run() { # SERVER SECONDS [record]: a replay of the sequence
     ratio=$(python3 -c "print(f'{1 - ($after - $before) / $requests:.4f}')")
     log "  $s: $rps req/s, hit ratio $ratio ($((after - before)) origin requests of $requests)"
     if [[ ${3:-} == record ]]; then
+        core_distance "$s round $r"
         RPS[$s]="${RPS[$s]:-}${RPS[$s]:+ }$rps"
         HIT[$s]="${HIT[$s]:-}${HIT[$s]:+ }$ratio"
     fi
@@ -277,6 +278,7 @@ wrk_run() { # SERVER SECONDS [record]: a replay of the sequence
 log "warm-up: the first $WARMUP requests of the sequence per cache"
 for s in "${SERVERS[@]}"; do warm_up "$s"; done
 log "rounds: $ROUNDS x ${SECS}s, A B C"
+core_distance start
 for ((r = 1; r <= ROUNDS; r++)); do
     for s in "${SERVERS[@]}"; do wrk_run "$s" "$SECS" record; done
 done
@@ -294,7 +296,7 @@ export B_LOAD="$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the
 export B_GIT=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 export B_NGINX=$(nginx -v 2>&1 | sed 's/.*version: //') B_VARNISH=$(varnishd -V 2>&1 | head -1 | sed 's/varnishd (\(varnish-[^ ]*\).*/\1/')
 export B_CMD=$INVOCATION B_SECS=$SECS B_ROUNDS=$ROUNDS B_WARMUP=$WARMUP B_OBJECTS=$(cat "$TMP/objects.txt")
-export B_RSS=$RSS_KB B_HWM=$HWM_KB B_MEMORY=$MEMORY_MIB B_CACHE=$CACHE_METRICS
+export B_RSS=$RSS_KB B_HWM=$HWM_KB B_MEMORY=$MEMORY_MIB B_CACHE=$CACHE_METRICS B_CORES=$(cores_summary)
 mkdir -p "$(dirname "$OUT")"
 python3 - "$TMP/results.tsv" >"$OUT" <<'PY'
 import os, statistics, sys
@@ -312,7 +314,7 @@ print(f"# Working set larger than memory\n\nRun {env('B_DATE')} on {env('B_NPROC
       f"TCP congestion control {env('B_TCP')}, pinned: {env('B_PIN')}, load {env('B_LOAD')}; commit {env('B_GIT')}; {env('B_NGINX')}, {env('B_VARNISH')}. "
       f"Command: `{env('B_CMD')}`. {env('B_OBJECTS')}; warm-up: the first {env('B_WARMUP')} requests "
       f"of the sequence per cache, then "
-      f"{env('B_ROUNDS')} rounds A B C of {env('B_SECS')} s, `wrk -t2 -c64`, medians.\n")
+      f"{env('B_ROUNDS')} rounds A B C of {env('B_SECS')} s, `wrk -t2 -c64`, medians. {env('B_CORES')}.\n")
 print("| scenario | s3edge | nginx | varnish (file 4G) | s3edge/nginx | s3edge/varnish | target | met? |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 rn, rv = rps[s] / rps["nginx"], rps[s] / rps["varnish"]
