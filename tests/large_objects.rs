@@ -580,8 +580,9 @@ fn congestion_available(name: &str) -> bool {
 /// cache file goes by `sendfile`, a disk hit above 512 KiB stays in its file,
 /// and a memory hit of 256 KiB or more is sent from its file too; a smaller
 /// memory hit is copied. Paced (BBR): a disk hit above 512 KiB is loaded,
-/// promoted and copied. Byte-exact either way, ranges included; the
-/// `sendfile`'d bytes are counted.
+/// promoted and copied, and so is a memory hit above 512 KiB or below
+/// 256 KiB; a memory hit in between is sent from its file. Byte-exact either
+/// way, ranges included; the `sendfile`'d bytes are counted.
 #[tokio::test]
 async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is_paced() {
     let shared = tempfile::tempdir().unwrap();
@@ -652,6 +653,34 @@ async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is
     response_bytes_since(&edge, 0, 2 * big.len() as u64).await;
     assert_eq!(edge.metric(SENDFILE_BYTES).await - before, 0, "copied");
     assert_eq!(edge.cache_entries("memory").await, 1, "promoted");
+
+    // Paced memory hits: 384 KiB from its file, 100 KiB copied.
+    let mid = random_bytes(384 * 1024 + 3, 55);
+    let little = random_bytes(100 * 1024, 56);
+    for (path, data) in [("/mid.bin", &mid), ("/little.bin", &little)] {
+        edge.put(BUCKET, &path[1..], data.clone(), None).await;
+        let (status, cache, body) = get(&edge, path, &[]).await;
+        assert_eq!((status, cache.as_str()), (200, "s3edge; fwd=miss; stored"));
+        assert!(body == *data, "{path}: byte-exact");
+    }
+    edge.wait_disk_entries(4).await;
+    let before = edge.metric(SENDFILE_BYTES).await;
+    assert_hit(&edge, "/mid.bin", &mid, "a paced 384 KiB memory hit").await;
+    assert_range(&edge, "/mid.bin", &mid, 1000, 200_000, "a range of it").await;
+    let expected = (mid.len() + 199_001) as u64;
+    assert_eq!(
+        counted_since(&edge, SENDFILE_BYTES, before, expected).await,
+        expected,
+        "the 384 KiB hits were sent from the file"
+    );
+    assert_hit(&edge, "/little.bin", &little, "a paced 100 KiB memory hit").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        edge.metric(SENDFILE_BYTES).await - before,
+        expected,
+        "the 100 KiB hit was copied from memory"
+    );
+    assert_eq!(edge.cache_entries("memory").await, 3);
 }
 
 /// A congestion control the kernel does not have stops the node at start,

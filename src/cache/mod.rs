@@ -53,10 +53,14 @@ pub use read::{Answer, CacheOutcome, Fetch, Payload, Request, Want, Wire};
 pub const SEND_FROM_FILE_MAX: u64 = 512 << 10;
 
 /// The smallest memory-tier hit sent from its disk-tier file instead, to a
-/// plain HTTP/1 client on a connection that is not paced ([`Wire::File`]):
-/// under CUBIC `sendfile` sent 256 KiB bodies 1.1 to 1.3 times as fast as
-/// the copy from memory; below that the file's open, `fstat` and header read
-/// cost more than the copy saves (README "Performance", 2026-11-29).
+/// plain HTTP/1 client ([`Wire::File`], and up to [`SEND_FROM_FILE_MAX`] on
+/// a paced connection, [`Wire::PacedFile`]): under CUBIC `sendfile` sent
+/// 256 KiB bodies 1.1 to 1.3 times as fast as the copy from memory; below
+/// that the file's open, `fstat` and header read cost more than the copy
+/// saves (README "Performance", 2026-11-29). Under BBR, 256 KiB memory hits
+/// went 1.2 times as fast from the file, and 512 KiB ones as fast but
+/// without the copy's slow runs while the machine's two cores were apart
+/// (README "Two cores that move apart", 2026-11-30).
 pub const PREFER_FILE_MIN: u64 = 256 << 10;
 
 use crate::metrics::Metrics;

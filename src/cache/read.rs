@@ -45,10 +45,13 @@ pub enum Wire {
     /// connection whose congestion control paces its sends (BBR): a
     /// disk-tier hit of up to [`SEND_FROM_FILE_MAX`] bytes stays in its file
     /// and is not promoted, because the page cache already holds it and the
-    /// file costs no copy to send; larger bodies and memory-tier hits are
-    /// copied, which pacing slows less than `sendfile` (README "Performance").
+    /// file costs no copy to send, and a memory-tier hit of
+    /// [`PREFER_FILE_MIN`] to [`SEND_FROM_FILE_MAX`] bytes is sent from its
+    /// disk-tier file when it has one; larger bodies are copied, which pacing
+    /// slows less than `sendfile` (README "Performance").
     ///
     /// [`SEND_FROM_FILE_MAX`]: super::SEND_FROM_FILE_MAX
+    /// [`PREFER_FILE_MIN`]: super::PREFER_FILE_MIN
     PacedFile,
     /// Straight from a file by the kernel on a connection that is not paced
     /// (CUBIC, Reno: the Linux default): every disk-tier hit stays in its
@@ -74,7 +77,7 @@ impl Wire {
     /// Whether a memory-tier hit of `len` bytes is better sent from its
     /// disk-tier file.
     pub fn prefers_file(self, len: u64) -> bool {
-        self == Wire::File && len >= super::PREFER_FILE_MIN
+        len >= super::PREFER_FILE_MIN && self.sends_from_file(len)
     }
 }
 
