@@ -98,8 +98,9 @@ core_distance() {
 }
 
 # cores_summary: one sentence on the probes core_distance logged, for a
-# result's header: their range, and the measurements after which a probe
-# took more than twice the least one (measured while the cores were apart).
+# result's header: their range, and the measurements with a probe of more
+# than twice the least one just before or just after them (measured, at
+# least in part, while the cores were apart).
 cores_summary() {
     [[ -n $CORES_LOG && -s $CORES_LOG ]] || { echo "core distance: not measured"; return; }
     python3 - "$CORES_LOG" "${CPUS[0]}" "${CPUS[-1]}" <<'PY'
@@ -108,11 +109,16 @@ probes = [line.rstrip("\n").split("\t", 1) for line in open(sys.argv[1]) if "\t"
 probes = [(float(ns), label) for ns, label in probes]
 least = min(ns for ns, _ in probes)
 most = max(ns for ns, _ in probes)
-far = [f"{label} ({ns:.0f})" for ns, label in probes if ns > 2 * least]
+# Each probe follows the measurement it is labelled with; the one before it
+# (or "start") preceded that measurement.
+far = [f"{label} ({max(before, ns):.0f})"
+       for (before, _), (ns, label) in zip(probes, probes[1:]) if max(before, ns) > 2 * least]
 text = (f"core distance (benches/core_distance.c: a cache line's round trip between CPUs {sys.argv[2]} "
-        f"and {sys.argv[3]}, probed after each measurement): {least:.0f} to {most:.0f} ns in {len(probes)} probes")
+        f"and {sys.argv[3]}, probed before the first measurement and after each): "
+        f"{least:.0f} to {most:.0f} ns in {len(probes)} probes")
 if far:
-    text += f"; more than twice the least after {len(far)} of them, so measured while the cores were apart: " + ", ".join(far)
+    text += (f"; more than twice the least just before or after {len(far)} of {len(probes) - 1} measurements,"
+             " measured at least in part while the cores were apart: " + ", ".join(far))
 else:
     text += "; the cores stayed close"
 print(text)
