@@ -14,7 +14,8 @@
 # BENCH_S3EDGE_FLAGS (extra flags for both binaries, e.g.
 # "--memory-object-max 128MiB" to serve the 64 MiB hit from memory),
 # BENCH_KEEP_TMP=1, BENCH_PIN=1 (both binaries on every CPU but the last, wrk
-# and h2load on the last: benches/lib.sh).
+# and h2load on the last: benches/lib.sh), BENCH_CLOSE=1 (each measurement
+# waits for the two cores to be close: benches/lib.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -83,6 +84,7 @@ declare -A RES=()
 run() { # ROW SIDE URL CONNS [wrk args]
     local row=$1 side=$2 url=$3 conns=$4 out value
     shift 4
+    await_close_cores
     out=$(timeout $((SECS + 60)) "${CLIENT[@]}" wrk -t2 -c"$conns" -d"${SECS}s" "$@" "$url" 2>&1) ||
         die "wrk $row $side: $out"
     if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then die "wrk $row $side: errors: $out"; fi
@@ -91,6 +93,7 @@ run() { # ROW SIDE URL CONNS [wrk args]
 }
 h2_run() { # ROW SIDE URL: requests/s from h2load, 16 connections x 10 streams
     local row=$1 side=$2 url=$3 out value
+    await_close_cores
     out=$(timeout $((SECS + 60)) "${CLIENT[@]}" h2load -D "$SECS" -c 16 -m 10 -t 2 "$url" 2>&1) || die "h2load $row $side: $out"
     grep -q ' 0 failed, 0 errored' <<<"$out" || die "h2load $row $side: failures: $out"
     value=$(awk '/^finished in/ { print $4 }' <<<"$out")

@@ -38,12 +38,14 @@
 #   BENCH_KEEP_TMP=1    keep the temporary folder (logs, configs) for inspection
 #   BENCH_PIN=1         servers on every CPU but the last, wrk and the clients on
 #                       the last (benches/lib.sh says why)
+#   BENCH_CLOSE=1       each wrk run waits for the two cores to be close
+#                       (benches/lib.sh, await_close_cores)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 INVOCATION="bash benches/compare.sh${*:+ $*}"
-for v in BENCH_FILL_COUNT BENCH_TTFB_SAMPLES BENCH_ROUNDS BENCH_SECONDS BENCH_PIN; do
+for v in BENCH_FILL_COUNT BENCH_TTFB_SAMPLES BENCH_ROUNDS BENCH_SECONDS BENCH_PIN BENCH_CLOSE; do
     [[ -z ${!v:-} ]] || INVOCATION="$v=${!v} $INVOCATION"
 done
 # Paths are one machine's: the results file, which is committed, names them
@@ -249,6 +251,7 @@ declare -A PROBLEM=() # "scenario,server" -> text
 wrk_once() { # SCENARIO SERVER PATH CONNS [wrk args...]; appends req/s
     local scenario=$1 server=$2 path=$3 conns=$4 out rps
     shift 4
+    await_close_cores
     out=$(timeout $((SECS + 60)) "${CLIENT[@]}" wrk -t2 -c"$conns" -d"${SECS}s" "$@" "$(url "$server" "$path")" 2>&1) ||
         die "wrk failed against $server: $out"
     rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")

@@ -32,7 +32,8 @@
 # BENCH_SECONDS (default 8), BENCH_ROUNDS (default 3),
 # BENCH_OUT (default benches/results/protocols.md), BENCH_KEEP_TMP=1,
 # BENCH_PIN=1 (servers on every CPU but the last, wrk and h2load on the last:
-# benches/lib.sh).
+# benches/lib.sh), BENCH_CLOSE=1 (each measurement waits for the two cores to
+# be close: benches/lib.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -170,6 +171,7 @@ note() { RES[$1]="${RES[$1]:-}${RES[$1]:+ }$2"; log "  $1: $2"; core_distance "$
 wrk_run() { # KEY URL CONNS [wrk args]: requests/s (MiB/s for 64m)
     local key=$1 url=$2 conns=$3 out value
     shift 3
+    await_close_cores
     out=$(timeout $((SECS + 60)) "${CLIENT[@]}" wrk -t2 -c"$conns" -d"${SECS}s" "$@" "$url" 2>&1) || die "wrk $key: $out"
     if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then die "wrk $key: errors: $out"; fi
     if [[ $key == hit64m* ]]; then
@@ -183,6 +185,7 @@ wrk_run() { # KEY URL CONNS [wrk args]: requests/s (MiB/s for 64m)
 }
 h2_run() { # KEY URL: requests/s from h2load, 16 connections x 10 streams
     local out value
+    await_close_cores
     out=$(timeout $((SECS + 60)) "${CLIENT[@]}" h2load -D "$SECS" -c 16 -m 10 -t 2 "$2" 2>&1) || die "h2load $1: $out"
     grep -q ' 0 failed, 0 errored' <<<"$out" || die "h2load $1: failures: $out"
     value=$(awk '/^finished in/ { gsub(",", "", $4); print $4 }' <<<"$out")

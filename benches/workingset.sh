@@ -39,13 +39,14 @@
 # Environment: S3EDGE_BIN, CARGO_TARGET_DIR, BENCH_SECONDS, BENCH_ROUNDS,
 # BENCH_WARMUP (default: BENCH_REQUESTS), BENCH_REQUESTS (length of the
 # sequence, default 400000), BENCH_OUT (default benches/results/workingset.md), BENCH_KEEP_TMP=1,
-# BENCH_PIN=1 (servers on every CPU but the last, wrk on the last: benches/lib.sh).
+# BENCH_PIN=1 (servers on every CPU but the last, wrk on the last: benches/lib.sh),
+# BENCH_CLOSE=1 (each round waits for the two cores to be close: benches/lib.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 INVOCATION="bash benches/workingset.sh"
-for v in BENCH_ROUNDS BENCH_SECONDS BENCH_WARMUP BENCH_REQUESTS BENCH_PIN; do
+for v in BENCH_ROUNDS BENCH_SECONDS BENCH_WARMUP BENCH_REQUESTS BENCH_PIN BENCH_CLOSE; do
     [[ -z ${!v:-} ]] || INVOCATION="$v=${!v} $INVOCATION"
 done
 SECS=${BENCH_SECONDS:-15}
@@ -259,6 +260,7 @@ warm_up() { # SERVER: the first $WARMUP requests of the sequence
 }
 wrk_run() { # SERVER SECONDS [record]: a replay of the sequence
     local s=$1 secs=$2 before after out rps requests ratio
+    await_close_cores
     before=$(origin_requests "$s")
     out=$(timeout $((secs + 60)) "${CLIENT[@]}" wrk -t2 -c64 -d"${secs}s" --timeout 30s -s "$TMP/zipf.lua" \
         "$(url "$s" /)" -- "$TMP/paths.txt" 2>&1) || die "wrk against $s failed: $out"
