@@ -803,3 +803,34 @@ pub(super) async fn drain(mut body: BodyStream) {
     use futures_util::StreamExt;
     while body.next().await.is_some() {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Wire;
+    use crate::cache::{PREFER_FILE_MIN, SEND_FROM_FILE_MAX};
+
+    /// Which bodies leave from their file, at the limits: a memory hit of
+    /// 256 KiB to 512 KiB on a paced connection, of 256 KiB and up on one
+    /// that is not, none over TLS or HTTP/2; a disk-tier span up to 512 KiB
+    /// paced, any span unpaced.
+    #[test]
+    fn the_file_is_preferred_between_the_limits_the_wire_allows() {
+        let below = PREFER_FILE_MIN - 1;
+        let above = SEND_FROM_FILE_MAX + 1;
+        for (wire, len, sends, prefers) in [
+            (Wire::PacedFile, below, true, false),
+            (Wire::PacedFile, PREFER_FILE_MIN, true, true),
+            (Wire::PacedFile, SEND_FROM_FILE_MAX, true, true),
+            (Wire::PacedFile, above, false, false),
+            (Wire::File, below, true, false),
+            (Wire::File, PREFER_FILE_MIN, true, true),
+            (Wire::File, above, true, true),
+            (Wire::File, 64 << 20, true, true),
+            (Wire::Memory, PREFER_FILE_MIN, false, false),
+            (Wire::Memory, SEND_FROM_FILE_MAX, false, false),
+        ] {
+            assert_eq!(wire.sends_from_file(len), sends, "{wire:?} sends {len}");
+            assert_eq!(wire.prefers_file(len), prefers, "{wire:?} prefers {len}");
+        }
+    }
+}
