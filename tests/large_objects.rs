@@ -590,13 +590,7 @@ async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is
     let small = random_bytes(200 * 1024, 54);
     let edge = node_with_congestion(shared.path(), "cubic");
     edge.create_bucket(BUCKET).await;
-    edge.put(BUCKET, "big.bin", big.clone(), None).await;
-    edge.put(BUCKET, "small.bin", small.clone(), None).await;
-    for (path, data) in [("/big.bin", &big), ("/small.bin", &small)] {
-        let (status, cache, body) = get(&edge, path, &[]).await;
-        assert_eq!((status, cache.as_str()), (200, "s3edge; fwd=miss; stored"));
-        assert!(body == *data, "{path}: byte-exact");
-    }
+    store_each(&edge, &[("/big.bin", &big), ("/small.bin", &small)]).await;
     edge.wait_disk_entries(2).await;
     assert_eq!(edge.cache_entries("memory").await, 2);
 
@@ -607,17 +601,8 @@ async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is
     let range = "a range of it, from its file";
     assert_range(&edge, "/big.bin", &big, 300_000, 600_000, range).await;
     let expected = (big.len() + 300_001) as u64;
-    assert_eq!(
-        counted_since(&edge, SENDFILE_BYTES, before, expected).await,
-        expected,
-        "the big hits were sent from the file"
-    );
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        edge.metric(SENDFILE_BYTES).await - before,
-        expected,
-        "the small hit was copied from memory"
-    );
+    let copied = "the small hit was copied from memory";
+    assert_sent_from_files(&edge, before, expected, "the big hits", copied).await;
     drop(edge);
 
     // Disk hits after a restart: kept in their file, not promoted.
@@ -657,30 +642,50 @@ async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is
     // Paced memory hits: 384 KiB from its file, 100 KiB copied.
     let mid = random_bytes(384 * 1024 + 3, 55);
     let little = random_bytes(100 * 1024, 56);
-    for (path, data) in [("/mid.bin", &mid), ("/little.bin", &little)] {
-        edge.put(BUCKET, &path[1..], data.clone(), None).await;
-        let (status, cache, body) = get(&edge, path, &[]).await;
-        assert_eq!((status, cache.as_str()), (200, "s3edge; fwd=miss; stored"));
-        assert!(body == *data, "{path}: byte-exact");
-    }
+    store_each(&edge, &[("/mid.bin", &mid), ("/little.bin", &little)]).await;
     edge.wait_disk_entries(4).await;
     let before = edge.metric(SENDFILE_BYTES).await;
     assert_hit(&edge, "/mid.bin", &mid, "a paced 384 KiB memory hit").await;
     assert_range(&edge, "/mid.bin", &mid, 1000, 200_000, "a range of it").await;
-    let expected = (mid.len() + 199_001) as u64;
-    assert_eq!(
-        counted_since(&edge, SENDFILE_BYTES, before, expected).await,
-        expected,
-        "the 384 KiB hits were sent from the file"
-    );
     assert_hit(&edge, "/little.bin", &little, "a paced 100 KiB memory hit").await;
+    let expected = (mid.len() + 199_001) as u64;
+    let copied = "the 100 KiB hit was copied from memory";
+    assert_sent_from_files(&edge, before, expected, "the 384 KiB hits", copied).await;
+    assert_eq!(edge.cache_entries("memory").await, 3);
+}
+
+/// Puts each object (path, bytes) in the bucket and fetches it once: a
+/// miss, stored, byte-exact.
+async fn store_each(edge: &Edge, objects: &[(&str, &[u8])]) {
+    for &(path, data) in objects {
+        edge.put(BUCKET, &path[1..], data.to_vec(), None).await;
+        let (status, cache, body) = get(edge, path, &[]).await;
+        assert_eq!((status, cache.as_str()), (200, "s3edge; fwd=miss; stored"));
+        assert!(body == data, "{path}: byte-exact");
+    }
+}
+
+/// After the hits since `before` (a `sendfile` bytes reading): exactly
+/// `expected` bytes went by `sendfile` (`from_file`, the hits that did),
+/// and no more come later (`copied`, the hit that was copied instead).
+async fn assert_sent_from_files(
+    edge: &Edge,
+    before: u64,
+    expected: u64,
+    from_file: &str,
+    copied: &str,
+) {
+    assert_eq!(
+        counted_since(edge, SENDFILE_BYTES, before, expected).await,
+        expected,
+        "{from_file} were sent from the file"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         edge.metric(SENDFILE_BYTES).await - before,
         expected,
-        "the 100 KiB hit was copied from memory"
+        "{copied}"
     );
-    assert_eq!(edge.cache_entries("memory").await, 3);
 }
 
 /// A congestion control the kernel does not have stops the node at start,
