@@ -49,8 +49,9 @@ install_missing() {
         { $SUDO apt-get update && $SUDO apt-get install -y "${need[@]}"; }
 }
 
-# The CPUs this script may use, counted before BENCH_PIN narrows them.
-B_NPROC=$(nproc)
+# The CPUs this script may use, before BENCH_PIN narrows them.
+mapfile -t CPUS < <(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0)), sep="\n")')
+B_NPROC=${#CPUS[@]}
 export B_NPROC
 
 # BENCH_PIN=1 keeps the load generator off the servers' cores: this script
@@ -62,7 +63,6 @@ export B_NPROC
 # pinned, the spread narrowed, and each server is measured by the CPU it
 # spends (README, "The client on a core of its own"). Unpinned stays the
 # default: it is what the results before 2026-11-29 used.
-mapfile -t CPUS < <(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0)), sep="\n")')
 CLIENT=()
 B_PIN="no (servers and clients share every CPU)"
 if [[ ${BENCH_PIN:-} == 1 ]]; then
@@ -118,6 +118,7 @@ await_close_cores() {
         CORES_SEEDED=1
         for i in 1 2 3 4 5; do probe_cores || return 0; sleep 1; done
     fi
+    PROBE_NS=""
     while probe_cores; do
         ((PROBE_NS <= 2 * CORES_LEAST)) && break
         if ((waited >= limit)); then
@@ -127,11 +128,9 @@ await_close_cores() {
         sleep 2
         waited=$((waited + 2))
     done
-    if ((waited > 0)); then
-        log "  waited ${waited}s for the cores to be close"
-        # the reading just before the measurement, for cores_summary
-        printf '%s\t~\n' "$PROBE_NS" >>"$CORES_LOG"
-    fi
+    ((waited == 0)) || log "  waited ${waited}s for the cores to be close"
+    # the reading just before the measurement, for cores_summary
+    [[ -z ${PROBE_NS:-} ]] || printf '%s\t~\n' "$PROBE_NS" >>"$CORES_LOG"
     return 0
 }
 
@@ -141,11 +140,12 @@ await_close_cores() {
 # least in part, while the cores were apart).
 cores_summary() {
     [[ -n $CORES_LOG && -s $CORES_LOG ]] || { echo "core distance: not measured"; return; }
-    python3 - "$CORES_LOG" "${CPUS[0]}" "${CPUS[-1]}" "${BENCH_CLOSE:-}" <<'PY'
+    python3 - "$CORES_LOG" "${CPUS[0]}" "${CPUS[-1]}" "${BENCH_CLOSE:-}" "$CORES_LEAST" <<'PY'
 import sys
 probes = [line.rstrip("\n").split("\t", 1) for line in open(sys.argv[1]) if "\t" in line]
 probes = [(float(ns), label) for ns, label in probes]
-least = min(ns for ns, _ in probes)
+# the yardstick await_close_cores used (its first readings are not logged)
+least = min(float(sys.argv[5]), min(ns for ns, _ in probes))
 most = max(ns for ns, _ in probes)
 # Each probe follows the measurement it is labelled with; the one before it
 # ("start", or "~", a reading await_close_cores took just before it)
