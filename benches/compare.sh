@@ -38,8 +38,9 @@
 #   BENCH_KEEP_TMP=1    keep the temporary folder (logs, configs) for inspection
 #   BENCH_PIN=1         servers on every CPU but the last, wrk and the clients on
 #                       the last (benches/lib.sh says why)
-#   BENCH_CLOSE=1       each wrk run waits for the two cores to be close
-#                       (benches/lib.sh, await_close_cores)
+#   BENCH_CLOSE=1       each wrk run waits for the two cores to be close, and
+#                       is made again when they were apart just after it
+#                       (benches/lib.sh, await_close_cores, after_measurement)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -251,17 +252,20 @@ declare -A PROBLEM=() # "scenario,server" -> text
 wrk_once() { # SCENARIO SERVER PATH CONNS [wrk args...]; appends req/s
     local scenario=$1 server=$2 path=$3 conns=$4 out rps
     shift 4
-    await_close_cores
-    out=$(timeout $((SECS + 60)) "${CLIENT[@]}" wrk -t2 -c"$conns" -d"${SECS}s" "$@" "$(url "$server" "$path")" 2>&1) ||
-        die "wrk failed against $server: $out"
-    rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
-    [[ -n $rps ]] || die "no Requests/sec from wrk against $server: $out"
+    while :; do
+        await_close_cores
+        out=$(timeout $((SECS + 60)) "${CLIENT[@]}" wrk -t2 -c"$conns" -d"${SECS}s" "$@" "$(url "$server" "$path")" 2>&1) ||
+            die "wrk failed against $server: $out"
+        rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+        [[ -n $rps ]] || die "no Requests/sec from wrk against $server: $out"
+        after_measurement "$scenario $server round $r" && break
+        log "  ($scenario $server: $rps req/s not kept)"
+    done
     if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
         PROBLEM[$scenario,$server]=$(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr -s ' ' | paste -sd';')
     fi
     RES[$scenario,$server]="${RES[$scenario,$server]:-}${RES[$scenario,$server]:+ }$rps"
     log "  $scenario $server: $rps req/s"
-    core_distance "$scenario $server round $r"
     sleep 1
 }
 

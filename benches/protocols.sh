@@ -33,7 +33,8 @@
 # BENCH_OUT (default benches/results/protocols.md), BENCH_KEEP_TMP=1,
 # BENCH_PIN=1 (servers on every CPU but the last, wrk and h2load on the last:
 # benches/lib.sh), BENCH_CLOSE=1 (each measurement waits for the two cores to
-# be close: benches/lib.sh).
+# be close, and is made again when they were apart just after it:
+# benches/lib.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -167,28 +168,36 @@ proto=$(curl -sf "${CURL_TLS[@]}" --http2 -o /dev/null -w '%{http_version}' "${U
 
 # --------------------------------------------------------------- measure --
 declare -A RES=()
-note() { RES[$1]="${RES[$1]:-}${RES[$1]:+ }$2"; log "  $1: $2"; core_distance "$1 round $r"; }
+note() { RES[$1]="${RES[$1]:-}${RES[$1]:+ }$2"; log "  $1: $2"; }
 wrk_run() { # KEY URL CONNS [wrk args]: requests/s (MiB/s for 64m)
     local key=$1 url=$2 conns=$3 out value
     shift 3
-    await_close_cores
-    out=$(timeout $((SECS + 60)) "${CLIENT[@]}" wrk -t2 -c"$conns" -d"${SECS}s" "$@" "$url" 2>&1) || die "wrk $key: $out"
-    if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then die "wrk $key: errors: $out"; fi
-    if [[ $key == hit64m* ]]; then
-        value=$(awk '/^Transfer\/sec:/ { v = $2; u = $2; sub(/[0-9.]+/, "", u); sub(/[A-Za-z]+/, "", v);
-            if (u == "GB") v *= 1024; if (u == "KB") v /= 1024; print v }' <<<"$out")
-    else
-        value=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
-    fi
+    while :; do
+        await_close_cores
+        out=$(timeout $((SECS + 60)) "${CLIENT[@]}" wrk -t2 -c"$conns" -d"${SECS}s" "$@" "$url" 2>&1) || die "wrk $key: $out"
+        if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then die "wrk $key: errors: $out"; fi
+        if [[ $key == hit64m* ]]; then
+            value=$(awk '/^Transfer\/sec:/ { v = $2; u = $2; sub(/[0-9.]+/, "", u); sub(/[A-Za-z]+/, "", v);
+                if (u == "GB") v *= 1024; if (u == "KB") v /= 1024; print v }' <<<"$out")
+        else
+            value=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+        fi
+        after_measurement "$key round $r" && break
+        log "  ($key: $value not kept)"
+    done
     note "$key" "$value"
     sleep 1
 }
 h2_run() { # KEY URL: requests/s from h2load, 16 connections x 10 streams
     local out value
-    await_close_cores
-    out=$(timeout $((SECS + 60)) "${CLIENT[@]}" h2load -D "$SECS" -c 16 -m 10 -t 2 "$2" 2>&1) || die "h2load $1: $out"
-    grep -q ' 0 failed, 0 errored' <<<"$out" || die "h2load $1: failures: $out"
-    value=$(awk '/^finished in/ { gsub(",", "", $4); print $4 }' <<<"$out")
+    while :; do
+        await_close_cores
+        out=$(timeout $((SECS + 60)) "${CLIENT[@]}" h2load -D "$SECS" -c 16 -m 10 -t 2 "$2" 2>&1) || die "h2load $1: $out"
+        grep -q ' 0 failed, 0 errored' <<<"$out" || die "h2load $1: failures: $out"
+        value=$(awk '/^finished in/ { gsub(",", "", $4); print $4 }' <<<"$out")
+        after_measurement "$1 round $r" && break
+        log "  ($1: $value not kept)"
+    done
     note "$1" "$value"
     sleep 1
 }

@@ -40,7 +40,8 @@
 # BENCH_WARMUP (default: BENCH_REQUESTS), BENCH_REQUESTS (length of the
 # sequence, default 400000), BENCH_OUT (default benches/results/workingset.md), BENCH_KEEP_TMP=1,
 # BENCH_PIN=1 (servers on every CPU but the last, wrk on the last: benches/lib.sh),
-# BENCH_CLOSE=1 (each round waits for the two cores to be close: benches/lib.sh).
+# BENCH_CLOSE=1 (each round waits for the two cores to be close, and is made
+# again when they were apart just after it: benches/lib.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -258,31 +259,32 @@ warm_up() { # SERVER: the first $WARMUP requests of the sequence
     WARM_ORIGIN[$s]=$((after - before))
     log "  $s: $(grep -E 'requests in|Non-2xx|Socket errors' "$TMP/warmup-$s.txt" | tr -s ' ' | paste -sd';'); hit ratio ${WARM_HIT[$s]} ($((after - before)) origin requests)"
 }
-wrk_run() { # SERVER SECONDS [record]: a replay of the sequence
+wrk_run() { # SERVER SECONDS: a timed replay of the sequence, recorded
     local s=$1 secs=$2 before after out rps requests ratio
-    await_close_cores
-    before=$(origin_requests "$s")
-    out=$(timeout $((secs + 60)) "${CLIENT[@]}" wrk -t2 -c64 -d"${secs}s" --timeout 30s -s "$TMP/zipf.lua" \
-        "$(url "$s" /)" -- "$TMP/paths.txt" 2>&1) || die "wrk against $s failed: $out"
-    if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then die "wrk against $s: errors: $out"; fi
-    sleep 1
-    after=$(origin_requests "$s")
-    rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
-    requests=$(awk '/requests in/ { print $1 }' <<<"$out")
-    ratio=$(python3 -c "print(f'{1 - ($after - $before) / $requests:.4f}')")
-    log "  $s: $rps req/s, hit ratio $ratio ($((after - before)) origin requests of $requests)"
-    if [[ ${3:-} == record ]]; then
-        core_distance "$s round $r"
-        RPS[$s]="${RPS[$s]:-}${RPS[$s]:+ }$rps"
-        HIT[$s]="${HIT[$s]:-}${HIT[$s]:+ }$ratio"
-    fi
+    while :; do
+        await_close_cores
+        before=$(origin_requests "$s")
+        out=$(timeout $((secs + 60)) "${CLIENT[@]}" wrk -t2 -c64 -d"${secs}s" --timeout 30s -s "$TMP/zipf.lua" \
+            "$(url "$s" /)" -- "$TMP/paths.txt" 2>&1) || die "wrk against $s failed: $out"
+        if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then die "wrk against $s: errors: $out"; fi
+        sleep 1
+        after=$(origin_requests "$s")
+        rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+        requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+        ratio=$(python3 -c "print(f'{1 - ($after - $before) / $requests:.4f}')")
+        log "  $s: $rps req/s, hit ratio $ratio ($((after - before)) origin requests of $requests)"
+        after_measurement "$s round $r" && break
+        log "  ($s: $rps req/s not kept)"
+    done
+    RPS[$s]="${RPS[$s]:-}${RPS[$s]:+ }$rps"
+    HIT[$s]="${HIT[$s]:-}${HIT[$s]:+ }$ratio"
 }
 log "warm-up: the first $WARMUP requests of the sequence per cache"
 for s in "${SERVERS[@]}"; do warm_up "$s"; done
 log "rounds: $ROUNDS x ${SECS}s, A B C"
 core_distance start
 for ((r = 1; r <= ROUNDS; r++)); do
-    for s in "${SERVERS[@]}"; do wrk_run "$s" "$SECS" record; done
+    for s in "${SERVERS[@]}"; do wrk_run "$s" "$SECS"; done
 done
 sleep 2
 RSS_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$S3EDGE_PID/status")
