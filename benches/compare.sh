@@ -7,7 +7,7 @@
 # exit (trap). The machine is shared and noisy: read the ratios, not the
 # absolute numbers, and compare only numbers from the same run.
 #
-# Set-up (see "## Performance" in README.md for the reasoning):
+# Set-up (see docs/PERFORMANCE.md for the reasoning and every run):
 #   - origin for s3edge: its embedded S3 store (real S3 REST + SigV4), bucket
 #     `bench` = a temporary folder holding a fixed object set;
 #   - origin for nginx and Varnish: an nginx static-file server (127.0.0.1:18490)

@@ -61,8 +61,8 @@ export B_NPROC
 # scheduler places them, and on a 2-core machine the same binary's 100 KiB
 # hits ran at about 25,000 or about 36,000 req/s from one run to the next;
 # pinned, the spread narrowed, and each server is measured by the CPU it
-# spends (README, "The client on a core of its own"). Unpinned stays the
-# default: it is what the results before 2026-11-29 used.
+# spends (docs/PERFORMANCE.md, "The client on a core of its own"). Unpinned
+# stays the default: it is what the results before 2026-11-29 used.
 CLIENT=()
 B_PIN="no (servers and clients share every CPU)"
 if [[ ${BENCH_PIN:-} == 1 ]]; then
@@ -80,8 +80,8 @@ export B_PIN
 # LABEL. On a virtual machine that is not fixed: on the 2-core machine of the
 # README's figures it was about 52 ns or about 318 ns, switching in the middle
 # of a run, and a hit copied into the socket on one core and out on the other
-# ran at half the rate or less while it was 318 (README, "Two cores that move
-# apart"). A result's header says what it was (cores_summary).
+# ran at half the rate or less while it was 318 (docs/PERFORMANCE.md, "Two
+# cores that move apart"). A result's header says what it was (cores_summary).
 CORES_LOG=""
 CORES_LEAST=""
 core_distance() {

@@ -1097,7 +1097,7 @@ fn split_file(whole: Bytes) -> io::Result<(Header, Bytes)> {
 /// A block-sized read buffer, returned to a small pool when the last `Bytes`
 /// made from it is dropped: reading a large body block by block into fresh
 /// allocations cost about a fifth of the CPU of a disk hit in page faults
-/// (README "Performance").
+/// (docs/PERFORMANCE.md).
 struct ReadBuffer {
     buf: Vec<u8>,
     len: usize,

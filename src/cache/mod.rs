@@ -49,7 +49,7 @@ pub use read::{Answer, CacheOutcome, Fetch, Payload, Request, Want, Wire};
 /// copy in s3edge. Larger bodies are copied (loaded, or read block by
 /// block): on loopback on Linux 6.18 under BBR, `sendfile` sent bodies of 100
 /// to 512 KiB 1.2 to 2 times as fast as the block reads, and 1 and 64 MiB
-/// bodies at about 0.8 times (README "Performance", 2026-11-29).
+/// bodies at about 0.8 times (docs/PERFORMANCE.md, 2026-11-29).
 pub const SEND_FROM_FILE_MAX: u64 = 512 << 10;
 
 /// The smallest memory-tier hit sent from its disk-tier file instead, to a
@@ -57,10 +57,10 @@ pub const SEND_FROM_FILE_MAX: u64 = 512 << 10;
 /// a paced connection, [`Wire::PacedFile`]): under CUBIC `sendfile` sent
 /// 256 KiB bodies 1.1 to 1.3 times as fast as the copy from memory; below
 /// that the file's open, `fstat` and header read cost more than the copy
-/// saves (README "Performance", 2026-11-29). Under BBR, 256 KiB memory hits
+/// saves (docs/PERFORMANCE.md, 2026-11-29). Under BBR, 256 KiB memory hits
 /// went 1.2 times as fast from the file, and 512 KiB ones as fast but
 /// without the copy's slow runs while the machine's two cores were apart
-/// (README "Two cores that move apart", 2026-11-30).
+/// (docs/PERFORMANCE.md, "Two cores that move apart", 2026-11-30).
 pub const PREFER_FILE_MIN: u64 = 256 << 10;
 
 use crate::metrics::Metrics;
@@ -212,7 +212,7 @@ impl Entry {
 /// write arms the connection's pacing timer again: with 256 KiB chunks a
 /// 1 MiB memory hit took four writes and 3.75 pacing timers, and ran at 0.73
 /// to 0.76x the rate of a server that sends it in one write when each had a
-/// core of its own (`BENCH_PIN=1`, README "Performance", 2026-11-29). Larger
+/// core of its own (`BENCH_PIN=1`, docs/PERFORMANCE.md, 2026-11-29). Larger
 /// chunks would save more writes on larger bodies, but the allocator rounds
 /// a body's last, partial chunk up to its size class (up to a quarter more
 /// than it holds), and the memory tier, which weighs bodies by what the

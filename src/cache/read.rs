@@ -48,7 +48,7 @@ pub enum Wire {
     /// file costs no copy to send, and a memory-tier hit of
     /// [`PREFER_FILE_MIN`] to [`SEND_FROM_FILE_MAX`] bytes is sent from its
     /// disk-tier file when it has one; larger bodies are copied, which pacing
-    /// slows less than `sendfile` (README "Performance").
+    /// slows less than `sendfile` (docs/PERFORMANCE.md).
     ///
     /// [`SEND_FROM_FILE_MAX`]: super::SEND_FROM_FILE_MAX
     /// [`PREFER_FILE_MIN`]: super::PREFER_FILE_MIN

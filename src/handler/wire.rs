@@ -8,7 +8,7 @@
 //! 1.7 times as fast as `sendfile`, and `sendfile` won only up to 512 KiB.
 //! CUBIC and Reno (the Linux default) send as fast as the window allows:
 //! there `sendfile` beat the copies at every size measured, 1.1 to 1.3
-//! times (README "Performance", 2026-11-29). So each plain connection's
+//! times (docs/PERFORMANCE.md, 2026-11-29). So each plain connection's
 //! congestion control is read once, when it is accepted (a connection
 //! inherits its listener's, `--tcp-congestion`), and decides.
 

@@ -52,7 +52,7 @@ impl Listeners {
         .workers(options.workers.max(1))
         // HTTP/2 writes a response's HEADERS and DATA frames separately: with
         // Nagle's algorithm the second waited for the client's delayed ACK,
-        // ~40 ms per response (README "Performance", HTTP/2).
+        // ~40 ms per response (docs/PERFORMANCE.md, HTTP/2).
         .tcp_nodelay(true)
         .keep_alive(KEEP_ALIVE)
         .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
