@@ -20,14 +20,21 @@
 //! modification and change times) says, so a file written to, cut or replaced
 //! since is checked whole again first. An I/O error on write turns the tier
 //! off for the rest of the process; serving goes on.
+//!
+//! An entry served from its file stays open in its slot afterwards (at most
+//! [`OPEN_FILES_MAX`] of them, the longest-kept closed first), so the next
+//! hit on it costs one `fstat` instead of an `open`, two reads, the header's
+//! decoding and a `close` ([`DiskTier::get_file_cached`]). That `fstat`
+//! still sees the file written to, cut, removed or replaced under its name,
+//! as the `open` did.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -66,6 +73,13 @@ enum Io {
     /// Not at all: only what the kernel's page cache holds, else `WouldBlock`.
     PageCacheOnly,
 }
+
+/// The most files the tier keeps open for the entries it serves from their
+/// files, and at most a quarter of the process's open file limit: the rest
+/// is for connections. nginx's `open_file_cache` is off by default and has
+/// no default `max`; a working set's disk hits (`benches/workingset.sh`:
+/// 20,000 objects, a 256 MiB memory tier) fall on a few thousand files.
+pub const OPEN_FILES_MAX: usize = 4096;
 
 /// A read that would have waited for the disk; see [`DiskTier::get_cached`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +158,7 @@ struct Header {
     block_crc32: Vec<u32>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Slot {
     key: CacheKey,
     size: u64,
@@ -152,20 +166,48 @@ struct Slot {
     /// The file as it was when this process checked (or wrote) every block of
     /// its body; `None` until then.
     checked: Option<Stamp>,
+    /// The entry as last served from its file, the file still open.
+    open: Option<Open>,
+}
+
+impl Slot {
+    fn new(key: CacheKey, size: u64, last_used: u64, checked: Option<Stamp>) -> Slot {
+        Slot {
+            key,
+            size,
+            last_used,
+            checked,
+            open: None,
+        }
+    }
+}
+
+/// An entry served from its file, kept with the file open for the next hit.
+#[derive(Debug)]
+struct Open {
+    /// The file as it was when the entry was read from it: the entry is
+    /// served again only while the slot's `checked` and an `fstat` of the
+    /// open file still say so.
+    stamp: Stamp,
+    entry: Arc<Entry>,
+    /// Its place in [`Index::opened`].
+    seq: u64,
 }
 
 /// Which version of a file this is, from its metadata: writing to a file
-/// changes its modification and change times, cutting it its length, and
-/// replacing it its inode. A change made within one tick of the file
-/// system's clock after a check (a few milliseconds on Linux) can go unseen,
-/// as it can for `make` and `rsync`; a change below the file system (a
-/// failing disk) is not seen at all, but is caught by the CRCs wherever the
-/// bytes pass through s3edge's memory.
+/// changes its modification and change times, cutting it its length,
+/// replacing it its inode, and removing it (or renaming another file over
+/// it) its link count, which an open file's `fstat` sees. A change made
+/// within one tick of the file system's clock after a check (a few
+/// milliseconds on Linux) can go unseen, as it can for `make` and `rsync`; a
+/// change below the file system (a failing disk) is not seen at all, but is
+/// caught by the CRCs wherever the bytes pass through s3edge's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
     dev: u64,
     ino: u64,
     len: u64,
+    links: u64,
     modified: (i64, i64),
     changed: (i64, i64),
 }
@@ -176,6 +218,7 @@ impl Stamp {
             dev: meta.dev(),
             ino: meta.ino(),
             len: meta.len(),
+            links: meta.nlink(),
             modified: (meta.mtime(), meta.mtime_nsec()),
             changed: (meta.ctime(), meta.ctime_nsec()),
         }
@@ -187,12 +230,100 @@ struct Index {
     slots: HashMap<String, Slot>,
     total: u64,
     clock: u64,
+    /// Slots with an open file, oldest first, as (hash, [`Open::seq`]); an
+    /// item whose slot no longer has that open file is skipped.
+    opened: VecDeque<(String, u64)>,
+    /// How many slots have an open file.
+    open_files: usize,
+    open_seq: u64,
+}
+
+impl Index {
+    /// Puts `slot` in place of any other for `hash`.
+    fn put(&mut self, hash: &str, slot: Slot) {
+        self.total += slot.size;
+        if let Some(old) = self.slots.insert(hash.to_string(), slot) {
+            self.forget(old);
+        }
+    }
+
+    /// Removes the slot of `hash`; returns it (its open file is closed when
+    /// it is dropped).
+    fn take(&mut self, hash: &str) -> Option<Slot> {
+        let slot = self.slots.remove(hash)?;
+        self.total -= slot.size;
+        if slot.open.is_some() {
+            self.open_files -= 1;
+        }
+        Some(slot)
+    }
+
+    fn forget(&mut self, old: Slot) {
+        self.total -= old.size;
+        if old.open.is_some() {
+            self.open_files -= 1;
+        }
+    }
+
+    /// Keeps `entry`, read from the file of `hash` as `stamp` says it was,
+    /// open in its slot, unless the slot has changed since; closes the
+    /// longest-kept open files beyond `max`. Returns what it closed, to be
+    /// dropped after the lock.
+    fn keep_open(&mut self, hash: &str, stamp: Stamp, entry: &Arc<Entry>, max: usize) -> Vec<Open> {
+        let mut closed = Vec::new();
+        if max == 0 {
+            return closed;
+        }
+        let seq = self.open_seq;
+        let Some(slot) = self.slots.get_mut(hash) else {
+            return closed;
+        };
+        if slot.checked != Some(stamp) {
+            return closed;
+        }
+        let open = Open {
+            stamp,
+            entry: entry.clone(),
+            seq,
+        };
+        match slot.open.replace(open) {
+            Some(old) => closed.push(old),
+            None => self.open_files += 1,
+        }
+        self.open_seq += 1;
+        self.opened.push_back((hash.to_string(), seq));
+        while self.open_files > max {
+            let Some((oldest, seq)) = self.opened.pop_front() else {
+                break;
+            };
+            let slot = self.slots.get_mut(&oldest);
+            if let Some(open) = slot.and_then(|s| s.open.take_if(|o| o.seq == seq)) {
+                self.open_files -= 1;
+                closed.push(open);
+            }
+        }
+        // Items of slots since removed or reopened: dropped once they are
+        // as many as the live ones.
+        if self.opened.len() > 2 * max {
+            let slots = &self.slots;
+            self.opened.retain(|(hash, seq)| {
+                slots
+                    .get(hash)
+                    .and_then(|s| s.open.as_ref())
+                    .is_some_and(|o| o.seq == *seq)
+            });
+        }
+        closed
+    }
 }
 
 /// Entries on disk.
 pub struct DiskTier {
     root: PathBuf,
     max_bytes: u64,
+    /// The most files kept open ([`OPEN_FILES_MAX`], or a quarter of the
+    /// process's open file limit).
+    open_max: usize,
     index: Mutex<Index>,
     /// Held for reading while a trailer is read, for writing while one is
     /// rewritten in place (a revalidated large entry), so no reader sees half.
@@ -217,9 +348,16 @@ impl DiskTier {
         for leftover in fs::read_dir(root.join("tmp"))? {
             let _ = fs::remove_file(leftover?.path());
         }
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        let open_max = limit.map_or(OPEN_FILES_MAX, |l| {
+            usize::try_from(l / 4)
+                .unwrap_or(usize::MAX)
+                .min(OPEN_FILES_MAX)
+        });
         let tier = DiskTier {
             root,
             max_bytes,
+            open_max,
             index: Mutex::new(Index::default()),
             trailers: RwLock::new(()),
             disabled: AtomicBool::new(max_bytes == 0),
@@ -246,14 +384,8 @@ impl DiskTier {
                 match File::open(&path).and_then(|f| read_trailer(&f)) {
                     Ok((header, size)) if name == header.key.hash() => {
                         index.clock += 1;
-                        let slot = Slot {
-                            key: header.key,
-                            size,
-                            last_used: index.clock,
-                            checked: None,
-                        };
-                        index.total += size;
-                        index.slots.insert(name, slot);
+                        let slot = Slot::new(header.key, size, index.clock, None);
+                        index.put(&name, slot);
                     }
                     // Not the file's fault: no start rather than a lost cache.
                     Err(e) if is_transient(&e) => return Err(e),
@@ -326,21 +458,39 @@ impl DiskTier {
 
     /// [`get_cached`](Self::get_cached) for a client the kernel sends the
     /// file to (`sendfile`): the entry stays in its file whatever its size,
-    /// and only its trailer is read, here, from the page cache. `Err` when
-    /// that would wait for the disk, or this process has not checked the file
-    /// whole yet, or the file has changed since it was: then call `get` from
-    /// a blocking task, which checks it.
-    pub fn get_file_cached(self: &Arc<Self>, key: &CacheKey) -> Result<Option<Entry>, WouldBlock> {
+    /// and only its trailer is read, here, from the page cache; the entry
+    /// is then kept with its file open in its slot, and the next call
+    /// returns it after an `fstat` of that file. `Err` when that would wait
+    /// for the disk, or this process has not checked the file whole yet, or
+    /// the file has changed since it was: then call `get` from a blocking
+    /// task, which checks it.
+    pub fn get_file_cached(
+        self: &Arc<Self>,
+        key: &CacheKey,
+    ) -> Result<Option<Arc<Entry>>, WouldBlock> {
         let hash = key.hash();
-        let Some(checked) = self.touch(&hash) else {
+        let Some((checked, open)) = self.touch_open(&hash) else {
             return Ok(None);
         };
         let Some(checked) = checked else {
             return Err(WouldBlock);
         };
+        if let Some(entry) = open.filter(|e| e.key == *key && still(e, checked)) {
+            return Ok(Some(entry));
+        }
         let path = self.path_of(&hash);
         let read = self.read_in_file(&path, &hash, key, checked);
-        self.found(read, &hash, Io::PageCacheOnly)
+        let entry = self.found(read, &hash, Io::PageCacheOnly)?.map(Arc::new);
+        if let Some(entry) = &entry {
+            let closed = self.lock().keep_open(&hash, checked, entry, self.open_max);
+            drop(closed);
+        }
+        Ok(entry)
+    }
+
+    /// How many entries are kept with their files open.
+    pub fn open_files(&self) -> usize {
+        self.lock().open_files
     }
 
     /// Every block of the file of `hash`, as `stamp` says it was, has been
@@ -354,12 +504,23 @@ impl DiskTier {
     /// Marks the slot of `hash` used; the file this process last checked
     /// whole, if any; `None` when there is no such slot.
     fn touch(&self, hash: &str) -> Option<Option<Stamp>> {
+        self.touch_open(hash).map(|(checked, _)| checked)
+    }
+
+    /// [`touch`](Self::touch), and the entry kept open in the slot when it
+    /// was read from the file as checked.
+    fn touch_open(&self, hash: &str) -> Option<(Option<Stamp>, Option<Arc<Entry>>)> {
         let mut index = self.lock();
         index.clock += 1;
         let clock = index.clock;
         let slot = index.slots.get_mut(hash)?;
         slot.last_used = clock;
-        Some(slot.checked)
+        let open = slot
+            .open
+            .as_ref()
+            .filter(|open| slot.checked == Some(open.stamp))
+            .map(|open| open.entry.clone());
+        Some((slot.checked, open))
     }
 
     fn lookup(
@@ -516,7 +677,7 @@ impl DiskTier {
             len: header.body_len,
             block_size: header.block_size,
             crcs: header.block_crc32,
-            tier: self.clone(),
+            tier: Arc::downgrade(self),
             hash: hash.to_string(),
         };
         if let Some(stamp) = unchecked {
@@ -622,7 +783,14 @@ impl DiskTier {
                     if slot.checked == Some(before) {
                         slot.checked = Some(after);
                     }
+                    // The entry kept open has the old header.
+                    let closed = slot.open.take();
                     index.total = index.total - old + size;
+                    if closed.is_some() {
+                        index.open_files -= 1;
+                    }
+                    drop(index);
+                    drop(closed);
                 }
             }
             Ok(None) => {}
@@ -637,16 +805,8 @@ impl DiskTier {
         let doomed = {
             let mut index = self.lock();
             index.clock += 1;
-            let slot = Slot {
-                key: key.clone(),
-                size,
-                last_used: index.clock,
-                checked: Some(stamp),
-            };
-            if let Some(old) = index.slots.insert(hash.to_string(), slot) {
-                index.total -= old.size;
-            }
-            index.total += size;
+            let slot = Slot::new(key.clone(), size, index.clock, Some(stamp));
+            index.put(hash, slot);
             let mut doomed = Vec::new();
             while index.total > self.max_bytes {
                 let Some(victim) = index
@@ -658,9 +818,7 @@ impl DiskTier {
                 else {
                     break;
                 };
-                if let Some(slot) = index.slots.remove(&victim) {
-                    index.total -= slot.size;
-                }
+                index.take(&victim);
                 doomed.push(victim);
             }
             doomed
@@ -671,12 +829,8 @@ impl DiskTier {
     }
 
     fn remove(&self, hash: &str) {
-        {
-            let mut index = self.lock();
-            if let Some(slot) = index.slots.remove(hash) {
-                index.total -= slot.size;
-            }
-        }
+        let removed = self.lock().take(hash);
+        drop(removed);
         let _ = fs::remove_file(self.path_of(hash));
     }
 
@@ -795,7 +949,7 @@ impl DiskWriter {
             len: self.written,
             block_size: BLOCK,
             crcs: std::mem::take(&mut self.crcs),
-            tier: self.tier.clone(),
+            tier: Arc::downgrade(&self.tier),
             hash: self.hash.clone(),
         };
         Ok(Some(Entry {
@@ -835,7 +989,9 @@ pub struct DiskBody {
     len: u64,
     block_size: u64,
     crcs: Vec<u32>,
-    tier: Arc<DiskTier>,
+    /// Weak: the tier keeps entries open in its slots (an `Arc` would be a
+    /// cycle).
+    tier: Weak<DiskTier>,
     hash: String,
 }
 
@@ -947,7 +1103,9 @@ impl DiskBody {
                     }
                     Ok(_) => None,
                     Err(e) => {
-                        body.tier.unreadable(&body.hash, &e);
+                        if let Some(tier) = body.tier.upgrade() {
+                            tier.unreadable(&body.hash, &e);
+                        }
                         let error = OriginError::Invalid(format!("cache entry unreadable: {e}"));
                         Some((Err(error), (body, end, Bytes::new())))
                     }
@@ -1004,6 +1162,16 @@ fn header_span(size: u64, magic: &[u8], tail: &[u8]) -> io::Result<(u64, usize)>
         return Err(io::Error::other("header length out of range"));
     }
     Ok((size - TAIL as u64 - u64::from(len), len as usize))
+}
+
+/// Whether `entry`'s file, kept open, is still as `stamp` says it was when
+/// the entry was read from it (an `fstat`: not written to, cut, removed or
+/// replaced under its name since).
+fn still(entry: &Entry, stamp: Stamp) -> bool {
+    match &entry.body {
+        Body::Disk(body) => body.file.metadata().is_ok_and(|m| Stamp::of(&m) == stamp),
+        Body::Memory(_) => false,
+    }
 }
 
 /// A header read from `bytes`, found at `header_at`: its body must end there.
@@ -1414,6 +1582,153 @@ mod tests {
         fs::rename(&other, &path).unwrap();
         assert_eq!(tier.get_file_cached(&key("d.bin")).err(), Some(WouldBlock));
         assert!(tier.get(&key("d.bin"), 0).is_none());
+    }
+
+    #[test]
+    fn an_entry_sent_from_its_file_stays_open_for_the_next_hit_until_its_slot_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), 16 << 20);
+        let data = pattern(300 * 1024);
+        tier.insert(&entry("o.bin", &data), &ticket());
+        let first = tier.get_file_cached(&key("o.bin")).unwrap().unwrap();
+        let again = tier.get_file_cached(&key("o.bin")).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the second hit reads nothing");
+        assert_eq!(tier.open_files(), 1);
+        // A 304's new header: read again, the old entry closed.
+        let mut refreshed = tier.get(&key("o.bin"), 0).unwrap();
+        refreshed.stored_at = SystemTime::UNIX_EPOCH + Duration::from_secs(5_000);
+        std::thread::sleep(Duration::from_millis(30));
+        tier.rewrite_header(&refreshed, &ticket());
+        assert_eq!(tier.open_files(), 0);
+        let got = tier.get_file_cached(&key("o.bin")).unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&first, &got));
+        assert_eq!(got.stored_at, refreshed.stored_at);
+        // A new fill of the key: its file, not the one kept open.
+        let mut newer = entry("o.bin", &pattern(200 * 1024));
+        newer.stored_at = SystemTime::UNIX_EPOCH + Duration::from_secs(6_000);
+        tier.insert(&newer, &ticket());
+        assert_eq!(tier.open_files(), 0);
+        let got = tier.get_file_cached(&key("o.bin")).unwrap().unwrap();
+        assert_eq!(
+            (got.stored_at, got.body_len()),
+            (newer.stored_at, 200 * 1024)
+        );
+        // Removed behind the tier's back: not served from the open file.
+        fs::remove_file(tier.path_of(&key("o.bin").hash())).unwrap();
+        assert!(matches!(tier.get_file_cached(&key("o.bin")), Ok(None)));
+        assert_eq!(tier.open_files(), 0);
+        // Purged: gone with its slot.
+        tier.insert(&entry("p.bin", &data), &ticket());
+        assert!(tier.get_file_cached(&key("p.bin")).unwrap().is_some());
+        assert_eq!(tier.open_files(), 1);
+        tier.purge("s", &|_| true);
+        assert_eq!(tier.open_files(), 0);
+        assert!(matches!(tier.get_file_cached(&key("p.bin")), Ok(None)));
+    }
+
+    #[test]
+    fn no_more_files_are_kept_open_than_the_bound_and_the_longest_kept_close_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tier = DiskTier::open(dir.path(), 64 << 20).unwrap();
+        assert!(tier.open_max >= 1 && tier.open_max <= OPEN_FILES_MAX);
+        tier.open_max = 3;
+        let tier = Arc::new(tier);
+        let names: Vec<String> = (0..10).map(|i| format!("{i}.bin")).collect();
+        for name in &names {
+            tier.insert(&entry(name, name.as_bytes()), &ticket());
+        }
+        let mut kept = Vec::new();
+        for round in 0..3 {
+            for name in &names {
+                kept.push(tier.get_file_cached(&key(name)).unwrap().unwrap());
+                assert!(tier.open_files() <= 3, "round {round}, {name}");
+            }
+        }
+        assert_eq!(tier.open_files(), 3);
+        let index = tier.lock();
+        assert!(
+            index.opened.len() <= 2 * 3 + 1,
+            "{} items",
+            index.opened.len()
+        );
+        drop(index);
+        // The last three stay open, the others were closed.
+        let last = &kept[kept.len() - 3..];
+        for (got, name) in last.iter().zip(&names[7..]) {
+            let again = tier.get_file_cached(&key(name)).unwrap().unwrap();
+            assert!(Arc::ptr_eq(got, &again), "{name}");
+        }
+        let early = tier.get_file_cached(&key("0.bin")).unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&kept[kept.len() - 10], &early));
+    }
+
+    /// Fills, hits and purges of one key at once, many times: a hit that
+    /// starts after a fill (or a purge) has returned never gets an older
+    /// version, whether from its open file or not, and the bytes in the file
+    /// it gets are that version's.
+    #[test]
+    fn hits_racing_fills_and_purges_never_get_an_older_version_from_an_open_file() {
+        const VERSIONS: u64 = 300;
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), 64 << 20);
+        let version_of = |v: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(v);
+        let body_of = |v: u64| {
+            let mut body = v.to_le_bytes().repeat(1024);
+            body.truncate(6_000 + (v as usize % 7) * 1_000);
+            body
+        };
+        let latest = AtomicU64::new(0);
+        let purged = AtomicU64::new(0);
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    let mut served = 0u64;
+                    while !done.load(Ordering::Acquire) {
+                        let (at_least, after) = (
+                            latest.load(Ordering::Acquire),
+                            purged.load(Ordering::Acquire),
+                        );
+                        let Ok(Some(got)) = tier.get_file_cached(&key("race.bin")) else {
+                            continue;
+                        };
+                        let v = got
+                            .stored_at
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .unwrap()
+                            .as_secs();
+                        assert!(
+                            v >= at_least && v > after,
+                            "version {v}: {at_least} was in, {after} purged"
+                        );
+                        let Body::Disk(body) = &got.body else {
+                            panic!("not in its file");
+                        };
+                        let mut bytes = vec![0u8; body.len() as usize];
+                        body.file.read_exact_at(&mut bytes, BODY_OFFSET).unwrap();
+                        assert!(
+                            bytes == body_of(v),
+                            "the file of version {v} holds its bytes"
+                        );
+                        served += 1;
+                    }
+                    assert!(served > 0);
+                });
+            }
+            for v in 1..=VERSIONS {
+                let mut fill = entry("race.bin", &body_of(v));
+                fill.stored_at = version_of(v);
+                tier.insert(&fill, &ticket());
+                latest.store(v, Ordering::Release);
+                if v % 3 == 0 {
+                    tier.purge("s", &|_| true);
+                    purged.store(v, Ordering::Release);
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            done.store(true, Ordering::Release);
+        });
+        assert!(tier.open_files() <= 1);
     }
 
     /// Whether this is the child process a test that changes a setting of

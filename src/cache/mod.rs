@@ -422,6 +422,7 @@ impl Cache {
             disk.get_file_cached(key)
         } else {
             disk.get_cached(key, self.memory_object_max)
+                .map(|entry| entry.map(Arc::new))
         };
         let entry = match cached {
             Ok(entry) => entry?,
@@ -429,13 +430,10 @@ impl Cache {
                 let wanted = key.clone();
                 // Kept in its file: every body longer than nothing.
                 let load_max = if in_file { 0 } else { self.memory_object_max };
-                tokio::task::spawn_blocking(move || disk.get(&wanted, load_max))
-                    .await
-                    .ok()
-                    .flatten()?
+                let read = tokio::task::spawn_blocking(move || disk.get(&wanted, load_max));
+                Arc::new(read.await.ok().flatten()?)
             }
         };
-        let entry = Arc::new(entry);
         if matches!(entry.body, Body::Memory(_)) {
             ticket.commit(key, || self.memory.insert(entry.clone()));
         }
@@ -452,7 +450,7 @@ impl Cache {
         let disk = self.disk.as_ref()?;
         let in_file = disk.get_file_cached(&entry.key).ok()??;
         let same = in_file.stored_at == entry.stored_at && in_file.body_len() == entry.body_len();
-        same.then(|| Arc::new(in_file))
+        same.then_some(in_file)
     }
 
     /// Stores a complete entry through `ticket`: a body in memory goes to the
