@@ -239,30 +239,38 @@ struct Index {
 }
 
 impl Index {
-    /// Puts `slot` in place of any other for `hash`.
-    fn put(&mut self, hash: &str, slot: Slot) {
+    /// Puts `slot` in place of any other for `hash`; returns the one it
+    /// replaced. A slot returned here or by [`take`](Self::take) closes its
+    /// open file when dropped: drop it after the lock.
+    fn put(&mut self, hash: &str, slot: Slot) -> Option<Slot> {
         self.total += slot.size;
-        if let Some(old) = self.slots.insert(hash.to_string(), slot) {
-            self.forget(old);
-        }
+        let old = self.slots.insert(hash.to_string(), slot)?;
+        self.forget(&old);
+        Some(old)
     }
 
-    /// Removes the slot of `hash`; returns it (its open file is closed when
-    /// it is dropped).
+    /// Removes the slot of `hash`; returns it.
     fn take(&mut self, hash: &str) -> Option<Slot> {
         let slot = self.slots.remove(hash)?;
-        self.total -= slot.size;
-        if slot.open.is_some() {
-            self.open_files -= 1;
-        }
+        self.forget(&slot);
         Some(slot)
     }
 
-    fn forget(&mut self, old: Slot) {
+    /// The counts without a slot that has left the map.
+    fn forget(&mut self, old: &Slot) {
         self.total -= old.size;
         if old.open.is_some() {
             self.open_files -= 1;
         }
+    }
+
+    /// Takes the open file of the slot of `hash`, when it has one (and that
+    /// one is `seq`, when given).
+    fn close(&mut self, hash: &str, seq: Option<u64>) -> Option<Open> {
+        let slot = self.slots.get_mut(hash)?;
+        let open = slot.open.take_if(|o| seq.is_none_or(|seq| o.seq == seq))?;
+        self.open_files -= 1;
+        Some(open)
     }
 
     /// Keeps `entry`, read from the file of `hash` as `stamp` says it was,
@@ -296,11 +304,7 @@ impl Index {
             let Some((oldest, seq)) = self.opened.pop_front() else {
                 break;
             };
-            let slot = self.slots.get_mut(&oldest);
-            if let Some(open) = slot.and_then(|s| s.open.take_if(|o| o.seq == seq)) {
-                self.open_files -= 1;
-                closed.push(open);
-            }
+            closed.extend(self.close(&oldest, Some(seq)));
         }
         // Items of slots since removed or reopened: dropped once they are
         // as many as the live ones.
@@ -504,23 +508,27 @@ impl DiskTier {
     /// Marks the slot of `hash` used; the file this process last checked
     /// whole, if any; `None` when there is no such slot.
     fn touch(&self, hash: &str) -> Option<Option<Stamp>> {
-        self.touch_open(hash).map(|(checked, _)| checked)
+        self.touch_with(hash, |slot| slot.checked)
     }
 
     /// [`touch`](Self::touch), and the entry kept open in the slot when it
     /// was read from the file as checked.
     fn touch_open(&self, hash: &str) -> Option<(Option<Stamp>, Option<Arc<Entry>>)> {
+        self.touch_with(hash, |slot| {
+            let open = slot.open.as_ref();
+            let open = open.filter(|open| slot.checked == Some(open.stamp));
+            (slot.checked, open.map(|open| open.entry.clone()))
+        })
+    }
+
+    /// Marks the slot of `hash` used and reads `what` of it.
+    fn touch_with<R>(&self, hash: &str, what: impl FnOnce(&Slot) -> R) -> Option<R> {
         let mut index = self.lock();
         index.clock += 1;
         let clock = index.clock;
         let slot = index.slots.get_mut(hash)?;
         slot.last_used = clock;
-        let open = slot
-            .open
-            .as_ref()
-            .filter(|open| slot.checked == Some(open.stamp))
-            .map(|open| open.entry.clone());
-        Some((slot.checked, open))
+        Some(what(slot))
     }
 
     fn lookup(
@@ -783,12 +791,9 @@ impl DiskTier {
                     if slot.checked == Some(before) {
                         slot.checked = Some(after);
                     }
-                    // The entry kept open has the old header.
-                    let closed = slot.open.take();
                     index.total = index.total - old + size;
-                    if closed.is_some() {
-                        index.open_files -= 1;
-                    }
+                    // The entry kept open has the old header.
+                    let closed = index.close(&body.hash, None);
                     drop(index);
                     drop(closed);
                 }
@@ -802,11 +807,14 @@ impl DiskTier {
     /// Adds a renamed file this process wrote (`stamp`) to the index and
     /// evicts the least recently used entries beyond the bound.
     fn admit(&self, hash: &str, key: &CacheKey, size: u64, stamp: Stamp) {
+        // The slots replaced or evicted, dropped (their open files closed)
+        // after the lock.
+        let mut gone = Vec::new();
         let doomed = {
             let mut index = self.lock();
             index.clock += 1;
             let slot = Slot::new(key.clone(), size, index.clock, Some(stamp));
-            index.put(hash, slot);
+            gone.extend(index.put(hash, slot));
             let mut doomed = Vec::new();
             while index.total > self.max_bytes {
                 let Some(victim) = index
@@ -818,11 +826,12 @@ impl DiskTier {
                 else {
                     break;
                 };
-                index.take(&victim);
+                gone.extend(index.take(&victim));
                 doomed.push(victim);
             }
             doomed
         };
+        drop(gone);
         for victim in doomed {
             let _ = fs::remove_file(self.path_of(&victim));
         }
