@@ -104,6 +104,10 @@ probe_cores() {
     if [[ -z $CORES_LEAST ]] || ((PROBE_NS < CORES_LEAST)); then CORES_LEAST=$PROBE_NS; fi
 }
 
+# probed_apart: whether the last reading (PROBE_NS) was more than twice the
+# least: the yardstick of "apart" here and in cores_summary.
+probed_apart() { ((PROBE_NS > 2 * CORES_LEAST)); }
+
 # await_close_cores: with BENCH_CLOSE=1, before a measurement, probes every
 # 2 s until a reading is at most twice the least of this run, for up to
 # BENCH_CLOSE_WAIT seconds (default 120; then it measures anyway and says
@@ -122,7 +126,7 @@ await_close_cores() {
     fi
     PROBE_NS=""
     while probe_cores; do
-        ((PROBE_NS <= 2 * CORES_LEAST)) && break
+        probed_apart || break
         if ((waited >= limit)); then
             log "  the cores are still apart (${PROBE_NS} ns) after ${waited}s; measuring anyway"
             break
@@ -151,7 +155,7 @@ after_measurement() {
     fi
     probe_cores || return 0
     local label=$1 done=${CLOSE_REPEATS[$1]:-0}
-    if ((PROBE_NS > 2 * CORES_LEAST && done < ${BENCH_CLOSE_REPEAT:-2})); then
+    if probed_apart && ((done < ${BENCH_CLOSE_REPEAT:-2})); then
         CLOSE_REPEATS[$label]=$((done + 1))
         printf '%s\tagain: %s\n' "$PROBE_NS" "$label" >>"$CORES_LOG"
         log "  the cores were apart after $label (${PROBE_NS} ns): measuring it again"
