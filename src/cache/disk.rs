@@ -182,6 +182,17 @@ impl Slot {
     }
 }
 
+/// A slot as [`DiskTier::find`] found it for a hit.
+pub struct Found {
+    hash: String,
+    /// The size of the entry's file.
+    pub size: u64,
+    /// The file as this process last checked it whole, if it has.
+    checked: Option<Stamp>,
+    /// The entry kept open in the slot, read from the file as checked.
+    open: Option<Arc<Entry>>,
+}
+
 /// An entry served from its file, kept with the file open for the next hit.
 #[derive(Debug)]
 struct Open {
@@ -433,9 +444,22 @@ impl DiskTier {
         }
     }
 
-    /// The size of the file of `key`'s entry, when the index has one (no I/O).
-    pub fn file_size(&self, key: &CacheKey) -> Option<u64> {
-        self.lock().slots.get(&key.hash()).map(|slot| slot.size)
+    /// `key`'s slot, marked used, and what a hit needs of it before any I/O:
+    /// one hash of the key and one lock of the index. `None` when the tier
+    /// has no entry for `key` (most misses: no trip to the blocking pool).
+    pub fn find(&self, key: &CacheKey) -> Option<Found> {
+        let hash = key.hash();
+        let (size, checked, open) = self.touch_with(&hash, |slot| {
+            let open = slot.open.as_ref();
+            let open = open.filter(|open| slot.checked == Some(open.stamp));
+            (slot.size, slot.checked, open.map(|open| open.entry.clone()))
+        })?;
+        Some(Found {
+            hash,
+            size,
+            checked,
+            open,
+        })
     }
 
     /// Reads an entry (blocking I/O: call from a blocking task). A body of at
@@ -443,7 +467,9 @@ impl DiskTier {
     /// one read; a larger one stays in its file and is read block by block as
     /// it is sent.
     pub fn get(self: &Arc<Self>, key: &CacheKey, load_max: u64) -> Option<Entry> {
-        self.lookup(key, load_max, Io::Blocking).unwrap_or(None)
+        let found = self.find(key)?;
+        self.lookup(key, &found, load_max, Io::Blocking)
+            .unwrap_or(None)
     }
 
     /// [`get`](Self::get) for the async side: an entry small enough to load
@@ -457,7 +483,21 @@ impl DiskTier {
         key: &CacheKey,
         load_max: u64,
     ) -> Result<Option<Entry>, WouldBlock> {
-        self.lookup(key, load_max, Io::PageCacheOnly)
+        match self.find(key) {
+            Some(found) => self.load_cached(key, &found, load_max),
+            None => Ok(None),
+        }
+    }
+
+    /// [`get_cached`](Self::get_cached) of the slot [`find`](Self::find)
+    /// gave for `key`.
+    pub fn load_cached(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        found: &Found,
+        load_max: u64,
+    ) -> Result<Option<Entry>, WouldBlock> {
+        self.lookup(key, found, load_max, Io::PageCacheOnly)
     }
 
     /// [`get_cached`](Self::get_cached) for a client the kernel sends the
@@ -472,10 +512,25 @@ impl DiskTier {
         self: &Arc<Self>,
         key: &CacheKey,
     ) -> Result<Option<Arc<Entry>>, WouldBlock> {
-        let hash = key.hash();
-        let Some((checked, open)) = self.touch_open(&hash) else {
-            return Ok(None);
-        };
+        match self.find(key) {
+            Some(found) => self.in_file_cached(key, found),
+            None => Ok(None),
+        }
+    }
+
+    /// [`get_file_cached`](Self::get_file_cached) of the slot
+    /// [`find`](Self::find) gave for `key`.
+    pub fn in_file_cached(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        found: Found,
+    ) -> Result<Option<Arc<Entry>>, WouldBlock> {
+        let Found {
+            hash,
+            checked,
+            open,
+            ..
+        } = found;
         let Some(checked) = checked else {
             return Err(WouldBlock);
         };
@@ -505,22 +560,6 @@ impl DiskTier {
         }
     }
 
-    /// Marks the slot of `hash` used; the file this process last checked
-    /// whole, if any; `None` when there is no such slot.
-    fn touch(&self, hash: &str) -> Option<Option<Stamp>> {
-        self.touch_with(hash, |slot| slot.checked)
-    }
-
-    /// [`touch`](Self::touch), and the entry kept open in the slot when it
-    /// was read from the file as checked.
-    fn touch_open(&self, hash: &str) -> Option<(Option<Stamp>, Option<Arc<Entry>>)> {
-        self.touch_with(hash, |slot| {
-            let open = slot.open.as_ref();
-            let open = open.filter(|open| slot.checked == Some(open.stamp));
-            (slot.checked, open.map(|open| open.entry.clone()))
-        })
-    }
-
     /// Marks the slot of `hash` used and reads `what` of it.
     fn touch_with<R>(&self, hash: &str, what: impl FnOnce(&Slot) -> R) -> Option<R> {
         let mut index = self.lock();
@@ -534,16 +573,14 @@ impl DiskTier {
     fn lookup(
         self: &Arc<Self>,
         key: &CacheKey,
+        found: &Found,
         load_max: u64,
         io: Io,
     ) -> Result<Option<Entry>, WouldBlock> {
-        let hash = key.hash();
-        let Some(checked) = self.touch(&hash) else {
-            return Ok(None);
-        };
-        let path = self.path_of(&hash);
-        let read = self.read(&path, &hash, key, load_max, checked, io);
-        self.found(read, &hash, io)
+        let hash = &found.hash;
+        let path = self.path_of(hash);
+        let read = self.read(&path, hash, key, load_max, found.checked, io);
+        self.found(read, hash, io)
     }
 
     /// What a read of the file of `hash` comes to: a corrupt or vanished file

@@ -416,12 +416,12 @@ impl Cache {
         }
         let disk = self.disk.clone()?;
         // Most misses are not on disk either: no trip to the blocking pool.
-        let file_size = disk.file_size(key)?;
-        let in_file = wire.sends_from_file(file_size);
+        let found = disk.find(key)?;
+        let in_file = wire.sends_from_file(found.size);
         let cached = if in_file {
-            disk.get_file_cached(key)
+            disk.in_file_cached(key, found)
         } else {
-            disk.get_cached(key, self.memory_object_max)
+            disk.load_cached(key, &found, self.memory_object_max)
                 .map(|entry| entry.map(Arc::new))
         };
         let entry = match cached {
