@@ -578,16 +578,16 @@ fn congestion_available(name: &str) -> bool {
 /// How a plain HTTP/1 body is sent follows the connection's congestion
 /// control (`src/handler/wire.rs`). Not paced (CUBIC): every body with a
 /// cache file goes by `sendfile`, a disk hit above 512 KiB stays in its file,
-/// and a memory hit of 256 KiB or more is sent from its file too; a smaller
+/// and a memory hit of 64 KiB or more is sent from its file too; a smaller
 /// memory hit is copied. Paced (BBR): a disk hit above 512 KiB is loaded,
 /// promoted and copied, and so is a memory hit above 512 KiB or below
-/// 256 KiB; a memory hit in between is sent from its file. Byte-exact either
+/// 64 KiB; a memory hit in between is sent from its file. Byte-exact either
 /// way, ranges included; the `sendfile`'d bytes are counted.
 #[tokio::test]
 async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is_paced() {
     let shared = tempfile::tempdir().unwrap();
     let big = random_bytes(768 * 1024 + 5, 53);
-    let small = random_bytes(200 * 1024, 54);
+    let small = random_bytes(40 * 1024, 54);
     let edge = node_with_congestion(shared.path(), "cubic");
     edge.create_bucket(BUCKET).await;
     store_each(&edge, &[("/big.bin", &big), ("/small.bin", &small)]).await;
@@ -639,18 +639,18 @@ async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is
     assert_eq!(edge.metric(SENDFILE_BYTES).await - before, 0, "copied");
     assert_eq!(edge.cache_entries("memory").await, 1, "promoted");
 
-    // Paced memory hits: 384 KiB from its file, 100 KiB copied.
-    let mid = random_bytes(384 * 1024 + 3, 55);
-    let little = random_bytes(100 * 1024, 56);
+    // Paced memory hits: 100 KiB from its file, 60 KiB copied.
+    let mid = random_bytes(100 * 1024 + 3, 55);
+    let little = random_bytes(60 * 1024, 56);
     store_each(&edge, &[("/mid.bin", &mid), ("/little.bin", &little)]).await;
     edge.wait_disk_entries(4).await;
     let before = edge.metric(SENDFILE_BYTES).await;
-    assert_hit(&edge, "/mid.bin", &mid, "a paced 384 KiB memory hit").await;
-    assert_range(&edge, "/mid.bin", &mid, 1000, 200_000, "a range of it").await;
-    assert_hit(&edge, "/little.bin", &little, "a paced 100 KiB memory hit").await;
-    let expected = (mid.len() + 199_001) as u64;
-    let copied = "the 100 KiB hit was copied from memory";
-    assert_sent_from_files(&edge, before, expected, "the 384 KiB hits", copied).await;
+    assert_hit(&edge, "/mid.bin", &mid, "a paced 100 KiB memory hit").await;
+    assert_range(&edge, "/mid.bin", &mid, 1000, 70_000, "a range of it").await;
+    assert_hit(&edge, "/little.bin", &little, "a paced 60 KiB memory hit").await;
+    let expected = (mid.len() + 69_001) as u64;
+    let copied = "the 60 KiB hit was copied from memory";
+    assert_sent_from_files(&edge, before, expected, "the 100 KiB hits", copied).await;
     assert_eq!(edge.cache_entries("memory").await, 3);
 }
 

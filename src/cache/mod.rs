@@ -54,14 +54,15 @@ pub const SEND_FROM_FILE_MAX: u64 = 512 << 10;
 
 /// The smallest memory-tier hit sent from its disk-tier file instead, to a
 /// plain HTTP/1 client ([`Wire::File`], and up to [`SEND_FROM_FILE_MAX`] on
-/// a paced connection, [`Wire::PacedFile`]): under CUBIC `sendfile` sent
-/// 256 KiB bodies 1.1 to 1.3 times as fast as the copy from memory; below
-/// that the file's open, `fstat` and header read cost more than the copy
-/// saves (docs/PERFORMANCE.md, 2026-11-29). Under BBR, 256 KiB memory hits
-/// went 1.2 times as fast from the file, and 512 KiB ones as fast but
-/// without the copy's slow runs while the machine's two cores were apart
-/// (docs/PERFORMANCE.md, "Two cores that move apart", 2026-11-30).
-pub const PREFER_FILE_MIN: u64 = 256 << 10;
+/// a paced connection, [`Wire::PacedFile`]). Since the file stays open
+/// between hits (its next hit costs one `fstat`, [`DiskTier`]), hits of 64
+/// and 100 KiB go as fast from the file as from memory while this machine's
+/// two cores are close, and 1.3 times as fast while they are apart (medians
+/// of paired runs); at 32 KiB the copy was 6% faster close, at 16 KiB 13%
+/// faster apart (docs/PERFORMANCE.md, "Memory hits from 64 KiB leave from
+/// their file", 2026-11-30). Under CUBIC, 256 KiB bodies went 1.1 to 1.3
+/// times as fast from the file.
+pub const PREFER_FILE_MIN: u64 = 64 << 10;
 
 use crate::metrics::Metrics;
 use crate::origin::ObjectMeta;

@@ -810,7 +810,7 @@ mod tests {
     use crate::cache::{PREFER_FILE_MIN, SEND_FROM_FILE_MAX};
 
     /// Which bodies leave from their file, at the limits: a memory hit of
-    /// 256 KiB to 512 KiB on a paced connection, of 256 KiB and up on one
+    /// 64 KiB to 512 KiB on a paced connection, of 64 KiB and up on one
     /// that is not, none over TLS or HTTP/2; a disk-tier span up to 512 KiB
     /// paced, any span unpaced.
     #[test]
