@@ -539,6 +539,7 @@ const RESPONSE_BYTES: &str = "s3edge_response_bytes_total{site=\"c\"}";
 
 /// Response bytes sent by `sendfile`, every site together.
 const SENDFILE_BYTES: &str = "s3edge_sendfile_bytes_total";
+const OPEN_FILES: &str = "s3edge_cache_open_files";
 
 /// Response bytes counted since `before`, once they reach `expected` (they
 /// are counted when the dispatcher drops a body, just after its last byte)
@@ -603,6 +604,8 @@ async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is
     let expected = (big.len() + 300_001) as u64;
     let copied = "the small hit was copied from memory";
     assert_sent_from_files(&edge, before, expected, "the big hits", copied).await;
+    let open = "the big file stays open for its next hit; the small one was never opened";
+    assert_eq!(edge.metric(OPEN_FILES).await, 1, "{open}");
     drop(edge);
 
     // Disk hits after a restart: kept in their file, not promoted.
@@ -652,6 +655,8 @@ async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is
     let copied = "the 60 KiB hit was copied from memory";
     assert_sent_from_files(&edge, before, expected, "the 100 KiB hits", copied).await;
     assert_eq!(edge.cache_entries("memory").await, 3);
+    let open = "only the 100 KiB file is open: the loaded and the copied ones are not";
+    assert_eq!(edge.metric(OPEN_FILES).await, 1, "{open}");
 }
 
 /// Puts each object (path, bytes) in the bucket and fetches it once: a

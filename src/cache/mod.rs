@@ -528,6 +528,13 @@ impl Cache {
         })
     }
 
+    /// Disk-tier files kept open between hits (`s3edge_cache_open_files`).
+    pub fn open_files(&self) -> u64 {
+        self.disk
+            .as_ref()
+            .map_or(0, |disk| disk.open_files() as u64)
+    }
+
     /// What each tier holds (memory first, then disk when configured).
     pub fn usage(&self) -> Vec<TierUsage> {
         let (bytes, entries) = self.memory.usage();

@@ -49,6 +49,8 @@ pub struct NodeReadings {
     pub cluster_members: i64,
     /// jemalloc's figures (`stats.*`), by kind; empty when it is not the allocator.
     pub allocator: Vec<(&'static str, u64)>,
+    /// Disk-tier files kept open between hits (0 without a disk tier).
+    pub cache_open_files: u64,
 }
 
 /// The scrape-time gauges.
@@ -58,6 +60,7 @@ pub struct NodeGauges {
     cache_entries: GaugeVec,
     cache_capacity: GaugeVec,
     cache_tier_enabled: GaugeVec,
+    cache_open_files: Gauge,
     certificate_expiry: GaugeVec,
     cluster_members: Gauge,
     allocator: GaugeVec,
@@ -70,6 +73,7 @@ impl Default for NodeGauges {
             cache_entries: GaugeVec::gauges(&["tier"]),
             cache_capacity: GaugeVec::gauges(&["tier"]),
             cache_tier_enabled: GaugeVec::gauges(&["tier"]),
+            cache_open_files: Gauge::default(),
             certificate_expiry: GaugeVec::gauges(&["site"]),
             cluster_members: Gauge::default(),
             allocator: GaugeVec::gauges(&["kind"]),
@@ -104,6 +108,11 @@ impl NodeGauges {
             self.cache_tier_enabled.clone(),
         );
         registry.register(
+            "s3edge_cache_open_files",
+            "Disk-tier cache files kept open between hits",
+            self.cache_open_files.clone(),
+        );
+        registry.register(
             "s3edge_certificate_expiry_seconds",
             "Seconds until the certificate a site serves expires (its notAfter; negative once expired)",
             self.certificate_expiry.clone(),
@@ -134,6 +143,7 @@ impl NodeGauges {
         );
         self.cache_tier_enabled
             .replace(tiers.iter().map(|t| (vec![t.tier], t.state.gauge())));
+        self.cache_open_files.set(clamp(readings.cache_open_files));
         self.certificate_expiry.replace(
             readings
                 .certificate_expiry
@@ -178,6 +188,7 @@ mod tests {
             certificate_expiry: vec![("a\"b".into(), 86400), ("old".into(), -5)],
             cluster_members: 1,
             allocator: vec![("allocated", 7)],
+            cache_open_files: 3,
         };
         m.node.set(&readings);
         let text = m.render();
@@ -191,6 +202,7 @@ mod tests {
             "s3edge_certificate_expiry_seconds{site=\"old\"} -5",
             "s3edge_cluster_members 1",
             "s3edge_allocator_bytes{kind=\"allocated\"} 7",
+            "s3edge_cache_open_files 3",
             "# TYPE s3edge_cache_bytes gauge",
         ] {
             assert!(text.lines().any(|l| l == line), "{line}: {text}");

@@ -15,6 +15,7 @@ pub fn read(state: &AppState) -> NodeReadings {
         certificate_expiry: certificate_expiry(state, now),
         cluster_members: cluster_members(state),
         allocator: allocator(),
+        cache_open_files: state.cache.open_files(),
     }
 }
 
