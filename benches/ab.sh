@@ -5,12 +5,17 @@
 # HTTPS with wrk and over HTTP/2 with h2load, 16 connections x 10 streams, as
 # in protocols.sh; default cache flags as in compare.sh's headline, so the
 # 64 MiB hit comes from the disk tier), and the table gives the medians and
-# B/A.
+# B/A, then B/A again over only the rounds measured while the two cores were
+# close, and over only those measured while they were apart (lib.sh): a
+# change can help one state and not the other.
 #
 #   bash benches/ab.sh OLD_BINARY NEW_BINARY
 #
 # Everything listens on 127.0.0.1; every process started here is stopped on
 # exit. Environment: BENCH_SECONDS (default 8), BENCH_ROUNDS (default 3),
+# BENCH_ROWS (the rows to run, e.g. "100k"; default "4k 100k 1m 64m https4k
+# h2_4k"; "32k" and "64k" are there too, for the size limits of memory hits
+# sent from their files),
 # BENCH_S3EDGE_FLAGS (extra flags for both binaries, e.g.
 # "--memory-object-max 128MiB" to serve the 64 MiB hit from memory),
 # BENCH_KEEP_TMP=1, BENCH_PIN=1 (both binaries on every CPU but the last, wrk
@@ -31,6 +36,13 @@ export S3EDGE_EMBEDDED_SECRET_KEY=${S3EDGE_EMBEDDED_SECRET_KEY:-s3edge-dev-secre
 source "$HERE/lib.sh"
 
 [[ $# -eq 2 && -x $1 && -x $2 ]] || die "usage: bash benches/ab.sh OLD_BINARY NEW_BINARY"
+read -r -a ROWS <<<"${BENCH_ROWS:-4k 100k 1m 64m https4k h2_4k}"
+for row in "${ROWS[@]}"; do
+    case $row in
+        4k | 32k | 64k | 100k | 1m | 64m | https4k | h2_4k) ;;
+        *) die "BENCH_ROWS: no row '$row' (rows: 4k 32k 64k 100k 1m 64m https4k h2_4k)" ;;
+    esac
+done
 declare -A BIN=([A]=$1 [B]=$2) PORT=([A]=18680 [B]=18681) TLS=([A]=18682 [B]=18683) ADMIN=([A]=19680 [B]=19681) S3=([A]=19600 [B]=19601)
 install_missing wrk=wrk curl=curl h2load=nghttp2-client openssl=openssl
 refuse_busy_ports "${PORT[@]}" "${TLS[@]}" "${ADMIN[@]}" "${S3[@]}"
@@ -59,11 +71,13 @@ key = "$TMP/bench.key"
 EOF
 done
 head -c 4096 /dev/urandom >"$TMP/4k.bin"
+head -c $((32 << 10)) /dev/urandom >"$TMP/32k.bin"
+head -c $((64 << 10)) /dev/urandom >"$TMP/64k.bin"
 head -c $((100 << 10)) /dev/urandom >"$TMP/100k.bin"
 head -c $((1 << 20)) /dev/urandom >"$TMP/1m.bin"
 head -c $((64 << 20)) /dev/urandom >"$TMP/64m.bin"
 for side in A B; do
-    cp "$TMP/4k.bin" "$TMP/100k.bin" "$TMP/1m.bin" "$TMP/64m.bin" "$TMP/$side/sites/buckets/bench/"
+    cp "$TMP"/{4k,32k,64k,100k,1m,64m}.bin "$TMP/$side/sites/buckets/bench/"
     "${BIN[$side]}" serve --sites "$TMP/$side/sites" --listen 127.0.0.1:${PORT[$side]} \
         --tls-listen 127.0.0.1:${TLS[$side]} --admin-listen 127.0.0.1:${ADMIN[$side]} --embedded-s3-listen 127.0.0.1:${S3[$side]} \
         --access-log off "${EXTRA_FLAGS[@]}" \
@@ -72,7 +86,7 @@ for side in A B; do
     wait_port "${PORT[$side]}" "s3edge $side"
 done
 for side in A B; do
-    for obj in 4k.bin 100k.bin 1m.bin 64m.bin; do
+    for obj in 4k.bin 32k.bin 64k.bin 100k.bin 1m.bin 64m.bin; do
         for _ in 1 2; do curl -sf -o /dev/null "http://127.0.0.1:${PORT[$side]}/$obj"; done
         got=$(curl -sf "http://127.0.0.1:${PORT[$side]}/$obj" | sha256sum | cut -c1-64)
         [[ $got == "$(sha256sum <"$TMP/$obj" | cut -c1-64)" ]] || die "$side /$obj: body differs"
@@ -120,13 +134,17 @@ record() { # ROW SIDE VALUE
 log "rounds: $ROUNDS, ${SECS}s each, A then B"
 core_distance start
 for ((r = 1; r <= ROUNDS; r++)); do
-    for side in A B; do run 4k "$side" "http://127.0.0.1:${PORT[$side]}/4k.bin" 64; done
-    for side in A B; do run 100k "$side" "http://127.0.0.1:${PORT[$side]}/100k.bin" 64; done
-    for side in A B; do run 1m "$side" "http://127.0.0.1:${PORT[$side]}/1m.bin" 64; done
-    for side in A B; do run 64m "$side" "http://127.0.0.1:${PORT[$side]}/64m.bin" 4 --timeout 30s; done
-    # wrk and h2load resolve localhost (the certificate's name) to 127.0.0.1.
-    for side in A B; do run https4k "$side" "https://localhost:${TLS[$side]}/4k.bin" 64; done
-    for side in A B; do h2_run h2_4k "$side" "https://localhost:${TLS[$side]}/4k.bin"; done
+    for row in "${ROWS[@]}"; do
+        for side in A B; do
+            case $row in
+                64m) run 64m "$side" "http://127.0.0.1:${PORT[$side]}/64m.bin" 4 --timeout 30s ;;
+                # wrk and h2load resolve localhost (the certificate's name) to 127.0.0.1.
+                https4k) run https4k "$side" "https://localhost:${TLS[$side]}/4k.bin" 64 ;;
+                h2_4k) h2_run h2_4k "$side" "https://localhost:${TLS[$side]}/4k.bin" ;;
+                *) run "$row" "$side" "http://127.0.0.1:${PORT[$side]}/$row.bin" 64 ;;
+            esac
+        done
+    done
 done
 
 for k in "${!RES[@]}"; do printf '%s\t%s\n' "$k" "${RES[$k]}"; done >"$TMP/results.tsv"
@@ -135,18 +153,41 @@ echo "A: $1 (built $(date -u -r "$1" '+%Y-%m-%d %H:%M UTC'))"
 echo "B: $2 (built $(date -u -r "$2" '+%Y-%m-%d %H:%M UTC'))"
 echo
 echo "$(cores_summary)."
-python3 - "$TMP/results.tsv" <<'PY'
+python3 - "$TMP/results.tsv" "${CORES_LOG:-}" "${CORES_LEAST:-}" "${ROWS[@]}" <<'PY'
 import statistics, sys
 res = {}
 for line in open(sys.argv[1]):
     key, values = line.rstrip("\n").split("\t")
     res[key] = [float(v) for v in values.split()]
+# Each measurement's state from the probes just before and just after it
+# (as in lib.sh's cores_summary): close when both read at most twice the
+# least, apart when both read more, mixed otherwise.
+state = {}
+if sys.argv[2] and sys.argv[3]:
+    probes = [line.rstrip("\n").split("\t", 1) for line in open(sys.argv[2]) if "\t" in line]
+    probes = [(float(ns), label) for ns, label in probes]
+    yardstick = 2 * min(float(sys.argv[3]), min(ns for ns, _ in probes))
+    for (before, _), (ns, label) in zip(probes, probes[1:]):
+        if label == "~" or label.startswith("again: "):
+            continue
+        state[label] = ("close" if max(before, ns) <= yardstick
+                        else "apart" if min(before, ns) > yardstick else "mixed")
+def rounds(row, side):
+    return [(v, state.get(f"{row} {side} round {i}", "?")) for i, v in enumerate(res[f"{row},{side}"], 1)]
+def ratio(a, b, want):
+    a = [v for v, s in a if s == want]
+    b = [v for v, s in b if s == want]
+    if not a or not b:
+        return "-"
+    return f"{statistics.median(b) / statistics.median(a):.2f}x ({len(a)}, {len(b)})"
 print()
-print("| hit | A | B | B/A | rounds A | rounds B |")
-print("| --- | --- | --- | --- | --- | --- |")
-for row in ("4k", "100k", "1m", "64m", "https4k", "h2_4k"):
-    a, b = res[f"{row},A"], res[f"{row},B"]
-    ma, mb = statistics.median(a), statistics.median(b)
-    fmt = lambda vs: ", ".join(f"{v:,.0f}" for v in vs)
-    print(f"| {row} | {ma:,.0f} | {mb:,.0f} | {mb / ma:.2f}x | {fmt(a)} | {fmt(b)} |")
+print("| hit | A | B | B/A | B/A, cores close (rounds A, B) | B/A, cores apart (rounds A, B) | rounds A | rounds B |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+mark = {"close": "", "apart": " (apart)", "mixed": " (mixed)", "?": ""}
+for row in sys.argv[4:]:
+    a, b = rounds(row, "A"), rounds(row, "B")
+    ma, mb = statistics.median(v for v, _ in a), statistics.median(v for v, _ in b)
+    fmt = lambda vs: ", ".join(f"{v:,.0f}{mark[s]}" for v, s in vs)
+    print(f"| {row} | {ma:,.0f} | {mb:,.0f} | {mb / ma:.2f}x | {ratio(a, b, 'close')} | {ratio(a, b, 'apart')} "
+          f"| {fmt(a)} | {fmt(b)} |")
 PY
