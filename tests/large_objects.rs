@@ -390,7 +390,7 @@ async fn read_head_only(stream: &mut tokio::net::TcpStream, pending: &mut Vec<u8
 /// Over plain HTTP/1.1 a span of a disk-tier file is sent with `sendfile`
 /// (the patched actix-http's `SendFile`, `vendor/README.md`), so the body
 /// stream is never polled: any span on a connection that is not paced, up
-/// to `SEND_FROM_FILE_MAX` (512 KiB) on one BBR paces, a longer one then
+/// to `SEND_FROM_FILE_MAX` (1 MiB) on one BBR paces, a longer one then
 /// streaming from the file's checked blocks (which the host's congestion
 /// control picks here; both are pinned in
 /// `plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is_paced`).
@@ -563,11 +563,18 @@ async fn counted_since(edge: &Edge, name: &str, before: u64, expected: u64) -> u
 }
 
 /// A node on `shared` whose listener's connections have the TCP congestion
-/// control `name` (`--tcp-congestion`).
+/// control `name` (`--tcp-congestion`), and whose memory tier takes bodies
+/// of up to 4 MiB: above `SEND_FROM_FILE_MAX` (1 MiB), so a paced disk hit
+/// between the two is loaded and promoted.
 fn node_with_congestion(shared: &Path, name: &str) -> Edge {
     let name = name.to_string();
     let (builder, _) = builder(shared, "", 256 << 20);
-    builder.with(|o| o.tcp_congestion = Some(name)).start()
+    builder
+        .with(|o| {
+            o.tcp_congestion = Some(name);
+            o.memory_object_max = 4 * MIB as u64;
+        })
+        .start()
 }
 
 /// Whether this kernel has the congestion control `name`.
@@ -578,16 +585,16 @@ fn congestion_available(name: &str) -> bool {
 
 /// How a plain HTTP/1 body is sent follows the connection's congestion
 /// control (`src/handler/wire.rs`). Not paced (CUBIC): every body with a
-/// cache file goes by `sendfile`, a disk hit above 512 KiB stays in its file,
+/// cache file goes by `sendfile`, a disk hit above 1 MiB stays in its file,
 /// and a memory hit of 64 KiB or more is sent from its file too; a smaller
-/// memory hit is copied. Paced (BBR): a disk hit above 512 KiB is loaded,
-/// promoted and copied, and so is a memory hit above 512 KiB or below
+/// memory hit is copied. Paced (BBR): a disk hit above 1 MiB is loaded,
+/// promoted and copied, and so is a memory hit above 1 MiB or below
 /// 64 KiB; a memory hit in between is sent from its file. Byte-exact either
 /// way, ranges included; the `sendfile`'d bytes are counted.
 #[tokio::test]
 async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is_paced() {
     let shared = tempfile::tempdir().unwrap();
-    let big = random_bytes(768 * 1024 + 5, 53);
+    let big = random_bytes(1536 * 1024 + 5, 53);
     let small = random_bytes(40 * 1024, 54);
     let edge = node_with_congestion(shared.path(), "cubic");
     edge.create_bucket(BUCKET).await;
@@ -642,21 +649,29 @@ async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is
     assert_eq!(edge.metric(SENDFILE_BYTES).await - before, 0, "copied");
     assert_eq!(edge.cache_entries("memory").await, 1, "promoted");
 
-    // Paced memory hits: 100 KiB from its file, 60 KiB copied.
+    // Paced memory hits: 100 KiB and 1 MiB from their files, 60 KiB copied.
     let mid = random_bytes(100 * 1024 + 3, 55);
     let little = random_bytes(60 * 1024, 56);
-    store_each(&edge, &[("/mid.bin", &mid), ("/little.bin", &little)]).await;
-    edge.wait_disk_entries(4).await;
+    let wide = random_bytes(1024 * 1024, 57);
+    let objects = [
+        ("/mid.bin", &mid),
+        ("/little.bin", &little),
+        ("/wide.bin", &wide),
+    ];
+    store_each(&edge, &objects.map(|(path, data)| (path, data.as_slice()))).await;
+    edge.wait_disk_entries(5).await;
     let before = edge.metric(SENDFILE_BYTES).await;
     assert_hit(&edge, "/mid.bin", &mid, "a paced 100 KiB memory hit").await;
     assert_range(&edge, "/mid.bin", &mid, 1000, 70_000, "a range of it").await;
+    assert_hit(&edge, "/wide.bin", &wide, "a paced 1 MiB memory hit").await;
     assert_hit(&edge, "/little.bin", &little, "a paced 60 KiB memory hit").await;
-    let expected = (mid.len() + 69_001) as u64;
+    let expected = (mid.len() + 69_001 + wide.len()) as u64;
     let copied = "the 60 KiB hit was copied from memory";
-    assert_sent_from_files(&edge, before, expected, "the 100 KiB hits", copied).await;
-    assert_eq!(edge.cache_entries("memory").await, 3);
-    let open = "only the 100 KiB file is open: the loaded and the copied ones are not";
-    assert_eq!(edge.metric(OPEN_FILES).await, 1, "{open}");
+    let from_files = "the 100 KiB and 1 MiB hits";
+    assert_sent_from_files(&edge, before, expected, from_files, copied).await;
+    assert_eq!(edge.cache_entries("memory").await, 4);
+    let open = "only the 100 KiB and 1 MiB files are open: the loaded and the copied ones are not";
+    assert_eq!(edge.metric(OPEN_FILES).await, 2, "{open}");
 }
 
 /// Puts each object (path, bytes) in the bucket and fetches it once: a

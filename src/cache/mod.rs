@@ -48,9 +48,11 @@ pub use read::{Answer, CacheOutcome, Fetch, Payload, Request, Want, Wire};
 /// is not loaded into memory or promoted, and a memory-tier miss costs no
 /// copy in s3edge. Larger bodies are copied (loaded, or read block by
 /// block): on loopback on Linux 6.18 under BBR, `sendfile` sent bodies of 100
-/// to 512 KiB 1.2 to 2 times as fast as the block reads, and 1 and 64 MiB
-/// bodies at about 0.8 times (docs/PERFORMANCE.md, 2026-11-29).
-pub const SEND_FROM_FILE_MAX: u64 = 512 << 10;
+/// to 512 KiB 1.2 to 2 times as fast as the block reads (2026-11-29); with
+/// the file kept open, a 1 MiB memory hit 1.14 to 1.16 times as fast as its
+/// copy, while a 4 MiB one went 0.86 times and a 64 MiB disk hit 0.86 times
+/// its block reads (docs/PERFORMANCE.md, 2026-11-30).
+pub const SEND_FROM_FILE_MAX: u64 = 1 << 20;
 
 /// The smallest memory-tier hit sent from its disk-tier file instead, to a
 /// plain HTTP/1 client ([`Wire::File`], and up to [`SEND_FROM_FILE_MAX`] on

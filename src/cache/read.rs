@@ -810,8 +810,8 @@ mod tests {
     use crate::cache::{PREFER_FILE_MIN, SEND_FROM_FILE_MAX};
 
     /// Which bodies leave from their file, at the limits: a memory hit of
-    /// 64 KiB to 512 KiB on a paced connection, of 64 KiB and up on one
-    /// that is not, none over TLS or HTTP/2; a disk-tier span up to 512 KiB
+    /// 64 KiB to 1 MiB on a paced connection, of 64 KiB and up on one
+    /// that is not, none over TLS or HTTP/2; a disk-tier span up to 1 MiB
     /// paced, any span unpaced.
     #[test]
     fn the_file_is_preferred_between_the_limits_the_wire_allows() {
