@@ -14,7 +14,7 @@
 # Everything listens on 127.0.0.1; every process started here is stopped on
 # exit. Environment: BENCH_SECONDS (default 8), BENCH_ROUNDS (default 3),
 # BENCH_ROWS (the rows to run, e.g. "100k"; default "4k 100k 1m 64m https4k
-# h2_4k"; "32k", "64k" and "4m" are there too, for the size limits of hits
+# h2_4k"; "32k", "64k", "2m" and "4m" are there too, for the size limits of hits
 # sent from their files),
 # BENCH_S3EDGE_FLAGS (extra flags for both binaries, e.g.
 # "--memory-object-max 128MiB" to serve the 64 MiB hit from memory),
@@ -39,8 +39,8 @@ source "$HERE/lib.sh"
 read -r -a ROWS <<<"${BENCH_ROWS:-4k 100k 1m 64m https4k h2_4k}"
 for row in "${ROWS[@]}"; do
     case $row in
-        4k | 32k | 64k | 100k | 1m | 4m | 64m | https4k | h2_4k) ;;
-        *) die "BENCH_ROWS: no row '$row' (rows: 4k 32k 64k 100k 1m 4m 64m https4k h2_4k)" ;;
+        4k | 32k | 64k | 100k | 1m | 2m | 4m | 64m | https4k | h2_4k) ;;
+        *) die "BENCH_ROWS: no row '$row' (rows: 4k 32k 64k 100k 1m 2m 4m 64m https4k h2_4k)" ;;
     esac
 done
 declare -A BIN=([A]=$1 [B]=$2) PORT=([A]=18680 [B]=18681) TLS=([A]=18682 [B]=18683) ADMIN=([A]=19680 [B]=19681) S3=([A]=19600 [B]=19601)
@@ -75,10 +75,11 @@ head -c $((32 << 10)) /dev/urandom >"$TMP/32k.bin"
 head -c $((64 << 10)) /dev/urandom >"$TMP/64k.bin"
 head -c $((100 << 10)) /dev/urandom >"$TMP/100k.bin"
 head -c $((1 << 20)) /dev/urandom >"$TMP/1m.bin"
+head -c $((2 << 20)) /dev/urandom >"$TMP/2m.bin"
 head -c $((4 << 20)) /dev/urandom >"$TMP/4m.bin"
 head -c $((64 << 20)) /dev/urandom >"$TMP/64m.bin"
 for side in A B; do
-    cp "$TMP"/{4k,32k,64k,100k,1m,4m,64m}.bin "$TMP/$side/sites/buckets/bench/"
+    cp "$TMP"/{4k,32k,64k,100k,1m,2m,4m,64m}.bin "$TMP/$side/sites/buckets/bench/"
     "${BIN[$side]}" serve --sites "$TMP/$side/sites" --listen 127.0.0.1:${PORT[$side]} \
         --tls-listen 127.0.0.1:${TLS[$side]} --admin-listen 127.0.0.1:${ADMIN[$side]} --embedded-s3-listen 127.0.0.1:${S3[$side]} \
         --access-log off "${EXTRA_FLAGS[@]}" \
@@ -87,7 +88,7 @@ for side in A B; do
     wait_port "${PORT[$side]}" "s3edge $side"
 done
 for side in A B; do
-    for obj in 4k.bin 32k.bin 64k.bin 100k.bin 1m.bin 4m.bin 64m.bin; do
+    for obj in 4k.bin 32k.bin 64k.bin 100k.bin 1m.bin 2m.bin 4m.bin 64m.bin; do
         for _ in 1 2; do curl -sf -o /dev/null "http://127.0.0.1:${PORT[$side]}/$obj"; done
         got=$(curl -sf "http://127.0.0.1:${PORT[$side]}/$obj" | sha256sum | cut -c1-64)
         [[ $got == "$(sha256sum <"$TMP/$obj" | cut -c1-64)" ]] || die "$side /$obj: body differs"
