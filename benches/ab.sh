@@ -36,12 +36,15 @@ export S3EDGE_EMBEDDED_SECRET_KEY=${S3EDGE_EMBEDDED_SECRET_KEY:-s3edge-dev-secre
 source "$HERE/lib.sh"
 
 [[ $# -eq 2 && -x $1 && -x $2 ]] || die "usage: bash benches/ab.sh OLD_BINARY NEW_BINARY"
+# The objects (the row of the same name fetches one over plain HTTP/1.1),
+# and the rows BENCH_ROWS may name.
+OBJECTS=(4k 32k 64k 100k 1m 2m 4m 64m)
+declare -A SIZE=([4k]=4096 [32k]=$((32 << 10)) [64k]=$((64 << 10)) [100k]=$((100 << 10))
+    [1m]=$((1 << 20)) [2m]=$((2 << 20)) [4m]=$((4 << 20)) [64m]=$((64 << 20)))
 read -r -a ROWS <<<"${BENCH_ROWS:-4k 100k 1m 64m https4k h2_4k}"
 for row in "${ROWS[@]}"; do
-    case $row in
-        4k | 32k | 64k | 100k | 1m | 2m | 4m | 64m | https4k | h2_4k) ;;
-        *) die "BENCH_ROWS: no row '$row' (rows: 4k 32k 64k 100k 1m 2m 4m 64m https4k h2_4k)" ;;
-    esac
+    [[ $row == https4k || $row == h2_4k || -v SIZE[$row] ]] ||
+        die "BENCH_ROWS: no row '$row' (rows: ${OBJECTS[*]} https4k h2_4k)"
 done
 declare -A BIN=([A]=$1 [B]=$2) PORT=([A]=18680 [B]=18681) TLS=([A]=18682 [B]=18683) ADMIN=([A]=19680 [B]=19681) S3=([A]=19600 [B]=19601)
 install_missing wrk=wrk curl=curl h2load=nghttp2-client openssl=openssl
@@ -70,16 +73,9 @@ cert = "$TMP/bench.pem"
 key = "$TMP/bench.key"
 EOF
 done
-head -c 4096 /dev/urandom >"$TMP/4k.bin"
-head -c $((32 << 10)) /dev/urandom >"$TMP/32k.bin"
-head -c $((64 << 10)) /dev/urandom >"$TMP/64k.bin"
-head -c $((100 << 10)) /dev/urandom >"$TMP/100k.bin"
-head -c $((1 << 20)) /dev/urandom >"$TMP/1m.bin"
-head -c $((2 << 20)) /dev/urandom >"$TMP/2m.bin"
-head -c $((4 << 20)) /dev/urandom >"$TMP/4m.bin"
-head -c $((64 << 20)) /dev/urandom >"$TMP/64m.bin"
+for obj in "${OBJECTS[@]}"; do head -c "${SIZE[$obj]}" /dev/urandom >"$TMP/$obj.bin"; done
 for side in A B; do
-    cp "$TMP"/{4k,32k,64k,100k,1m,2m,4m,64m}.bin "$TMP/$side/sites/buckets/bench/"
+    for obj in "${OBJECTS[@]}"; do cp "$TMP/$obj.bin" "$TMP/$side/sites/buckets/bench/"; done
     "${BIN[$side]}" serve --sites "$TMP/$side/sites" --listen 127.0.0.1:${PORT[$side]} \
         --tls-listen 127.0.0.1:${TLS[$side]} --admin-listen 127.0.0.1:${ADMIN[$side]} --embedded-s3-listen 127.0.0.1:${S3[$side]} \
         --access-log off "${EXTRA_FLAGS[@]}" \
@@ -88,7 +84,7 @@ for side in A B; do
     wait_port "${PORT[$side]}" "s3edge $side"
 done
 for side in A B; do
-    for obj in 4k.bin 32k.bin 64k.bin 100k.bin 1m.bin 2m.bin 4m.bin 64m.bin; do
+    for obj in "${OBJECTS[@]/%/.bin}"; do
         for _ in 1 2; do curl -sf -o /dev/null "http://127.0.0.1:${PORT[$side]}/$obj"; done
         got=$(curl -sf "http://127.0.0.1:${PORT[$side]}/$obj" | sha256sum | cut -c1-64)
         [[ $got == "$(sha256sum <"$TMP/$obj" | cut -c1-64)" ]] || die "$side /$obj: body differs"
@@ -155,25 +151,20 @@ echo "A: $1 (built $(date -u -r "$1" '+%Y-%m-%d %H:%M UTC'))"
 echo "B: $2 (built $(date -u -r "$2" '+%Y-%m-%d %H:%M UTC'))"
 echo
 echo "$(cores_summary)."
-python3 - "$TMP/results.tsv" "${CORES_LOG:-}" "${CORES_LEAST:-}" "${ROWS[@]}" <<'PY'
+python3 - "$HERE" "$TMP/results.tsv" "${CORES_LOG:-}" "${CORES_LEAST:-}" "${ROWS[@]}" <<'PY'
 import statistics, sys
+sys.path.insert(0, sys.argv.pop(1))
+import cores
 res = {}
 for line in open(sys.argv[1]):
     key, values = line.rstrip("\n").split("\t")
     res[key] = [float(v) for v in values.split()]
-# Each measurement's state from the probes just before and just after it
-# (as in lib.sh's cores_summary): close when both read at most twice the
-# least, apart when both read more, mixed otherwise.
+# Each measurement's state from the probes just before and just after it.
 state = {}
 if sys.argv[2] and sys.argv[3]:
-    probes = [line.rstrip("\n").split("\t", 1) for line in open(sys.argv[2]) if "\t" in line]
-    probes = [(float(ns), label) for ns, label in probes]
-    yardstick = 2 * min(float(sys.argv[3]), min(ns for ns, _ in probes))
-    for (before, _), (ns, label) in zip(probes, probes[1:]):
-        if label == "~" or label.startswith("again: "):
-            continue
-        state[label] = ("close" if max(before, ns) <= yardstick
-                        else "apart" if min(before, ns) > yardstick else "mixed")
+    probes, yardstick = cores.read(sys.argv[2], sys.argv[3])
+    for label, before, after in cores.measurements(probes):
+        state[label] = cores.state(before, after, yardstick)
 def rounds(row, side):
     return [(v, state.get(f"{row} {side} round {i}", "?")) for i, v in enumerate(res[f"{row},{side}"], 1)]
 def ratio(a, b, want):

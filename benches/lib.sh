@@ -170,35 +170,7 @@ after_measurement() {
 # part, while the cores were apart), and those made again (after_measurement).
 cores_summary() {
     [[ -n $CORES_LOG && -s $CORES_LOG ]] || { echo "core distance: not measured"; return; }
-    python3 - "$CORES_LOG" "${CPUS[0]}" "${CPUS[-1]}" "${BENCH_CLOSE:-}" "$CORES_LEAST" <<'PY'
-import sys
-probes = [line.rstrip("\n").split("\t", 1) for line in open(sys.argv[1]) if "\t" in line]
-probes = [(float(ns), label) for ns, label in probes]
-# the yardstick await_close_cores used (its first readings are not logged)
-least = min(float(sys.argv[5]), min(ns for ns, _ in probes))
-most = max(ns for ns, _ in probes)
-# Each probe follows the measurement it is labelled with; the one before it
-# ("start", or "~", a reading await_close_cores took just before it)
-# preceded that measurement.
-# "again: LABEL": a measurement after_measurement threw away and made again
-again = [label.removeprefix("again: ") for _, label in probes if label.startswith("again: ")]
-pairs = [(before, ns, label) for (before, _), (ns, label) in zip(probes, probes[1:])
-         if label != "~" and not label.startswith("again: ")]
-far = [f"{label} ({max(before, ns):.0f})" for before, ns, label in pairs if max(before, ns) > 2 * least]
-text = (f"core distance (benches/core_distance.c: a cache line's round trip between CPUs {sys.argv[2]} "
-        f"and {sys.argv[3]}, probed before the first measurement and after each"
-        f"{'; BENCH_CLOSE=1: each measurement waited for a close reading' if sys.argv[4] == '1' else ''}): "
-        f"{least:.0f} to {most:.0f} ns in {len(probes)} probes")
-if far:
-    text += (f"; more than twice the least just before or after {len(far)} of {len(pairs)} measurements,"
-             " measured at least in part while the cores were apart: " + ", ".join(far))
-else:
-    text += "; the cores stayed close"
-if again:
-    text += (f"; {len(again)} measurements were made again because the probe after them read apart"
-             f" (BENCH_CLOSE=1): " + ", ".join(again))
-print(text)
-PY
+    python3 "$HERE/cores.py" "$CORES_LOG" "${CPUS[0]}" "${CPUS[-1]}" "${BENCH_CLOSE:-}" "$CORES_LEAST"
 }
 
 # refuse_busy_ports PORT...: dies when something already listens on one.

@@ -483,10 +483,8 @@ impl DiskTier {
         key: &CacheKey,
         load_max: u64,
     ) -> Result<Option<Entry>, WouldBlock> {
-        match self.find(key) {
-            Some(found) => self.load_cached(key, &found, load_max),
-            None => Ok(None),
-        }
+        self.find(key)
+            .map_or(Ok(None), |found| self.load_cached(key, &found, load_max))
     }
 
     /// [`get_cached`](Self::get_cached) of the slot [`find`](Self::find)
@@ -512,10 +510,8 @@ impl DiskTier {
         self: &Arc<Self>,
         key: &CacheKey,
     ) -> Result<Option<Arc<Entry>>, WouldBlock> {
-        match self.find(key) {
-            Some(found) => self.in_file_cached(key, found),
-            None => Ok(None),
-        }
+        self.find(key)
+            .map_or(Ok(None), |found| self.in_file_cached(key, found))
     }
 
     /// [`get_file_cached`](Self::get_file_cached) of the slot
