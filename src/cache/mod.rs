@@ -43,15 +43,16 @@ pub use policy::{Freshness, State};
 pub use pull::LengthCheck;
 pub use read::{Answer, CacheOutcome, Fetch, Payload, Request, Want, Wire};
 
-/// The largest body sent from its disk-tier file with `sendfile` to a plain
-/// HTTP/1 client on a paced connection ([`Wire::PacedFile`]): such a disk hit
-/// is not loaded into memory or promoted, and a memory-tier miss costs no
-/// copy in s3edge. Larger bodies are copied (loaded, or read block by
-/// block): on loopback on Linux 6.18 under BBR, `sendfile` sent bodies of 100
-/// to 512 KiB 1.2 to 2 times as fast as the block reads (2026-11-29); with
-/// the file kept open, a 1 MiB memory hit 1.14 to 1.16 times as fast as its
-/// copy, while a 4 MiB one went 0.86 times and a 64 MiB disk hit 0.86 times
-/// its block reads (docs/PERFORMANCE.md, 2026-11-30).
+/// The largest span sent from its disk-tier file with `sendfile` to a plain
+/// HTTP/1 client on a paced connection ([`Wire::PacedFile`]), and the largest
+/// memory-tier hit sent from its file there instead of copied. Larger spans
+/// of a file are read block by block and copied: on loopback on Linux 6.18
+/// under BBR, `sendfile` sent bodies of 100 to 512 KiB 1.2 to 2 times as fast
+/// as the block reads (2026-11-29); with the file kept open, a 1 MiB memory
+/// hit 1.14 to 1.16 times as fast as its copy, while a 4 MiB one went 0.86
+/// times; disk hits of 2, 4 and 64 MiB went 0.80, 0.68 and 0.55 times as
+/// fast as their block reads (pinned, `benches/ab.sh`; docs/PERFORMANCE.md,
+/// 2026-11-30).
 pub const SEND_FROM_FILE_MAX: u64 = 1 << 20;
 
 /// The smallest memory-tier hit sent from its disk-tier file instead, to a
@@ -403,8 +404,8 @@ impl Cache {
 
     /// The entry for `key`: from memory, else from disk (checked; promoted to
     /// memory when it fits there, through `ticket`, else served from its file).
-    /// For a client the kernel can send a file to ([`Wire::File`]), a disk
-    /// hit whose file is in the page cache stays in its file.
+    /// For a plain HTTP/1 client ([`Wire::keeps_disk_hits_in_file`]), a disk
+    /// hit stays in its file whatever its size.
     async fn get(&self, key: &CacheKey, ticket: &Ticket, wire: Wire) -> Option<Arc<Entry>> {
         if let Some(entry) = self.memory.get(key) {
             if wire.prefers_file(entry.body_len()) {
@@ -420,7 +421,7 @@ impl Cache {
         let disk = self.disk.clone()?;
         // Most misses are not on disk either: no trip to the blocking pool.
         let found = disk.find(key)?;
-        let in_file = wire.sends_from_file(found.size);
+        let in_file = wire.keeps_disk_hits_in_file();
         let cached = if in_file {
             disk.in_file_cached(key, found)
         } else {

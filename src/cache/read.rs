@@ -42,28 +42,41 @@ pub enum Wire {
     /// small enough is loaded whole and promoted to the memory tier.
     Memory,
     /// Straight from a file by the kernel (`sendfile` on plain HTTP/1), on a
-    /// connection whose congestion control paces its sends (BBR): a
-    /// disk-tier hit of up to [`SEND_FROM_FILE_MAX`] bytes stays in its file
-    /// and is not promoted, because the page cache already holds it and the
-    /// file costs no copy to send, and a memory-tier hit of
-    /// [`PREFER_FILE_MIN`] to [`SEND_FROM_FILE_MAX`] bytes is sent from its
-    /// disk-tier file when it has one; larger bodies are copied, which pacing
-    /// slows less than `sendfile` (docs/PERFORMANCE.md).
+    /// connection whose congestion control paces its sends (BBR): a disk-tier
+    /// hit stays in its file and is not promoted; a span of it of up to
+    /// [`SEND_FROM_FILE_MAX`] bytes goes by `sendfile`, a longer one is read
+    /// block by block and copied, which pacing slows less. A memory-tier hit
+    /// of [`PREFER_FILE_MIN`] to [`SEND_FROM_FILE_MAX`] bytes is sent from
+    /// its disk-tier file when it has one (docs/PERFORMANCE.md).
+    ///
+    /// Disk hits are not promoted because, in a working set larger than
+    /// memory, loading each large one churned the memory tier: every load
+    /// copied the body into new pages and evicted smaller entries, which then
+    /// came from their files too (`benches/workingset.sh`: 1.10 times the
+    /// requests per second without it, 2026-11-30).
     ///
     /// [`SEND_FROM_FILE_MAX`]: super::SEND_FROM_FILE_MAX
     /// [`PREFER_FILE_MIN`]: super::PREFER_FILE_MIN
     PacedFile,
     /// Straight from a file by the kernel on a connection that is not paced
     /// (CUBIC, Reno: the Linux default): every disk-tier hit stays in its
-    /// file, whatever its size, and a memory-tier hit of
-    /// [`PREFER_FILE_MIN`] bytes or more is sent from its disk-tier file when
-    /// it has one; there `sendfile` beat the copies at every size measured.
+    /// file and goes by `sendfile`, whatever its size, and a memory-tier hit
+    /// of [`PREFER_FILE_MIN`] bytes or more is sent from its disk-tier file
+    /// when it has one; there `sendfile` beat the copies at every size
+    /// measured.
     ///
     /// [`PREFER_FILE_MIN`]: super::PREFER_FILE_MIN
     File,
 }
 
 impl Wire {
+    /// Whether a disk-tier hit stays in its file (sent from there, by
+    /// `sendfile` or block by block) rather than being loaded and promoted
+    /// to the memory tier.
+    pub fn keeps_disk_hits_in_file(self) -> bool {
+        self != Wire::Memory
+    }
+
     /// Whether a span of `len` bytes of a disk-tier file is sent with
     /// `sendfile`.
     pub fn sends_from_file(self, len: u64) -> bool {
@@ -812,7 +825,7 @@ mod tests {
     /// Which bodies leave from their file, at the limits: a memory hit of
     /// 64 KiB to 1 MiB on a paced connection, of 64 KiB and up on one
     /// that is not, none over TLS or HTTP/2; a disk-tier span up to 1 MiB
-    /// paced, any span unpaced.
+    /// paced, any span unpaced; disk hits kept in their file on both.
     #[test]
     fn the_file_is_preferred_between_the_limits_the_wire_allows() {
         let below = PREFER_FILE_MIN - 1;
@@ -832,5 +845,9 @@ mod tests {
             assert_eq!(wire.sends_from_file(len), sends, "{wire:?} sends {len}");
             assert_eq!(wire.prefers_file(len), prefers, "{wire:?} prefers {len}");
         }
+        // Disk hits of any size stay in their file on plain HTTP/1 only.
+        assert!(Wire::PacedFile.keeps_disk_hits_in_file());
+        assert!(Wire::File.keeps_disk_hits_in_file());
+        assert!(!Wire::Memory.keeps_disk_hits_in_file());
     }
 }
