@@ -384,37 +384,66 @@ fn set_open_file_limit(pid: u32, soft: u64) -> u64 {
         .unwrap()
 }
 
+/// What `stream` sends until it has sent bytes ending with `end` (10 s at
+/// most).
+fn read_until(stream: &mut TcpStream, end: &[u8]) -> Vec<u8> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut piece = [0u8; 64 << 10];
+    while !got.ends_with(end) {
+        let n = stream.read(&mut piece).expect("an answer within 10 s");
+        assert!(n > 0, "the answer was cut short");
+        got.extend_from_slice(&piece[..n]);
+    }
+    got
+}
+
 /// Out of file descriptors (many clients at once under a low open file
 /// limit), a disk-tier hit cannot open its file. That says nothing about the
 /// file: the entry stays, the tier stays on, and once descriptors are free
 /// again it is a hit. (The shortage is made by lowering the running node's
 /// limit below the descriptors it holds, so the test does not race the
-/// node's own opening and closing.)
+/// node's own opening and closing.) A hit whose file the node keeps open
+/// from an earlier hit needs no new descriptor: it is still served.
 #[test]
 fn running_out_of_file_descriptors_loses_no_cache_entry_and_keeps_the_disk_tier_on() {
     let big = random_bytes(2 * MIB + 3, 46);
+    let cold = random_bytes(2 * MIB + 5, 47);
     let store_port = free_port();
     let proxy = throttling_proxy(store_port, 0);
-    let dir = site_dir(proxy, &[("big.bin", &big)]);
+    let dir = site_dir(proxy, &[("big.bin", &big), ("cold.bin", &cold)]);
     let node = start(dir.path(), store_port, "");
     let pid = node.pid();
     assert_eq!(get(&node, "/big.bin").2, big);
-    wait_until("big.bin on disk", Duration::from_secs(10), || {
-        disk_entries(&node) >= 1
+    assert_eq!(get(&node, "/cold.bin").2, cold);
+    wait_until("both on disk", Duration::from_secs(10), || {
+        disk_entries(&node) >= 2
     });
     let (_, cache, _) = get(&node, "/big.bin");
     assert_eq!(cache, "s3edge; hit", "a disk-tier hit (above 1 MiB)");
 
-    // A client connected and accepted, then no descriptor left to open.
+    // Two clients, each answered once (so accepted), then no descriptor left
+    // to open.
     let address = node.http.trim_start_matches("http://").to_string();
-    let before = lowest_free_fd(pid);
+    let mut warm = TcpStream::connect(&address).unwrap();
     let mut client = TcpStream::connect(&address).unwrap();
-    wait_until("the client accepted", Duration::from_secs(10), || {
-        lowest_free_fd(pid) != before
-    });
+    let head = b"HEAD /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    for stream in [&mut warm, &mut client] {
+        stream.write_all(head).unwrap();
+        assert!(read_until(stream, b"\r\n\r\n").starts_with(b"HTTP/1.1 200"));
+    }
     let limit = set_open_file_limit(pid, lowest_free_fd(pid));
+    // Kept alive: closing it would free a descriptor.
+    warm.write_all(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    assert!(
+        read_until(&mut warm, &big).starts_with(b"HTTP/1.1 200"),
+        "big.bin's file is kept open from its last hit: no descriptor needed"
+    );
     client
-        .write_all(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /cold.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut answer = Vec::new();
     client.read_to_end(&mut answer).unwrap();
@@ -430,9 +459,15 @@ fn running_out_of_file_descriptors_loses_no_cache_entry_and_keeps_the_disk_tier_
         node.stderr()
     );
 
-    let (status, cache, body) = get(&node, "/big.bin");
-    assert_eq!((status, cache.as_str()), (200, "s3edge; hit"), "kept");
-    assert_eq!(sha256(&body), sha256(&big));
+    for (path, data) in [("/cold.bin", &cold), ("/big.bin", &big)] {
+        let (status, cache, body) = get(&node, path);
+        assert_eq!(
+            (status, cache.as_str()),
+            (200, "s3edge; hit"),
+            "{path} kept"
+        );
+        assert_eq!(sha256(&body), sha256(data));
+    }
     assert_eq!(disk_metric(&node, "s3edge_cache_tier_enabled"), Some(1));
     assert!(
         !node.stderr().contains("corrupt") && !node.stderr().contains("turned off"),
