@@ -22,9 +22,9 @@
 //! off for the rest of the process; serving goes on.
 //!
 //! An entry served from its file stays open in its slot afterwards (at most
-//! [`OPEN_FILES_MAX`] of them, the longest-kept not hit since closed first), so the next
-//! hit on it costs one `fstat` instead of an `open`, two reads, the header's
-//! decoding and a `close` ([`DiskTier::get_file_cached`]). That `fstat`
+//! [`OPEN_FILES_MAX`] of them, the longest-kept not hit since closed first),
+//! so the next hit on it costs one `fstat` instead of an `open`, two reads,
+//! the header's decoding and a `close` ([`DiskTier::get_file_cached`]). That `fstat`
 //! still sees the file written to, cut, removed or replaced under its name,
 //! as the `open` did.
 
@@ -79,9 +79,10 @@ enum Io {
 /// is for connections. nginx's `open_file_cache` is off by default and has
 /// no default `max`. A working set's hits (`benches/workingset.sh`: 20,000
 /// objects, a 256 MiB memory tier) fall on about 19,000 files; 16,384 open
-/// entries ran it about 5% faster, but each holds about 1.6 KiB (its
-/// metadata, key and CRCs), and the run's RSS went from 308 to 326 MiB,
-/// over the 320 MiB that the memory budget allows (docs/PERFORMANCE.md).
+/// entries ran it with about 5% less CPU per request, but each holds about
+/// 1.6 KiB (its metadata, key and CRCs), and the run's RSS went from 308 to
+/// 326 MiB, over the 320 MiB that the memory budget allows
+/// (docs/PERFORMANCE.md).
 pub const OPEN_FILES_MAX: usize = 4096;
 
 /// A read that would have waited for the disk; see [`DiskTier::get_cached`].
@@ -183,6 +184,12 @@ impl Slot {
             open: None,
         }
     }
+
+    /// Whether the slot's open file is the one queued as `seq` in
+    /// [`Index::opened`].
+    fn is_open_as(&self, seq: u64) -> bool {
+        self.open.as_ref().is_some_and(|o| o.seq == seq)
+    }
 }
 
 /// A slot as [`DiskTier::find`] found it for a hit.
@@ -206,9 +213,6 @@ struct Open {
     entry: Arc<Entry>,
     /// Its place in [`Index::opened`].
     seq: u64,
-    /// The index's clock when it was last put at the back of
-    /// [`Index::opened`]: a slot used since then gets a second chance.
-    queued: u64,
 }
 
 /// Which version of a file this is, from its metadata: writing to a file
@@ -248,9 +252,10 @@ struct Index {
     total: u64,
     clock: u64,
     /// Slots with an open file, longest queued first, as (hash,
-    /// [`Open::seq`]); an item whose slot no longer has that open file is
-    /// skipped.
-    opened: VecDeque<(String, u64)>,
+    /// [`Open::seq`], the index's clock when it was queued: a slot used
+    /// since then gets a second chance); an item whose slot no longer has
+    /// that open file is skipped.
+    opened: VecDeque<(String, u64, u64)>,
     /// How many slots have an open file.
     open_files: usize,
     open_seq: u64,
@@ -282,30 +287,11 @@ impl Index {
         }
     }
 
-    /// Takes the open file of the slot of `hash`, when it has one (and that
-    /// one is `seq`, when given).
-    fn close(&mut self, hash: &str, seq: Option<u64>) -> Option<Open> {
-        let slot = self.slots.get_mut(hash)?;
-        let open = slot.open.take_if(|o| seq.is_none_or(|seq| o.seq == seq))?;
+    /// Takes the open file of the slot of `hash`, when it has one.
+    fn close(&mut self, hash: &str) -> Option<Open> {
+        let open = self.slots.get_mut(hash)?.open.take()?;
         self.open_files -= 1;
         Some(open)
-    }
-
-    /// Whether the slot of `hash` still has the open file `seq` and has been
-    /// used since that was queued; if so, it counts as queued now.
-    fn hit_since_queued(&mut self, hash: &str, seq: u64) -> bool {
-        let clock = self.clock;
-        let Some(slot) = self.slots.get_mut(hash) else {
-            return false;
-        };
-        let used = slot.last_used;
-        match slot.open.as_mut().filter(|o| o.seq == seq) {
-            Some(open) if used > open.queued => {
-                open.queued = clock;
-                true
-            }
-            _ => false,
-        }
     }
 
     /// Keeps `entry`, read from the file of `hash` as `stamp` says it was,
@@ -332,36 +318,38 @@ impl Index {
             stamp,
             entry: entry.clone(),
             seq,
-            queued: self.clock,
         };
         match slot.open.replace(open) {
             Some(old) => closed.push(old),
             None => self.open_files += 1,
         }
         self.open_seq += 1;
-        self.opened.push_back((hash.to_string(), seq));
+        self.opened.push_back((hash.to_string(), seq, self.clock));
         // Ends within one pass: a slot sent to the back is not used again
         // while the lock is held, so its second time at the front closes it.
         while self.open_files > max {
-            let Some((oldest, seq)) = self.opened.pop_front() else {
+            let Some((oldest, seq, queued)) = self.opened.pop_front() else {
                 break;
             };
-            if self.hit_since_queued(&oldest, seq) {
-                self.opened.push_back((oldest, seq));
+            let Some(slot) = self.slots.get_mut(&oldest) else {
+                continue;
+            };
+            if !slot.is_open_as(seq) {
                 continue;
             }
-            closed.extend(self.close(&oldest, Some(seq)));
+            if slot.last_used > queued {
+                self.opened.push_back((oldest, seq, self.clock));
+                continue;
+            }
+            closed.extend(slot.open.take());
+            self.open_files -= 1;
         }
         // Items of slots since removed or reopened: dropped once they are
         // as many as the live ones.
         if self.opened.len() > 2 * max {
             let slots = &self.slots;
-            self.opened.retain(|(hash, seq)| {
-                slots
-                    .get(hash)
-                    .and_then(|s| s.open.as_ref())
-                    .is_some_and(|o| o.seq == *seq)
-            });
+            self.opened
+                .retain(|(hash, seq, _)| slots.get(hash).is_some_and(|s| s.is_open_as(*seq)));
         }
         closed
     }
@@ -861,7 +849,7 @@ impl DiskTier {
                     }
                     index.total = index.total - old + size;
                     // The entry kept open has the old header.
-                    let closed = index.close(&body.hash, None);
+                    let closed = index.close(&body.hash);
                     drop(index);
                     drop(closed);
                 }

@@ -52,8 +52,9 @@ pub enum Wire {
     /// Disk hits are not promoted because, in a working set larger than
     /// memory, loading each large one churned the memory tier: every load
     /// copied the body into new pages and evicted smaller entries, which then
-    /// came from their files too (`benches/workingset.sh`: 1.10 times the
-    /// requests per second without it, 2026-11-30).
+    /// came from their files too (the working set of `benches/workingset.sh`,
+    /// two nodes interleaved, pinned: 1.10 times the requests per second
+    /// without it, 2026-11-30).
     ///
     /// [`SEND_FROM_FILE_MAX`]: super::SEND_FROM_FILE_MAX
     /// [`PREFER_FILE_MIN`]: super::PREFER_FILE_MIN
