@@ -36,41 +36,60 @@
 #     further into the sequence and meets its first-seen objects sooner), and
 #     s3edge's RSS after the run (target: <= 256 MiB + 64 MiB).
 #
+# BENCH_TLS=1 runs the same over HTTPS (TLS 1.3, HTTP/1.1, keep-alive, one
+# self-signed certificate for `localhost`): s3edge's `--tls-listen` against
+# nginx's `listen ... ssl` in front of the same proxy_cache. Varnish does not
+# terminate TLS, so it sits this one out. Results go to
+# benches/results/workingset-tls.md.
+#
 # Environment: S3EDGE_BIN, CARGO_TARGET_DIR, BENCH_SECONDS, BENCH_ROUNDS,
 # BENCH_WARMUP (default: BENCH_REQUESTS), BENCH_REQUESTS (length of the
 # sequence, default 400000), BENCH_OUT (default benches/results/workingset.md), BENCH_KEEP_TMP=1,
 # BENCH_PIN=1 (servers on every CPU but the last, wrk on the last: benches/lib.sh),
 # BENCH_CLOSE=1 (each round waits for the two cores to be close, and is made
-# again when they were apart just after it: benches/lib.sh).
+# again when they were apart just after it: benches/lib.sh), BENCH_TLS=1.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 INVOCATION="bash benches/workingset.sh"
-for v in BENCH_ROUNDS BENCH_SECONDS BENCH_WARMUP BENCH_REQUESTS BENCH_PIN BENCH_CLOSE; do
+for v in BENCH_ROUNDS BENCH_SECONDS BENCH_WARMUP BENCH_REQUESTS BENCH_PIN BENCH_CLOSE BENCH_TLS; do
     [[ -z ${!v:-} ]] || INVOCATION="$v=${!v} $INVOCATION"
 done
 SECS=${BENCH_SECONDS:-15}
 ROUNDS=${BENCH_ROUNDS:-3}
 REQUESTS=${BENCH_REQUESTS:-400000}
 WARMUP=${BENCH_WARMUP:-$REQUESTS}
-OUT=${BENCH_OUT:-$HERE/results/workingset.md}
+TLS=${BENCH_TLS:-}
+OUT=${BENCH_OUT:-$HERE/results/workingset${TLS:+-tls}.md}
 MEMORY_MIB=256
 export PATH="$PATH:/usr/sbin:/sbin"
 export S3EDGE_EMBEDDED_ACCESS_KEY=${S3EDGE_EMBEDDED_ACCESS_KEY:-s3edge-dev}
 export S3EDGE_EMBEDDED_SECRET_KEY=${S3EDGE_EMBEDDED_SECRET_KEY:-s3edge-dev-secret}
 
 P_S3EDGE=18780 P_NGINX=18781 P_VARNISH=18782 P_ORIGIN=18790 P_ADMIN=19780 P_S3=19700
+P_S3EDGE_TLS=18783 P_NGINX_TLS=18784
 SERVERS=(s3edge nginx varnish)
 declare -A PORT=([s3edge]=$P_S3EDGE [nginx]=$P_NGINX [varnish]=$P_VARNISH)
+SCHEME=http HOST=127.0.0.1 CURL=(curl -sf)
+if [[ $TLS == 1 ]]; then
+    SERVERS=(s3edge nginx)
+    PORT=([s3edge]=$P_S3EDGE_TLS [nginx]=$P_NGINX_TLS)
+    # The certificate's name, sent as SNI.
+    SCHEME=https HOST=localhost
+fi
 
 KEEP_TMP=${BENCH_KEEP_TMP:-}
 # shellcheck source=benches/lib.sh
 source "$HERE/lib.sh"
 
-install_missing nginx=nginx varnishd=varnish wrk=wrk curl=curl
+install_missing nginx=nginx varnishd=varnish wrk=wrk curl=curl openssl=openssl
 command -v python3 >/dev/null || die "python3 is required"
-refuse_busy_ports $P_S3EDGE $P_NGINX $P_VARNISH $P_ORIGIN $P_ADMIN $P_S3
+refuse_busy_ports $P_S3EDGE $P_NGINX $P_VARNISH $P_ORIGIN $P_ADMIN $P_S3 $P_S3EDGE_TLS $P_NGINX_TLS
+if [[ $TLS == 1 ]]; then
+    [[ $(getent ahosts localhost | awk 'NR == 1 { print $1 }') == 127.0.0.1 ]] ||
+        die "localhost must resolve to 127.0.0.1 first (BENCH_TLS=1 uses it as the certificate's name)"
+fi
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 BIN=$(release_binary)
@@ -105,6 +124,10 @@ print(f"{N} objects, {sum(sizes) / 2**30:.2f} GiB, median {sorted(sizes)[N // 2]
       f"{len(set(picks))} distinct objects requested")
 PY
 log "  $(cat "$TMP/objects.txt")"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$TMP/bench.key" -out "$TMP/bench.pem" 2>/dev/null
+[[ $TLS == 1 ]] && CURL+=(--cacert "$TMP/bench.pem")
 cat >"$TMP/zipf.lua" <<'LUA'
 -- Replays the request sequence in paths.txt; each wrk thread starts at its
 -- own offset so that the threads do not ask for the same object at once.
@@ -168,14 +191,19 @@ chmod -R a+rX "$TMP"
 # --------------------------------------------------------------- servers --
 cat >"$TMP/sites/bench.toml" <<EOF
 default = true
+hosts = ["localhost"]
 
 [origin]
 bucket = "bench"
 endpoint = "embedded"
+
+[tls]
+cert = "$TMP/bench.pem"
+key = "$TMP/bench.key"
 EOF
 log "starting s3edge (--memory-cache-size ${MEMORY_MIB}MiB --disk-cache-size 4GiB)"
 "$BIN" serve --sites "$TMP/sites" --listen 127.0.0.1:$P_S3EDGE \
-    --admin-listen 127.0.0.1:$P_ADMIN --embedded-s3-listen 127.0.0.1:$P_S3 \
+    --tls-listen 127.0.0.1:$P_S3EDGE_TLS --admin-listen 127.0.0.1:$P_ADMIN --embedded-s3-listen 127.0.0.1:$P_S3 \
     --access-log off --memory-cache-size ${MEMORY_MIB}MiB --disk-cache-size 4GiB \
     --cache-dir "$TMP/cache" >"$TMP/s3edge.log" 2>&1 &
 S3EDGE_PID=$!
@@ -192,8 +220,13 @@ PIDS+=("$S3EDGE_PID")
         root $BUCKET;
         access_log $TMP/origin-access.log origin;
     }
+    ssl_certificate $TMP/bench.pem;
+    ssl_certificate_key $TMP/bench.key;
+    ssl_protocols TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
     server {
         listen 127.0.0.1:$P_NGINX;
+        listen 127.0.0.1:$P_NGINX_TLS ssl;
         location / {
             proxy_pass http://origin;
             proxy_http_version 1.1;
@@ -209,18 +242,20 @@ EOF
 } >"$TMP/nginx/nginx.conf"
 nginx -e "$TMP/nginx/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -g 'daemon off;' &
 PIDS+=($!)
-cat >"$TMP/varnish.vcl" <<EOF
+if [[ $TLS != 1 ]]; then
+    cat >"$TMP/varnish.vcl" <<EOF
 vcl 4.1;
 backend origin { .host = "127.0.0.1"; .port = "$P_ORIGIN"; }
 sub vcl_backend_fetch { set bereq.http.X-Bench-Via = "varnish"; }
 EOF
-varnishd -F -n "$TMP/varnish/state" -a 127.0.0.1:$P_VARNISH -T 127.0.0.1:0 \
-    -f "$TMP/varnish.vcl" -s file,"$TMP/varnish/storage.bin",4G -t 3600 >"$TMP/varnish.log" 2>&1 &
-PIDS+=($!)
-for p in $P_S3EDGE $P_NGINX $P_VARNISH $P_ORIGIN; do wait_port "$p" "port $p"; done
+    varnishd -F -n "$TMP/varnish/state" -a 127.0.0.1:$P_VARNISH -T 127.0.0.1:0 \
+        -f "$TMP/varnish.vcl" -s file,"$TMP/varnish/storage.bin",4G -t 3600 >"$TMP/varnish.log" 2>&1 &
+    PIDS+=($!)
+fi
+for p in $P_S3EDGE $P_S3EDGE_TLS $P_NGINX $P_NGINX_TLS $P_ORIGIN "${PORT[@]}"; do wait_port "$p" "port $p"; done
 
 # ------------------------------------------------------------- helpers ----
-url() { echo "http://127.0.0.1:${PORT[$1]}$2"; }
+url() { echo "$SCHEME://$HOST:${PORT[$1]}$2"; }
 origin_requests() { # SERVER: origin requests so far
     case $1 in
     s3edge)
@@ -232,7 +267,7 @@ origin_requests() { # SERVER: origin requests so far
 }
 for s in "${SERVERS[@]}"; do
     for obj in 00000 00001 19999; do
-        got=$(curl -sf "$(url "$s" "/ws/$obj.bin")" | sha256sum | cut -c1-64)
+        got=$("${CURL[@]}" "$(url "$s" "/ws/$obj.bin")" | sha256sum | cut -c1-64)
         [[ $got == "$(sha256sum <"$BUCKET/ws/$obj.bin" | cut -c1-64)" ]] || die "$s /ws/$obj.bin: body differs"
     done
 done
@@ -300,7 +335,7 @@ export B_LOAD="$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the
 export B_GIT=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 export B_NGINX=$(nginx -v 2>&1 | sed 's/.*version: //') B_VARNISH=$(varnishd -V 2>&1 | head -1 | sed 's/varnishd (\(varnish-[^ ]*\).*/\1/')
 export B_CMD=$INVOCATION B_SECS=$SECS B_ROUNDS=$ROUNDS B_WARMUP=$WARMUP B_OBJECTS=$(cat "$TMP/objects.txt")
-export B_RSS=$RSS_KB B_HWM=$HWM_KB B_MEMORY=$MEMORY_MIB B_CACHE=$CACHE_METRICS B_CORES=$(cores_summary)
+export B_TLS=$TLS B_RSS=$RSS_KB B_HWM=$HWM_KB B_MEMORY=$MEMORY_MIB B_CACHE=$CACHE_METRICS B_CORES=$(cores_summary)
 mkdir -p "$(dirname "$OUT")"
 python3 - "$TMP/results.tsv" >"$OUT" <<'PY'
 import os, statistics, sys
@@ -314,28 +349,35 @@ for line in open(sys.argv[1]):
     rps[server] = statistics.median(float(v) for v in r.split())
     hit[server] = statistics.median(float(v) for v in h.split())
 s = "s3edge"
-print(f"# Working set larger than memory\n\nRun {env('B_DATE')} on {env('B_NPROC')} x {env('B_CPU')}, "
-      f"TCP congestion control {env('B_TCP')}, pinned: {env('B_PIN')}, load {env('B_LOAD')}; commit {env('B_GIT')}; {env('B_NGINX')}, {env('B_VARNISH')}. "
+peers = [p for p in ("nginx", "varnish") if p in rps]
+label = {"nginx": "nginx", "varnish": "varnish (file 4G)"}
+tls = env("B_TLS") == "1"
+print(f"# Working set larger than memory{', over HTTPS' if tls else ''}\n\nRun {env('B_DATE')} on {env('B_NPROC')} x {env('B_CPU')}, "
+      f"TCP congestion control {env('B_TCP')}, pinned: {env('B_PIN')}, load {env('B_LOAD')}; commit {env('B_GIT')}; {', '.join(env('B_' + p.upper()) for p in peers)}. "
       f"Command: `{env('B_CMD')}`. {env('B_OBJECTS')}; warm-up: the first {env('B_WARMUP')} requests "
       f"of the sequence per cache, then "
       f"{env('B_ROUNDS')} rounds A B C of {env('B_SECS')} s, `wrk -t2 -c64`, medians. {env('B_CORES')}.\n")
-print("| scenario | s3edge | nginx | varnish (file 4G) | s3edge/nginx | s3edge/varnish | target | met? |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-rn, rv = rps[s] / rps["nginx"], rps[s] / rps["varnish"]
-print(f"| Zipf(1.0) over 20,000 objects, 64 conns (req/s) | {rps[s]:,.0f} | {rps['nginx']:,.0f} | "
-      f"{rps['varnish']:,.0f} | {rn:.2f}x | {rv:.2f}x | >= 1.2x nginx and Varnish | "
-      f"{'**yes**' if min(rn, rv) >= 1.2 else '**NO**'} |")
+if tls:
+    print("Over HTTPS: TLS 1.3, HTTP/1.1, keep-alive, one self-signed P-256 certificate for "
+          "`localhost`; Varnish does not terminate TLS and is not in this run.\n")
+cols = lambda f: " | ".join(f(p) for p in peers)
+dash = " | ".join("-" for _ in peers)
+print(f"| scenario | s3edge | {cols(lambda p: label[p])} | {cols(lambda p: 's3edge/' + p)} | target | met? |")
+print("|" + " --- |" * (4 + 2 * len(peers)))
+ratios = [rps[s] / rps[p] for p in peers]
+print(f"| Zipf(1.0) over 20,000 objects, 64 conns (req/s) | {rps[s]:,.0f} | {cols(lambda p: f'{rps[p]:,.0f}')} | "
+      f"{' | '.join(f'{r:.2f}x' for r in ratios)} | >= 1.2x {' and '.join(label[p].split()[0] for p in peers)} | "
+      f"{'**yes**' if min(ratios) >= 1.2 else '**NO**'} |")
 warmup = int(env("B_WARMUP"))
 ratio = lambda n: f"{1 - n / warmup:.5f} ({n:,} origin requests)"
 print(f"| hit ratio over the warm-up, the same {warmup:,} requests for each cache "
-      f"(1 - origin requests / requests) | {ratio(warm[s])} | {ratio(warm['nginx'])} | "
-      f"{ratio(warm['varnish'])} | - | - | at least theirs | "
-      f"{'**yes**' if warm[s] <= min(warm['nginx'], warm['varnish']) else '**NO**'} |")
+      f"(1 - origin requests / requests) | {ratio(warm[s])} | {cols(lambda p: ratio(warm[p]))} | {dash} | at least theirs | "
+      f"{'**yes**' if warm[s] <= min(warm[p] for p in peers) else '**NO**'} |")
 print(f"| hit ratio in the timed rounds (each cache gets as far into the sequence as its speed "
       f"takes it, so a slower one meets first-seen objects later: not comparable) | {hit[s]:.4f} | "
-      f"{hit['nginx']:.4f} | {hit['varnish']:.4f} | - | - | - | - |")
+      f"{cols(lambda p: f'{hit[p]:.4f}')} | {dash} | - | - |")
 rss, budget = int(env("B_RSS")) >> 10, int(env("B_MEMORY"))
-print(f"| s3edge RSS after the run, MiB (peak {int(env('B_HWM')) >> 10}) | {rss} | - | - | - | - | "
+print(f"| s3edge RSS after the run, MiB (peak {int(env('B_HWM')) >> 10}) | {rss} | {dash} | {dash} | "
       f"<= {budget} + 64 | {'**yes**' if rss <= budget + 64 else '**NO**'} |")
 print("\nPer-round req/s: " + "; ".join(f"{k} {v}" for k, v in rounds.items()) + ".")
 print(f"\ns3edge cache metrics at the end: {env('B_CACHE')}")
