@@ -42,6 +42,13 @@
 # terminate TLS, so it sits this one out. Results go to
 # benches/results/workingset-tls.md.
 #
+# S3EDGE_BIN_B=<binary> adds a second s3edge, "s3edge-b", with its own
+# ports and cache directory, measured in the same rounds right after the
+# first (A B, then the peers): the table gains its column and B/A, the
+# ratio of two builds (or of two settings: S3EDGE_ENV_A and S3EDGE_ENV_B
+# are environment assignments, e.g. "RUST_LOG=warn", for the first and the
+# second) on the working set, in one run.
+#
 # Environment: S3EDGE_BIN, CARGO_TARGET_DIR, BENCH_SECONDS, BENCH_ROUNDS,
 # BENCH_WARMUP (default: BENCH_REQUESTS), BENCH_REQUESTS (length of the
 # sequence, default 400000), BENCH_OUT (default benches/results/workingset.md), BENCH_KEEP_TMP=1,
@@ -53,9 +60,12 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 INVOCATION="bash benches/workingset.sh"
-for v in BENCH_ROUNDS BENCH_SECONDS BENCH_WARMUP BENCH_REQUESTS BENCH_PIN BENCH_CLOSE BENCH_TLS; do
-    [[ -z ${!v:-} ]] || INVOCATION="$v=${!v} $INVOCATION"
+for v in BENCH_ROUNDS BENCH_SECONDS BENCH_WARMUP BENCH_REQUESTS BENCH_PIN BENCH_CLOSE BENCH_TLS \
+    S3EDGE_ENV_A S3EDGE_ENV_B; do
+    [[ -z ${!v:-} ]] || INVOCATION="$v=$(printf '%q' "${!v}") $INVOCATION"
 done
+# A binary by its name only: the path is this machine's.
+[[ -z ${S3EDGE_BIN_B:-} ]] || INVOCATION="S3EDGE_BIN_B=<$(basename "$S3EDGE_BIN_B")> $INVOCATION"
 SECS=${BENCH_SECONDS:-15}
 ROUNDS=${BENCH_ROUNDS:-3}
 REQUESTS=${BENCH_REQUESTS:-400000}
@@ -69,15 +79,20 @@ export S3EDGE_EMBEDDED_SECRET_KEY=${S3EDGE_EMBEDDED_SECRET_KEY:-s3edge-dev-secre
 
 P_S3EDGE=18780 P_NGINX=18781 P_VARNISH=18782 P_ORIGIN=18790 P_ADMIN=19780 P_S3=19700
 P_S3EDGE_TLS=18783 P_NGINX_TLS=18784
+# s3edge-b (S3EDGE_BIN_B): plain, TLS, admin, embedded S3.
+P_B=18785 P_B_TLS=18786 P_B_ADMIN=19781 P_B_S3=19701
+BIN_B=${S3EDGE_BIN_B:-}
 SERVERS=(s3edge nginx varnish)
-declare -A PORT=([s3edge]=$P_S3EDGE [nginx]=$P_NGINX [varnish]=$P_VARNISH)
+declare -A PORT=([s3edge]=$P_S3EDGE [nginx]=$P_NGINX [varnish]=$P_VARNISH [s3edge-b]=$P_B)
+declare -A ADMIN=([s3edge]=$P_ADMIN [s3edge-b]=$P_B_ADMIN)
 SCHEME=http HOST=127.0.0.1 CURL=(curl -sf)
 if [[ $TLS == 1 ]]; then
     SERVERS=(s3edge nginx)
-    PORT=([s3edge]=$P_S3EDGE_TLS [nginx]=$P_NGINX_TLS)
+    PORT=([s3edge]=$P_S3EDGE_TLS [nginx]=$P_NGINX_TLS [s3edge-b]=$P_B_TLS)
     # The certificate's name, sent as SNI.
     SCHEME=https HOST=localhost
 fi
+[[ -z $BIN_B ]] || SERVERS=(s3edge s3edge-b "${SERVERS[@]:1}")
 
 KEEP_TMP=${BENCH_KEEP_TMP:-}
 # shellcheck source=benches/lib.sh
@@ -86,6 +101,8 @@ source "$HERE/lib.sh"
 install_missing nginx=nginx varnishd=varnish wrk=wrk curl=curl openssl=openssl
 command -v python3 >/dev/null || die "python3 is required"
 refuse_busy_ports $P_S3EDGE $P_NGINX $P_VARNISH $P_ORIGIN $P_ADMIN $P_S3 $P_S3EDGE_TLS $P_NGINX_TLS
+[[ -z $BIN_B ]] || refuse_busy_ports $P_B $P_B_TLS $P_B_ADMIN $P_B_S3
+[[ -z $BIN_B || -x $BIN_B ]] || die "S3EDGE_BIN_B=$BIN_B is not an executable"
 if [[ $TLS == 1 ]]; then
     [[ $(getent ahosts localhost | awk 'NR == 1 { print $1 }') == 127.0.0.1 ]] ||
         die "localhost must resolve to 127.0.0.1 first (BENCH_TLS=1 uses it as the certificate's name)"
@@ -98,7 +115,7 @@ BIN=$(release_binary)
 TMP=$(mktemp -d /tmp/s3edge-workingset.XXXXXX)
 chmod 755 "$TMP"
 BUCKET=$TMP/sites/buckets/bench
-mkdir -p "$BUCKET/ws" "$TMP/nginx" "$TMP/cache" "$TMP/varnish"
+mkdir -p "$BUCKET/ws" "$TMP/nginx" "$TMP/varnish"
 log "generating 20,000 objects and a Zipf(1.0) sequence of $REQUESTS requests"
 python3 - "$BUCKET/ws" "$TMP/paths.txt" "$REQUESTS" <<'PY' >"$TMP/objects.txt"
 import itertools, math, os, random, sys
@@ -202,12 +219,20 @@ cert = "$TMP/bench.pem"
 key = "$TMP/bench.key"
 EOF
 log "starting s3edge (--memory-cache-size ${MEMORY_MIB}MiB --disk-cache-size 4GiB)"
-"$BIN" serve --sites "$TMP/sites" --listen 127.0.0.1:$P_S3EDGE \
-    --tls-listen 127.0.0.1:$P_S3EDGE_TLS --admin-listen 127.0.0.1:$P_ADMIN --embedded-s3-listen 127.0.0.1:$P_S3 \
-    --access-log off --memory-cache-size ${MEMORY_MIB}MiB --disk-cache-size 4GiB \
-    --cache-dir "$TMP/cache" >"$TMP/s3edge.log" 2>&1 &
-S3EDGE_PID=$!
-PIDS+=("$S3EDGE_PID")
+declare -A S3EDGE_PIDS=()
+start_s3edge() { # NAME BINARY PLAIN TLS ADMIN S3 ENV: one s3edge node, its own cache
+    local name=$1 bin=$2 env
+    read -r -a env <<<"$7"
+    mkdir -p "$TMP/cache-$name"
+    env "${env[@]}" "$bin" serve --sites "$TMP/sites" --listen "127.0.0.1:$3" \
+        --tls-listen "127.0.0.1:$4" --admin-listen "127.0.0.1:$5" --embedded-s3-listen "127.0.0.1:$6" \
+        --access-log off --memory-cache-size ${MEMORY_MIB}MiB --disk-cache-size 4GiB \
+        --cache-dir "$TMP/cache-$name" >"$TMP/$name.log" 2>&1 &
+    S3EDGE_PIDS[$name]=$!
+    PIDS+=("$!")
+}
+start_s3edge s3edge "$BIN" $P_S3EDGE $P_S3EDGE_TLS $P_ADMIN $P_S3 "${S3EDGE_ENV_A:-}"
+[[ -z $BIN_B ]] || start_s3edge s3edge-b "$BIN_B" $P_B $P_B_TLS $P_B_ADMIN $P_B_S3 "${S3EDGE_ENV_B:-}"
 
 {
     nginx_conf_head
@@ -258,8 +283,8 @@ for p in $P_S3EDGE $P_S3EDGE_TLS $P_NGINX $P_NGINX_TLS $P_ORIGIN "${PORT[@]}"; d
 url() { echo "$SCHEME://$HOST:${PORT[$1]}$2"; }
 origin_requests() { # SERVER: origin requests so far
     case $1 in
-    s3edge)
-        curl -sf "http://127.0.0.1:$P_ADMIN/metrics" |
+    s3edge*)
+        curl -sf "http://127.0.0.1:${ADMIN[$1]}/metrics" |
             awk '/^s3edge_origin_requests_total\{/ && /site="bench"/ { s += $NF } END { print s + 0 }'
         ;;
     *) grep -c "^$1 GET " "$TMP/origin-access.log" 2>/dev/null || echo 0 ;;
@@ -322,10 +347,14 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for s in "${SERVERS[@]}"; do wrk_run "$s" "$SECS"; done
 done
 sleep 2
-RSS_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$S3EDGE_PID/status")
-HWM_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$S3EDGE_PID/status")
-CACHE_METRICS=$(curl -sf "http://127.0.0.1:$P_ADMIN/metrics" | grep -E '^s3edge_(cache_(bytes|entries)|allocator_bytes)' | paste -sd' ')
-log "  s3edge RSS $((RSS_KB >> 10)) MiB (peak $((HWM_KB >> 10)) MiB); $CACHE_METRICS"
+declare -A RSS_KB=() HWM_KB=() CACHE_METRICS=()
+for s in "${!S3EDGE_PIDS[@]}"; do
+    RSS_KB[$s]=$(awk '/^VmRSS:/ { print $2 }' "/proc/${S3EDGE_PIDS[$s]}/status")
+    HWM_KB[$s]=$(awk '/^VmHWM:/ { print $2 }' "/proc/${S3EDGE_PIDS[$s]}/status")
+    CACHE_METRICS[$s]=$(curl -sf "http://127.0.0.1:${ADMIN[$s]}/metrics" |
+        grep -E '^s3edge_(cache_(bytes|entries|open_files)|allocator_bytes)' | paste -sd' ')
+    log "  $s RSS $((RSS_KB[$s] >> 10)) MiB (peak $((HWM_KB[$s] >> 10)) MiB); ${CACHE_METRICS[$s]}"
+done
 
 # ---------------------------------------------------------------- report --
 for s in "${SERVERS[@]}"; do printf '%s\t%s\t%s\t%s\n' "$s" "${RPS[$s]}" "${HIT[$s]}" "${WARM_ORIGIN[$s]}"; done >"$TMP/results.tsv"
@@ -335,7 +364,9 @@ export B_LOAD="$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the
 export B_GIT=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 export B_NGINX=$(nginx -v 2>&1 | sed 's/.*version: //') B_VARNISH=$(varnishd -V 2>&1 | head -1 | sed 's/varnishd (\(varnish-[^ ]*\).*/\1/')
 export B_CMD=$INVOCATION B_SECS=$SECS B_ROUNDS=$ROUNDS B_WARMUP=$WARMUP B_OBJECTS=$(cat "$TMP/objects.txt")
-export B_TLS=$TLS B_RSS=$RSS_KB B_HWM=$HWM_KB B_MEMORY=$MEMORY_MIB B_CACHE=$CACHE_METRICS B_CORES=$(cores_summary)
+export B_TLS=$TLS B_RSS=${RSS_KB[s3edge]} B_HWM=${HWM_KB[s3edge]} B_MEMORY=$MEMORY_MIB B_CACHE=${CACHE_METRICS[s3edge]}
+export B_RSS_B=${RSS_KB[s3edge-b]:-} B_HWM_B=${HWM_KB[s3edge-b]:-} B_CACHE_B=${CACHE_METRICS[s3edge-b]:-}
+export B_BIN_A=$BIN B_BIN_B=$BIN_B B_ENV_A=${S3EDGE_ENV_A:-} B_ENV_B=${S3EDGE_ENV_B:-} B_CORES=$(cores_summary)
 mkdir -p "$(dirname "$OUT")"
 python3 - "$TMP/results.tsv" >"$OUT" <<'PY'
 import os, statistics, sys
@@ -366,7 +397,7 @@ print(f"| scenario | s3edge | {cols(lambda p: label[p])} | {cols(lambda p: 's3ed
 print("|" + " --- |" * (4 + 2 * len(peers)))
 ratios = [rps[s] / rps[p] for p in peers]
 print(f"| Zipf(1.0) over 20,000 objects, 64 conns (req/s) | {rps[s]:,.0f} | {cols(lambda p: f'{rps[p]:,.0f}')} | "
-      f"{' | '.join(f'{r:.2f}x' for r in ratios)} | >= 1.2x {' and '.join(label[p].split()[0] for p in peers)} | "
+      f"{' | '.join(f'{r:.2f}x' for r in ratios)} | >= 1.2x {' and '.join(p.replace('varnish', 'Varnish') for p in peers)} | "
       f"{'**yes**' if min(ratios) >= 1.2 else '**NO**'} |")
 warmup = int(env("B_WARMUP"))
 ratio = lambda n: f"{1 - n / warmup:.5f} ({n:,} origin requests)"
@@ -379,8 +410,23 @@ print(f"| hit ratio in the timed rounds (each cache gets as far into the sequenc
 rss, budget = int(env("B_RSS")) >> 10, int(env("B_MEMORY"))
 print(f"| s3edge RSS after the run, MiB (peak {int(env('B_HWM')) >> 10}) | {rss} | {dash} | {dash} | "
       f"<= {budget} + 64 | {'**yes**' if rss <= budget + 64 else '**NO**'} |")
+b = "s3edge-b"
+if b in rps:
+    rss_b = int(env("B_RSS_B")) >> 10
+    def build(v):
+        extra = env("B_ENV_" + v)
+        return f"`{os.path.basename(env('B_BIN_' + v))}`" + (f" with `{extra}`" if extra else "")
+    print(f"\nA/B: s3edge is {build('A')}, s3edge-b is {build('B')} (the same rounds, B right after A).\n")
+    print("| s3edge-b | A | B | B/A | per round B/A |")
+    print("| --- | --- | --- | --- | --- |")
+    per = ", ".join(f"{float(y) / float(x):.2f}x" for x, y in zip(rounds[s].split(", "), rounds[b].split(", ")))
+    print(f"| req/s (medians) | {rps[s]:,.0f} | {rps[b]:,.0f} | {rps[b] / rps[s]:.2f}x | {per} |")
+    print(f"| origin requests over the warm-up | {warm[s]:,} | {warm[b]:,} | - | - |")
+    print(f"| RSS after the run, MiB (peak) | {rss} ({int(env('B_HWM')) >> 10}) | {rss_b} ({int(env('B_HWM_B')) >> 10}) | - | - |")
 print("\nPer-round req/s: " + "; ".join(f"{k} {v}" for k, v in rounds.items()) + ".")
 print(f"\ns3edge cache metrics at the end: {env('B_CACHE')}")
+if b in rps:
+    print(f"\ns3edge-b cache metrics at the end: {env('B_CACHE_B')}")
 PY
 cat "$OUT"
 log "written to $OUT"
