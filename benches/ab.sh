@@ -49,14 +49,11 @@ done
 declare -A BIN=([A]=$1 [B]=$2) PORT=([A]=18680 [B]=18681) TLS=([A]=18682 [B]=18683) ADMIN=([A]=19680 [B]=19681) S3=([A]=19600 [B]=19601)
 install_missing wrk=wrk curl=curl h2load=nghttp2-client openssl=openssl
 refuse_busy_ports "${PORT[@]}" "${TLS[@]}" "${ADMIN[@]}" "${S3[@]}"
-[[ $(getent ahosts localhost | awk 'NR == 1 { print $1 }') == 127.0.0.1 ]] ||
-    die "localhost must resolve to 127.0.0.1 first (the HTTPS rows use it as the certificate's name)"
+require_localhost
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 TMP=$(mktemp -d /tmp/s3edge-ab.XXXXXX)
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
-    -keyout "$TMP/bench.key" -out "$TMP/bench.pem" 2>/dev/null
+bench_certificate
 for side in A B; do
     bucket=$TMP/$side/sites/buckets/bench
     mkdir -p "$bucket" "$TMP/$side/cache"

@@ -199,6 +199,31 @@ release_binary() {
     echo "$bin"
 }
 
+# require_localhost: dies unless `localhost` resolves to 127.0.0.1 first:
+# the HTTPS rows name it (the certificate's name, sent as SNI).
+require_localhost() {
+    [[ $(getent ahosts localhost | awk 'NR == 1 { print $1 }') == 127.0.0.1 ]] ||
+        die "localhost must resolve to 127.0.0.1 first (the HTTPS rows use it as the certificate's name)"
+}
+
+# bench_certificate: a self-signed P-256 certificate for `localhost`, valid
+# two days, in $TMP/bench.pem with its key in $TMP/bench.key.
+bench_certificate() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+        -keyout "$TMP/bench.key" -out "$TMP/bench.pem" 2>/dev/null
+}
+
+# nginx_tls_conf: the http block's TLS settings, for that certificate.
+nginx_tls_conf() {
+    cat <<EOF
+    ssl_certificate $TMP/bench.pem;
+    ssl_certificate_key $TMP/bench.key;
+    ssl_protocols TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+EOF
+}
+
 wait_port() { # PORT NAME
     local i
     for i in $(seq 150); do

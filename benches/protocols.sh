@@ -59,8 +59,7 @@ source "$HERE/lib.sh"
 
 install_missing nginx=nginx varnishd=varnish wrk=wrk h2load=nghttp2-client curl=curl openssl=openssl
 refuse_busy_ports $P_S3EDGE $P_S3EDGE_TLS $P_ADMIN $P_S3 $P_NGINX $P_NGINX_TLS $P_ORIGIN $P_VARNISH $P_VARNISH_FILE $P_ONE_COPY
-[[ $(getent ahosts localhost | awk 'NR == 1 { print $1 }') == 127.0.0.1 ]] ||
-    die "localhost must resolve to 127.0.0.1 first (the HTTPS rows use it as the certificate's name)"
+require_localhost
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 BIN=$(release_binary)
@@ -74,9 +73,7 @@ head -c 4096 /dev/urandom >"$BUCKET/4k.bin"
 head -c $((100 << 10)) /dev/urandom >"$BUCKET/100k.bin"
 head -c $((1 << 20)) /dev/urandom >"$BUCKET/1m.bin"
 head -c $((64 << 20)) /dev/urandom >"$BUCKET/64m.bin"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
-    -keyout "$TMP/bench.key" -out "$TMP/bench.pem" 2>/dev/null
+bench_certificate
 chmod -R a+rX "$TMP"
 
 # ---------------------------------------------------------------- servers --
@@ -104,10 +101,9 @@ PIDS+=($!)
     cat <<EOF
     http2_max_concurrent_streams 128;
     proxy_cache_path $TMP/nginx/cache levels=1:2 keys_zone=bench:16m max_size=2g inactive=1h use_temp_path=off;
-    ssl_certificate $TMP/bench.pem;
-    ssl_certificate_key $TMP/bench.key;
-    ssl_protocols TLSv1.3;
-    ssl_session_cache shared:SSL:10m;
+EOF
+    nginx_tls_conf
+    cat <<EOF
 
     upstream origin { server 127.0.0.1:$P_ORIGIN; keepalive 32; }
     server { listen 127.0.0.1:$P_ORIGIN; root $BUCKET; }

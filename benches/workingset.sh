@@ -83,16 +83,20 @@ P_S3EDGE_TLS=18783 P_NGINX_TLS=18784
 P_B=18785 P_B_TLS=18786 P_B_ADMIN=19781 P_B_S3=19701
 BIN_B=${S3EDGE_BIN_B:-}
 SERVERS=(s3edge nginx varnish)
-declare -A PORT=([s3edge]=$P_S3EDGE [nginx]=$P_NGINX [varnish]=$P_VARNISH [s3edge-b]=$P_B)
+declare -A PORT=([s3edge]=$P_S3EDGE [nginx]=$P_NGINX [varnish]=$P_VARNISH)
 declare -A ADMIN=([s3edge]=$P_ADMIN [s3edge-b]=$P_B_ADMIN)
 SCHEME=http HOST=127.0.0.1 CURL=(curl -sf)
 if [[ $TLS == 1 ]]; then
     SERVERS=(s3edge nginx)
-    PORT=([s3edge]=$P_S3EDGE_TLS [nginx]=$P_NGINX_TLS [s3edge-b]=$P_B_TLS)
+    PORT=([s3edge]=$P_S3EDGE_TLS [nginx]=$P_NGINX_TLS)
     # The certificate's name, sent as SNI.
     SCHEME=https HOST=localhost
 fi
-[[ -z $BIN_B ]] || SERVERS=(s3edge s3edge-b "${SERVERS[@]:1}")
+if [[ -n $BIN_B ]]; then
+    SERVERS=(s3edge s3edge-b "${SERVERS[@]:1}")
+    PORT[s3edge-b]=$P_B
+    [[ $TLS != 1 ]] || PORT[s3edge-b]=$P_B_TLS
+fi
 
 KEEP_TMP=${BENCH_KEEP_TMP:-}
 # shellcheck source=benches/lib.sh
@@ -103,10 +107,7 @@ command -v python3 >/dev/null || die "python3 is required"
 refuse_busy_ports $P_S3EDGE $P_NGINX $P_VARNISH $P_ORIGIN $P_ADMIN $P_S3 $P_S3EDGE_TLS $P_NGINX_TLS
 [[ -z $BIN_B ]] || refuse_busy_ports $P_B $P_B_TLS $P_B_ADMIN $P_B_S3
 [[ -z $BIN_B || -x $BIN_B ]] || die "S3EDGE_BIN_B=$BIN_B is not an executable"
-if [[ $TLS == 1 ]]; then
-    [[ $(getent ahosts localhost | awk 'NR == 1 { print $1 }') == 127.0.0.1 ]] ||
-        die "localhost must resolve to 127.0.0.1 first (BENCH_TLS=1 uses it as the certificate's name)"
-fi
+[[ $TLS != 1 ]] || require_localhost
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 BIN=$(release_binary)
@@ -141,9 +142,7 @@ print(f"{N} objects, {sum(sizes) / 2**30:.2f} GiB, median {sorted(sizes)[N // 2]
       f"{len(set(picks))} distinct objects requested")
 PY
 log "  $(cat "$TMP/objects.txt")"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
-    -keyout "$TMP/bench.key" -out "$TMP/bench.pem" 2>/dev/null
+bench_certificate
 [[ $TLS == 1 ]] && CURL+=(--cacert "$TMP/bench.pem")
 cat >"$TMP/zipf.lua" <<'LUA'
 -- Replays the request sequence in paths.txt; each wrk thread starts at its
@@ -245,10 +244,9 @@ start_s3edge s3edge "$BIN" $P_S3EDGE $P_S3EDGE_TLS $P_ADMIN $P_S3 "${S3EDGE_ENV_
         root $BUCKET;
         access_log $TMP/origin-access.log origin;
     }
-    ssl_certificate $TMP/bench.pem;
-    ssl_certificate_key $TMP/bench.key;
-    ssl_protocols TLSv1.3;
-    ssl_session_cache shared:SSL:10m;
+EOF
+    nginx_tls_conf
+    cat <<EOF
     server {
         listen 127.0.0.1:$P_NGINX;
         listen 127.0.0.1:$P_NGINX_TLS ssl;
@@ -277,7 +275,7 @@ EOF
         -f "$TMP/varnish.vcl" -s file,"$TMP/varnish/storage.bin",4G -t 3600 >"$TMP/varnish.log" 2>&1 &
     PIDS+=($!)
 fi
-for p in $P_S3EDGE $P_S3EDGE_TLS $P_NGINX $P_NGINX_TLS $P_ORIGIN "${PORT[@]}"; do wait_port "$p" "port $p"; done
+for p in $P_ORIGIN "${PORT[@]}"; do wait_port "$p" "port $p"; done
 
 # ------------------------------------------------------------- helpers ----
 url() { echo "$SCHEME://$HOST:${PORT[$1]}$2"; }

@@ -79,10 +79,11 @@ enum Io {
 /// is for connections. nginx's `open_file_cache` is off by default and has
 /// no default `max`. A working set's hits (`benches/workingset.sh`: 20,000
 /// objects, a 256 MiB memory tier) fall on about 19,000 files; 16,384 open
-/// entries ran it with about 5% less CPU per request, but each holds about
-/// 1.6 KiB (its metadata, key and CRCs), and the run's RSS went from 308 to
-/// 326 MiB, over the 320 MiB that the memory budget allows
-/// (docs/PERFORMANCE.md).
+/// entries ran it with about 6% less CPU per request (1.01x to 1.05x the
+/// requests per second), but each open entry holds 944 bytes (its decoded
+/// metadata, key, CRCs and the key's hash), and the run's RSS went from 303
+/// to 314 MiB of the 320 MiB that the memory budget allows
+/// (docs/PERFORMANCE.md, sessions 16 and 17).
 pub const OPEN_FILES_MAX: usize = 4096;
 
 /// A read that would have waited for the disk; see [`DiskTier::get_cached`].
