@@ -42,6 +42,15 @@
 # terminate TLS, so it sits this one out. Results go to
 # benches/results/workingset-tls.md.
 #
+# BENCH_H2=1 runs it over HTTP/2 (TLS 1.3, ALPN h2), as browsers fetch a
+# site's assets: s3edge against nginx `listen ... ssl http2` in front of the
+# same proxy_cache. The warm-up is the HTTPS one (wrk, HTTP/1.1); the timed
+# rounds are 16 h2load processes of one connection and 10 streams each
+# (h2load walks one URI list from its start on every connection, so each
+# connection gets its own process and its own sixteenth of the sequence,
+# as each wrk thread starts at its own offset). Results go to
+# benches/results/workingset-h2.md.
+#
 # S3EDGE_BIN_B=<binary> adds a second s3edge, "s3edge-b", with its own
 # ports and cache directory, measured in the same rounds right after the
 # first (A B, then the peers): the table gains its column and B/A, the
@@ -54,13 +63,14 @@
 # sequence, default 400000), BENCH_OUT (default benches/results/workingset.md), BENCH_KEEP_TMP=1,
 # BENCH_PIN=1 (servers on every CPU but the last, wrk on the last: benches/lib.sh),
 # BENCH_CLOSE=1 (each round waits for the two cores to be close, and is made
-# again when they were apart just after it: benches/lib.sh), BENCH_TLS=1.
+# again when they were apart just after it: benches/lib.sh), BENCH_TLS=1,
+# BENCH_H2=1.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 INVOCATION="bash benches/workingset.sh"
-for v in BENCH_ROUNDS BENCH_SECONDS BENCH_WARMUP BENCH_REQUESTS BENCH_PIN BENCH_CLOSE BENCH_TLS \
+for v in BENCH_ROUNDS BENCH_SECONDS BENCH_WARMUP BENCH_REQUESTS BENCH_PIN BENCH_CLOSE BENCH_TLS BENCH_H2 \
     S3EDGE_ENV_A S3EDGE_ENV_B; do
     [[ -z ${!v:-} ]] || INVOCATION="$v=$(printf '%q' "${!v}") $INVOCATION"
 done
@@ -71,7 +81,17 @@ ROUNDS=${BENCH_ROUNDS:-3}
 REQUESTS=${BENCH_REQUESTS:-400000}
 WARMUP=${BENCH_WARMUP:-$REQUESTS}
 TLS=${BENCH_TLS:-}
-OUT=${BENCH_OUT:-$HERE/results/workingset${TLS:+-tls}.md}
+H2=${BENCH_H2:-}
+[[ $H2 != 1 ]] || TLS=1
+# h2load: processes (one connection each) and streams per connection.
+H2_CONNS=16 H2_STREAMS=10
+SUFFIX=${TLS:+-tls} NGINX_HTTP2="" CLIENT_DESC="\`wrk -t2 -c64\`" CONNS_DESC="64 conns"
+if [[ $H2 == 1 ]]; then
+    SUFFIX=-h2 NGINX_HTTP2=" http2"
+    CLIENT_DESC="$H2_CONNS \`h2load -c1 -m$H2_STREAMS\` at once (the warm-up: \`wrk -t2 -c64\`, HTTP/1.1)"
+    CONNS_DESC="HTTP/2, $H2_CONNS conns x $H2_STREAMS streams"
+fi
+OUT=${BENCH_OUT:-$HERE/results/workingset$SUFFIX.md}
 MEMORY_MIB=256
 export PATH="$PATH:/usr/sbin:/sbin"
 export S3EDGE_EMBEDDED_ACCESS_KEY=${S3EDGE_EMBEDDED_ACCESS_KEY:-s3edge-dev}
@@ -103,6 +123,7 @@ KEEP_TMP=${BENCH_KEEP_TMP:-}
 source "$HERE/lib.sh"
 
 install_missing nginx=nginx varnishd=varnish wrk=wrk curl=curl openssl=openssl
+[[ $H2 != 1 ]] || install_missing h2load=nghttp2-client
 command -v python3 >/dev/null || die "python3 is required"
 refuse_busy_ports $P_S3EDGE $P_NGINX $P_VARNISH $P_ORIGIN $P_ADMIN $P_S3 $P_S3EDGE_TLS $P_NGINX_TLS
 [[ -z $BIN_B ]] || refuse_busy_ports $P_B $P_B_TLS $P_B_ADMIN $P_B_S3
@@ -249,7 +270,7 @@ EOF
     cat <<EOF
     server {
         listen 127.0.0.1:$P_NGINX;
-        listen 127.0.0.1:$P_NGINX_TLS ssl;
+        listen 127.0.0.1:$P_NGINX_TLS ssl$NGINX_HTTP2;
         location / {
             proxy_pass http://origin;
             proxy_http_version 1.1;
@@ -317,18 +338,48 @@ warm_up() { # SERVER: the first $WARMUP requests of the sequence
     WARM_ORIGIN[$s]=$((after - before))
     log "  $s: $(grep -E 'requests in|Non-2xx|Socket errors' "$TMP/warmup-$s.txt" | tr -s ' ' | paste -sd';'); hit ratio ${WARM_HIT[$s]} ($((after - before)) origin requests)"
 }
-wrk_run() { # SERVER SECONDS: a timed replay of the sequence, recorded
+# HTTP/2: each h2load process gets its own sixteenth of the sequence, as
+# whole URLs (h2load takes the scheme, host and port from the first).
+h2_lists() { # SERVER
+    awk -v n="$(wc -l <"$TMP/paths.txt")" -v c=$H2_CONNS -v base="$(url "$1" "")" -v out="$TMP/h2-$1-" \
+        '{ print base $0 > (out int((NR - 1) * c / n) ".txt") }' "$TMP/paths.txt"
+}
+h2_replay() { # SERVER SECONDS: the h2load processes at once; sets RUN_RPS, RUN_REQUESTS
+    local s=$1 secs=$2 k pids=() out
+    for ((k = 0; k < H2_CONNS; k++)); do
+        timeout $((secs + 60)) "${CLIENT[@]}" h2load -D "$secs" -c 1 -m $H2_STREAMS -t 1 \
+            -i "$TMP/h2-$s-$k.txt" >"$TMP/h2-out-$k.txt" 2>&1 &
+        pids+=($!)
+    done
+    for k in "${!pids[@]}"; do
+        wait "${pids[$k]}" || die "h2load $k against $s failed: $(cat "$TMP/h2-out-$k.txt")"
+    done
+    for ((k = 0; k < H2_CONNS; k++)); do
+        out=$(cat "$TMP/h2-out-$k.txt")
+        grep -q ' 0 failed, 0 errored, 0 timeout' <<<"$out" &&
+            grep -qE 'status codes: [0-9]+ 2xx, 0 3xx, 0 4xx, 0 5xx' <<<"$out" ||
+            die "h2load $k against $s: errors: $out"
+    done
+    read -r RUN_RPS RUN_REQUESTS < <(awk '/^finished in/ { gsub(",", "", $4); r += $4 }
+        /^requests:/ { n += $8 } END { printf "%.2f %d\n", r, n }' "$TMP"/h2-out-*.txt)
+}
+timed_run() { # SERVER SECONDS: a timed replay of the sequence, recorded
     local s=$1 secs=$2 before after out rps requests ratio
     while :; do
         await_close_cores
         before=$(origin_requests "$s")
-        out=$(timeout $((secs + 60)) "${CLIENT[@]}" wrk -t2 -c64 -d"${secs}s" --timeout 30s -s "$TMP/zipf.lua" \
-            "$(url "$s" /)" -- "$TMP/paths.txt" 2>&1) || die "wrk against $s failed: $out"
-        if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then die "wrk against $s: errors: $out"; fi
+        if [[ $H2 == 1 ]]; then
+            h2_replay "$s" "$secs"
+            rps=$RUN_RPS requests=$RUN_REQUESTS
+        else
+            out=$(timeout $((secs + 60)) "${CLIENT[@]}" wrk -t2 -c64 -d"${secs}s" --timeout 30s -s "$TMP/zipf.lua" \
+                "$(url "$s" /)" -- "$TMP/paths.txt" 2>&1) || die "wrk against $s failed: $out"
+            if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then die "wrk against $s: errors: $out"; fi
+            rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+            requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+        fi
         sleep 1
         after=$(origin_requests "$s")
-        rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
-        requests=$(awk '/requests in/ { print $1 }' <<<"$out")
         ratio=$(python3 -c "print(f'{1 - ($after - $before) / $requests:.4f}')")
         log "  $s: $rps req/s, hit ratio $ratio ($((after - before)) origin requests of $requests)"
         after_measurement "$s round $r" && break
@@ -339,10 +390,17 @@ wrk_run() { # SERVER SECONDS: a timed replay of the sequence, recorded
 }
 log "warm-up: the first $WARMUP requests of the sequence per cache"
 for s in "${SERVERS[@]}"; do warm_up "$s"; done
+if [[ $H2 == 1 ]]; then
+    for s in "${SERVERS[@]}"; do h2_lists "$s"; done
+    for s in "${SERVERS[@]}"; do
+        proto=$("${CURL[@]}" --http2 -o /dev/null -w '%{http_version}' "$(url "$s" /ws/00000.bin)")
+        [[ $proto == 2 ]] || die "$s answered HTTP/$proto, not HTTP/2"
+    done
+fi
 log "rounds: $ROUNDS x ${SECS}s, A B C"
 core_distance start
 for ((r = 1; r <= ROUNDS; r++)); do
-    for s in "${SERVERS[@]}"; do wrk_run "$s" "$SECS"; done
+    for s in "${SERVERS[@]}"; do timed_run "$s" "$SECS"; done
 done
 sleep 2
 declare -A RSS_KB=() HWM_KB=() CACHE_METRICS=()
@@ -362,7 +420,7 @@ export B_LOAD="$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the
 export B_GIT=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 export B_NGINX=$(nginx -v 2>&1 | sed 's/.*version: //') B_VARNISH=$(varnishd -V 2>&1 | head -1 | sed 's/varnishd (\(varnish-[^ ]*\).*/\1/')
 export B_CMD=$INVOCATION B_SECS=$SECS B_ROUNDS=$ROUNDS B_WARMUP=$WARMUP B_OBJECTS=$(cat "$TMP/objects.txt")
-export B_TLS=$TLS B_RSS=${RSS_KB[s3edge]} B_HWM=${HWM_KB[s3edge]} B_MEMORY=$MEMORY_MIB B_CACHE=${CACHE_METRICS[s3edge]}
+export B_TLS=$TLS B_H2=$H2 B_CLIENT=$CLIENT_DESC B_CONNS=$CONNS_DESC B_RSS=${RSS_KB[s3edge]} B_HWM=${HWM_KB[s3edge]} B_MEMORY=$MEMORY_MIB B_CACHE=${CACHE_METRICS[s3edge]}
 export B_RSS_B=${RSS_KB[s3edge-b]:-} B_HWM_B=${HWM_KB[s3edge-b]:-} B_CACHE_B=${CACHE_METRICS[s3edge-b]:-}
 export B_BIN_A=$BIN B_BIN_B=$BIN_B B_ENV_A=${S3EDGE_ENV_A:-} B_ENV_B=${S3EDGE_ENV_B:-} B_CORES=$(cores_summary)
 mkdir -p "$(dirname "$OUT")"
@@ -380,13 +438,17 @@ for line in open(sys.argv[1]):
 s = "s3edge"
 peers = [p for p in ("nginx", "varnish") if p in rps]
 label = {"nginx": "nginx", "varnish": "varnish (file 4G)"}
-tls = env("B_TLS") == "1"
-print(f"# Working set larger than memory{', over HTTPS' if tls else ''}\n\nRun {env('B_DATE')} on {env('B_NPROC')} x {env('B_CPU')}, "
+tls, h2 = env("B_TLS") == "1", env("B_H2") == "1"
+print(f"# Working set larger than memory{', over HTTP/2' if h2 else ', over HTTPS' if tls else ''}\n\nRun {env('B_DATE')} on {env('B_NPROC')} x {env('B_CPU')}, "
       f"TCP congestion control {env('B_TCP')}, pinned: {env('B_PIN')}, load {env('B_LOAD')}; commit {env('B_GIT')}; {', '.join(env('B_' + p.upper()) for p in peers)}. "
       f"Command: `{env('B_CMD')}`. {env('B_OBJECTS')}; warm-up: the first {env('B_WARMUP')} requests "
       f"of the sequence per cache, then "
-      f"{env('B_ROUNDS')} rounds A B C of {env('B_SECS')} s, `wrk -t2 -c64`, medians. {env('B_CORES')}.\n")
-if tls:
+      f"{env('B_ROUNDS')} rounds A B C of {env('B_SECS')} s, {env('B_CLIENT')}, medians. {env('B_CORES')}.\n")
+if h2:
+    print("Over HTTP/2: TLS 1.3 with ALPN h2, one self-signed P-256 certificate for `localhost`; "
+          "each h2load process replays its own sixteenth of the sequence. Varnish does not "
+          "terminate TLS and is not in this run.\n")
+elif tls:
     print("Over HTTPS: TLS 1.3, HTTP/1.1, keep-alive, one self-signed P-256 certificate for "
           "`localhost`; Varnish does not terminate TLS and is not in this run.\n")
 cols = lambda f: " | ".join(f(p) for p in peers)
@@ -394,7 +456,7 @@ dash = " | ".join("-" for _ in peers)
 print(f"| scenario | s3edge | {cols(lambda p: label[p])} | {cols(lambda p: 's3edge/' + p)} | target | met? |")
 print("|" + " --- |" * (4 + 2 * len(peers)))
 ratios = [rps[s] / rps[p] for p in peers]
-print(f"| Zipf(1.0) over 20,000 objects, 64 conns (req/s) | {rps[s]:,.0f} | {cols(lambda p: f'{rps[p]:,.0f}')} | "
+print(f"| Zipf(1.0) over 20,000 objects, {env('B_CONNS')} (req/s) | {rps[s]:,.0f} | {cols(lambda p: f'{rps[p]:,.0f}')} | "
       f"{' | '.join(f'{r:.2f}x' for r in ratios)} | >= 1.2x {' and '.join(p.replace('varnish', 'Varnish') for p in peers)} | "
       f"{'**yes**' if min(ratios) >= 1.2 else '**NO**'} |")
 warmup = int(env("B_WARMUP"))
