@@ -109,7 +109,7 @@ h2_run() { # ROW SIDE URL: requests/s from h2load, 16 connections x 10 streams
     while :; do
         await_close_cores
         out=$(timeout $((SECS + 60)) "${CLIENT[@]}" h2load -D "$SECS" -c 16 -m 10 -t 2 "$url" 2>&1) || die "h2load $row $side: $out"
-        grep -q ' 0 failed, 0 errored' <<<"$out" || die "h2load $row $side: failures: $out"
+        h2load_checked "$row $side" "$out"
         value=$(awk '/^finished in/ { print $4 }' <<<"$out")
         kept "$row" "$side" "$value" && break
     done

@@ -224,6 +224,15 @@ nginx_tls_conf() {
 EOF
 }
 
+# h2load_checked WHAT OUTPUT: dies unless h2load's OUTPUT reports no failed,
+# errored or timed-out request and only 2xx statuses (a 404 or 5xx counts as
+# "succeeded" in h2load's own tally).
+h2load_checked() {
+    grep -q ' 0 failed, 0 errored, 0 timeout' <<<"$2" &&
+        grep -qE 'status codes: [0-9]+ 2xx, 0 3xx, 0 4xx, 0 5xx' <<<"$2" ||
+        die "h2load $1: failures: $2"
+}
+
 wait_port() { # PORT NAME
     local i
     for i in $(seq 150); do

@@ -190,7 +190,7 @@ h2_run() { # KEY URL: requests/s from h2load, 16 connections x 10 streams
     while :; do
         await_close_cores
         out=$(timeout $((SECS + 60)) "${CLIENT[@]}" h2load -D "$SECS" -c 16 -m 10 -t 2 "$2" 2>&1) || die "h2load $1: $out"
-        grep -q ' 0 failed, 0 errored' <<<"$out" || die "h2load $1: failures: $out"
+        h2load_checked "$1" "$out"
         value=$(awk '/^finished in/ { gsub(",", "", $4); print $4 }' <<<"$out")
         after_measurement "$1 round $r" && break
         log "  ($1: $value not kept)"

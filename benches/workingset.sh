@@ -345,7 +345,7 @@ h2_lists() { # SERVER
         '{ print base $0 > (out int((NR - 1) * c / n) ".txt") }' "$TMP/paths.txt"
 }
 h2_replay() { # SERVER SECONDS: the h2load processes at once; sets RUN_RPS, RUN_REQUESTS
-    local s=$1 secs=$2 k pids=() out
+    local s=$1 secs=$2 k pids=()
     for ((k = 0; k < H2_CONNS; k++)); do
         timeout $((secs + 60)) "${CLIENT[@]}" h2load -D "$secs" -c 1 -m $H2_STREAMS -t 1 \
             -i "$TMP/h2-$s-$k.txt" >"$TMP/h2-out-$k.txt" 2>&1 &
@@ -355,10 +355,7 @@ h2_replay() { # SERVER SECONDS: the h2load processes at once; sets RUN_RPS, RUN_
         wait "${pids[$k]}" || die "h2load $k against $s failed: $(cat "$TMP/h2-out-$k.txt")"
     done
     for ((k = 0; k < H2_CONNS; k++)); do
-        out=$(cat "$TMP/h2-out-$k.txt")
-        grep -q ' 0 failed, 0 errored, 0 timeout' <<<"$out" &&
-            grep -qE 'status codes: [0-9]+ 2xx, 0 3xx, 0 4xx, 0 5xx' <<<"$out" ||
-            die "h2load $k against $s: errors: $out"
+        h2load_checked "$k against $s" "$(cat "$TMP/h2-out-$k.txt")"
     done
     read -r RUN_RPS RUN_REQUESTS < <(awk '/^finished in/ { gsub(",", "", $4); r += $4 }
         /^requests:/ { n += $8 } END { printf "%.2f %d\n", r, n }' "$TMP"/h2-out-*.txt)
