@@ -182,6 +182,65 @@ async fn control_characters_in_metadata_never_reach_a_header() {
     }
 }
 
+/// A bucket may report any date. An object whose file is dated 1960 (before
+/// anything an HTTP-date in this process can name) is served, answers its
+/// ETag with 304, and is stored; the disk tier stays on for what comes after.
+#[tokio::test]
+async fn an_object_dated_before_1970_is_served_stored_and_harms_nothing_else() {
+    let edge = edge().await;
+    edge.put(
+        "hostile-bucket",
+        "public/old.txt",
+        "from 1960",
+        Some("text/plain"),
+    )
+    .await;
+    let file = edge
+        .dir
+        .path()
+        .join("buckets/hostile-bucket/public/old.txt");
+    let sixties = std::time::UNIX_EPOCH - Duration::from_secs(10 * 365 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(sixties)
+        .unwrap();
+    let mut etag = String::new();
+    for round in ["miss", "hit"] {
+        let response = edge.get("h.test", "/old.txt").await;
+        assert_eq!(response.status(), 200, "{round}");
+        assert!(
+            response.headers().get("last-modified").is_none(),
+            "{round}: a date before 1970 is not passed on: {:?}",
+            response.headers().get("last-modified")
+        );
+        etag = response.headers()["etag"].to_str().unwrap().to_string();
+        assert_eq!(response.text().await.unwrap(), "from 1960", "{round}");
+    }
+    let response = edge
+        .request(
+            Method::GET,
+            "h.test",
+            "/old.txt",
+            &[("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(response.status(), 304);
+    let response = edge
+        .request(
+            Method::GET,
+            "h.test",
+            "/old.txt",
+            &[("if-modified-since", "Thu, 01 Jan 1970 00:00:00 GMT")],
+        )
+        .await;
+    assert_eq!(response.status(), 200, "no Last-Modified to compare with");
+    edge.wait_disk_entries(1).await;
+    assert_eq!(edge.get("h.test", "/ok.txt").await.status(), 200);
+    edge.wait_disk_entries(2).await;
+}
+
 #[tokio::test]
 async fn five_hundred_slowloris_connections_do_not_stop_others_being_served() {
     let edge = edge().await;

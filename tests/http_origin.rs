@@ -268,6 +268,44 @@ async fn a_304_refreshes_the_stored_response_and_updates_its_fields() {
     assert_eq!(status, 304);
 }
 
+/// `Last-Modified: Fri, 31 Dec 9999 23:59:60 GMT` is an HTTP-date by the
+/// grammar (a leap second) that names the first second of the year 10000:
+/// no date this process can write. It is ignored (so no `If-Modified-Since`
+/// is made of it), the answer is stored and revalidated like any other, and
+/// the disk tier stays on for the answers after it.
+#[tokio::test]
+async fn a_last_modified_past_the_year_9999_is_ignored_and_harms_nothing_else() {
+    let origin = ScriptedOrigin::start(|r: &Recorded| {
+        Reply::ok(
+            &format!("body of {}", r.target),
+            &[
+                ("cache-control", "max-age=0"),
+                ("last-modified", "Fri, 31 Dec 9999 23:59:60 GMT"),
+            ],
+        )
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    for round in ["miss", "stale: revalidated"] {
+        let (status, _, body) = get(&edge, "/far", &[]).await;
+        assert_eq!((status, body.as_str()), (200, "body of /far"), "{round}");
+    }
+    let requests = origin.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].header("if-modified-since"), None);
+    let (status, _, _) = get(
+        &edge,
+        "/far",
+        &[("if-modified-since", "Fri, 31 Dec 9999 23:59:59 GMT")],
+    )
+    .await;
+    assert_eq!(status, 200, "no Last-Modified to compare with");
+    edge.wait_disk_entries(1).await;
+    let (status, _, _) = get(&edge, "/next", &[]).await;
+    assert_eq!(status, 200);
+    edge.wait_disk_entries(2).await;
+}
+
 #[tokio::test]
 async fn the_request_s_no_cache_revalidates_and_only_if_cached_gives_504() {
     let origin = ScriptedOrigin::start(echo("max-age=60")).await;

@@ -444,8 +444,8 @@ impl Acme {
             hosts = site.hosts.join(","),
             challenge = kind.as_str(),
             serial = certificate.serial,
-            expires = %httpdate::fmt_http_date(certificate.not_after),
-            renews = %httpdate::fmt_http_date(certificate.renewal_time()),
+            expires = %crate::http::date::format(certificate.not_after),
+            renews = %crate::http::date::format(certificate.renewal_time()),
             "ACME: certificate obtained and in service"
         );
         self.install(&site.name, certificate);
@@ -509,7 +509,7 @@ impl Acme {
             tracing::info!(
                 site = site.name,
                 serial = certificate.serial,
-                expires = %httpdate::fmt_http_date(certificate.not_after),
+                expires = %crate::http::date::format(certificate.not_after),
                 "ACME: stored certificate in service"
             );
             self.install(&site.name, certificate);

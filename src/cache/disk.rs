@@ -457,10 +457,16 @@ impl DiskTier {
     }
 
     /// Turns the tier off after a write error, unless the error says nothing
-    /// about the disk ([`is_transient`]): then only that write is given up.
+    /// about the disk ([`is_transient`]), or is not the system's at all but
+    /// about the entry (a header that cannot be written): then only that
+    /// write is given up.
     fn disable(&self, error: &io::Error) {
         if is_transient(error) {
             warn_transient("a write could not be made", error);
+            return;
+        }
+        if error.raw_os_error().is_none() {
+            tracing::warn!(dir = %self.root.display(), "disk cache: an entry could not be written, going on: {error}");
             return;
         }
         if !self.disabled.swap(true, Ordering::Relaxed) {
@@ -1468,6 +1474,28 @@ mod tests {
 
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    /// A header that cannot be written (serde has no form for a time
+    /// before 1970) is that entry's problem, not the disk's: the write is
+    /// given up, nothing is left behind, and the tier stays on.
+    #[test]
+    fn an_entry_whose_header_cannot_be_written_is_skipped_and_the_tier_stays_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), 1 << 20);
+        let mut odd = entry("odd.html", b"");
+        odd.meta.last_modified = SystemTime::UNIX_EPOCH.checked_sub(Duration::from_secs(86_400));
+        let mut writer = tier.writer(&key("odd.html")).unwrap();
+        writer.append(b"body").unwrap();
+        assert!(writer.finish(&odd, &ticket()).is_err());
+        assert!(tier.is_enabled());
+        assert!(tier.get(&key("odd.html"), u64::MAX).is_none());
+        assert!(fs::read_dir(dir.path().join(LAYOUT_DIR).join("tmp"))
+            .unwrap()
+            .next()
+            .is_none());
+        write_streamed(&tier, "next.html", b"next");
+        assert_eq!(tier.usage().1, 1);
     }
 
     #[test]

@@ -98,7 +98,7 @@ impl PeerClient {
         if let Some(since) = request.if_modified_since {
             builder = builder.header(
                 http::header::IF_MODIFIED_SINCE,
-                httpdate::fmt_http_date(since),
+                crate::http::date::format(since),
             );
         }
         let http_request = builder

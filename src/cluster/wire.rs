@@ -131,7 +131,7 @@ pub fn meta_headers(meta: &ObjectMeta) -> Vec<(&'static str, String)> {
         }
     }
     if let Some(modified) = meta.last_modified {
-        fields.push(("last-modified", httpdate::fmt_http_date(modified)));
+        fields.push(("last-modified", crate::http::date::format(modified)));
     }
     fields
 }

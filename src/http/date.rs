@@ -1,9 +1,20 @@
 //! HTTP-dates as a cache reads them from an origin (RFC 9110 5.6.7): the
 //! three formats, and what real servers send beside them (any letter case,
 //! a weekday that does not match the date), in the formats' strict layout.
-//! A date that does not parse is `None`.
+//! A date that does not parse is `None`. Also the other way: [`format`], for
+//! any time at all.
+//!
+//! `httpdate` writes only the years 1970 to 9999 and panics outside them,
+//! while a bucket may report a file dated 1960 and the HTTP-date grammar
+//! lets `Fri, 31 Dec 9999 23:59:60 GMT` name the year 10000. So every date
+//! read from an origin or a peer passes [`representable`], and every date
+//! written goes through [`format`].
 
 use std::time::{Duration, SystemTime};
+
+/// The last second an HTTP-date names within the four-digit years,
+/// 9999-12-31 23:59:59 UTC, in seconds since the epoch.
+const LAST_SECOND: u64 = 253_402_300_799;
 
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -61,7 +72,30 @@ pub fn parse_lenient(text: &str) -> Option<SystemTime> {
     }
     let days = days_from_civil(i64::try_from(year).ok()?, month, day)?;
     let seconds = u64::try_from(days).ok()? * 86_400 + h * 3600 + m * 60 + s;
-    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
+    SystemTime::UNIX_EPOCH
+        .checked_add(Duration::from_secs(seconds))
+        .and_then(representable)
+}
+
+/// `time` when an HTTP-date can name it and [`format`] write it back
+/// unchanged: from 1970-01-01 00:00:00 to 9999-12-31 23:59:59 UTC (a
+/// fraction of a second is kept). `None` otherwise: a date an origin or a
+/// peer gives outside that span is treated as no date.
+pub fn representable(time: SystemTime) -> Option<SystemTime> {
+    let since = time.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+    (since.as_secs() <= LAST_SECOND).then_some(time)
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) of `time`, brought into
+/// the span [`representable`] allows first, so it never panics.
+pub fn format(time: SystemTime) -> String {
+    httpdate::fmt_http_date(clamp(time))
+}
+
+/// `time` within the span [`representable`] allows.
+pub fn clamp(time: SystemTime) -> SystemTime {
+    let last = SystemTime::UNIX_EPOCH + Duration::from_secs(LAST_SECOND);
+    time.clamp(SystemTime::UNIX_EPOCH, last)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
@@ -117,6 +151,28 @@ mod tests {
         assert_eq!(
             at("Thu Aug  8 02:01:18 2050"),
             at("Mon, 08 Aug 2050 02:01:18 GMT")
+        );
+    }
+
+    #[test]
+    fn dates_outside_the_four_digit_years_are_no_dates_and_any_time_formats() {
+        assert_eq!(at("Fri, 31 Dec 9999 23:59:59 GMT"), Some(LAST_SECOND));
+        assert_eq!(at("Fri, 31 Dec 9999 23:59:60 GMT"), None, "the year 10000");
+        assert_eq!(at("Thu, 31 Dec 1969 23:59:59 GMT"), None);
+        assert_eq!(at("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        let epoch = SystemTime::UNIX_EPOCH;
+        let last = epoch + Duration::from_secs(LAST_SECOND);
+        let sixties = epoch - Duration::from_secs(315_360_000);
+        let after = last + Duration::from_millis(1500);
+        assert_eq!(representable(sixties), None);
+        assert_eq!(representable(after), None);
+        assert_eq!(representable(last), Some(last));
+        assert_eq!(format(sixties), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(format(after), "Fri, 31 Dec 9999 23:59:59 GMT");
+        assert_eq!(format(last), "Fri, 31 Dec 9999 23:59:59 GMT");
+        assert_eq!(
+            format(epoch + Duration::from_secs(784_111_777)),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
         );
     }
 

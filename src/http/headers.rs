@@ -77,7 +77,11 @@ fn http_date(time: std::time::SystemTime) -> HeaderValue {
     use std::io::Write as _;
     let mut text = [0u8; 29];
     let mut cursor = &mut text[..];
-    let _ = write!(cursor, "{}", httpdate::HttpDate::from(time));
+    let _ = write!(
+        cursor,
+        "{}",
+        httpdate::HttpDate::from(crate::http::date::clamp(time))
+    );
     let written = 29 - cursor.len();
     HeaderValue::from_bytes(&text[..written])
         .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))

@@ -220,7 +220,7 @@ impl HttpOrigin {
             headers.push(("if-none-match".into(), etag.clone()));
         }
         if let Some(since) = request.if_modified_since {
-            headers.push(("if-modified-since".into(), httpdate::fmt_http_date(since)));
+            headers.push(("if-modified-since".into(), crate::http::date::format(since)));
         }
         if let Some(range) = &request.range {
             headers.push(("range".into(), range.clone()));

@@ -19,6 +19,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use super::{BodyStream, Fetched, ObjectMeta, ObjectRequest, Origin, OriginError};
 use crate::config::raw::{RawCondition, RawRedirect, RawRedirectAll, RawRoutingRule, RawWebsite};
 use crate::config::{CorsConfig, CredentialsSource, Endpoint, OriginConfig, FALLBACK_REGION};
+use crate::http::date::representable;
 
 /// Attempts per origin request: one retry for throttling and dropped connections,
 /// all within the site's `timeout`.
@@ -204,7 +205,8 @@ impl Origin for S3Origin {
             etag: output.e_tag().map(str::to_string),
             last_modified: output
                 .last_modified()
-                .and_then(|t| SystemTime::try_from(*t).ok()),
+                .and_then(|t| SystemTime::try_from(*t).ok())
+                .and_then(representable),
             website_redirect_location: output.website_redirect_location().map(str::to_string),
             request_id: output.request_id().map(str::to_string),
             ..ObjectMeta::default()
@@ -240,7 +242,8 @@ impl Origin for S3Origin {
             etag: output.e_tag().map(str::to_string),
             last_modified: output
                 .last_modified()
-                .and_then(|t| SystemTime::try_from(*t).ok()),
+                .and_then(|t| SystemTime::try_from(*t).ok())
+                .and_then(representable),
             website_redirect_location: output.website_redirect_location().map(str::to_string),
             request_id: output.request_id().map(str::to_string),
             ..ObjectMeta::default()

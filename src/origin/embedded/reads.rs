@@ -82,7 +82,11 @@ fn enforce(
             if let Some(Ok(v)) = head.e_tag.as_ref().map(ETag::to_http_header) {
                 headers.insert(ETAG, v);
             }
-            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(last_modified)) {
+            // A file dated outside the years an HTTP-date names gets none.
+            let stated = crate::http::date::representable(last_modified);
+            if let Some(Ok(v)) =
+                stated.map(|t| HeaderValue::from_str(&crate::http::date::format(t)))
+            {
                 headers.insert(LAST_MODIFIED, v);
             }
             if let Some(Ok(v)) = head.cache_control.as_deref().map(HeaderValue::from_str) {
