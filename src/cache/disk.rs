@@ -1126,7 +1126,7 @@ impl DiskBody {
         let end = end.min(self.len);
         actix_http::h1::SendFile {
             file: self.file.clone(),
-            offset: BODY_OFFSET + start,
+            offset: BODY_OFFSET.saturating_add(start),
             len: end.saturating_sub(start),
             sent: Arc::default(),
         }
@@ -1249,10 +1249,10 @@ fn still(entry: &Entry, stamp: Stamp) -> bool {
 /// A header read from `bytes`, found at `header_at`: its body must end there.
 fn decode_header(bytes: &[u8], header_at: u64) -> io::Result<Header> {
     let header: Header = serde_json::from_slice(bytes).map_err(io::Error::other)?;
-    if BODY_OFFSET + header.body_len != header_at {
+    if BODY_OFFSET.checked_add(header.body_len) != Some(header_at) {
         return Err(io::Error::other(format!(
             "body is {} bytes, header says {}",
-            header_at - BODY_OFFSET,
+            header_at.saturating_sub(BODY_OFFSET),
             header.body_len
         )));
     }
@@ -1294,7 +1294,8 @@ fn read_trailer_at(file: &File, size: u64, io: Io) -> io::Result<Header> {
 
 /// A body of `len` bytes has one CRC per block of `block_size` bytes.
 fn check_shape(block_size: u64, crcs: &[u32], len: u64) -> io::Result<()> {
-    if block_size == 0 || crcs.len() as u64 != len.div_ceil(block_size) {
+    // A block is read into memory whole: never larger than the tier writes.
+    if block_size == 0 || block_size > BLOCK || crcs.len() as u64 != len.div_ceil(block_size) {
         return Err(io::Error::other("header's checksums do not cover the body"));
     }
     Ok(())
@@ -1496,6 +1497,15 @@ mod tests {
             .is_none());
         write_streamed(&tier, "next.html", b"next");
         assert_eq!(tier.usage().1, 1);
+    }
+
+    /// A header read from a file must describe blocks the tier could have
+    /// written: a block larger than BLOCK would be read into memory whole.
+    #[test]
+    fn a_header_s_block_size_is_at_most_the_tier_s() {
+        assert!(check_shape(BLOCK, &[0, 0], BLOCK + 1).is_ok());
+        assert!(check_shape(BLOCK * 2, &[0], BLOCK + 1).is_err());
+        assert!(check_shape(0, &[], 0).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::config::CacheConfig;
-use crate::origin::ObjectMeta;
+use crate::origin::{ObjectMeta, MAX_FIELDS};
 
 /// How long an entry may be used, and how stale it may be served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -400,6 +400,9 @@ pub fn merge_not_modified(stored: &ObjectMeta, not_modified: &ObjectMeta) -> Obj
                 .retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         }
         merged.headers.extend(not_modified.headers.iter().cloned());
+        // Each 304 may bring names of its own: the newest MAX_FIELDS stay.
+        let excess = merged.headers.len().saturating_sub(MAX_FIELDS);
+        merged.headers.drain(..excess);
         merged.age = not_modified.age;
     }
     merged
@@ -442,14 +445,16 @@ pub enum State {
 }
 
 impl Freshness {
+    /// Sums saturate: a header read back from a cache file may hold any
+    /// lifetime, and what the network sends is capped long before.
     pub fn state(&self, age: Duration) -> State {
         if age < self.ttl {
             State::Fresh
-        } else if age < self.ttl + self.stale_while_revalidate {
+        } else if age < self.ttl.saturating_add(self.stale_while_revalidate) {
             State::StaleWhileRevalidate
         } else {
             State::Stale {
-                within_stale_if_error: age < self.ttl + self.stale_if_error,
+                within_stale_if_error: age < self.ttl.saturating_add(self.stale_if_error),
             }
         }
     }
@@ -458,6 +463,50 @@ impl Freshness {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 304s that each bring new field names leave the stored answer with at
+    /// most MAX_FIELDS of them, the newest.
+    #[test]
+    fn revalidations_never_grow_the_stored_fields_past_the_bound() {
+        let mut stored = ObjectMeta {
+            headers: vec![("x-first".into(), "1".into())],
+            from_http_origin: true,
+            ..ObjectMeta::default()
+        };
+        for round in 0..300 {
+            let not_modified = ObjectMeta {
+                status: Some(304),
+                headers: (0..97)
+                    .map(|i| (format!("x-{round}-{i}"), "v".into()))
+                    .collect(),
+                ..ObjectMeta::default()
+            };
+            stored = merge_not_modified(&stored, &not_modified);
+            assert!(stored.headers.len() <= MAX_FIELDS, "round {round}");
+        }
+        assert_eq!(stored.headers.len(), MAX_FIELDS);
+        assert_eq!(stored.headers.last().unwrap().0, "x-299-96");
+        assert!(!stored.headers.iter().any(|(n, _)| n == "x-first"));
+    }
+
+    /// A lifetime read back from a cache file may be anything: the sums
+    /// saturate instead of panicking.
+    #[test]
+    fn any_lifetime_gives_a_state() {
+        let f = Freshness {
+            ttl: Duration::from_secs(1),
+            stale_while_revalidate: Duration::MAX,
+            stale_if_error: Duration::MAX,
+        };
+        assert_eq!(f.state(Duration::ZERO), State::Fresh);
+        assert_eq!(f.state(Duration::from_secs(2)), State::StaleWhileRevalidate);
+        assert_eq!(
+            f.state(Duration::MAX),
+            State::Stale {
+                within_stale_if_error: false
+            }
+        );
+    }
 
     fn meta(cache_control: Option<&str>, expires: Option<&str>) -> ObjectMeta {
         ObjectMeta {

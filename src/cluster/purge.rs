@@ -91,7 +91,7 @@ pub async fn fan_out(
             .await;
             for (&i, result) in asked.iter().zip(results) {
                 match result {
-                    Ok(purged) => reached.purged += purged,
+                    Ok(purged) => reached.purged = reached.purged.saturating_add(purged),
                     Err(reason) => {
                         tracing::warn!(
                             node = targets[i].0.as_str(),

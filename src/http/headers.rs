@@ -56,7 +56,7 @@ pub fn representation_headers_with(
         if let Some(date) = meta.date.as_deref() {
             set_checked(&mut headers, header::DATE, date);
         }
-        for (name, value) in &meta.headers {
+        for (name, value) in meta.headers.iter().take(crate::origin::MAX_FIELDS) {
             if let (Ok(name), Ok(value)) = (
                 header::HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_str(value),
@@ -125,6 +125,23 @@ pub fn apply_site_headers(headers: &mut HeaderMap, rules: &[HeaderRule]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// However many fields a stored answer holds (a cache file may hold any
+    /// number), a client gets at most MAX_FIELDS of them: HTTP/2's header
+    /// map panics past 32,768.
+    #[test]
+    fn a_client_gets_at_most_the_bounded_number_of_an_origin_s_fields() {
+        let meta = ObjectMeta {
+            from_http_origin: true,
+            headers: (0..40_000)
+                .map(|i| (format!("x-{i}"), "v".into()))
+                .collect(),
+            ..ObjectMeta::default()
+        };
+        let h = representation_headers(&meta, "text/plain");
+        let extra = h.keys().filter(|n| n.as_str().starts_with("x-")).count();
+        assert_eq!(extra, crate::origin::MAX_FIELDS);
+    }
 
     #[test]
     fn object_metadata_becomes_representation_headers() {

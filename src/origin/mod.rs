@@ -52,6 +52,13 @@ impl ObjectRequest {
     }
 }
 
+/// The most of an HTTP origin's other header fields ([`ObjectMeta::headers`])
+/// an answer keeps, and a client is sent: hyper's client reads at most 100
+/// fields per answer, and without a bound each 304 could add its own new
+/// names to a stored answer until HTTP/2's header map overflows (it panics
+/// past 32,768).
+pub const MAX_FIELDS: usize = 100;
+
 /// The object's metadata as stored in the bucket. Only what a client may see, plus
 /// what the edge itself needs (redirect location, request id); `x-amz-*` headers
 /// and user metadata never reach the client.
@@ -83,7 +90,8 @@ pub struct ObjectMeta {
     #[serde(default)]
     pub status: Option<u16>,
     /// An HTTP origin's other end-to-end header fields, in order (the fields
-    /// above are not repeated here; hop-by-hop fields are never kept).
+    /// above are not repeated here; hop-by-hop fields are never kept); at
+    /// most [`MAX_FIELDS`] are kept or sent.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
     /// An HTTP origin's answer: its fields are passed on as sent (a

@@ -256,9 +256,12 @@ impl ReleaseBucket {
                     .and_then(|k| k.strip_suffix(".json"))
                     .and_then(|k| ReleaseId::parse(k).ok());
                 if let Some(id) = manifest {
+                    // A date past the year 9999 (which the SDK's offset
+                    // format can give) is no date: `time` panics on it.
                     let created = object
                         .last_modified()
-                        .and_then(|t| SystemTime::try_from(*t).ok());
+                        .and_then(|t| SystemTime::try_from(*t).ok())
+                        .and_then(crate::http::date::representable);
                     found.insert(id, created);
                 }
             }

@@ -155,3 +155,32 @@ async fn keys_that_would_leave_the_bucket_directory_are_refused() {
         b"home"
     );
 }
+
+/// A query name with a character of more than one byte where `x-amz-` would
+/// end, on a request whose header s3s refuses (the lenient path), is
+/// answered: it used to panic the connection's task.
+#[tokio::test]
+async fn a_query_name_with_a_wide_character_is_answered_not_dropped() {
+    use std::io::{Read, Write};
+    let h = harness().await;
+    h.put("k.txt", b"k").await;
+    let addr = h.store.local_addr();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut request = b"GET /site/k.txt?abcde".to_vec();
+        request.extend_from_slice("é".as_bytes());
+        request.extend_from_slice(
+            b" HTTP/1.1\r\nHost: s\r\nIf-Modified-Since: x\r\nConnection: close\r\n\r\n",
+        );
+        stream.write_all(&request).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).to_string()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 "), "no answer: {answer:?}");
+}

@@ -33,7 +33,8 @@ fn is_object_read_query(name: &str) -> bool {
 }
 
 fn is_presign_param(name: &str) -> bool {
-    name.len() > 6 && name[..6].eq_ignore_ascii_case("x-amz-")
+    // Bytes, not `str` slicing: a query name may hold any UTF-8.
+    name.len() > 6 && name.as_bytes()[..6].eq_ignore_ascii_case(b"x-amz-")
 }
 
 /// Whether s3s would refuse some value of `name` that S3 accepts.
