@@ -34,9 +34,11 @@ REPO=$(cd "$HERE/.." && pwd)
 DURATION=${1:-600}
 OUT=${SOAK_OUT:-$REPO/benches/results/soak.md}
 INVOCATION="bash scripts/soak.sh${1:+ $1}"
-for v in SOAK_THREADS SOAK_WARMUP SOAK_FLAP_EVERY SOAK_FLAP_LENGTH S3EDGE_BIN; do
+for v in SOAK_THREADS SOAK_WARMUP SOAK_FLAP_EVERY SOAK_FLAP_LENGTH; do
     [[ -z ${!v:-} ]] || INVOCATION="$v=${!v} $INVOCATION"
 done
+# The result file names no path of this machine.
+[[ -z ${S3EDGE_BIN:-} ]] || INVOCATION="S3EDGE_BIN=<binary> $INVOCATION"
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -151,7 +153,11 @@ PY
 
 mkdir -p "$(dirname "$OUT")"
 set +e
-python3 - "$TMP/soak.json" "$OUT" "$INVOCATION" "$BIN" "$alive" "$panics" "$metrics" "$COMMIT" <<'PY'
+case $BIN in
+    "$REPO"/*) BIN_LABEL=${BIN#"$REPO"/} ;;
+    *) BIN_LABEL="$(basename "$BIN"), outside the repository" ;;
+esac
+python3 - "$TMP/soak.json" "$OUT" "$INVOCATION" "$BIN_LABEL" "$alive" "$panics" "$metrics" "$COMMIT" <<'PY'
 import json, sys, time
 data, out, invocation, binary, alive, panics, metrics, commit = sys.argv[1:]
 r = json.load(open(data))
