@@ -114,6 +114,8 @@ pub enum AcmeError {
     Certificate(String),
     #[error("ACME storage {0}")]
     Storage(#[from] StorageError),
+    #[error("the ACME client panicked ({0}); trying again later")]
+    Panicked(String),
 }
 
 impl AcmeError {
@@ -163,6 +165,27 @@ fn acme_sites(sites: &[SiteConfig]) -> Vec<AcmeSite> {
         })
         .filter(|site| !site.hosts.is_empty())
         .collect()
+}
+
+/// `attempt`, with a panic inside it (instant-acme adds a CA's `Retry-After`
+/// seconds to the clock unchecked, which panics on a huge value) turned into
+/// a failed attempt: the site's task backs off and tries again, rather than
+/// ending and never renewing its certificate in this process.
+async fn unwound<T>(
+    attempt: impl std::future::Future<Output = Result<T, AcmeError>>,
+) -> Result<T, AcmeError> {
+    use futures_util::FutureExt as _;
+    std::panic::AssertUnwindSafe(attempt)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_string());
+            Err(AcmeError::Panicked(what))
+        })
 }
 
 /// A name safe as one storage key segment: the CA directory URL without its
@@ -358,7 +381,7 @@ impl Acme {
     async fn maintain(self: Arc<Self>, site: AcmeSite) {
         let mut failures = 0u32;
         loop {
-            let wait = match self.step(&site, failures).await {
+            let wait = match unwound(self.step(&site, failures)).await {
                 Ok(wait) => {
                     failures = 0;
                     wait
@@ -558,6 +581,28 @@ impl std::fmt::Debug for Acme {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What instant-acme does with `Retry-After: 9223372036854775807`.
+    #[tokio::test]
+    async fn a_panic_in_an_attempt_is_a_failed_attempt() {
+        let huge = Duration::from_secs(i64::MAX as u64);
+        let panicking = async move {
+            let _ = SystemTime::now() + huge;
+            Ok::<(), AcmeError>(())
+        };
+        match unwound(panicking).await {
+            Err(AcmeError::Panicked(what)) => assert!(what.contains("overflow"), "{what}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            unwound(async { Ok::<u8, AcmeError>(7) }).await,
+            Ok(7)
+        ));
+        assert!(matches!(
+            unwound(async { Err::<(), _>(AcmeError::Ca("no".into())) }).await,
+            Err(AcmeError::Ca(_))
+        ));
+    }
 
     #[test]
     fn a_ca_directory_becomes_one_safe_key_segment() {
