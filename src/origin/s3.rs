@@ -19,7 +19,16 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use super::{BodyStream, Fetched, ObjectMeta, ObjectRequest, Origin, OriginError};
 use crate::config::raw::{RawCondition, RawRedirect, RawRedirectAll, RawRoutingRule, RawWebsite};
 use crate::config::{CorsConfig, CredentialsSource, Endpoint, OriginConfig, FALLBACK_REGION};
-use crate::http::date::representable;
+
+/// A time the S3 API gives, when an HTTP-date can state it
+/// ([`representable`](crate::http::date::representable)): a store may report
+/// a file dated before 1970, and the SDK's offset format can reach the year
+/// 10000; neither can be written back, so neither is kept.
+pub fn stated_time(time: &aws_smithy_types::DateTime) -> Option<SystemTime> {
+    SystemTime::try_from(*time)
+        .ok()
+        .and_then(crate::http::date::representable)
+}
 
 /// Attempts per origin request: one retry for throttling and dropped connections,
 /// all within the site's `timeout`.
@@ -203,10 +212,7 @@ impl Origin for S3Origin {
             expires: output.expires_string().map(str::to_string),
             date: None,
             etag: output.e_tag().map(str::to_string),
-            last_modified: output
-                .last_modified()
-                .and_then(|t| SystemTime::try_from(*t).ok())
-                .and_then(representable),
+            last_modified: output.last_modified().and_then(stated_time),
             website_redirect_location: output.website_redirect_location().map(str::to_string),
             request_id: output.request_id().map(str::to_string),
             ..ObjectMeta::default()
@@ -240,10 +246,7 @@ impl Origin for S3Origin {
             content_encoding: output.content_encoding().map(str::to_string),
             cache_control: output.cache_control().map(str::to_string),
             etag: output.e_tag().map(str::to_string),
-            last_modified: output
-                .last_modified()
-                .and_then(|t| SystemTime::try_from(*t).ok())
-                .and_then(representable),
+            last_modified: output.last_modified().and_then(stated_time),
             website_redirect_location: output.website_redirect_location().map(str::to_string),
             request_id: output.request_id().map(str::to_string),
             ..ObjectMeta::default()

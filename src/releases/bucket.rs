@@ -13,7 +13,7 @@ use aws_sdk_s3::primitives::ByteStream;
 
 use super::{release_dir, ReleaseId, RELEASES_DIR};
 use crate::config::SiteConfig;
-use crate::origin::s3::{EmbeddedEndpoint, S3Origin};
+use crate::origin::s3::{stated_time, EmbeddedEndpoint, S3Origin};
 
 /// Why a release command failed. `is_usage` separates what the operator must
 /// fix in the command or the site file (exit 2) from runtime failures (exit 1).
@@ -256,12 +256,8 @@ impl ReleaseBucket {
                     .and_then(|k| k.strip_suffix(".json"))
                     .and_then(|k| ReleaseId::parse(k).ok());
                 if let Some(id) = manifest {
-                    // A date past the year 9999 (which the SDK's offset
-                    // format can give) is no date: `time` panics on it.
-                    let created = object
-                        .last_modified()
-                        .and_then(|t| SystemTime::try_from(*t).ok())
-                        .and_then(crate::http::date::representable);
+                    // `time` panics on a date past the year 9999.
+                    let created = object.last_modified().and_then(stated_time);
                     found.insert(id, created);
                 }
             }
