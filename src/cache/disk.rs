@@ -984,6 +984,14 @@ impl DiskWriter {
     /// purge since the ticket covers it (the file is removed). An error turns
     /// the tier off.
     pub fn finish(mut self, entry: &Entry, ticket: &Ticket) -> io::Result<Option<Entry>> {
+        // Never the case for a fill (its length was checked as it came), but
+        // a file saying so would be refused when read: write none.
+        if entry.kind == EntryKind::Object && entry.meta.content_length != self.written {
+            return Err(io::Error::other(format!(
+                "wrote {} bytes of a {}-byte body",
+                self.written, entry.meta.content_length
+            )));
+        }
         if self.in_block > 0 {
             let last = std::mem::replace(&mut self.block, crc32fast::Hasher::new());
             self.crcs.push(last.finalize());
@@ -1256,6 +1264,13 @@ fn decode_header(bytes: &[u8], header_at: u64) -> io::Result<Header> {
             header.body_len
         )));
     }
+    // What a client is told the length is must be what the file holds.
+    if header.kind == EntryKind::Object && header.meta.content_length != header.body_len {
+        return Err(io::Error::other(format!(
+            "body is {} bytes, its Content-Length says {}",
+            header.body_len, header.meta.content_length
+        )));
+    }
     Ok(header)
 }
 
@@ -1447,7 +1462,7 @@ mod tests {
         let mut writer = tier.writer(&key(name)).unwrap();
         writer.append(data).unwrap();
         writer
-            .finish(&entry(name, b""), &ticket())
+            .finish(&entry(name, data), &ticket())
             .unwrap()
             .unwrap()
     }
@@ -1484,7 +1499,7 @@ mod tests {
     fn an_entry_whose_header_cannot_be_written_is_skipped_and_the_tier_stays_on() {
         let dir = tempfile::tempdir().unwrap();
         let tier = open(dir.path(), 1 << 20);
-        let mut odd = entry("odd.html", b"");
+        let mut odd = entry("odd.html", b"body");
         odd.meta.last_modified = SystemTime::UNIX_EPOCH.checked_sub(Duration::from_secs(86_400));
         let mut writer = tier.writer(&key("odd.html")).unwrap();
         writer.append(b"body").unwrap();
@@ -1506,6 +1521,37 @@ mod tests {
         assert!(check_shape(BLOCK, &[0, 0], BLOCK + 1).is_ok());
         assert!(check_shape(BLOCK * 2, &[0], BLOCK + 1).is_err());
         assert!(check_shape(0, &[], 0).is_err());
+    }
+
+    /// A file whose header states another length than its body holds (a
+    /// file edited by hand, or a bug) is no entry: a client would be told
+    /// one Content-Length and sent another. Nor is such a file written.
+    #[test]
+    fn a_header_whose_length_is_not_its_body_s_is_no_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), 1 << 20);
+        let data = pattern(10_000);
+        let stored = write_streamed(&tier, "told.bin", &data);
+        let Body::Disk(body) = &stored.body else {
+            panic!("a streamed fill stays on disk")
+        };
+        let path = tier.path_of(&body.hash);
+        let mut told = header_of(&stored, data.len() as u64, body.crcs.clone());
+        told.meta.content_length = data.len() as u64 + 5_000;
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        write_trailer(&file, data.len() as u64, &told).unwrap();
+        drop((file, tier));
+        let tier = open(dir.path(), 1 << 20);
+        assert!(tier.get(&key("told.bin"), u64::MAX).is_none());
+        assert!(tier.get(&key("told.bin"), 0).is_none());
+
+        let mut writer = tier.writer(&key("short.bin")).unwrap();
+        writer.append(&data[..100]).unwrap();
+        assert!(writer
+            .finish(&entry("short.bin", &data), &ticket())
+            .is_err());
+        assert!(tier.is_enabled());
+        assert!(tier.get(&key("short.bin"), u64::MAX).is_none());
     }
 
     #[test]
@@ -2094,7 +2140,7 @@ mod tests {
         }
         let temp = writer.temp.clone();
         let stored = writer
-            .finish(&entry("big", b""), &ticket())
+            .finish(&entry("big", &data), &ticket())
             .unwrap()
             .unwrap();
         assert!(!temp.exists(), "renamed into place");
