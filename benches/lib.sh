@@ -173,6 +173,47 @@ cores_summary() {
     python3 "$HERE/cores.py" "$CORES_LOG" "${CPUS[0]}" "${CPUS[-1]}" "${BENCH_CLOSE:-}" "$CORES_LEAST"
 }
 
+# cpu_ticks PID...: "USER SYSTEM" clock ticks (CLK_TCK a second) used so far
+# by these processes, every thread of theirs and every process under them
+# (nginx's workers under its master, Varnish's child under its manager).
+# Counted around a measurement, it gives a server's CPU per response: on a
+# host that shares its cores with the client and with other tenants,
+# requests per second move with what else runs, the CPU a server spends on
+# each answer much less.
+cpu_ticks() {
+    python3 - "$@" <<'PY'
+import os, sys
+procs = {}
+for d in os.listdir("/proc"):
+    if not d.isdigit():
+        continue
+    try:
+        stat = open(f"/proc/{d}/stat").read()
+    except OSError:
+        continue
+    f = stat[stat.rindex(")") + 2:].split()
+    procs[int(d)] = (int(f[1]), int(f[11]), int(f[12]))
+todo, seen = [int(a) for a in sys.argv[1:]], set()
+while todo:
+    pid = todo.pop()
+    if pid in seen or pid not in procs:
+        continue
+    seen.add(pid)
+    todo += [p for p, (ppid, _, _) in procs.items() if ppid == pid]
+print(sum(procs[p][1] for p in seen), sum(procs[p][2] for p in seen))
+PY
+}
+
+# cpu_per_response BEFORE AFTER RESPONSES: "USER/SYSTEM" microseconds of CPU
+# per response from two cpu_ticks readings.
+cpu_per_response() {
+    local u0 s0 u1 s1 hz
+    read -r u0 s0 <<<"$1"
+    read -r u1 s1 <<<"$2"
+    hz=$(getconf CLK_TCK)
+    python3 -c "print(f'{($u1 - $u0) * 1e6 / $hz / $3:.1f}/{($s1 - $s0) * 1e6 / $hz / $3:.1f}')"
+}
+
 # refuse_busy_ports PORT...: dies when something already listens on one.
 refuse_busy_ports() {
     local p

@@ -34,7 +34,10 @@
 #     for nginx and Varnish) over the warm-up, which is the same requests for
 #     every cache (the rounds' ratios are shown too, but a faster cache gets
 #     further into the sequence and meets its first-seen objects sooner), and
-#     s3edge's RSS after the run (target: <= 256 MiB + 64 MiB).
+#     s3edge's RSS after the run (target: <= 256 MiB + 64 MiB), and each
+#     server's CPU per response (user and system time of its processes
+#     around each round, from /proc, over the responses: what it spent on
+#     each answer, which moves much less than req/s on a shared host).
 #
 # BENCH_TLS=1 runs the same over HTTPS (TLS 1.3, HTTP/1.1, keep-alive, one
 # self-signed certificate for `localhost`): s3edge's `--tls-listen` against
@@ -286,6 +289,8 @@ EOF
 } >"$TMP/nginx/nginx.conf"
 nginx -e "$TMP/nginx/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -g 'daemon off;' &
 PIDS+=($!)
+declare -A SERVER_PID=([nginx]=$!)
+for s in "${!S3EDGE_PIDS[@]}"; do SERVER_PID[$s]=${S3EDGE_PIDS[$s]}; done
 if [[ $TLS != 1 ]]; then
     cat >"$TMP/varnish.vcl" <<EOF
 vcl 4.1;
@@ -295,6 +300,7 @@ EOF
     varnishd -F -n "$TMP/varnish/state" -a 127.0.0.1:$P_VARNISH -T 127.0.0.1:0 \
         -f "$TMP/varnish.vcl" -s file,"$TMP/varnish/storage.bin",4G -t 3600 >"$TMP/varnish.log" 2>&1 &
     PIDS+=($!)
+    SERVER_PID[varnish]=$!
 fi
 for p in $P_ORIGIN "${PORT[@]}"; do wait_port "$p" "port $p"; done
 
@@ -316,7 +322,7 @@ for s in "${SERVERS[@]}"; do
     done
 done
 
-declare -A RPS=() HIT=() WARM_HIT=() WARM_ORIGIN=()
+declare -A RPS=() HIT=() WARM_HIT=() WARM_ORIGIN=() CPU=()
 warm_up() { # SERVER: the first $WARMUP requests of the sequence
     local s=$1 pid i before after
     before=$(origin_requests "$s")
@@ -361,10 +367,11 @@ h2_replay() { # SERVER SECONDS: the h2load processes at once; sets RUN_RPS, RUN_
         /^requests:/ { n += $8 } END { printf "%.2f %d\n", r, n }' "$TMP"/h2-out-*.txt)
 }
 timed_run() { # SERVER SECONDS: a timed replay of the sequence, recorded
-    local s=$1 secs=$2 before after out rps requests ratio
+    local s=$1 secs=$2 before after out rps requests ratio cpu_before cpu_after cpu
     while :; do
         await_close_cores
         before=$(origin_requests "$s")
+        cpu_before=$(cpu_ticks "${SERVER_PID[$s]}")
         if [[ $H2 == 1 ]]; then
             h2_replay "$s" "$secs"
             rps=$RUN_RPS requests=$RUN_REQUESTS
@@ -375,15 +382,18 @@ timed_run() { # SERVER SECONDS: a timed replay of the sequence, recorded
             rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
             requests=$(awk '/requests in/ { print $1 }' <<<"$out")
         fi
+        cpu_after=$(cpu_ticks "${SERVER_PID[$s]}")
+        cpu=$(cpu_per_response "$cpu_before" "$cpu_after" "$requests")
         sleep 1
         after=$(origin_requests "$s")
         ratio=$(python3 -c "print(f'{1 - ($after - $before) / $requests:.4f}')")
-        log "  $s: $rps req/s, hit ratio $ratio ($((after - before)) origin requests of $requests)"
+        log "  $s: $rps req/s, hit ratio $ratio ($((after - before)) origin requests of $requests), CPU $cpu us user/system a response"
         after_measurement "$s round $r" && break
         log "  ($s: $rps req/s not kept)"
     done
     RPS[$s]="${RPS[$s]:-}${RPS[$s]:+ }$rps"
     HIT[$s]="${HIT[$s]:-}${HIT[$s]:+ }$ratio"
+    CPU[$s]="${CPU[$s]:-}${CPU[$s]:+ }$cpu"
 }
 log "warm-up: the first $WARMUP requests of the sequence per cache"
 for s in "${SERVERS[@]}"; do warm_up "$s"; done
@@ -410,7 +420,9 @@ for s in "${!S3EDGE_PIDS[@]}"; do
 done
 
 # ---------------------------------------------------------------- report --
-for s in "${SERVERS[@]}"; do printf '%s\t%s\t%s\t%s\n' "$s" "${RPS[$s]}" "${HIT[$s]}" "${WARM_ORIGIN[$s]}"; done >"$TMP/results.tsv"
+for s in "${SERVERS[@]}"; do
+    printf '%s\t%s\t%s\t%s\t%s\n' "$s" "${RPS[$s]}" "${HIT[$s]}" "${WARM_ORIGIN[$s]}" "${CPU[$s]}"
+done >"$TMP/results.tsv"
 export B_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 export B_CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 export B_LOAD="$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
@@ -424,9 +436,13 @@ mkdir -p "$(dirname "$OUT")"
 python3 - "$TMP/results.tsv" >"$OUT" <<'PY'
 import os, statistics, sys
 env = os.environ.get
-rps, hit, warm, rounds = {}, {}, {}, {}
+rps, hit, warm, rounds, cpu, cpu_rounds = {}, {}, {}, {}, {}, {}
 for line in open(sys.argv[1]):
-    server, r, h, w = line.rstrip("\n").split("\t")
+    server, r, h, w, c = line.rstrip("\n").split("\t")
+    # CPU per response, user/system microseconds per round: the round with
+    # the median total, so user and system come from one round.
+    cpu_rounds[server] = [tuple(map(float, v.split("/"))) for v in c.split()]
+    cpu[server] = sorted(cpu_rounds[server], key=sum)[len(cpu_rounds[server]) // 2]
     # Origin requests over the warm-up: compared exactly, not as rounded ratios.
     warm[server] = int(w)
     rounds[server] = r.replace(" ", ", ")
@@ -464,6 +480,10 @@ print(f"| hit ratio over the warm-up, the same {warmup:,} requests for each cach
 print(f"| hit ratio in the timed rounds (each cache gets as far into the sequence as its speed "
       f"takes it, so a slower one meets first-seen objects later: not comparable) | {hit[s]:.4f} | "
       f"{cols(lambda p: f'{hit[p]:.4f}')} | {dash} | - | - |")
+us = lambda c: f"{sum(c):.1f} ({c[0]:.1f} + {c[1]:.1f})"
+theirs = lambda p: f"{sum(cpu[p]) / sum(cpu[s]):.2f}x (theirs / s3edge's)"
+print(f"| the server's CPU per response, microseconds (user + system; the round of median total) | "
+      f"{us(cpu[s])} | {cols(lambda p: us(cpu[p]))} | {cols(theirs)} | - | - |")
 rss, budget = int(env("B_RSS")) >> 10, int(env("B_MEMORY"))
 print(f"| s3edge RSS after the run, MiB (peak {int(env('B_HWM')) >> 10}) | {rss} | {dash} | {dash} | "
       f"<= {budget} + 64 | {'**yes**' if rss <= budget + 64 else '**NO**'} |")
@@ -478,9 +498,15 @@ if b in rps:
     print("| --- | --- | --- | --- | --- |")
     per = ", ".join(f"{float(y) / float(x):.2f}x" for x, y in zip(rounds[s].split(", "), rounds[b].split(", ")))
     print(f"| req/s (medians) | {rps[s]:,.0f} | {rps[b]:,.0f} | {rps[b] / rps[s]:.2f}x | {per} |")
+    per_cpu = ", ".join(f"{sum(y) / sum(x):.2f}x" for x, y in zip(cpu_rounds[s], cpu_rounds[b]))
+    print(f"| CPU per response, microseconds (user + system) | {us(cpu[s])} | {us(cpu[b])} | "
+          f"{sum(cpu[b]) / sum(cpu[s]):.2f}x | {per_cpu} |")
     print(f"| origin requests over the warm-up | {warm[s]:,} | {warm[b]:,} | - | - |")
     print(f"| RSS after the run, MiB (peak) | {rss} ({int(env('B_HWM')) >> 10}) | {rss_b} ({int(env('B_HWM_B')) >> 10}) | - | - |")
 print("\nPer-round req/s: " + "; ".join(f"{k} {v}" for k, v in rounds.items()) + ".")
+print("\nThe server's CPU per response (user/system microseconds, from /proc of the server's "
+      "processes around each round: what it spent on each answer however much of the host it got): "
+      + "; ".join(f"{k} {', '.join(f'{u:.1f}/{y:.1f}' for u, y in cpu_rounds[k])}" for k in cpu_rounds) + ".")
 print(f"\ns3edge cache metrics at the end: {env('B_CACHE')}")
 if b in rps:
     print(f"\ns3edge-b cache metrics at the end: {env('B_CACHE_B')}")
