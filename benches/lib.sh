@@ -176,10 +176,10 @@ cores_summary() {
 # cpu_ticks PID...: "USER SYSTEM" clock ticks (CLK_TCK a second) used so far
 # by these processes, every thread of theirs and every process under them
 # (nginx's workers under its master, Varnish's child under its manager).
-# Counted around a measurement, it gives a server's CPU per response: on a
-# host that shares its cores with the client and with other tenants,
-# requests per second move with what else runs, the CPU a server spends on
-# each answer much less.
+# Counted around a measurement, it gives a server's CPU per response: the
+# servers share the host's cores with the client, so req/s alone mixes a
+# server's own cost with the client's and the host's share; this tells
+# them apart (it still moves with the host: caches, steal, core distance).
 cpu_ticks() {
     python3 - "$@" <<'PY'
 import os, sys

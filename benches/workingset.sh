@@ -37,7 +37,7 @@
 #     s3edge's RSS after the run (target: <= 256 MiB + 64 MiB), and each
 #     server's CPU per response (user and system time of its processes
 #     around each round, from /proc, over the responses: what it spent on
-#     each answer, which moves much less than req/s on a shared host).
+#     each answer, apart from what the client spent).
 #
 # BENCH_TLS=1 runs the same over HTTPS (TLS 1.3, HTTP/1.1, keep-alive, one
 # self-signed certificate for `localhost`): s3edge's `--tls-listen` against

@@ -664,7 +664,7 @@ impl DiskTier {
         let size = stamp.len;
         let header = {
             let _reading = self.trailers.read().unwrap_or_else(|e| e.into_inner());
-            read_trailer_at(&file, size, Io::PageCacheOnly)?
+            read_trailer_at(&file, size, Io::PageCacheOnly, Magic::Checked)?
         };
         if header.key != *key {
             return Ok(None);
@@ -725,7 +725,12 @@ impl DiskTier {
         }
         let header = {
             let _reading = self.trailers.read().unwrap_or_else(|e| e.into_inner());
-            read_trailer_at(&file, size, Io::Blocking)?
+            let magic = if verified {
+                Magic::Checked
+            } else {
+                Magic::Read
+            };
+            read_trailer_at(&file, size, Io::Blocking, magic)?
         };
         if header.key != *key {
             return Ok(None);
@@ -1278,26 +1283,49 @@ fn decode_header(bytes: &[u8], header_at: u64) -> io::Result<Header> {
 /// (blocking I/O).
 fn read_trailer(file: &File) -> io::Result<(Header, u64)> {
     let size = file.metadata()?.len();
-    Ok((read_trailer_at(file, size, Io::Blocking)?, size))
+    Ok((
+        read_trailer_at(file, size, Io::Blocking, Magic::Read)?,
+        size,
+    ))
 }
 
 /// How much of a file's end [`read_trailer_at`] reads at once: most headers
 /// fit, so one read finds both the header's length and the header.
 const TRAILER_PEEK: u64 = 4 << 10;
 
-/// The header of a file of `size` bytes, read as `io` allows: the magic, then
-/// the file's last [`TRAILER_PEEK`] bytes, and the header apart only when it
-/// does not fit in those.
-fn read_trailer_at(file: &File, size: u64, io: Io) -> io::Result<Header> {
-    let mut magic = [0u8; MAGIC.len()];
-    read_at(file, &mut magic, 0, io)?;
+/// Whether [`read_trailer_at`] reads a file's magic.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Magic {
+    Read,
+    /// The file is the one this process checked whole (its [`Stamp`] says
+    /// so), magic included: not read again.
+    Checked,
+}
+
+/// The header of a file of `size` bytes, read as `io` allows: the file's
+/// last [`TRAILER_PEEK`] bytes, and its magic apart unless those hold it
+/// or `magic` says it was checked; the header apart only when it does not
+/// fit in those bytes.
+fn read_trailer_at(file: &File, size: u64, io: Io, magic: Magic) -> io::Result<Header> {
     let peek = size.min(TRAILER_PEEK);
-    let mut end = vec![0u8; peek as usize];
-    read_at(file, &mut end, size - peek, io)?;
+    let mut buffer = [0u8; TRAILER_PEEK as usize];
+    let end = &mut buffer[..peek as usize];
+    read_at(file, end, size - peek, io)?;
+    let mut first = [0u8; MAGIC.len()];
+    if peek == size {
+        // The whole file: its magic too.
+        let head = end.get(..MAGIC.len()).unwrap_or_default();
+        first[..head.len()].copy_from_slice(head);
+    } else if magic == Magic::Checked {
+        first.copy_from_slice(MAGIC);
+    } else {
+        read_at(file, &mut first, 0, io)?;
+    }
+    let end = &end[..];
     let tail = end
         .get(end.len().saturating_sub(TAIL)..)
         .unwrap_or_default();
-    let (header_at, len) = header_span(size, &magic, tail)?;
+    let (header_at, len) = header_span(size, &first, tail)?;
     if let Some(from) = header_at.checked_sub(size - peek) {
         let from = from as usize;
         return decode_header(&end[from..from + len], header_at);
