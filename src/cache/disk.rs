@@ -19,11 +19,14 @@
 //! while the file is the one checked, as its [`Stamp`] (inode, length,
 //! modification and change times) says, so a file written to, cut or replaced
 //! since is checked whole again first. An I/O error on write turns the tier
-//! off for the rest of the process; serving goes on.
+//! off for the rest of the process; serving goes on. A header the tier would
+//! refuse on reading (a time before 1970, a `Content-Length` other than the
+//! body's) is no I/O error: only that write is given up.
 //!
 //! An entry served from its file stays open in its slot afterwards (at most
 //! [`OPEN_FILES_MAX`] of them, the longest-kept not hit since closed first),
-//! so the next hit on it costs one `fstat` instead of an `open`, two reads,
+//! so the next hit on it costs one `fstat` instead of an `open`, an `fstat`,
+//! a read of the trailer (the magic too, unless the file is the one checked),
 //! the header's decoding and a `close` ([`DiskTier::get_file_cached`]). That `fstat`
 //! still sees the file written to, cut, removed or replaced under its name,
 //! as the `open` did.
@@ -989,14 +992,6 @@ impl DiskWriter {
     /// purge since the ticket covers it (the file is removed). An error turns
     /// the tier off.
     pub fn finish(mut self, entry: &Entry, ticket: &Ticket) -> io::Result<Option<Entry>> {
-        // Never the case for a fill (its length was checked as it came), but
-        // a file saying so would be refused when read: write none.
-        if entry.kind == EntryKind::Object && entry.meta.content_length != self.written {
-            return Err(io::Error::other(format!(
-                "wrote {} bytes of a {}-byte body",
-                self.written, entry.meta.content_length
-            )));
-        }
         if self.in_block > 0 {
             let last = std::mem::replace(&mut self.block, crc32fast::Hasher::new());
             self.crcs.push(last.finalize());
@@ -1214,16 +1209,38 @@ fn header_of(entry: &Entry, body_len: u64, block_crc32: Vec<u32>) -> Header {
 }
 
 /// Writes the trailer after a body of `body_len` bytes, cutting the file
-/// there first; returns the file's size.
+/// there first; returns the file's size. A header [`decode_header`] would
+/// refuse is not written, and the file is left as it was (an error without
+/// an errno: that entry's problem, not the disk's). Never the case for a
+/// fill, whose length was checked as it came.
 fn write_trailer(file: &File, body_len: u64, header: &Header) -> io::Result<u64> {
-    let mut trailer = serde_json::to_vec(header).map_err(io::Error::other)?;
-    let len = u32::try_from(trailer.len()).map_err(io::Error::other)?;
-    trailer.extend_from_slice(&len.to_le_bytes());
-    trailer.extend_from_slice(TRAILER_MAGIC);
+    check_length(header)?;
+    let trailer = encode_trailer(header)?;
     let at = BODY_OFFSET + body_len;
     file.set_len(at)?;
     file.write_all_at(&trailer, at)?;
     Ok(at + trailer.len() as u64)
+}
+
+/// A trailer's bytes: the JSON header, its length, `TRAILER_MAGIC`.
+fn encode_trailer(header: &Header) -> io::Result<Vec<u8>> {
+    let mut trailer = serde_json::to_vec(header).map_err(io::Error::other)?;
+    let len = u32::try_from(trailer.len()).map_err(io::Error::other)?;
+    trailer.extend_from_slice(&len.to_le_bytes());
+    trailer.extend_from_slice(TRAILER_MAGIC);
+    Ok(trailer)
+}
+
+/// An object's header says the length its file holds: a client is told the
+/// one and sent the other.
+fn check_length(header: &Header) -> io::Result<()> {
+    if header.kind == EntryKind::Object && header.meta.content_length != header.body_len {
+        return Err(io::Error::other(format!(
+            "body is {} bytes, its Content-Length says {}",
+            header.body_len, header.meta.content_length
+        )));
+    }
+    Ok(())
 }
 
 /// The length of a trailer's fixed end: the header's length, `TRAILER_MAGIC`.
@@ -1269,13 +1286,7 @@ fn decode_header(bytes: &[u8], header_at: u64) -> io::Result<Header> {
             header.body_len
         )));
     }
-    // What a client is told the length is must be what the file holds.
-    if header.kind == EntryKind::Object && header.meta.content_length != header.body_len {
-        return Err(io::Error::other(format!(
-            "body is {} bytes, its Content-Length says {}",
-            header.body_len, header.meta.content_length
-        )));
-    }
+    check_length(&header)?;
     Ok(header)
 }
 
@@ -1306,26 +1317,25 @@ enum Magic {
 /// last [`TRAILER_PEEK`] bytes, and its magic apart unless those hold it
 /// or `magic` says it was checked; the header apart only when it does not
 /// fit in those bytes.
-fn read_trailer_at(file: &File, size: u64, io: Io, magic: Magic) -> io::Result<Header> {
+fn read_trailer_at(file: &File, size: u64, io: Io, known: Magic) -> io::Result<Header> {
     let peek = size.min(TRAILER_PEEK);
     let mut buffer = [0u8; TRAILER_PEEK as usize];
-    let end = &mut buffer[..peek as usize];
-    read_at(file, end, size - peek, io)?;
+    read_at(file, &mut buffer[..peek as usize], size - peek, io)?;
+    let end = &buffer[..peek as usize];
     let mut first = [0u8; MAGIC.len()];
-    if peek == size {
-        // The whole file: its magic too.
-        let head = end.get(..MAGIC.len()).unwrap_or_default();
-        first[..head.len()].copy_from_slice(head);
-    } else if magic == Magic::Checked {
-        first.copy_from_slice(MAGIC);
+    let magic: &[u8] = if peek == size {
+        // The whole file: its magic too (or all of a shorter file).
+        end.get(..MAGIC.len()).unwrap_or(end)
+    } else if known == Magic::Checked {
+        MAGIC
     } else {
         read_at(file, &mut first, 0, io)?;
-    }
-    let end = &end[..];
+        &first
+    };
     let tail = end
         .get(end.len().saturating_sub(TAIL)..)
         .unwrap_or_default();
-    let (header_at, len) = header_span(size, &first, tail)?;
+    let (header_at, len) = header_span(size, magic, tail)?;
     if let Some(from) = header_at.checked_sub(size - peek) {
         let from = from as usize;
         return decode_header(&end[from..from + len], header_at);
@@ -1567,7 +1577,11 @@ mod tests {
         let mut told = header_of(&stored, data.len() as u64, body.crcs.clone());
         told.meta.content_length = data.len() as u64 + 5_000;
         let file = OpenOptions::new().write(true).open(&path).unwrap();
-        write_trailer(&file, data.len() as u64, &told).unwrap();
+        assert!(write_trailer(&file, data.len() as u64, &told).is_err());
+        let at = BODY_OFFSET + data.len() as u64;
+        file.set_len(at).unwrap();
+        file.write_all_at(&encode_trailer(&told).unwrap(), at)
+            .unwrap();
         drop((file, tier));
         let tier = open(dir.path(), 1 << 20);
         assert!(tier.get(&key("told.bin"), u64::MAX).is_none());
