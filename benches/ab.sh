@@ -46,6 +46,7 @@ for row in "${ROWS[@]}"; do
     [[ $row == https4k || $row == h2_4k || -v SIZE[$row] ]] ||
         die "BENCH_ROWS: no row '$row' (rows: ${OBJECTS[*]} https4k h2_4k)"
 done
+declare -A SERVER_PID=()
 declare -A BIN=([A]=$1 [B]=$2) PORT=([A]=18680 [B]=18681) TLS=([A]=18682 [B]=18683) ADMIN=([A]=19680 [B]=19681) S3=([A]=19600 [B]=19601)
 install_missing wrk=wrk curl=curl h2load=nghttp2-client openssl=openssl
 refuse_busy_ports "${PORT[@]}" "${TLS[@]}" "${ADMIN[@]}" "${S3[@]}"
@@ -78,6 +79,7 @@ for side in A B; do
         --access-log off "${EXTRA_FLAGS[@]}" \
         --cache-dir "$TMP/$side/cache" >"$TMP/$side.log" 2>&1 &
     PIDS+=($!)
+    SERVER_PID[$side]=$!
     wait_port "${PORT[$side]}" "s3edge $side"
 done
 for side in A B; do
@@ -90,40 +92,46 @@ for side in A B; do
     [[ $proto == 2 ]] || die "$side: HTTP/2 not negotiated over TLS (got $proto)"
 done
 
-declare -A RES=()
+declare -A RES=() CPU=()
 run() { # ROW SIDE URL CONNS [wrk args]
-    local row=$1 side=$2 url=$3 conns=$4 out value
+    local row=$1 side=$2 url=$3 conns=$4 out value before
     shift 4
     while :; do
         await_close_cores
+        before=$(cpu_ticks "${SERVER_PID[$side]}")
         out=$(timeout $((SECS + 60)) "${CLIENT[@]}" wrk -t2 -c"$conns" -d"${SECS}s" "$@" "$url" 2>&1) ||
             die "wrk $row $side: $out"
         if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then die "wrk $row $side: errors: $out"; fi
         value=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
         kept "$row" "$side" "$value" && break
     done
-    record "$row" "$side" "$value"
+    record "$row" "$side" "$value" "$before" "$(awk '/requests in/ { print $1 }' <<<"$out")"
 }
 h2_run() { # ROW SIDE URL: requests/s from h2load, 16 connections x 10 streams
-    local row=$1 side=$2 url=$3 out value
+    local row=$1 side=$2 url=$3 out value before
     while :; do
         await_close_cores
+        before=$(cpu_ticks "${SERVER_PID[$side]}")
         out=$(timeout $((SECS + 60)) "${CLIENT[@]}" h2load -D "$SECS" -c 16 -m 10 -t 2 "$url" 2>&1) || die "h2load $row $side: $out"
         h2load_checked "$row $side" "$out"
         value=$(awk '/^finished in/ { print $4 }' <<<"$out")
         kept "$row" "$side" "$value" && break
     done
-    record "$row" "$side" "$value"
+    record "$row" "$side" "$value" "$before" "$(awk '/^requests:/ { print $8 }' <<<"$out")"
 }
 kept() { # ROW SIDE VALUE: the probe after a measurement; fails when it is to be made again
     after_measurement "$1 $2 round $r" && return 0
     log "  ($1 $2: $3 req/s not kept)"
     return 1
 }
-record() { # ROW SIDE VALUE
-    local row=$1 side=$2 value=$3
+record() { # ROW SIDE VALUE CPU_BEFORE RESPONSES: the round's req/s, and the
+    # server's CPU per response over the round (benches/lib.sh cpu_per_response;
+    # the server is idle during the core-distance probe between the two readings)
+    local row=$1 side=$2 value=$3 cpu
+    cpu=$(cpu_per_response "$4" "$(cpu_ticks "${SERVER_PID[$side]}")" "$5")
     RES[$row,$side]="${RES[$row,$side]:-}${RES[$row,$side]:+ }$value"
-    log "  $row $side: $value req/s"
+    CPU[$row,$side]="${CPU[$row,$side]:-}${CPU[$row,$side]:+ }$cpu"
+    log "  $row $side: $value req/s, $cpu us CPU per response (user/system)"
     sleep 1
 }
 log "rounds: $ROUNDS, ${SECS}s each, A then B"
@@ -143,19 +151,23 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 for k in "${!RES[@]}"; do printf '%s\t%s\n' "$k" "${RES[$k]}"; done >"$TMP/results.tsv"
+for k in "${!CPU[@]}"; do printf '%s\t%s\n' "$k" "${CPU[$k]}"; done >"$TMP/cpu.tsv"
 echo "A/B run $(date -u '+%Y-%m-%d %H:%M UTC'), $B_NPROC cores, TCP congestion control $B_TCP, pinned: $B_PIN, load $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; $ROUNDS rounds of ${SECS}s, medians (req/s); s3edge flags: ${BENCH_S3EDGE_FLAGS:-defaults}."
 echo "A: $1 (built $(date -u -r "$1" '+%Y-%m-%d %H:%M UTC'))"
 echo "B: $2 (built $(date -u -r "$2" '+%Y-%m-%d %H:%M UTC'))"
 echo
 echo "$(cores_summary)."
-python3 - "$HERE" "$TMP/results.tsv" "${CORES_LOG:-}" "${CORES_LEAST:-}" "${ROWS[@]}" <<'PY'
+python3 - "$HERE" "$TMP/results.tsv" "$TMP/cpu.tsv" "${CORES_LOG:-}" "${CORES_LEAST:-}" "${ROWS[@]}" <<'PY'
 import statistics, sys
 sys.path.insert(0, sys.argv.pop(1))
 import cores
-res = {}
+res, cpu = {}, {}
 for line in open(sys.argv[1]):
     key, values = line.rstrip("\n").split("\t")
     res[key] = [float(v) for v in values.split()]
+for line in open(sys.argv.pop(2)):
+    key, values = line.rstrip("\n").split("\t")
+    cpu[key] = [tuple(float(x) for x in v.split("/")) for v in values.split()]
 # Each measurement's state from the probes just before and just after it.
 state = {}
 if sys.argv[2] and sys.argv[3]:
@@ -180,4 +192,17 @@ for row in sys.argv[4:]:
     fmt = lambda vs: ", ".join(f"{v:,.0f}{mark[s]}" for v, s in vs)
     print(f"| {row} | {ma:,.0f} | {mb:,.0f} | {mb / ma:.2f}x | {ratio(a, b, 'close')} | {ratio(a, b, 'apart')} "
           f"| {fmt(a)} | {fmt(b)} |")
+# CPU per response: the medians of user, of system and of their sum over the
+# rounds, each on its own (B/A < 1 is B cheaper).
+print()
+print("The server's CPU per response, microseconds (user + system; medians over the rounds; B/A below 1 is B cheaper):")
+print()
+print("| hit | A user | B user | B/A user | A total | B total | B/A total | rounds A (user/system) | rounds B (user/system) |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for row in sys.argv[4:]:
+    a, b = cpu[f"{row},A"], cpu[f"{row},B"]
+    ua, ub = statistics.median(u for u, _ in a), statistics.median(u for u, _ in b)
+    ta, tb = statistics.median(u + s for u, s in a), statistics.median(u + s for u, s in b)
+    fmt = lambda vs: ", ".join(f"{u:.1f}/{s:.1f}" for u, s in vs)
+    print(f"| {row} | {ua:.1f} | {ub:.1f} | {ub / ua:.2f}x | {ta:.1f} | {tb:.1f} | {tb / ta:.2f}x | {fmt(a)} | {fmt(b)} |")
 PY
