@@ -4,6 +4,8 @@
 //! already compressed (PNG, JPEG, WebP, AVIF, WOFF/WOFF2, video, audio, ZIP,
 //! gzip, ...) only grow and cost CPU, so they are never on the list.
 
+use std::borrow::Cow;
+
 use crate::config::CompressionConfig;
 
 /// Media types worth compressing. An entry is an exact `type/subtype`,
@@ -42,9 +44,15 @@ pub const NEVER_COMPRESSED_TYPES: &[&str] = &["text/event-stream"];
 /// Parameters (`; charset=utf-8`) are ignored; the comparison is
 /// case-insensitive (RFC 9110 section 8.3.1).
 pub fn is_compressible(content_type: &str) -> bool {
-    // Runs for every response of a site that compresses: no allocation, and
-    // the list's entries are compared in place.
+    // Runs for every response of a site that compresses: the list's entries
+    // are compared in place, byte for byte, against the essence in lower
+    // case (which allocates only when the type has capitals).
     let essence = content_type.split(';').next().unwrap_or("").trim();
+    let essence: Cow<'_, str> = if essence.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(essence.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(essence)
+    };
     let Some((kind, subtype)) = essence.split_once('/') else {
         return false;
     };
@@ -56,24 +64,18 @@ pub fn is_compressible(content_type: &str) -> bool {
 }
 
 /// Whether one list entry (`text/*`, `application/*+json`, `font/ttf`; in
-/// lower case) matches `kind/subtype`, in any case.
+/// lower case) matches `kind/subtype` (in lower case).
 fn matches(pattern: &str, kind: &str, subtype: &str) -> bool {
     let Some(pattern_subtype) = pattern
-        .get(kind.len()..)
+        .strip_prefix(kind)
         .and_then(|rest| rest.strip_prefix('/'))
     else {
         return false;
     };
-    if !pattern[..kind.len()].eq_ignore_ascii_case(kind) {
-        return false;
-    }
     match pattern_subtype.strip_prefix('*') {
         Some("") => true,
-        Some(suffix) => {
-            let start = subtype.len().saturating_sub(suffix.len());
-            start > 0 && subtype.as_bytes()[start..].eq_ignore_ascii_case(suffix.as_bytes())
-        }
-        None => pattern_subtype.eq_ignore_ascii_case(subtype),
+        Some(suffix) => subtype.len() > suffix.len() && subtype.ends_with(suffix),
+        None => pattern_subtype == subtype,
     }
 }
 
@@ -158,6 +160,8 @@ mod tests {
             "application/x-javascript",
             "application/json",
             "Application/JSON",
+            "Application/LD+JSON; charset=UTF-8",
+            "IMAGE/SVG+XML",
             "application/ld+json",
             "application/geo+json",
             "application/manifest+json",
@@ -183,6 +187,7 @@ mod tests {
         let cases = [
             "text/event-stream",
             "text/event-stream; charset=utf-8",
+            "Text/Event-Stream",
             "font/woff",
             "font/woff2",
             "image/png",
