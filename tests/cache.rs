@@ -47,6 +47,25 @@ async fn a_second_request_is_a_hit_with_no_origin_request() {
     assert!(response.headers().contains_key("age"));
     assert_eq!(response.text().await.unwrap(), "hello");
     assert_eq!(origin.gets_for("a.html"), 1);
+    // Each lookup is counted under its site and result, every response
+    // under its status (the counters a site keeps after its first request;
+    // a response is counted once its body has left, hence the wait).
+    for (series, want) in [
+        ("s3edge_cache_lookups_total{site=\"c\",result=\"miss\"}", 1),
+        ("s3edge_cache_lookups_total{site=\"c\",result=\"hit\"}", 1),
+        ("s3edge_requests_total{site=\"c\",status=\"200\"}", 2),
+        ("s3edge_response_bytes_total{site=\"c\"}", 10),
+    ] {
+        let mut got = edge.metric(series).await;
+        for _ in 0..100 {
+            if got == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            got = edge.metric(series).await;
+        }
+        assert_eq!(got, want, "{series}");
+    }
 }
 
 #[tokio::test]
@@ -179,6 +198,11 @@ async fn stale_while_revalidate_serves_at_once_and_refreshes_once() {
         origin.gets_for("s.html"),
         2,
         "one background refresh for five stale hits"
+    );
+    assert_eq!(
+        edge.metric("s3edge_cache_lookups_total{site=\"c\",result=\"stale\"}")
+            .await,
+        5
     );
 }
 

@@ -351,9 +351,7 @@ impl Cache {
         ticket: Ticket,
     ) -> Answer {
         let answer = self.read(site, key, cached, ticket).await;
-        self.metrics
-            .cache_lookups
-            .inc(&[site.name(), answer.outcome.as_str()]);
+        self.metrics.count_lookup(site, answer.outcome.as_str());
         answer
     }
 

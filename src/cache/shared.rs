@@ -296,9 +296,7 @@ impl Cache {
                 }
             }
         };
-        self.metrics
-            .cache_lookups
-            .inc(&[site.name(), answer.outcome.as_str()]);
+        self.metrics.count_lookup(site, answer.outcome.as_str());
         answer
     }
 

@@ -153,8 +153,10 @@ fn finish(
         }
         headers::apply_site_headers(response.headers_mut(), &site.config.headers);
     }
-    let site_name = site.as_ref().map_or("-", |site| site.name());
-    let site_metrics = state.metrics.site(site_name);
+    let site_metrics = match &site {
+        Some(site) => state.metrics.of_site(site),
+        None => state.metrics.site("-"),
+    };
     let status = response.status().as_u16();
     // The access log line's text is only built when the log is on.
     let record = state.access_log.is_enabled().then(|| AccessRecord {

@@ -13,6 +13,7 @@ pub mod labels;
 pub mod series;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -23,6 +24,7 @@ pub use gauges::{NodeGauges, NodeReadings, TierReading, TierState};
 pub use histogram::{Histogram, HistogramCounts, ORIGIN_BUCKETS, REQUEST_BUCKETS};
 pub use series::{CounterVec, GaugeVec, Series};
 
+use crate::site::Site;
 use crate::status::{History, RecentPurges};
 
 /// The content type of the exposition `render` writes (the Prometheus text
@@ -43,17 +45,44 @@ pub const ORIGIN_ERROR_OUTCOMES: &[&str] = &["rejected", "unreachable", "timeout
 /// numerator of the hit ratio, whose denominator is every lookup but `pass`.
 pub const HIT_RESULTS: &[&str] = &["hit", "stale", "revalidated"];
 
+/// `s3edge_cache_lookups_total{result}` values, each with a prebuilt slot in
+/// [`SiteMetrics`].
+const LOOKUP_RESULTS: [&str; 5] = ["pass", "hit", "miss", "stale", "revalidated"];
+
 /// One site's per-request figures: `s3edge_requests_total` by status,
-/// `s3edge_response_bytes_total` and `s3edge_request_duration_seconds`.
+/// `s3edge_response_bytes_total`, `s3edge_request_duration_seconds` and
+/// `s3edge_cache_lookups_total` by result.
 pub struct SiteMetrics {
     site: Box<str>,
     /// `s3edge_requests_total{site, status}`, by status code, created on first use.
     requests: Box<[OnceLock<Counter>]>,
     response_bytes: Counter,
     duration: Histogram,
+    /// `s3edge_cache_lookups_total{site, result}`, in [`LOOKUP_RESULTS`]'
+    /// order, created on first use.
+    lookups: [OnceLock<Counter>; LOOKUP_RESULTS.len()],
 }
 
+/// Where a site keeps its [`SiteMetrics`] once it has asked for them
+/// ([`Metrics::of_site`]): every request after its first counts with no
+/// lookup and no lock. It remembers which registry they belong to.
+#[derive(Default)]
+pub struct SiteMetricsSlot(OnceLock<(u64, Arc<SiteMetrics>)>);
+
 impl SiteMetrics {
+    /// Counts one cache lookup of this site with `result` (a
+    /// [`LOOKUP_RESULTS`] value; any other goes through the label lookup).
+    fn lookup(&self, metrics: &Metrics, result: &str) {
+        match LOOKUP_RESULTS.iter().position(|known| *known == result) {
+            Some(i) => {
+                self.lookups[i]
+                    .get_or_init(|| metrics.cache_lookups.counter(&[&self.site, result]))
+                    .inc();
+            }
+            None => metrics.cache_lookups.inc(&[&self.site, result]),
+        }
+    }
+
     /// Counts one response with `status` and `bytes` of body sent.
     pub fn response(&self, metrics: &Metrics, status: u16, bytes: u64) {
         let slot = STATUS_SLOTS
@@ -127,6 +156,9 @@ pub struct Metrics {
     /// Each site's per-request counters, by site name (`-`: no site matched).
     sites: RwLock<HashMap<Box<str>, Arc<SiteMetrics>>>,
     registry: Registry,
+    /// Tells this registry from any other in the process (tests run many),
+    /// for [`SiteMetricsSlot`].
+    id: u64,
 }
 
 impl Default for Metrics {
@@ -205,6 +237,10 @@ impl Default for Metrics {
             started: SystemTime::now(),
             sites: RwLock::new(HashMap::new()),
             registry,
+            id: {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
         }
     }
 }
@@ -230,9 +266,37 @@ impl Metrics {
                     requests: STATUS_SLOTS.map(|_| OnceLock::new()).collect(),
                     response_bytes: self.response_bytes.counter(&[site]),
                     duration: self.request_duration.with(&[site]),
+                    lookups: Default::default(),
                 })
             })
             .clone()
+    }
+
+    /// [`Metrics::site`] for `site`, kept in the site's slot on its first
+    /// request (a site whose slot holds another registry's is looked up).
+    pub fn of_site(&self, site: &Site) -> Arc<SiteMetrics> {
+        match self.kept(site) {
+            Some(kept) => kept.clone(),
+            None => self.site(site.name()),
+        }
+    }
+
+    /// Counts one cache lookup of `site` with `result` (`hit`, `miss`, ...:
+    /// `s3edge_cache_lookups_total`).
+    pub fn count_lookup(&self, site: &Site, result: &str) {
+        match self.kept(site) {
+            Some(kept) => kept.lookup(self, result),
+            None => self.site(site.name()).lookup(self, result),
+        }
+    }
+
+    /// The figures `site` keeps for this registry, put there on first use.
+    fn kept<'a>(&self, site: &'a Site) -> Option<&'a Arc<SiteMetrics>> {
+        let (id, kept) = site
+            .metrics
+            .0
+            .get_or_init(|| (self.id, self.site(site.name())));
+        (*id == self.id).then_some(kept)
     }
 
     /// Every site's figures now, by site name, read in one pass per metric.

@@ -35,6 +35,8 @@ pub struct Site {
     views: RwLock<HashMap<ReleaseId, Arc<Site>>>,
     /// An HTTP origin (`[origin] url`), for the methods passed through.
     pub http_origin: Option<Arc<crate::origin::http::HttpOrigin>>,
+    /// Its per-request counters, kept here by `Metrics::of_site`.
+    pub(crate) metrics: crate::metrics::SiteMetricsSlot,
 }
 
 /// Most release views a site keeps (the live release and a few previews);
@@ -62,6 +64,7 @@ impl Site {
             release,
             views: RwLock::new(HashMap::new()),
             http_origin: None,
+            metrics: Default::default(),
         }
     }
 
@@ -120,6 +123,7 @@ impl Site {
             release: ReleaseBinding::Pinned(id.clone()),
             views: RwLock::new(HashMap::new()),
             http_origin: self.http_origin.clone(),
+            metrics: Default::default(),
         });
         let mut views = self.views.write().unwrap_or_else(|e| e.into_inner());
         if views.len() >= MAX_RELEASE_VIEWS {
