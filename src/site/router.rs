@@ -1,5 +1,6 @@
 //! Picks the site for a request's `Host`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::config::HostPattern;
@@ -39,8 +40,8 @@ impl HostRouter {
 
     /// The site for a raw `Host` header value (or HTTP/2 `:authority`), if any.
     pub fn route(&self, host: Option<&str>) -> Option<usize> {
-        let found = host.and_then(normalize_host).and_then(|host| {
-            self.exact.get(&host).copied().or_else(|| {
+        let found = host.and_then(normalized_host).and_then(|host| {
+            self.exact.get(&*host).copied().or_else(|| {
                 self.wildcards
                     .iter()
                     .find(|(suffix, _)| {
@@ -56,6 +57,12 @@ impl HostRouter {
 /// Lowercases a `Host` value, strips the port and one trailing dot. IPv6 literals
 /// keep their brackets. Returns `None` for values that cannot be a host.
 pub fn normalize_host(raw: &str) -> Option<String> {
+    normalized_host(raw).map(Cow::into_owned)
+}
+
+/// [`normalize_host`], borrowed when the host is already in lower case (on
+/// every request: no allocation).
+fn normalized_host(raw: &str) -> Option<Cow<'_, str>> {
     let raw = raw.trim();
     let host = if raw.starts_with('[') {
         let end = raw.find(']')?;
@@ -81,7 +88,11 @@ pub fn normalize_host(raw: &str) -> Option<String> {
     {
         return None;
     }
-    Some(host.to_ascii_lowercase())
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(Cow::Owned(host.to_ascii_lowercase()))
+    } else {
+        Some(Cow::Borrowed(host))
+    }
 }
 
 #[cfg(test)]
