@@ -255,11 +255,19 @@ async fn a_304_refreshes_the_stored_response_and_updates_its_fields() {
     let edge = edge_for(&origin, "");
     let (_, headers, _) = get(&edge, "/r", &[]).await;
     assert_eq!(header(&headers, "x-version"), "one");
+    // A hit: the entry's headers are made once, here, and kept with it.
+    let (_, headers, _) = get(&edge, "/r", &[]).await;
+    assert_eq!(header(&headers, "x-version"), "one");
+    assert_eq!(header(&headers, "cache-status"), "s3edge; hit");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (status, headers, body) = get(&edge, "/r", &[]).await;
     assert_eq!((status, body.as_str()), (200, "stored body"));
     assert_eq!(header(&headers, "x-version"), "two", "fields from the 304");
     assert!(header(&headers, "cache-status").contains("fwd-status=304"));
+    // The refreshed entry's hits carry the 304's fields, not the old ones.
+    let (_, headers, _) = get(&edge, "/r", &[]).await;
+    assert_eq!(header(&headers, "x-version"), "two");
+    assert_eq!(header(&headers, "cache-status"), "s3edge; hit");
     let requests = origin.requests();
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[1].header("if-none-match"), Some("\"v1\""));

@@ -721,6 +721,7 @@ impl DiskTier {
                 body: Body::Memory(Arc::from(super::split_body(body))),
                 stored_at: header.stored_at,
                 freshness: header.freshness,
+                prepared: Default::default(),
             }));
         }
         if io == Io::PageCacheOnly {
@@ -770,6 +771,7 @@ impl DiskTier {
             body: Body::Disk(Arc::new(body)),
             stored_at: header.stored_at,
             freshness: header.freshness,
+            prepared: Default::default(),
         }))
     }
 
@@ -1484,6 +1486,7 @@ mod tests {
                 stale_while_revalidate: Duration::ZERO,
                 stale_if_error: Duration::ZERO,
             },
+            prepared: Default::default(),
         }
     }
 

@@ -120,6 +120,7 @@ mod tests {
                 stale_while_revalidate: Duration::ZERO,
                 stale_if_error: Duration::ZERO,
             },
+            prepared: Default::default(),
         })
     }
 

@@ -189,12 +189,50 @@ pub struct Entry {
     pub body: Body,
     pub stored_at: SystemTime,
     pub freshness: Freshness,
+    /// What its hits' responses are made of, made on the first one.
+    pub prepared: PreparedSlot,
+}
+
+/// What a hit's response is made of that depends only on the entry and the
+/// key it is served for: its representation headers (`Age` and
+/// `Cache-Status` aside) and media type. The handler makes it on an entry's
+/// first hit ([`Fetch::prepared`]) and later hits clone it instead of
+/// deciding the type, formatting the dates and checking every value again.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The key it was made for (a `Content-Type` may be guessed from the
+    /// key's extension): a fetch for another key does not use it.
+    pub key: Box<str>,
+    pub headers: actix_web::http::header::HeaderMap,
+    /// The `Content-Type` served (for `multipart/byteranges` parts).
+    pub content_type: Box<str>,
+    /// Whether that type is worth compressing (`compress::is_compressible`).
+    pub compressible_type: bool,
+}
+
+/// An entry's [`Prepared`], made once. An entry never changes once it is
+/// shared (a revalidated one is a new entry); a clone, which may be changed
+/// before it is stored, starts empty.
+#[derive(Debug, Default)]
+pub struct PreparedSlot(std::sync::OnceLock<Prepared>);
+
+impl Clone for PreparedSlot {
+    fn clone(&self) -> Self {
+        PreparedSlot::default()
+    }
 }
 
 impl Entry {
     /// Bytes of body held.
     pub fn body_len(&self) -> u64 {
         self.body.len()
+    }
+
+    /// Its [`Prepared`] for `key`, made by `make` on first use; `None` when
+    /// it was made for another key.
+    pub fn prepared(&self, key: &str, make: impl FnOnce() -> Prepared) -> Option<&Prepared> {
+        let prepared = self.prepared.0.get_or_init(make);
+        (*prepared.key == *key).then_some(prepared)
     }
 
     /// Seconds since it was stored (or last revalidated).
@@ -606,7 +644,35 @@ mod tests {
                 stale_while_revalidate: Duration::ZERO,
                 stale_if_error: Duration::ZERO,
             },
+            prepared: Default::default(),
         }
+    }
+
+    /// An entry makes its [`Prepared`] once, for the key it was first asked
+    /// for; another key gets none; a clone of the entry starts without it.
+    #[test]
+    fn an_entry_prepares_once_for_one_key_and_a_clone_starts_empty() {
+        let made = std::cell::Cell::new(0);
+        let make = |key: &str| {
+            made.set(made.get() + 1);
+            Prepared {
+                key: key.into(),
+                headers: Default::default(),
+                content_type: "text/css".into(),
+                compressible_type: true,
+            }
+        };
+        let entry = entry("a.css", b"body");
+        for _ in 0..3 {
+            let prepared = entry.prepared("a.css", || make("a.css")).unwrap();
+            assert_eq!(&*prepared.key, "a.css");
+        }
+        assert_eq!(made.get(), 1);
+        assert!(entry.prepared("b.css", || make("b.css")).is_none());
+        assert_eq!(made.get(), 1, "made for a.css already");
+        let clone = entry.clone();
+        assert!(clone.prepared("b.css", || make("b.css")).is_some());
+        assert_eq!(made.get(), 2);
     }
 
     fn body_of(entry: &Entry) -> Vec<u8> {

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 use super::fill::{Flight, Outcome};
 use super::policy::{self, Storable};
 use super::pull::{pull, Pulled, Sink};
-use super::{Body, Cache, CacheKey, DiskBody, Entry, EntryKind, FlightGuard, Generation, Role};
+use super::{
+    Body, Cache, CacheKey, DiskBody, Entry, EntryKind, FlightGuard, Generation, Prepared, Role,
+};
 use super::{State, Ticket, Variant};
 use crate::compress::ContentCoding;
 use crate::http::conditional::{self, Validators};
@@ -185,6 +187,9 @@ pub struct Fetch {
     /// The purge generation it is current as of: what is made from it (an
     /// encoding variant) is committed as of then.
     pub(super) since: Generation,
+    /// The entry it is served from, whose hits share what their responses
+    /// are made of ([`Fetch::prepared`]).
+    pub entry: Option<Arc<Entry>>,
 }
 
 /// The bytes of a [`Fetch`].
@@ -223,7 +228,15 @@ impl Fetch {
             payload: Payload::Stream(body),
             age: None,
             since,
+            entry: None,
         }
+    }
+
+    /// What the response for `key` is made of, when this fetch is served
+    /// from an entry: the entry's [`Prepared`], made by `make` on its first
+    /// hit. `None` for a fetch from the origin (or of another key).
+    pub fn prepared(&self, key: &str, make: impl FnOnce() -> Prepared) -> Option<&Prepared> {
+        self.entry.as_ref()?.prepared(key, make)
     }
 }
 
@@ -239,7 +252,7 @@ impl Answer {
 
 /// A cached entry as a fetch (404 and 403 entries as their errors).
 pub(super) fn serve_entry(
-    entry: &Entry,
+    entry: &Arc<Entry>,
     now: SystemTime,
     since: Generation,
 ) -> Result<Fetch, OriginError> {
@@ -261,6 +274,7 @@ pub(super) fn serve_entry(
         payload,
         age: Some(entry.age(now)),
         since,
+        entry: Some(entry.clone()),
     })
 }
 
@@ -441,6 +455,7 @@ impl Cache {
                         payload: Payload::Range { body, range, total },
                         age: None,
                         since: ticket.since(),
+                        entry: None,
                     })
                 }
                 Err(e) => Err(e),
@@ -728,6 +743,7 @@ impl Cache {
             body: Body::empty(),
             stored_at: policy::stored_at(&meta, now),
             freshness,
+            prepared: Default::default(),
         };
         tokio::spawn(
             self.clone()
@@ -807,6 +823,7 @@ fn negative_entry(site: &Site, key: CacheKey, error: &OriginError, now: SystemTi
         body: Body::empty(),
         stored_at: now,
         freshness: policy::negative(&site.config.cache),
+        prepared: Default::default(),
     }
 }
 

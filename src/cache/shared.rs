@@ -357,6 +357,8 @@ impl Cache {
                 },
                 age: Some(entry.age(now)),
                 since: ticket.since(),
+                // Its length and range are not the entry's.
+                entry: None,
             };
             return Some(Answer::new(Ok(fetch), CacheOutcome::Hit));
         }
@@ -469,6 +471,7 @@ impl Cache {
             meta: meta.clone(),
             body: Body::from_chunks(&chunks),
             freshness,
+            prepared: Default::default(),
         };
         self.store(entry, ticket);
         let index_key = CacheKey::new(site.name(), target, Variant::Identity);
@@ -556,6 +559,7 @@ impl Cache {
                 meta,
                 body: Body::from_chunks(&[bytes::Bytes::from(whole)]),
                 freshness,
+                prepared: Default::default(),
             },
             ticket,
         );
@@ -795,6 +799,7 @@ impl Cache {
             meta: stored_meta,
             body: Body::empty(),
             freshness,
+            prepared: Default::default(),
         };
         tokio::spawn(
             self.clone()

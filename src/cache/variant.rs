@@ -97,6 +97,7 @@ impl Cache {
                         payload,
                         age: None,
                         since: flight.since(),
+                        entry: None,
                     };
                     Answer::new(Ok(fetch), CacheOutcome::Hit)
                 }
@@ -164,6 +165,7 @@ impl Cache {
             body: Body::empty(),
             stored_at,
             freshness,
+            prepared: Default::default(),
         };
         guard.publish(Outcome::Streaming(Arc::new(meta.clone())));
         let subscriber = guard.subscribe();
@@ -180,6 +182,7 @@ impl Cache {
             },
             age: None,
             since,
+            entry: None,
         }
     }
 }

@@ -91,18 +91,25 @@ pub fn should_compress(
     min: u64,
     max: u64,
 ) -> bool {
+    uncoded_within(content_encoding, length, min, max) && is_compressible(content_type)
+}
+
+/// No content coding yet (`Content-Encoding` absent, empty or `identity`),
+/// and a length within `[min, max]`.
+fn uncoded_within(content_encoding: Option<&str>, length: u64, min: u64, max: u64) -> bool {
     let encoded = content_encoding.is_some_and(|value| {
         let value = value.trim();
         !value.is_empty() && !value.eq_ignore_ascii_case("identity")
     });
-    !encoded && (min..=max).contains(&length) && is_compressible(content_type)
+    !encoded && (min..=max).contains(&length)
 }
 
-/// A representation as [`compressible`] sees it: its media type (as served,
-/// after any guess from the key), coding, caching directives and length.
+/// A representation as [`compressible`] sees it: whether its media type (as
+/// served, after any guess from the key) is worth compressing
+/// ([`is_compressible`]), its coding, caching directives and length.
 #[derive(Debug, Clone, Copy)]
 pub struct Representation<'a> {
-    pub content_type: &'a str,
+    pub compressible_type: bool,
     pub content_encoding: Option<&'a str>,
     pub cache_control: Option<&'a str>,
     pub length: u64,
@@ -116,9 +123,9 @@ pub struct Representation<'a> {
 pub fn compressible(config: &CompressionConfig, representation: &Representation<'_>) -> bool {
     config.enabled
         && !config.algorithms.is_empty()
+        && representation.compressible_type
         && !forbids_transform(representation.cache_control)
-        && should_compress(
-            representation.content_type,
+        && uncoded_within(
             representation.content_encoding,
             representation.length,
             config.min_size,
@@ -330,7 +337,7 @@ mod tests {
     #[test]
     fn the_one_check_combines_the_site_settings_no_transform_and_the_representation() {
         let css = Representation {
-            content_type: "text/css",
+            compressible_type: is_compressible("text/css"),
             content_encoding: None,
             cache_control: Some("max-age=60"),
             length: 5_000,
@@ -393,7 +400,7 @@ mod tests {
                 "an image",
                 on.clone(),
                 Representation {
-                    content_type: "image/png",
+                    compressible_type: is_compressible("image/png"),
                     ..css
                 },
                 false,

@@ -17,7 +17,7 @@ use crate::cache::{Answer, Cache, CacheOutcome, Fetch, Payload, Request, Want, W
 use crate::compress::{self, ContentCoding};
 use crate::config::CompressionConfig;
 use crate::http::{mime, range};
-use crate::origin::{ObjectMeta, OriginError};
+use crate::origin::OriginError;
 use crate::site::Site;
 use crate::website::{self, RedirectTarget, RequestInfo, WebsiteConfig};
 
@@ -125,7 +125,7 @@ impl Lookup<'_> {
         // does not vary already: its variants are keyed by the target alone.
         let varies = self.site.config.is_http_origin()
             && (fetch.meta.status() != 200 || fetch.meta.header("vary").is_some());
-        if !whole || varies || !compressible(config, key, &fetch.meta) {
+        if !whole || varies || !compressible(config, key, &fetch) {
             return Ok(fetch);
         }
         trace.vary_accept_encoding = true;
@@ -175,13 +175,18 @@ impl Lookup<'_> {
 }
 
 /// Whether answers for this representation vary by `Accept-Encoding`
-/// (`compress::compressible`, with the type served for `key`).
-fn compressible(config: &CompressionConfig, key: &str, meta: &ObjectMeta) -> bool {
-    let content_type = mime::ContentType::of(meta.content_type.as_deref(), key);
+/// (`compress::compressible`, with the type served for `key`, decided once
+/// per entry: [`object::prepare`]).
+fn compressible(config: &CompressionConfig, key: &str, fetch: &Fetch) -> bool {
+    let meta = &fetch.meta;
+    let compressible_type = match fetch.prepared(key, || object::prepare(meta, key)) {
+        Some(prepared) => prepared.compressible_type,
+        None => object::compressible_type(meta, key),
+    };
     compress::compressible(
         config,
         &compress::Representation {
-            content_type: content_type.essence(),
+            compressible_type,
             content_encoding: meta.content_encoding.as_deref(),
             cache_control: meta.cache_control.as_deref(),
             length: meta.content_length,

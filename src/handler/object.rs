@@ -12,7 +12,8 @@ use futures_util::StreamExt;
 use super::body::{select, HeadBody, LengthChecked, Piece};
 use super::lookup::Lookup;
 use super::respond::error_page;
-use crate::cache::{DiskBody, Fetch, Payload, Wire};
+use crate::cache::{DiskBody, Fetch, Payload, Prepared, Wire};
+use crate::compress;
 use crate::http::conditional::{self, Outcome, Preconditions, Validators};
 use crate::http::range::{self, ByteRange, RangeOutcome};
 use crate::http::{headers, mime};
@@ -100,20 +101,26 @@ pub(super) fn if_range_holds(req: &HttpRequest, meta: &ObjectMeta) -> bool {
 pub(super) fn respond(lookup: &Lookup<'_>, key: &str, fetch: Fetch) -> HttpResponse {
     let (req, head) = (lookup.req, lookup.head);
     let Fetch {
-        meta, payload, age, ..
+        meta,
+        payload,
+        age,
+        entry,
+        ..
     } = fetch;
-    // Borrowed (stored or static) in the usual cases: no allocation. An
-    // HTTP origin's type is passed on as sent, or not at all.
-    let content_type = match (&meta.content_type, meta.is_from_http_origin()) {
-        (Some(sent), true) => mime::ContentType::Stored(sent),
-        _ => mime::ContentType::of(meta.content_type.as_deref(), key),
+    // A hit clones what its entry's first hit made; anything else makes it.
+    let fresh;
+    let prepared = match entry
+        .as_ref()
+        .and_then(|e| e.prepared(key, || prepare(&meta, key)))
+    {
+        Some(prepared) => prepared,
+        None => {
+            fresh = prepare(&meta, key);
+            &fresh
+        }
     };
-    let type_header = if meta.is_from_http_origin() && meta.content_type.is_none() {
-        None
-    } else {
-        content_type.header_value()
-    };
-    let mut representation = headers::representation_headers_with(&meta, type_header);
+    let mut representation = prepared.headers.clone();
+    let content_type = &*prepared.content_type;
     // From the cache: its age there (an upstream node's included); straight
     // from a peer, a parent or an HTTP origin: the age it arrived with.
     if let Some(age) = age.map(|age| age.as_secs()).or(meta.age) {
@@ -145,10 +152,45 @@ pub(super) fn respond(lookup: &Lookup<'_>, key: &str, fetch: Fetch) -> HttpRespo
         plan,
         payload,
         representation,
-        &content_type,
+        content_type,
         head,
         lookup.wire,
     )
+}
+
+/// What the response for `meta` served as `key` is made of: its
+/// representation headers (`Age` and `Cache-Status` aside) and media type
+/// ([`Prepared`], kept with a cache entry for its later hits).
+pub(super) fn prepare(meta: &ObjectMeta, key: &str) -> Prepared {
+    // Borrowed (stored or static) in the usual cases. An HTTP origin's type
+    // is passed on as sent, or not at all.
+    let content_type = match (&meta.content_type, meta.is_from_http_origin()) {
+        (Some(sent), true) => mime::ContentType::Stored(sent),
+        _ => mime::ContentType::of(meta.content_type.as_deref(), key),
+    };
+    let type_header = if meta.is_from_http_origin() && meta.content_type.is_none() {
+        None
+    } else {
+        content_type.header_value()
+    };
+    let compressible_type = if meta.is_from_http_origin() {
+        compressible_type(meta, key)
+    } else {
+        compress::is_compressible(content_type.essence())
+    };
+    Prepared {
+        key: key.into(),
+        headers: headers::representation_headers_with(meta, type_header),
+        content_type: content_type.as_str().into(),
+        compressible_type,
+    }
+}
+
+/// Whether the type served for `key` is worth compressing: the stored type,
+/// or the one guessed from the key when the stored one says nothing (as for
+/// a bucket's objects, also for an HTTP origin's answers).
+pub(super) fn compressible_type(meta: &ObjectMeta, key: &str) -> bool {
+    compress::is_compressible(mime::ContentType::of(meta.content_type.as_deref(), key).essence())
 }
 
 /// 304 or 412 when the request's preconditions say so (RFC 9110 section 13.2.2).
