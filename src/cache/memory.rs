@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use super::{Body, CacheKey, Entry};
 
-/// Bytes counted for an entry besides its body (key, metadata, bookkeeping).
-const ENTRY_OVERHEAD: u64 = 512;
+/// Bytes counted for an entry besides its body: key, metadata, bookkeeping,
+/// and the response fields its hits share once it has been hit (`Prepared`:
+/// about 500 bytes).
+const ENTRY_OVERHEAD: u64 = 1024;
 
 /// Entries in memory.
 pub struct MemoryTier {

@@ -119,7 +119,7 @@ pub(super) fn respond(lookup: &Lookup<'_>, key: &str, fetch: Fetch) -> HttpRespo
             &fresh
         }
     };
-    let mut representation = prepared.headers.clone();
+    let mut representation = prepared.header_map(2);
     let content_type = &*prepared.content_type;
     // From the cache: its age there (an upstream node's included); straight
     // from a peer, a parent or an HTTP origin: the age it arrived with.
@@ -180,7 +180,10 @@ pub(super) fn prepare(meta: &ObjectMeta, key: &str) -> Prepared {
     };
     Prepared {
         key: key.into(),
-        headers: headers::representation_headers_with(meta, type_header),
+        headers: headers::representation_headers_with(meta, type_header)
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect(),
         content_type: content_type.as_str().into(),
         compressible_type,
     }
