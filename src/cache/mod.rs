@@ -32,7 +32,7 @@ mod variant;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
@@ -204,25 +204,15 @@ pub struct Prepared {
     /// The key it was made for (a `Content-Type` may be guessed from the
     /// key's extension): a fetch for another key does not use it.
     pub key: Box<str>,
-    /// The fields in the order a header map gives them. Kept as a list
-    /// cut to its length: a `HeaderMap` holds room for many more fields
-    /// and values than a response has (kilobytes per entry held).
+    /// The fields (`http::headers::representation_fields`), a name
+    /// repeated for each of its values. Kept as a list cut to its length: a
+    /// `HeaderMap` holds room for many more fields and values than a
+    /// response has (kilobytes per entry held).
     pub headers: Box<[(HeaderName, HeaderValue)]>,
     /// The `Content-Type` served (for `multipart/byteranges` parts).
     pub content_type: Box<str>,
     /// Whether that type is worth compressing (`compress::is_compressible`).
     pub compressible_type: bool,
-}
-
-impl Prepared {
-    /// Its fields as a header map with room for `more` (`Age`, ...).
-    pub fn header_map(&self, more: usize) -> HeaderMap {
-        let mut map = HeaderMap::with_capacity(self.headers.len() + more);
-        for (name, value) in self.headers.iter() {
-            map.append(name.clone(), value.clone());
-        }
-        map
-    }
 }
 
 /// An entry's [`Prepared`], made once. An entry never changes once it is

@@ -2,6 +2,8 @@
 //! 13.2.2) and ranges (section 14) are evaluated here, at the edge, from the
 //! object's validators, whether the bytes come from the origin or a cache.
 
+use std::borrow::Cow;
+
 use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderMap, HeaderName};
 use actix_web::http::StatusCode;
@@ -107,20 +109,24 @@ pub(super) fn respond(lookup: &Lookup<'_>, key: &str, fetch: Fetch) -> HttpRespo
         entry,
         ..
     } = fetch;
-    // A hit clones what its entry's first hit made; anything else makes it.
-    let fresh;
-    let prepared = match entry
+    // A hit clones what its entry's first hit made; anything else makes it
+    // and moves it in.
+    let memo = entry
         .as_ref()
-        .and_then(|e| e.prepared(key, || prepare(&meta, key)))
-    {
-        Some(prepared) => prepared,
+        .and_then(|e| e.prepared(key, || prepare(&meta, key)));
+    let (mut representation, content_type) = match memo {
+        Some(prepared) => (
+            headers::header_map(prepared.headers.iter().cloned(), 2),
+            Cow::Borrowed(&*prepared.content_type),
+        ),
         None => {
-            fresh = prepare(&meta, key);
-            &fresh
+            let prepared = prepare(&meta, key);
+            (
+                headers::header_map(prepared.headers.into_vec(), 2),
+                Cow::Owned(prepared.content_type.into_string()),
+            )
         }
     };
-    let mut representation = prepared.header_map(2);
-    let content_type = &*prepared.content_type;
     // From the cache: its age there (an upstream node's included); straight
     // from a peer, a parent or an HTTP origin: the age it arrived with.
     if let Some(age) = age.map(|age| age.as_secs()).or(meta.age) {
@@ -152,7 +158,7 @@ pub(super) fn respond(lookup: &Lookup<'_>, key: &str, fetch: Fetch) -> HttpRespo
         plan,
         payload,
         representation,
-        content_type,
+        &content_type,
         head,
         lookup.wire,
     )
@@ -180,10 +186,7 @@ pub(super) fn prepare(meta: &ObjectMeta, key: &str) -> Prepared {
     };
     Prepared {
         key: key.into(),
-        headers: headers::representation_headers_with(meta, type_header)
-            .iter()
-            .map(|(name, value)| (name.clone(), value.clone()))
-            .collect(),
+        headers: headers::representation_fields(meta, type_header).into_boxed_slice(),
         content_type: content_type.as_str().into(),
         compressible_type,
     }

@@ -21,18 +21,23 @@ pub fn set_checked(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 /// decided), ETag, Last-Modified, Cache-Control, Expires, Content-Encoding,
 /// Content-Language, Content-Disposition, Accept-Ranges.
 pub fn representation_headers(meta: &ObjectMeta, content_type: &str) -> HeaderMap {
-    representation_headers_with(meta, HeaderValue::from_str(content_type).ok())
+    header_map(
+        representation_fields(meta, HeaderValue::from_str(content_type).ok()),
+        0,
+    )
 }
 
-/// [`representation_headers`] with the Content-Type already a header value
-/// (`None`: the type could not be a header value and is left out).
-pub fn representation_headers_with(
+/// The fields of [`representation_headers`] as a list, with the
+/// Content-Type already a header value (`None`: the type could not be a
+/// header value and is left out). A name may come more than once (an HTTP
+/// origin's repeated fields): a header map gets each value appended.
+pub fn representation_fields(
     meta: &ObjectMeta,
     content_type: Option<HeaderValue>,
-) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(10);
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut fields = Vec::with_capacity(8);
     if let Some(content_type) = content_type {
-        headers.insert(header::CONTENT_TYPE, content_type);
+        fields.push((header::CONTENT_TYPE, content_type));
     }
     let copied = [
         (header::ETAG, meta.etag.as_deref()),
@@ -46,29 +51,45 @@ pub fn representation_headers_with(
         ),
     ];
     for (name, value) in copied {
-        if let Some(value) = value.filter(|v| !v.is_empty()) {
-            set_checked(&mut headers, name, value);
+        // A value with characters a header may not hold is dropped.
+        if let Some(Ok(value)) = value.filter(|v| !v.is_empty()).map(HeaderValue::from_str) {
+            fields.push((name, value));
         }
     }
     if meta.is_from_http_origin() {
         // An HTTP origin's answer keeps its own fields as sent: its
         // `Last-Modified` is among them, and its `Date` (RFC 9110 6.6.1).
-        if let Some(date) = meta.date.as_deref() {
-            set_checked(&mut headers, header::DATE, date);
+        if let Some(Ok(date)) = meta.date.as_deref().map(HeaderValue::from_str) {
+            fields.push((header::DATE, date));
         }
         for (name, value) in meta.headers.iter().take(crate::origin::MAX_FIELDS) {
             if let (Ok(name), Ok(value)) = (
                 header::HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_str(value),
             ) {
-                headers.append(name, value);
+                fields.push((name, value));
             }
         }
+        // The edge answers ranges itself, whatever the origin said.
+        fields.retain(|(name, _)| *name != header::ACCEPT_RANGES);
     } else if let Some(modified) = meta.last_modified {
-        headers.insert(header::LAST_MODIFIED, http_date(modified));
+        fields.push((header::LAST_MODIFIED, http_date(modified)));
     }
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    headers
+    fields.push((header::ACCEPT_RANGES, HeaderValue::from_static("bytes")));
+    fields
+}
+
+/// A header map of `fields` (each value appended), with room for `more`.
+pub fn header_map(
+    fields: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
+    more: usize,
+) -> HeaderMap {
+    let fields = fields.into_iter();
+    let mut map = HeaderMap::with_capacity(fields.size_hint().0 + more);
+    for (name, value) in fields {
+        map.append(name, value);
+    }
+    map
 }
 
 /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) as a header value, written
@@ -141,6 +162,27 @@ mod tests {
         let h = representation_headers(&meta, "text/plain");
         let extra = h.keys().filter(|n| n.as_str().starts_with("x-")).count();
         assert_eq!(extra, crate::origin::MAX_FIELDS);
+    }
+
+    /// An HTTP origin's repeated field keeps every value; its own
+    /// `Accept-Ranges` gives way to the edge's (which answers ranges itself).
+    #[test]
+    fn an_origin_s_repeated_fields_stay_and_its_accept_ranges_gives_way() {
+        let meta = ObjectMeta {
+            from_http_origin: true,
+            headers: vec![
+                ("accept-ranges".into(), "none".into()),
+                ("x-a".into(), "1".into()),
+                ("x-a".into(), "2".into()),
+            ],
+            ..ObjectMeta::default()
+        };
+        let h = representation_headers(&meta, "text/plain");
+        let values =
+            |name: &str| -> Vec<&str> { h.get_all(name).map(|v| v.to_str().unwrap()).collect() };
+        assert_eq!(values("x-a"), ["1", "2"]);
+        assert_eq!(values("accept-ranges"), ["bytes"]);
+        assert_eq!(values("content-type"), ["text/plain"]);
     }
 
     #[test]
