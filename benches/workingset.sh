@@ -55,8 +55,9 @@
 # benches/results/workingset-h2.md.
 #
 # S3EDGE_BIN_B=<binary> adds a second s3edge, "s3edge-b", with its own
-# ports and cache directory, measured in the same rounds right after the
-# first (A B, then the peers): the table gains its column and B/A, the
+# ports and cache directory, measured in the same rounds beside the first
+# (A B in odd rounds, B A in even ones, then the peers: the side measured
+# second tends to gain a little): the table gains its column and B/A, the
 # ratio of two builds (or of two settings: S3EDGE_ENV_A and S3EDGE_ENV_B
 # are environment assignments, e.g. "RUST_LOG=warn", for the first and the
 # second) on the working set, in one run.
@@ -407,7 +408,11 @@ fi
 log "rounds: $ROUNDS x ${SECS}s, A B C"
 core_distance start
 for ((r = 1; r <= ROUNDS; r++)); do
-    for s in "${SERVERS[@]}"; do timed_run "$s" "$SECS"; done
+    order=("${SERVERS[@]}")
+    # With a second s3edge, every other round measures it first: the side
+    # measured second gained a few percent in session 21's A/B runs.
+    if [[ -n $BIN_B ]] && ((r % 2 == 0)); then order=(s3edge-b s3edge "${SERVERS[@]:2}"); fi
+    for s in "${order[@]}"; do timed_run "$s" "$SECS"; done
 done
 sleep 2
 declare -A RSS_KB=() HWM_KB=() CACHE_METRICS=()
