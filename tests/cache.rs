@@ -56,14 +56,7 @@ async fn a_second_request_is_a_hit_with_no_origin_request() {
         ("s3edge_requests_total{site=\"c\",status=\"200\"}", 2),
         ("s3edge_response_bytes_total{site=\"c\"}", 10),
     ] {
-        let mut got = edge.metric(series).await;
-        for _ in 0..100 {
-            if got == want {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            got = edge.metric(series).await;
-        }
+        let got = edge.wait_metric(series, |got| got == want).await;
         assert_eq!(got, want, "{series}");
     }
 }

@@ -189,7 +189,7 @@ pub struct Fetch {
     pub(super) since: Generation,
     /// The entry it is served from, whose hits share what their responses
     /// are made of ([`Fetch::prepared`]).
-    pub entry: Option<Arc<Entry>>,
+    pub(crate) entry: Option<Arc<Entry>>,
 }
 
 /// The bytes of a [`Fetch`].
@@ -835,8 +835,28 @@ pub(super) async fn drain(mut body: BodyStream) {
 
 #[cfg(test)]
 mod tests {
-    use super::Wire;
+    use super::{CacheOutcome, Wire};
     use crate::cache::{PREFER_FILE_MIN, SEND_FROM_FILE_MAX};
+
+    /// Every lookup result has its prebuilt counter in `SiteMetrics`.
+    #[test]
+    fn every_lookup_result_has_a_counter_slot() {
+        let outcomes = [
+            CacheOutcome::Pass,
+            CacheOutcome::Hit,
+            CacheOutcome::Miss { stored: true },
+            CacheOutcome::Miss { stored: false },
+            CacheOutcome::Stale,
+            CacheOutcome::StaleIfError,
+            CacheOutcome::Revalidated,
+        ];
+        for outcome in outcomes {
+            assert!(
+                crate::metrics::LOOKUP_RESULTS.contains(&outcome.as_str()),
+                "{outcome:?}"
+            );
+        }
+    }
 
     /// Which bodies leave from their file, at the limits: a memory hit of
     /// 64 KiB to 1 MiB on a paced connection, of 64 KiB and up on one

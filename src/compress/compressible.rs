@@ -79,23 +79,12 @@ fn matches(pattern: &str, kind: &str, subtype: &str) -> bool {
     }
 }
 
-/// Whether the edge should compress a representation: its media type is
-/// compressible, it carries no content coding yet (`Content-Encoding` absent,
-/// empty or `identity`; an object stored as `gzip` is never encoded twice), and
-/// its length lies within `[min, max]` (`compression.min_size` and
-/// `compression.max_size`; below `min` the coding overhead eats the gain).
-pub fn should_compress(
-    content_type: &str,
-    content_encoding: Option<&str>,
-    length: u64,
-    min: u64,
-    max: u64,
-) -> bool {
-    uncoded_within(content_encoding, length, min, max) && is_compressible(content_type)
-}
-
-/// No content coding yet (`Content-Encoding` absent, empty or `identity`),
-/// and a length within `[min, max]`.
+/// The coding and length half of whether the edge should compress a
+/// representation (the type half is [`is_compressible`]): it carries no
+/// content coding yet (`Content-Encoding` absent, empty or `identity`; an
+/// object stored as `gzip` is never encoded twice), and its length lies
+/// within `[min, max]` (`compression.min_size` and `compression.max_size`;
+/// below `min` the coding overhead eats the gain).
 fn uncoded_within(content_encoding: Option<&str>, length: u64, min: u64, max: u64) -> bool {
     let encoded = content_encoding.is_some_and(|value| {
         let value = value.trim();
@@ -116,9 +105,10 @@ pub struct Representation<'a> {
 }
 
 /// The one "is this compressible" check (DESIGN.md pipeline step 7): the site
-/// compresses (`compression.enabled` with at least one algorithm), the object
-/// allows transformation (no `no-transform`), and [`should_compress`] passes
-/// (type, no coding yet, size window). Answers for a compressible
+/// compresses (`compression.enabled` with at least one algorithm), the type
+/// is worth it ([`is_compressible`], decided once per cache entry), the
+/// object allows transformation (no `no-transform`), and it has no coding yet
+/// and a length within the site's window. Answers for a compressible
 /// representation vary by `Accept-Encoding`.
 pub fn compressible(config: &CompressionConfig, representation: &Representation<'_>) -> bool {
     config.enabled
@@ -227,6 +217,9 @@ mod tests {
     #[test]
     fn should_compress_checks_type_coding_and_size_window() {
         let (min, max) = (1000, 10 * 1024 * 1024);
+        let should_compress = |content_type: &str, encoding: Option<&str>, length, min, max| {
+            is_compressible(content_type) && uncoded_within(encoding, length, min, max)
+        };
         let cases: &[(&str, &str, Option<&str>, u64, bool)] = &[
             (
                 "a mid-sized HTML page is compressed",

@@ -1,8 +1,8 @@
 //! Compression (pipeline stage 8 and `[compression]`, README "Compression").
 //!
 //! 1. [`compressible`] (the one check: the site's settings, [`forbids_transform`],
-//!    [`should_compress`]): is the representation worth encoding, and may the
-//!    edge transform it at all?
+//!    [`is_compressible`], the coding and size window): is the representation
+//!    worth encoding, and may the edge transform it at all?
 //! 2. [`negotiate`]: which coding does the client accept (RFC 9110 section
 //!    12.5.3), among the site's `compression.algorithms`?
 //! 3. [`encode`] / [`encode_sized`]: the encoded variant, streamed chunk by
@@ -17,8 +17,8 @@ mod negotiate;
 use std::fmt;
 
 pub use compressible::{
-    compressible, forbids_transform, is_compressible, should_compress, Representation,
-    COMPRESSIBLE_TYPES, NEVER_COMPRESSED_TYPES,
+    compressible, forbids_transform, is_compressible, Representation, COMPRESSIBLE_TYPES,
+    NEVER_COMPRESSED_TYPES,
 };
 pub use encode::{
     encode, encode_sized, encode_stream, EncodeError, Level, BROTLI_QUALITY, BROTLI_WINDOW,

@@ -21,6 +21,9 @@ use crate::http::range::{self, ByteRange, RangeOutcome};
 use crate::http::{headers, mime};
 use crate::origin::{BodyStream, ObjectMeta};
 
+/// Fields a response adds to its prepared ones: `Age`, `Cache-Status`.
+const PER_RESPONSE_FIELDS: usize = 2;
+
 /// Headers a 304 carries (RFC 9110 section 15.4.5).
 const NOT_MODIFIED_HEADERS: &[HeaderName] = &[
     header::AGE,
@@ -116,13 +119,13 @@ pub(super) fn respond(lookup: &Lookup<'_>, key: &str, fetch: Fetch) -> HttpRespo
         .and_then(|e| e.prepared(key, || prepare(&meta, key)));
     let (mut representation, content_type) = match memo {
         Some(prepared) => (
-            headers::header_map(prepared.headers.iter().cloned(), 2),
+            headers::header_map(prepared.headers.iter().cloned(), PER_RESPONSE_FIELDS),
             Cow::Borrowed(&*prepared.content_type),
         ),
         None => {
             let prepared = prepare(&meta, key);
             (
-                headers::header_map(prepared.headers.into_vec(), 2),
+                headers::header_map(prepared.headers.into_vec(), PER_RESPONSE_FIELDS),
                 Cow::Owned(prepared.content_type.into_string()),
             )
         }
@@ -168,21 +171,19 @@ pub(super) fn respond(lookup: &Lookup<'_>, key: &str, fetch: Fetch) -> HttpRespo
 /// representation headers (`Age` and `Cache-Status` aside) and media type
 /// ([`Prepared`], kept with a cache entry for its later hits).
 pub(super) fn prepare(meta: &ObjectMeta, key: &str) -> Prepared {
-    // Borrowed (stored or static) in the usual cases. An HTTP origin's type
-    // is passed on as sent, or not at all.
+    // Borrowed (stored or static) in the usual cases. Whether it compresses
+    // is decided on the type as the bucket rules give it (`compressible_type`);
+    // an HTTP origin's type is passed on as sent, or not at all.
+    let guessed = mime::ContentType::of(meta.content_type.as_deref(), key);
+    let compressible_type = compress::is_compressible(guessed.essence());
     let content_type = match (&meta.content_type, meta.is_from_http_origin()) {
         (Some(sent), true) => mime::ContentType::Stored(sent),
-        _ => mime::ContentType::of(meta.content_type.as_deref(), key),
+        _ => guessed,
     };
     let type_header = if meta.is_from_http_origin() && meta.content_type.is_none() {
         None
     } else {
         content_type.header_value()
-    };
-    let compressible_type = if meta.is_from_http_origin() {
-        compressible_type(meta, key)
-    } else {
-        compress::is_compressible(content_type.essence())
     };
     Prepared {
         key: key.into(),

@@ -46,8 +46,9 @@ pub const ORIGIN_ERROR_OUTCOMES: &[&str] = &["rejected", "unreachable", "timeout
 pub const HIT_RESULTS: &[&str] = &["hit", "stale", "revalidated"];
 
 /// `s3edge_cache_lookups_total{result}` values, each with a prebuilt slot in
-/// [`SiteMetrics`].
-const LOOKUP_RESULTS: [&str; 5] = ["pass", "hit", "miss", "stale", "revalidated"];
+/// [`SiteMetrics`]: every `CacheOutcome::as_str` (a test in `cache::read`
+/// holds them to it).
+pub(crate) const LOOKUP_RESULTS: [&str; 5] = ["pass", "hit", "miss", "stale", "revalidated"];
 
 /// One site's per-request figures: `s3edge_requests_total` by status,
 /// `s3edge_response_bytes_total`, `s3edge_request_duration_seconds` and

@@ -189,13 +189,25 @@ impl Edge {
     /// Waits (up to 5 s) until the disk tier holds at least `n` entries: fills
     /// are committed after the response has been sent.
     pub async fn wait_disk_entries(&self, n: u64) {
+        let held = self
+            .wait_metric("s3edge_cache_entries{tier=\"disk\"}", |held| held >= n)
+            .await;
+        assert!(held >= n, "the disk tier never held {n} entries");
+    }
+
+    /// Reads the series `name` (as [`Edge::metric`]) every 20 ms, up to 5 s,
+    /// until `done` holds for it; returns the last reading. Counters of a
+    /// response are added once its body has left, after the client has it.
+    pub async fn wait_metric(&self, name: &str, done: impl Fn(u64) -> bool) -> u64 {
+        let mut value = self.metric(name).await;
         for _ in 0..250 {
-            if self.cache_entries("disk").await >= n {
-                return;
+            if done(value) {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+            value = self.metric(name).await;
         }
-        panic!("the disk tier never held {n} entries");
+        value
     }
 
     /// GET `path` with `Host: host`.
