@@ -390,7 +390,7 @@ async fn read_head_only(stream: &mut tokio::net::TcpStream, pending: &mut Vec<u8
 /// Over plain HTTP/1.1 a span of a disk-tier file is sent with `sendfile`
 /// (the patched actix-http's `SendFile`, `vendor/README.md`), so the body
 /// stream is never polled: any span on a connection that is not paced, up
-/// to `SEND_FROM_FILE_MAX` (1 MiB) on one BBR paces, a longer one then
+/// to `SEND_FROM_FILE_MAX` (512 KiB) on one BBR paces, a longer one then
 /// streaming from the file's checked blocks (which the host's congestion
 /// control picks here; both are pinned in
 /// `plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is_paced`).
@@ -564,7 +564,7 @@ async fn counted_since(edge: &Edge, name: &str, before: u64, expected: u64) -> u
 
 /// A node on `shared` whose listener's connections have the TCP congestion
 /// control `name` (`--tcp-congestion`), and whose memory tier takes bodies
-/// of up to 4 MiB: above `SEND_FROM_FILE_MAX` (1 MiB), so a paced disk hit
+/// of up to 4 MiB: above `SEND_FROM_FILE_MAX` (512 KiB), so a paced disk hit
 /// between the two would fit the memory tier (and is still not promoted).
 fn node_with_congestion(shared: &Path, name: &str) -> Edge {
     let name = name.to_string();
@@ -587,9 +587,9 @@ fn congestion_available(name: &str) -> bool {
 /// control (`src/handler/wire.rs`). Not paced (CUBIC): every body with a
 /// cache file goes by `sendfile`, a disk hit above 1 MiB stays in its file,
 /// and a memory hit of 64 KiB or more is sent from its file too; a smaller
-/// memory hit is copied. Paced (BBR): a disk hit above 1 MiB stays in its
+/// memory hit is copied. Paced (BBR): a disk hit above 512 KiB stays in its
 /// file too, not promoted, but is read block by block and copied; a memory
-/// hit above 1 MiB or below 64 KiB is copied, one in between is sent from
+/// hit above 512 KiB or below 64 KiB is copied, one in between is sent from
 /// its file. Byte-exact either way, ranges included; the `sendfile`'d bytes
 /// are counted.
 #[tokio::test]
@@ -651,28 +651,32 @@ async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is
     let kept = "left in its file: a paced disk hit is not promoted, though it fits";
     assert_eq!(edge.cache_entries("memory").await, 0, "{kept}");
 
-    // Paced memory hits: 100 KiB and 1 MiB from their files, 60 KiB copied.
+    // Paced memory hits: 100 and 512 KiB from their files, 60 KiB and
+    // 1 MiB copied.
     let mid = random_bytes(100 * 1024 + 3, 55);
     let little = random_bytes(60 * 1024, 56);
-    let wide = random_bytes(1024 * 1024, 57);
+    let half = random_bytes(512 * 1024, 57);
+    let wide = random_bytes(1024 * 1024, 58);
     let objects = [
         ("/mid.bin", &mid),
         ("/little.bin", &little),
+        ("/half.bin", &half),
         ("/wide.bin", &wide),
     ];
     store_each(&edge, &objects.map(|(path, data)| (path, data.as_slice()))).await;
-    edge.wait_disk_entries(5).await;
+    edge.wait_disk_entries(6).await;
     let before = edge.metric(SENDFILE_BYTES).await;
     assert_hit(&edge, "/mid.bin", &mid, "a paced 100 KiB memory hit").await;
     assert_range(&edge, "/mid.bin", &mid, 1000, 70_000, "a range of it").await;
+    assert_hit(&edge, "/half.bin", &half, "a paced 512 KiB memory hit").await;
     assert_hit(&edge, "/wide.bin", &wide, "a paced 1 MiB memory hit").await;
     assert_hit(&edge, "/little.bin", &little, "a paced 60 KiB memory hit").await;
-    let expected = (mid.len() + 69_001 + wide.len()) as u64;
-    let copied = "the 60 KiB hit was copied from memory";
-    let from_files = "the 100 KiB and 1 MiB hits";
+    let expected = (mid.len() + 69_001 + half.len()) as u64;
+    let copied = "the 60 KiB and 1 MiB hits were copied from memory";
+    let from_files = "the 100 and 512 KiB hits";
     assert_sent_from_files(&edge, before, expected, from_files, copied).await;
-    assert_eq!(edge.cache_entries("memory").await, 3);
-    let open = "the 100 KiB and 1 MiB files are open, and the disk hit's: not the copied one";
+    assert_eq!(edge.cache_entries("memory").await, 4);
+    let open = "the 100 and 512 KiB files are open, and the disk hit's: not the copied ones";
     assert_eq!(edge.metric(OPEN_FILES).await, 3, "{open}");
 }
 

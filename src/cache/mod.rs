@@ -47,14 +47,21 @@ pub use read::{Answer, CacheOutcome, Fetch, Payload, Request, Want, Wire};
 /// The largest span sent from its disk-tier file with `sendfile` to a plain
 /// HTTP/1 client on a paced connection ([`Wire::PacedFile`]), and the largest
 /// memory-tier hit sent from its file there instead of copied. Larger spans
-/// of a file are read block by block and copied: on loopback on Linux 6.18
+/// of a file are read block by block and copied. On loopback on Linux 6.18
 /// under BBR, `sendfile` sent bodies of 100 to 512 KiB 1.2 to 2 times as fast
-/// as the block reads (2026-11-29); with the file kept open, a 1 MiB memory
-/// hit 1.14 to 1.16 times as fast as its copy, while a 4 MiB one went 0.86
-/// times; disk hits of 2, 4 and 64 MiB went 0.80, 0.68 and 0.55 times as
-/// fast as their block reads (pinned, `benches/ab.sh`; docs/PERFORMANCE.md,
-/// 2026-11-30).
-pub const SEND_FROM_FILE_MAX: u64 = 1 << 20;
+/// as the block reads (2026-11-29) and a 512 KiB memory hit 1.5 to 1.6 times
+/// as fast as its copy, but above 512 KiB it falls off a cliff: on the Intel
+/// host (2026-12-01, `wrk -c64`) 640 KiB went 0.74 to 0.85 times as fast as
+/// the copy, 768 KiB to 1 MiB 0.56 to 0.67 times (0.38 times pinned), each
+/// response costing two to three times the CPU; under CUBIC the same files
+/// went 1.6 times as fast as their copies at every size, so the cliff is
+/// BBR's pacing of `sendfile`'s page-sized fragments. (The AMD host had a
+/// 1 MiB memory hit 1.14 to 1.16 times as fast from its file, 2026-11-30;
+/// a limit the Intel host falls off at costs far more than one the AMD host
+/// gains a little above.) Disk hits of 2, 4 and 64 MiB went 0.80, 0.68 and
+/// 0.55 times as fast as their block reads (pinned, `benches/ab.sh`;
+/// docs/PERFORMANCE.md).
+pub const SEND_FROM_FILE_MAX: u64 = 512 << 10;
 
 /// The smallest memory-tier hit sent from its disk-tier file instead, to a
 /// plain HTTP/1 client ([`Wire::File`], and up to [`SEND_FROM_FILE_MAX`] on

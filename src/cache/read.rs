@@ -859,8 +859,8 @@ mod tests {
     }
 
     /// Which bodies leave from their file, at the limits: a memory hit of
-    /// 64 KiB to 1 MiB on a paced connection, of 64 KiB and up on one
-    /// that is not, none over TLS or HTTP/2; a disk-tier span up to 1 MiB
+    /// 64 to 512 KiB on a paced connection, of 64 KiB and up on one
+    /// that is not, none over TLS or HTTP/2; a disk-tier span up to 512 KiB
     /// paced, any span unpaced; disk hits kept in their file on both.
     #[test]
     fn the_file_is_preferred_between_the_limits_the_wire_allows() {
@@ -871,6 +871,7 @@ mod tests {
             (Wire::PacedFile, PREFER_FILE_MIN, true, true),
             (Wire::PacedFile, SEND_FROM_FILE_MAX, true, true),
             (Wire::PacedFile, above, false, false),
+            (Wire::PacedFile, 1 << 20, false, false),
             (Wire::File, below, true, false),
             (Wire::File, PREFER_FILE_MIN, true, true),
             (Wire::File, above, true, true),

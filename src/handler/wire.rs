@@ -5,11 +5,11 @@
 //! Which is faster depends on the connection's TCP congestion control.
 //! BBR paces a connection's sends with a timer, and on loopback it paced
 //! `sendfile` hardest: there copies of 4 and 64 MiB bodies went 1.16 times
-//! as fast as `sendfile`, and `sendfile` won up to 1 MiB (only up to
-//! 512 KiB before the files stayed open between hits).
+//! as fast as `sendfile`, and `sendfile` won up to 512 KiB, past which it
+//! fell off a cliff on one host (`SEND_FROM_FILE_MAX`).
 //! CUBIC and Reno (the Linux default) send as fast as the window allows:
-//! there `sendfile` beat the copies at every size measured, 1.1 to 1.3
-//! times (docs/PERFORMANCE.md, 2026-11-29). So each plain connection's
+//! there `sendfile` beat the copies at every size measured, 1.1 to 1.6
+//! times (docs/PERFORMANCE.md, 2026-11-29 and 2026-12-01). So each plain connection's
 //! congestion control is read once, when it is accepted (a connection
 //! inherits its listener's, `--tcp-congestion`), and decides.
 
