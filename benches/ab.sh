@@ -14,8 +14,8 @@
 # Everything listens on 127.0.0.1; every process started here is stopped on
 # exit. Environment: BENCH_SECONDS (default 8), BENCH_ROUNDS (default 3),
 # BENCH_ROWS (the rows to run, e.g. "100k"; default "4k 100k 1m 64m https4k
-# h2_4k"; "32k", "64k", "256k", "512k", "2m" and "4m" are there too, for the size limits of hits
-# sent from their files),
+# h2_4k"; "32k", "64k", "256k", "512k", "2m" and "4m" are there too, for the
+# size limits of hits sent from their files),
 # BENCH_S3EDGE_FLAGS (extra flags for both binaries, e.g.
 # "--memory-object-max 128MiB" to serve the 64 MiB hit from memory),
 # BENCH_KEEP_TMP=1, BENCH_PIN=1 (both binaries on every CPU but the last, wrk
@@ -39,8 +39,8 @@ source "$HERE/lib.sh"
 # The objects (the row of the same name fetches one over plain HTTP/1.1),
 # and the rows BENCH_ROWS may name.
 OBJECTS=(4k 32k 64k 100k 256k 512k 1m 2m 4m 64m)
-declare -A SIZE=([4k]=4096 [32k]=$((32 << 10)) [64k]=$((64 << 10)) [100k]=$((100 << 10)) [256k]=$((256 << 10)) [512k]=$((512 << 10))
-    [1m]=$((1 << 20)) [2m]=$((2 << 20)) [4m]=$((4 << 20)) [64m]=$((64 << 20)))
+declare -A SIZE=([4k]=4096 [32k]=$((32 << 10)) [64k]=$((64 << 10)) [100k]=$((100 << 10))
+    [256k]=$((256 << 10)) [512k]=$((512 << 10)) [1m]=$((1 << 20)) [2m]=$((2 << 20)) [4m]=$((4 << 20)) [64m]=$((64 << 20)))
 read -r -a ROWS <<<"${BENCH_ROWS:-4k 100k 1m 64m https4k h2_4k}"
 for row in "${ROWS[@]}"; do
     [[ $row == https4k || $row == h2_4k || -v SIZE[$row] ]] ||

@@ -46,21 +46,13 @@ pub use read::{Answer, CacheOutcome, Fetch, Payload, Request, Want, Wire};
 
 /// The largest span sent from its disk-tier file with `sendfile` to a plain
 /// HTTP/1 client on a paced connection ([`Wire::PacedFile`]), and the largest
-/// memory-tier hit sent from its file there instead of copied. Larger spans
-/// of a file are read block by block and copied. On loopback on Linux 6.18
-/// under BBR, `sendfile` sent bodies of 100 to 512 KiB 1.2 to 2 times as fast
-/// as the block reads (2026-11-29) and a 512 KiB memory hit 1.5 to 1.6 times
-/// as fast as its copy, but above 512 KiB it falls off a cliff: on the Intel
-/// host (2026-12-01, `wrk -c64`) 640 KiB went 0.74 to 0.85 times as fast as
-/// the copy, 768 KiB to 1 MiB 0.56 to 0.67 times (0.38 times pinned), each
-/// response costing two to three times the CPU; under CUBIC the same files
-/// went 1.6 times as fast as their copies at every size, so the cliff is
-/// BBR's pacing of `sendfile`'s page-sized fragments. (The AMD host had a
-/// 1 MiB memory hit 1.14 to 1.16 times as fast from its file, 2026-11-30;
-/// a limit the Intel host falls off at costs far more than one the AMD host
-/// gains a little above.) Disk hits of 2, 4 and 64 MiB went 0.80, 0.68 and
-/// 0.55 times as fast as their block reads (pinned, `benches/ab.sh`;
-/// docs/PERFORMANCE.md).
+/// memory-tier hit sent from its file there instead of copied; longer spans
+/// are read block by block and copied. Under BBR, `sendfile` beat the copy
+/// up to 512 KiB and fell off a cliff above it on one host (1 MiB at 0.4 to
+/// 0.6 times the copy's rate, two to three times its CPU), while another ran
+/// 1 MiB 1.15 times as fast from the file: the limit sits below the cliff.
+/// Disk hits of 2 to 64 MiB went 0.55 to 0.80 times as fast by `sendfile`
+/// (docs/PERFORMANCE.md, sessions 15, 16 and 22).
 pub const SEND_FROM_FILE_MAX: u64 = 512 << 10;
 
 /// The smallest memory-tier hit sent from its disk-tier file instead, to a

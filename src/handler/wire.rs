@@ -9,9 +9,9 @@
 //! fell off a cliff on one host (`SEND_FROM_FILE_MAX`).
 //! CUBIC and Reno (the Linux default) send as fast as the window allows:
 //! there `sendfile` beat the copies at every size measured, 1.1 to 1.6
-//! times (docs/PERFORMANCE.md, 2026-11-29 and 2026-12-01). So each plain connection's
-//! congestion control is read once, when it is accepted (a connection
-//! inherits its listener's, `--tcp-congestion`), and decides.
+//! times (docs/PERFORMANCE.md, 2026-11-29 and 2026-12-01). So each plain
+//! connection's congestion control is read once, when it is accepted (a
+//! connection inherits its listener's, `--tcp-congestion`), and decides.
 
 use std::any::Any;
 

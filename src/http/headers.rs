@@ -17,20 +17,12 @@ pub fn set_checked(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     }
 }
 
-/// The headers describing an object's representation: Content-Type (already
-/// decided), ETag, Last-Modified, Cache-Control, Expires, Content-Encoding,
-/// Content-Language, Content-Disposition, Accept-Ranges.
-pub fn representation_headers(meta: &ObjectMeta, content_type: &str) -> HeaderMap {
-    header_map(
-        representation_fields(meta, HeaderValue::from_str(content_type).ok()),
-        0,
-    )
-}
-
-/// The fields of [`representation_headers`] as a list, with the
-/// Content-Type already a header value (`None`: the type could not be a
-/// header value and is left out). A name may come more than once (an HTTP
-/// origin's repeated fields): a header map gets each value appended.
+/// The fields describing an object's representation: Content-Type (already
+/// decided, and a header value: `None` when the type could not be one, and
+/// is left out), ETag, Last-Modified, Cache-Control, Expires,
+/// Content-Encoding, Content-Language, Content-Disposition, Accept-Ranges.
+/// A name may come more than once (an HTTP origin's repeated fields): a
+/// header map gets each value appended ([`header_map`]).
 pub fn representation_fields(
     meta: &ObjectMeta,
     content_type: Option<HeaderValue>,
@@ -146,6 +138,15 @@ pub fn apply_site_headers(headers: &mut HeaderMap, rules: &[HeaderRule]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The representation fields of `meta` with the type `content_type`, as
+    /// a response's header map.
+    fn representation_headers(meta: &ObjectMeta, content_type: &str) -> HeaderMap {
+        header_map(
+            representation_fields(meta, HeaderValue::from_str(content_type).ok()),
+            0,
+        )
+    }
 
     /// However many fields a stored answer holds (a cache file may hold any
     /// number), a client gets at most MAX_FIELDS of them: HTTP/2's header
