@@ -12,7 +12,8 @@
  *   1  the head, then the file read 1 MiB at a time with pread and sent
  *   2  the head, then the file from memory (read once at start) with send
  *   3  the head and the file from memory in one writev (s3edge's way for a
- *      body from memory)
+ *      body from memory; benches/one_copy.py's too, protocols.sh's one-copy
+ *      reference, which this does without Python's thread per connection)
  *   5  the head alone (no MSG_MORE), then the file with sendfile (nginx's
  *      way with tcp_nopush off, its default)
  *

@@ -585,12 +585,12 @@ fn congestion_available(name: &str) -> bool {
 
 /// How a plain HTTP/1 body is sent follows the connection's congestion
 /// control (`src/handler/wire.rs`). Not paced (CUBIC): every body with a
-/// cache file goes by `sendfile`, a disk hit above 1 MiB stays in its file,
+/// cache file goes by `sendfile`, a 1.5 MiB disk hit stays in its file,
 /// and a memory hit of 64 KiB or more is sent from its file too; a smaller
-/// memory hit is copied. Paced (BBR): a disk hit above 512 KiB stays in its
-/// file too, not promoted, but is read block by block and copied; a memory
-/// hit above 512 KiB or below 64 KiB is copied, one in between is sent from
-/// its file. Byte-exact either way, ranges included; the `sendfile`'d bytes
+/// memory hit is copied. Paced (BBR): the same disk hit (above 512 KiB)
+/// stays in its file too, not promoted, but is read block by block and
+/// copied; a memory hit above 512 KiB or below 64 KiB is copied, one in
+/// between is sent from its file. Byte-exact either way, ranges included; the `sendfile`'d bytes
 /// are counted.
 #[tokio::test]
 async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is_paced() {

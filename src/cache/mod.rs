@@ -49,7 +49,7 @@ pub use read::{Answer, CacheOutcome, Fetch, Payload, Request, Want, Wire};
 /// memory-tier hit sent from its file there instead of copied; longer spans
 /// are read block by block and copied. Under BBR, `sendfile` beat the copy
 /// up to 512 KiB and fell off a cliff above it on one host (1 MiB at 0.4 to
-/// 0.6 times the copy's rate, two to three times its CPU), while another ran
+/// 0.6 times the copy's rate, 1.6 times its CPU), while another ran
 /// 1 MiB 1.15 times as fast from the file: the limit sits below the cliff.
 /// Disk hits of 2 to 64 MiB went 0.55 to 0.80 times as fast by `sendfile`
 /// (docs/PERFORMANCE.md, sessions 15, 16 and 22).
