@@ -18,6 +18,7 @@ use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use super::wire;
+use crate::origin::pools::ThreadPools;
 use crate::origin::{BodyStream, Fetched, ObjectMeta, ObjectRequest, OriginError};
 
 /// How long a connection to another node may take (DESIGN.md: 1 s).
@@ -25,6 +26,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bodies up to this size are read whole before they are handed on: a node
 /// dying mid-body then costs a retry at the next tier, not a cut response.
 pub const BUFFER_UP_TO: u64 = 1024 * 1024;
+/// How long a connection to another node is kept idle for the next request.
+const POOL_IDLE: Duration = Duration::from_secs(30);
 /// How long a purge may take on another node.
 pub const PURGE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -39,7 +42,9 @@ pub enum PeerError {
 
 /// The HTTP client every request to another node goes through.
 pub struct PeerClient {
-    object: Client<HttpConnector, Empty<Bytes>>,
+    /// Object requests, made by the workers: connections kept per worker
+    /// thread ([`ThreadPools`]).
+    object: ThreadPools<HttpConnector, Empty<Bytes>>,
     purge: Client<HttpConnector, Full<Bytes>>,
     token: String,
 }
@@ -53,14 +58,11 @@ fn connector() -> HttpConnector {
 
 impl PeerClient {
     pub fn new(token: String) -> PeerClient {
-        let builder = || {
-            let mut b = Client::builder(TokioExecutor::new());
-            b.pool_idle_timeout(Duration::from_secs(30));
-            b
-        };
         PeerClient {
-            object: builder().build(connector()),
-            purge: builder().build(connector()),
+            object: ThreadPools::new(connector(), POOL_IDLE),
+            purge: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(POOL_IDLE)
+                .build(connector()),
             token,
         }
     }
@@ -104,12 +106,12 @@ impl PeerClient {
         let http_request = builder
             .body(Empty::new())
             .map_err(|e| PeerError::Down(format!("request: {e}")))?;
-        let response = match tokio::time::timeout(timeout, self.object.request(http_request)).await
-        {
-            Err(_) => return Err(PeerError::Down(format!("no answer within {timeout:?}"))),
-            Ok(Err(e)) => return Err(PeerError::Down(format!("{e}"))),
-            Ok(Ok(response)) => response,
-        };
+        let response =
+            match tokio::time::timeout(timeout, self.object.client().request(http_request)).await {
+                Err(_) => return Err(PeerError::Down(format!("no answer within {timeout:?}"))),
+                Ok(Err(e)) => return Err(PeerError::Down(format!("{e}"))),
+                Ok(Ok(response)) => response,
+            };
         let (parts, body) = response.into_parts();
         let answer = wire::classify(parts.status, &parts.headers)?;
         match answer {

@@ -24,9 +24,8 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
+use super::pools::ThreadPools;
 use super::{BodyStream, Fetched, ObjectMeta, ObjectRequest, Origin, OriginError};
 use crate::config::HttpOriginConfig;
 
@@ -79,7 +78,8 @@ pub fn connection_tokens<'a>(headers: impl Iterator<Item = (&'a str, &'a str)>) 
 pub struct HttpOrigin {
     config: HttpOriginConfig,
     timeout: Duration,
-    client: Client<Connector, OutgoingBody>,
+    /// Connections kept per worker thread ([`ThreadPools`]).
+    pools: ThreadPools<Connector, OutgoingBody>,
 }
 
 /// An answer to a passed-through request: status, header fields (hop-by-hop
@@ -113,13 +113,10 @@ impl HttpOrigin {
         // Idle connections are dropped before the usual server keep-alive
         // (5 s for Node and Apache): a request sent on a connection the server
         // is closing fails, and one with a body cannot be sent again.
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .build(connector);
         Ok(HttpOrigin {
             config: config.clone(),
             timeout,
-            client,
+            pools: ThreadPools::new(connector, POOL_IDLE),
         })
     }
 
@@ -168,7 +165,7 @@ impl HttpOrigin {
             tokio::time::sleep(self.timeout).await;
         };
         let response = tokio::select! {
-            response = self.client.request(request) => response,
+            response = self.pools.client().request(request) => response,
             () = deadline => {
                 return Err(OriginError::Timeout(format!(
                     "no answer from {} within {:?}",

@@ -14,6 +14,7 @@
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod http;
+pub mod pools;
 pub mod s3;
 
 use std::pin::Pin;

@@ -1,6 +1,6 @@
-//! The S3 origin: one aws-sdk-s3 client per site, built once and shared by every
-//! worker. Errors are classified into [`OriginError`] here, so nothing of S3's XML
-//! or `x-amz-*` headers travels further.
+//! The S3 origin: one aws-sdk-s3 client configuration per site, built once, and
+//! a connection pool per worker thread that asks it. Errors are classified into
+//! [`OriginError`] here, so nothing of S3's XML or `x-amz-*` headers travels further.
 
 use std::time::{Duration, SystemTime};
 
@@ -13,8 +13,10 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::RequestId;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::timeout::TimeoutConfig;
+use thread_local::ThreadLocal;
 
 use super::{BodyStream, Fetched, ObjectMeta, ObjectRequest, Origin, OriginError};
 use crate::config::raw::{RawCondition, RawRedirect, RawRedirectAll, RawRoutingRule, RawWebsite};
@@ -54,8 +56,18 @@ pub enum BuildError {
 }
 
 /// A bucket reached with aws-sdk-s3.
+///
+/// Object reads go through a client of the calling thread's own
+/// ([`S3Origin::local`]), each with its own connection pool, for the reason
+/// [`super::pools`] gives. The clients share everything else:
+/// configuration, credentials and their cache, endpoint resolution.
 pub struct S3Origin {
+    /// The shared client: configuration reads, and the ACME and release
+    /// commands' own uses.
     client: aws_sdk_s3::Client,
+    /// One client per thread that has asked for an object, each with its own
+    /// HTTP connection pool.
+    local: ThreadLocal<aws_sdk_s3::Client>,
     bucket: String,
     description: String,
     /// Longest wait between two body chunks before the transfer counts as stalled.
@@ -150,6 +162,7 @@ impl S3Origin {
         }
         S3Origin {
             client: aws_sdk_s3::Client::from_conf(builder.build()),
+            local: ThreadLocal::new(),
             bucket: config.bucket.clone(),
             description: format!("s3://{}{where_}", config.bucket),
             body_idle_timeout: config.timeout,
@@ -164,13 +177,47 @@ impl S3Origin {
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
+
+    /// This thread's client: the shared configuration with a connection pool
+    /// of this thread's own (see [`S3Origin`]).
+    fn local(&self) -> &aws_sdk_s3::Client {
+        self.local.get_or(|| {
+            let config = self
+                .client
+                .config()
+                .to_builder()
+                .http_client(connection_pool())
+                .build();
+            aws_sdk_s3::Client::from_conf(config)
+        })
+    }
+}
+
+/// A new HTTPS client with a connection pool of its own, built as aws-sdk-s3
+/// builds its default one (hyper 1, rustls with aws-lc, an HTTP proxy when the
+/// environment names one): the same calls as aws-smithy-runtime's
+/// `default_https_client`. `build_with_connector_fn` is public but hidden from
+/// aws-smithy-http-client's documentation; Cargo.lock holds its version.
+fn connection_pool() -> SharedHttpClient {
+    use aws_smithy_http_client::{proxy::ProxyConfig, tls, Builder, ConnectorBuilder};
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 #[async_trait]
 impl Origin for S3Origin {
     async fn get(&self, request: &ObjectRequest) -> Result<Fetched, OriginError> {
         let mut call = self
-            .client
+            .local()
             .get_object()
             .bucket(&self.bucket)
             .key(&request.key);
@@ -223,7 +270,7 @@ impl Origin for S3Origin {
 
     async fn head(&self, key: &str) -> Result<ObjectMeta, OriginError> {
         let output = match self
-            .client
+            .local()
             .head_object()
             .bucket(&self.bucket)
             .key(key)
@@ -483,6 +530,9 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use super::super::pools::{self, tests::Workers};
     use super::*;
 
     #[test]
@@ -545,5 +595,49 @@ mod tests {
             Classified::from_status(304, None, None),
             Classified::NotModified
         ));
+    }
+
+    /// An S3 origin at `addr` (anonymous, path-style) and two workers that
+    /// GET an object from it on each turn.
+    fn workers_asking(addr: std::net::SocketAddr) -> Workers {
+        let config = OriginConfig {
+            bucket: "site".into(),
+            endpoint: Endpoint::Url(format!("http://{addr}")),
+            region: Some(FALLBACK_REGION.into()),
+            prefix: String::new(),
+            path_style: true,
+            credentials: CredentialsSource::Anonymous,
+            denied_as_missing: false,
+            timeout: Duration::from_secs(10),
+            http: None,
+        };
+        let setup = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let origin = Arc::new(setup.block_on(S3Origin::build(&config, None)).unwrap());
+        Workers::start(move |worker| {
+            let origin = origin.clone();
+            async move {
+                let request = ObjectRequest::new(format!("page-{worker}.html"));
+                let body = match origin.get(&request).await {
+                    Ok(Fetched::Object { body, .. }) => body,
+                    Ok(_) => panic!("not an object"),
+                    Err(e) => panic!("worker {worker}: {e}"),
+                };
+                let chunks: Vec<_> = futures_util::StreamExt::collect::<Vec<_>>(body).await;
+                assert_eq!(chunks.len(), 1, "one chunk of the 2-byte body");
+            }
+        })
+    }
+
+    #[test]
+    fn each_worker_thread_asks_on_its_own_connections() {
+        pools::tests::each_worker_asks_on_its_own_connections(workers_asking);
+    }
+
+    #[test]
+    fn a_busy_worker_does_not_stall_another_workers_origin_requests() {
+        pools::tests::a_busy_worker_does_not_stall_another(workers_asking);
     }
 }
