@@ -38,7 +38,10 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 /// before it is passed on (its length must be known to be stored).
 pub const MAX_UNSIZED_BODY: usize = 64 * 1024 * 1024;
 
-/// How long an idle connection to the origin is kept for the next request.
+/// How long an idle connection to the origin is kept for the next request:
+/// less than the usual server keep-alive (5 s for Node and Apache), as a
+/// request sent on a connection the server is closing fails, and one with a
+/// body cannot be sent again.
 const POOL_IDLE: Duration = Duration::from_secs(4);
 
 /// Header fields that describe one connection, never forwarded or stored
@@ -110,9 +113,6 @@ impl HttpOrigin {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        // Idle connections are dropped before the usual server keep-alive
-        // (5 s for Node and Apache): a request sent on a connection the server
-        // is closing fails, and one with a body cannot be sent again.
         Ok(HttpOrigin {
             config: config.clone(),
             timeout,

@@ -72,7 +72,7 @@ pub(crate) mod tests {
 
     /// A keep-alive HTTP/1.1 server on loopback answering every request with
     /// a 2-byte 200; the number of requests each connection carried.
-    pub(crate) fn counting_origin() -> (SocketAddr, Arc<Mutex<Vec<usize>>>) {
+    fn counting_origin() -> (SocketAddr, Arc<Mutex<Vec<usize>>>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let served = Arc::new(Mutex::new(Vec::new()));
