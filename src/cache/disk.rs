@@ -43,7 +43,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{Body, CacheKey, Entry, EntryKind, Freshness, Ticket};
+use super::{Body, CacheKey, Entry, EntryKind, Freshness, KeyHash, Ticket};
 use crate::origin::{BodyStream, ObjectMeta, OriginError};
 
 /// First bytes of every cache file; a format change changes it.
@@ -198,7 +198,7 @@ impl Slot {
 
 /// A slot as [`DiskTier::find`] found it for a hit.
 pub struct Found {
-    hash: String,
+    hash: KeyHash,
     /// The size of the entry's file.
     pub size: u64,
     /// The file as this process last checked it whole, if it has.
@@ -252,14 +252,14 @@ impl Stamp {
 
 #[derive(Default)]
 struct Index {
-    slots: HashMap<String, Slot>,
+    slots: HashMap<KeyHash, Slot>,
     total: u64,
     clock: u64,
     /// Slots with an open file, longest queued first, as (hash,
     /// [`Open::seq`], the index's clock when it was queued: a slot used
     /// since then gets a second chance); an item whose slot no longer has
     /// that open file is skipped.
-    opened: VecDeque<(String, u64, u64)>,
+    opened: VecDeque<(KeyHash, u64, u64)>,
     /// How many slots have an open file.
     open_files: usize,
     open_seq: u64,
@@ -269,15 +269,15 @@ impl Index {
     /// Puts `slot` in place of any other for `hash`; returns the one it
     /// replaced. A slot returned here or by [`take`](Self::take) closes its
     /// open file when dropped: drop it after the lock.
-    fn put(&mut self, hash: &str, slot: Slot) -> Option<Slot> {
+    fn put(&mut self, hash: &KeyHash, slot: Slot) -> Option<Slot> {
         self.total += slot.size;
-        let old = self.slots.insert(hash.to_string(), slot)?;
+        let old = self.slots.insert(*hash, slot)?;
         self.forget(&old);
         Some(old)
     }
 
     /// Removes the slot of `hash`; returns it.
-    fn take(&mut self, hash: &str) -> Option<Slot> {
+    fn take(&mut self, hash: &KeyHash) -> Option<Slot> {
         let slot = self.slots.remove(hash)?;
         self.forget(&slot);
         Some(slot)
@@ -292,7 +292,7 @@ impl Index {
     }
 
     /// Takes the open file of the slot of `hash`, when it has one.
-    fn close(&mut self, hash: &str) -> Option<Open> {
+    fn close(&mut self, hash: &KeyHash) -> Option<Open> {
         let open = self.slots.get_mut(hash)?.open.take()?;
         self.open_files -= 1;
         Some(open)
@@ -306,7 +306,13 @@ impl Index {
     /// working-set benchmark's sequence, 4,096 open files miss a sixth less
     /// often than first in, first out). Returns what it closed, to be
     /// dropped after the lock.
-    fn keep_open(&mut self, hash: &str, stamp: Stamp, entry: &Arc<Entry>, max: usize) -> Vec<Open> {
+    fn keep_open(
+        &mut self,
+        hash: &KeyHash,
+        stamp: Stamp,
+        entry: &Arc<Entry>,
+        max: usize,
+    ) -> Vec<Open> {
         let mut closed = Vec::new();
         if max == 0 {
             return closed;
@@ -328,7 +334,7 @@ impl Index {
             None => self.open_files += 1,
         }
         self.open_seq += 1;
-        self.opened.push_back((hash.to_string(), seq, self.clock));
+        self.opened.push_back((*hash, seq, self.clock));
         // Ends within one pass: a slot sent to the back is not used again
         // while the lock is held, so its second time at the front closes it.
         while self.open_files > max {
@@ -424,10 +430,11 @@ impl DiskTier {
                     .unwrap_or_default()
                     .to_string();
                 match File::open(&path).and_then(|f| read_trailer(&f)) {
-                    Ok((header, size)) if name == header.key.hash() => {
+                    Ok((header, size)) if name == header.key.hash().to_string() => {
                         index.clock += 1;
+                        let hash = header.key.hash();
                         let slot = Slot::new(header.key, size, index.clock, None);
-                        index.put(&name, slot);
+                        index.put(&hash, slot);
                     }
                     // Not the file's fault: no start rather than a lost cache.
                     Err(e) if is_transient(&e) => return Err(e),
@@ -445,8 +452,9 @@ impl DiskTier {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn path_of(&self, hash: &str) -> PathBuf {
-        self.root.join(&hash[..2]).join(hash)
+    fn path_of(&self, hash: &KeyHash) -> PathBuf {
+        let name = hash.to_string();
+        self.root.join(&name[..2]).join(name)
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -583,14 +591,14 @@ impl DiskTier {
 
     /// Every block of the file of `hash`, as `stamp` says it was, has been
     /// checked by this process.
-    fn mark_checked(&self, hash: &str, stamp: Stamp) {
+    fn mark_checked(&self, hash: &KeyHash, stamp: Stamp) {
         if let Some(slot) = self.lock().slots.get_mut(hash) {
             slot.checked = Some(stamp);
         }
     }
 
     /// Marks the slot of `hash` used and reads `what` of it.
-    fn touch_with<R>(&self, hash: &str, what: impl FnOnce(&Slot) -> R) -> Option<R> {
+    fn touch_with<R>(&self, hash: &KeyHash, what: impl FnOnce(&Slot) -> R) -> Option<R> {
         let mut index = self.lock();
         index.clock += 1;
         let clock = index.clock;
@@ -617,7 +625,7 @@ impl DiskTier {
     fn found(
         &self,
         read: io::Result<Option<Entry>>,
-        hash: &str,
+        hash: &KeyHash,
         io: Io,
     ) -> Result<Option<Entry>, WouldBlock> {
         match read {
@@ -640,7 +648,7 @@ impl DiskTier {
     /// After a read of the file of `hash` failed with `error`: a corrupt file
     /// loses its slot and is removed; an error that says nothing about the
     /// file ([`is_transient`]) leaves both.
-    fn unreadable(&self, hash: &str, error: &io::Error) {
+    fn unreadable(&self, hash: &KeyHash, error: &io::Error) {
         if is_transient(error) {
             warn_transient("an entry could not be opened or read", error);
             return;
@@ -655,7 +663,7 @@ impl DiskTier {
     fn read_in_file(
         self: &Arc<Self>,
         path: &Path,
-        hash: &str,
+        hash: &KeyHash,
         key: &CacheKey,
         checked: Stamp,
     ) -> io::Result<Option<Entry>> {
@@ -678,7 +686,7 @@ impl DiskTier {
     fn read(
         self: &Arc<Self>,
         path: &Path,
-        hash: &str,
+        hash: &KeyHash,
         key: &CacheKey,
         load_max: u64,
         checked: Option<Stamp>,
@@ -748,7 +756,7 @@ impl DiskTier {
     fn read_from_file(
         self: &Arc<Self>,
         file: File,
-        hash: &str,
+        hash: &KeyHash,
         header: Header,
         unchecked: Option<Stamp>,
     ) -> io::Result<Option<Entry>> {
@@ -758,7 +766,7 @@ impl DiskTier {
             block_size: header.block_size,
             crcs: header.block_crc32,
             tier: Arc::downgrade(self),
-            hash: hash.to_string(),
+            hash: *hash,
         };
         if let Some(stamp) = unchecked {
             body.verify_all()?;
@@ -879,7 +887,7 @@ impl DiskTier {
 
     /// Adds a renamed file this process wrote (`stamp`) to the index and
     /// evicts the least recently used entries beyond the bound.
-    fn admit(&self, hash: &str, key: &CacheKey, size: u64, stamp: Stamp) {
+    fn admit(&self, hash: &KeyHash, key: &CacheKey, size: u64, stamp: Stamp) {
         // The slots replaced or evicted, dropped (their open files closed)
         // after the lock.
         let mut gone = Vec::new();
@@ -895,7 +903,7 @@ impl DiskTier {
                     .iter()
                     .filter(|(h, _)| *h != hash)
                     .min_by_key(|(_, s)| s.last_used)
-                    .map(|(h, _)| h.clone())
+                    .map(|(h, _)| *h)
                 else {
                     break;
                 };
@@ -910,7 +918,7 @@ impl DiskTier {
         }
     }
 
-    fn remove(&self, hash: &str) {
+    fn remove(&self, hash: &KeyHash) {
         let removed = self.lock().take(hash);
         drop(removed);
         let _ = fs::remove_file(self.path_of(hash));
@@ -918,12 +926,12 @@ impl DiskTier {
 
     /// Removes the matching entries of a site; returns their keys.
     pub fn purge(&self, site: &str, matches: &dyn Fn(&str) -> bool) -> Vec<CacheKey> {
-        let doomed: Vec<(String, CacheKey)> = self
+        let doomed: Vec<(KeyHash, CacheKey)> = self
             .lock()
             .slots
             .iter()
             .filter(|(_, s)| s.key.site == site && matches(&s.key.object_key))
-            .map(|(h, s)| (h.clone(), s.key.clone()))
+            .map(|(h, s)| (*h, s.key.clone()))
             .collect();
         for (hash, _) in &doomed {
             self.remove(hash);
@@ -949,7 +957,7 @@ impl DiskTier {
 /// [`finish`]: DiskWriter::finish
 pub struct DiskWriter {
     tier: Arc<DiskTier>,
-    hash: String,
+    hash: KeyHash,
     temp: PathBuf,
     file: Arc<File>,
     written: u64,
@@ -1032,7 +1040,7 @@ impl DiskWriter {
             block_size: BLOCK,
             crcs: std::mem::take(&mut self.crcs),
             tier: Arc::downgrade(&self.tier),
-            hash: self.hash.clone(),
+            hash: self.hash,
         };
         Ok(Some(Entry {
             body: Body::Disk(Arc::new(body)),
@@ -1074,7 +1082,7 @@ pub struct DiskBody {
     /// Weak: the tier keeps entries open in its slots (an `Arc` would be a
     /// cycle).
     tier: Weak<DiskTier>,
-    hash: String,
+    hash: KeyHash,
 }
 
 impl std::fmt::Debug for DiskBody {

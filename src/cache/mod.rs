@@ -115,9 +115,10 @@ impl CacheKey {
         }
     }
 
-    /// A stable hash of the key (SHA-256, hex): the same in every process, so it
-    /// can name files; never derived from the key's text, so no path traversal.
-    pub fn hash(&self) -> String {
+    /// A stable hash of the key (SHA-256): the same in every process, so its
+    /// hex names the key's disk-tier file; never derived from the key's text,
+    /// so no path traversal.
+    pub fn hash(&self) -> KeyHash {
         let mut h = Sha256::new();
         for part in [
             self.site.as_bytes(),
@@ -127,13 +128,32 @@ impl CacheKey {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part);
         }
+        KeyHash(h.finalize().into())
+    }
+}
+
+/// A [`CacheKey`]'s SHA-256. The disk tier indexes its entries by it (32
+/// bytes, copied, compared and hashed as they are) and names each entry's
+/// file by its hex ([`Display`](std::fmt::Display)): a hit formats no name
+/// and allocates no string until a file is opened.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash([u8; 32]);
+
+impl std::fmt::Display for KeyHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = String::with_capacity(64);
-        for byte in h.finalize() {
-            hex.push(HEX[usize::from(byte >> 4)] as char);
-            hex.push(HEX[usize::from(byte & 0xf)] as char);
+        let mut hex = [0u8; 64];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
         }
-        hex
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+impl std::fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
     }
 }
 
@@ -755,7 +775,7 @@ mod tests {
         );
         // The same name in every process and version: disk entries outlive them.
         assert_eq!(
-            a.hash(),
+            a.hash().to_string(),
             "c1f98d6b40ed61858d4a406f1092b9a2860349d478ffe81ecbb7066f43f9888d"
         );
         assert_ne!(
