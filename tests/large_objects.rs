@@ -680,6 +680,61 @@ async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is
     assert_eq!(edge.metric(OPEN_FILES).await, 3, "{open}");
 }
 
+/// A compressed variant found on disk is served as an identity disk hit
+/// is: to a plain HTTP/1 client it stays in its file, goes by `sendfile`
+/// (on a connection that is not paced) and is not promoted to the memory
+/// tier, where loading it would evict smaller entries. Here a node
+/// restarts on the cache of one that filled the identity and its gzip
+/// variant, so both are on disk only.
+#[tokio::test]
+async fn a_compressed_variant_on_disk_is_sent_from_its_file_and_not_promoted() {
+    let shared = tempfile::tempdir().unwrap();
+    let text: String = (0..12_000)
+        .map(|i| format!("p.c{i} {{ margin: {}px }}\n", i % 97))
+        .collect();
+    let data = text.into_bytes();
+    let gzip = [("accept-encoding", "gzip")];
+    let variant_len = {
+        let edge = node_with_congestion(shared.path(), "cubic");
+        edge.create_bucket(BUCKET).await;
+        edge.put(BUCKET, "app.css", data.clone(), Some("text/css"))
+            .await;
+        let (status, cache, body) = get(&edge, "/app.css", &gzip).await;
+        assert_eq!((status, cache.as_str()), (200, "s3edge; fwd=miss; stored"));
+        assert!(gunzip(&body) == data, "the gzip variant, made on the miss");
+        edge.wait_disk_entries(2).await;
+        body.len() as u64
+    };
+    assert!(
+        variant_len < data.len() as u64 / 4,
+        "compressed: {variant_len}"
+    );
+    let edge = node_with_congestion(shared.path(), "cubic");
+    let before = edge.metric(SENDFILE_BYTES).await;
+    for round in 0..3 {
+        let (status, cache, body) = get(&edge, "/app.css", &gzip).await;
+        let what = format!("round {round}");
+        assert_eq!((status, cache.as_str()), (200, "s3edge; hit"), "{what}");
+        assert!(gunzip(&body) == data, "{what}: the variant, byte-exact");
+    }
+    let expected = 3 * variant_len;
+    let sent = counted_since(&edge, SENDFILE_BYTES, before, expected).await;
+    assert_eq!(sent, expected, "every variant hit went by sendfile");
+    let kept = "the variant (and the identity consulted for it) left in their files";
+    assert_eq!(edge.cache_entries("memory").await, 0, "{kept}");
+    assert_eq!(
+        edge.metric(OPEN_FILES).await,
+        2,
+        "{kept}, open for the next hit"
+    );
+}
+
+fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(data), &mut out).unwrap();
+    out
+}
+
 /// Puts each object (path, bytes) in the bucket and fetches it once: a
 /// miss, stored, byte-exact.
 async fn store_each(edge: &Edge, objects: &[(&str, &[u8])]) {

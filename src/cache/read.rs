@@ -344,7 +344,8 @@ impl Cache {
             }
             Want::Exists => Box::pin(self.exists(site, object_key)).await,
             Want::Variant { identity, coding } => {
-                self.variant(site, object_key, *identity, coding).await
+                self.variant(site, object_key, *identity, coding, wire)
+                    .await
             }
         }
     }

@@ -32,13 +32,17 @@ fn passed(identity: Fetch) -> Answer {
 }
 
 impl Cache {
-    /// The `coding` variant of `identity` (see [`Want::Variant`]).
+    /// The `coding` variant of `identity` (see [`Want::Variant`]). A
+    /// variant found on disk is served as `wire` takes it, as an identity hit
+    /// is: kept in its file for a plain HTTP/1 client (sent from there, not
+    /// promoted to the memory tier), else loaded and promoted.
     pub(super) async fn variant(
         self: &Arc<Self>,
         site: &Arc<Site>,
         object_key: &str,
         identity: Fetch,
         coding: ContentCoding,
+        wire: Wire,
     ) -> Answer {
         let whole = matches!(identity.payload, Payload::Stream(_) | Payload::File(_));
         let Some(identity_etag) = identity.meta.etag.clone().filter(|_| whole) else {
@@ -49,7 +53,7 @@ impl Cache {
         // The variant is made from `identity`: it is current as of it.
         let ticket = Ticket::new(self.barrier.clone(), identity.since);
         let now = SystemTime::now();
-        if let Some(entry) = self.get(&key, &ticket, Wire::Memory).await {
+        if let Some(entry) = self.get(&key, &ticket, wire).await {
             if entry.kind == EntryKind::Object && entry.meta.etag.as_deref() == Some(etag.as_str())
             {
                 if let Ok(fetch) = serve_entry(&entry, now, ticket.since()) {

@@ -143,7 +143,7 @@ impl Lookup<'_> {
                     coding,
                 },
                 forward: &[],
-                wire: Wire::Memory,
+                wire: self.wire,
             })
             .await;
         answer.result
