@@ -498,7 +498,7 @@ if b in rps:
     def build(v):
         extra = env("B_ENV_" + v)
         return f"`{os.path.basename(env('B_BIN_' + v))}`" + (f" with `{extra}`" if extra else "")
-    print(f"\nA/B: s3edge is {build('A')}, s3edge-b is {build('B')} (the same rounds, B right after A).\n")
+    print(f"\nA/B: s3edge is {build('A')}, s3edge-b is {build('B')} (the same rounds: A then B in odd rounds, B then A in even ones).\n")
     print("| s3edge-b | A | B | B/A | per round B/A |")
     print("| --- | --- | --- | --- | --- |")
     per = ", ".join(f"{float(y) / float(x):.2f}x" for x, y in zip(rounds[s].split(", "), rounds[b].split(", ")))
