@@ -689,10 +689,7 @@ async fn plain_http_bodies_go_by_sendfile_at_every_size_unless_the_connection_is
 #[tokio::test]
 async fn a_compressed_variant_on_disk_is_sent_from_its_file_and_not_promoted() {
     let shared = tempfile::tempdir().unwrap();
-    let text: String = (0..12_000)
-        .map(|i| format!("p.c{i} {{ margin: {}px }}\n", i % 97))
-        .collect();
-    let data = text.into_bytes();
+    let data = css(12_000);
     let gzip = [("accept-encoding", "gzip")];
     let variant_len = {
         let edge = node_with_congestion(shared.path(), "cubic");
@@ -727,6 +724,54 @@ async fn a_compressed_variant_on_disk_is_sent_from_its_file_and_not_promoted() {
         2,
         "{kept}, open for the next hit"
     );
+}
+
+/// A variant made for a plain-HTTP/1 client from an identity found on
+/// disk leaves the identity in its file: the variant is compressed from
+/// the file, stored (in memory and on disk) with the identity's freshness,
+/// and the identity is not promoted to the memory tier on the way.
+#[tokio::test]
+async fn a_variant_made_from_an_identity_on_disk_leaves_the_identity_in_its_file() {
+    let shared = tempfile::tempdir().unwrap();
+    let data = css(6_000);
+    {
+        let edge = node_with_congestion(shared.path(), "cubic");
+        edge.create_bucket(BUCKET).await;
+        edge.put(BUCKET, "site.css", data.clone(), Some("text/css"))
+            .await;
+        let (status, cache, body) = get(&edge, "/site.css", &[]).await;
+        assert_eq!((status, cache.as_str()), (200, "s3edge; fwd=miss; stored"));
+        assert!(body == data, "the identity, stored");
+        edge.wait_disk_entries(1).await;
+    }
+    let edge = node_with_congestion(shared.path(), "cubic");
+    let gzip = [("accept-encoding", "gzip")];
+    let (status, _, body) = get(&edge, "/site.css", &gzip).await;
+    assert_eq!(status, 200);
+    assert!(
+        gunzip(&body) == data,
+        "the variant, made from the identity's file"
+    );
+    edge.wait_disk_entries(2).await;
+    // In memory: the variant, and the absence of its sidecar (`site.css.gz`,
+    // looked up through the cache); not the identity it was made from.
+    let kept = "the identity stays in its file";
+    assert_eq!(edge.cache_entries("memory").await, 2, "{kept}");
+    let (status, cache, body) = get(&edge, "/site.css", &gzip).await;
+    assert_eq!(
+        (status, cache.as_str()),
+        (200, "s3edge; hit"),
+        "the variant, stored"
+    );
+    assert!(gunzip(&body) == data);
+}
+
+/// A style sheet of `rules` lines: text that compresses well.
+fn css(rules: usize) -> Vec<u8> {
+    let text: String = (0..rules)
+        .map(|i| format!("p.c{i} {{ margin: {}px }}\n", i % 97))
+        .collect();
+    text.into_bytes()
 }
 
 fn gunzip(data: &[u8]) -> Vec<u8> {

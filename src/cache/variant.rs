@@ -131,6 +131,8 @@ impl Cache {
         etag: String,
         ticket: Ticket,
     ) -> Fetch {
+        // The entry the identity is served from, when it is a hit.
+        let made_from = identity.entry.clone();
         let sidecar_key = format!("{object_key}{}", sidecar_suffix(coding));
         let sidecar = self.quietly(site, &sidecar_key).await.ok();
         let mut meta = identity.meta.clone();
@@ -156,9 +158,18 @@ impl Cache {
             }
         };
         meta.content_length = known_length.unwrap_or(0);
-        let identity_key = CacheKey::new(site.name(), object_key, Variant::Identity);
-        // The variant lives as long as the entry it is made from, not longer.
-        let (freshness, stored_at) = match self.get(&identity_key, &ticket, Wire::Memory).await {
+        // The variant lives as long as the entry it is made from, not longer:
+        // the identity's own entry when it was a hit (not read again, so a
+        // disk hit kept in its file stays there), else the entry its fill
+        // has stored by now, if any.
+        let made_from = match made_from {
+            Some(entry) => Some(entry),
+            None => {
+                let identity_key = CacheKey::new(site.name(), object_key, Variant::Identity);
+                self.get(&identity_key, &ticket, Wire::Memory).await
+            }
+        };
+        let (freshness, stored_at) = match made_from {
             Some(entry) => (entry.freshness, entry.stored_at),
             None => (Storable::No.or_expired(), SystemTime::now()),
         };
