@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 
-use common::{site_toml, Edge, EdgeBuilder, TestOrigin};
+use common::{gunzip, site_toml, Edge, EdgeBuilder, TestOrigin};
 use reqwest::Method;
 
 const BUCKET: &str = "zip-bucket";
@@ -29,14 +29,6 @@ async fn edge() -> (Edge, std::sync::Arc<TestOrigin>) {
     let edge = builder.start();
     edge.create_bucket(BUCKET).await;
     (edge, origins.site("z"))
-}
-
-fn gunzip(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data)
-        .read_to_end(&mut out)
-        .unwrap();
-    out
 }
 
 fn unbrotli(data: &[u8]) -> Vec<u8> {

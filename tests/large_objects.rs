@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    random_bytes, sha256, site_toml, temp_files, Edge, EdgeBuilder, Fault, TestOrigin, TestOrigins,
+    gunzip, random_bytes, sha256, site_toml, temp_files, Edge, EdgeBuilder, Fault, TestOrigin,
+    TestOrigins,
 };
 
 const BUCKET: &str = "large-bucket";
@@ -772,12 +773,6 @@ fn css(rules: usize) -> Vec<u8> {
         .map(|i| format!("p.c{i} {{ margin: {}px }}\n", i % 97))
         .collect();
     text.into_bytes()
-}
-
-fn gunzip(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(data), &mut out).unwrap();
-    out
 }
 
 /// Puts each object (path, bytes) in the bucket and fetches it once: a

@@ -172,9 +172,9 @@ struct Slot {
     key: CacheKey,
     size: u64,
     last_used: u64,
-    /// The index's clock when the slot was last placed in
-    /// [`Index::queue`]: an item there with another value is stale.
-    queued: u64,
+    /// Which slot this is for `key`'s hash (a newer fill puts another):
+    /// its items in [`Index::queue`] carry it.
+    seq: u64,
     /// The file as it was when this process checked (or wrote) every block of
     /// its body; `None` until then.
     checked: Option<Stamp>,
@@ -188,7 +188,7 @@ impl Slot {
             key,
             size,
             last_used,
-            queued: last_used,
+            seq: 0,
             checked,
             open: None,
         }
@@ -198,6 +198,65 @@ impl Slot {
     /// [`Index::opened`].
     fn is_open_as(&self, seq: u64) -> bool {
         self.open.as_ref().is_some_and(|o| o.seq == seq)
+    }
+
+    /// Whether this is the slot queued as `seq` in [`Index::queue`].
+    fn is_queued_as(&self, seq: u64) -> bool {
+        self.seq == seq
+    }
+}
+
+/// Slots in the order the "second chance" (CLOCK) approximation of least
+/// recently used gives them up, longest queued first, as (hash, what was
+/// queued: a slot's or an open file's sequence number, the index's clock
+/// when it was queued). An item whose slot no longer holds what it names
+/// (removed, replaced, closed) is stale and skipped.
+#[derive(Default)]
+struct SecondChance(VecDeque<(KeyHash, u64, u64)>);
+
+impl SecondChance {
+    fn push(&mut self, hash: KeyHash, seq: u64, clock: u64) {
+        self.0.push_back((hash, seq, clock));
+    }
+
+    /// The next slot to give up: the longest queued item that is not stale
+    /// (`holds`) and whose slot was not used since it was queued; one used
+    /// since, or `spared`, goes to the back (queued again at `clock`)
+    /// instead. Within two passes, else `None`: a slot sent to the back is
+    /// not used again while the index is locked, so its second turn at the
+    /// front gives it up, unless it is spared.
+    fn next(
+        &mut self,
+        slots: &HashMap<KeyHash, Slot>,
+        clock: u64,
+        holds: impl Fn(&Slot, u64) -> bool,
+        spared: Option<&KeyHash>,
+    ) -> Option<KeyHash> {
+        for _ in 0..=2 * self.0.len() {
+            let (hash, seq, queued) = self.0.pop_front()?;
+            let Some(slot) = slots.get(&hash).filter(|slot| holds(slot, seq)) else {
+                continue;
+            };
+            if slot.last_used > queued || spared == Some(&hash) {
+                self.0.push_back((hash, seq, clock));
+                continue;
+            }
+            return Some(hash);
+        }
+        None
+    }
+
+    /// Drops the stale items once the queue is longer than `most`.
+    fn compact(
+        &mut self,
+        slots: &HashMap<KeyHash, Slot>,
+        most: usize,
+        holds: impl Fn(&Slot, u64) -> bool,
+    ) {
+        if self.0.len() > most {
+            self.0
+                .retain(|(hash, seq, _)| slots.get(hash).is_some_and(|s| holds(s, *seq)));
+        }
     }
 }
 
@@ -260,26 +319,26 @@ struct Index {
     slots: HashMap<KeyHash, Slot>,
     total: u64,
     clock: u64,
-    /// Slots with an open file, longest queued first, as (hash,
-    /// [`Open::seq`], the index's clock when it was queued: a slot used
-    /// since then gets a second chance); an item whose slot no longer has
-    /// that open file is skipped.
-    opened: VecDeque<(KeyHash, u64, u64)>,
+    /// Slots with an open file, by [`Open::seq`]: the order open files are
+    /// closed in beyond the bound ([`keep_open`](Self::keep_open)).
+    opened: SecondChance,
     /// How many slots have an open file.
     open_files: usize,
-    open_seq: u64,
-    /// Every slot, longest queued first, as (hash, [`Slot::queued`]): the
-    /// order eviction goes by (see [`evict`](Self::evict)).
-    queue: VecDeque<(KeyHash, u64)>,
+    /// Every slot, by [`Slot::seq`]: the order eviction goes by
+    /// ([`evict`](Self::evict)).
+    queue: SecondChance,
+    /// The last sequence number given to a slot or an open file.
+    seq: u64,
 }
 
 impl Index {
     /// Puts `slot` in place of any other for `hash`; returns the one it
     /// replaced. A slot returned here or by [`take`](Self::take) closes its
     /// open file when dropped: drop it after the lock.
-    fn put(&mut self, hash: &KeyHash, slot: Slot) -> Option<Slot> {
+    fn put(&mut self, hash: &KeyHash, mut slot: Slot) -> Option<Slot> {
         self.total += slot.size;
-        self.queue.push_back((*hash, slot.queued));
+        slot.seq = self.next_seq();
+        self.queue.push(*hash, slot.seq, slot.last_used);
         let old = self.slots.insert(*hash, slot)?;
         self.forget(&old);
         Some(old)
@@ -300,11 +359,15 @@ impl Index {
         }
     }
 
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
     /// Takes slots out until the total is within `max`, least recently used
-    /// first by the "second chance" (CLOCK) approximation, as for open files
-    /// ([`keep_open`](Self::keep_open)): the longest queued goes, unless it
-    /// was used since it was queued, and then it goes to the back once.
-    /// `keep` (the entry just admitted) is never taken. Returns what it took
+    /// first by the "second chance" approximation ([`SecondChance`]), as
+    /// open files are closed ([`keep_open`](Self::keep_open)). `keep` (the
+    /// entry just admitted) is never taken. Returns what it took
     /// (their open files close when dropped: drop them after the lock).
     ///
     /// Each eviction costs a few queue steps, where picking the least
@@ -314,35 +377,17 @@ impl Index {
     /// million (a scan of a `HashMap` of that many, release build, 2026-12-02).
     fn evict(&mut self, max: u64, keep: &KeyHash) -> Vec<(KeyHash, Slot)> {
         let mut taken = Vec::new();
-        // A live item goes to the back at most once (`keep` included, once
-        // per pass), so two passes and one more step bound the loop.
-        let mut steps = 2 * self.queue.len() + 1;
-        while self.total > max && steps > 0 {
-            steps -= 1;
-            let Some((hash, queued)) = self.queue.pop_front() else {
+        while self.total > max {
+            let holds = Slot::is_queued_as;
+            let Some(victim) = self.queue.next(&self.slots, self.clock, holds, Some(keep)) else {
                 break;
             };
-            let clock = self.clock;
-            let Some(slot) = self.slots.get_mut(&hash) else {
-                continue;
-            };
-            if slot.queued != queued {
-                continue;
-            }
-            if hash == *keep || slot.last_used > queued {
-                slot.queued = clock;
-                self.queue.push_back((hash, clock));
-                continue;
-            }
-            taken.extend(self.take(&hash).map(|slot| (hash, slot)));
+            taken.extend(self.take(&victim).map(|slot| (victim, slot)));
         }
         // Items of slots since removed or replaced: dropped once they are
         // as many as the live ones.
-        if self.queue.len() > 2 * self.slots.len() + 16 {
-            let slots = &self.slots;
-            self.queue
-                .retain(|(hash, queued)| slots.get(hash).is_some_and(|s| s.queued == *queued));
-        }
+        let most = 2 * self.slots.len() + 16;
+        self.queue.compact(&self.slots, most, Slot::is_queued_as);
         taken
     }
 
@@ -372,7 +417,7 @@ impl Index {
         if max == 0 {
             return closed;
         }
-        let seq = self.open_seq;
+        let seq = self.next_seq();
         let Some(slot) = self.slots.get_mut(hash) else {
             return closed;
         };
@@ -388,34 +433,17 @@ impl Index {
             Some(old) => closed.push(old),
             None => self.open_files += 1,
         }
-        self.open_seq += 1;
-        self.opened.push_back((*hash, seq, self.clock));
-        // Ends within one pass: a slot sent to the back is not used again
-        // while the lock is held, so its second time at the front closes it.
+        self.opened.push(*hash, seq, self.clock);
         while self.open_files > max {
-            let Some((oldest, seq, queued)) = self.opened.pop_front() else {
+            let holds = Slot::is_open_as;
+            let Some(oldest) = self.opened.next(&self.slots, self.clock, holds, None) else {
                 break;
             };
-            let Some(slot) = self.slots.get_mut(&oldest) else {
-                continue;
-            };
-            if !slot.is_open_as(seq) {
-                continue;
-            }
-            if slot.last_used > queued {
-                self.opened.push_back((oldest, seq, self.clock));
-                continue;
-            }
-            closed.extend(slot.open.take());
-            self.open_files -= 1;
+            closed.extend(self.close(&oldest));
         }
         // Items of slots since removed or reopened: dropped once they are
         // as many as the live ones.
-        if self.opened.len() > 2 * max {
-            let slots = &self.slots;
-            self.opened
-                .retain(|(hash, seq, _)| slots.get(hash).is_some_and(|s| s.is_open_as(*seq)));
-        }
+        self.opened.compact(&self.slots, 2 * max, Slot::is_open_as);
         closed
     }
 }
@@ -484,10 +512,10 @@ impl DiskTier {
                     .and_then(|n| n.to_str())
                     .unwrap_or_default()
                     .to_string();
-                match File::open(&path).and_then(|f| read_trailer(&f)) {
-                    Ok((header, size)) if name == header.key.hash().to_string() => {
+                let read = File::open(&path).and_then(|f| read_trailer(&f));
+                match read.map(|(header, size)| (header.key.hash(), header, size)) {
+                    Ok((hash, header, size)) if name == hash.to_string() => {
                         index.clock += 1;
-                        let hash = header.key.hash();
                         let slot = Slot::new(header.key, size, index.clock, None);
                         index.put(&hash, slot);
                     }
@@ -1915,9 +1943,9 @@ mod tests {
         assert_eq!(tier.open_files(), 3);
         let index = tier.lock();
         assert!(
-            index.opened.len() <= 2 * 3 + 1,
+            index.opened.0.len() <= 2 * 3 + 1,
             "{} items",
-            index.opened.len()
+            index.opened.0.len()
         );
         drop(index);
         // The last three stay open, the others were closed.
@@ -2253,12 +2281,13 @@ mod tests {
         assert!(index.slots.contains_key(&hash(1)));
         let queued_live = index
             .queue
+            .0
             .iter()
-            .filter(|(h, q)| index.slots.get(h).is_some_and(|s| s.queued == *q))
+            .filter(|(h, seq, _)| index.slots.get(h).is_some_and(|s| s.is_queued_as(*seq)))
             .count();
         assert_eq!(queued_live, index.slots.len(), "every slot queued once");
         assert!(
-            index.queue.len() <= 2 * index.slots.len() + 16,
+            index.queue.0.len() <= 2 * index.slots.len() + 16,
             "stale items dropped"
         );
     }

@@ -131,8 +131,6 @@ impl Cache {
         etag: String,
         ticket: Ticket,
     ) -> Fetch {
-        // The entry the identity is served from, when it is a hit.
-        let made_from = identity.entry.clone();
         let sidecar_key = format!("{object_key}{}", sidecar_suffix(coding));
         let sidecar = self.quietly(site, &sidecar_key).await.ok();
         let mut meta = identity.meta.clone();
@@ -162,8 +160,8 @@ impl Cache {
         // the identity's own entry when it was a hit (not read again, so a
         // disk hit kept in its file stays there), else the entry its fill
         // has stored by now, if any.
-        let made_from = match made_from {
-            Some(entry) => Some(entry),
+        let made_from = match identity.entry {
+            hit @ Some(_) => hit,
             None => {
                 let identity_key = CacheKey::new(site.name(), object_key, Variant::Identity);
                 self.get(&identity_key, &ticket, Wire::Memory).await
