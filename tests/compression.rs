@@ -186,6 +186,17 @@ async fn a_precompressed_sidecar_is_preferred_and_its_absence_is_cached() {
         body, sidecar,
         "the sidecar's bytes, not a fresh compression"
     );
+    // Cached once: the identity and its variant, not the sidecar again as an
+    // entry of its own, in either tier.
+    for tier in ["memory", "disk"] {
+        let series = format!("s3edge_cache_entries{{tier=\"{tier}\"}}");
+        edge.wait_metric(&series, |held| held >= 2).await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(edge.cache_entries(tier).await, 2, "{tier} tier");
+    }
+    let (headers, body, _) = get(&edge, "/main.css", &[("accept-encoding", "br")]).await;
+    assert_eq!(headers["cache-status"], "s3edge; hit");
+    assert_eq!(body, sidecar, "the variant, from the cache");
     for _ in 0..3 {
         let (headers, _, _) = get(&edge, "/main.css", &[("accept-encoding", "gzip")]).await;
         assert_eq!(headers["content-encoding"], "gzip");
@@ -196,6 +207,28 @@ async fn a_precompressed_sidecar_is_preferred_and_its_absence_is_cached() {
         1,
         "a missing sidecar is looked up once"
     );
+    // Purged, the variant is made again from the sidecar, asked of the
+    // origin once more; a client's own request for the sidecar stores it as
+    // any object.
+    let purged = edge
+        .http
+        .post(edge.admin_url("/purge"))
+        .header("content-type", "application/json")
+        .body(r#"{"site": "z", "paths": ["/main.css"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purged.status(), 200);
+    let (headers, body, _) = get(&edge, "/main.css", &[("accept-encoding", "br")]).await;
+    assert_eq!(headers["content-encoding"], "br");
+    assert_eq!(body, sidecar);
+    assert_eq!(origin.gets_for("main.css.br"), 2);
+    for expected in ["s3edge; fwd=miss; stored", "s3edge; hit"] {
+        let (headers, direct, _) = get(&edge, "/main.css.br", &[]).await;
+        assert_eq!(direct, sidecar);
+        assert_eq!(headers["cache-status"], expected);
+    }
+    assert_eq!(origin.gets_for("main.css.br"), 3);
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::{site_toml, Edge, EdgeBuilder, Fault};
@@ -108,14 +108,22 @@ fn hammer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_request_after_a_purge_returns_gets_a_purged_version() {
-    race_purges(|_| {}, ROUNDS, LARGE).await;
+    race_purges(|_| {}, ROUNDS, LARGE, false).await;
+}
+
+/// The same race with precompressed sidecars (`page.html.br`, `.gz`) in the
+/// bucket, published before each version's page: the variants are made from
+/// them, read from the bucket as they are made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_request_after_a_purge_returns_gets_a_purged_version_made_from_a_sidecar() {
+    race_purges(|_| {}, ROUNDS / 4, LARGE, true).await;
 }
 
 /// The same race with a memory tier that keeps nothing: every entry is found
 /// on its way to disk (while its file is written and synced), then on disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_request_after_a_purge_returns_gets_a_purged_version_on_its_way_to_disk() {
-    race_purges(|o| o.memory_cache_size = 0, ROUNDS / 2, LARGE).await;
+    race_purges(|o| o.memory_cache_size = 0, ROUNDS / 2, LARGE, false).await;
 }
 
 /// The same race where a large page is kept in memory too, and its memory
@@ -128,19 +136,38 @@ async fn no_request_after_a_purge_returns_gets_a_purged_version_from_a_file_sent
         o.tcp_congestion = Some("cubic".into());
         o.memory_object_max = 1 << 20;
     };
-    let edge = race_purges(options, ROUNDS / 2, 300 * 1024).await;
+    let edge = race_purges(options, ROUNDS / 2, 300 * 1024, false).await;
     assert!(
         edge.metric("s3edge_sendfile_bytes_total").await > 0,
         "no hit was sent from a file"
     );
 }
 
+/// Puts `page` at `key`, after its brotli and gzip sidecars when `sidecars`.
+async fn publish(edge: &Edge, key: &str, page: String, sidecars: bool) {
+    if sidecars {
+        let mut br = Vec::new();
+        {
+            let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, 22);
+            w.write_all(page.as_bytes()).unwrap();
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(page.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        let octets = Some("application/octet-stream");
+        edge.put(BUCKET, &format!("{key}.br"), br, octets).await;
+        edge.put(BUCKET, &format!("{key}.gz"), gz, octets).await;
+    }
+    edge.put(BUCKET, key, page, Some("text/html")).await;
+}
+
 /// `rounds` of each purge kind on a node with `options`, large pages of
-/// `large` bytes.
+/// `large` bytes, with `sidecars` or without.
 async fn race_purges(
     options: impl FnOnce(&mut s3edge::server::NodeOptions),
     rounds: usize,
     large: usize,
+    sidecars: bool,
 ) -> Edge {
     let (builder, origins) = EdgeBuilder::new()
         .site(
@@ -163,14 +190,12 @@ async fn race_purges(
         let dir = format!("r{round}");
         let key = format!("{dir}/page.html");
         let path = format!("/{key}");
-        edge.put(BUCKET, &key, body(round, 'A', large), Some("text/html"))
-            .await;
+        publish(&edge, &key, body(round, 'A', large), sidecars).await;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let clients = hammer(&edge, path.clone(), stopped);
         // Let fills of version A start, then publish B while they run.
         tokio::time::sleep(Duration::from_millis((round % 5) as u64 * 7)).await;
-        edge.put(BUCKET, &key, body(round, 'B', large), Some("text/html"))
-            .await;
+        publish(&edge, &key, body(round, 'B', large), sidecars).await;
         let scope = match round % 3 {
             0 => format!(r#"{{"site":"barrier","paths":["{path}"]}}"#),
             1 => format!(r#"{{"site":"barrier","prefixes":["/{dir}/"]}}"#),
@@ -211,6 +236,12 @@ async fn race_purges(
             got == want,
             "round {round} ({scope}): old version after the clients stopped"
         );
+        if sidecars {
+            for suffix in [".br", ".gz"] {
+                let asked = origin.gets_for(&format!("{key}{suffix}"));
+                assert!(asked > 0, "round {round}: no variant made from {suffix}");
+            }
+        }
     }
     edge
 }

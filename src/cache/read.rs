@@ -116,10 +116,10 @@ pub enum Want {
     /// object's answer carries its metadata and an empty payload.
     Exists,
     /// The `coding` variant of the whole object `identity`: cached, else made
-    /// from a precompressed sidecar object (`key.br`, `key.gz`, read through
-    /// the cache, its absence included) or by compressing `identity` as it
-    /// streams, once per key. Always answers: `identity` itself when no
-    /// variant can be made.
+    /// from a precompressed sidecar object (`key.br`, `key.gz`: held only as
+    /// the variant made from it, its absence cached) or by compressing
+    /// `identity` as it streams, once per key. Always answers: `identity`
+    /// itself when no variant can be made.
     Variant {
         identity: Box<Fetch>,
         coding: ContentCoding,
@@ -784,8 +784,14 @@ impl Cache {
         guard.finish(Ok(()));
     }
 
-    /// Reads a secondary object (a sidecar) through the cache, without
-    /// counting a lookup of its own.
+    /// Reads a secondary object (a sidecar) for a variant being made from
+    /// it, without counting a lookup of its own: from the cache when a
+    /// client's request for it stored it, else from the origin. One that
+    /// exists is not stored as an entry of its own: the variant made from it
+    /// holds its bytes, and a second copy would take as much room again in
+    /// both tiers for every precompressed asset ("each encoded variant is
+    /// cached once"). Its absence is stored, as any 404 or 403 is, so a
+    /// variant made again (after an eviction or a purge) does not ask for it.
     pub(super) async fn quietly(
         self: &Arc<Self>,
         site: &Arc<Site>,
@@ -793,8 +799,24 @@ impl Cache {
     ) -> Result<Fetch, OriginError> {
         let ticket = self.ticket();
         let key = CacheKey::new(site.name(), object_key, Variant::Identity);
-        let cached = self.get(&key, &ticket, Wire::Memory).await;
-        self.read(site, key, cached, ticket).await.result
+        if let Some(cached) = self.get(&key, &ticket, Wire::Memory).await {
+            return self.read(site, key, Some(cached), ticket).await.result;
+        }
+        let (result, _) = self.origin_get(site, &ObjectRequest::new(object_key)).await;
+        match result {
+            Ok(Fetched::Object { meta, body }) => {
+                Ok(Fetch::from_origin(meta, body, ticket.since()))
+            }
+            Ok(Fetched::NotModified { .. }) => {
+                Err(OriginError::Invalid("304 to an unconditional GET".into()))
+            }
+            Err(e @ (OriginError::NotFound { .. } | OriginError::Denied { .. })) => {
+                let now = SystemTime::now();
+                self.store(negative_entry(site, key, &e, now), &ticket);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

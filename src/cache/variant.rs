@@ -1,6 +1,6 @@
 //! Encoding variants: a compressible representation's br or gzip form, made
 //! once per key from a precompressed sidecar object in the bucket (`key.br`,
-//! `key.gz`; read through the cache, its absence included) or by compressing
+//! `key.gz`; held only as the variant, its absence cached) or by compressing
 //! the identity body as it streams, then stored when complete. A variant is
 //! current as of the identity it was made from (its purge generation) and is
 //! served only while its ETag matches the identity's.
