@@ -729,3 +729,67 @@ fn rss_mib() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb / 1024)
 }
+
+/// An HTTP origin has no sidecars: what it answers at `/app.css.gz` (its
+/// 404 page, as a status of its own rather than an error, or a catch-all
+/// page with a 200) is never sent as the variant, and it is not asked.
+#[tokio::test]
+async fn a_variant_is_never_made_from_what_an_http_origin_answers_elsewhere() {
+    let css: String = (0..300)
+        .map(|i| format!(".rule-{i} {{ margin: {i}px; }}\n"))
+        .collect();
+    for other in [404, 200] {
+        let page = css.clone();
+        let origin = ScriptedOrigin::start(move |r: &Recorded| match r.target.as_str() {
+            "/app.css" => Reply::ok(
+                &page,
+                &[
+                    ("cache-control", "max-age=60"),
+                    ("content-type", "text/css"),
+                    ("etag", "\"v1\""),
+                ],
+            ),
+            _ => Reply::with_status(
+                other,
+                "<html>the single-page app, or no such page</html>",
+                &[
+                    ("cache-control", "max-age=60"),
+                    ("content-type", "text/html"),
+                ],
+            ),
+        })
+        .await;
+        let edge = edge_for(&origin, "");
+        for coding in ["gzip", "br", "gzip"] {
+            let response = edge
+                .request(
+                    reqwest::Method::GET,
+                    HOST,
+                    "/app.css",
+                    &[("accept-encoding", coding)],
+                )
+                .await;
+            assert_eq!(response.status(), 200);
+            assert_eq!(header(response.headers(), "content-encoding"), coding);
+            let body = response.bytes().await.unwrap();
+            let decoded = match coding {
+                "gzip" => common::gunzip(&body),
+                _ => {
+                    let mut out = Vec::new();
+                    std::io::Read::read_to_end(
+                        &mut brotli::Decompressor::new(&body[..], 4096),
+                        &mut out,
+                    )
+                    .unwrap();
+                    out
+                }
+            };
+            assert!(
+                decoded == css.as_bytes(),
+                "{other}: the stylesheet, {coding}"
+            );
+        }
+        let asked: Vec<String> = origin.requests().into_iter().map(|r| r.target).collect();
+        assert_eq!(asked, ["/app.css"], "{other}: only the object itself");
+    }
+}

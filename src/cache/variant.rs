@@ -131,19 +131,28 @@ impl Cache {
         etag: String,
         ticket: Ticket,
     ) -> Fetch {
-        let sidecar_key = format!("{object_key}{}", sidecar_suffix(coding));
-        let sidecar = self.quietly(site, &sidecar_key).await.ok();
+        // Sidecars are a bucket's: an HTTP origin is a server with routes of
+        // its own, where `key.br` is answered by whatever answers there (a
+        // 404 page, a catch-all `index.html` with a 200), which would be
+        // sent as the variant. Its bodies are compressed here.
+        let sidecar = if site.config.is_http_origin() {
+            None
+        } else {
+            let sidecar_key = format!("{object_key}{}", sidecar_suffix(coding));
+            self.quietly(site, &sidecar_key).await.ok()
+        };
         let mut meta = identity.meta.clone();
         meta.etag = Some(etag);
         meta.content_encoding = Some(coding.as_str().to_string());
         meta.content_range = None;
         let (body, known_length) = match sidecar {
             Some(sidecar)
-                if sidecar
-                    .meta
-                    .content_encoding
-                    .as_deref()
-                    .is_none_or(|e| e == coding.as_str()) =>
+                if sidecar.meta.status() == 200
+                    && sidecar
+                        .meta
+                        .content_encoding
+                        .as_deref()
+                        .is_none_or(|e| e == coding.as_str()) =>
             {
                 let len = sidecar.meta.content_length;
                 (sidecar.payload.into_stream(), Some(len))
