@@ -231,6 +231,42 @@ async fn a_precompressed_sidecar_is_preferred_and_its_absence_is_cached() {
     assert_eq!(origin.gets_for("main.css.br"), 3);
 }
 
+/// An object that may not be stored (`no-store`, `private`) is compressed
+/// for each answer and its variant stored nowhere (RFC 9111 section 3: no
+/// part of it), so no answer carries an `Age`.
+#[tokio::test]
+async fn the_variant_of_an_object_that_may_not_be_stored_is_stored_nowhere() {
+    let (edge, origin) = edge().await;
+    let data = css();
+    for (key, cache_control) in [("ns.css", "no-store"), ("pv.css", "private, max-age=60")] {
+        edge.put_with(BUCKET, key, data.clone(), |b| {
+            b.content_type("text/css").cache_control(cache_control)
+        })
+        .await;
+        for coding in ["gzip", "br", "gzip"] {
+            let (headers, body, status) =
+                get(&edge, &format!("/{key}"), &[("accept-encoding", coding)]).await;
+            assert_eq!(status, 200);
+            assert_eq!(headers["content-encoding"], coding, "{key}");
+            assert!(headers.get("age").is_none(), "{key}: {headers:?}");
+            let decoded = match coding {
+                "gzip" => gunzip(&body),
+                _ => unbrotli(&body),
+            };
+            assert!(decoded == data, "{key} {coding}");
+        }
+        assert_eq!(
+            origin.gets_for(key),
+            3,
+            "{key}: every answer from the bucket"
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    for tier in ["memory", "disk"] {
+        assert_eq!(edge.cache_entries(tier).await, 0, "{tier} tier");
+    }
+}
+
 #[tokio::test]
 async fn conditionals_work_per_variant_ranges_get_identity_and_head_matches_get() {
     let (edge, _) = edge().await;

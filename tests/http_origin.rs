@@ -793,3 +793,119 @@ async fn a_variant_is_never_made_from_what_an_http_origin_answers_elsewhere() {
         assert_eq!(asked, ["/app.css"], "{other}: only the object itself");
     }
 }
+
+/// The stylesheet the variant tests compress, and its gzip decoded.
+fn stylesheet() -> String {
+    (0..300)
+        .map(|i| format!(".rule-{i} {{ padding: {i}px; }}\n"))
+        .collect()
+}
+
+/// A 304 that refreshes the stored identity refreshes its stored variants
+/// too (RFC 9111 section 4.3.4): their next answers carry the fields the
+/// 304 brought and an `Age` counted from it, whether the identity was
+/// revalidated by a compressed request or by an uncompressed one.
+#[tokio::test]
+async fn a_304_refreshes_the_compressed_variants_as_well() {
+    let css = stylesheet();
+    let page = css.clone();
+    let origin = ScriptedOrigin::start(move |r: &Recorded| {
+        if r.header("if-none-match") == Some("\"v1\"") {
+            return Reply::with_status(
+                304,
+                "",
+                &[
+                    ("cache-control", "max-age=100"),
+                    ("x-rev", "2"),
+                    ("etag", "\"v1\""),
+                ],
+            );
+        }
+        Reply::ok(
+            &page,
+            &[
+                ("cache-control", "max-age=1"),
+                ("content-type", "text/css"),
+                ("etag", "\"v1\""),
+                ("x-rev", "1"),
+            ],
+        )
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    for (round, revalidate_with) in [(1, Some("gzip")), (2, None)] {
+        let path = format!("/r{round}.css");
+        for _ in 0..2 {
+            let (_, headers, _) = get(&edge, &path, &[("accept-encoding", "gzip")]).await;
+            assert_eq!(header(&headers, "x-rev"), "1");
+        }
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let mut accept = vec![];
+        accept.extend(revalidate_with.map(|coding| ("accept-encoding", coding)));
+        let (_, headers, _) = get(&edge, &path, &accept).await;
+        assert_eq!(header(&headers, "x-rev"), "2", "round {round}: revalidated");
+        for _ in 0..2 {
+            let response = edge
+                .request(
+                    reqwest::Method::GET,
+                    HOST,
+                    &path,
+                    &[("accept-encoding", "gzip")],
+                )
+                .await;
+            let headers = response.headers().clone();
+            assert_eq!(header(&headers, "content-encoding"), "gzip");
+            assert_eq!(header(&headers, "x-rev"), "2", "round {round}: {headers:?}");
+            assert_eq!(header(&headers, "cache-control"), "max-age=100");
+            let age: u64 = header(&headers, "age").parse().unwrap_or(0);
+            assert!(age <= 1, "round {round}: age {age} after a refresh");
+            let body = response.bytes().await.unwrap();
+            assert!(common::gunzip(&body) == css.as_bytes());
+        }
+    }
+}
+
+/// The answer to a request with `Authorization` that its origin does not
+/// allow a shared cache to store is compressed for that request alone: the
+/// next client, without credentials, never gets it.
+#[tokio::test]
+async fn a_variant_of_an_answer_to_credentials_is_never_shared() {
+    let origin = ScriptedOrigin::start(|r: &Recorded| {
+        let user = r.header("authorization").unwrap_or("nobody").to_string();
+        let page: String = (0..300).map(|i| format!("<p>{user} {i}</p>\n")).collect();
+        Reply::ok(
+            &page,
+            &[
+                ("cache-control", "max-age=60"),
+                ("content-type", "text/html"),
+                ("etag", "\"same\""),
+            ],
+        )
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    let alice = [("accept-encoding", "gzip"), ("authorization", "alice")];
+    let response = edge
+        .request(reqwest::Method::GET, HOST, "/me", &alice)
+        .await;
+    assert_eq!(header(response.headers(), "content-encoding"), "gzip");
+    let body = common::gunzip(&response.bytes().await.unwrap());
+    assert!(String::from_utf8(body).unwrap().contains("alice"));
+    for _ in 0..2 {
+        let response = edge
+            .request(
+                reqwest::Method::GET,
+                HOST,
+                "/me",
+                &[("accept-encoding", "gzip")],
+            )
+            .await;
+        let body = common::gunzip(&response.bytes().await.unwrap());
+        let text = String::from_utf8(body).unwrap();
+        assert!(
+            !text.contains("alice"),
+            "alice's page went to another client"
+        );
+        assert!(text.contains("nobody"));
+    }
+}

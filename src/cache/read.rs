@@ -344,7 +344,7 @@ impl Cache {
             }
             Want::Exists => Box::pin(self.exists(site, object_key)).await,
             Want::Variant { identity, coding } => {
-                self.variant(site, object_key, *identity, coding, wire)
+                self.variant(site, object_key, *identity, coding, forward, wire)
                     .await
             }
         }

@@ -3,13 +3,18 @@
 //! `key.gz`; held only as the variant, its absence cached) or by compressing
 //! the identity body as it streams, then stored when complete. A variant is
 //! current as of the identity it was made from (its purge generation) and is
-//! served only while its ETag matches the identity's.
+//! served only while its ETag matches the identity's, with the identity's
+//! fields and age as they are now: a variant stored before its identity was
+//! revalidated is refreshed from it (RFC 9111 section 4.3.4: a 304 updates
+//! every stored response it selects). The variant of an identity that may
+//! not be stored (`no-store`, `private`, an `Authorization` request's) is
+//! compressed for its one answer and stored nowhere.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::fill::Outcome;
-use super::policy::Storable;
+use super::policy::{self, Storable};
 use super::pull::Sink;
 use super::read::serve_entry;
 use super::{Answer, Body, Cache, CacheKey, CacheOutcome, Entry, EntryKind, Fetch, FlightGuard};
@@ -31,6 +36,60 @@ fn passed(identity: Fetch) -> Answer {
     Answer::new(Ok(identity), CacheOutcome::Pass)
 }
 
+/// Whether a shared cache may store `meta`, an identity answer from the
+/// origin, as the site's origin says (RFC 9111 section 3): only then may a
+/// variant made from it be stored, or served to another request.
+fn may_store(
+    site: &Site,
+    meta: &ObjectMeta,
+    forward: &[(String, String)],
+    now: SystemTime,
+) -> bool {
+    let storable = if site.config.is_http_origin() {
+        let authorization = forward
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+        policy::http_storable(meta, &site.config.cache, authorization, now)
+    } else {
+        policy::storable(meta, &site.config.cache, now)
+    };
+    matches!(storable, Storable::Yes(_))
+}
+
+/// The `coding` variant of `identity`, which may not be stored, compressed
+/// for this answer alone (at [`Level::for_one_answer`]): no flight another
+/// request could join, nothing stored.
+///
+/// [`Level::for_one_answer`]: crate::compress::Level::for_one_answer
+fn compressed_alone(identity: Fetch, coding: ContentCoding, etag: String) -> Fetch {
+    let mut meta = identity.meta;
+    let length = meta.content_length;
+    meta.etag = Some(etag);
+    meta.content_encoding = Some(coding.as_str().to_string());
+    meta.content_range = None;
+    meta.content_length = 0;
+    let body = crate::compress::encode_one_answer(identity.payload.into_stream(), coding, length);
+    Fetch {
+        meta,
+        payload: Payload::Unsized(body),
+        age: identity.age,
+        since: identity.since,
+        entry: None,
+    }
+}
+
+/// A variant's fields: its identity's, but for what encoding changes (its
+/// ETag, `Content-Encoding` and length, from `variant`).
+fn variant_meta(identity: &ObjectMeta, variant: &ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        etag: variant.etag.clone(),
+        content_encoding: variant.content_encoding.clone(),
+        content_length: variant.content_length,
+        content_range: None,
+        ..identity.clone()
+    }
+}
+
 impl Cache {
     /// The `coding` variant of `identity` (see [`Want::Variant`]). A
     /// variant found on disk is served as `wire` takes it, as an identity hit
@@ -42,6 +101,7 @@ impl Cache {
         object_key: &str,
         identity: Fetch,
         coding: ContentCoding,
+        forward: &[(String, String)],
         wire: Wire,
     ) -> Answer {
         let whole = matches!(identity.payload, Payload::Stream(_) | Payload::File(_));
@@ -49,20 +109,59 @@ impl Cache {
             return passed(identity);
         };
         let etag = crate::compress::variant_etag(&identity_etag, coding);
+        let now = SystemTime::now();
+        if identity.entry.is_none() && !may_store(site, &identity.meta, forward, now) {
+            return Answer::new(
+                Ok(compressed_alone(identity, coding, etag)),
+                CacheOutcome::Pass,
+            );
+        }
         let key = CacheKey::new(site.name(), object_key, Variant::from(coding));
         // The variant is made from `identity`: it is current as of it.
         let ticket = Ticket::new(self.barrier.clone(), identity.since);
-        let now = SystemTime::now();
         if let Some(entry) = self.get(&key, &ticket, wire).await {
             if entry.kind == EntryKind::Object && entry.meta.etag.as_deref() == Some(etag.as_str())
             {
-                if let Ok(fetch) = serve_entry(&entry, now, ticket.since()) {
+                let entry = self.refreshed(entry, &identity, &ticket);
+                if let Ok(mut fetch) = serve_entry(&entry, now, ticket.since()) {
+                    if identity.entry.is_none() {
+                        // The identity came from the origin just now (its
+                        // entry not yet stored): its fields and age, not
+                        // those the variant was stored with.
+                        fetch.meta = variant_meta(&identity.meta, &fetch.meta);
+                        fetch.age = identity.age;
+                        fetch.entry = None;
+                    }
                     return Answer::new(Ok(fetch), CacheOutcome::Hit);
                 }
             }
         }
         // The variant is not cached: boxed, so a hit's future stays small.
         Box::pin(self.variant_miss(site, key, identity, coding, etag, ticket)).await
+    }
+
+    /// `variant`, stored, as current as `identity`, a hit: when the identity's
+    /// entry was stored at another moment than the variant (revalidated
+    /// since, or stored after the variant was made from its fill), a copy
+    /// with the identity's fields, storage time and freshness takes the
+    /// variant's place (through `ticket`) and is returned.
+    fn refreshed(&self, variant: Arc<Entry>, identity: &Fetch, ticket: &Ticket) -> Arc<Entry> {
+        let Some(made_from) = identity.entry.as_ref() else {
+            return variant;
+        };
+        if made_from.stored_at == variant.stored_at {
+            return variant;
+        }
+        let entry = Entry {
+            key: variant.key.clone(),
+            kind: variant.kind,
+            meta: variant_meta(&made_from.meta, &variant.meta),
+            body: variant.body.clone(),
+            stored_at: made_from.stored_at,
+            freshness: made_from.freshness,
+            prepared: Default::default(),
+        };
+        self.store(entry, ticket)
     }
 
     /// A variant that is not cached (`key` names it): follow its flight, or

@@ -21,8 +21,8 @@ pub use compressible::{
     NEVER_COMPRESSED_TYPES,
 };
 pub use encode::{
-    encode, encode_sized, encode_stream, EncodeError, Level, BROTLI_QUALITY, BROTLI_WINDOW,
-    FLUSH_AFTER, GZIP_LEVEL,
+    encode, encode_one_answer, encode_sized, encode_stream, EncodeError, Level, BROTLI_QUALITY,
+    BROTLI_QUALITY_UNSTORED, BROTLI_WINDOW, FLUSH_AFTER, GZIP_LEVEL,
 };
 pub use negotiate::{negotiate, Negotiated};
 

@@ -142,7 +142,7 @@ impl Lookup<'_> {
                     identity: Box::new(fetch),
                     coding,
                 },
-                forward: &[],
+                forward: self.forward,
                 wire: self.wire,
             })
             .await;
