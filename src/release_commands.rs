@@ -184,7 +184,10 @@ pub fn rollback(args: RollbackArgs) -> ExitCode {
         };
         match rollback::rollback(&bucket, target, &args.admin).await {
             Ok(report) => {
-                println!("release {} is live (was {})", report.to, report.from);
+                match &report.from {
+                    Some(from) => println!("release {} is live (was {})", report.to, from),
+                    None => println!("release {} is live (no release was)", report.to),
+                }
                 report_nodes(&report.nodes_failed)
             }
             Err(e) => fail(&e),

@@ -502,3 +502,49 @@ fn check_names_the_file_and_key_of_a_bad_releases_table() {
         "{stdout}"
     );
 }
+
+/// Preview, then promote, from the first release on: a release published
+/// with `--no-activate` to a site with no live release yet is made live by
+/// `rollback ID`; without an id there is nothing to go back to, and the
+/// message says what to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_release_published_unactivated_is_made_live_by_naming_it() {
+    let edge = releases_edge();
+    let store = store(&edge);
+    let work = tempfile::tempdir().expect("tempdir");
+    let first = folder(work.path(), "first", &[("index.html", "first page")]);
+    publish(
+        &edge,
+        &store,
+        &first,
+        &["--no-activate", "--release", "first"],
+    );
+    assert_eq!(
+        body(&edge, "first.preview.example.com", "/").await.1,
+        "first page"
+    );
+    assert_eq!(body(&edge, HOST, "/").await.0, 503, "nothing live yet");
+
+    let output = s3edge(&edge, "rollback", &store)
+        .args(["--site", SITE, "--admin", &admin(&edge)])
+        .output()
+        .expect("rollback");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("s3edge rollback ID"),
+        "{}",
+        text(&output)
+    );
+
+    for (id, expected) in [("nope", Some(2)), ("first", Some(0))] {
+        let output = s3edge(&edge, "rollback", &store)
+            .args(["--site", SITE, "--admin", &admin(&edge), id])
+            .output()
+            .expect("rollback");
+        assert_eq!(output.status.code(), expected, "{id}: {}", text(&output));
+    }
+    assert_eq!(
+        body(&edge, HOST, "/").await,
+        (200, "first page".to_string())
+    );
+}

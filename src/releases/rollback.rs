@@ -2,7 +2,7 @@
 //! first, and moving the pointer back to one of them (the same conditional
 //! write as `publish`, then the same switch on each `--admin` node).
 
-use super::bucket::{ReleaseBucket, ReleaseError, ReleaseInfo};
+use super::bucket::{Pointer, ReleaseBucket, ReleaseError, ReleaseInfo};
 use super::notify::switch_nodes;
 use super::ReleaseId;
 
@@ -64,23 +64,31 @@ pub fn choose(
 /// What a rollback did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RollbackReport {
-    pub from: ReleaseId,
+    /// The release that was live; `None` when none was (the first release
+    /// published with `--no-activate`, now made live).
+    pub from: Option<ReleaseId>,
     pub to: ReleaseId,
     pub nodes_failed: Vec<String>,
 }
 
-/// Makes `target` (or the previous release) live.
+/// Makes `target` (or the previous release) live. With no live release yet
+/// (every release published with `--no-activate`), a named `target` is
+/// made live, the pointer written only if still absent (`If-None-Match: *`,
+/// as `publish` writes the first one): preview, then promote.
 pub async fn rollback(
     bucket: &ReleaseBucket,
     target: Option<ReleaseId>,
     admins: &[String],
 ) -> Result<RollbackReport, ReleaseError> {
-    let pointer = bucket.pointer().await?.ok_or_else(|| {
-        ReleaseError::Usage(format!(
-            "site `{}` has no live release; nothing to roll back (run `s3edge publish`)",
-            bucket.site()
-        ))
-    })?;
+    let Some(pointer) = bucket.pointer().await? else {
+        let Some(to) = target else {
+            return Err(ReleaseError::Usage(format!(
+                "site `{}` has no live release; name a release to make live: `s3edge rollback ID` (`s3edge releases` lists them), or run `s3edge publish`",
+                bucket.site()
+            )));
+        };
+        return make_live(bucket, None, to, None, admins).await;
+    };
     let live = pointer.release().ok_or_else(|| {
         ReleaseError::Usage(format!(
             "the pointer names `{}`, which is not a release id; give the release to make live: `s3edge rollback ID`",
@@ -89,15 +97,27 @@ pub async fn rollback(
     })?;
     let releases = bucket.releases().await?;
     let to = choose(&releases, &live, target.as_ref())?;
+    make_live(bucket, Some(live), to, Some(&pointer), admins).await
+}
+
+/// Moves the pointer from `expected` (absent: none yet) to `to`, a release
+/// with files, and switches the `admins` nodes.
+async fn make_live(
+    bucket: &ReleaseBucket,
+    from: Option<ReleaseId>,
+    to: ReleaseId,
+    expected: Option<&Pointer>,
+    admins: &[String],
+) -> Result<RollbackReport, ReleaseError> {
     if !bucket.exists(&to).await? {
         return Err(ReleaseError::Usage(format!(
-            "release `{to}` has no files in the bucket; choose another"
+            "release `{to}` has no files in the bucket; choose another (`s3edge releases` lists them)"
         )));
     }
-    bucket.move_pointer(&to, Some(&pointer)).await?;
+    bucket.move_pointer(&to, expected).await?;
     let nodes_failed = switch_nodes(admins, bucket.site(), &to).await;
     Ok(RollbackReport {
-        from: live,
+        from,
         to,
         nodes_failed,
     })
