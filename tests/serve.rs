@@ -169,6 +169,14 @@ async fn missing_keys_bad_paths_and_other_methods_get_clear_statuses() {
     edge.create_bucket("site-b").await;
     edge.put("site-b", "a.txt", "a", Some("text/plain")).await;
 
+    // The root of a site without an index document names no object.
+    for method in [Method::GET, Method::HEAD, Method::GET] {
+        let root = edge.request(method.clone(), "s.test", "/", &[]).await;
+        assert_eq!(root.status(), 404, "{method} /");
+    }
+    let invalid = "s3edge_origin_requests_total{site=\"s\",outcome=\"invalid\"}";
+    assert_eq!(edge.metric(invalid).await, 0, "no origin error");
+
     let missing = edge.get("s.test", "/nope.html").await;
     assert_eq!(missing.status(), 404);
     assert_eq!(

@@ -213,9 +213,20 @@ fn connection_pool() -> SharedHttpClient {
     })
 }
 
+/// What the bucket has at the empty key: nothing (S3 cannot name an object
+/// so, and the SDK refuses to build the request). `GET /` of a site without
+/// an index document comes here, a 404 like any missing key, not the 502 of
+/// a bucket that fails.
+fn no_object() -> OriginError {
+    OriginError::NotFound { request_id: None }
+}
+
 #[async_trait]
 impl Origin for S3Origin {
     async fn get(&self, request: &ObjectRequest) -> Result<Fetched, OriginError> {
+        if request.key.is_empty() {
+            return Err(no_object());
+        }
         let mut call = self
             .local()
             .get_object()
@@ -269,6 +280,9 @@ impl Origin for S3Origin {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta, OriginError> {
+        if key.is_empty() {
+            return Err(no_object());
+        }
         let output = match self
             .local()
             .head_object()
