@@ -377,16 +377,20 @@ async fn forwarded_fields_via_and_hop_by_hop_removal() {
     })
     .await;
     let edge = edge_for(&origin, "");
-    let (_, headers, _) = get(
-        &edge,
-        "/f",
-        &[
-            ("connection", "x-secret"),
-            ("x-secret", "s"),
-            ("x-end", "e"),
-        ],
-    )
-    .await;
+    // A client's own forwarding fields: not believed from a peer that is not
+    // a trusted proxy.
+    let claims = [
+        ("x-forwarded-for", "6.6.6.6"),
+        ("forwarded", "for=6.6.6.6;proto=https"),
+        ("x-forwarded-proto", "https"),
+    ];
+    let mut sent = vec![
+        ("connection", "x-secret"),
+        ("x-secret", "s"),
+        ("x-end", "e"),
+    ];
+    sent.extend(claims);
+    let (_, headers, _) = get(&edge, "/f", &sent).await;
     assert_eq!(header(&headers, "x-kept"), "2");
     assert!(
         headers.get("x-hop").is_none(),
@@ -401,7 +405,21 @@ async fn forwarded_fields_via_and_hop_by_hop_removal() {
     );
     assert!(seen.header("via").unwrap_or("").contains("s3edge"));
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(seen.header("forwarded"), None);
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
     assert_eq!(seen.header("host"), Some(origin.addr.to_string().as_str()));
+    // From a trusted proxy (a load balancer that ends TLS) they are believed
+    // and extended.
+    let trusted = EdgeBuilder::new()
+        .site("h", &origin.site_toml(HOST, ""))
+        .with(|o| o.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()])
+        .start();
+    get(&trusted, "/g", &claims).await;
+    let seen = origin.requests().into_iter().last().unwrap();
+    assert_eq!(seen.target, "/g");
+    assert_eq!(seen.header("x-forwarded-for"), Some("6.6.6.6, 127.0.0.1"));
+    assert_eq!(seen.header("forwarded"), Some("for=6.6.6.6;proto=https"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
 }
 
 #[tokio::test]

@@ -242,7 +242,14 @@ async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Se
         Continue(head) => head,
         // 3c. An HTTP origin gets the other methods, bodies streamed.
         Break(_) if http_origin => {
-            let response = Box::pin(proxy::pass_through(req, payload, &site, &state.cache)).await;
+            let response = Box::pin(proxy::pass_through(
+                req,
+                payload,
+                &site,
+                &state.cache,
+                &state.trusted_proxies,
+            ))
+            .await;
             return answered(response, cors);
         }
         Break(response) => return answered(response, cors),
@@ -253,7 +260,7 @@ async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Se
         Break(response) => return answered(response, cors),
     };
     let forward = if http_origin {
-        proxy::forward_headers(req, true)
+        proxy::forward_headers(req, true, &state.trusted_proxies)
     } else {
         Vec::new()
     };

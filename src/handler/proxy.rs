@@ -33,9 +33,19 @@ const CACHE_OWN_FIELDS: &[&str] = &[
 
 /// The fields the origin gets: the client's end-to-end ones (for a cache
 /// fill without its conditionals and `Range`), `Via`, and the forwarding
-/// fields (`X-Forwarded-For` extended with the peer, `X-Forwarded-Proto`,
-/// `X-Forwarded-Host`).
-pub(super) fn forward_headers(req: &HttpRequest, for_cache: bool) -> Vec<(String, String)> {
+/// fields: `X-Forwarded-For` with the peer, `X-Forwarded-Proto` with the
+/// client's scheme, `X-Forwarded-Host`. A peer's own `X-Forwarded-For` and
+/// `Forwarded` go on only when it is one of the `trusted` proxies
+/// (`--trusted-proxy`, DESIGN.md: only these may set them; Caddy drops them
+/// likewise): else the origin would take an address or a scheme a client
+/// chose for the client's. The scheme is the one the trusted hops report
+/// (`http/forwarded.rs`), so behind a load balancer that ends TLS the
+/// origin hears `https`.
+pub(super) fn forward_headers(
+    req: &HttpRequest,
+    for_cache: bool,
+    trusted: &[ipnet::IpNet],
+) -> Vec<(String, String)> {
     let pairs = || {
         req.headers()
             .iter()
@@ -48,7 +58,8 @@ pub(super) fn forward_headers(req: &HttpRequest, for_cache: bool) -> Vec<(String
         .filter(|(name, _)| !(for_cache && CACHE_OWN_FIELDS.contains(name)) && *name != "expect")
         .map(|(n, v)| (n.to_string(), v.to_string()))
         .collect();
-    let peer = req.peer_addr().map(|a| a.ip().to_string());
+    let peer = req.peer_addr().map(|a| a.ip());
+    let believed = peer.is_some_and(|ip| trusted.iter().any(|net| net.contains(&ip)));
     let mut via = String::new();
     let mut forwarded_for = String::new();
     forward.retain(|(name, value)| match name.as_str() {
@@ -57,9 +68,12 @@ pub(super) fn forward_headers(req: &HttpRequest, for_cache: bool) -> Vec<(String
             false
         }
         "x-forwarded-for" => {
-            forwarded_for = joined(&forwarded_for, value);
+            if believed {
+                forwarded_for = joined(&forwarded_for, value);
+            }
             false
         }
+        "forwarded" => believed,
         _ => true,
     });
     let version = match req.version() {
@@ -69,12 +83,14 @@ pub(super) fn forward_headers(req: &HttpRequest, for_cache: bool) -> Vec<(String
     };
     forward.push(("via".into(), joined(&via, &format!("{version} s3edge"))));
     if let Some(peer) = peer {
-        forward.push(("x-forwarded-for".into(), joined(&forwarded_for, &peer)));
+        forward.push((
+            "x-forwarded-for".into(),
+            joined(&forwarded_for, &peer.to_string()),
+        ));
     }
-    let scheme = if req.app_config().secure() {
-        "https"
-    } else {
-        "http"
+    let scheme = match crate::http::forwarded::from_request(req, trusted).scheme {
+        crate::http::forwarded::Scheme::Https => "https",
+        crate::http::forwarded::Scheme::Http => "http",
     };
     forward.push(("x-forwarded-proto".into(), scheme.into()));
     if let Some(host) = req
@@ -109,6 +125,7 @@ pub(super) async fn pass_through(
     payload: web::Payload,
     site: &Arc<Site>,
     cache: &Arc<Cache>,
+    trusted: &[ipnet::IpNet],
 ) -> HttpResponse {
     if matches!(*req.method(), Method::CONNECT | Method::TRACE) {
         return super::respond::error_page(
@@ -123,7 +140,7 @@ pub(super) async fn pass_through(
         );
     };
     let target = target(req).to_string();
-    let headers = forward_headers(req, false);
+    let headers = forward_headers(req, false, trusted);
     // actix's payload lives on this worker thread; hyper's body must be
     // `Send`: a bounded channel carries the chunks across, so an upload
     // streams with at most a few chunks in memory.
