@@ -305,6 +305,21 @@ async fn conditionals_work_per_variant_ranges_get_identity_and_head_matches_get(
         "ranges are served from the identity"
     );
     assert_eq!(body, &data[..10]);
+    assert_eq!(range["vary"], "Accept-Encoding");
+    // A range of an object not cached goes to the bucket (`fwd=bypass`):
+    // its answer varies all the same, as a later one from the cache does.
+    edge.put(BUCKET, "cold.css", data.clone(), Some("text/css"))
+        .await;
+    let (range, body, status) = get(
+        &edge,
+        "/cold.css",
+        &[("accept-encoding", "gzip"), ("range", "bytes=5-14")],
+    )
+    .await;
+    assert_eq!(status, 206);
+    assert_eq!(range["cache-status"], "s3edge; fwd=bypass");
+    assert_eq!(body, &data[5..15]);
+    assert_eq!(range["vary"], "Accept-Encoding", "a cold range");
 
     let head = edge
         .request(

@@ -125,10 +125,16 @@ impl Lookup<'_> {
         // does not vary already: its variants are keyed by the target alone.
         let varies = self.site.config.is_http_origin()
             && (fetch.meta.status() != 200 || fetch.meta.header("vary").is_some());
-        if !whole || varies || !compressible(config, key, &fetch) {
+        if varies || !compressible(config, key, &fetch) {
             return Ok(fetch);
         }
+        // Every answer for a compressible representation varies by
+        // `Accept-Encoding`: a range of it (from the origin, served as the
+        // identity's) too.
         trace.vary_accept_encoding = true;
+        if !whole {
+            return Ok(fetch);
+        }
         let Some(coding) = chosen_coding(self.req, config) else {
             return Ok(fetch);
         };
@@ -189,7 +195,11 @@ fn compressible(config: &CompressionConfig, key: &str, fetch: &Fetch) -> bool {
             compressible_type,
             content_encoding: meta.content_encoding.as_deref(),
             cache_control: meta.cache_control.as_deref(),
-            length: meta.content_length,
+            // The representation's, not a range's.
+            length: match &fetch.payload {
+                Payload::Range { total, .. } => *total,
+                _ => meta.content_length,
+            },
         },
     )
 }
