@@ -372,6 +372,54 @@ async fn spa_fallback_serves_the_index_for_missing_pages_but_not_for_existing_on
     .await;
 }
 
+/// A single-page app's deep links get its page as `/` does: compressed,
+/// with its validators (a revalidation is a 304), HEAD as GET.
+#[tokio::test]
+async fn spa_fallback_answers_are_compressed_and_revalidate() {
+    let edge = EdgeBuilder::new()
+        .site(
+            "spa",
+            &site_toml(
+                "spa.test",
+                "spa-bucket",
+                "[website]\nindex_document = \"index.html\"\nspa_fallback = true\n",
+            ),
+        )
+        .start();
+    edge.create_bucket("spa-bucket").await;
+    let page: String = (0..200)
+        .map(|i| format!("<div id=\"n{i}\">route {i}</div>\n"))
+        .collect();
+    edge.put("spa-bucket", "index.html", page.clone(), Some("text/html"))
+        .await;
+    let gzip = [("accept-encoding", "gzip")];
+    let response = edge
+        .request(Method::GET, "spa.test", "/route/c", &gzip)
+        .await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert_eq!(headers["cache-control"], "no-cache");
+    assert_eq!(headers["vary"], "Accept-Encoding");
+    let etag = headers["etag"].to_str().unwrap().to_string();
+    let body = response.bytes().await.unwrap();
+    assert!(common::gunzip(&body) == page.as_bytes());
+    let revalidated = edge
+        .request(
+            Method::GET,
+            "spa.test",
+            "/route/d",
+            &[("accept-encoding", "gzip"), ("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(revalidated.status(), 304);
+    let head = edge
+        .request(Method::HEAD, "spa.test", "/route/e", &gzip)
+        .await;
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["etag"], etag.as_str());
+}
+
 #[tokio::test]
 async fn a_403_from_the_bucket_uses_403_rules_or_becomes_404_with_denied_as_missing() {
     let (builder, origins) = EdgeBuilder::new()

@@ -308,7 +308,7 @@ async fn website_response(
     if let Some(target) = website::redirect_on_error(config, &lookup_key, status, &lookup.info) {
         return redirect_response(&target);
     }
-    if status == 404 && config.spa_fallback && !lookup.head {
+    if status == 404 && config.spa_fallback {
         if let Some(response) = Box::pin(spa_fallback(lookup, config, trace)).await {
             return response;
         }
@@ -325,7 +325,11 @@ fn object_redirect(location: &str) -> HttpResponse {
     })
 }
 
-/// SPA fallback: the root index document with 200 and `Cache-Control: no-cache`.
+/// SPA fallback: the root index document as `/` serves it (compressed, with
+/// its validators, so a deep link's conditional request gets a 304; HEAD as
+/// GET), with `Cache-Control: no-cache` so a browser asks again each time.
+/// Every deep link of a single-page app comes here: before, each one sent
+/// the page whole and uncompressed, with nothing to revalidate it by.
 async fn spa_fallback(
     lookup: &Lookup<'_>,
     config: &WebsiteConfig,
@@ -333,7 +337,8 @@ async fn spa_fallback(
 ) -> Option<HttpResponse> {
     let index = config.index_document.as_deref()?;
     let fetch = trace.note(lookup.fetch(index, false).await).ok()?;
-    let mut response = body_with_status(lookup, index, fetch, StatusCode::OK);
+    let fetch = lookup.encode(index, fetch, trace).await.ok()?;
+    let mut response = object::respond(lookup, index, fetch);
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
