@@ -927,3 +927,39 @@ async fn a_variant_of_an_answer_to_credentials_is_never_shared() {
         assert!(text.contains("nobody"));
     }
 }
+
+/// An origin that ignores `Range` answers a range with the whole 200: that
+/// is the representation, stored as any miss's answer, so later ranges are
+/// cut from the cache instead of downloading it all again.
+#[tokio::test]
+async fn a_200_to_a_range_is_stored_and_later_ranges_come_from_it() {
+    let body: String = (0..100).map(|i| format!("{i:03}")).collect();
+    let whole = body.clone();
+    let origin = ScriptedOrigin::start(move |_: &Recorded| {
+        Reply::ok(
+            &whole,
+            &[
+                ("cache-control", "max-age=60"),
+                ("content-type", "text/plain"),
+            ],
+        )
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    for (range, expected) in [
+        ("bytes=0-9", "s3edge; fwd=miss; stored"),
+        ("bytes=10-19", "s3edge; hit"),
+        ("bytes=-6", "s3edge; hit"),
+    ] {
+        let (status, headers, text) = get(&edge, "/ignores-range", &[("range", range)]).await;
+        assert_eq!(status, 206, "{range}");
+        assert_eq!(header(&headers, "cache-status"), expected, "{range}");
+        let cut = match range {
+            "bytes=0-9" => &body[0..10],
+            "bytes=10-19" => &body[10..20],
+            _ => &body[body.len() - 6..],
+        };
+        assert_eq!(text, cut, "{range}");
+    }
+    assert_eq!(origin.count("/ignores-range"), 1);
+}

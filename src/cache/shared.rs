@@ -368,8 +368,11 @@ impl Cache {
     /// A range asked of the origin. Its 206, when it answers the range and
     /// may be stored (and fits the memory tier), is kept as a part of the
     /// representation; parts that together make the whole (same strong
-    /// ETag) are combined into it (RFC 9111 3.3, 3.4). Anything else is
-    /// passed on (the whole answer, which the handler cuts).
+    /// ETag) are combined into it (RFC 9111 3.3, 3.4). A 200 (an origin that
+    /// ignores `Range`) is the whole representation: stored as a miss's
+    /// answer is, when it may be, so the next range is cut from the cache
+    /// instead of downloading it all again. Anything else is passed on (the
+    /// whole answer, which the handler cuts).
     async fn shared_range(
         self: &Arc<Self>,
         site: &Arc<Site>,
@@ -387,6 +390,42 @@ impl Cache {
         let result = match result {
             Ok(Fetched::Object { meta, body }) => {
                 match super::read::checked_origin_range(spec, &meta) {
+                    Ok(None) if meta.status() == 200 && !directives.no_store => {
+                        let key = self.shared_key(site, target, headers);
+                        let Role::Leader(guard) = self.join(&key, since) else {
+                            // Another request is filling it already.
+                            let fetch = Fetch::from_origin(meta, body, since);
+                            return Answer {
+                                result: Ok(fetch),
+                                outcome: CacheOutcome::Pass,
+                                request_id,
+                            };
+                        };
+                        let storable = policy::http_storable(
+                            &meta,
+                            &site.config.cache,
+                            has_authorization(headers),
+                            now,
+                        );
+                        let (result, outcome) = self
+                            .store_shared(
+                                site,
+                                guard,
+                                target,
+                                headers,
+                                meta,
+                                body,
+                                storable,
+                                now,
+                                ticket.clone(),
+                            )
+                            .await;
+                        return Answer {
+                            result,
+                            outcome,
+                            request_id,
+                        };
+                    }
                     Ok(None) => Ok(Fetch::from_origin(meta, body, since)),
                     Ok(Some((range, total))) => {
                         let storable = !directives.no_store
