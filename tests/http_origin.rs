@@ -963,3 +963,43 @@ async fn a_200_to_a_range_is_stored_and_later_ranges_come_from_it() {
     }
     assert_eq!(origin.count("/ignores-range"), 1);
 }
+
+/// A redirect the origin builds from its own address (nginx's `/dir` to
+/// `/dir/`, asked with the origin's `Host`) names the site as the client
+/// asked for it; a redirect elsewhere is left alone, and so is a POST's.
+#[tokio::test]
+async fn redirects_to_the_origin_s_own_address_name_the_site_instead() {
+    let origin = ScriptedOrigin::start(|_: &Recorded| Reply::ok("", &[])).await;
+    let own = format!("http://{}", origin.addr);
+    origin.script(move |r: &Recorded| {
+        let location = match r.target.as_str() {
+            "/dir" => format!("{own}/dir/"),
+            "/form" => format!("{own}/done?id=7"),
+            _ => "http://elsewhere.example/x".to_string(),
+        };
+        Reply::with_status(
+            if r.method == "POST" { 303 } else { 301 },
+            "",
+            &[
+                ("location", location.as_str()),
+                ("cache-control", "max-age=60"),
+            ],
+        )
+    });
+    let edge = edge_for(&origin, "");
+    for _ in 0..2 {
+        let (status, headers, _) = get(&edge, "/dir", &[]).await;
+        assert_eq!(status, 301);
+        assert_eq!(header(&headers, "location"), "http://h.test/dir/");
+    }
+    let (_, headers, _) = get(&edge, "/away", &[]).await;
+    assert_eq!(header(&headers, "location"), "http://elsewhere.example/x");
+    let posted = edge
+        .request(reqwest::Method::POST, HOST, "/form", &[])
+        .await;
+    assert_eq!(posted.status(), 303);
+    assert_eq!(
+        header(posted.headers(), "location"),
+        "http://h.test/done?id=7"
+    );
+}

@@ -250,6 +250,12 @@ async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Se
                 &state.trusted_proxies,
             ))
             .await;
+            let mut response = response;
+            if let Some(origin) = &site.config.origin.http {
+                let scheme = lookup::request_scheme(req, &state.trusted_proxies).as_str();
+                let host = request_host(req).unwrap_or("");
+                proxy::client_locations(&mut response, origin, scheme, host);
+            }
             return answered(response, cors);
         }
         Break(response) => return answered(response, cors),
@@ -280,10 +286,15 @@ async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Se
         forward: &forward,
         wire: wire::wire_of(req),
     };
-    let delivered = match site.website() {
+    let mut delivered = match site.website() {
         Some(config) => lookup::serve_website(&lookup, &config, &key).await,
         None => lookup::serve_key(&lookup, &key).await,
     };
+    if let Some(origin) = &site.config.origin.http {
+        let info = &lookup.info;
+        let scheme = info.scheme.as_str();
+        proxy::client_locations(&mut delivered.response, origin, scheme, info.host);
+    }
     Served {
         response: delivered.response,
         site: Some(site.clone()),

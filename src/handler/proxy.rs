@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 
 use super::respond::origin_error_response;
 use crate::cache::{Cache, PurgeScope};
+use crate::config::HttpOriginConfig;
 use crate::origin::http::{connection_tokens, is_hop_by_hop, outgoing_body};
 use crate::site::Site;
 
@@ -101,6 +102,58 @@ pub(super) fn forward_headers(
         forward.push(("x-forwarded-host".into(), host.to_string()));
     }
     forward
+}
+
+/// An HTTP origin's `Location` and `Content-Location` that name the origin
+/// itself, rewritten to name this site as the client asked for it (its
+/// scheme and host), as nginx's `proxy_redirect default` does: the origin is
+/// asked with its own `Host` (README), so a server that builds absolute
+/// redirects from it (nginx's redirect of `/dir` to `/dir/`) would send
+/// browsers to an address they may not reach, and show it to them. Only a
+/// location under the site file's `url` (a whole path segment of its base
+/// path) is rewritten, its rest kept; any other is left as it is.
+pub(super) fn client_locations(
+    response: &mut HttpResponse,
+    origin: &HttpOriginConfig,
+    scheme: &str,
+    host: &str,
+) {
+    if host.is_empty() {
+        return;
+    }
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        let rewritten = response
+            .headers()
+            .get(&name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|location| client_location(location, origin, scheme, host))
+            .and_then(|location| HeaderValue::from_str(&location).ok());
+        if let Some(value) = rewritten {
+            response.headers_mut().insert(name, value);
+        }
+    }
+}
+
+/// `location` under the origin's URL, as the same resource under
+/// `scheme://host` (see [`client_locations`]).
+fn client_location(
+    location: &str,
+    origin: &HttpOriginConfig,
+    scheme: &str,
+    host: &str,
+) -> Option<String> {
+    let site = format!("{}://{}", origin.scheme, origin.authority);
+    let head = location.get(..site.len())?;
+    if !head.eq_ignore_ascii_case(&site) {
+        return None;
+    }
+    let rest = location[site.len()..].strip_prefix(origin.base_path.as_str())?;
+    let rest = match rest.chars().next() {
+        None => "/",
+        Some('/' | '?' | '#') => rest,
+        Some(_) => return None,
+    };
+    Some(format!("{scheme}://{host}{rest}"))
 }
 
 fn joined(list: &str, item: &str) -> String {
@@ -261,5 +314,51 @@ mod tests {
         assert_eq!(same_site_target("http://h/x", "h"), Some("/x".into()));
         assert_eq!(same_site_target("http://other/x", "h"), None);
         assert_eq!(same_site_target("//other/x", "h"), None);
+    }
+
+    #[test]
+    fn locations_under_the_origin_s_url_name_the_site_as_the_client_asked() {
+        let origin = |base: &str| HttpOriginConfig {
+            scheme: "http".into(),
+            authority: "10.0.0.5:8080".into(),
+            base_path: base.into(),
+        };
+        let rewrite = |location: &str, base: &str| {
+            client_location(location, &origin(base), "https", "www.example.com")
+        };
+        for (location, base, expected) in [
+            (
+                "http://10.0.0.5:8080/dir/",
+                "",
+                Some("https://www.example.com/dir/"),
+            ),
+            (
+                "HTTP://10.0.0.5:8080/a?b=1",
+                "",
+                Some("https://www.example.com/a?b=1"),
+            ),
+            ("http://10.0.0.5:8080", "", Some("https://www.example.com/")),
+            (
+                "http://10.0.0.5:8080/app/x",
+                "/app",
+                Some("https://www.example.com/x"),
+            ),
+            (
+                "http://10.0.0.5:8080/app",
+                "/app",
+                Some("https://www.example.com/"),
+            ),
+            ("http://10.0.0.5:8080/apple", "/app", None),
+            ("http://10.0.0.5:80801/x", "", None),
+            ("https://10.0.0.5:8080/x", "", None),
+            ("http://elsewhere.example/x", "", None),
+            ("/relative", "", None),
+        ] {
+            assert_eq!(
+                rewrite(location, base).as_deref(),
+                expected,
+                "{location} under {base:?}"
+            );
+        }
     }
 }
