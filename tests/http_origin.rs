@@ -1003,3 +1003,42 @@ async fn redirects_to_the_origin_s_own_address_name_the_site_instead() {
         "http://h.test/done?id=7"
     );
 }
+
+/// An answer that varies by `Accept-Encoding` alone and comes uncoded
+/// (nginx's `gzip_vary` with `gzip_proxied` off: it never compresses for a
+/// proxy but still says `Vary`) is compressed like any other.
+#[tokio::test]
+async fn an_answer_varying_by_accept_encoding_alone_is_compressed() {
+    let css = stylesheet();
+    let page = css.clone();
+    let origin = ScriptedOrigin::start(move |_: &Recorded| {
+        Reply::ok(
+            &page,
+            &[
+                ("cache-control", "max-age=60"),
+                ("content-type", "text/css"),
+                ("etag", "\"v1\""),
+                ("vary", "Accept-Encoding"),
+            ],
+        )
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    for _ in 0..2 {
+        let response = edge
+            .request(
+                reqwest::Method::GET,
+                HOST,
+                "/gv.css",
+                &[("accept-encoding", "gzip")],
+            )
+            .await;
+        assert_eq!(header(response.headers(), "content-encoding"), "gzip");
+        assert_eq!(header(response.headers(), "vary"), "Accept-Encoding");
+        let body = response.bytes().await.unwrap();
+        assert!(common::gunzip(&body) == css.as_bytes());
+    }
+    let (_, headers, body) = get(&edge, "/gv.css", &[]).await;
+    assert_eq!(header(&headers, "content-encoding"), "");
+    assert_eq!(body, css);
+}

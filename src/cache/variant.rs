@@ -141,15 +141,17 @@ impl Cache {
     }
 
     /// `variant`, stored, as current as `identity`, a hit: when the identity's
-    /// entry was stored at another moment than the variant (revalidated
-    /// since, or stored after the variant was made from its fill), a copy
-    /// with the identity's fields, storage time and freshness takes the
-    /// variant's place (through `ticket`) and is returned.
+    /// entry was stored after the variant (revalidated since), a copy with
+    /// the identity's fields, storage time and freshness takes the variant's
+    /// place (through `ticket`) and is returned. Only a newer identity: an
+    /// HTTP origin's answers selected by `Vary: Accept-Encoding` are stored
+    /// apart, at different moments, and share one variant, which must not be
+    /// stored again on every hit as clients alternate between them.
     fn refreshed(&self, variant: Arc<Entry>, identity: &Fetch, ticket: &Ticket) -> Arc<Entry> {
         let Some(made_from) = identity.entry.as_ref() else {
             return variant;
         };
-        if made_from.stored_at == variant.stored_at {
+        if made_from.stored_at <= variant.stored_at {
             return variant;
         }
         let entry = Entry {

@@ -17,7 +17,7 @@ use crate::cache::{Answer, Cache, CacheOutcome, Fetch, Payload, Request, Want, W
 use crate::compress::{self, ContentCoding};
 use crate::config::CompressionConfig;
 use crate::http::{mime, range};
-use crate::origin::OriginError;
+use crate::origin::{ObjectMeta, OriginError};
 use crate::site::Site;
 use crate::website::{self, RedirectTarget, RequestInfo, WebsiteConfig};
 
@@ -122,9 +122,10 @@ impl Lookup<'_> {
         let config = &self.site.config.compression;
         let whole = matches!(fetch.payload, Payload::Stream(_) | Payload::File(_));
         // An HTTP origin's answer is compressed only when it is a 200 that
-        // does not vary already: its variants are keyed by the target alone.
+        // does not vary already, but for `Accept-Encoding`: its variants are
+        // keyed by the target alone.
         let varies = self.site.config.is_http_origin()
-            && (fetch.meta.status() != 200 || fetch.meta.header("vary").is_some());
+            && (fetch.meta.status() != 200 || varies_beyond_encoding(&fetch.meta));
         if varies || !compressible(config, key, &fetch) {
             return Ok(fetch);
         }
@@ -202,6 +203,22 @@ fn compressible(config: &CompressionConfig, key: &str, fetch: &Fetch) -> bool {
             },
         },
     )
+}
+
+/// Whether an HTTP origin's answer varies by a field other than
+/// `Accept-Encoding`. One that varies by that alone (nginx's `gzip_vary`,
+/// which it adds even to the uncoded answers it sends a proxy) is compressed
+/// as any other: a content coding does not change what the representation
+/// is (RFC 9110 section 8.4), so a variant made from the uncoded answer
+/// serves every client that accepts its coding. An answer the origin coded
+/// itself is not compressed again (`compressible`).
+fn varies_beyond_encoding(meta: &ObjectMeta) -> bool {
+    meta.headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("vary"))
+        .flat_map(|(_, value)| value.split(','))
+        .map(str::trim)
+        .any(|name| !name.is_empty() && !name.eq_ignore_ascii_case("accept-encoding"))
 }
 
 /// The coding the client gets, if any: none for ranges and HTTP/1.0
