@@ -287,8 +287,8 @@ async fn purge(edge: &Edge, body: &str, token: Option<&str>) -> (u16, String) {
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
-#[tokio::test]
-async fn purge_removes_paths_prefixes_and_whole_sites() {
+/// A node whose site "c" has an index document, and its counted origin.
+async fn indexed_edge() -> (Edge, Arc<TestOrigin>) {
     let (builder, origins) = EdgeBuilder::new()
         .site(
             "c",
@@ -302,6 +302,12 @@ async fn purge_removes_paths_prefixes_and_whole_sites() {
     let edge = builder.start();
     edge.create_bucket(BUCKET).await;
     let origin = origins.site("c");
+    (edge, origin)
+}
+
+#[tokio::test]
+async fn purge_removes_paths_prefixes_and_whole_sites() {
+    let (edge, origin) = indexed_edge().await;
     for key in [
         "index.html",
         "a.html",
@@ -643,7 +649,12 @@ async fn a_missing_path_is_answered_from_the_cache_without_a_directory_probe() {
     let (status, _, body) = get(&edge, "/missing").await;
     assert_eq!((status, body.as_str()), (404, "not here"));
     let heads = origin.heads.load(std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(heads, 1, "the first request probes missing/index.html");
+    assert_eq!(heads, 0, "the probe is read through the cache, not a HEAD");
+    assert_eq!(
+        origin.gets_for("missing/index.html"),
+        1,
+        "the first request probes missing/index.html"
+    );
     let gets = origin.gets();
     for _ in 0..3 {
         let (status, _, body) = get(&edge, "/missing").await;
@@ -655,6 +666,37 @@ async fn a_missing_path_is_answered_from_the_cache_without_a_directory_probe() {
         "no HEAD within error_ttl"
     );
     assert_eq!(origin.gets(), gets, "no GET within error_ttl");
+}
+
+/// The directory probe is read through the cache: a burst of requests for
+/// a missing path makes one probe, and `/dir` redirects to `/dir/` with one
+/// origin request for `dir/index.html` however often it is asked, the
+/// client's following request for `/dir/` a hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn directory_probes_are_coalesced_and_stored() {
+    let (edge, origin) = indexed_edge().await;
+    origin.inject(Fault::Stall(Duration::from_millis(100)));
+    let burst = (0..20).map(|_| get(&edge, "/gone.html"));
+    for (status, _, _) in futures_util::future::join_all(burst).await {
+        assert_eq!(status, 404);
+    }
+    assert_eq!(
+        origin.gets_for("gone.html/index.html"),
+        1,
+        "one probe for the burst"
+    );
+    edge.put(BUCKET, "docs/index.html", "the docs", Some("text/html"))
+        .await;
+    for _ in 0..5 {
+        let response = edge.get("c.test", "/docs").await;
+        assert_eq!(response.status(), 302);
+        assert_eq!(response.headers()["location"], "/docs/");
+    }
+    let (status, cache_status, body) = get(&edge, "/docs/").await;
+    assert_eq!((status, body.as_str()), (200, "the docs"));
+    assert_eq!(cache_status, "s3edge; hit");
+    assert_eq!(origin.gets_for("docs/index.html"), 1);
+    assert_eq!(origin.heads.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
 #[tokio::test]

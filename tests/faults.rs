@@ -415,12 +415,25 @@ async fn an_origin_failing_the_directory_index_check_is_a_502_not_a_404() {
     assert_eq!(response.status(), 302, "with the origin up");
     f.proxy.set(HttpFault::InternalError);
     f.proxy.reset_counts();
+    // The probe of `/dir` stored `dir/index.html`: known without the origin.
+    assert_eq!(f.get("/dir").await.status(), 302, "from the cache");
+    assert!(f.proxy.request_lines().is_empty());
+    // Purged (`dir` itself stays a stored 404), the probe asks the origin.
+    let purged = f
+        .edge
+        .http
+        .post(f.edge.admin_url("/purge"))
+        .body(r#"{"site":"f","paths":["/dir/index.html"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purged.status(), 200);
     let response = f.get("/dir").await;
     assert!(
         f.proxy
             .request_lines()
             .iter()
-            .all(|l| l.starts_with("HEAD /faults/dir/index.html")),
+            .all(|l| l.starts_with("GET /faults/dir/index.html")),
         "{:?}",
         f.proxy.request_lines()
     );

@@ -112,8 +112,8 @@ pub enum Want {
         if_range: Option<String>,
     },
     /// Whether the object exists (the directory probe): a cached answer,
-    /// else a HEAD whose 404 or 403 is cached for `error_ttl`. An existing
-    /// object's answer carries its metadata and an empty payload.
+    /// else the object read through the cache (coalesced and stored; a 404
+    /// or 403 cached for `error_ttl`), its body left to the fill.
     Exists,
     /// The `coding` variant of the whole object `identity`: cached, else made
     /// from a precompressed sidecar object (`key.br`, `key.gz`: held only as
@@ -493,39 +493,20 @@ impl Cache {
         let ticket = self.ticket();
         let key = CacheKey::new(site.name(), object_key, Variant::Identity);
         let now = SystemTime::now();
-        if let Some(entry) = self.get(&key, &ticket, Wire::Memory).await {
+        let cached = self.get(&key, &ticket, Wire::Memory).await;
+        if let Some(entry) = &cached {
             if entry.kind == EntryKind::Object || entry.state(now) == State::Fresh {
-                return Answer::new(serve_entry(&entry, now, ticket.since()), CacheOutcome::Hit);
+                return Answer::new(serve_entry(entry, now, ticket.since()), CacheOutcome::Hit);
             }
         }
-        let started = Instant::now();
-        let result = site.origin.head(object_key).await;
-        self.count_origin(
-            site,
-            started,
-            result.as_ref().map_or_else(|e| e.outcome(), |_| "ok"),
-        );
-        let request_id = match &result {
-            Ok(meta) => meta.request_id.clone(),
-            Err(e) => e.request_id().map(str::to_string),
-        };
-        let (result, outcome) = match result {
-            Ok(meta) => {
-                let empty: BodyStream = Box::pin(futures_util::stream::empty());
-                let fetch = Fetch::from_origin(meta, empty, ticket.since());
-                (Ok(fetch), CacheOutcome::Miss { stored: false })
-            }
-            Err(e @ (OriginError::NotFound { .. } | OriginError::Denied { .. })) => {
-                self.store(negative_entry(site, key, &e, now), &ticket);
-                (Err(e), CacheOutcome::Miss { stored: true })
-            }
-            Err(e) => (Err(e), CacheOutcome::Miss { stored: false }),
-        };
-        Answer {
-            result,
-            outcome,
-            request_id,
-        }
+        // Not known: the object itself, read through the cache as a request
+        // for it would be (coalesced, through the cluster's owner and
+        // parent, stored). A HEAD to the bucket was neither coalesced nor
+        // stored when the object exists: every `/dir` request asked again,
+        // and a burst of requests for a missing path made one each. The
+        // probe of `/dir` is followed by the client's request for `/dir/`,
+        // which this fill then answers.
+        self.read(site, key, cached, ticket).await
     }
 
     /// Starts a background revalidation of `stale`, unless one runs already.
