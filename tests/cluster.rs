@@ -563,6 +563,16 @@ async fn a_peer_killed_mid_run_costs_no_client_an_error() {
         );
     }
     assert!(failed >= 1, "the dead peer was never found failing");
+    // With no request going its way, the dead peer stays down past the 10 s
+    // a failed request skips it for: the survivors probe it.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    for node in &nodes[..2] {
+        let metrics = node.metrics().await;
+        assert!(
+            metrics.lines().any(|l| l == "s3edge_cluster_members 2"),
+            "after 11 s: {metrics}"
+        );
+    }
     // Every key served, none fetched twice from the bucket by the survivors
     // for the dead node's share beyond one per node.
     assert!(bucket.gets(None) <= keys.len() * 2);

@@ -3,7 +3,7 @@
 //! every [`REFRESH_EVERY`], and which of them are skipped for a while because
 //! they refused, timed out or failed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -14,6 +14,11 @@ use super::ring::Ring;
 pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
 /// How long a member that refused, timed out or answered 5xx is skipped.
 pub const SKIP_FOR: Duration = Duration::from_secs(10);
+/// How often every other member's cluster listener is probed (a TCP
+/// connect within [`CONNECT_TIMEOUT`](super::client::CONNECT_TIMEOUT)), so
+/// that a member that is down is shown so on the status page and in
+/// `s3edge_cluster_members` whether or not requests go to it.
+pub const PROBE_EVERY: Duration = Duration::from_secs(5);
 
 /// Where a tier's members come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +72,8 @@ pub struct Tier {
     own: Option<SocketAddr>,
     ring: RwLock<Arc<Ring>>,
     skipped: Mutex<HashMap<SocketAddr, Instant>>,
+    /// Members whose last probe found no listener ([`spawn_probes`](Self::spawn_probes)).
+    down: Mutex<HashSet<SocketAddr>>,
 }
 
 impl Tier {
@@ -77,6 +84,7 @@ impl Tier {
             own,
             ring: RwLock::new(Arc::new(Ring::new(Vec::new()))),
             skipped: Mutex::new(HashMap::new()),
+            down: Mutex::new(HashSet::new()),
         }
     }
 
@@ -134,6 +142,54 @@ impl Tier {
         });
     }
 
+    /// Probes every other member every [`PROBE_EVERY`] for as long as the
+    /// tier has an owner (the node): one that refuses a connection, or does
+    /// not accept it within the connect timeout, is shown down ([`states`]:
+    /// skipped) until a probe finds it again. Without it a member that died
+    /// was shown skipped only for the 10 s after a request to it failed,
+    /// then up again while no traffic went its way, so the member gauge and
+    /// its alert (README "Monitoring") could not see it down, and a dead
+    /// parent never showed. Requests are routed as before, by their own
+    /// failures: a node that starts after its peers' probe is asked as soon
+    /// as it answers.
+    ///
+    /// [`states`]: Self::states
+    pub fn spawn_probes(self: &Arc<Self>) {
+        if self.source.is_none() {
+            return;
+        }
+        let tier = Arc::downgrade(self);
+        tokio::spawn(async move {
+            // The first after one period: nodes started together are not
+            // shown down for not listening yet.
+            let first = tokio::time::Instant::now() + PROBE_EVERY;
+            let mut ticks = tokio::time::interval_at(first, PROBE_EVERY);
+            loop {
+                ticks.tick().await;
+                let Some(tier) = tier.upgrade() else { return };
+                let others: Vec<SocketAddr> = tier
+                    .ring()
+                    .members()
+                    .iter()
+                    .copied()
+                    .filter(|addr| !tier.is_self(*addr))
+                    .collect();
+                let probes = others
+                    .into_iter()
+                    .map(|addr| async move { (addr, answers(addr).await) });
+                let found = futures_util::future::join_all(probes).await;
+                let mut down = tier.down.lock().unwrap_or_else(|e| e.into_inner());
+                down.clear();
+                down.extend(
+                    found
+                        .into_iter()
+                        .filter(|(_, up)| !up)
+                        .map(|(addr, _)| addr),
+                );
+            }
+        });
+    }
+
     /// Whether `addr` is this node's own cluster listener.
     pub fn is_self(&self, addr: SocketAddr) -> bool {
         self.own.is_some_and(|own| is_own_address(addr, own))
@@ -175,6 +231,14 @@ impl Tier {
         }
     }
 
+    /// Whether the last probe found no listener at `addr`.
+    fn is_down(&self, addr: SocketAddr) -> bool {
+        self.down
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&addr)
+    }
+
     /// Every member and its state, for the status page and the member gauge.
     pub fn states(&self) -> Vec<(SocketAddr, MemberState)> {
         self.ring()
@@ -183,7 +247,7 @@ impl Tier {
             .map(|addr| {
                 let state = if self.is_self(*addr) {
                     MemberState::Itself
-                } else if self.is_skipped(*addr) {
+                } else if self.is_skipped(*addr) || self.is_down(*addr) {
                     MemberState::Skipped
                 } else {
                     MemberState::Up
@@ -192,6 +256,16 @@ impl Tier {
             })
             .collect()
     }
+}
+
+/// Whether a member accepts a connection on its cluster listener within the
+/// connect timeout.
+async fn answers(addr: SocketAddr) -> bool {
+    let connect = tokio::net::TcpStream::connect(addr);
+    matches!(
+        tokio::time::timeout(super::client::CONNECT_TIMEOUT, connect).await,
+        Ok(Ok(_))
+    )
 }
 
 /// Where a request for an object may go.
@@ -212,7 +286,8 @@ pub enum MemberState {
     Itself,
     /// Asked when it owns a key.
     Up,
-    /// Refused, timed out or failed lately: skipped for [`SKIP_FOR`].
+    /// Refused, timed out or failed lately: skipped for [`SKIP_FOR`]; or
+    /// down, as the last probe found it ([`Tier::spawn_probes`]).
     Skipped,
 }
 
@@ -257,5 +332,27 @@ mod tests {
             .unwrap()
             .insert(addr, Instant::now() - Duration::from_millis(1));
         assert!(!tier.is_skipped(addr));
+    }
+
+    #[tokio::test]
+    async fn a_member_that_refuses_connections_is_skipped_by_the_probe_alone() {
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead = {
+            let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            gone.local_addr().unwrap()
+        };
+        let addrs = vec![live.local_addr().unwrap().to_string(), dead.to_string()];
+        let tier = Arc::new(Tier::new(Role::Peers, Some(Source::List(addrs)), None));
+        tier.refresh().await.unwrap();
+        tier.spawn_probes();
+        let deadline = Instant::now() + PROBE_EVERY + Duration::from_secs(3);
+        while !tier.is_down(dead) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let states: HashMap<SocketAddr, MemberState> = tier.states().into_iter().collect();
+        assert_eq!(states[&dead], MemberState::Skipped, "never probed down");
+        assert_eq!(states[&live.local_addr().unwrap()], MemberState::Up);
+        // Routing is left to the requests' own failures.
+        assert_eq!(tier.candidates(b"k").len(), 2);
     }
 }

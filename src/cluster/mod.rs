@@ -185,6 +185,7 @@ impl Cluster {
                 );
             }
             tier.spawn_refresh();
+            tier.spawn_probes();
         }
         let ring = cluster.peers.ring();
         if cluster.peers.is_configured()
