@@ -966,3 +966,43 @@ async fn a_node_unreachable_during_a_purge_is_purged_once_it_answers_again() {
         }
     }
 }
+
+/// The bucket fails while every tier holds a stale copy: the parent serves
+/// its own as stale-if-error, and an edge that asks it whether its copy is
+/// current hears of the failure instead of a 304, so it serves its copy as
+/// stale-if-error too, says so in `Cache-Status` and counts the failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_failure_behind_a_stale_parent_is_stale_if_error_on_the_edge() {
+    let (bucket, _parent, edges) = shielded_ring(|edge, peers, parent| {
+        edge.start(peers, &[parent]);
+    })
+    .await;
+    let control = "max-age=1, stale-while-revalidate=0";
+    bucket.put("sie.txt", "kept", Some(control)).await;
+    for edge in &edges {
+        assert_eq!(edge.text("/sie.txt").await, (200, "kept".into()));
+    }
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    bucket.proxy.set(common::fault_proxy::HttpFault::Refuse);
+    for edge in &edges {
+        let response = edge.get("/sie.txt").await;
+        assert_eq!(response.status(), 200);
+        let status = header(&response, "cache-status");
+        assert_eq!(response.text().await.unwrap(), "kept");
+        assert!(
+            status.ends_with(&format!("{}; fwd=stale; detail=stale-if-error", edge.id)),
+            "{status}"
+        );
+        let metrics = edge.metrics().await;
+        let failed: u64 = ["unreachable", "timeout", "invalid", "rejected"]
+            .iter()
+            .map(|outcome| {
+                common::metric_value(
+                    &metrics,
+                    &format!("s3edge_origin_requests_total{{site=\"c\",outcome=\"{outcome}\"}}"),
+                )
+            })
+            .sum();
+        assert!(failed >= 1, "{}: no bucket failure counted", edge.id);
+    }
+}

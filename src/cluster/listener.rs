@@ -25,7 +25,7 @@ use futures_util::Stream;
 use super::origin::FROM_NODE;
 use super::{headers, wire, Cluster, CACHE_STATUS};
 use crate::admin::{self, PurgeRequest};
-use crate::cache::{Answer, Payload, Request, Want, Wire};
+use crate::cache::{Answer, CacheOutcome, Payload, Request, Want, Wire};
 use crate::http::conditional;
 use crate::http::range::{self, RangeOutcome};
 use crate::origin::{BodyStream, OriginError};
@@ -143,6 +143,21 @@ fn respond(
             return error_response(&e, &status);
         }
     };
+    let conditional =
+        preconditions.if_none_match.is_some() || preconditions.if_modified_since.is_some();
+    if outcome == CacheOutcome::StaleIfError && conditional {
+        // The asking node holds a copy and asks whether it is current: this
+        // node could not ask the bucket and serves its own stale copy to its
+        // clients. A 304 would tell the asker its copy is current (it showed
+        // a revalidation and counted no bucket error, while its clients got
+        // a stale copy); the bucket's failure, relayed, lets it serve its own
+        // copy as stale-if-error and count the failure as this node does.
+        let status = headers::cache_status(Some(node_id), outcome, None);
+        let failed = OriginError::Unreachable(
+            "the bucket failed; the owner serves its stale copy (stale-if-error)".into(),
+        );
+        return error_response(&failed, &status);
+    }
     let meta = &fetch.meta;
     let status = headers::cache_status(Some(node_id), outcome, meta.cache_status.as_deref());
     let mut fields = wire::meta_headers(meta);
