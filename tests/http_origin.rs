@@ -1042,3 +1042,53 @@ async fn an_answer_varying_by_accept_encoding_alone_is_compressed() {
     assert_eq!(header(&headers, "content-encoding"), "");
     assert_eq!(body, css);
 }
+
+/// A body without `Content-Length` that may not be stored, or an event
+/// stream, goes to the client as it comes: each server-sent event arrives
+/// when the origin sends it, not when the stream ends.
+#[tokio::test]
+async fn an_event_stream_without_a_length_reaches_the_client_as_it_comes() {
+    for (content_type, cache_control) in [
+        ("text/event-stream", "no-cache"),
+        ("text/plain", "no-store"),
+    ] {
+        let (addr, _) = raw_origin(move |mut stream: tokio::net::TcpStream| async move {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncache-control: {cache_control}\r\ntransfer-encoding: chunked\r\n\r\n"
+            );
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            for i in 0..3 {
+                let event = format!("data: {i}\n\n");
+                let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+                if stream.write_all(chunk.as_bytes()).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+            let _ = stream.write_all(b"0\r\n\r\n").await;
+        })
+        .await;
+        let site =
+            format!("hosts = [\"{HOST}\"]\n[origin]\nurl = \"http://{addr}\"\ntimeout = \"5s\"\n");
+        let edge = EdgeBuilder::new().site("h", &site).start();
+        let started = std::time::Instant::now();
+        let mut response = edge
+            .request(reqwest::Method::GET, HOST, "/events", &[])
+            .await;
+        assert_eq!(response.status(), 200, "{content_type}");
+        let first = response.chunk().await.unwrap().unwrap();
+        assert!(first.starts_with(b"data: 0"), "{content_type}: {first:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(700),
+            "{content_type}: the first event took {:?}",
+            started.elapsed()
+        );
+        let mut rest = first.to_vec();
+        while let Some(chunk) = response.chunk().await.unwrap() {
+            rest.extend_from_slice(&chunk);
+        }
+        assert_eq!(rest, b"data: 0\n\ndata: 1\n\ndata: 2\n\n", "{content_type}");
+    }
+}

@@ -223,9 +223,14 @@ impl Payload {
 impl Fetch {
     /// A whole representation straight from the origin.
     pub(super) fn from_origin(meta: ObjectMeta, body: BodyStream, since: Generation) -> Fetch {
+        let payload = if meta.streamed {
+            Payload::Unsized(body)
+        } else {
+            Payload::Stream(body)
+        };
         Fetch {
             meta,
-            payload: Payload::Stream(body),
+            payload,
             age: None,
             since,
             entry: None,

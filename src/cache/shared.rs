@@ -390,7 +390,7 @@ impl Cache {
         let result = match result {
             Ok(Fetched::Object { meta, body }) => {
                 match super::read::checked_origin_range(spec, &meta) {
-                    Ok(None) if meta.status() == 200 && !directives.no_store => {
+                    Ok(None) if meta.status() == 200 && !directives.no_store && !meta.streamed => {
                         let key = self.shared_key(site, target, headers);
                         let Role::Leader(guard) = self.join(&key, since) else {
                             // Another request is filling it already.
@@ -739,11 +739,12 @@ impl Cache {
                     (serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
                 }
                 _ => {
-                    let storable = if directives.no_store || meta.content_range.is_some() {
-                        Storable::No
-                    } else {
-                        policy::http_storable(&meta, &site.config.cache, authorization, now)
-                    };
+                    let storable =
+                        if directives.no_store || meta.content_range.is_some() || meta.streamed {
+                            Storable::No
+                        } else {
+                            policy::http_storable(&meta, &site.config.cache, authorization, now)
+                        };
                     self.store_shared(
                         site, guard, target, &forward, meta, body, storable, now, ticket,
                     )

@@ -144,10 +144,14 @@ pub(super) fn respond(lookup: &Lookup<'_>, key: &str, fetch: Fetch) -> HttpRespo
     if meta.status() != 200 {
         let status = StatusCode::from_u16(meta.status()).unwrap_or(StatusCode::BAD_GATEWAY);
         let len = meta.content_length;
-        let mut response = if head || len == 0 {
-            HttpResponse::build(status).body(HeadBody(len))
-        } else {
-            HttpResponse::build(status).body(SizedStream::new(len, length_checked(payload, len)))
+        let mut response = match payload {
+            // Passed on as it comes (`ObjectMeta::streamed`), its length unknown.
+            Payload::Unsized(body) if !head => {
+                HttpResponse::build(status).body(actix_web::body::BodyStream::new(body))
+            }
+            _ if head || len == 0 => HttpResponse::build(status).body(HeadBody(len)),
+            payload => HttpResponse::build(status)
+                .body(SizedStream::new(len, length_checked(payload, len))),
         };
         *response.headers_mut() = representation;
         response.headers_mut().remove(header::ACCEPT_RANGES);

@@ -274,6 +274,10 @@ impl HttpOrigin {
         } else {
             match parts.headers.get(hyper::header::CONTENT_LENGTH) {
                 Some(_) => body_stream(incoming, self.timeout),
+                None if passes_as_it_comes(&meta) => {
+                    meta.streamed = true;
+                    body_stream(incoming, self.timeout)
+                }
                 None => {
                     let whole = gather(body_stream(incoming, self.timeout)).await?;
                     meta.content_length = whole.len() as u64;
@@ -464,6 +468,27 @@ fn body_stream(incoming: Incoming, timeout: Duration) -> BodyStream {
         }
     });
     Box::pin(frames)
+}
+
+/// Whether a body without a length goes to the client as it comes rather
+/// than gathered: an answer no cache may store (`no-store`, unqualified
+/// `private`), which gathering would only delay (and cut at
+/// [`MAX_UNSIZED_BODY`]), and an event stream (`text/event-stream`), whose
+/// events are the point and which never ends by itself. Others are gathered
+/// so that they can be stored with their length.
+fn passes_as_it_comes(meta: &ObjectMeta) -> bool {
+    let event_stream = meta.content_type.as_deref().is_some_and(|t| {
+        t.split(';')
+            .next()
+            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/event-stream"))
+    });
+    let unstorable = meta.cache_control.as_deref().is_some_and(|value| {
+        value.split(',').any(|directive| {
+            let directive = directive.trim();
+            directive.eq_ignore_ascii_case("no-store") || directive.eq_ignore_ascii_case("private")
+        })
+    });
+    event_stream || unstorable
 }
 
 /// Gathers a body without a length, up to [`MAX_UNSIZED_BODY`].

@@ -110,6 +110,12 @@ pub struct ObjectMeta {
     /// first (RFC 9211); `None` from a bucket.
     #[serde(default)]
     pub cache_status: Option<String>,
+    /// An HTTP origin's body of unknown length (no `Content-Length`) that is
+    /// passed on as it comes and never stored: an answer that may not be
+    /// stored, or an event stream (`src/origin/http.rs`). Never in a cache
+    /// file.
+    #[serde(skip)]
+    pub streamed: bool,
 }
 
 impl ObjectMeta {
