@@ -275,6 +275,10 @@ async fn conditionals_work_per_variant_ranges_get_identity_and_head_matches_get(
         .await;
     let (br, _, _) = get(&edge, "/v.css", &[("accept-encoding", "br")]).await;
     let br_etag = br["etag"].to_str().unwrap().to_string();
+    assert!(
+        br_etag.starts_with("W/\"") && br_etag.ends_with("-br\""),
+        "a compressed variant's ETag is weak: {br_etag}"
+    );
     let (not_modified, body, status) = get(
         &edge,
         "/v.css",

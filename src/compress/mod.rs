@@ -59,17 +59,18 @@ impl fmt::Display for ContentCoding {
 
 /// The ETag of an encoded variant, distinct from the identity representation's
 /// (README "Compression"; RFC 9110 section 8.8.3 requires different entity tags
-/// for representations that differ): `"abc"` gives `"abc-br"` or
-/// `"abc-gzip"`, and `W/"abc"` gives `W/"abc-br"`.
+/// for representations that differ), and weak: `"abc"` gives `W/"abc-br"`
+/// or `W/"abc-gzip"`. A strong tag promises the same bytes, and a variant
+/// compressed as it streams differs in its bytes from one fill (or node) to
+/// the next, its flushes following the origin's chunks; CloudFront and
+/// nginx weaken a compressed answer's ETag likewise. `If-None-Match`
+/// compares weakly, so revalidation is unchanged.
 ///
 /// The result is always a valid `entity-tag`: a missing quote is supplied, and
 /// characters an `etagc` may not hold (quotes, spaces, controls) are dropped.
 pub fn variant_etag(etag: &str, coding: ContentCoding) -> String {
     let etag = etag.trim();
-    let (weak, tag) = match etag.strip_prefix("W/") {
-        Some(tag) => ("W/", tag),
-        None => ("", etag),
-    };
+    let tag = etag.strip_prefix("W/").unwrap_or(etag);
     let tag = tag.strip_prefix('"').unwrap_or(tag);
     let tag = tag.strip_suffix('"').unwrap_or(tag);
     // etagc = %x21 / %x23-7E / obs-text
@@ -77,7 +78,7 @@ pub fn variant_etag(etag: &str, coding: ContentCoding) -> String {
         .chars()
         .filter(|&c| c == '!' || ('#'..='~').contains(&c) || !c.is_ascii())
         .collect();
-    format!("{weak}\"{opaque}-{coding}\"")
+    format!("W/\"{opaque}-{coding}\"")
 }
 
 #[cfg(test)]
@@ -88,16 +89,16 @@ mod tests {
     fn variant_etags_stay_distinct_and_valid() {
         let cases = [
             (
-                "a strong tag gets the coding inside its quotes",
+                "a strong tag gets the coding inside its quotes, and is weakened",
                 "\"abc\"",
                 ContentCoding::Brotli,
-                "\"abc-br\"",
+                "W/\"abc-br\"",
             ),
             (
                 "gzip uses its token",
                 "\"abc\"",
                 ContentCoding::Gzip,
-                "\"abc-gzip\"",
+                "W/\"abc-gzip\"",
             ),
             (
                 "a weak tag stays weak",
@@ -109,37 +110,37 @@ mod tests {
                 "an S3 multipart tag keeps its dash",
                 "\"9b2cf535f27731c974343645a3985328-3\"",
                 ContentCoding::Gzip,
-                "\"9b2cf535f27731c974343645a3985328-3-gzip\"",
+                "W/\"9b2cf535f27731c974343645a3985328-3-gzip\"",
             ),
             (
                 "an unquoted tag gets quotes",
                 "abc",
                 ContentCoding::Brotli,
-                "\"abc-br\"",
+                "W/\"abc-br\"",
             ),
             (
                 "a tag missing its closing quote is repaired",
                 "\"abc",
                 ContentCoding::Brotli,
-                "\"abc-br\"",
+                "W/\"abc-br\"",
             ),
             (
                 "surrounding whitespace is dropped",
                 " \"abc\" ",
                 ContentCoding::Gzip,
-                "\"abc-gzip\"",
+                "W/\"abc-gzip\"",
             ),
             (
                 "inner quotes and spaces are dropped",
                 "\"a\"b c\"",
                 ContentCoding::Brotli,
-                "\"abc-br\"",
+                "W/\"abc-br\"",
             ),
             (
                 "an empty tag still gives a valid tag",
                 "\"\"",
                 ContentCoding::Brotli,
-                "\"-br\"",
+                "W/\"-br\"",
             ),
         ];
         for (name, etag, coding, want) in cases {
