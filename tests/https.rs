@@ -15,7 +15,7 @@ use common::{site_toml, EdgeBuilder};
 async fn https_serves_the_site_over_http2_and_redirect_http_sends_plain_requests_there() {
     let pki = Pki::new();
     let tls = format!(
-        "{}redirect_http = true\n",
+        "[headers]\n\"Strict-Transport-Security\" = \"max-age=63072000\"\n\"X-Site\" = \"secure\"\n{}redirect_http = true\n",
         pki.leaf("secure.test", &["secure.test"]).tls_section()
     );
     let edge = EdgeBuilder::new()
@@ -49,6 +49,8 @@ async fn https_serves_the_site_over_http2_and_redirect_http_sends_plain_requests
     assert_eq!(fields["content-type"], "text/html; charset=utf-8");
     assert_eq!(fields["content-length"], "8");
     assert_eq!(fields["cache-status"], "s3edge; fwd=miss; stored");
+    assert_eq!(fields["strict-transport-security"], "max-age=63072000");
+    assert_eq!(fields["x-site"], "secure");
     assert!(fields["etag"].to_str().unwrap().starts_with('"'));
     assert!(fields.contains_key("last-modified") && fields.contains_key("date"));
     assert_eq!(response.text().await.unwrap(), "over tls");
@@ -59,6 +61,12 @@ async fn https_serves_the_site_over_http2_and_redirect_http_sends_plain_requests
         plain.headers()["location"],
         format!("https://secure.test:{}/page.html?x=1", https.port()).as_str()
     );
+    // The redirect is the site's answer: its `[headers]` (but HSTS, never
+    // sent over plain HTTP, RFC 6797 section 7.2) and its metrics.
+    assert_eq!(plain.headers()["x-site"], "secure");
+    assert!(plain.headers().get("strict-transport-security").is_none());
+    let counted = "s3edge_requests_total{site=\"secure\",status=\"308\"}";
+    assert_eq!(edge.wait_metric(counted, |n| n >= 1).await, 1);
 }
 
 #[tokio::test]

@@ -152,6 +152,13 @@ fn finish(
             crate::cors::apply(response.headers_mut(), cors, true);
         }
         headers::apply_site_headers(response.headers_mut(), &site.config.headers);
+        if lookup::request_scheme(&req, &state.trusted_proxies) == website::Protocol::Http {
+            // RFC 6797 section 7.2: never over plain HTTP (browsers ignore it
+            // there; a site's `[headers]` may set it for its https answers).
+            response
+                .headers_mut()
+                .remove(header::STRICT_TRANSPORT_SECURITY);
+        }
     }
     let site_metrics = match &site {
         Some(site) => state.metrics.of_site(site),
@@ -215,6 +222,15 @@ async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Se
         Continue(site) => site,
         Break(response) => return Served::without_site(response),
     };
+    // 2a. Plain HTTP to a `redirect_http` site is sent to https: an answer
+    // of the site (its `[headers]`, its metrics and log lines).
+    if site.config.tls.as_ref().is_some_and(|t| t.redirect_http)
+        && lookup::request_scheme(req, &state.trusted_proxies) == website::Protocol::Http
+    {
+        let mut served = Served::without_site(https_redirect(req, state));
+        served.site = Some(site);
+        return served;
+    }
     // 2b. Release (`[releases]`): the live one, or the one a preview host names.
     let site = match site.release_view(request_host(req)) {
         Ok(view) => view,
@@ -318,8 +334,7 @@ fn limits(req: &HttpRequest) -> Stage<()> {
     Continue(())
 }
 
-/// Stage 2: the site for the request's host; plain HTTP to a `redirect_http`
-/// site is sent to https.
+/// Stage 2: the site for the request's host.
 fn route(req: &HttpRequest, state: &AppState) -> Stage<Arc<Site>> {
     let sites = state.sites();
     let Some(site) = sites.route(request_host(req)).cloned() else {
@@ -340,11 +355,6 @@ fn route(req: &HttpRequest, state: &AppState) -> Stage<Arc<Site>> {
             StatusCode::MISDIRECTED_REQUEST,
             "This host is not served on this connection; open a new connection for it.",
         ));
-    }
-    if site.config.tls.as_ref().is_some_and(|t| t.redirect_http)
-        && lookup::request_scheme(req, &state.trusted_proxies) == website::Protocol::Http
-    {
-        return Break(https_redirect(req, state));
     }
     Continue(site)
 }
