@@ -258,7 +258,7 @@ pub fn check_token(req: &HttpRequest, token: Option<&str>) -> Option<HttpRespons
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_credentials)
         .unwrap_or("");
     if constant_time_eq(presented.as_bytes(), token.as_bytes()) {
         None
@@ -270,6 +270,15 @@ pub fn check_token(req: &HttpRequest, token: Option<&str>) -> Option<HttpRespons
                 .body("missing or wrong bearer token\n"),
         )
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value; the scheme's name is
+/// case-insensitive (RFC 9110 section 11.1), so `bearer` and `BEARER` do too.
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 /// Compares two byte strings in time that depends only on their lengths.

@@ -433,6 +433,25 @@ async fn the_admin_token_guards_metrics_but_not_the_probes() {
     assert_eq!(get("/metrics", None).await.unwrap().status(), 401);
     assert_eq!(get("/metrics", Some("wrong")).await.unwrap().status(), 401);
     assert_eq!(get("/metrics", Some("t0ken")).await.unwrap().status(), 200);
+    // The scheme's name is case-insensitive (RFC 9110 section 11.1).
+    for value in ["bearer t0ken", "BEARER t0ken", "Bearer  t0ken"] {
+        let response = edge
+            .http
+            .get(edge.admin_url("/metrics"))
+            .header("authorization", value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{value}");
+    }
+    let basic = edge
+        .http
+        .get(edge.admin_url("/metrics"))
+        .header("authorization", "Basic t0ken")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 401);
     assert_eq!(get("/healthz", None).await.unwrap().status(), 200);
     assert_eq!(get("/readyz", None).await.unwrap().status(), 200);
 }
