@@ -270,8 +270,14 @@ fn purge(
 fn init_tracing(format: LogFormat) {
     use std::io::IsTerminal as _;
     // actix-server's own start-up lines repeat the node's ("starting service ...").
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn"));
+    // actix-http's HTTP/1 dispatcher logs a connection that ends in error at
+    // ERROR ("stream error: request parse error: ..."): a client's malformed
+    // request head, too many fields, a reset. Any client can write those
+    // lines, and the client gets its 400 or 431 all the same; an operator
+    // cannot act on them. `RUST_LOG=actix_http=debug` shows them.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,actix_server=warn,actix_http::h1::dispatcher=off")
+    });
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()

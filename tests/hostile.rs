@@ -377,6 +377,30 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() 
 
 /// A site folder for the binary: one default site on the embedded store, with
 /// `origin` lines added to its `[origin]`.
+/// A node process for `sites` (in `dir`), its own store and cache, no
+/// access log.
+fn quiet_node(dir: &std::path::Path, sites: &std::path::Path) -> Binary {
+    let cache = dir.join("cache");
+    Binary::serve(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--embedded-s3-listen",
+            "127.0.0.1:0",
+            "--access-log",
+            "off",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--sites",
+            sites.to_str().unwrap(),
+        ],
+        &[],
+        dir,
+    )
+}
+
 fn binary_site(dir: &std::path::Path, origin: &str) -> std::path::PathBuf {
     let sites = dir.join("sites");
     std::fs::create_dir_all(sites.join("buckets/demo")).unwrap();
@@ -402,25 +426,7 @@ fn a_client_that_stops_reading_a_1_gib_body_holds_no_memory() {
     let huge = std::fs::File::create(sites.join("buckets/demo/huge.bin")).unwrap();
     huge.set_len(1 << 30).unwrap();
     drop(huge);
-    let cache = dir.path().join("cache");
-    let node = Binary::serve(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--embedded-s3-listen",
-            "127.0.0.1:0",
-            "--access-log",
-            "off",
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--sites",
-            sites.to_str().unwrap(),
-        ],
-        &[],
-        dir.path(),
-    );
+    let node = quiet_node(dir.path(), &sites);
     let small = || {
         let started = std::time::Instant::now();
         let body = reqwest::blocking::get(format!("{}/small.txt", node.http))
@@ -705,4 +711,45 @@ async fn a_body_sent_with_a_get_is_never_buffered_and_ends_the_connection() {
     );
     assert_eq!(code, 200, "{text}");
     assert!(text.ends_with("ok"), "{text}");
+}
+
+/// A malformed request head gets its 400 or 431 and writes nothing at
+/// ERROR in the process log: any client could fill it otherwise.
+#[test]
+fn malformed_request_heads_are_refused_without_error_lines_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let sites = binary_site(dir.path(), "");
+    let mut node = quiet_node(dir.path(), &sites);
+    let addr = node.http.trim_start_matches("http://").to_string();
+    let many: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
+    for (head, status) in [
+        (
+            format!("GET / HTTP/1.1\r\nHost: localhost\r\n{many}\r\n"),
+            "431",
+        ),
+        (
+            "GET /?q=\"x HTTP/1.1\r\nHost: localhost\r\n\r\n".to_string(),
+            "400",
+        ),
+    ] {
+        for _ in 0..3 {
+            let mut stream = TcpStream::connect(&addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            stream.write_all(head.as_bytes()).unwrap();
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer);
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status}")),
+                "{answer}"
+            );
+        }
+    }
+    node.stop();
+    let log = node.stderr();
+    assert!(
+        !log.lines().any(|l| l.contains("ERROR")),
+        "ERROR lines for clients' malformed heads:\n{log}"
+    );
 }
