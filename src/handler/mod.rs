@@ -152,9 +152,10 @@ fn finish(
             crate::cors::apply(response.headers_mut(), cors, true);
         }
         headers::apply_site_headers(response.headers_mut(), &site.config.headers);
-        if lookup::request_scheme(&req, &state.trusted_proxies) == website::Protocol::Http {
-            // RFC 6797 section 7.2: never over plain HTTP (browsers ignore it
-            // there; a site's `[headers]` may set it for its https answers).
+        if response.extensions().contains::<ToHttps>() {
+            // RFC 6797 section 7.2: not on an answer over plain HTTP. Other
+            // answers keep it: one that looks plain here may be https at a
+            // load balancer not named by `--trusted-proxy`.
             response
                 .headers_mut()
                 .remove(header::STRICT_TRANSPORT_SECURITY);
@@ -227,7 +228,9 @@ async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Se
     if site.config.tls.as_ref().is_some_and(|t| t.redirect_http)
         && lookup::request_scheme(req, &state.trusted_proxies) == website::Protocol::Http
     {
-        let mut served = Served::without_site(https_redirect(req, state));
+        let mut response = https_redirect(req, state);
+        response.extensions_mut().insert(ToHttps);
+        let mut served = Served::without_site(response);
         served.site = Some(site);
         return served;
     }
@@ -333,6 +336,9 @@ fn limits(req: &HttpRequest) -> Stage<()> {
     }
     Continue(())
 }
+
+/// Marks `redirect_http`'s 308, an answer known to go over plain HTTP.
+struct ToHttps;
 
 /// Stage 2: the site for the request's host.
 fn route(req: &HttpRequest, state: &AppState) -> Stage<Arc<Site>> {
