@@ -788,21 +788,11 @@ impl Cache {
         if let Some(cached) = self.get(&key, &ticket, Wire::Memory).await {
             return self.read(site, key, Some(cached), ticket).await.result;
         }
-        let (result, _) = self.origin_get(site, &ObjectRequest::new(object_key)).await;
-        match result {
-            Ok(Fetched::Object { meta, body }) => {
-                Ok(Fetch::from_origin(meta, body, ticket.since()))
-            }
-            Ok(Fetched::NotModified { .. }) => {
-                Err(OriginError::Invalid("304 to an unconditional GET".into()))
-            }
-            Err(e @ (OriginError::NotFound { .. } | OriginError::Denied { .. })) => {
-                let now = SystemTime::now();
-                self.store(negative_entry(site, key, &e, now), &ticket);
-                Err(e)
-            }
-            Err(e) => Err(e),
+        let result = self.direct(site, object_key).await.result;
+        if let Err(e @ (OriginError::NotFound { .. } | OriginError::Denied { .. })) = &result {
+            self.store(negative_entry(site, key, e, SystemTime::now()), &ticket);
         }
+        result
     }
 }
 

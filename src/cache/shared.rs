@@ -208,7 +208,7 @@ fn selected_key(target: &str, names: &[String], headers: &[(String, String)]) ->
 }
 
 /// Whether the request carries credentials (RFC 9111 section 3.5).
-fn has_authorization(headers: &[(String, String)]) -> bool {
+pub(super) fn has_authorization(headers: &[(String, String)]) -> bool {
     headers
         .iter()
         .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))

@@ -46,9 +46,7 @@ fn may_store(
     now: SystemTime,
 ) -> bool {
     let storable = if site.config.is_http_origin() {
-        let authorization = forward
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+        let authorization = super::shared::has_authorization(forward);
         policy::http_storable(meta, &site.config.cache, authorization, now)
     } else {
         policy::storable(meta, &site.config.cache, now)
@@ -62,11 +60,8 @@ fn may_store(
 ///
 /// [`Level::for_one_answer`]: crate::compress::Level::for_one_answer
 fn compressed_alone(identity: Fetch, coding: ContentCoding, etag: String) -> Fetch {
-    let mut meta = identity.meta;
-    let length = meta.content_length;
-    meta.etag = Some(etag);
-    meta.content_encoding = Some(coding.as_str().to_string());
-    meta.content_range = None;
+    let length = identity.meta.content_length;
+    let mut meta = encoded_meta(identity.meta, etag, coding);
     meta.content_length = 0;
     let body = crate::compress::encode_one_answer(identity.payload.into_stream(), coding, length);
     Fetch {
@@ -76,6 +71,15 @@ fn compressed_alone(identity: Fetch, coding: ContentCoding, etag: String) -> Fet
         since: identity.since,
         entry: None,
     }
+}
+
+/// The fields of the `coding` variant made from an identity's `meta`, its
+/// length still the identity's.
+fn encoded_meta(mut meta: ObjectMeta, etag: String, coding: ContentCoding) -> ObjectMeta {
+    meta.etag = Some(etag);
+    meta.content_encoding = Some(coding.as_str().to_string());
+    meta.content_range = None;
+    meta
 }
 
 /// A variant's fields: its identity's, but for what encoding changes (its
@@ -242,10 +246,7 @@ impl Cache {
             let sidecar_key = format!("{object_key}{}", sidecar_suffix(coding));
             self.quietly(site, &sidecar_key).await.ok()
         };
-        let mut meta = identity.meta.clone();
-        meta.etag = Some(etag);
-        meta.content_encoding = Some(coding.as_str().to_string());
-        meta.content_range = None;
+        let mut meta = encoded_meta(identity.meta.clone(), etag, coding);
         let (body, known_length) = match sidecar {
             Some(sidecar)
                 if sidecar.meta.status() == 200

@@ -261,7 +261,7 @@ async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Se
         Continue(head) => head,
         // 3c. An HTTP origin gets the other methods, bodies streamed.
         Break(_) if http_origin => {
-            let response = Box::pin(proxy::pass_through(
+            let mut response = Box::pin(proxy::pass_through(
                 req,
                 payload,
                 &site,
@@ -269,7 +269,6 @@ async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Se
                 &state.trusted_proxies,
             ))
             .await;
-            let mut response = response;
             if let Some(origin) = &site.config.origin.http {
                 let scheme = lookup::request_scheme(req, &state.trusted_proxies).as_str();
                 let host = request_host(req).unwrap_or("");
