@@ -17,20 +17,44 @@ use crate::status::{self, PurgeRecord};
 /// Environment variable holding the admin token.
 pub const ADMIN_TOKEN_ENV: &str = "S3EDGE_ADMIN_TOKEN";
 
-/// Registers the admin routes.
+/// Registers the admin routes. Another method on a known path is a 405
+/// naming the one allowed (RFC 9110 section 15.5.6), not the 404 of an
+/// unknown path.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(status_page))
-        .route("/status.json", web::get().to(status_json))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
-        .route("/purge", web::post().to(purge))
+    cfg.service(only("/", READ, reading().to(status_page)))
+        .service(only("/status.json", READ, reading().to(status_json)))
+        .service(only("/healthz", READ, reading().to(healthz)))
+        .service(only("/readyz", READ, reading().to(readyz)))
+        .service(only("/metrics", READ, reading().to(metrics)))
+        .service(only("/purge", "POST", web::post().to(purge)))
         .configure(crate::releases::admin::configure)
         .default_service(web::to(|| async {
             HttpResponse::NotFound()
                 .content_type("text/plain; charset=utf-8")
                 .body("not found\n")
         }));
+}
+
+/// The methods a reading endpoint answers.
+const READ: &str = "GET, HEAD";
+
+/// A route for GET and HEAD (a load balancer's health check may use HEAD;
+/// actix-http sends a HEAD answer's head only).
+fn reading() -> actix_web::Route {
+    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
+}
+
+/// The resource at `path` answering `route`, and 405 with `Allow: allowed`
+/// to any other method.
+pub fn only(path: &str, allowed: &'static str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(move || async move {
+            HttpResponse::MethodNotAllowed()
+                .insert_header((header::ALLOW, allowed))
+                .content_type("text/plain; charset=utf-8")
+                .body("method not allowed\n")
+        }))
 }
 
 async fn healthz() -> HttpResponse {

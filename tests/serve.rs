@@ -453,6 +453,25 @@ async fn the_admin_token_guards_metrics_but_not_the_probes() {
         .unwrap();
     assert_eq!(basic.status(), 401);
     assert_eq!(get("/healthz", None).await.unwrap().status(), 200);
+    // Another method on a known path is a 405 naming the allowed ones; HEAD
+    // reads as GET does; an unknown path is a 404.
+    for (method, path, status, allow) in [
+        (Method::GET, "/purge", 405, Some("POST")),
+        (Method::POST, "/metrics", 405, Some("GET, HEAD")),
+        (Method::DELETE, "/releases/switch", 405, Some("POST")),
+        (Method::HEAD, "/healthz", 200, None),
+        (Method::GET, "/nowhere", 404, None),
+    ] {
+        let response = edge
+            .http
+            .request(method.clone(), edge.admin_url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{method} {path}");
+        let allowed = response.headers().get("allow").map(|v| v.to_str().unwrap());
+        assert_eq!(allowed, allow, "{method} {path}");
+    }
     assert_eq!(get("/readyz", None).await.unwrap().status(), 200);
 }
 

@@ -21,7 +21,11 @@ pub const SWITCH_PATH: &str = "/releases/switch";
 
 /// Registers `POST /releases/switch`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(SWITCH_PATH, web::post().to(switch));
+    cfg.service(crate::admin::only(
+        SWITCH_PATH,
+        "POST",
+        web::post().to(switch),
+    ));
 }
 
 /// The body of `POST /releases/switch`.
