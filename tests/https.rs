@@ -67,6 +67,24 @@ async fn https_serves_the_site_over_http2_and_redirect_http_sends_plain_requests
     assert!(plain.headers().get("strict-transport-security").is_none());
     let counted = "s3edge_requests_total{site=\"secure\",status=\"308\"}";
     assert_eq!(edge.wait_metric(counted, |n| n >= 1).await, 1);
+    // HTTP/1.0 predates 308: a 1.0 client gets 301.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let plain_addr = edge.url("").trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(plain_addr).await.unwrap();
+    stream
+        .write_all(b"GET /page.html HTTP/1.0\r\nHost: secure.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status_line = answer.lines().next().unwrap_or_default();
+    assert!(status_line.ends_with(" 301 Moved Permanently"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("location: https://secure.test:"),
+        "{answer}"
+    );
 }
 
 #[tokio::test]

@@ -460,8 +460,14 @@ fn https_redirect(req: &HttpRequest, state: &AppState) -> HttpResponse {
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
+    // HTTP/1.0 predates 308 (RFC 7538): a 1.0 client gets 301, as nginx sends.
+    let status = if req.version() < actix_web::http::Version::HTTP_11 {
+        301
+    } else {
+        308
+    };
     respond::redirect_response(&website::RedirectTarget {
-        status: 308,
+        status,
         location: website::sanitize_location(&format!("https://{authority}{path}")),
     })
 }
