@@ -785,6 +785,22 @@ fn validate_cors(p: &mut Problems, raw: &raw::RawCors) -> CorsConfig {
             "empty; list the allowed origins (or `[\"*\"]`), or set `from_bucket = true`",
         );
     }
+    // A browser's `Origin` is `scheme://host[:port]`, never with a path: an
+    // allowed origin written with one (`https://app.example.com/`) could
+    // never match, and CORS would fail with nothing to say why.
+    for (i, origin) in raw.allowed_origins.iter().enumerate() {
+        if let Some((scheme, rest)) = origin.split_once("://") {
+            if let Some(at) = rest.find('/') {
+                let (host, path) = rest.split_at(at);
+                p.add(
+                    format!("cors.allowed_origins[{i}]"),
+                    format!(
+                        "`{origin}` has a path (`{path}`); a browser's Origin is scheme://host[:port]: write `{scheme}://{host}`"
+                    ),
+                );
+            }
+        }
+    }
     let mut methods = Vec::new();
     for (i, m) in raw.allowed_methods.iter().enumerate() {
         let upper = m.to_ascii_uppercase();
@@ -942,6 +958,7 @@ mod tests {
             ("half the static keys", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\naccess_key_id_env=\"K\"\n", "origin.secret_access_key_env: missing"),
             ("a bad endpoint", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\nendpoint=\"s3.example.com\"\n", "origin.endpoint: `s3.example.com` is not an endpoint"),
             ("an unknown algorithm", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[compression]\nalgorithms=[\"zstd\"]\n", "compression.algorithms[0]: `zstd` is not supported"),
+            ("a CORS origin with a path", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[cors]\nallowed_origins=[\"https://*.a.test\", \"https://app.a.test/\"]\n", "sites/x.toml: cors.allowed_origins[1]: `https://app.a.test/` has a path (`/`); a browser's Origin is scheme://host[:port]: write `https://app.a.test`"),
             ("a hop-by-hop header", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[headers]\n\"Connection\"=\"close\"\n", "headers.\"Connection\": describes the connection"),
             ("a missing certificate", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[tls]\ncert=\"/nonexistent.pem\"\nkey=\"/nonexistent.key\"\n", "tls.cert: `/nonexistent.pem` does not exist"),
             ("acme with a wildcard host", "hosts=[\"a.com\", \"*.a.com\"]\n[origin]\nbucket=\"b\"\n[tls]\nacme=true\n", "sites/x.toml: hosts[1]: `*.a.com` is a wildcard, and `acme = true` cannot obtain wildcard certificates (they need the DNS-01 challenge); list the exact names"),
