@@ -41,6 +41,34 @@ fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// An origin answering every target with `body` of `content_type`, fresh
+/// for a minute, without an ETag.
+async fn fresh_for_a_minute(body: String, content_type: &'static str) -> ScriptedOrigin {
+    ScriptedOrigin::start(move |_: &Recorded| {
+        Reply::ok(
+            &body,
+            &[
+                ("cache-control", "max-age=60"),
+                ("content-type", content_type),
+            ],
+        )
+    })
+    .await
+}
+
+/// `body` decoded from `coding` (gzip or br).
+fn decoded(coding: &str, body: &[u8]) -> Vec<u8> {
+    match coding {
+        "gzip" => common::gunzip(body),
+        _ => {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut brotli::Decompressor::new(body, 4096), &mut out)
+                .unwrap();
+            out
+        }
+    }
+}
+
 /// Answers with the request's target in the body, so each answer is told apart.
 fn echo(cache_control: &'static str) -> impl Fn(&Recorded) -> Reply + Send + Sync {
     move |r: &Recorded| {
@@ -790,18 +818,7 @@ async fn a_variant_is_never_made_from_what_an_http_origin_answers_elsewhere() {
             assert_eq!(response.status(), 200);
             assert_eq!(header(response.headers(), "content-encoding"), coding);
             let body = response.bytes().await.unwrap();
-            let decoded = match coding {
-                "gzip" => common::gunzip(&body),
-                _ => {
-                    let mut out = Vec::new();
-                    std::io::Read::read_to_end(
-                        &mut brotli::Decompressor::new(&body[..], 4096),
-                        &mut out,
-                    )
-                    .unwrap();
-                    out
-                }
-            };
+            let decoded = decoded(coding, &body);
             assert!(
                 decoded == css.as_bytes(),
                 "{other}: the stylesheet, {coding}"
@@ -934,17 +951,7 @@ async fn a_variant_of_an_answer_to_credentials_is_never_shared() {
 #[tokio::test]
 async fn a_200_to_a_range_is_stored_and_later_ranges_come_from_it() {
     let body: String = (0..100).map(|i| format!("{i:03}")).collect();
-    let whole = body.clone();
-    let origin = ScriptedOrigin::start(move |_: &Recorded| {
-        Reply::ok(
-            &whole,
-            &[
-                ("cache-control", "max-age=60"),
-                ("content-type", "text/plain"),
-            ],
-        )
-    })
-    .await;
+    let origin = fresh_for_a_minute(body.clone(), "text/plain").await;
     let edge = edge_for(&origin, "");
     for (range, expected) in [
         ("bytes=0-9", "s3edge; fwd=miss; stored"),
@@ -1091,4 +1098,36 @@ async fn an_event_stream_without_a_length_reaches_the_client_as_it_comes() {
         }
         assert_eq!(rest, b"data: 0\n\ndata: 1\n\ndata: 2\n\n", "{content_type}");
     }
+}
+
+/// An answer without an ETag (as many application servers send) is
+/// compressed for each answer: no stored variant can be bound to it, but
+/// the client still gets it compressed, from the cached identity.
+#[tokio::test]
+async fn an_answer_without_an_etag_is_compressed_for_each_client() {
+    let css = stylesheet();
+    let origin = fresh_for_a_minute(css.clone(), "text/css").await;
+    let edge = edge_for(&origin, "");
+    for (coding, cache_status) in [
+        ("gzip", "s3edge; fwd=miss; stored"),
+        ("br", "s3edge; hit"),
+        ("gzip", "s3edge; hit"),
+    ] {
+        let response = edge
+            .request(
+                reqwest::Method::GET,
+                HOST,
+                "/noetag.css",
+                &[("accept-encoding", coding)],
+            )
+            .await;
+        let headers = response.headers().clone();
+        assert_eq!(header(&headers, "content-encoding"), coding);
+        assert_eq!(header(&headers, "cache-status"), cache_status, "{coding}");
+        assert_eq!(header(&headers, "etag"), "", "no validator to give");
+        let body = response.bytes().await.unwrap();
+        let decoded = decoded(coding, &body);
+        assert!(decoded == css.as_bytes(), "{coding}");
+    }
+    assert_eq!(origin.count("/noetag.css"), 1);
 }

@@ -54,12 +54,13 @@ fn may_store(
     matches!(storable, Storable::Yes(_))
 }
 
-/// The `coding` variant of `identity`, which may not be stored, compressed
-/// for this answer alone (at [`Level::for_one_answer`]): no flight another
-/// request could join, nothing stored.
+/// The `coding` variant of `identity`, which may not be stored (or has no
+/// ETag to bind a stored variant to), compressed for this answer alone (at
+/// [`Level::for_one_answer`]): no flight another request could join,
+/// nothing stored.
 ///
 /// [`Level::for_one_answer`]: crate::compress::Level::for_one_answer
-fn compressed_alone(identity: Fetch, coding: ContentCoding, etag: String) -> Fetch {
+fn compressed_alone(identity: Fetch, coding: ContentCoding, etag: Option<String>) -> Fetch {
     let length = identity.meta.content_length;
     let mut meta = encoded_meta(identity.meta, etag, coding);
     meta.content_length = 0;
@@ -75,8 +76,8 @@ fn compressed_alone(identity: Fetch, coding: ContentCoding, etag: String) -> Fet
 
 /// The fields of the `coding` variant made from an identity's `meta`, its
 /// length still the identity's.
-fn encoded_meta(mut meta: ObjectMeta, etag: String, coding: ContentCoding) -> ObjectMeta {
-    meta.etag = Some(etag);
+fn encoded_meta(mut meta: ObjectMeta, etag: Option<String>, coding: ContentCoding) -> ObjectMeta {
+    meta.etag = etag;
     meta.content_encoding = Some(coding.as_str().to_string());
     meta.content_range = None;
     meta
@@ -109,14 +110,23 @@ impl Cache {
         wire: Wire,
     ) -> Answer {
         let whole = matches!(identity.payload, Payload::Stream(_) | Payload::File(_));
-        let Some(identity_etag) = identity.meta.etag.clone().filter(|_| whole) else {
+        if !whole {
             return passed(identity);
+        }
+        // A stored variant is bound to its identity by the ETag: without one
+        // (many application servers send none) it is compressed for each
+        // answer instead, as Caddy's `encode` does, rather than not at all.
+        let Some(identity_etag) = identity.meta.etag.clone() else {
+            return Answer::new(
+                Ok(compressed_alone(identity, coding, None)),
+                CacheOutcome::Pass,
+            );
         };
         let etag = crate::compress::variant_etag(&identity_etag, coding);
         let now = SystemTime::now();
         if identity.entry.is_none() && !may_store(site, &identity.meta, forward, now) {
             return Answer::new(
-                Ok(compressed_alone(identity, coding, etag)),
+                Ok(compressed_alone(identity, coding, Some(etag))),
                 CacheOutcome::Pass,
             );
         }
@@ -246,7 +256,7 @@ impl Cache {
             let sidecar_key = format!("{object_key}{}", sidecar_suffix(coding));
             self.quietly(site, &sidecar_key).await.ok()
         };
-        let mut meta = encoded_meta(identity.meta.clone(), etag, coding);
+        let mut meta = encoded_meta(identity.meta.clone(), Some(etag), coding);
         let (body, known_length) = match sidecar {
             Some(sidecar)
                 if sidecar.meta.status() == 200
