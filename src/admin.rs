@@ -45,16 +45,23 @@ fn reading() -> actix_web::Route {
 }
 
 /// The resource at `path` answering `route`, and 405 with `Allow: allowed`
-/// to any other method.
+/// to any other method, after the token check every endpoint but the probes
+/// makes (DESIGN.md: 401 without the token).
 pub fn only(path: &str, allowed: &'static str, route: actix_web::Route) -> actix_web::Resource {
-    web::resource(path)
-        .route(route)
-        .default_service(web::to(move || async move {
+    let probe = matches!(path, "/healthz" | "/readyz");
+    web::resource(path).route(route).default_service(web::to(
+        move |req: HttpRequest, state: web::Data<AppState>| async move {
+            if !probe {
+                if let Some(denied) = check_token(&req, state.admin_token.as_deref()) {
+                    return denied;
+                }
+            }
             HttpResponse::MethodNotAllowed()
                 .insert_header((header::ALLOW, allowed))
                 .content_type("text/plain; charset=utf-8")
                 .body("method not allowed\n")
-        }))
+        },
+    ))
 }
 
 async fn healthz() -> HttpResponse {

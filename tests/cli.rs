@@ -187,29 +187,6 @@ fn serve_says_why_it_cannot_start_once() {
     }
 }
 
-/// `s3edge serve` on `dir`'s sites, with its own cache directory.
-fn serve(dir: &Path) -> Binary {
-    let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
-    Binary::serve(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--embedded-s3-listen",
-            "127.0.0.1:0",
-            "--access-log",
-            "off",
-            "--sites",
-            &path("sites"),
-            "--cache-dir",
-            &path("cache"),
-        ],
-        &[],
-        dir,
-    )
-}
-
 fn site_dir(object: Option<(&str, &[u8])>) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     write(
@@ -249,7 +226,7 @@ fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
 #[test]
 fn serve_prints_its_listeners_and_sites_and_exits_0_on_sigterm() {
     let dir = site_dir(Some(("index.html", b"hello")));
-    let mut served = serve(dir.path());
+    let mut served = Binary::serve_dir(dir.path());
     let body = reqwest::blocking::get(format!("{}/index.html", served.http))
         .unwrap()
         .text()
@@ -275,7 +252,7 @@ fn serve_prints_its_listeners_and_sites_and_exits_0_on_sigterm() {
 fn sigterm_lets_an_in_flight_download_finish_before_exiting_0() {
     let data = common::random_bytes(48 * 1024 * 1024, 3);
     let dir = site_dir(Some(("big.bin", &data)));
-    let mut served = serve(dir.path());
+    let mut served = Binary::serve_dir(dir.path());
     let mut response = reqwest::blocking::get(format!("{}/big.bin", served.http)).unwrap();
     assert_eq!(response.status(), 200);
     let mut first = vec![0u8; 1024 * 1024];
@@ -313,7 +290,7 @@ fn serving_a_1_gib_object_does_not_grow_rss_by_more_than_64_mib() {
             file.write_all(&block).unwrap();
         }
     }
-    let mut served = serve(dir.path());
+    let mut served = Binary::serve_dir(dir.path());
     // Warm up the clients and pools with a small request, then take the baseline.
     let _ = reqwest::blocking::get(format!("{}/nothing", served.http))
         .unwrap()
@@ -363,7 +340,7 @@ fn sighup_adds_a_site_without_dropping_a_download_and_keeps_the_old_set_when_a_f
     let extra = dir.path().join("sites/buckets/extra");
     std::fs::create_dir_all(&extra).unwrap();
     std::fs::write(extra.join("hello.txt"), "from the new site").unwrap();
-    let mut served = serve(dir.path());
+    let mut served = Binary::serve_dir(dir.path());
     let client = reqwest::blocking::Client::new();
     let get = |host: &str, path: &str| {
         client

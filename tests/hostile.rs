@@ -377,30 +377,6 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() 
 
 /// A site folder for the binary: one default site on the embedded store, with
 /// `origin` lines added to its `[origin]`.
-/// A node process for `sites` (in `dir`), its own store and cache, no
-/// access log.
-fn quiet_node(dir: &std::path::Path, sites: &std::path::Path) -> Binary {
-    let cache = dir.join("cache");
-    Binary::serve(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--embedded-s3-listen",
-            "127.0.0.1:0",
-            "--access-log",
-            "off",
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--sites",
-            sites.to_str().unwrap(),
-        ],
-        &[],
-        dir,
-    )
-}
-
 fn binary_site(dir: &std::path::Path, origin: &str) -> std::path::PathBuf {
     let sites = dir.join("sites");
     std::fs::create_dir_all(sites.join("buckets/demo")).unwrap();
@@ -426,7 +402,7 @@ fn a_client_that_stops_reading_a_1_gib_body_holds_no_memory() {
     let huge = std::fs::File::create(sites.join("buckets/demo/huge.bin")).unwrap();
     huge.set_len(1 << 30).unwrap();
     drop(huge);
-    let node = quiet_node(dir.path(), &sites);
+    let node = Binary::serve_dir(dir.path());
     let small = || {
         let started = std::time::Instant::now();
         let body = reqwest::blocking::get(format!("{}/small.txt", node.http))
@@ -718,8 +694,8 @@ async fn a_body_sent_with_a_get_is_never_buffered_and_ends_the_connection() {
 #[test]
 fn malformed_request_heads_are_refused_without_error_lines_in_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let sites = binary_site(dir.path(), "");
-    let mut node = quiet_node(dir.path(), &sites);
+    binary_site(dir.path(), "");
+    let mut node = Binary::serve_dir(dir.path());
     let addr = node.http.trim_start_matches("http://").to_string();
     let many: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
     for (head, status) in [

@@ -453,8 +453,16 @@ async fn the_admin_token_guards_metrics_but_not_the_probes() {
         .unwrap();
     assert_eq!(basic.status(), 401);
     assert_eq!(get("/healthz", None).await.unwrap().status(), 200);
-    // Another method on a known path is a 405 naming the allowed ones; HEAD
+    // Another method on a known path is a 405 naming the allowed ones (with
+    // the token; without it, 401 as for every endpoint but the probes); HEAD
     // reads as GET does; an unknown path is a 404.
+    let unauthenticated = edge
+        .http
+        .get(edge.admin_url("/purge"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
     for (method, path, status, allow) in [
         (Method::GET, "/purge", 405, Some("POST")),
         (Method::POST, "/metrics", 405, Some("GET, HEAD")),
@@ -465,6 +473,7 @@ async fn the_admin_token_guards_metrics_but_not_the_probes() {
         let response = edge
             .http
             .request(method.clone(), edge.admin_url(path))
+            .bearer_auth("t0ken")
             .send()
             .await
             .unwrap();

@@ -43,6 +43,7 @@ pub use memory::MemoryTier;
 pub use policy::{Freshness, State};
 pub use pull::LengthCheck;
 pub use read::{Answer, CacheOutcome, Fetch, Payload, Request, Want, Wire};
+pub use shared::vary_names;
 
 /// The largest span sent from its disk-tier file with `sendfile` to a plain
 /// HTTP/1 client on a paced connection ([`Wire::PacedFile`]), and the largest

@@ -51,6 +51,14 @@ fn delta_seconds(text: &str) -> Option<u64> {
     Some(text.parse::<u64>().unwrap_or(1 << 31).min(1 << 31))
 }
 
+/// Whether a `Cache-Control` value forbids any shared cache to store the
+/// answer: `no-store`, or `private` without field names.
+pub fn forbids_storing(cache_control: Option<&str>) -> bool {
+    cache_control
+        .map(parse_directives)
+        .is_some_and(|d| d.no_store || d.private)
+}
+
 fn parse_directives(value: &str) -> Directives {
     let mut d = Directives::default();
     for part in value.split(',') {

@@ -174,7 +174,7 @@ fn field_value(headers: &[(String, String)], name: &str) -> Option<String> {
 }
 
 /// The field names of a `Vary` value, lowercased (`*` kept).
-fn vary_names(meta: &ObjectMeta) -> Vec<String> {
+pub fn vary_names(meta: &ObjectMeta) -> Vec<String> {
     let mut names: Vec<String> = meta
         .headers
         .iter()

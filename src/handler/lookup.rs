@@ -213,12 +213,9 @@ fn compressible(config: &CompressionConfig, key: &str, fetch: &Fetch) -> bool {
 /// serves every client that accepts its coding. An answer the origin coded
 /// itself is not compressed again (`compressible`).
 fn varies_beyond_encoding(meta: &ObjectMeta) -> bool {
-    meta.headers
+    crate::cache::vary_names(meta)
         .iter()
-        .filter(|(name, _)| name.eq_ignore_ascii_case("vary"))
-        .flat_map(|(_, value)| value.split(','))
-        .map(str::trim)
-        .any(|name| !name.is_empty() && !name.eq_ignore_ascii_case("accept-encoding"))
+        .any(|name| name != "accept-encoding")
 }
 
 /// The coding the client gets, if any: none for ranges and HTTP/1.0

@@ -223,10 +223,13 @@ async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Se
         Continue(site) => site,
         Break(response) => return Served::without_site(response),
     };
+    // The scheme the client used (through trusted proxies), once: the
+    // redirect below, the website rules and an HTTP origin's fields use it.
+    let scheme = lookup::request_scheme(req, &state.trusted_proxies);
     // 2a. Plain HTTP to a `redirect_http` site is sent to https: an answer
     // of the site (its `[headers]`, its metrics and log lines).
     if site.config.tls.as_ref().is_some_and(|t| t.redirect_http)
-        && lookup::request_scheme(req, &state.trusted_proxies) == website::Protocol::Http
+        && scheme == website::Protocol::Http
     {
         let mut response = https_redirect(req, state);
         response.extensions_mut().insert(ToHttps);
@@ -266,13 +269,12 @@ async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Se
                 payload,
                 &site,
                 &state.cache,
-                &state.trusted_proxies,
+                proxy::forward_headers(req, false, &state.trusted_proxies, scheme),
             ))
             .await;
             if let Some(origin) = &site.config.origin.http {
-                let scheme = lookup::request_scheme(req, &state.trusted_proxies).as_str();
                 let host = request_host(req).unwrap_or("");
-                proxy::client_locations(&mut response, origin, scheme, host);
+                proxy::client_locations(&mut response, origin, scheme.as_str(), host);
             }
             return answered(response, cors);
         }
@@ -284,7 +286,7 @@ async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Se
         Break(response) => return answered(response, cors),
     };
     let forward = if http_origin {
-        proxy::forward_headers(req, true, &state.trusted_proxies)
+        proxy::forward_headers(req, true, &state.trusted_proxies, scheme)
     } else {
         Vec::new()
     };
@@ -296,7 +298,7 @@ async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Se
         cache: &state.cache,
         head,
         info: website::RequestInfo {
-            scheme: lookup::request_scheme(req, &state.trusted_proxies),
+            scheme,
             host: request_host(req).unwrap_or(""),
             raw_path: req.uri().path(),
             query: req.uri().query(),

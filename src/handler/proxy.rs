@@ -39,13 +39,14 @@ const CACHE_OWN_FIELDS: &[&str] = &[
 /// `Forwarded` go on only when it is one of the `trusted` proxies
 /// (`--trusted-proxy`, DESIGN.md: only these may set them; Caddy drops them
 /// likewise): else the origin would take an address or a scheme a client
-/// chose for the client's. The scheme is the one the trusted hops report
-/// (`http/forwarded.rs`), so behind a load balancer that ends TLS the
+/// chose for the client's. `scheme` is the one the trusted hops report
+/// (`lookup::request_scheme`), so behind a load balancer that ends TLS the
 /// origin hears `https`.
 pub(super) fn forward_headers(
     req: &HttpRequest,
     for_cache: bool,
     trusted: &[ipnet::IpNet],
+    scheme: crate::website::Protocol,
 ) -> Vec<(String, String)> {
     let pairs = || {
         req.headers()
@@ -89,11 +90,7 @@ pub(super) fn forward_headers(
             joined(&forwarded_for, &peer.to_string()),
         ));
     }
-    let scheme = match crate::http::forwarded::from_request(req, trusted).scheme {
-        crate::http::forwarded::Scheme::Https => "https",
-        crate::http::forwarded::Scheme::Http => "http",
-    };
-    forward.push(("x-forwarded-proto".into(), scheme.into()));
+    forward.push(("x-forwarded-proto".into(), scheme.as_str().into()));
     if let Some(host) = req
         .headers()
         .get(header::HOST)
@@ -172,13 +169,14 @@ pub(super) fn target(req: &HttpRequest) -> &str {
 /// Stage 3c: passes a request with a method other than GET and HEAD to the
 /// origin, its body streamed as it arrives, and the answer back as it comes;
 /// a non-error answer invalidates the target and its `Location` and
-/// `Content-Location` when they are on this site.
+/// `Content-Location` when they are on this site. `headers` are the fields
+/// the origin gets ([`forward_headers`]).
 pub(super) async fn pass_through(
     req: &HttpRequest,
     payload: web::Payload,
     site: &Arc<Site>,
     cache: &Arc<Cache>,
-    trusted: &[ipnet::IpNet],
+    headers: Vec<(String, String)>,
 ) -> HttpResponse {
     if matches!(*req.method(), Method::CONNECT | Method::TRACE) {
         return super::respond::error_page(
@@ -193,7 +191,6 @@ pub(super) async fn pass_through(
         );
     };
     let target = target(req).to_string();
-    let headers = forward_headers(req, false, trusted);
     // actix's payload lives on this worker thread; hyper's body must be
     // `Send`: a bounded channel carries the chunks across, so an upload
     // streams with at most a few chunks in memory.

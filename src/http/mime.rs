@@ -121,7 +121,8 @@ const WITH_CHARSET: &[(&str, &str)] = &[
     ),
 ];
 
-fn essence(content_type: &str) -> &str {
+/// A media type without its parameters, trimmed.
+pub fn essence(content_type: &str) -> &str {
     content_type.split(';').next().unwrap_or("").trim()
 }
 

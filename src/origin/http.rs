@@ -477,18 +477,11 @@ fn body_stream(incoming: Incoming, timeout: Duration) -> BodyStream {
 /// events are the point and which never ends by itself. Others are gathered
 /// so that they can be stored with their length.
 fn passes_as_it_comes(meta: &ObjectMeta) -> bool {
-    let event_stream = meta.content_type.as_deref().is_some_and(|t| {
-        t.split(';')
-            .next()
-            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/event-stream"))
-    });
-    let unstorable = meta.cache_control.as_deref().is_some_and(|value| {
-        value.split(',').any(|directive| {
-            let directive = directive.trim();
-            directive.eq_ignore_ascii_case("no-store") || directive.eq_ignore_ascii_case("private")
-        })
-    });
-    event_stream || unstorable
+    let event_stream = meta
+        .content_type
+        .as_deref()
+        .is_some_and(|t| crate::http::mime::essence(t).eq_ignore_ascii_case("text/event-stream"));
+    event_stream || crate::cache::policy::forbids_storing(meta.cache_control.as_deref())
 }
 
 /// Gathers a body without a length, up to [`MAX_UNSIZED_BODY`].

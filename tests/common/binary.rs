@@ -83,6 +83,30 @@ fn collect(
 }
 
 impl Binary {
+    /// `s3edge serve` on `dir`'s `sites` with its own `cache` there, every
+    /// listener on an ephemeral loopback port, no access log.
+    pub fn serve_dir(dir: &Path) -> Binary {
+        let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
+        Binary::serve(
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--embedded-s3-listen",
+                "127.0.0.1:0",
+                "--access-log",
+                "off",
+                "--sites",
+                &path("sites"),
+                "--cache-dir",
+                &path("cache"),
+            ],
+            &[],
+            dir,
+        )
+    }
+
     /// `s3edge serve ARGS` with `env` added (and `S3EDGE_*`/`RUST_LOG` from the
     /// test's own environment removed); waits for the HTTP and admin lines.
     pub fn serve(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Binary {
