@@ -48,6 +48,10 @@ pub struct PublishArgs {
     /// Upload only; the pointer stays (preview the release on a preview host).
     #[arg(long)]
     no_activate: bool,
+    /// Publish hidden files too (names starting with `.` other than
+    /// `.well-known`, and `__MACOSX`), which are left out by default.
+    #[arg(long)]
+    include_hidden: bool,
 }
 
 /// `s3edge rollback`.
@@ -150,6 +154,7 @@ pub fn publish(args: PublishArgs) -> ExitCode {
                 Activation::Activate
             },
             admins: args.admin,
+            include_hidden: args.include_hidden,
         };
         let report = match publish::publish(&bucket, request).await {
             Ok(report) => report,
@@ -168,6 +173,13 @@ pub fn publish(args: PublishArgs) -> ExitCode {
             report.deleted,
             report.previous.as_deref().unwrap_or("none")
         );
+        if let Some(first) = report.hidden.first() {
+            let more = match report.hidden.len() {
+                1 => String::new(),
+                n => format!(" and {} more", n - 1),
+            };
+            println!("left out, hidden: {first}{more} (--include-hidden publishes them)");
+        }
         report_nodes(&report.nodes_failed)
     })
 }

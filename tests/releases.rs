@@ -548,3 +548,48 @@ async fn the_first_release_published_unactivated_is_made_live_by_naming_it() {
         (200, "first page".to_string())
     );
 }
+
+/// A site folder that is also a working copy, or holds secrets and OS
+/// debris, publishes only the site: `.git`, `.env` and `.DS_Store` are left
+/// out and named, `.well-known` is served, and `--include-hidden` publishes
+/// everything.
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_leaves_hidden_files_out_unless_asked() {
+    let edge = releases_edge();
+    let store = store(&edge);
+    let work = tempfile::tempdir().expect("tempdir");
+    let site = folder(
+        work.path(),
+        "site",
+        &[
+            ("index.html", "home"),
+            (".env", "AWS_SECRET_ACCESS_KEY=hunter2"),
+            (".git/config", "[remote \"origin\"]"),
+            ("img/.DS_Store", "debris"),
+            (
+                ".well-known/security.txt",
+                "Contact: mailto:security@example.com",
+            ),
+        ],
+    );
+    let (_, out) = publish(&edge, &store, &site, &[]);
+    assert!(out.contains("2 uploaded"), "{out}");
+    assert!(
+        out.contains("left out, hidden: .env and 2 more (--include-hidden publishes them)"),
+        "{out}"
+    );
+    for path in ["/.env", "/.git/config", "/img/.DS_Store"] {
+        assert_eq!(body(&edge, HOST, path).await.0, 404, "{path}");
+    }
+    assert_eq!(
+        body(&edge, HOST, "/.well-known/security.txt").await,
+        (200, "Contact: mailto:security@example.com".to_string())
+    );
+
+    let (_, out) = publish(&edge, &store, &site, &["--include-hidden"]);
+    assert!(!out.contains("left out"), "{out}");
+    assert_eq!(
+        body(&edge, HOST, "/.env").await,
+        (200, "AWS_SECRET_ACCESS_KEY=hunter2".to_string())
+    );
+}

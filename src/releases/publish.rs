@@ -56,6 +56,8 @@ pub struct PublishRequest {
     pub release: Option<ReleaseId>,
     pub activation: Activation,
     pub admins: Vec<String>,
+    /// `--include-hidden`: publish hidden files too (see [`is_hidden`]).
+    pub include_hidden: bool,
 }
 
 /// What a publish did.
@@ -67,6 +69,8 @@ pub struct PublishReport {
     pub copied: usize,
     /// Files of the previous release that the new one does not have.
     pub deleted: usize,
+    /// Hidden files and folders of the folder, left out (see [`is_hidden`]).
+    pub hidden: Vec<String>,
     pub bytes_uploaded: u64,
     pub activation: Activation,
     /// Nodes given with `--admin` that did not switch (the pointer has moved:
@@ -74,8 +78,29 @@ pub struct PublishReport {
     pub nodes_failed: Vec<String>,
 }
 
-/// Reads every file under `folder`, in key order, with its MD5.
-pub fn scan(folder: &Path) -> Result<Vec<LocalFile>, ReleaseError> {
+/// What a scan found: the files to publish, in key order, and the hidden
+/// paths left out.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub files: Vec<LocalFile>,
+    /// Hidden files and folders left out (see [`is_hidden`]), as keys; a
+    /// folder counts once.
+    pub hidden: Vec<String>,
+}
+
+/// Whether a file or folder name is left out of a release unless
+/// `--include-hidden` is given: a name starting with `.` (`.git`, `.env`,
+/// `.DS_Store`), but for `.well-known` (RFC 8615: security.txt, app links),
+/// as Netlify's deploys do; and macOS archive debris (`__MACOSX`).
+pub fn is_hidden(name: &str) -> bool {
+    (name.starts_with('.') && name != ".well-known") || name == "__MACOSX"
+}
+
+/// Reads every file under `folder`, in key order, with its MD5; hidden ones
+/// (see [`is_hidden`]) only with `include_hidden`. Symbolic links are
+/// followed (as `aws s3 sync` does), but for a link to a folder above it,
+/// which would never end.
+pub fn scan(folder: &Path, include_hidden: bool) -> Result<Scan, ReleaseError> {
     let meta = std::fs::metadata(folder).map_err(|e| {
         ReleaseError::Usage(format!(
             "cannot publish `{}`: {e}; give the folder holding the site's files",
@@ -92,30 +117,46 @@ pub fn scan(folder: &Path) -> Result<Vec<LocalFile>, ReleaseError> {
         let path = path.to_path_buf();
         move |source| ReleaseError::Local { path, source }
     };
-    let mut files = Vec::new();
-    let mut pending = vec![folder.to_path_buf()];
-    while let Some(dir) = pending.pop() {
+    let key_of = |path: &Path| {
+        let relative = path.strip_prefix(folder).unwrap_or(path);
+        relative
+            .components()
+            .map(|c| c.as_os_str().to_str())
+            .collect::<Option<Vec<_>>>()
+            .map(|parts| parts.join("/"))
+            .ok_or_else(|| {
+                ReleaseError::Usage(format!(
+                    "`{}` is not a UTF-8 file name; S3 keys are UTF-8: rename it",
+                    path.display()
+                ))
+            })
+    };
+    let mut scan = Scan::default();
+    // Each folder to read with the real paths of the folders above it: a
+    // link to one of them would loop.
+    let root = std::fs::canonicalize(folder).map_err(local(folder))?;
+    let mut pending = vec![(folder.to_path_buf(), vec![root])];
+    while let Some((dir, above)) = pending.pop() {
         for entry in std::fs::read_dir(&dir).map_err(local(&dir))? {
-            let path = entry.map_err(local(&dir))?.path();
-            let meta = std::fs::metadata(&path).map_err(local(&path))?;
-            if meta.is_dir() {
-                pending.push(path);
+            let entry = entry.map_err(local(&dir))?;
+            let path = entry.path();
+            if !include_hidden && entry.file_name().to_str().is_some_and(is_hidden) {
+                scan.hidden.push(key_of(&path)?);
                 continue;
             }
-            let relative = path.strip_prefix(folder).unwrap_or(&path);
-            let key = relative
-                .components()
-                .map(|c| c.as_os_str().to_str())
-                .collect::<Option<Vec<_>>>()
-                .map(|parts| parts.join("/"))
-                .ok_or_else(|| {
-                    ReleaseError::Usage(format!(
-                        "`{}` is not a UTF-8 file name; S3 keys are UTF-8: rename it",
-                        path.display()
-                    ))
-                })?;
+            let meta = std::fs::metadata(&path).map_err(local(&path))?;
+            if meta.is_dir() {
+                let real = std::fs::canonicalize(&path).map_err(local(&path))?;
+                if !above.contains(&real) {
+                    let mut chain = above.clone();
+                    chain.push(real);
+                    pending.push((path, chain));
+                }
+                continue;
+            }
+            let key = key_of(&path)?;
             let md5 = file_md5(&path).map_err(local(&path))?;
-            files.push(LocalFile {
+            scan.files.push(LocalFile {
                 key,
                 path,
                 size: meta.len(),
@@ -123,14 +164,19 @@ pub fn scan(folder: &Path) -> Result<Vec<LocalFile>, ReleaseError> {
             });
         }
     }
-    if files.is_empty() {
+    if scan.files.is_empty() {
+        let hidden = match scan.hidden.len() {
+            0 => String::new(),
+            n => format!(" but {n} hidden (--include-hidden publishes them)"),
+        };
         return Err(ReleaseError::Usage(format!(
-            "`{}` holds no files; a release needs at least one",
+            "`{}` holds no files{hidden}; a release needs at least one",
             folder.display()
         )));
     }
-    files.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(files)
+    scan.files.sort_by(|a, b| a.key.cmp(&b.key));
+    scan.hidden.sort();
+    Ok(scan)
 }
 
 fn file_md5(path: &Path) -> std::io::Result<[u8; 16]> {
@@ -201,7 +247,8 @@ pub async fn publish(
     request: PublishRequest,
 ) -> Result<PublishReport, ReleaseError> {
     let folder = request.folder.clone();
-    let files = tokio::task::spawn_blocking(move || scan(&folder))
+    let include_hidden = request.include_hidden;
+    let Scan { files, hidden } = tokio::task::spawn_blocking(move || scan(&folder, include_hidden))
         .await
         .map_err(|e| ReleaseError::Usage(format!("scanning the folder failed: {e}")))??;
     let pointer = bucket.pointer().await?;
@@ -265,6 +312,7 @@ pub async fn publish(
         uploaded,
         copied: files.len() - uploaded,
         deleted,
+        hidden,
         bytes_uploaded,
         activation: request.activation,
         nodes_failed: Vec::new(),
@@ -343,12 +391,19 @@ mod tests {
 
     #[test]
     fn a_missing_folder_and_an_empty_one_are_usage_errors() {
-        let missing = scan(Path::new("/nonexistent/s3edge-publish")).unwrap_err();
+        let missing = scan(Path::new("/nonexistent/s3edge-publish"), false).unwrap_err();
         assert!(missing.is_usage(), "{missing}");
         assert!(missing.to_string().contains("cannot publish"), "{missing}");
         let empty = tempfile::tempdir().expect("tempdir");
-        let err = scan(empty.path()).unwrap_err();
+        let err = scan(empty.path(), false).unwrap_err();
         assert!(err.to_string().contains("holds no files"), "{err}");
+        std::fs::write(empty.path().join(".env"), b"SECRET=1").expect("write");
+        let err = scan(empty.path(), false).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("holds no files but 1 hidden (--include-hidden publishes them)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -357,10 +412,84 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("css")).expect("dir");
         std::fs::write(dir.path().join("index.html"), b"<h1>hi</h1>").expect("write");
         std::fs::write(dir.path().join("css/site.css"), b"body{}").expect("write");
-        let files = scan(dir.path()).expect("scan");
+        let files = scan(dir.path(), false).expect("scan").files;
         let keys: Vec<&str> = files.iter().map(|f| f.key.as_str()).collect();
         assert_eq!(keys, vec!["css/site.css", "index.html"]);
         assert_eq!(files[1].md5_hex(), "8097d38e49cc85c6e16e47e447a12142");
         assert_eq!(files[1].size, 11);
+    }
+
+    fn keys(scan: &Scan) -> Vec<&str> {
+        scan.files.iter().map(|f| f.key.as_str()).collect()
+    }
+
+    /// A site folder that is also a working copy (`.git`), or holds an
+    /// editor's or the OS's files, must not put them on the web: they are
+    /// left out and named, unless asked for; `.well-known` is the site's.
+    #[test]
+    fn hidden_files_are_left_out_but_well_known() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        for folder in [".git/objects", ".well-known", "css/.sass-cache", "__MACOSX"] {
+            std::fs::create_dir_all(root.join(folder)).expect("dir");
+        }
+        for file in [
+            "index.html",
+            ".env",
+            ".git/config",
+            ".git/objects/ab",
+            ".well-known/security.txt",
+            "css/site.css",
+            "css/.DS_Store",
+            "css/.sass-cache/x",
+            "__MACOSX/._index.html",
+        ] {
+            std::fs::write(root.join(file), file).expect("write");
+        }
+        let scan_default = scan(root, false).expect("scan");
+        assert_eq!(
+            keys(&scan_default),
+            vec![".well-known/security.txt", "css/site.css", "index.html"]
+        );
+        assert_eq!(
+            scan_default.hidden,
+            vec![
+                ".env",
+                ".git",
+                "__MACOSX",
+                "css/.DS_Store",
+                "css/.sass-cache"
+            ]
+        );
+        let everything = scan(root, true).expect("scan");
+        assert_eq!(everything.files.len(), 9);
+        assert!(everything.hidden.is_empty());
+    }
+
+    /// A link back to an ancestor folder is not followed (it never ends); a
+    /// link to a file or to another folder is.
+    #[cfg(unix)]
+    #[test]
+    fn a_link_to_an_ancestor_is_followed_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("docs")).expect("dir");
+        std::fs::write(root.join("docs/a.html"), b"a").expect("write");
+        std::os::unix::fs::symlink(root, root.join("docs/up")).expect("symlink");
+        std::fs::write(root.join("shared.css"), b"x").expect("write");
+        std::os::unix::fs::symlink(root.join("shared.css"), root.join("docs/linked.css"))
+            .expect("symlink");
+        std::os::unix::fs::symlink(root.join("docs"), root.join("manual")).expect("symlink");
+        let found = scan(root, false).expect("scan");
+        assert_eq!(
+            keys(&found),
+            vec![
+                "docs/a.html",
+                "docs/linked.css",
+                "manual/a.html",
+                "manual/linked.css",
+                "shared.css"
+            ]
+        );
     }
 }
