@@ -1006,3 +1006,52 @@ async fn a_bucket_failure_behind_a_stale_parent_is_stale_if_error_on_the_edge() 
         assert!(failed >= 1, "{}: no bucket failure counted", edge.id);
     }
 }
+
+/// Nodes started one after the other refuse each other until each listens.
+/// A node that found its peer not listening asks it as soon as it does,
+/// not 10 s later: before, the first requests of a new ring (or after a
+/// restart) bypassed their owner for 10 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_that_was_not_listening_is_asked_as_soon_as_it_listens() {
+    let bucket = Bucket::start().await;
+    let mut nodes = vec![
+        Node::new("edge-1", &bucket.proxy.url(), ""),
+        Node::new("edge-2", &bucket.proxy.url(), ""),
+    ];
+    let peers = peers_of(&nodes);
+    let owners = Ring::new(peers.clone());
+    let owned_by_2: Vec<String> = (0..400)
+        .map(|i| format!("late/{i}.txt"))
+        .filter(|key| owners.ranked(&object_hash_key("c", key))[0] == peers[1])
+        .take(6)
+        .collect();
+    assert_eq!(owned_by_2.len(), 6);
+    for key in &owned_by_2 {
+        bucket.put(key, &format!("v {key}"), None).await;
+    }
+    nodes[0].start(&peers, &[]);
+    // edge-2 is not listening: edge-1 fetches its share itself.
+    let response = nodes[0].get(&format!("/{}", owned_by_2[0])).await;
+    assert_eq!(
+        header(&response, "cache-status"),
+        "edge-1; fwd=miss; stored"
+    );
+    let refused = Instant::now();
+    nodes[1].start(&peers, &[]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for key in &owned_by_2[1..] {
+        let response = nodes[0].get(&format!("/{key}")).await;
+        let status = header(&response, "cache-status");
+        assert!(
+            status.starts_with("edge-2; fwd=miss; stored"),
+            "{key} {:?} after edge-2 was refused: {status}",
+            refused.elapsed()
+        );
+        assert_eq!(response.text().await.unwrap(), format!("v {key}"));
+    }
+    assert!(
+        refused.elapsed() < Duration::from_secs(9),
+        "the ring took too long to start to tell: {:?}",
+        refused.elapsed()
+    );
+}

@@ -34,8 +34,11 @@ pub const PURGE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why another node did not answer for the object.
 #[derive(Debug)]
 pub enum PeerError {
-    /// Down, refused, timed out, failed (5xx) or broke the protocol: skip it.
+    /// Down, timed out, failed (5xx) or broke the protocol: skip it.
     Down(String),
+    /// No connection: refused, or not taken within [`CONNECT_TIMEOUT`] (a
+    /// node not started yet, or gone): skip it until it takes one.
+    Unreachable(String),
     /// It answered for the bucket: the bucket's error, as the bucket gave it.
     Origin(OriginError),
 }
@@ -109,6 +112,7 @@ impl PeerClient {
         let response =
             match tokio::time::timeout(timeout, self.object.client().request(http_request)).await {
                 Err(_) => return Err(PeerError::Down(format!("no answer within {timeout:?}"))),
+                Ok(Err(e)) if e.is_connect() => return Err(PeerError::Unreachable(format!("{e}"))),
                 Ok(Err(e)) => return Err(PeerError::Down(format!("{e}"))),
                 Ok(Ok(response)) => response,
             };

@@ -19,6 +19,8 @@ pub const SKIP_FOR: Duration = Duration::from_secs(10);
 /// that a member that is down is shown so on the status page and in
 /// `s3edge_cluster_members` whether or not requests go to it.
 pub const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// How often a member skipped for taking no connection is tried again.
+pub const RETRY_UNREACHABLE_EVERY: Duration = Duration::from_millis(200);
 
 /// Where a tier's members come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +76,9 @@ pub struct Tier {
     skipped: Mutex<HashMap<SocketAddr, Instant>>,
     /// Members whose last probe found no listener ([`spawn_probes`](Self::spawn_probes)).
     down: Mutex<HashSet<SocketAddr>>,
+    /// Skipped members that took no connection, tried again every
+    /// [`RETRY_UNREACHABLE_EVERY`] ([`skip_unreachable`](Self::skip_unreachable)).
+    retrying: Mutex<HashSet<SocketAddr>>,
 }
 
 impl Tier {
@@ -85,6 +90,7 @@ impl Tier {
             ring: RwLock::new(Arc::new(Ring::new(Vec::new()))),
             skipped: Mutex::new(HashMap::new()),
             down: Mutex::new(HashSet::new()),
+            retrying: Mutex::new(HashSet::new()),
         }
     }
 
@@ -178,7 +184,7 @@ impl Tier {
                     .into_iter()
                     .map(|addr| async move { (addr, answers(addr).await) });
                 let found = futures_util::future::join_all(probes).await;
-                let mut down = tier.down.lock().unwrap_or_else(|e| e.into_inner());
+                let mut down = lock(&tier.down);
                 down.clear();
                 down.extend(
                     found
@@ -215,12 +221,50 @@ impl Tier {
 
     /// Skips `addr` for [`SKIP_FOR`].
     pub fn skip(&self, addr: SocketAddr) {
-        let mut skipped = self.skipped.lock().unwrap_or_else(|e| e.into_inner());
+        let mut skipped = lock(&self.skipped);
         skipped.insert(addr, Instant::now() + SKIP_FOR);
     }
 
+    /// Skips `addr`, which took no connection, until it takes one again
+    /// (tried every [`RETRY_UNREACHABLE_EVERY`]) or for [`SKIP_FOR`],
+    /// whichever comes first. Nodes started together refuse each other until
+    /// each listens: with the plain 10 s skip, the first requests of a new
+    /// ring (or of a node back from a restart) bypassed their owner for 10 s,
+    /// each node fetching its share from the parent or the bucket itself.
+    pub fn skip_unreachable(self: &Arc<Self>, addr: SocketAddr) {
+        self.skip(addr);
+        let mut retrying = lock(&self.retrying);
+        if !retrying.insert(addr) {
+            return;
+        }
+        drop(retrying);
+        let tier = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RETRY_UNREACHABLE_EVERY).await;
+                let Some(tier) = tier.upgrade() else { return };
+                let skipped = tier.is_skipped(addr);
+                if skipped && !answers(addr).await {
+                    continue;
+                }
+                if skipped {
+                    lock(&tier.skipped).remove(&addr);
+                    lock(&tier.down).remove(&addr);
+                    tracing::info!(
+                        tier = tier.role.as_str(),
+                        peer = %addr,
+                        "cluster: {} {addr} takes connections again; asking it",
+                        tier.role.as_str()
+                    );
+                }
+                lock(&tier.retrying).remove(&addr);
+                return;
+            }
+        });
+    }
+
     pub fn is_skipped(&self, addr: SocketAddr) -> bool {
-        let mut skipped = self.skipped.lock().unwrap_or_else(|e| e.into_inner());
+        let mut skipped = lock(&self.skipped);
         match skipped.get(&addr) {
             Some(until) if *until > Instant::now() => true,
             Some(_) => {
@@ -233,10 +277,7 @@ impl Tier {
 
     /// Whether the last probe found no listener at `addr`.
     fn is_down(&self, addr: SocketAddr) -> bool {
-        self.down
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&addr)
+        lock(&self.down).contains(&addr)
     }
 
     /// Every member and its state, for the status page and the member gauge.
@@ -256,6 +297,12 @@ impl Tier {
             })
             .collect()
     }
+}
+
+/// `mutex`, locked; a panic elsewhere while it was held does not matter to
+/// these plain sets.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether a member accepts a connection on its cluster listener within the
@@ -354,5 +401,32 @@ mod tests {
         assert_eq!(states[&live.local_addr().unwrap()], MemberState::Up);
         // Routing is left to the requests' own failures.
         assert_eq!(tier.candidates(b"k").len(), 2);
+    }
+
+    /// A member that refused a connection (not started yet) is asked again
+    /// as soon as it listens; one that failed otherwise stays skipped.
+    #[tokio::test]
+    async fn a_member_skipped_for_refusing_is_asked_once_it_listens() {
+        let port = {
+            let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            gone.local_addr().unwrap()
+        };
+        let failing: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let tier = Arc::new(Tier::new(Role::Peers, None, None));
+        tier.skip_unreachable(port);
+        tier.skip(failing);
+        tokio::time::sleep(RETRY_UNREACHABLE_EVERY * 3).await;
+        assert!(tier.is_skipped(port), "asked again while nothing listens");
+        let started = Instant::now();
+        let _listening = tokio::net::TcpListener::bind(port).await.unwrap();
+        while tier.is_skipped(port) {
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "still skipped after it listens"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(tier.is_skipped(failing));
+        assert!(lock(&tier.retrying).is_empty(), "the retry task ended");
     }
 }

@@ -233,11 +233,12 @@ impl Cluster {
 
     /// Asks the first member of `tier` that may have `key` (the owner, or the
     /// next one while it is skipped): `None` when this node owns the key, the
-    /// tier is empty, or the member asked failed (it is then skipped for 10 s
-    /// and the caller goes on to the next tier).
+    /// tier is empty, or the member asked failed (it is then skipped for 10 s,
+    /// or until it takes a connection if it took none, and the caller goes on
+    /// to the next tier).
     pub async fn ask(
         &self,
-        tier: &Tier,
+        tier: &Arc<Tier>,
         key: &[u8],
         site: &str,
         request: &ObjectRequest,
@@ -266,19 +267,38 @@ impl Cluster {
                 Some(Err(e))
             }
             Err(PeerError::Down(reason)) => {
-                self.peer_requests.inc(&[peer.as_str(), "failed"]);
                 tier.skip(addr);
-                tracing::warn!(
-                    tier = tier.role.as_str(),
-                    peer = peer.as_str(),
-                    site,
-                    key = request.key.as_str(),
-                    "cluster: {} {peer} failed ({reason}); skipped for 10 s, asking the next tier",
-                    tier.role.as_str()
-                );
+                self.peer_failed(tier, &peer, site, request, &reason, "for 10 s");
+                None
+            }
+            Err(PeerError::Unreachable(reason)) => {
+                tier.skip_unreachable(addr);
+                let until = "until it takes a connection (10 s at most)";
+                self.peer_failed(tier, &peer, site, request, &reason, until);
                 None
             }
         }
+    }
+
+    /// Counts and logs a failed request to `peer`, now skipped `how_long`.
+    fn peer_failed(
+        &self,
+        tier: &Tier,
+        peer: &str,
+        site: &str,
+        request: &ObjectRequest,
+        reason: &str,
+        how_long: &str,
+    ) {
+        self.peer_requests.inc(&[peer, "failed"]);
+        tracing::warn!(
+            tier = tier.role.as_str(),
+            peer,
+            site,
+            key = request.key.as_str(),
+            "cluster: {} {peer} failed ({reason}); skipped {how_long}, asking the next tier",
+            tier.role.as_str()
+        );
     }
 
     /// Members this node sees, itself included, skipped ones excluded
