@@ -32,7 +32,7 @@
 //! still sees the file written to, cut, removed or replaced under its name,
 //! as the `open` did.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -375,11 +375,11 @@ impl Index {
     /// which every lookup takes: 0.23 ms per entry evicted with 35,000
     /// entries (a default 1 GiB tier of 30 KiB objects), 21 ms with a
     /// million (a scan of a `HashMap` of that many, release build, 2026-12-02).
-    fn evict(&mut self, max: u64, keep: &KeyHash) -> Vec<(KeyHash, Slot)> {
+    fn evict(&mut self, max: u64, keep: Option<&KeyHash>) -> Vec<(KeyHash, Slot)> {
         let mut taken = Vec::new();
         while self.total > max {
             let holds = Slot::is_queued_as;
-            let Some(victim) = self.queue.next(&self.slots, self.clock, holds, Some(keep)) else {
+            let Some(victim) = self.queue.next(&self.slots, self.clock, holds, keep) else {
                 break;
             };
             taken.extend(self.take(&victim).map(|slot| (victim, slot)));
@@ -461,6 +461,50 @@ pub struct DiskTier {
     trailers: RwLock<()>,
     disabled: AtomicBool,
     temp_counter: AtomicU64,
+    /// `<dir>/s3edge.lock`, locked for as long as the tier is open: a second
+    /// node on the same directory would delete this one's files being
+    /// written and turn its tier off ([`DiskTier::open`] refuses it).
+    _lock: File,
+}
+
+/// The file a node locks in its `--cache-dir`.
+pub const LOCK_FILE: &str = "s3edge.lock";
+/// The file in `--cache-dir` naming each site's origin as the entries were
+/// stored (`Cache::reconcile_origins`).
+pub const ORIGINS_FILE: &str = "origins.json";
+
+/// Locks `dir` for this process ([`LOCK_FILE`], an advisory lock the
+/// kernel drops when the process ends, however it ends), writing its pid
+/// there for the message another node gets.
+fn lock_dir(dir: &Path) -> io::Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = io::Read::read_to_string(&mut file, &mut holder);
+            let holder = match holder.trim() {
+                "" => String::new(),
+                pid => format!(" (process {pid})"),
+            };
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!(
+                    "another s3edge{holder} is using this cache directory; give each node its own --cache-dir"
+                ),
+            ));
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(e),
+    }
+    file.set_len(0)?;
+    io::Write::write_all(&mut file, format!("{}\n", std::process::id()).as_bytes())?;
+    Ok(file)
 }
 
 impl DiskTier {
@@ -476,6 +520,7 @@ impl DiskTier {
         }
         let root = dir.join(LAYOUT_DIR);
         fs::create_dir_all(root.join("tmp"))?;
+        let lock = lock_dir(dir)?;
         for leftover in fs::read_dir(root.join("tmp"))? {
             let _ = fs::remove_file(leftover?.path());
         }
@@ -493,13 +538,17 @@ impl DiskTier {
             trailers: RwLock::new(()),
             disabled: AtomicBool::new(max_bytes == 0),
             temp_counter: AtomicU64::new(0),
+            _lock: lock,
         };
         tier.rebuild()?;
         Ok(tier)
     }
 
+    /// Indexes the files found, least recently written first, then evicts
+    /// down to the bound: a node restarted with a smaller
+    /// `--disk-cache-size` keeps to it from the start, keeping the newest.
     fn rebuild(&self) -> io::Result<()> {
-        let mut index = self.lock();
+        let mut found = Vec::new();
         for shard in fs::read_dir(&self.root)? {
             let shard = shard?.path();
             if !shard.is_dir() || shard.file_name().is_some_and(|n| n == "tmp") {
@@ -512,12 +561,14 @@ impl DiskTier {
                     .and_then(|n| n.to_str())
                     .unwrap_or_default()
                     .to_string();
-                let read = File::open(&path).and_then(|f| read_trailer(&f));
-                match read.map(|(header, size)| (header.key.hash(), header, size)) {
-                    Ok((hash, header, size)) if name == hash.to_string() => {
-                        index.clock += 1;
-                        let slot = Slot::new(header.key, size, index.clock, None);
-                        index.put(&hash, slot);
+                let read = File::open(&path).and_then(|f| {
+                    let written = f.metadata()?.modified()?;
+                    read_trailer(&f).map(|(header, size)| (written, header, size))
+                });
+                match read.map(|(written, header, size)| (header.key.hash(), written, header, size))
+                {
+                    Ok((hash, written, header, size)) if name == hash.to_string() => {
+                        found.push((written, hash, header.key, size));
                     }
                     // Not the file's fault: no start rather than a lost cache.
                     Err(e) if is_transient(&e) => return Err(e),
@@ -528,11 +579,72 @@ impl DiskTier {
                 }
             }
         }
+        found.sort_by_key(|(written, ..)| *written);
+        let evicted = {
+            let mut index = self.lock();
+            for (_, hash, key, size) in found {
+                index.clock += 1;
+                let slot = Slot::new(key, size, index.clock, None);
+                index.put(&hash, slot);
+            }
+            index.evict(self.max_bytes, None)
+        };
+        if !evicted.is_empty() {
+            let bytes: u64 = evicted.iter().map(|(_, slot)| slot.size).sum();
+            tracing::info!(
+                entries = evicted.len(),
+                bytes,
+                "disk cache: over --disk-cache-size ({}); the least recently written entries are removed",
+                self.max_bytes
+            );
+        }
+        for (victim, _) in evicted {
+            let _ = fs::remove_file(self.path_of(&victim));
+        }
         Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn origins_path(&self) -> PathBuf {
+        let dir = self.root.parent().unwrap_or(&self.root);
+        dir.join(ORIGINS_FILE)
+    }
+
+    /// The sites' origins recorded by [`DiskTier::record_origins`]; `None`
+    /// when there is no record (a directory of an earlier version) or it
+    /// cannot be read.
+    pub fn recorded_origins(&self) -> Option<BTreeMap<String, String>> {
+        let path = self.origins_path();
+        let text = match fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), "disk cache: cannot read the sites' origins: {e}");
+                return None;
+            }
+        };
+        serde_json::from_slice(&text)
+            .map_err(|e| {
+                tracing::warn!(file = %path.display(), "disk cache: the sites' origins are unreadable: {e}");
+            })
+            .ok()
+    }
+
+    /// Records which origin each site's entries come from, replacing the
+    /// file whole (written aside, then renamed).
+    pub fn record_origins(&self, origins: &BTreeMap<String, String>) {
+        let path = self.origins_path();
+        let aside = self.root.join("tmp").join(ORIGINS_FILE);
+        let written = serde_json::to_vec_pretty(origins)
+            .map_err(io::Error::other)
+            .and_then(|json| fs::write(&aside, json))
+            .and_then(|()| fs::rename(&aside, &path));
+        if let Err(e) = written {
+            tracing::warn!(file = %path.display(), "disk cache: cannot record the sites' origins: {e}");
+        }
     }
 
     fn path_of(&self, hash: &KeyHash) -> PathBuf {
@@ -981,7 +1093,7 @@ impl DiskTier {
             let slot = Slot::new(key.clone(), size, index.clock, Some(stamp));
             gone.extend(index.put(hash, slot));
             let mut doomed = Vec::new();
-            for (victim, slot) in index.evict(self.max_bytes, hash) {
+            for (victim, slot) in index.evict(self.max_bytes, Some(hash)) {
                 gone.push(slot);
                 doomed.push(victim);
             }
@@ -1682,6 +1794,60 @@ mod tests {
         assert!(tier.get(&key("short.bin"), u64::MAX).is_none());
     }
 
+    /// A second node on one directory would delete the first's files being
+    /// written: it is refused while the first holds the tier, and the
+    /// directory opens again once the first is gone.
+    #[test]
+    fn a_directory_is_used_by_one_tier_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = open(dir.path(), 1 << 20);
+        let refused = DiskTier::open(dir.path(), 1 << 20).err().expect("refused");
+        assert_eq!(refused.kind(), io::ErrorKind::ResourceBusy);
+        let pid = std::process::id();
+        assert_eq!(
+            refused.to_string(),
+            format!("another s3edge (process {pid}) is using this cache directory; give each node its own --cache-dir")
+        );
+        drop(first);
+        assert!(DiskTier::open(dir.path(), 1 << 20).is_ok());
+    }
+
+    /// Reopened with a smaller bound, the tier keeps to it at once, keeping
+    /// the most recently written entries.
+    #[test]
+    fn a_tier_reopened_with_a_smaller_bound_keeps_the_newest_entries_within_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), 1 << 20);
+        let body = vec![7u8; 10_000];
+        let names: Vec<String> = (0..10).map(|i| format!("e{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            tier.insert(&entry(name, &body), &ticket());
+            // Written in this order, a second apart as the file system sees it.
+            let file = File::options()
+                .write(true)
+                .open(tier.path_of(&key(name).hash()))
+                .unwrap();
+            let written = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + i as u64);
+            file.set_modified(written).unwrap();
+        }
+        let (bytes, entries) = tier.usage();
+        assert_eq!(entries, 10);
+        drop(tier);
+        let bound = bytes * 4 / 10 + 1;
+        let tier = open(dir.path(), bound);
+        let (kept_bytes, kept) = tier.usage();
+        assert!(kept_bytes <= bound, "{kept_bytes} > {bound}");
+        assert_eq!(kept, 4);
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(tier.find(&key(name)).is_some(), i >= 6, "{name}");
+        }
+        assert_eq!(
+            files_under(dir.path()).len(),
+            4,
+            "the files evicted are removed"
+        );
+    }
+
     #[test]
     fn entries_survive_a_reopen_and_come_back_byte_exact() {
         let dir = tempfile::tempdir().unwrap();
@@ -2106,7 +2272,7 @@ mod tests {
         }
     }
 
-    /// The files a tier holds under `dir`, with their contents.
+    /// The files a tier holds under `dir`, with their contents (not the lock).
     fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         let mut files = Vec::new();
         let mut dirs = vec![dir.to_path_buf()];
@@ -2115,7 +2281,7 @@ mod tests {
                 let path = item.unwrap().path();
                 if path.is_dir() {
                     dirs.push(path);
-                } else {
+                } else if !path.ends_with(LOCK_FILE) {
                     files.push((path.clone(), fs::read(&path).unwrap()));
                 }
             }
@@ -2262,7 +2428,7 @@ mod tests {
         assert_eq!(index.total, 10 * (SLOTS - 1));
 
         // 1,000 slots too many, and the newest (slot 1) kept.
-        let taken = index.evict(10 * (SLOTS - 1_001), &hash(1));
+        let taken = index.evict(10 * (SLOTS - 1_001), Some(&hash(1)));
         assert_eq!(taken.len(), 1_000);
         assert_eq!(index.total, 10 * (SLOTS - 1_001));
         for (taken_hash, slot) in &taken {
@@ -2275,7 +2441,7 @@ mod tests {
 
         // Down to the bound of ten slots: the used ones go too once every
         // unused one has, the newest last of all.
-        let taken = index.evict(100, &hash(1));
+        let taken = index.evict(100, Some(&hash(1)));
         assert_eq!(index.total, 100);
         assert_eq!(taken.len() as u64, SLOTS - 1_001 - 10);
         assert!(index.slots.contains_key(&hash(1)));

@@ -29,6 +29,7 @@ mod read;
 mod shared;
 mod variant;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -70,6 +71,7 @@ pub const PREFER_FILE_MIN: u64 = 64 << 10;
 
 use crate::metrics::Metrics;
 use crate::origin::ObjectMeta;
+use crate::site::Site;
 
 /// The encoding variant of an entry (compression adds more).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -465,6 +467,19 @@ impl Cache {
         Ticket::new(self.barrier.clone(), self.barrier.generation())
     }
 
+    /// The ticket of a request for `site`. A retired site's (replaced by a
+    /// reload that changed its origin, see [`Site::retire`]) is of
+    /// generation 0: the purge that follows its retirement covers every key
+    /// of the site, so nothing fetched from the old origin is stored after
+    /// it, even by a request that began after that purge. What such a
+    /// request stores before the purge, the purge removes.
+    fn ticket_for(&self, site: &Site) -> Ticket {
+        if site.is_retired() {
+            return Ticket::new(self.barrier.clone(), 0);
+        }
+        self.ticket()
+    }
+
     /// The entry for `key`: from memory, else from disk (checked; promoted to
     /// memory when it fits there, through `ticket`, else served from its file).
     /// For a plain HTTP/1 client ([`Wire::keeps_disk_hits_in_file`]), a disk
@@ -592,6 +607,34 @@ impl Cache {
             keys.dedup();
             keys.len() as u64
         })
+    }
+
+    /// At start: drops the disk entries of every site whose origin differs
+    /// from the one the last run recorded (another bucket, prefix, endpoint
+    /// or URL in its site file), or that is no longer configured, as a
+    /// reload does; then records `origins` (`Sites::origins`). Without a
+    /// record (a cache directory of an earlier version) nothing is dropped.
+    /// Returns the sites dropped and their entries.
+    pub fn reconcile_origins(&self, origins: &BTreeMap<String, String>) -> Vec<(String, u64)> {
+        let Some(disk) = self.disk.as_ref() else {
+            return Vec::new();
+        };
+        let mut dropped = Vec::new();
+        for (site, recorded) in disk.recorded_origins().unwrap_or_default() {
+            if origins.get(&site) != Some(&recorded) {
+                let purged = self.purge(&site, PurgeScope::all(""));
+                dropped.push((site, purged));
+            }
+        }
+        disk.record_origins(origins);
+        dropped
+    }
+
+    /// After a reload: records `origins` (see [`Cache::reconcile_origins`]).
+    pub fn record_origins(&self, origins: &BTreeMap<String, String>) {
+        if let Some(disk) = self.disk.as_ref() {
+            disk.record_origins(origins);
+        }
     }
 
     /// Disk-tier files kept open between hits (`s3edge_cache_open_files`).

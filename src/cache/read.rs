@@ -357,7 +357,7 @@ impl Cache {
 
     /// The whole object, counted as a lookup.
     async fn object(self: &Arc<Self>, site: &Arc<Site>, object_key: &str, wire: Wire) -> Answer {
-        let ticket = self.ticket();
+        let ticket = self.ticket_for(site);
         let key = CacheKey::new(site.name(), object_key, Variant::Identity);
         let cached = self.get(&key, &ticket, wire).await;
         self.read_counted(site, key, cached, ticket).await
@@ -408,7 +408,7 @@ impl Cache {
         if_range: Option<&str>,
         wire: Wire,
     ) -> Answer {
-        let ticket = self.ticket();
+        let ticket = self.ticket_for(site);
         let key = CacheKey::new(site.name(), object_key, Variant::Identity);
         let cached = self.get(&key, &ticket, wire).await;
         // Not cached: the range alone from the origin, unless a fill of the
@@ -495,7 +495,7 @@ impl Cache {
 
     /// Whether the object exists (see [`Want::Exists`]).
     async fn exists(self: &Arc<Self>, site: &Arc<Site>, object_key: &str) -> Answer {
-        let ticket = self.ticket();
+        let ticket = self.ticket_for(site);
         let key = CacheKey::new(site.name(), object_key, Variant::Identity);
         let now = SystemTime::now();
         let cached = self.get(&key, &ticket, Wire::Memory).await;
@@ -783,7 +783,7 @@ impl Cache {
         site: &Arc<Site>,
         object_key: &str,
     ) -> Result<Fetch, OriginError> {
-        let ticket = self.ticket();
+        let ticket = self.ticket_for(site);
         let key = CacheKey::new(site.name(), object_key, Variant::Identity);
         if let Some(cached) = self.get(&key, &ticket, Wire::Memory).await {
             return self.read(site, key, Some(cached), ticket).await.result;

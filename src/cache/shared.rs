@@ -242,7 +242,7 @@ impl Cache {
         range: Option<&str>,
     ) -> Answer {
         let directives = RequestDirectives::of(headers);
-        let ticket = self.ticket();
+        let ticket = self.ticket_for(site);
         let key = self.shared_key(site, target, headers);
         let now = SystemTime::now();
         let cached = self.get(&key, &ticket, Wire::Memory).await;

@@ -170,6 +170,23 @@ impl HttpOriginConfig {
     }
 }
 
+impl OriginConfig {
+    /// Which objects the origin reads, in one line: two sites of one name
+    /// whose lines are equal hold the same cache entries (their bucket,
+    /// endpoint and prefix, or their URL, are the same).
+    pub fn objects(&self) -> String {
+        if let Some(http) = &self.http {
+            return http.url();
+        }
+        let endpoint = match &self.endpoint {
+            Endpoint::Aws => "aws",
+            Endpoint::Embedded => "embedded",
+            Endpoint::Url(url) => url.as_str(),
+        };
+        format!("s3 {endpoint} {}/{}", self.bucket, self.prefix)
+    }
+}
+
 impl SiteConfig {
     /// Whether the site's origin is an HTTP server, cached by RFC 9111 rules.
     pub fn is_http_origin(&self) -> bool {

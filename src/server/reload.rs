@@ -58,33 +58,41 @@ pub async fn reload(state: &web::Data<AppState>) -> Result<usize, ReloadError> {
     let configs: Vec<_> = sites.sites.iter().map(|s| s.config.clone()).collect();
     let certificates = SniResolver::from_sites(&configs).map_err(ReloadError::Tls)?;
 
-    // Everything is valid: put it in force.
+    // Everything is valid: put it in force. The new sites first, then each
+    // replaced site whose objects changed is retired (what requests still
+    // holding it fetch is not stored) and purged, in that order: see
+    // `Cache::ticket_for`. Purged before the swap, entries a request of
+    // the old site stored meanwhile were served by the new one.
     state.tls_resolver.replace(certificates);
     state.acme.set_sites(&configs);
-    for site in &old.sites {
-        let kept = sites.sites.iter().any(|s| same_objects(s, site));
-        if !kept {
-            let purged = state.cache.purge(site.name(), PurgeScope::all(""));
-            tracing::info!(
-                site = site.name(),
-                purged,
-                "origin changed or site removed: its cache entries are dropped"
-            );
-        }
-    }
     let count = sites.sites.len();
     start_refreshes(state, &sites);
+    let origins = sites.origins();
+    let changed: Vec<Arc<Site>> = old
+        .sites
+        .iter()
+        .filter(|site| !sites.sites.iter().any(|s| same_objects(s, site)))
+        .cloned()
+        .collect();
     state.replace_sites(sites);
+    for site in changed {
+        site.retire();
+        let purged = state.cache.purge(site.name(), PurgeScope::all(""));
+        tracing::info!(
+            site = site.name(),
+            purged,
+            "origin changed or site removed: its cache entries are dropped"
+        );
+    }
+    state.cache.record_origins(&origins);
     Ok(count)
 }
 
-/// Whether two sites serve the same objects: same name, bucket, endpoint and
-/// prefix (their cache entries stay valid across a reload).
+/// Whether two sites serve the same objects: same name, and the same bucket,
+/// endpoint and prefix, or the same URL (their cache entries stay valid
+/// across a reload).
 fn same_objects(a: &Site, b: &Site) -> bool {
-    a.name() == b.name()
-        && a.config.origin.bucket == b.config.origin.bucket
-        && a.config.origin.endpoint == b.config.origin.endpoint
-        && a.config.origin.prefix == b.config.origin.prefix
+    a.name() == b.name() && a.config.origin.objects() == b.config.origin.objects()
 }
 
 /// Starts the website refresh of every `from_bucket` site.

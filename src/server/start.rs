@@ -76,6 +76,13 @@ impl Node {
             open_disk(&options)?,
             metrics.clone(),
         );
+        for (site, purged) in cache.reconcile_origins(&sites.origins()) {
+            tracing::info!(
+                site,
+                purged,
+                "disk cache: the site's origin changed since the last run, or the site is gone: its entries are dropped"
+            );
+        }
         if cluster.is_some() {
             let dropped = cluster::forget_disk(&cache, &sites);
             if dropped > 0 {

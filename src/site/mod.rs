@@ -37,6 +37,10 @@ pub struct Site {
     pub http_origin: Option<Arc<crate::origin::http::HttpOrigin>>,
     /// Its per-request counters, kept here by `Metrics::of_site`.
     pub(crate) metrics: crate::metrics::SiteMetricsSlot,
+    /// Set when a reload replaced the site with one reading other objects
+    /// (another bucket, prefix or origin), or removed it: requests still
+    /// holding it store nothing ([`Site::retire`]). Shared with its views.
+    retired: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Most release views a site keeps (the live release and a few previews);
@@ -65,7 +69,23 @@ impl Site {
             views: RwLock::new(HashMap::new()),
             http_origin: None,
             metrics: Default::default(),
+            retired: Default::default(),
         }
+    }
+
+    /// Marks the site (and its release views) as replaced by one that reads
+    /// other objects, or removed: what requests still holding it fetch is
+    /// served to them but never stored, so the cache keeps nothing of the
+    /// old origin once its entries are purged (the caller purges after
+    /// this; see `Cache::ticket_for`).
+    pub fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`Site::retire`] was called.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The live release of a site with `[releases]` (not of a view).
@@ -124,6 +144,7 @@ impl Site {
             views: RwLock::new(HashMap::new()),
             http_origin: self.http_origin.clone(),
             metrics: Default::default(),
+            retired: self.retired.clone(),
         });
         let mut views = self.views.write().unwrap_or_else(|e| e.into_inner());
         if views.len() >= MAX_RELEASE_VIEWS {
@@ -237,6 +258,16 @@ pub struct Sites {
 }
 
 impl Sites {
+    /// Each site's name and the objects its origin reads
+    /// (`OriginConfig::objects`): what the disk tier records, so that a
+    /// restart with another origin for a site drops that site's entries.
+    pub fn origins(&self) -> std::collections::BTreeMap<String, String> {
+        self.sites
+            .iter()
+            .map(|site| (site.name().to_string(), site.config.origin.objects()))
+            .collect()
+    }
+
     /// Wraps already-built sites (tests use this with their own origins).
     pub fn from_sites(sites: Vec<Arc<Site>>) -> Sites {
         let router = HostRouter::new(
