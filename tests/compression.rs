@@ -393,3 +393,37 @@ async fn the_error_documents_body_is_compressed_with_its_404_status() {
         assert_eq!(gunzip(&response.bytes().await.unwrap()), page);
     }
 }
+
+/// A variant's first answer, made from a cached identity, is as old as the
+/// identity, like its later hits: it had no `Age`, so a browser or a cache
+/// downstream took a copy already seconds old for a new one.
+#[tokio::test]
+async fn the_first_answer_of_a_variant_is_as_old_as_its_identity() {
+    let (edge, _) = edge().await;
+    edge.put(BUCKET, "old.css", css(), Some("text/css")).await;
+    edge.put(BUCKET, "side.css", css(), Some("text/css")).await;
+    edge.put(BUCKET, "side.css.br", css(), Some("text/css"))
+        .await;
+    for key in ["/old.css", "/side.css"] {
+        assert!(get(&edge, key, &[]).await.0.get("age").is_none());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    for (key, coding) in [
+        ("/old.css", "gzip"),
+        ("/old.css", "br"),
+        ("/side.css", "br"),
+    ] {
+        for answer in ["first", "second"] {
+            let (headers, _, _) = get(&edge, key, &[("accept-encoding", coding)]).await;
+            assert_eq!(headers["content-encoding"], coding, "{key} {coding}");
+            let age: u64 = headers
+                .get("age")
+                .unwrap_or_else(|| panic!("{key} {coding}, {answer} answer: no Age"))
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((2..=4).contains(&age), "{key} {coding} {answer}: age {age}");
+        }
+    }
+}

@@ -214,7 +214,8 @@ impl Cache {
                     let fetch = Fetch {
                         meta: ObjectMeta::clone(&meta),
                         payload,
-                        age: None,
+                        // As old as the identity it is made from.
+                        age: identity.age,
                         since: flight.since(),
                         entry: None,
                     };
@@ -257,6 +258,9 @@ impl Cache {
             self.quietly(site, &sidecar_key).await.ok()
         };
         let mut meta = encoded_meta(identity.meta.clone(), Some(etag), coding);
+        // The first answer of a variant is as old as its identity, like
+        // the variant's later hits (RFC 9111 section 5.1).
+        let age = identity.age;
         let (body, known_length) = match sidecar {
             Some(sidecar)
                 if sidecar.meta.status() == 200
@@ -314,7 +318,7 @@ impl Cache {
                 Some(_) => Payload::Stream(subscriber),
                 None => Payload::Unsized(subscriber),
             },
-            age: None,
+            age,
             since,
             entry: None,
         }
