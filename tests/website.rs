@@ -766,3 +766,25 @@ async fn forwarding_headers_name_the_client_and_its_scheme_by_one_trust_rule() {
     let want: Vec<&str> = cases.iter().map(|(_, client, _)| *client).collect();
     assert_eq!(clients, want);
 }
+
+/// A path just under S3's 1,024-byte limit whose directory probe or index
+/// document (`path/index.html`) goes over it names no object: 404 with the
+/// error document, as any missing key, not 502 (the bucket answered
+/// `KeyTooLongError`, taken for a failing bucket).
+#[tokio::test]
+async fn a_path_whose_index_key_is_too_long_for_s3_is_missing_not_a_bucket_failure() {
+    let edge = website_edge("").await;
+    for path in [
+        format!("/{}", "a".repeat(1014)),
+        format!("/{}", "a".repeat(1023)),
+        format!("/{}/", "b".repeat(1020)),
+    ] {
+        for method in [Method::GET, Method::HEAD] {
+            let response = edge.request(method.clone(), "web.test", &path, &[]).await;
+            assert_eq!(response.status(), 404, "{method} of {} bytes", path.len());
+            if method == Method::GET {
+                assert_eq!(response.text().await.unwrap(), "custom error page");
+            }
+        }
+    }
+}

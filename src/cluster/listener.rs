@@ -32,7 +32,7 @@ use crate::origin::{BodyStream, OriginError};
 use crate::state::AppState;
 
 /// Longest object key asked for (S3's limit).
-const MAX_KEY_BYTES: usize = 1024;
+use crate::origin::MAX_KEY_BYTES;
 
 /// Registers the cluster routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {

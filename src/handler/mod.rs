@@ -60,8 +60,6 @@ use respond::error_page;
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Most header fields accepted.
 const MAX_HEADER_FIELDS: usize = 100;
-/// S3's longest object key, in bytes: a longer path cannot name an object.
-const MAX_KEY_BYTES: usize = 1024;
 
 /// The size of the request's header section.
 fn request_header_bytes(req: &HttpRequest) -> usize {
@@ -437,7 +435,7 @@ fn object_key(req: &HttpRequest, site: &Site) -> Stage<String> {
             ))
         }
     };
-    if site.config.origin.prefix.len() + key.len() > MAX_KEY_BYTES {
+    if site.config.origin.prefix.len() + key.len() > crate::origin::MAX_KEY_BYTES {
         return Break(error_page(
             StatusCode::URI_TOO_LONG,
             "The path is longer than any object key can be.",

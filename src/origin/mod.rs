@@ -60,6 +60,9 @@ impl ObjectRequest {
 /// past 32,768).
 pub const MAX_FIELDS: usize = 100;
 
+/// S3's longest object key, in bytes: a longer path cannot name an object.
+pub const MAX_KEY_BYTES: usize = 1024;
+
 /// The object's metadata as stored in the bucket. Only what a client may see, plus
 /// what the edge itself needs (redirect location, request id); `x-amz-*` headers
 /// and user metadata never reach the client.

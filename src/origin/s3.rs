@@ -213,10 +213,17 @@ fn connection_pool() -> SharedHttpClient {
     })
 }
 
-/// What the bucket has at the empty key: nothing (S3 cannot name an object
-/// so, and the SDK refuses to build the request). `GET /` of a site without
-/// an index document comes here, a 404 like any missing key, not the 502 of
-/// a bucket that fails.
+/// Whether S3 cannot name an object `key`: the empty key (the SDK refuses
+/// to build the request) or one longer than [`super::MAX_KEY_BYTES`] (the bucket
+/// answers `KeyTooLongError`). `GET /` of a site without an index document,
+/// or a path just under the limit whose index document (`path/index.html`)
+/// or release prefix takes it over, comes here: a 404 like any missing key,
+/// not the 502 of a bucket that fails.
+fn unnameable(key: &str) -> bool {
+    key.is_empty() || key.len() > super::MAX_KEY_BYTES
+}
+
+/// What the bucket has at a key it cannot name: nothing.
 fn no_object() -> OriginError {
     OriginError::NotFound { request_id: None }
 }
@@ -224,7 +231,7 @@ fn no_object() -> OriginError {
 #[async_trait]
 impl Origin for S3Origin {
     async fn get(&self, request: &ObjectRequest) -> Result<Fetched, OriginError> {
-        if request.key.is_empty() {
+        if unnameable(&request.key) {
             return Err(no_object());
         }
         let mut call = self
@@ -280,7 +287,7 @@ impl Origin for S3Origin {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta, OriginError> {
-        if key.is_empty() {
+        if unnameable(key) {
             return Err(no_object());
         }
         let output = match self
@@ -514,6 +521,9 @@ impl Classified {
         let error = match (status, code.as_deref()) {
             (304, _) => return Classified::NotModified,
             (404, Some("NoSuchKey" | "NotFound") | None) => OriginError::NotFound { request_id },
+            // A key over 1,024 bytes (one the node made, with a prefix the
+            // bucket's own limit may count differently): no such object.
+            (400, Some("KeyTooLongError")) => OriginError::NotFound { request_id },
             (403, Some("AccessDenied" | "Forbidden") | None) => OriginError::Denied { request_id },
             (412, _) => OriginError::PreconditionFailed,
             (416, _) => OriginError::RangeNotSatisfiable { total_length: None },
@@ -553,6 +563,12 @@ mod tests {
     fn s3_error_codes_map_to_edge_statuses() {
         let cases: &[(&str, u16, Option<&str>, u16)] = &[
             ("a missing key is a 404", 404, Some("NoSuchKey"), 404),
+            (
+                "a key too long is a missing key",
+                400,
+                Some("KeyTooLongError"),
+                404,
+            ),
             ("a HEAD 404 without a code is a 404", 404, None, 404),
             (
                 "a HEAD 404 with the generic code is a 404",
