@@ -270,7 +270,12 @@ fn handshake_error(error: &io::Error) -> Option<&rustls::Error> {
 /// One HTTP/1.1 request on an open connection (kept alive); returns the status
 /// line and the body.
 fn http1_get(stream: &mut TlsClient, host: &str) -> (String, String) {
-    write!(stream, "GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+    exchange(stream, &format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n"))
+}
+
+/// Sends `request` and reads the response: its status line and body.
+fn exchange(stream: &mut TlsClient, request: &str) -> (String, String) {
+    stream.write_all(request.as_bytes()).unwrap();
     stream.flush().unwrap();
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
@@ -472,6 +477,12 @@ fn a_request_for_another_sites_host_than_the_server_name_gets_421_unless_the_cer
         (status.as_str(), body),
         ("HTTP/1.1 200 OK", page("fallback"))
     );
+
+    // No Host at all (HTTP/1.0, a load balancer's health check): the site
+    // SNI chose answers, not the default site, and not with a 421.
+    let mut stream = connect(fx.addr(), "a.test", &trusting).unwrap();
+    let (status, body) = exchange(&mut stream, "GET / HTTP/1.0\r\n\r\n");
+    assert_eq!((status.as_str(), body), ("HTTP/1.0 200 OK", page("a")));
 
     // Without SNI the certificate was not chosen by name: the Host decides.
     let options = ClientOptions {

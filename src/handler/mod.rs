@@ -342,7 +342,16 @@ struct ToHttps;
 /// Stage 2: the site for the request's host.
 fn route(req: &HttpRequest, state: &AppState) -> Stage<Arc<Site>> {
     let sites = state.sites();
-    let Some(site) = sites.route(request_host(req)).cloned() else {
+    let connection = req.conn_data::<tls::session::TlsConnection>();
+    let host = request_host(req);
+    // A request without a host (HTTP/1.0, a load balancer's health check)
+    // on a TLS connection goes to the site the client named in SNI, whose
+    // certificate it got, as nginx does; else to the default site.
+    let by_server_name = match (host, connection.and_then(|c| c.site.as_deref())) {
+        (None, Some(name)) => sites.sites.iter().find(|site| site.name() == name),
+        _ => None,
+    };
+    let Some(site) = by_server_name.or_else(|| sites.route(host)).cloned() else {
         return Break(error_page(
             StatusCode::NOT_FOUND,
             "No site is configured for this host.",
@@ -351,9 +360,8 @@ fn route(req: &HttpRequest, state: &AppState) -> Stage<Arc<Site>> {
     // Over TLS, a host the connection's certificate was not chosen for and
     // does not cover: 421 (RFC 9110 15.5.20; `tls/session.rs`).
     // (Plain HTTP has no TLS connection data: no resolver is read for it.)
-    let connection = req.conn_data::<tls::session::TlsConnection>();
     if connection.is_some()
-        && tls::session::authority(&state.tls_resolver.current(), connection, request_host(req))
+        && tls::session::authority(&state.tls_resolver.current(), connection, host)
             == tls::session::Authority::Misdirected
     {
         return Break(error_page(

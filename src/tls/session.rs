@@ -112,11 +112,15 @@ pub fn authority(
     if connection.server_name.is_none() {
         return Authority::NoServerName;
     }
-    let host_site = resolver.site_for_host(host);
+    // No host: the request is for the site SNI chose (see `handler::route`).
+    let Some(host) = host else {
+        return Authority::SameSite;
+    };
+    let host_site = resolver.site_for_host(Some(host));
     if host_site.is_some() && host_site == connection.site.as_deref() {
         return Authority::SameSite;
     }
-    match (&connection.certificate, host.and_then(normalize_host)) {
+    match (&connection.certificate, normalize_host(host)) {
         (Some(certificate), Some(host)) if covers(certificate, &host) => Authority::Covered,
         _ => Authority::Misdirected,
     }
