@@ -1131,3 +1131,58 @@ async fn an_answer_without_an_etag_is_compressed_for_each_client() {
     }
     assert_eq!(origin.count("/noetag.css"), 1);
 }
+
+/// A storable body without `Content-Length` longer than what is gathered to
+/// be stored (8 MiB) goes on as it comes, unstored: it was gathered whole
+/// (64 MiB of memory per request, eight slow clients took 518 MiB) and one
+/// over 64 MiB was a 502.
+#[tokio::test]
+async fn a_long_body_without_a_length_streams_unstored_instead_of_being_gathered() {
+    const MIB: usize = 1024 * 1024;
+    const CHUNKS: usize = 70;
+    let (addr, _) = raw_origin(|mut stream: tokio::net::TcpStream| async move {
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncache-control: max-age=60\r\ntransfer-encoding: chunked\r\n\r\n";
+        if stream.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let chunk = [format!("{MIB:x}\r\n").into_bytes(), vec![b'x'; MIB], b"\r\n".to_vec()].concat();
+        for i in 0..CHUNKS {
+            if i == 10 {
+                // A pause well past the first bytes' way to the client.
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            if stream.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+    })
+    .await;
+    let site =
+        format!("hosts = [\"{HOST}\"]\n[origin]\nurl = \"http://{addr}\"\ntimeout = \"20s\"\n");
+    let edge = EdgeBuilder::new().site("h", &site).start();
+    for round in 0..2 {
+        let started = std::time::Instant::now();
+        let mut response = edge
+            .request(reqwest::Method::GET, HOST, "/long.bin", &[])
+            .await;
+        assert_eq!(response.status(), 200, "round {round}");
+        assert!(
+            !header(response.headers(), "cache-status").contains("stored"),
+            "{:?}",
+            response.headers()
+        );
+        let first = response.chunk().await.unwrap().unwrap();
+        assert!(
+            started.elapsed() < Duration::from_millis(1400),
+            "round {round}: the first bytes took {:?}",
+            started.elapsed()
+        );
+        let mut total = first.len();
+        while let Some(chunk) = response.chunk().await.unwrap() {
+            assert!(chunk.iter().all(|b| *b == b'x'));
+            total += chunk.len();
+        }
+        assert_eq!(total, CHUNKS * MIB, "round {round}");
+    }
+}

@@ -34,9 +34,13 @@ pub type OutgoingBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
-/// Longest a body without `Content-Length` may be: it is gathered whole
-/// before it is passed on (its length must be known to be stored).
-pub const MAX_UNSIZED_BODY: usize = 64 * 1024 * 1024;
+/// Longest body without `Content-Length` gathered whole before it is passed
+/// on, so that it can be stored with its length (the default
+/// `--memory-object-max`). A longer one is passed on as it comes, from the
+/// bytes gathered so far, and not stored: gathering up to 64 MiB, as
+/// before, took 64 MiB of memory per request (eight slow clients of eight
+/// such answers: 518 MiB), and a longer body was a 502.
+pub const MAX_UNSIZED_BODY: usize = 8 * 1024 * 1024;
 
 /// How long an idle connection to the origin is kept for the next request:
 /// less than the usual server keep-alive (5 s for Node and Apache), as a
@@ -278,11 +282,16 @@ impl HttpOrigin {
                     meta.streamed = true;
                     body_stream(incoming, self.timeout)
                 }
-                None => {
-                    let whole = gather(body_stream(incoming, self.timeout)).await?;
-                    meta.content_length = whole.len() as u64;
-                    Box::pin(futures_util::stream::iter([Ok(whole)])) as BodyStream
-                }
+                None => match gather(body_stream(incoming, self.timeout)).await? {
+                    Gathered::Whole(whole) => {
+                        meta.content_length = whole.len() as u64;
+                        Box::pin(futures_util::stream::iter([Ok(whole)])) as BodyStream
+                    }
+                    Gathered::Longer(body) => {
+                        meta.streamed = true;
+                        body
+                    }
+                },
             }
         };
         Ok(Fetched::Object { meta, body })
@@ -472,8 +481,7 @@ fn body_stream(incoming: Incoming, timeout: Duration) -> BodyStream {
 
 /// Whether a body without a length goes to the client as it comes rather
 /// than gathered: an answer no cache may store (`no-store`, unqualified
-/// `private`), which gathering would only delay (and cut at
-/// [`MAX_UNSIZED_BODY`]), and an event stream (`text/event-stream`), whose
+/// `private`), which gathering would only delay, and an event stream (`text/event-stream`), whose
 /// events are the point and which never ends by itself. Others are gathered
 /// so that they can be stored with their length.
 fn passes_as_it_comes(meta: &ObjectMeta) -> bool {
@@ -484,20 +492,26 @@ fn passes_as_it_comes(meta: &ObjectMeta) -> bool {
     event_stream || crate::cache::policy::forbids_storing(meta.cache_control.as_deref())
 }
 
+/// A body without a length, as [`gather`] found it.
+enum Gathered {
+    /// All of it, up to [`MAX_UNSIZED_BODY`].
+    Whole(Bytes),
+    /// Longer: the bytes gathered, then the rest as it comes.
+    Longer(BodyStream),
+}
+
 /// Gathers a body without a length, up to [`MAX_UNSIZED_BODY`].
-async fn gather(mut body: BodyStream) -> Result<Bytes, OriginError> {
+async fn gather(mut body: BodyStream) -> Result<Gathered, OriginError> {
     let mut whole = BytesMut::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
         if whole.len() + chunk.len() > MAX_UNSIZED_BODY {
-            return Err(OriginError::Invalid(format!(
-                "a body without Content-Length over {} MiB",
-                MAX_UNSIZED_BODY >> 20
-            )));
+            let gathered = futures_util::stream::iter([Ok(whole.freeze()), Ok(chunk)]);
+            return Ok(Gathered::Longer(Box::pin(gathered.chain(body))));
         }
         whole.extend_from_slice(&chunk);
     }
-    Ok(whole.freeze())
+    Ok(Gathered::Whole(whole.freeze()))
 }
 
 /// A request body from a stream of chunks (a client's upload, relayed).
