@@ -108,32 +108,37 @@ fn escape(text: &str) -> String {
         .collect()
 }
 
+/// What the writer thread is sent.
+enum Message {
+    Line(String),
+    /// Reopen the file by its path ([`AccessLog::reopen`]).
+    Reopen,
+}
+
 /// The access log writer. Cloning shares the writer thread.
 #[derive(Clone)]
 pub struct AccessLog {
-    sender: Option<mpsc::Sender<String>>,
+    sender: Option<mpsc::Sender<Message>>,
     format: LogFormat,
 }
 
 impl AccessLog {
     /// Opens the target and starts the writer thread.
     pub fn open(target: &AccessLogTarget, format: LogFormat) -> std::io::Result<AccessLog> {
-        let writer: Box<dyn Write + Send> = match target {
+        let (writer, path): (Box<dyn Write + Send>, _) = match target {
             AccessLogTarget::Off => {
                 return Ok(AccessLog {
                     sender: None,
                     format,
                 })
             }
-            AccessLogTarget::Stdout => Box::new(std::io::stdout()),
-            AccessLogTarget::File(path) => {
-                Box::new(OpenOptions::new().create(true).append(true).open(path)?)
-            }
+            AccessLogTarget::Stdout => (Box::new(std::io::stdout()), None),
+            AccessLogTarget::File(path) => (Box::new(append_to(path)?), Some(path.clone())),
         };
-        let (sender, receiver) = mpsc::channel::<String>();
+        let (sender, receiver) = mpsc::channel::<Message>();
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_lines(receiver, writer))?;
+            .spawn(move || write_lines(receiver, writer, path))?;
         Ok(AccessLog {
             sender: Some(sender),
             format,
@@ -155,18 +160,54 @@ impl AccessLog {
 
     pub fn record(&self, record: &AccessRecord) {
         if let Some(sender) = &self.sender {
-            let _ = sender.send(record.format(self.format));
+            let _ = sender.send(Message::Line(record.format(self.format)));
+        }
+    }
+
+    /// Reopens a file log by its path (SIGUSR1 and SIGHUP), after the lines
+    /// already recorded: logrotate (or `mv`) renames the file, then the node
+    /// writes to a new one of the old name. A file that cannot be opened
+    /// keeps the lines going to the old one, and says so on standard error.
+    pub fn reopen(&self) {
+        if let Some(sender) = &self.sender {
+            let _ = sender.send(Message::Reopen);
         }
     }
 }
 
-/// Writes lines as they come, flushing whenever the queue is empty.
-fn write_lines(receiver: mpsc::Receiver<String>, writer: Box<dyn Write + Send>) {
+fn append_to(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Writes lines as they come, flushing whenever the queue is empty;
+/// reopens `path` (a file log's) when asked.
+fn write_lines(
+    receiver: mpsc::Receiver<Message>,
+    writer: Box<dyn Write + Send>,
+    path: Option<PathBuf>,
+) {
     let mut out = BufWriter::new(writer);
-    while let Ok(line) = receiver.recv() {
-        let _ = writeln!(out, "{line}");
-        while let Ok(line) = receiver.try_recv() {
-            let _ = writeln!(out, "{line}");
+    while let Ok(message) = receiver.recv() {
+        let mut next = Some(message);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Line(line) => {
+                    let _ = writeln!(out, "{line}");
+                }
+                Message::Reopen => {
+                    let _ = out.flush();
+                    if let Some(path) = &path {
+                        match append_to(path) {
+                            Ok(file) => out = BufWriter::new(Box::new(file)),
+                            Err(e) => tracing::error!(
+                                path = %path.display(),
+                                "access log: cannot reopen ({e}); writing on to the file open before"
+                            ),
+                        }
+                    }
+                }
+            }
+            next = receiver.try_recv().ok();
         }
         let _ = out.flush();
     }

@@ -590,3 +590,84 @@ fn a_restart_with_another_bucket_drops_that_sites_entries_and_one_cache_dir_has_
         "an unchanged site keeps its entries"
     );
 }
+
+/// Log rotation: after the access log file is renamed (what logrotate
+/// does), SIGUSR1, as nginx's reopen, or SIGHUP makes the node write to a
+/// new file of the old name; the renamed one keeps the lines written
+/// before. SIGUSR1 ended the process before, and nothing reopened the file.
+#[test]
+fn sigusr1_and_sighup_reopen_a_rotated_access_log() {
+    let dir = site_dir(Some(("a.txt", b"a")));
+    let log = dir.path().join("access.log");
+    let path = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
+    let mut served = Binary::serve(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--embedded-s3-listen",
+            "127.0.0.1:0",
+            "--sites",
+            &path("sites"),
+            "--cache-dir",
+            &path("cache"),
+            "--access-log",
+            log.to_str().unwrap(),
+        ],
+        &[],
+        dir.path(),
+    );
+    let client = reqwest::blocking::Client::new();
+    let lines_with = |file: &Path, marker: &str| {
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(marker))
+            .count()
+    };
+    let request = |marker: &str| {
+        let url = format!("{}/a.txt?{marker}", served.http);
+        assert_eq!(client.get(url).send().unwrap().status(), 200);
+    };
+    for (round, signal) in [(1, "-USR1"), (2, "-HUP")] {
+        let before = format!("before-{round}");
+        request(&before);
+        let rotated = dir.path().join(format!("access.log.{round}"));
+        let started = Instant::now();
+        while lines_with(&log, &before) == 0 {
+            assert!(started.elapsed() < Duration::from_secs(5), "never logged");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::fs::rename(&log, &rotated).unwrap();
+        assert!(Command::new("kill")
+            .args([signal, &served.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let after = format!("after-{round}");
+        let started = Instant::now();
+        loop {
+            assert!(
+                served.child.try_wait().unwrap().is_none(),
+                "{signal} ended the node"
+            );
+            request(&after);
+            if lines_with(&log, &after) > 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{signal}: nothing written to a new access.log"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(lines_with(&rotated, &before), 1, "{signal}");
+        assert_eq!(lines_with(&log, &before), 0, "{signal}");
+    }
+    sigterm(&served.child);
+    assert_eq!(
+        wait_exit(&mut served.child, Duration::from_secs(10)),
+        Some(0)
+    );
+}

@@ -1,6 +1,8 @@
 //! The process signals of `s3edge serve`: SIGTERM and SIGINT drain in-flight
 //! requests then stop; SIGHUP reloads the site files and certificates (a
-//! broken set keeps the one in force and logs why).
+//! broken set keeps the one in force and logs why) and reopens the access
+//! log file; SIGUSR1 reopens the access log file only (log rotation, as
+//! nginx's `-s reopen`; by default the signal would end the process).
 
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -14,20 +16,28 @@ pub async fn serve_until_signalled(node: Node) -> std::io::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut hangup = signal(SignalKind::hangup())?;
+    let mut user1 = signal(SignalKind::user_defined1())?;
     loop {
         tokio::select! {
             result = &mut run => return result,
             _ = terminate.recv() => { tracing::info!("SIGTERM: draining in-flight requests"); break; }
             _ = interrupt.recv() => { tracing::info!("SIGINT: draining in-flight requests"); break; }
-            _ = hangup.recv() => match reload(&state).await {
-                Ok(count) => tracing::info!(sites = count, "SIGHUP: site files reloaded"),
-                Err(error) => {
-                    for problem in error.problems() {
-                        tracing::error!("{problem}");
+            _ = user1.recv() => {
+                state.access_log.reopen();
+                tracing::info!("SIGUSR1: access log reopened");
+            }
+            _ = hangup.recv() => {
+                state.access_log.reopen();
+                match reload(&state).await {
+                    Ok(count) => tracing::info!(sites = count, "SIGHUP: site files reloaded"),
+                    Err(error) => {
+                        for problem in error.problems() {
+                            tracing::error!("{problem}");
+                        }
+                        tracing::error!("SIGHUP: the site files are invalid; keeping the sites in force");
                     }
-                    tracing::error!("SIGHUP: the site files are invalid; keeping the sites in force");
                 }
-            },
+            }
         }
     }
     // The servers' futures drive their own shutdown: keep polling them while
