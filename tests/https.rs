@@ -318,3 +318,59 @@ async fn http2_responses_ready_together_leave_in_a_few_tls_records() {
         ROUNDS * STREAMS
     );
 }
+
+/// One HTTP/2 connection could open streams without bound (the server's
+/// SETTINGS had no SETTINGS_MAX_CONCURRENT_STREAMS): 5,000 streams for a
+/// large object, without flow-control window to send it, took a node to
+/// 5.2 GB of memory. Now the server announces 128 (RFC 9113 5.1.2, 10.5) and
+/// refuses the streams past it with REFUSED_STREAM: of 200 opened at once,
+/// 128 are answered and 72 refused, so what one connection holds is bounded.
+#[tokio::test]
+async fn an_http2_client_cannot_have_more_than_128_streams_open_at_once() {
+    use common::h2_frames::*;
+    use std::time::{Duration, Instant};
+
+    const LIMIT: u32 = 128;
+    const OPENED: u32 = 200;
+    let pki = Pki::new();
+    let edge = https_edge(&pki, "streams.test", "streams").await;
+    edge.put("streams", "big.bin", vec![7u8; 256 * 1024], None)
+        .await;
+    let https = edge.node.https_addrs[0];
+
+    // No window for any DATA: every stream answered stays open.
+    let mut h2 = RawH2::connect(
+        https,
+        "streams.test",
+        &pki,
+        &[(SETTINGS_INITIAL_WINDOW_SIZE, 0)],
+    );
+    let mut burst = Vec::new();
+    for i in 0..OPENED {
+        burst.extend(get_frame(1 + 2 * i, "streams.test", "/big.bin"));
+    }
+    h2.send(&burst);
+    let (mut announced, mut answered, mut refused) = (None, 0, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while answered + refused < OPENED {
+        match h2.next(deadline) {
+            Received::Frame(f) if f.kind == SETTINGS => {
+                announced = f
+                    .settings()
+                    .into_iter()
+                    .find(|(id, _)| *id == SETTINGS_MAX_CONCURRENT_STREAMS)
+                    .map(|(_, value)| value);
+            }
+            Received::Frame(f) if f.kind == HEADERS => answered += 1,
+            Received::Frame(f) if f.kind == RST_STREAM => {
+                assert_eq!(f.word(0), REFUSED_STREAM, "stream {}", f.stream);
+                refused += 1;
+            }
+            Received::Frame(f) if f.kind == GOAWAY => panic!("GOAWAY {f:?}"),
+            Received::Frame(_) => continue,
+            other => panic!("{other:?} after {answered} answered, {refused} refused"),
+        }
+    }
+    assert_eq!(announced, Some(LIMIT), "SETTINGS_MAX_CONCURRENT_STREAMS");
+    assert_eq!((answered, refused), (LIMIT, OPENED - LIMIT));
+}

@@ -16,6 +16,7 @@ use tempfile::TempDir;
 
 pub mod binary;
 pub mod fault_proxy;
+pub mod h2_frames;
 pub mod http_origin;
 pub mod pebble;
 pub mod pki;

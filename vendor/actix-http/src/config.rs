@@ -50,6 +50,12 @@ pub(crate) const DEFAULT_H2_CONN_WINDOW_SIZE: u32 = 1024 * 1024 * 2; // 2MiB
 /// Matches awc's defaults to avoid poor throughput on high-BDP links.
 pub(crate) const DEFAULT_H2_STREAM_WINDOW_SIZE: u32 = 1024 * 1024; // 1MiB
 
+/// How many streams an HTTP/2 client may have open at once on one connection (the server's
+/// `SETTINGS_MAX_CONCURRENT_STREAMS`, RFC 9113 5.1.2); h2 refuses the excess ones with
+/// `REFUSED_STREAM`. Unset, a client could open streams without bound, each holding a request
+/// task and its response body (RFC 9113 10.5). nginx's default; Go and Caddy allow 250.
+pub(crate) const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 128;
+
 /// Default HTTP/1 response write buffer size.
 pub(crate) const DEFAULT_H1_WRITE_BUFFER_SIZE: usize = 32_768;
 

@@ -64,7 +64,8 @@ where
     let mut builder = Builder::new();
     builder
         .initial_window_size(config.h2_initial_window_size())
-        .initial_connection_window_size(config.h2_initial_connection_window_size());
+        .initial_connection_window_size(config.h2_initial_connection_window_size())
+        .max_concurrent_streams(crate::config::DEFAULT_H2_MAX_CONCURRENT_STREAMS);
 
     HandshakeWithTimeout {
         handshake: builder.handshake(io),
