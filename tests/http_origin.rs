@@ -1100,6 +1100,73 @@ async fn an_event_stream_without_a_length_reaches_the_client_as_it_comes() {
     }
 }
 
+/// An answer without a known length went to an HTTP/1.0 client with
+/// `Transfer-Encoding: chunked`, which HTTP/1.0 does not know: the chunk
+/// sizes ended up in its body. A server must not send Transfer-Encoding
+/// unless the request is HTTP/1.1 (RFC 9112 6.1): the body now ends with the
+/// connection (RFC 9112 6.3), which the node closes after it, even when the
+/// client asked to keep it alive. An HTTP/1.1 client still gets it chunked.
+#[tokio::test]
+async fn an_answer_without_a_length_reaches_an_http_1_0_client_whole_and_unchunked() {
+    let (addr, _) = raw_origin(|mut stream: tokio::net::TcpStream| async move {
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncache-control: no-store\r\ntransfer-encoding: chunked\r\n\r\n";
+        let _ = stream.write_all(head.as_bytes()).await;
+        for part in ["first part, ", "second part"] {
+            let chunk = format!("{:x}\r\n{part}\r\n", part.len());
+            let _ = stream.write_all(chunk.as_bytes()).await;
+        }
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+    })
+    .await;
+    let site =
+        format!("hosts = [\"{HOST}\"]\n[origin]\nurl = \"http://{addr}\"\ntimeout = \"5s\"\n");
+    let edge = EdgeBuilder::new().site("h", &site).start();
+    let node = edge.node.http_addrs[0];
+    for connection in ["", "Connection: keep-alive\r\n"] {
+        let (answer, closed) = exchange(
+            node,
+            format!("GET /plain HTTP/1.0\r\nHost: {HOST}\r\n{connection}\r\n"),
+        )
+        .await;
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        let head = head.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.0 200"), "{connection:?}: {head}");
+        assert!(
+            !head.contains("transfer-encoding"),
+            "{connection:?}: {head}"
+        );
+        assert!(!head.contains("keep-alive"), "{connection:?}: {head}");
+        assert_eq!(body, "first part, second part", "{connection:?}");
+        assert!(
+            closed,
+            "{connection:?}: the connection stays open after {answer:?}"
+        );
+    }
+    let (answer, _) = exchange(
+        node,
+        format!("GET /plain HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{answer}"
+    );
+}
+
+/// Sends `request` to `node` and reads the answer until the node closes the
+/// connection; `false` when it was still open after 10 s.
+async fn exchange(node: std::net::SocketAddr, request: String) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut stream = tokio::net::TcpStream::connect(node).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
+    let closed = matches!(read.await, Ok(Ok(_)));
+    (String::from_utf8_lossy(&answer).to_string(), closed)
+}
+
 /// An answer without an ETag (as many application servers send) is
 /// compressed for each answer: no stored variant can be bound to it, but
 /// the client still gets it compressed, from the cached identity.

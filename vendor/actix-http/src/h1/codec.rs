@@ -198,6 +198,16 @@ impl Encoder<Message<(Response<()>, BodySize)>> for Codec {
                     self.conn_type
                 };
 
+                // an HTTP/1.0 peer knows the end of a body without a length only by the
+                // connection closing after it (RFC 9112 6.3)
+                if length == BodySize::Stream
+                    && self.version < Version::HTTP_11
+                    && !self.flags.contains(Flags::HEAD)
+                    && has_body(res.head().status)
+                {
+                    self.conn_type = ConnectionType::Close;
+                }
+
                 // encode message
                 self.encoder.encode(
                     dst,
@@ -222,6 +232,13 @@ impl Encoder<Message<(Response<()>, BodySize)>> for Codec {
 
         Ok(())
     }
+}
+
+/// Whether a response with this status has a body (RFC 9110 6.4.1: 1xx, 204 and 304 have none).
+fn has_body(status: http::StatusCode) -> bool {
+    !status.is_informational()
+        && status != http::StatusCode::NO_CONTENT
+        && status != http::StatusCode::NOT_MODIFIED
 }
 
 #[cfg(test)]

@@ -65,7 +65,8 @@ pub(crate) trait MessageType: Sized {
         conn_type: ConnectionType,
         config: &ServiceConfig,
     ) -> io::Result<()> {
-        let chunked = self.chunked();
+        // RFC 9112 6.1: no Transfer-Encoding unless the peer speaks HTTP/1.1
+        let chunked = self.chunked() && version >= Version::HTTP_11;
         let mut skip_len = length != BodySize::Stream;
         let camel_case = self.camel_case();
 
@@ -392,7 +393,9 @@ impl<T: MessageType> MessageEncoder<T> {
                 BodySize::Sized(0) => TransferEncoding::empty(),
                 BodySize::Sized(len) => TransferEncoding::length(len),
                 BodySize::Stream => {
-                    if message.chunked() && !stream {
+                    // an HTTP/1.0 peer gets a body that ends when the connection closes
+                    // (RFC 9112 6.1, 6.3): it does not know chunked framing
+                    if message.chunked() && !stream && version >= Version::HTTP_11 {
                         TransferEncoding::chunked()
                     } else {
                         TransferEncoding::eof()
