@@ -374,3 +374,37 @@ async fn an_http2_client_cannot_have_more_than_128_streams_open_at_once() {
     assert_eq!(announced, Some(LIMIT), "SETTINGS_MAX_CONCURRENT_STREAMS");
     assert_eq!((answered, refused), (LIMIT, OPENED - LIMIT));
 }
+
+/// HTTP/2 304s carried `content-length: 0` (HTTP/1.1 ones none): a server
+/// must not send a Content-Length in a 304 unless it is the selected
+/// representation's length (RFC 9110 8.6). Now neither protocol sends one,
+/// for a GET or a HEAD.
+#[tokio::test]
+async fn an_http2_304_carries_no_content_length() {
+    let pki = Pki::new();
+    let edge = https_edge(&pki, "cond.test", "cond").await;
+    edge.put("cond", "page.html", "a page", Some("text/html"))
+        .await;
+    let https = edge.node.https_addrs[0];
+    let client = http2_client(&pki, "cond.test", https);
+    let url = format!("https://cond.test:{}/page.html", https.port());
+    let first = client.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let etag = first.headers()["etag"].clone();
+    for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+        let response = client
+            .request(method.clone(), &url)
+            .header("if-none-match", etag.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        assert_eq!(response.status(), 304, "{method}");
+        assert_eq!(
+            response.headers().get("content-length"),
+            None,
+            "{method}: {:?}",
+            response.headers()
+        );
+    }
+}

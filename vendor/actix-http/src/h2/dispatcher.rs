@@ -305,6 +305,12 @@ fn prepare_response(
         http::StatusCode::NO_CONTENT
         | http::StatusCode::CONTINUE
         | http::StatusCode::PROCESSING => *size = BodySize::None,
+        // a 304 has no body, and a `content-length` only if it is the selected representation's
+        // length (RFC 9110 8.6, 15.4.5): keep one the handler set, as HTTP/1 does, add none
+        http::StatusCode::NOT_MODIFIED => {
+            skip_len = false;
+            *size = BodySize::None;
+        }
         http::StatusCode::SWITCHING_PROTOCOLS => {
             skip_len = true;
             *size = BodySize::Stream;
