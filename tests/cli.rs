@@ -671,3 +671,71 @@ fn sigusr1_and_sighup_reopen_a_rotated_access_log() {
         Some(0)
     );
 }
+
+/// At SIGTERM, an idle HTTP/2 connection (a browser's, between pages) held
+/// the shutdown for the whole 30 s grace period, and its client was never
+/// told to stop opening streams. Now every HTTP/2 connection gets GOAWAY
+/// (RFC 9113 6.8: first with the highest stream id, then, a round trip
+/// later, with the last one processed), an idle one is closed at once, and
+/// the node exits within a couple of seconds.
+#[test]
+fn sigterm_sends_goaway_on_an_idle_http2_connection_and_exits_at_once() {
+    use common::h2_frames::{RawH2, Received, GOAWAY, HEADERS};
+
+    let pki = common::pki::Pki::new();
+    let dir = site_dir(Some(("index.html", b"hello")));
+    let tls = pki.leaf("localhost", &["localhost"]).tls_section();
+    let site = std::fs::read_to_string(dir.path().join("sites/demo.toml")).unwrap();
+    write(
+        &dir.path().join("sites"),
+        "demo.toml",
+        &format!("{site}{tls}"),
+    );
+    let mut served = Binary::serve_dir_with(dir.path(), &["--tls-listen", "127.0.0.1:0"]);
+    let https = served
+        .stderr()
+        .lines()
+        .find_map(|line| common::binary::listener_url(line, "listening on https://"))
+        .expect("an HTTPS listener");
+    let https = https.trim_start_matches("https://").parse().unwrap();
+    let mut h2 = RawH2::connect(https, "localhost", &pki, &[]);
+    h2.get(1, "localhost", "/index.html");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match h2.next(deadline) {
+            Received::Frame(f) if f.kind == HEADERS => break,
+            Received::Frame(_) => continue,
+            other => panic!("no answer: {other:?}"),
+        }
+    }
+    // Let the response's DATA arrive: the connection is idle.
+    let quiet = Instant::now() + Duration::from_millis(300);
+    while let Received::Frame(_) = h2.next(quiet) {}
+
+    sigterm(&served.child);
+    let signalled = Instant::now();
+    let mut last_stream_ids = Vec::new();
+    let deadline = signalled + Duration::from_secs(5);
+    loop {
+        match h2.next(deadline) {
+            Received::Frame(f) if f.kind == GOAWAY => last_stream_ids.push(f.word(0)),
+            Received::Frame(_) => continue,
+            Received::Closed => break,
+            Received::TimedOut => panic!("still open 5 s after SIGTERM"),
+        }
+    }
+    assert_eq!(
+        last_stream_ids,
+        [0x7fff_ffff, 1],
+        "GOAWAYs (last stream ids)"
+    );
+    assert_eq!(
+        wait_exit(&mut served.child, Duration::from_secs(3)),
+        Some(0)
+    );
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        signalled.elapsed()
+    );
+}

@@ -296,28 +296,10 @@ fn node_after_traffic(dir: &Path) -> (Binary, String) {
             ),
         ),
     );
-    let path = |p: &Path| p.display().to_string();
-    let node = Binary::serve(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--embedded-s3-listen",
-            "127.0.0.1:0",
-            "--access-log",
-            "off",
-            "--sites",
-            &path(&sites),
-            "--embedded-s3",
-            &path(&buckets),
-            "--cache-dir",
-            &path(&dir.join("cache")),
-        ],
-        &[],
+    let buckets = buckets.display().to_string();
+    let node = Binary::serve_dir_with(
         dir,
+        &["--tls-listen", "127.0.0.1:0", "--embedded-s3", &buckets],
     );
     let client = blocking_client();
     let get = |host: &str, path: &str| {

@@ -86,25 +86,30 @@ impl Binary {
     /// `s3edge serve` on `dir`'s `sites` with its own `cache` there, every
     /// listener on an ephemeral loopback port, no access log.
     pub fn serve_dir(dir: &Path) -> Binary {
+        Binary::serve_dir_with(dir, &[])
+    }
+
+    /// [`serve_dir`](Self::serve_dir) with `more` arguments after (another
+    /// listener: `--tls-listen 127.0.0.1:0`).
+    pub fn serve_dir_with(dir: &Path, more: &[&str]) -> Binary {
         let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
-        Binary::serve(
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--embedded-s3-listen",
-                "127.0.0.1:0",
-                "--access-log",
-                "off",
-                "--sites",
-                &path("sites"),
-                "--cache-dir",
-                &path("cache"),
-            ],
-            &[],
-            dir,
-        )
+        let (sites, cache) = (path("sites"), path("cache"));
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--embedded-s3-listen",
+            "127.0.0.1:0",
+            "--access-log",
+            "off",
+            "--sites",
+            &sites,
+            "--cache-dir",
+            &cache,
+        ];
+        args.extend_from_slice(more);
+        Binary::serve(&args, &[], dir)
     }
 
     /// `s3edge serve ARGS` with `env` added (and `S3EDGE_*`/`RUST_LOG` from the

@@ -42,6 +42,8 @@ pin_project! {
         config: ServiceConfig,
         peer_addr: Option<net::SocketAddr>,
         ping_pong: Option<H2PingPong>,
+        // resolves when the server starts a graceful shutdown
+        graceful_shutdown: Option<crate::config::GracefulShutdownFuture>,
         _phantom: PhantomData<B>
     }
 }
@@ -70,6 +72,8 @@ where
             ping_pong: conn.ping_pong().unwrap(),
         });
 
+        let graceful_shutdown = config.graceful_shutdown();
+
         Self {
             flow,
             config,
@@ -77,6 +81,7 @@ where
             connection: conn,
             conn_data: conn_data.0.map(Rc::new),
             ping_pong,
+            graceful_shutdown,
             _phantom: PhantomData,
         }
     }
@@ -109,6 +114,19 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+
+        // At a graceful shutdown, send GOAWAY (h2's two steps: first with the highest stream
+        // id, then with the last one it accepted, RFC 9113 6.8): streams in flight finish,
+        // no new one is accepted, and the connection closes once none is left, at once when
+        // it is idle.
+        if this
+            .graceful_shutdown
+            .as_mut()
+            .is_some_and(|signal| signal.as_mut().poll(cx).is_ready())
+        {
+            this.graceful_shutdown = None;
+            this.connection.graceful_shutdown();
+        }
 
         loop {
             match Pin::new(&mut this.connection).poll_accept(cx)? {
