@@ -675,9 +675,11 @@ fn sigusr1_and_sighup_reopen_a_rotated_access_log() {
 /// At SIGTERM, an idle HTTP/2 connection (a browser's, between pages) held
 /// the shutdown for the whole 30 s grace period, and its client was never
 /// told to stop opening streams. Now every HTTP/2 connection gets GOAWAY
-/// (RFC 9113 6.8: first with the highest stream id, then, a round trip
-/// later, with the last one processed), an idle one is closed at once, and
-/// the node exits within a couple of seconds.
+/// (RFC 9113 6.8: first with the highest stream id, then, once the client
+/// has answered the PING sent with it, with the last one processed), an
+/// idle one is closed at once (a second after the first GOAWAY for a client
+/// that never answers the PING), and the node exits within a couple of
+/// seconds.
 #[test]
 fn sigterm_sends_goaway_on_an_idle_http2_connection_and_exits_at_once() {
     use common::h2_frames::{RawH2, Received, GOAWAY, HEADERS};
@@ -698,37 +700,45 @@ fn sigterm_sends_goaway_on_an_idle_http2_connection_and_exits_at_once() {
         .find_map(|line| common::binary::listener_url(line, "listening on https://"))
         .expect("an HTTPS listener");
     let https = https.trim_start_matches("https://").parse().unwrap();
-    let mut h2 = RawH2::connect(https, "localhost", &pki, &[]);
-    h2.get(1, "localhost", "/index.html");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match h2.next(deadline) {
-            Received::Frame(f) if f.kind == HEADERS => break,
-            Received::Frame(_) => continue,
-            other => panic!("no answer: {other:?}"),
+    // A connection that has had one answer and is now idle.
+    let idle = || {
+        let mut h2 = RawH2::connect(https, "localhost", &pki, &[]);
+        h2.get(1, "localhost", "/index.html");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match h2.next(deadline) {
+                Received::Frame(f) if f.kind == HEADERS => break,
+                Received::Frame(_) => continue,
+                other => panic!("no answer: {other:?}"),
+            }
         }
-    }
-    // Let the response's DATA arrive: the connection is idle.
-    let quiet = Instant::now() + Duration::from_millis(300);
-    while let Received::Frame(_) = h2.next(quiet) {}
+        let quiet = Instant::now() + Duration::from_millis(300);
+        while let Received::Frame(_) = h2.next(quiet) {}
+        h2
+    };
+    let mut answering = idle();
+    let mut silent = idle();
+    silent.ignore_pings();
 
     sigterm(&served.child);
     let signalled = Instant::now();
-    let mut last_stream_ids = Vec::new();
-    let deadline = signalled + Duration::from_secs(5);
-    loop {
-        match h2.next(deadline) {
-            Received::Frame(f) if f.kind == GOAWAY => last_stream_ids.push(f.word(0)),
-            Received::Frame(_) => continue,
-            Received::Closed => break,
-            Received::TimedOut => panic!("still open 5 s after SIGTERM"),
+    for (name, h2) in [("answering", &mut answering), ("silent", &mut silent)] {
+        let mut last_stream_ids = Vec::new();
+        let deadline = signalled + Duration::from_secs(5);
+        loop {
+            match h2.next(deadline) {
+                Received::Frame(f) if f.kind == GOAWAY => last_stream_ids.push(f.word(0)),
+                Received::Frame(_) => continue,
+                Received::Closed => break,
+                Received::TimedOut => panic!("{name}: still open 5 s after SIGTERM"),
+            }
         }
+        assert_eq!(
+            last_stream_ids,
+            [0x7fff_ffff, 1],
+            "{name}: GOAWAYs (last stream ids)"
+        );
     }
-    assert_eq!(
-        last_stream_ids,
-        [0x7fff_ffff, 1],
-        "GOAWAYs (last stream ids)"
-    );
     assert_eq!(
         wait_exit(&mut served.child, Duration::from_secs(3)),
         Some(0)

@@ -67,10 +67,11 @@ pub enum Received {
 
 /// An HTTP/2 connection (ALPN `h2`) to the edge, trusting `pki`. It
 /// acknowledges the server's SETTINGS and answers its PINGs by itself, as
-/// every client must (RFC 9113 6.5.3, 6.7).
+/// every client must (RFC 9113 6.5.3, 6.7), unless told not to.
 pub struct RawH2 {
     tls: StreamOwned<ClientConnection, TcpStream>,
     received: Vec<u8>,
+    answers_pings: bool,
 }
 
 impl RawH2 {
@@ -96,6 +97,7 @@ impl RawH2 {
         let mut client = RawH2 {
             tls,
             received: Vec::new(),
+            answers_pings: true,
         };
         let mut payload = Vec::new();
         for (id, value) in settings {
@@ -106,6 +108,11 @@ impl RawH2 {
         out.extend(frame(SETTINGS, 0, 0, &payload));
         client.send(&out);
         client
+    }
+
+    /// From now on, leaves the server's PINGs unanswered (a broken client).
+    pub fn ignore_pings(&mut self) {
+        self.answers_pings = false;
     }
 
     /// Writes `bytes` (whole frames) and flushes.
@@ -131,7 +138,9 @@ impl RawH2 {
                     }
                     SETTINGS => continue,
                     PING if got.flags & ACK == 0 => {
-                        self.answer(&frame(PING, ACK, 0, &got.payload));
+                        if self.answers_pings {
+                            self.answer(&frame(PING, ACK, 0, &got.payload));
+                        }
                         continue;
                     }
                     _ => return Received::Frame(got),

@@ -1,4 +1,5 @@
 use std::{
+    cell::Cell,
     cmp,
     error::Error as StdError,
     future::Future,
@@ -7,6 +8,7 @@ use std::{
     pin::{pin, Pin},
     rc::Rc,
     task::{Context, Poll},
+    time::{Duration, Instant},
 };
 
 use actix_codec::{AsyncRead, AsyncWrite};
@@ -44,6 +46,10 @@ pin_project! {
         ping_pong: Option<H2PingPong>,
         // resolves when the server starts a graceful shutdown
         graceful_shutdown: Option<crate::config::GracefulShutdownFuture>,
+        // after GOAWAY: when to close the connection if no request is in flight
+        going_away: Option<Pin<Box<Sleep>>>,
+        // requests being answered (their tasks not finished)
+        in_flight: Rc<Cell<usize>>,
         _phantom: PhantomData<B>
     }
 }
@@ -82,6 +88,8 @@ where
             conn_data: conn_data.0.map(Rc::new),
             ping_pong,
             graceful_shutdown,
+            going_away: None,
+            in_flight: Rc::new(Cell::new(0)),
             _phantom: PhantomData,
         }
     }
@@ -126,6 +134,7 @@ where
         {
             this.graceful_shutdown = None;
             this.connection.graceful_shutdown();
+            this.going_away = Some(Box::pin(sleep(GOAWAY_PONG_WAIT)));
         }
 
         loop {
@@ -150,7 +159,11 @@ where
                     let config = this.config.clone();
 
                     // multiplex request handling with spawn task
+                    let in_flight = InFlight::enter(&this.in_flight);
+
                     tokio::task::spawn_local(async move {
+                        let _in_flight = in_flight;
+
                         // resolve service call and send response.
                         let res = match fut.await {
                             Ok(res) => handle_response(res.into(), tx, config, head_req).await,
@@ -177,6 +190,8 @@ where
                     });
                 }
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
+
+                Poll::Pending if this.close_if_pong_is_late(cx) => continue,
 
                 Poll::Pending => match this.ping_pong.as_mut() {
                     Some(ping_pong) => loop {
@@ -213,6 +228,56 @@ where
                 },
             }
         }
+    }
+}
+
+/// How long a connection being shut down waits for the answer to h2's PING before it closes
+/// anyway, if no request is in flight. h2 sends its second GOAWAY and closes an idle connection
+/// only once the client has answered the PING it sends with the first; a client that never
+/// answers would otherwise hold the connection, and the server's shutdown, for the whole grace
+/// period.
+const GOAWAY_PONG_WAIT: Duration = Duration::from_secs(1);
+
+impl<T, S, B, X, U> Dispatcher<T, S, B, X, U>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Whether the connection, going away, has waited long enough for the PING's answer with no
+    /// request in flight: if so it sends GOAWAY with the last stream it accepted and closes (the
+    /// caller polls it again). Otherwise looks again a little later.
+    fn close_if_pong_is_late(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(timer) = self.going_away.as_mut() else {
+            return false;
+        };
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        if self.in_flight.get() == 0 {
+            self.going_away = None;
+            self.connection.abrupt_shutdown(h2::Reason::NO_ERROR);
+            return true;
+        }
+        timer
+            .as_mut()
+            .reset((Instant::now() + GOAWAY_PONG_WAIT).into());
+        let _ = timer.as_mut().poll(cx);
+        false
+    }
+}
+
+/// Counts a request being answered while it lives.
+struct InFlight(Rc<Cell<usize>>);
+
+impl InFlight {
+    fn enter(count: &Rc<Cell<usize>>) -> Self {
+        count.set(count.get() + 1);
+        Self(Rc::clone(count))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 
