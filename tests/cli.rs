@@ -599,25 +599,7 @@ fn a_restart_with_another_bucket_drops_that_sites_entries_and_one_cache_dir_has_
 fn sigusr1_and_sighup_reopen_a_rotated_access_log() {
     let dir = site_dir(Some(("a.txt", b"a")));
     let log = dir.path().join("access.log");
-    let path = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
-    let mut served = Binary::serve(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--embedded-s3-listen",
-            "127.0.0.1:0",
-            "--sites",
-            &path("sites"),
-            "--cache-dir",
-            &path("cache"),
-            "--access-log",
-            log.to_str().unwrap(),
-        ],
-        &[],
-        dir.path(),
-    );
+    let mut served = Binary::serve_dir_with(dir.path(), &["--access-log", log.to_str().unwrap()]);
     let client = reqwest::blocking::Client::new();
     let lines_with = |file: &Path, marker: &str| {
         std::fs::read_to_string(file)

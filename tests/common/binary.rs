@@ -90,7 +90,7 @@ impl Binary {
     }
 
     /// [`serve_dir`](Self::serve_dir) with `more` arguments after (another
-    /// listener: `--tls-listen 127.0.0.1:0`).
+    /// listener: `--tls-listen 127.0.0.1:0`; an `--access-log` of its own).
     pub fn serve_dir_with(dir: &Path, more: &[&str]) -> Binary {
         let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
         let (sites, cache) = (path("sites"), path("cache"));
@@ -101,13 +101,14 @@ impl Binary {
             "127.0.0.1:0",
             "--embedded-s3-listen",
             "127.0.0.1:0",
-            "--access-log",
-            "off",
             "--sites",
             &sites,
             "--cache-dir",
             &cache,
         ];
+        if !more.contains(&"--access-log") {
+            args.extend(["--access-log", "off"]);
+        }
         args.extend_from_slice(more);
         Binary::serve(&args, &[], dir)
     }
