@@ -15,6 +15,8 @@ mod conditional;
 mod conditional_writes;
 #[path = "embedded_store/errors.rs"]
 mod errors;
+#[path = "embedded_store/keys.rs"]
+mod keys;
 #[path = "embedded_store/lifecycle.rs"]
 mod lifecycle;
 #[path = "embedded_store/objects.rs"]

@@ -1,9 +1,12 @@
 //! Files the store keeps next to the buckets, never inside them.
 //!
-//! - s3s-fs 0.14.1 (pinned with `=`) keeps each object's attributes in
-//!   `<root>/.bucket-{b64(bucket)}.object-{b64(key)}.metadata.json` and its ETag and
-//!   checksums in `…​.internal.json` (base64url without padding; see s3s-fs `fs.rs`).
-//!   The store reads and tidies them where s3s-fs leaves them stale.
+//! - s3s-fs 0.14.1 (pinned with `=`, vendored with a patch) keeps each object's
+//!   attributes in `<root>/.bucket-{b64(bucket)}.object-{b64(key)}.metadata.json` and its
+//!   ETag and checksums in `…​.internal.json` (base64url without padding). A name that
+//!   would pass the file system's 255 bytes (a key of about 165 bytes or more) names the
+//!   key by its SHA-256 instead: `.bucket-{b64(bucket)}.key-sha256-{hex}.….json`
+//!   (`s3s_fs::object_sidecar_name`, vendor/README.md). The store reads and tidies them
+//!   where s3s-fs leaves them stale.
 //! - The store's own per-bucket configurations live in `<root>/.s3edge-{kind}.{bucket}.json`.
 //!   Bucket names cannot start with a dot, so none of these files is ever a bucket, and
 //!   s3s-fs lists only directories as buckets.
@@ -48,18 +51,6 @@ pub(crate) struct Sidecars {
     tmp_counter: AtomicU64,
 }
 
-fn b64url(s: &str) -> String {
-    aws_smithy_types::base64::encode(s)
-        .chars()
-        .filter(|&c| c != '=')
-        .map(|c| match c {
-            '+' => '-',
-            '/' => '_',
-            c => c,
-        })
-        .collect()
-}
-
 impl Sidecars {
     pub(crate) fn new(root: PathBuf) -> Self {
         Self {
@@ -77,13 +68,14 @@ impl Sidecars {
             .join(format!(".s3edge-{}.{bucket}.json", kind.as_str()))
     }
 
+    /// The name is s3s-fs's own (vendored with a patch: names that would pass the
+    /// file system's 255 bytes name the key by its SHA-256), so both find the same file.
     fn object_sidecar(&self, bucket: &str, key: &str, suffix: &str) -> PathBuf {
-        let name = format!(
-            ".bucket-{}.object-{}.{suffix}.json",
-            b64url(bucket),
-            b64url(key)
-        );
-        self.root.join(name)
+        self.root.join(s3s_fs::object_sidecar_name(
+            bucket,
+            key,
+            &format!(".{suffix}.json"),
+        ))
     }
 
     /// s3s-fs's attributes file (Content-Type, Cache-Control, user metadata, …).
@@ -219,11 +211,36 @@ async fn remove_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Whether a key maps to a file inside its bucket's directory. Keys with a leading `/`, a
-/// `.` or `..` segment, or a NUL byte would resolve elsewhere (another bucket, the
-/// store's own files, or outside the root), so the store neither reads nor writes them.
+/// The longest name of a file or directory (`NAME_MAX` of ext4, XFS, btrfs, APFS: bytes).
+const SEGMENT_MAX: usize = 255;
+
+/// Whether the store can keep a key as the file `<bucket>/<key>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyFit {
+    /// The key is the path of a file inside its bucket's directory, and no other key's.
+    Storable,
+    /// A leading `/`, a `.` or `..` segment, or a NUL byte would resolve elsewhere
+    /// (another bucket, the store's own files, or outside the root).
+    LeavesBucket,
+    /// A segment longer than a file name may be ([`SEGMENT_MAX`] bytes).
+    SegmentTooLong,
+}
+
+/// Where `key` stands; see [`KeyFit`].
+pub(crate) fn key_fit(key: &str) -> KeyFit {
+    if key.starts_with('/') || key.contains('\0') || key.split('/').any(|s| s == "." || s == "..") {
+        KeyFit::LeavesBucket
+    } else if key.split('/').any(|s| s.len() > SEGMENT_MAX) {
+        KeyFit::SegmentTooLong
+    } else {
+        KeyFit::Storable
+    }
+}
+
+/// Whether the store reads and writes `key`: any other key is never found, and
+/// never written (it would be another file, or none).
 pub(crate) fn storable_key(key: &str) -> bool {
-    !key.starts_with('/') && !key.contains('\0') && key.split('/').all(|s| s != "." && s != "..")
+    key_fit(key) == KeyFit::Storable
 }
 
 /// MD5 hex of a file: the ETag of a single-part object whose internal file is missing.
@@ -255,7 +272,9 @@ pub(crate) async fn md5_hex(path: &Path) -> io::Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{b64url, storable_key};
+    use std::path::PathBuf;
+
+    use super::{key_fit, storable_key, KeyFit, Sidecars};
 
     #[test]
     fn keys_that_would_leave_their_bucket_directory_are_not_storable() {
@@ -283,10 +302,67 @@ mod tests {
     }
 
     #[test]
+    fn keys_with_a_segment_longer_than_a_file_name_are_not_storable() {
+        let long = "x".repeat(256);
+        let longest = &long[1..];
+        let (in_folder, as_folder) = (format!("blog/{long}"), format!("{long}/index.html"));
+        let deep = format!("{longest}/{longest}/{longest}");
+        let cases = [
+            (in_folder.as_str(), KeyFit::SegmentTooLong),
+            (as_folder.as_str(), KeyFit::SegmentTooLong),
+            (longest, KeyFit::Storable),
+            (deep.as_str(), KeyFit::Storable),
+            ("dir/", KeyFit::Storable),
+            ("/a/b", KeyFit::LeavesBucket),
+        ];
+        for (key, fit) in cases {
+            assert_eq!(key_fit(key), fit, "{key}");
+        }
+    }
+
+    /// The base64url part of an object's sidecar name that stands for `s`, as a key.
+    fn b64url(s: &str) -> String {
+        let files = Sidecars::new(PathBuf::from("/root"));
+        let name = files.internal_path("b", s);
+        let name = name
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let rest = name.strip_prefix(".bucket-Yg.object-").unwrap_or_default();
+        rest.strip_suffix(".internal.json")
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[test]
     fn object_sidecar_names_use_unpadded_base64url_like_s3s_fs() {
         assert_eq!(b64url("demo"), "ZGVtbw");
         assert_eq!(b64url("a?>b"), "YT8-Yg");
         assert_eq!(b64url("??~"), "Pz9-");
         assert_eq!(b64url("???"), "Pz8_");
+    }
+
+    #[test]
+    fn sidecar_names_too_long_for_a_file_name_name_the_key_by_its_sha256() {
+        let files = Sidecars::new(PathBuf::from("/root"));
+        let name = |key: &str| {
+            let path = files.metadata_path("blog", key);
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        // 164 bytes of key: 219 base64 characters, a name of 255 bytes.
+        let longest_plain = name(&"k".repeat(164));
+        assert_eq!(longest_plain.len(), 255);
+        assert!(longest_plain.starts_with(".bucket-YmxvZw.object-a2tr"));
+        // The SHA-256 of 165 'k's: `printf 'k%.0s' $(seq 165) | sha256sum`.
+        assert_eq!(
+            name(&"k".repeat(165)),
+            ".bucket-YmxvZw.key-sha256-e489c1c3a7566fcd46cce21a1287dcd8d829a60f485dcedd19e0195e78228086.metadata.json"
+        );
+        let longest_key = name(&"k".repeat(1024));
+        assert!(longest_key.len() <= 255, "{longest_key}");
+        assert_ne!(name(&"k".repeat(1024)), name(&"k".repeat(1023)));
     }
 }

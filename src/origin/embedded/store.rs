@@ -10,8 +10,10 @@
 //! Content-Encoding; deleted objects lose their metadata; a multipart object keeps no stale
 //! checksum; `BucketNotEmpty`; `BucketAlreadyOwnedByYou`; conditional PutObject
 //! (`If-None-Match: *`, `If-Match`).
-//! Keys (`sidecar::storable_key`): a key with a leading `/` or a `.`/`..` segment would
-//! resolve outside its bucket's directory; it is never found, and never written.
+//! Keys (`sidecar::key_fit`): a key with a leading `/` or a `.`/`..` segment would
+//! resolve outside its bucket's directory, and one with a segment over 255 bytes to no
+//! file at all; neither is ever found, and writes of them are refused before anything is
+//! written.
 //! Bucket configurations (`bucket_config.rs`, stored by `sidecar.rs`): website and CORS.
 
 use std::io;
@@ -23,7 +25,7 @@ use s3s::{s3_error, S3Error, S3Request, S3Response, S3Result, S3};
 use s3s_fs::FileSystem;
 
 use super::bucket_config::{validate_cors, validate_website};
-use super::sidecar::{storable_key, BucketConfigKind, Sidecars};
+use super::sidecar::{key_fit, BucketConfigKind, KeyFit, Sidecars};
 
 /// The embedded store; cheap to clone (the state is shared).
 #[derive(Debug, Clone)]
@@ -48,15 +50,23 @@ impl Store {
         })
     }
 
-    /// `InvalidArgument` for a key the store cannot keep in its bucket's directory.
+    /// Refuses a key the store cannot keep as a file of its own in its bucket's
+    /// directory, before anything is written.
     pub(super) fn require_storable(key: &str) -> S3Result<()> {
-        if storable_key(key) {
-            Ok(())
-        } else {
-            Err(s3_error!(
+        match key_fit(key) {
+            KeyFit::Storable => Ok(()),
+            KeyFit::LeavesBucket => Err(s3_error!(
                 InvalidArgument,
                 "The embedded store does not accept keys with a leading '/' or a '.' or '..' segment"
-            ))
+            )),
+            // S3 answers KeyTooLongError (400) for a key over 1024 bytes; s3s does too.
+            // A key within 1024 bytes whose segment the file system cannot name is too
+            // long for this store, and says so, rather than failing as an InternalError.
+            KeyFit::SegmentTooLong => Err(s3_error!(
+                KeyTooLongError,
+                "The embedded store keeps each '/'-separated segment of a key as a file \
+                 or folder name, and a name may hold at most 255 bytes"
+            )),
         }
     }
 

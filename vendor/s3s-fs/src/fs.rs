@@ -71,6 +71,27 @@ impl ObjectAttributes {
     }
 }
 
+/// The longest file name most file systems hold (`NAME_MAX`, in bytes).
+const NAME_MAX: usize = 255;
+
+/// The name of a file kept beside the buckets for one object (`tail` is, e.g.,
+/// `.internal.json`): `.bucket-{b64(bucket)}.object-{b64(key)}{tail}`, base64url
+/// without padding. When that name would pass `NAME_MAX` (a key of about 165
+/// bytes or more), the key is named by its SHA-256 instead:
+/// `.bucket-{b64(bucket)}.key-sha256-{hex}{tail}`. Base64 never holds a `.`,
+/// so the word after the bucket's part tells the two forms apart, and names
+/// that fit stay as they always were.
+pub fn object_sidecar_name(bucket: &str, key: &str, tail: &str) -> String {
+    use s3s::crypto::Checksum as _;
+    let encode = |s: &str| base64_simd::URL_SAFE_NO_PAD.encode_to_string(s);
+    let name = format!(".bucket-{}.object-{}{tail}", encode(bucket), encode(key));
+    if name.len() <= NAME_MAX {
+        return name;
+    }
+    let digest = hex(s3s::crypto::Sha256::checksum(key.as_bytes()));
+    format!(".bucket-{}.key-sha256-{digest}{tail}", encode(bucket))
+}
+
 fn clean_old_tmp_files(root: &Path) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(root) {
         Ok(entries) => Ok(entries),
@@ -120,16 +141,12 @@ impl FileSystem {
 
     /// resolve metadata path under the virtual root (custom format)
     pub(crate) fn get_metadata_path(&self, bucket: &str, key: &str, upload_id: Option<Uuid>) -> Result<PathBuf> {
-        let encode = |s: &str| base64_simd::URL_SAFE_NO_PAD.encode_to_string(s);
         let u_ext = upload_id.map(|u| format!(".upload-{u}")).unwrap_or_default();
-        let file_path = format!(".bucket-{}.object-{}{u_ext}.metadata.json", encode(bucket), encode(key));
-        self.resolve_abs_path(file_path)
+        self.resolve_abs_path(object_sidecar_name(bucket, key, &format!("{u_ext}.metadata.json")))
     }
 
     pub(crate) fn get_internal_info_path(&self, bucket: &str, key: &str) -> Result<PathBuf> {
-        let encode = |s: &str| base64_simd::URL_SAFE_NO_PAD.encode_to_string(s);
-        let file_path = format!(".bucket-{}.object-{}.internal.json", encode(bucket), encode(key));
-        self.resolve_abs_path(file_path)
+        self.resolve_abs_path(object_sidecar_name(bucket, key, ".internal.json"))
     }
 
     /// load object attributes from fs (with backward compatibility)

@@ -754,8 +754,9 @@ impl S3 for FileSystem {
             checksum.update(bytes.as_ref());
         });
 
+        // The file is moved into place only once its digests are checked: a
+        // refused upload leaves nothing, and the object it would replace stays.
         let size = copy_bytes(stream, file_writer.writer()).await?;
-        file_writer.done().await?;
 
         let md5_sum = hex(md5_hash.finalize());
 
@@ -812,6 +813,7 @@ impl S3 for FileSystem {
             return Err(s3_error!(BadDigest, "checksum_crc64nvme mismatch"));
         }
 
+        file_writer.done().await?;
         debug!(path = %object_path.display(), ?size, %md5_sum, ?checksum, "write file");
 
         // Save object attributes (including user metadata and standard attributes)
@@ -826,12 +828,21 @@ impl S3 for FileSystem {
             website_redirect_location,
         };
         obj_attrs.set_expires_timestamp(expires);
-        self.save_object_attributes(&bucket, &key, &obj_attrs, None).await?;
-
         let mut info: InternalInfo = default();
         crate::checksum::save_e_tag(&mut info, &md5_sum);
         crate::checksum::modify_internal_info(&mut info, &checksum);
-        self.save_internal_info(&bucket, &key, &info).await?;
+        let saved = async {
+            self.save_object_attributes(&bucket, &key, &obj_attrs, None).await?;
+            self.save_internal_info(&bucket, &key, &info).await
+        };
+        if let Err(e) = saved.await {
+            // Without its sidecars the file would be served with another
+            // object's attributes, or none: the failed upload leaves nothing.
+            let _ = fs::remove_file(&object_path).await;
+            let _ = fs::remove_file(self.get_metadata_path(&bucket, &key, None)?).await;
+            let _ = fs::remove_file(self.get_internal_info_path(&bucket, &key)?).await;
+            return Err(e.into());
+        }
 
         let output = PutObjectOutput {
             e_tag: Some(ETag::Strong(md5_sum)),
