@@ -1,4 +1,4 @@
-//! Keys the file system holds differently from S3: long keys, long segments.
+//! Keys the file system holds differently from S3: long keys, long segments, empty segments.
 
 use super::harness::*;
 
@@ -248,4 +248,54 @@ async fn an_upload_refused_for_its_digest_leaves_no_file_and_keeps_the_object_it
             .expect("the old object");
     let body = get.body.collect().await.expect("body").into_bytes();
     assert_eq!(&body[..], b"old");
+}
+
+/// On S3 `dir//index.html` is a key of its own; the file system would read it as
+/// `dir/index.html`.
+#[tokio::test]
+async fn keys_with_an_empty_segment_are_not_found_refused_and_a_get_writes_nothing() {
+    let h = harness().await;
+    h.put("dir/index.html", b"home").await;
+    let before = files_under(h.root.path());
+
+    for alias in ["dir//index.html", "dir///index.html", "dir//"] {
+        assert_eq!(h.get_status(alias, |g| g).await, 404, "{alias}");
+        let err =
+            h.s3.head_object()
+                .bucket(BUCKET)
+                .key(alias)
+                .send()
+                .await
+                .expect_err("head");
+        assert_eq!(status(&err), 404, "{alias}");
+    }
+    assert_eq!(files_under(h.root.path()), before, "a GET wrote files");
+
+    let err =
+        h.s3.put_object()
+            .bucket(BUCKET)
+            .key("dir//index.html")
+            .body(ByteStream::from_static(b"other"))
+            .send()
+            .await
+            .expect_err("put");
+    assert_eq!((status(&err), err.code()), (400, Some("InvalidArgument")));
+    let err =
+        h.s3.delete_object()
+            .bucket(BUCKET)
+            .key("dir//index.html")
+            .send()
+            .await
+            .expect_err("delete");
+    assert_eq!((status(&err), err.code()), (400, Some("InvalidArgument")));
+    assert_eq!(files_under(h.root.path()), before);
+    let get =
+        h.s3.get_object()
+            .bucket(BUCKET)
+            .key("dir/index.html")
+            .send()
+            .await
+            .expect("still there");
+    let body = get.body.collect().await.expect("body").into_bytes();
+    assert_eq!(&body[..], b"home");
 }

@@ -222,15 +222,22 @@ pub(crate) enum KeyFit {
     /// A leading `/`, a `.` or `..` segment, or a NUL byte would resolve elsewhere
     /// (another bucket, the store's own files, or outside the root).
     LeavesBucket,
+    /// An empty segment (`a//b`): the file system reads it as `a/b`, so the key would
+    /// be another key's file (S3 keeps them apart). A trailing `/` (a folder marker)
+    /// is not one.
+    EmptySegment,
     /// A segment longer than a file name may be ([`SEGMENT_MAX`] bytes).
     SegmentTooLong,
 }
 
 /// Where `key` stands; see [`KeyFit`].
 pub(crate) fn key_fit(key: &str) -> KeyFit {
+    let segments = key.strip_suffix('/').unwrap_or(key).split('/');
     if key.starts_with('/') || key.contains('\0') || key.split('/').any(|s| s == "." || s == "..") {
         KeyFit::LeavesBucket
-    } else if key.split('/').any(|s| s.len() > SEGMENT_MAX) {
+    } else if segments.clone().any(str::is_empty) {
+        KeyFit::EmptySegment
+    } else if segments.clone().any(|s| s.len() > SEGMENT_MAX) {
         KeyFit::SegmentTooLong
     } else {
         KeyFit::Storable
@@ -281,7 +288,7 @@ mod tests {
         for key in [
             "index.html",
             "a/b/c.css",
-            "a//b",
+            "folder/",
             "..a/b..",
             ".well-known/x",
             "a b+c",
@@ -302,18 +309,21 @@ mod tests {
     }
 
     #[test]
-    fn keys_with_a_segment_longer_than_a_file_name_are_not_storable() {
+    fn keys_with_an_empty_or_overlong_segment_are_not_storable() {
         let long = "x".repeat(256);
         let longest = &long[1..];
         let (in_folder, as_folder) = (format!("blog/{long}"), format!("{long}/index.html"));
         let deep = format!("{longest}/{longest}/{longest}");
         let cases = [
+            ("a//b", KeyFit::EmptySegment),
+            ("dir//", KeyFit::EmptySegment),
+            ("a/b//", KeyFit::EmptySegment),
             (in_folder.as_str(), KeyFit::SegmentTooLong),
             (as_folder.as_str(), KeyFit::SegmentTooLong),
             (longest, KeyFit::Storable),
             (deep.as_str(), KeyFit::Storable),
             ("dir/", KeyFit::Storable),
-            ("/a/b", KeyFit::LeavesBucket),
+            ("/a//b", KeyFit::LeavesBucket),
         ];
         for (key, fit) in cases {
             assert_eq!(key_fit(key), fit, "{key}");

@@ -11,9 +11,9 @@
 //! checksum; `BucketNotEmpty`; `BucketAlreadyOwnedByYou`; conditional PutObject
 //! (`If-None-Match: *`, `If-Match`).
 //! Keys (`sidecar::key_fit`): a key with a leading `/` or a `.`/`..` segment would
-//! resolve outside its bucket's directory, and one with a segment over 255 bytes to no
-//! file at all; neither is ever found, and writes of them are refused before anything is
-//! written.
+//! resolve outside its bucket's directory, one with an empty segment (`a//b`) to another
+//! key's file, and one with a segment over 255 bytes to no file at all; none is ever
+//! found, and writes of them are refused before anything is written.
 //! Bucket configurations (`bucket_config.rs`, stored by `sidecar.rs`): website and CORS.
 
 use std::io;
@@ -58,6 +58,11 @@ impl Store {
             KeyFit::LeavesBucket => Err(s3_error!(
                 InvalidArgument,
                 "The embedded store does not accept keys with a leading '/' or a '.' or '..' segment"
+            )),
+            KeyFit::EmptySegment => Err(s3_error!(
+                InvalidArgument,
+                "The embedded store does not accept keys with an empty segment ('//'): \
+                 its file system would read them as another key"
             )),
             // S3 answers KeyTooLongError (400) for a key over 1024 bytes; s3s does too.
             // A key within 1024 bytes whose segment the file system cannot name is too
