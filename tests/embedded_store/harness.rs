@@ -81,6 +81,18 @@ impl Harness {
         out.e_tag().expect("etag").to_owned()
     }
 
+    /// The bytes of an object that must exist.
+    pub async fn body(&self, key: &str) -> Vec<u8> {
+        let got = self.s3.get_object().bucket(BUCKET).key(key).send().await;
+        let got = got.unwrap_or_else(|e| panic!("get {key}: {e:?}"));
+        got.body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes()
+            .to_vec()
+    }
+
     pub async fn get_status(
         &self,
         key: &str,

@@ -20,6 +20,14 @@ fn files_under(root: &Path) -> Vec<String> {
     found
 }
 
+/// The Content-Type and ETag HeadObject answers for an object that must exist.
+async fn type_and_etag(h: &Harness, key: &str) -> (String, String) {
+    let head = h.s3.head_object().bucket(BUCKET).key(key).send().await;
+    let head = head.unwrap_or_else(|e| panic!("head {key}: {e:?}"));
+    let etag = head.e_tag().unwrap_or_default().to_owned();
+    (head.content_type().unwrap_or_default().to_owned(), etag)
+}
+
 /// A key of `len` bytes as `s3edge publish` makes them: a release prefix, then
 /// segments of 200 bytes at most.
 fn long_key(len: usize, name: &str) -> String {
@@ -65,14 +73,8 @@ async fn keys_too_long_for_a_sidecar_file_name_are_stored_read_listed_copied_and
         let body = get.body.collect().await.expect("body").into_bytes();
         assert_eq!(&body[..], b"<p>long</p>");
     }
-    let head =
-        h.s3.head_object()
-            .bucket(BUCKET)
-            .key(&key)
-            .send()
-            .await
-            .expect("head");
-    assert_eq!(head.content_type(), Some("text/html"));
+    let html = ("text/html".to_owned(), etag.clone());
+    assert_eq!(type_and_etag(&h, &key).await, html);
 
     h.s3.copy_object()
         .bucket(BUCKET)
@@ -81,15 +83,7 @@ async fn keys_too_long_for_a_sidecar_file_name_are_stored_read_listed_copied_and
         .send()
         .await
         .expect("copy to a 900-byte key");
-    let copied =
-        h.s3.head_object()
-            .bucket(BUCKET)
-            .key(&copy)
-            .send()
-            .await
-            .expect("head of the copy");
-    assert_eq!(copied.content_type(), Some("text/html"));
-    assert_eq!(copied.e_tag(), Some(etag.as_str()));
+    assert_eq!(type_and_etag(&h, &copy).await, html);
 
     let upload =
         h.s3.create_multipart_upload()
@@ -128,15 +122,10 @@ async fn keys_too_long_for_a_sidecar_file_name_are_stored_read_listed_copied_and
         .await
         .expect("complete");
     let multipart_etag = format!("\"{}-1\"", md5_hex(&Md5::digest(b"p{}")));
-    let got =
-        h.s3.head_object()
-            .bucket(BUCKET)
-            .key(&multipart)
-            .send()
-            .await
-            .expect("head of the multipart object");
-    assert_eq!(got.content_type(), Some("text/css"));
-    assert_eq!(got.e_tag(), Some(multipart_etag.as_str()));
+    assert_eq!(
+        type_and_etag(&h, &multipart).await,
+        ("text/css".to_owned(), multipart_etag.clone())
+    );
 
     let listed =
         h.s3.list_objects_v2()
@@ -239,15 +228,7 @@ async fn an_upload_refused_for_its_digest_leaves_no_file_and_keeps_the_object_it
         .send()
         .await
         .expect_err("a wrong Content-MD5");
-    let get =
-        h.s3.get_object()
-            .bucket(BUCKET)
-            .key("old.html")
-            .send()
-            .await
-            .expect("the old object");
-    let body = get.body.collect().await.expect("body").into_bytes();
-    assert_eq!(&body[..], b"old");
+    assert_eq!(h.body("old.html").await, b"old");
 }
 
 /// On S3 `dir//index.html` is a key of its own; the file system would read it as
@@ -289,13 +270,5 @@ async fn keys_with_an_empty_segment_are_not_found_refused_and_a_get_writes_nothi
             .expect_err("delete");
     assert_eq!((status(&err), err.code()), (400, Some("InvalidArgument")));
     assert_eq!(files_under(h.root.path()), before);
-    let get =
-        h.s3.get_object()
-            .bucket(BUCKET)
-            .key("dir/index.html")
-            .send()
-            .await
-            .expect("still there");
-    let body = get.body.collect().await.expect("body").into_bytes();
-    assert_eq!(&body[..], b"home");
+    assert_eq!(h.body("dir/index.html").await, b"home");
 }
