@@ -308,6 +308,59 @@ async fn a_missing_error_document_gives_the_built_in_page_and_a_redirecting_one_
         )],
     )
     .await;
+    // HEAD answers as GET does, without the body: it had the built-in page's
+    // length and, for a redirecting document, 404 instead of 301.
+    let response = edge
+        .request(Method::HEAD, "moving.test", "/nope", &[])
+        .await;
+    assert_eq!(response.status(), 301);
+    assert_eq!(response.headers()["location"], "/sorry.html");
+}
+
+/// HEAD of a missing page has GET's status and header fields: the error
+/// document's length, type, coding and `Vary`, not the built-in page's.
+#[tokio::test]
+async fn head_of_a_missing_page_has_the_error_documents_fields() {
+    let edge = website_edge("").await;
+    let page = "<p>This page is not here.</p>\n".repeat(60);
+    edge.put("web-bucket", "error.html", page.clone(), Some("text/html"))
+        .await;
+    for coding in ["identity", "gzip"] {
+        let headers = [("accept-encoding", coding)];
+        // The first compressed answer is made as it is sent (no length
+        // yet): HEAD is compared with GET once the variant is stored.
+        for _ in 0..100 {
+            let get = edge
+                .request(Method::GET, "web.test", "/nope-1", &headers)
+                .await;
+            if get.headers().contains_key("content-length") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let head = edge
+            .request(Method::HEAD, "web.test", "/nope-1", &headers)
+            .await;
+        let get = edge
+            .request(Method::GET, "web.test", "/nope-1", &headers)
+            .await;
+        assert_eq!(get.status(), 404);
+        assert_eq!(head.status(), 404);
+        for name in [
+            "content-length",
+            "content-type",
+            "content-encoding",
+            "vary",
+            "cache-control",
+        ] {
+            assert_eq!(
+                get.headers().get(name),
+                head.headers().get(name),
+                "{coding}: {name}"
+            );
+        }
+        assert!(get.headers().contains_key("content-length"), "{coding}");
+    }
 }
 
 #[tokio::test]

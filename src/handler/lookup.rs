@@ -359,9 +359,10 @@ async fn spa_fallback(
     Some(response)
 }
 
-/// The error document's body and type with the original status, for GET; the
-/// status alone (with the built-in page's headers) for HEAD. A missing error
-/// document gives the built-in page.
+/// The error document's body and type with the original status (for HEAD,
+/// the same header fields without the body, as RFC 9110 section 9.3.2 asks:
+/// it had the built-in page's length, and a status of its own when the
+/// document redirects). A missing error document gives the built-in page.
 async fn error_document(
     lookup: &Lookup<'_>,
     config: &WebsiteConfig,
@@ -373,7 +374,7 @@ async fn error_document(
         403 => error_page(code, "You may not see this page."),
         _ => error_page(code, "The page you asked for does not exist."),
     };
-    let Some(document) = config.error_document.as_deref().filter(|_| !lookup.head) else {
+    let Some(document) = config.error_document.as_deref() else {
         return builtin();
     };
     let fetched = match trace.note(lookup.fetch(document, false).await) {
@@ -413,7 +414,9 @@ fn body_with_status(
     let length = fetch.meta.content_length;
     if let Payload::Unsized(body) = fetch.payload {
         if lookup.head {
-            return response.finish();
+            // No length to give, as GET gives none (not `Content-Length: 0`).
+            let none = futures_util::stream::empty::<Result<bytes::Bytes, OriginError>>();
+            return response.body(actix_web::body::BodyStream::new(none));
         }
         return response.body(actix_web::body::BodyStream::new(body));
     }
