@@ -167,7 +167,8 @@ struct ServeArgs {
     /// Region of --acme-bucket (default: the AWS chain's, else us-east-1).
     #[arg(long, env = "S3EDGE_ACME_BUCKET_REGION")]
     acme_bucket_region: Option<String>,
-    /// This node's name in CDN-Loop, Cache-Status, logs and metrics (default: the host name).
+    /// This node's name in CDN-Loop, Cache-Status, ACME order locks, logs and
+    /// metrics (default: the host name).
     #[arg(long, env = "S3EDGE_NODE_ID")]
     node_id: Option<String>,
     /// Address of the cluster listener that peers and child nodes use
@@ -400,6 +401,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 },
                 region: args.acme_bucket_region,
             }),
+            node_name: args.node_id.clone().unwrap_or_else(s3edge::status::node_id),
             ..AcmeOptions::default()
         },
         cluster,

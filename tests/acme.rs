@@ -679,3 +679,230 @@ async fn two_nodes_sharing_a_bucket_order_once_and_serve_the_same_certificate() 
         assert_eq!(Some(serial), a.acme.serial("shared"));
     }
 }
+
+/// The storage folder of the CA at `directory` inside an `--acme-dir`.
+fn ca_folder(directory: &str) -> String {
+    directory.replace("https://", "").replace([':', '/'], "-")
+}
+
+/// A CA that accepts connections and never answers: an order waits on it
+/// forever, with the site's order lock held.
+fn silent_ca() -> (String, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let directory = format!("https://{}/dir", listener.local_addr().unwrap());
+    let thread = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            match stream {
+                Ok(stream) => held.push(stream),
+                Err(_) => return,
+            }
+        }
+    });
+    (directory, thread)
+}
+
+/// A node stopped (SIGTERM) while its order is in flight removes its order
+/// lock on the way out, and the lock names the node by its `--node-id`.
+#[tokio::test]
+async fn a_node_stopped_mid_order_releases_its_lock_which_names_it_by_node_id() {
+    let work = tempfile::tempdir().unwrap();
+    let sites = work.path().join("sites");
+    std::fs::create_dir_all(sites.join("buckets/www")).unwrap();
+    std::fs::write(sites.join("www.toml"), acme_site("www.example.com", "www")).unwrap();
+    let (directory, _ca) = silent_ca();
+    let acme_dir = work.path().join("acme");
+    let acme_dir_arg = acme_dir.display().to_string();
+    let args = [
+        "--sites",
+        "sites",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--embedded-s3-listen",
+        "127.0.0.1:0",
+        "--cache-dir",
+        "cache",
+        "--acme-directory",
+        &directory,
+        "--acme-dir",
+        &acme_dir_arg,
+        "--node-id",
+        "edge-7",
+    ];
+    let mut node = Binary::serve(&args, &[], work.path());
+    let lock = acme_dir.join(format!("{}/locks/www", ca_folder(&directory)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lock.is_file() {
+        assert!(
+            Instant::now() < deadline,
+            "no order lock at {}: {}",
+            lock.display(),
+            node.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&lock).unwrap()).unwrap();
+    assert_eq!(record["holder"], "edge-7", "{record}");
+    assert_eq!(node.stop(), Some(0), "{}", node.stderr());
+    assert!(
+        !lock.exists(),
+        "a clean stop leaves no lock to wait out: {}",
+        std::fs::read_to_string(&lock).unwrap_or_default()
+    );
+}
+
+/// Waits up to `limit` for `site`'s certificate.
+async fn wait_for_certificate(
+    state: &s3edge::server::AppState,
+    site: &str,
+    limit: Duration,
+    pebble: &Pebble,
+) {
+    wait_until(
+        &format!("a certificate for {site}"),
+        limit,
+        || state.acme.serial(site).is_some(),
+        || pebble.log(),
+    )
+    .await;
+}
+
+/// A node killed mid-order (SIGKILL: nothing runs on the way out) left its
+/// order lock in its `--acme-dir`, valid for 10 more minutes; started again,
+/// it takes the lock over at once and obtains the certificate.
+#[tokio::test]
+async fn a_restart_after_a_kill_mid_order_takes_over_the_lock_it_left() {
+    let ports = Ports::new();
+    let work = tempfile::tempdir().unwrap();
+    let pebble = Pebble::start(work.path(), ports.pebble(None, &[]));
+    let acme_dir = work.path().join("acme");
+    let locks = acme_dir.join(format!("{}/locks", ca_folder(&pebble.directory())));
+    std::fs::create_dir_all(&locks).unwrap();
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    // As the killed process left it (its name then: no $HOSTNAME under systemd).
+    std::fs::write(
+        locks.join("theta"),
+        format!("{{\"holder\":\"s3edge\",\"expires\":{expires}}}"),
+    )
+    .unwrap();
+    let mut acme = acme_options(&pebble, &acme_dir, &[ChallengeKind::TlsAlpn01]);
+    acme.shared_poll = Duration::from_secs(60);
+    let edge = start_node(&ports, acme, &[("theta", "theta.example.com")]).await;
+    let state = edge.node.state.clone();
+    wait_for_certificate(&state, "theta", Duration::from_secs(20), &pebble).await;
+    assert_eq!(state.acme.orders(), 1);
+    let root = pebble.issuing_root().await;
+    let client = https_client(&root, "theta.example.com", ports.tls_addr());
+    let (body, _) = fetch(&client, "theta.example.com", ports.tls)
+        .await
+        .expect("https works");
+    assert_eq!(body, "page of theta.example.com");
+}
+
+/// The CA forgets every account (pebble restarted): the next order registers
+/// a new account at once and goes on, with no failure and no retry delay
+/// (a minute here, up to an hour in production).
+#[tokio::test]
+async fn an_account_the_ca_forgot_is_registered_again_at_once_and_the_order_goes_on() {
+    let ports = Ports::new();
+    let work = tempfile::tempdir().unwrap();
+    let mut pebble = Pebble::start(work.path(), ports.pebble(None, &[]));
+    let mut acme = acme_options(
+        &pebble,
+        &work.path().join("acme"),
+        &[ChallengeKind::TlsAlpn01],
+    );
+    acme.retry_min = Duration::from_secs(60);
+    acme.retry_max = Duration::from_secs(60);
+    let edge = start_node(&ports, acme, &[("one", "one.example.com")]).await;
+    let state = edge.node.state.clone();
+    wait_for_certificate(&state, "one", Duration::from_secs(30), &pebble).await;
+
+    pebble.restart_ca();
+    std::fs::write(
+        edge.dir.path().join("sites/two.toml"),
+        acme_site("two.example.com", "two"),
+    )
+    .unwrap();
+    s3edge::server::reload(&state).await.expect("reload");
+    wait_for_certificate(&state, "two", Duration::from_secs(20), &pebble).await;
+    assert_eq!(
+        state.acme.failures(),
+        0,
+        "a forgotten account is no failure"
+    );
+    assert_eq!(state.acme.orders(), 2);
+}
+
+/// The `/metrics` line of `series`, as its value.
+fn series_value(text: &str, series: &str) -> Option<i64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A certificate that expired while the CA was down is still on `/metrics`
+/// after a restart (a negative expiry), and every acme site without a valid
+/// certificate, one that never had any included, says so in
+/// `s3edge_acme_certificate_valid`: the alerts keep firing while HTTPS is down.
+#[tokio::test]
+async fn after_a_restart_an_expired_certificate_and_a_missing_one_stay_on_metrics() {
+    let ports = Ports::new();
+    let work = tempfile::tempdir().unwrap();
+    let mut pebble = Pebble::start(work.path(), ports.pebble(Some(6), &[]));
+    let acme_dir = work.path().join("acme");
+    let options = || acme_options(&pebble, &acme_dir, &[ChallengeKind::TlsAlpn01]);
+    let first = start_node(&ports, options(), &[("brief", "brief.example.com")]).await;
+    let valid = "s3edge_acme_certificate_valid{site=\"brief\"}";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while series_value(&first.metrics().await, valid) != Some(1) {
+        assert!(
+            Instant::now() < deadline,
+            "no certificate: {}",
+            pebble.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second_options = options();
+    drop(first);
+    pebble.stop_ca();
+    // Every certificate issued so far (6-second ones) has expired.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+
+    let second = start_node(
+        &Ports::new(),
+        second_options,
+        &[
+            ("brief", "brief.example.com"),
+            ("never", "never.example.com"),
+        ],
+    )
+    .await;
+    let expiry = "s3edge_certificate_expiry_seconds{site=\"brief\"}";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = second.metrics().await;
+        if series_value(&text, expiry).is_some() || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let seconds = series_value(&text, expiry);
+    assert!(
+        seconds.is_some_and(|s| s < 0),
+        "the expired certificate's expiry: {seconds:?}\n{text}"
+    );
+    assert_eq!(series_value(&text, valid), Some(0), "{text}");
+    assert_eq!(
+        series_value(&text, "s3edge_acme_certificate_valid{site=\"never\"}"),
+        Some(0),
+        "{text}"
+    );
+}

@@ -7,7 +7,8 @@ use super::Acme;
 
 /// The orders obtained and the failed attempts since start. (Each ACME
 /// certificate's expiry is in `s3edge_certificate_expiry_seconds{site}` with
-/// the file certificates', from `status::readings`.)
+/// the file certificates', and whether it is valid in
+/// `s3edge_acme_certificate_valid{site}`, from `status::readings`.)
 pub fn render(acme: &Acme) -> String {
     let mut out = String::new();
     out.push_str(

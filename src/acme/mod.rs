@@ -41,7 +41,7 @@ use tokio::task::JoinHandle;
 use crate::config::{CertificateSource, HostPattern, SiteConfig};
 use certificate::{SiteCertificate, StoredCertificate};
 use challenge::{ChallengeKind, Challenges};
-use lock::Locking;
+use lock::{Locking, Releases};
 use storage::{DirStorage, Storage, StorageError};
 
 /// `--acme-directory` default: Let's Encrypt's production CA.
@@ -77,7 +77,9 @@ pub struct AcmeOptions {
     pub retry_max: Duration,
     /// With shared storage: how often it is re-read.
     pub shared_poll: Duration,
-    /// This node's name in order locks.
+    /// This node's name in order locks: its `--node-id`, else the host name
+    /// (as the cluster names it), so that the nodes of a ring are told apart
+    /// and a restarted node recognises the locks it left.
     pub node_name: String,
 }
 
@@ -94,7 +96,7 @@ impl Default for AcmeOptions {
             retry_min: schedule::DEFAULT_RETRY_MIN,
             retry_max: schedule::DEFAULT_RETRY_MAX,
             shared_poll: SHARED_POLL,
-            node_name: std::env::var("HOSTNAME").unwrap_or_else(|_| "s3edge".to_string()),
+            node_name: crate::status::node_id(),
         }
     }
 }
@@ -216,6 +218,8 @@ pub struct Acme {
     certificates: RwLock<HashMap<String, Arc<SiteCertificate>>>,
     account: tokio::sync::Mutex<Option<instant_acme::Account>>,
     tasks: Mutex<HashMap<String, (AcmeSite, JoinHandle<()>)>>,
+    /// Lock and challenge-answer deletes still running.
+    releases: Releases,
     orders: AtomicU64,
     failures: AtomicU64,
 }
@@ -243,6 +247,7 @@ impl Acme {
             certificates: RwLock::new(HashMap::new()),
             account: tokio::sync::Mutex::new(None),
             tasks: Mutex::new(HashMap::new()),
+            releases: Releases::default(),
             orders: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         })
@@ -280,6 +285,27 @@ impl Acme {
             let task = tokio::spawn(Arc::clone(self).maintain(site.clone()));
             tasks.insert(site.name.clone(), (site, task));
         }
+    }
+
+    /// Stops every site's task and waits until the locks and answers they held
+    /// are removed from storage, so that a node stopped mid-order leaves no
+    /// lock for the others (or its next start) to wait out. For a clean
+    /// shutdown, before the runtime stops.
+    pub async fn shutdown(&self) {
+        let tasks: Vec<JoinHandle<()>> = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, (_, task))| task)
+            .collect();
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.releases.wait().await;
     }
 
     /// The certificate for a handshake that chose `site`, when that site has one
@@ -335,6 +361,32 @@ impl Acme {
         let mut list: Vec<_> = certificates
             .iter()
             .map(|(site, c)| (site.clone(), c.not_after))
+            .collect();
+        list.sort();
+        list
+    }
+
+    /// Whether each acme site under management has a certificate in service
+    /// that covers its hosts and is valid now, by site name
+    /// (`s3edge_acme_certificate_valid{site}`): `false` before the first
+    /// order succeeds and once the certificate expired.
+    pub fn validity(&self) -> Vec<(String, bool)> {
+        let now = SystemTime::now();
+        let sites: Vec<AcmeSite> = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|(site, _)| site.clone())
+            .collect();
+        let mut list: Vec<_> = sites
+            .into_iter()
+            .map(|site| {
+                let valid = self
+                    .installed(&site.name)
+                    .is_some_and(|c| c.is_for(&site.hosts) && c.is_valid_at(now));
+                (site.name, valid)
+            })
             .collect();
         list.sort();
         list
@@ -422,7 +474,14 @@ impl Acme {
             return Ok(wait);
         }
         let lock_key = format!("{}locks/{}", self.ca, site.name);
-        let guard = match lock::try_lock(&self.storage, &lock_key, &self.options.node_name).await? {
+        let guard = match lock::try_lock(
+            &self.storage,
+            &self.releases,
+            &lock_key,
+            &self.options.node_name,
+        )
+        .await?
+        {
             Locking::Held(guard) => guard,
             Locking::Busy { holder } => {
                 tracing::info!(
@@ -440,19 +499,20 @@ impl Acme {
         }
         let kind =
             self.options.challenges[failures as usize % self.options.challenges.len().max(1)];
-        let account = self.account().await?;
-        let shared = self.storage.is_shared().then(|| order::SharedAnswers {
-            storage: &self.storage,
-            prefix: self.challenge_prefix(),
-        });
-        let stored = order::order(
-            &account,
-            &site.hosts,
-            kind,
-            &self.challenges,
-            shared.as_ref(),
-        )
-        .await?;
+        let stored = match self.order(site, kind).await {
+            // The CA lost the account (a reset, a test CA restarted): this is
+            // no failure of the order, so register a new account and order
+            // again now rather than after a retry delay.
+            Err(AcmeError::AccountUnknown) => {
+                tracing::warn!(
+                    site = site.name,
+                    "ACME: the CA does not know the stored account; registering a new one"
+                );
+                self.forget_account().await;
+                self.order(site, kind).await?
+            }
+            other => other?,
+        };
         let json = serde_json::to_vec_pretty(&stored)
             .map_err(|e| AcmeError::Certificate(e.to_string()))?;
         let certificate = SiteCertificate::from_stored(stored)
@@ -473,6 +533,28 @@ impl Acme {
         );
         self.install(&site.name, certificate);
         Ok(self.time_to_renewal(site).unwrap_or(self.options.retry_min))
+    }
+
+    /// One order for the site's hosts with the account (registered if need be).
+    async fn order(
+        &self,
+        site: &AcmeSite,
+        kind: ChallengeKind,
+    ) -> Result<StoredCertificate, AcmeError> {
+        let account = self.account().await?;
+        let shared = self.storage.is_shared().then(|| order::SharedAnswers {
+            storage: &self.storage,
+            releases: &self.releases,
+            prefix: self.challenge_prefix(),
+        });
+        order::order(
+            &account,
+            &site.hosts,
+            kind,
+            &self.challenges,
+            shared.as_ref(),
+        )
+        .await
     }
 
     /// How long until the installed certificate is due, `None` when there is
@@ -496,8 +578,11 @@ impl Acme {
         })
     }
 
-    /// Puts the stored certificate in service when it is for the site's hosts,
-    /// valid now, and newer than the one in service.
+    /// Puts the stored certificate in service when it is for the site's hosts
+    /// and newer than the one in service. An expired one is put in service too
+    /// when it is all there is, as it was before the restart: the handshake
+    /// fails either way, and its expiry stays on `/metrics` (negative) so the
+    /// expiry alert keeps firing; it is due, so an order follows at once.
     async fn adopt_stored(&self, site: &AcmeSite) -> Result<(), AcmeError> {
         let Some(bytes) = self.storage.load(&self.certificate_key(&site.name)).await? else {
             return Ok(());
@@ -522,19 +607,28 @@ impl Acme {
                 return Ok(());
             }
         };
-        if !certificate.is_for(&site.hosts) || !certificate.is_valid_at(SystemTime::now()) {
+        if !certificate.is_for(&site.hosts) {
             return Ok(());
         }
         let newer = self.installed(&site.name).is_none_or(|current| {
             current.serial != certificate.serial && certificate.not_after > current.not_after
         });
         if newer {
-            tracing::info!(
-                site = site.name,
-                serial = certificate.serial,
-                expires = %crate::http::date::format(certificate.not_after),
-                "ACME: stored certificate in service"
-            );
+            if certificate.is_valid_at(SystemTime::now()) {
+                tracing::info!(
+                    site = site.name,
+                    serial = certificate.serial,
+                    expires = %crate::http::date::format(certificate.not_after),
+                    "ACME: stored certificate in service"
+                );
+            } else {
+                tracing::warn!(
+                    site = site.name,
+                    serial = certificate.serial,
+                    expired = %crate::http::date::format(certificate.not_after),
+                    "ACME: the stored certificate has expired; it is all there is until a new one is obtained"
+                );
+            }
             self.install(&site.name, certificate);
         }
         Ok(())

@@ -10,7 +10,7 @@ use rcgen::{CertificateParams, DistinguishedName, KeyPair};
 
 use super::certificate::StoredCertificate;
 use super::challenge::{tls_alpn01_certificate, Answer, ChallengeKind, Challenges};
-use super::lock::KeyGuard;
+use super::lock::{KeyGuard, Releases};
 use super::storage::Storage;
 use super::AcmeError;
 
@@ -18,6 +18,8 @@ use super::AcmeError;
 /// ring the CA's validation request reaches can answer it.
 pub struct SharedAnswers<'a> {
     pub storage: &'a Arc<dyn Storage>,
+    /// Where the guards' deletes are tracked.
+    pub releases: &'a Releases,
     /// Key prefix of the answers: `CA/challenges/`.
     pub prefix: String,
 }
@@ -28,7 +30,7 @@ impl SharedAnswers<'_> {
         self.storage
             .store(&key, key_authorization.as_bytes())
             .await?;
-        Ok(KeyGuard::new(self.storage, &key))
+        Ok(KeyGuard::new(self.storage, self.releases, &key))
     }
 }
 

@@ -45,6 +45,8 @@ pub struct NodeReadings {
     pub tiers: Vec<TierReading>,
     /// Seconds until each site's certificate expires (negative once it has), by site.
     pub certificate_expiry: Vec<(String, i64)>,
+    /// Whether each acme site has a valid certificate in service, by site.
+    pub acme_certificate_valid: Vec<(String, bool)>,
     /// Cluster members this node sees, itself included.
     pub cluster_members: i64,
     /// jemalloc's figures (`stats.*`), by kind; empty when it is not the allocator.
@@ -62,6 +64,7 @@ pub struct NodeGauges {
     cache_tier_enabled: GaugeVec,
     cache_open_files: Gauge,
     certificate_expiry: GaugeVec,
+    acme_certificate_valid: GaugeVec,
     cluster_members: Gauge,
     allocator: GaugeVec,
 }
@@ -75,6 +78,7 @@ impl Default for NodeGauges {
             cache_tier_enabled: GaugeVec::gauges(&["tier"]),
             cache_open_files: Gauge::default(),
             certificate_expiry: GaugeVec::gauges(&["site"]),
+            acme_certificate_valid: GaugeVec::gauges(&["site"]),
             cluster_members: Gauge::default(),
             allocator: GaugeVec::gauges(&["kind"]),
         }
@@ -118,6 +122,11 @@ impl NodeGauges {
             self.certificate_expiry.clone(),
         );
         registry.register(
+            "s3edge_acme_certificate_valid",
+            "1 while an acme site has a certificate in service valid for its hosts; 0 before its first one and once it expired (HTTPS for its hosts fails)",
+            self.acme_certificate_valid.clone(),
+        );
+        registry.register(
             "s3edge_cluster_members",
             "Cluster members this node sees, itself included",
             self.cluster_members.clone(),
@@ -149,6 +158,12 @@ impl NodeGauges {
                 .certificate_expiry
                 .iter()
                 .map(|(site, seconds)| (vec![site.as_str()], *seconds)),
+        );
+        self.acme_certificate_valid.replace(
+            readings
+                .acme_certificate_valid
+                .iter()
+                .map(|(site, valid)| (vec![site.as_str()], i64::from(*valid))),
         );
         self.cluster_members.set(readings.cluster_members);
         self.allocator.replace(
@@ -186,6 +201,7 @@ mod tests {
                 },
             ],
             certificate_expiry: vec![("a\"b".into(), 86400), ("old".into(), -5)],
+            acme_certificate_valid: vec![("a\"b".into(), true), ("old".into(), false)],
             cluster_members: 1,
             allocator: vec![("allocated", 7)],
             cache_open_files: 3,
@@ -200,6 +216,8 @@ mod tests {
             "s3edge_cache_tier_enabled{tier=\"memory\"} 1",
             "s3edge_certificate_expiry_seconds{site=\"a\\\"b\"} 86400",
             "s3edge_certificate_expiry_seconds{site=\"old\"} -5",
+            "s3edge_acme_certificate_valid{site=\"a\\\"b\"} 1",
+            "s3edge_acme_certificate_valid{site=\"old\"} 0",
             "s3edge_cluster_members 1",
             "s3edge_allocator_bytes{kind=\"allocated\"} 7",
             "s3edge_cache_open_files 3",

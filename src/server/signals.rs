@@ -4,9 +4,15 @@
 //! log file; SIGUSR1 reopens the access log file only (log rotation, as
 //! nginx's `-s reopen`; by default the signal would end the process).
 
+use std::time::Duration;
+
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::{reload, stop, Node};
+
+/// How long a shutdown waits for the ACME storage to release the order locks
+/// (a bucket that does not answer must not hold the node up).
+const ACME_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `node` until it stops by itself or a SIGTERM or SIGINT has drained it.
 pub async fn serve_until_signalled(node: Node) -> std::io::Result<()> {
@@ -41,8 +47,16 @@ pub async fn serve_until_signalled(node: Node) -> std::io::Result<()> {
         }
     }
     // The servers' futures drive their own shutdown: keep polling them while
-    // the stop command is delivered.
-    let (_, result) = tokio::join!(stop(&handles, true), &mut run);
+    // the stop command is delivered. Meanwhile the ACME tasks stop and release
+    // their order locks, which the runtime would otherwise leave behind.
+    let release = tokio::time::timeout(ACME_RELEASE_TIMEOUT, state.acme.shutdown());
+    let (_, result, released) = tokio::join!(stop(&handles, true), &mut run, release);
+    if released.is_err() {
+        tracing::warn!(
+            "ACME: the order locks were not all released within {ACME_RELEASE_TIMEOUT:?}; \
+             a lock left behind expires by itself"
+        );
+    }
     result?;
     tracing::info!("stopped");
     Ok(())

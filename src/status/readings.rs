@@ -13,6 +13,7 @@ pub fn read(state: &AppState) -> NodeReadings {
     NodeReadings {
         tiers: tiers(state),
         certificate_expiry: certificate_expiry(state, now),
+        acme_certificate_valid: state.acme.validity(),
         cluster_members: cluster_members(state),
         allocator: allocator(),
         cache_open_files: state.cache.open_files(),
