@@ -576,10 +576,10 @@ fn the_misdirection_check_follows_the_site_the_name_chose_and_the_certificate() 
             Authority::Misdirected,
         ),
         (
-            "no Host at all goes to the default site",
+            "no Host at all goes to the site SNI named",
             tls("a.test"),
             None,
-            Authority::Misdirected,
+            Authority::SameSite,
         ),
         (
             "a host the default site answers, on its certificate",
