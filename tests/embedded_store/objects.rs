@@ -522,3 +522,25 @@ async fn a_file_put_in_the_bucket_directory_by_hand_is_hashed_once_and_again_whe
             .expect("head");
     assert_eq!(head.e_tag(), Some(put.as_str()));
 }
+
+/// A damaged `.internal.json` beside the bucket (a checksum that is not a
+/// string: edited by hand, or written by another tool) is read as no
+/// checksum: the object is served, where the store panicked in that request.
+#[tokio::test]
+async fn a_damaged_checksum_in_the_stores_own_file_does_not_break_reads() {
+    let h = harness().await;
+    h.put("damaged.txt", b"still here").await;
+    let internal: Vec<std::path::PathBuf> = std::fs::read_dir(h.root.path())
+        .expect("root")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(".internal.json"))
+        .collect();
+    assert_eq!(internal.len(), 1, "{internal:?}");
+    let text = std::fs::read_to_string(&internal[0]).expect("read");
+    let mut info: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&text).expect("a JSON object");
+    info.insert("checksum_crc32".into(), serde_json::json!(5));
+    info.insert("checksum_sha256".into(), serde_json::json!(["x"]));
+    std::fs::write(&internal[0], serde_json::to_vec(&info).expect("json")).expect("write");
+    assert_eq!(h.body("damaged.txt").await, b"still here");
+}

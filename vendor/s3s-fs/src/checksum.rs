@@ -30,22 +30,13 @@ pub fn modify_internal_info(info: &mut serde_json::Map<String, serde_json::Value
 }
 
 pub fn from_internal_info(info: &InternalInfo) -> s3s::dto::Checksum {
+    // A value other than a string (a damaged file) is no checksum, not a panic.
+    let get = |name: &str| info.get(name).and_then(|v| v.as_str()).map(str::to_owned);
     let mut ans: s3s::dto::Checksum = default();
-    if let Some(checksum_crc32) = info.get("checksum_crc32") {
-        ans.checksum_crc32 = Some(checksum_crc32.as_str().unwrap().to_owned());
-    }
-    if let Some(checksum_crc32c) = info.get("checksum_crc32c") {
-        ans.checksum_crc32c = Some(checksum_crc32c.as_str().unwrap().to_owned());
-    }
-    if let Some(checksum_sha1) = info.get("checksum_sha1") {
-        ans.checksum_sha1 = Some(checksum_sha1.as_str().unwrap().to_owned());
-    }
-    if let Some(checksum_sha256) = info.get("checksum_sha256") {
-        ans.checksum_sha256 = Some(checksum_sha256.as_str().unwrap().to_owned());
-    }
-
-    if let Some(checksum_crc64nvme) = info.get("checksum_crc64nvme") {
-        ans.checksum_crc64nvme = Some(checksum_crc64nvme.as_str().unwrap().to_owned());
-    }
+    ans.checksum_crc32 = get("checksum_crc32");
+    ans.checksum_crc32c = get("checksum_crc32c");
+    ans.checksum_sha1 = get("checksum_sha1");
+    ans.checksum_sha256 = get("checksum_sha256");
+    ans.checksum_crc64nvme = get("checksum_crc64nvme");
     ans
 }

@@ -1027,7 +1027,8 @@ impl S3 for FileSystem {
 
             let Some(part_segment) = name.strip_prefix(&prefix) else { continue };
             let Some(part_number) = part_segment.strip_prefix(".part-") else { continue };
-            let part_number = part_number.parse::<i32>().unwrap();
+            // A file of another name in the folder is not a part.
+            let Ok(part_number) = part_number.parse::<i32>() else { continue };
 
             let file_meta = try_!(entry.metadata().await);
             let last_modified = Timestamp::from(try_!(file_meta.modified()));
@@ -1120,7 +1121,7 @@ impl S3 for FileSystem {
         let mut file_writer = self.prepare_file_write(&object_path).await?;
 
         let mut cnt: i32 = 0;
-        let total_parts_cnt = i32::try_from(parts_count).expect("total number of parts must be <= 10000.");
+        let total_parts_cnt = try_!(i32::try_from(parts_count));
 
         let mut part_md5_hashes: Vec<[u8; 16]> = Vec::new();
         let mut buf = vec![0u8; 65536];
