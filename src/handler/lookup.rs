@@ -414,9 +414,7 @@ fn body_with_status(
     let length = fetch.meta.content_length;
     if let Payload::Unsized(body) = fetch.payload {
         if lookup.head {
-            // No length to give, as GET gives none (not `Content-Length: 0`).
-            let none = futures_util::stream::empty::<Result<bytes::Bytes, OriginError>>();
-            return response.body(actix_web::body::BodyStream::new(none));
+            return response.body(object::no_length());
         }
         return response.body(actix_web::body::BodyStream::new(body));
     }

@@ -283,9 +283,7 @@ fn response(
         BodyPlan::Unsized => {
             let mut response = with_headers(HttpResponse::Ok(), &representation);
             if head {
-                return response.body(actix_web::body::BodyStream::new(
-                    futures_util::stream::empty::<Result<Bytes, crate::origin::OriginError>>(),
-                ));
+                return response.body(no_length());
             }
             response.body(actix_web::body::BodyStream::new(payload.into_stream()))
         }
@@ -497,4 +495,12 @@ fn multipart(
         layout.content_length,
         source.select(pieces),
     ))
+}
+
+/// The body of a HEAD answer whose GET has no known length: empty, and sent
+/// as GET's would be (no `Content-Length`, rather than `Content-Length: 0`).
+pub(super) fn no_length() -> actix_web::body::BodyStream<
+    futures_util::stream::Empty<Result<Bytes, crate::origin::OriginError>>,
+> {
+    actix_web::body::BodyStream::new(futures_util::stream::empty())
 }
