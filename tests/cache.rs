@@ -736,3 +736,82 @@ async fn a_304_with_a_later_expires_extends_the_entry_s_lifetime() {
     }
     assert_eq!(origin.gets_for("e.html"), gets);
 }
+
+/// A request is one lookup, counted under what its `Cache-Status` says,
+/// however many reads its website rules make: a missing page served with a
+/// cached error document went to the bucket (it said `hit`); a ranged miss
+/// passed through is counted (it was not); requests that waited for another's
+/// fetch say `collapsed` (RFC 9211) and count as hits; the reads behind the
+/// scenes (the error document, the fill a range starts) count for nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_request_is_one_lookup_counted_as_its_cache_status_says() {
+    let (edge, origin, _) =
+        edge_with("[website]\nindex_document = \"index.html\"\nerror_document = \"404.html\"\n")
+            .await;
+    edge.put(BUCKET, "404.html", "not here", Some("text/html"))
+        .await;
+    edge.put(BUCKET, "r.bin", random_bytes(4096, 3), None).await;
+    edge.put(BUCKET, "c.html", "collapsed", Some("text/html"))
+        .await;
+    let lookups =
+        |result: &str| format!("s3edge_cache_lookups_total{{site=\"c\",result=\"{result}\"}}");
+
+    // The error document, cached by its own request: one miss.
+    assert_eq!(get(&edge, "/404.html").await.1, "s3edge; fwd=miss; stored");
+    // A missing page: a miss (the 404 is stored), whose error document is a hit.
+    let (status, cache, body) = get(&edge, "/nothing.html").await;
+    assert_eq!(
+        (status, cache.as_str(), body.as_str()),
+        (404, "s3edge; fwd=miss; stored", "not here")
+    );
+    assert_eq!(origin.gets_for("nothing.html"), 1);
+    // Asked again: the stored 404 and the document, both hits.
+    assert_eq!(get(&edge, "/nothing.html").await.1, "s3edge; hit");
+    // A range of an object not cached: passed to the bucket (the whole
+    // object is filled behind it, which is no lookup).
+    let ranged = edge
+        .request(
+            reqwest::Method::GET,
+            "c.test",
+            "/r.bin",
+            &[("range", "bytes=0-9")],
+        )
+        .await;
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(ranged.headers()["cache-status"], "s3edge; fwd=bypass");
+    assert_eq!(ranged.bytes().await.unwrap().len(), 10);
+    // Concurrent first requests: one leads, the others wait for it.
+    origin.inject(Fault::Stall(Duration::from_millis(300)));
+    let burst = (0..8).map(|_| get(&edge, "/c.html"));
+    let mut statuses: Vec<String> = futures_util::future::join_all(burst)
+        .await
+        .into_iter()
+        .map(|(status, cache, body)| {
+            assert_eq!((status, body.as_str()), (200, "collapsed"));
+            cache
+        })
+        .collect();
+    statuses.sort();
+    let led = statuses
+        .iter()
+        .filter(|s| *s == "s3edge; fwd=miss; stored")
+        .count();
+    let followed = statuses
+        .iter()
+        .filter(|s| *s == "s3edge; fwd=miss; collapsed")
+        .count();
+    assert_eq!((led, followed), (1, 7), "{statuses:?}");
+    assert_eq!(origin.gets_for("c.html"), 1);
+
+    // 12 requests: misses for /404.html, /nothing.html and the leader; a hit
+    // for /nothing.html again and the 7 followers; a pass for the range.
+    for (result, want) in [("miss", 3), ("hit", 8), ("pass", 1)] {
+        let got = edge.wait_metric(&lookups(result), |got| got == want).await;
+        assert_eq!(got, want, "{result}");
+    }
+    // The range's fill behind the scenes has stored the object by now, and
+    // was not counted.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(edge.metric(&lookups("miss")).await, 3);
+    assert_eq!(edge.metric(&lookups("hit")).await, 8);
+}

@@ -133,6 +133,10 @@ pub enum CacheOutcome {
     Pass,
     /// Served from a fresh entry.
     Hit,
+    /// Waited for another request's fetch of the same key and served its
+    /// answer (RFC 9211 `collapsed`): no origin request of its own, so
+    /// counted as a hit.
+    Collapsed,
     /// Fetched from the origin; `stored` when it entered the cache.
     Miss { stored: bool },
     /// Served stale within stale-while-revalidate, refreshed in the background.
@@ -148,7 +152,7 @@ impl CacheOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             CacheOutcome::Pass => "pass",
-            CacheOutcome::Hit => "hit",
+            CacheOutcome::Hit | CacheOutcome::Collapsed => "hit",
             CacheOutcome::Miss { .. } => "miss",
             CacheOutcome::Stale | CacheOutcome::StaleIfError => "stale",
             CacheOutcome::Revalidated => "revalidated",
@@ -160,11 +164,28 @@ impl CacheOutcome {
         match self {
             CacheOutcome::Pass => "s3edge; fwd=bypass",
             CacheOutcome::Hit => "s3edge; hit",
+            CacheOutcome::Collapsed => "s3edge; fwd=miss; collapsed",
             CacheOutcome::Miss { stored: true } => "s3edge; fwd=miss; stored",
             CacheOutcome::Miss { stored: false } => "s3edge; fwd=miss",
             CacheOutcome::Stale => "s3edge; hit; detail=stale-while-revalidate",
             CacheOutcome::StaleIfError => "s3edge; fwd=stale; detail=stale-if-error",
             CacheOutcome::Revalidated => "s3edge; fwd=stale; fwd-status=304",
+        }
+    }
+
+    /// How far the request went for it: a read that went to the origin (or
+    /// tried to) outranks one that waited for another's, which outranks one
+    /// the cache answered alone. A request's `Cache-Status` is its
+    /// highest-ranked read's (the latest among equals): a missing page
+    /// served with a cached error document went to the bucket.
+    pub fn rank(self) -> u8 {
+        match self {
+            CacheOutcome::Hit | CacheOutcome::Stale => 0,
+            CacheOutcome::Collapsed => 1,
+            CacheOutcome::Pass
+            | CacheOutcome::Miss { .. }
+            | CacheOutcome::StaleIfError
+            | CacheOutcome::Revalidated => 2,
         }
     }
 }
@@ -355,24 +376,12 @@ impl Cache {
         }
     }
 
-    /// The whole object, counted as a lookup.
+    /// The whole object.
     async fn object(self: &Arc<Self>, site: &Arc<Site>, object_key: &str, wire: Wire) -> Answer {
         let ticket = self.ticket_for(site);
         let key = CacheKey::new(site.name(), object_key, Variant::Identity);
         let cached = self.get(&key, &ticket, wire).await;
-        self.read_counted(site, key, cached, ticket).await
-    }
-
-    async fn read_counted(
-        self: &Arc<Self>,
-        site: &Arc<Site>,
-        key: CacheKey,
-        cached: Option<Arc<Entry>>,
-        ticket: Ticket,
-    ) -> Answer {
-        let answer = self.read(site, key, cached, ticket).await;
-        self.metrics.count_lookup(site, answer.outcome.as_str());
-        answer
+        self.read(site, key, cached, ticket).await
     }
 
     /// Serves `cached` when it may be, else fills `key` from the origin.
@@ -435,7 +444,7 @@ impl Cache {
             // Stored meanwhile (the fill followed may be complete already).
             cached = self.get(&key, &ticket, wire).await;
         }
-        self.read_counted(site, key, cached, ticket).await
+        self.read(site, key, cached, ticket).await
     }
 
     /// A ranged GET to the origin; `None` when the whole object is needed
@@ -577,11 +586,11 @@ impl Cache {
         let since = flight.since();
         match flight.wait().await {
             Outcome::Entry(entry) => {
-                Answer::new(serve_entry(&entry, now, since), CacheOutcome::Hit)
+                Answer::new(serve_entry(&entry, now, since), CacheOutcome::Collapsed)
             }
             Outcome::Streaming(meta) => {
                 let fetch = Fetch::from_origin(ObjectMeta::clone(&meta), flight.subscribe(), since);
-                Answer::new(Ok(fetch), CacheOutcome::Hit)
+                Answer::new(Ok(fetch), CacheOutcome::Collapsed)
             }
             Outcome::Failed(e) => match stale {
                 Some(entry) if stale_if_error(&entry, now) => {
@@ -856,6 +865,7 @@ mod tests {
         let outcomes = [
             CacheOutcome::Pass,
             CacheOutcome::Hit,
+            CacheOutcome::Collapsed,
             CacheOutcome::Miss { stored: true },
             CacheOutcome::Miss { stored: false },
             CacheOutcome::Stale,

@@ -247,7 +247,7 @@ impl Cache {
         let now = SystemTime::now();
         let cached = self.get(&key, &ticket, Wire::Memory).await;
         let since = ticket.since();
-        let answer = match cached {
+        match cached {
             Some(entry) if directives.accepts(&entry, now) => {
                 let outcome = if entry.state(now) == State::Fresh {
                     CacheOutcome::Hit
@@ -295,9 +295,7 @@ impl Cache {
                     }
                 }
             }
-        };
-        self.metrics.count_lookup(site, answer.outcome.as_str());
-        answer
+        }
     }
 
     /// A range served from a stored part of the representation (a 206 kept
@@ -657,11 +655,11 @@ impl Cache {
         };
         match flight.wait().await {
             Outcome::Entry(entry) if selected(&entry.meta, &entry.key) => {
-                Answer::new(serve_entry(&entry, now, since), CacheOutcome::Hit)
+                Answer::new(serve_entry(&entry, now, since), CacheOutcome::Collapsed)
             }
             Outcome::Streaming(meta) if vary_names(&meta).is_empty() => {
                 let fetch = Fetch::from_origin(ObjectMeta::clone(&meta), flight.subscribe(), since);
-                Answer::new(Ok(fetch), CacheOutcome::Hit)
+                Answer::new(Ok(fetch), CacheOutcome::Collapsed)
             }
             Outcome::Failed(e) => match stale {
                 Some(entry) if super::read::stale_if_error(&entry, now) => {

@@ -119,6 +119,7 @@ async fn object(
         wire: Wire::Memory,
     });
     let answer = FROM_NODE.scope(passed, fetch).await;
+    state.metrics.count_lookup(&site, answer.outcome.as_str());
     let preconditions = conditional::Preconditions {
         if_match: None,
         if_none_match: text(header::IF_NONE_MATCH),

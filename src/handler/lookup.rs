@@ -37,16 +37,18 @@ pub(super) struct Lookup<'a> {
 /// What stages 5 to 9 delivered.
 pub(super) struct Delivered {
     pub response: HttpResponse,
-    /// What the cache did for the representation served (the last read).
-    pub cache: CacheOutcome,
+    /// What the cache did for the request (see [`CacheOutcome::rank`]);
+    /// `None` when no read went through the cache (a redirect before the
+    /// lookup): no lookup to count.
+    pub cache: Option<CacheOutcome>,
     pub request_id: Option<String>,
     /// The representation is compressible: answers vary by `Accept-Encoding`.
     pub vary_accept_encoding: bool,
 }
 
-/// What the reads of one request did, the last one's outcome winning.
+/// What the reads of one request did.
 struct Trace {
-    cache: CacheOutcome,
+    cache: Option<CacheOutcome>,
     request_id: Option<String>,
     vary_accept_encoding: bool,
 }
@@ -54,7 +56,7 @@ struct Trace {
 impl Trace {
     fn new() -> Trace {
         Trace {
-            cache: CacheOutcome::Pass,
+            cache: None,
             request_id: None,
             vary_accept_encoding: false,
         }
@@ -62,11 +64,20 @@ impl Trace {
 
     /// Notes an answer and hands over its result.
     fn note(&mut self, answer: Answer) -> Result<Fetch, OriginError> {
-        self.cache = answer.outcome;
-        if answer.request_id.is_some() {
-            self.request_id = answer.request_id;
-        }
+        self.noted(answer.outcome, answer.request_id);
         answer.result
+    }
+
+    /// Keeps the outcome of the read that went farthest (the latest among
+    /// equals): a hit on the error document after the missing page's miss
+    /// leaves the request a miss.
+    fn noted(&mut self, outcome: CacheOutcome, request_id: Option<String>) {
+        if self.cache.is_none_or(|kept| outcome.rank() >= kept.rank()) {
+            self.cache = Some(outcome);
+        }
+        if request_id.is_some() {
+            self.request_id = request_id;
+        }
     }
 
     fn deliver(self, response: HttpResponse) -> Delivered {
@@ -170,9 +181,7 @@ impl Lookup<'_> {
                 wire: Wire::Memory,
             })
             .await;
-        if answer.request_id.is_some() {
-            trace.request_id = answer.request_id;
-        }
+        trace.noted(answer.outcome, answer.request_id);
         match answer.result {
             Ok(_) => Ok(true),
             Err(OriginError::NotFound { .. } | OriginError::Denied { .. }) => Ok(false),

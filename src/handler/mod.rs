@@ -89,7 +89,8 @@ struct Served {
 
 /// What the cache and the origin did, from stages 5 to 9.
 struct Delivery {
-    cache: CacheOutcome,
+    /// `None`: no read went through the cache.
+    cache: Option<CacheOutcome>,
     request_id: Option<String>,
     vary_accept_encoding: bool,
 }
@@ -130,8 +131,14 @@ fn finish(
         cors,
         delivered,
     } = served;
-    let cache = delivered.as_ref().map_or(CacheOutcome::Pass, |d| d.cache);
+    let looked_up = delivered.as_ref().and_then(|d| d.cache);
+    let cache = looked_up.unwrap_or(CacheOutcome::Pass);
     if let Some(site) = &site {
+        // One lookup per request, with what its `Cache-Status` says (the
+        // reads it made for website rules are not lookups of their own).
+        if let Some(outcome) = looked_up {
+            state.metrics.count_lookup(site, outcome.as_str());
+        }
         let name = state.cluster.as_ref().map(|c| c.node_id.as_str());
         let upstream = response
             .headers()
