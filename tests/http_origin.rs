@@ -1155,6 +1155,36 @@ async fn an_answer_without_a_length_reaches_an_http_1_0_client_whole_and_unchunk
     );
 }
 
+/// HEAD of an answer other than 200 whose GET has no length (a 404 page
+/// sent chunked) had `Content-Length: 0`, which is not what GET would send
+/// (RFC 9110 9.3.2): it now has neither a length nor a body, as a 200's HEAD.
+#[tokio::test]
+async fn head_of_an_unsized_404_has_no_content_length() {
+    let (addr, _) = raw_origin(|mut stream: tokio::net::TcpStream| async move {
+        let head = "HTTP/1.1 404 Not Found\r\ncontent-type: text/html\r\ncache-control: no-store\r\ntransfer-encoding: chunked\r\n\r\n";
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(b"9\r\nnot here.\r\n0\r\n\r\n").await;
+    })
+    .await;
+    let site =
+        format!("hosts = [\"{HOST}\"]\n[origin]\nurl = \"http://{addr}\"\ntimeout = \"5s\"\n");
+    let edge = EdgeBuilder::new().site("h", &site).start();
+    let node = edge.node.http_addrs[0];
+    let ask = |method: &str| {
+        format!("{method} /gone HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n")
+    };
+    let (get, _) = exchange(node, ask("GET")).await;
+    let get = get.to_ascii_lowercase();
+    assert!(get.starts_with("http/1.1 404"), "{get}");
+    assert!(get.contains("transfer-encoding: chunked"), "{get}");
+    let (head, closed) = exchange(node, ask("HEAD")).await;
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "no body: {head}");
+    assert!(closed, "{head}");
+}
+
 /// Sends `request` to `node` and reads the answer until the node closes the
 /// connection; `false` when it was still open after 10 s.
 async fn exchange(node: std::net::SocketAddr, request: String) -> (String, bool) {

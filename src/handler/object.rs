@@ -146,7 +146,8 @@ pub(super) fn respond(lookup: &Lookup<'_>, key: &str, fetch: Fetch) -> HttpRespo
         let len = meta.content_length;
         let mut response = match payload {
             // Passed on as it comes (`ObjectMeta::streamed`), its length unknown.
-            Payload::Unsized(body) if !head => {
+            Payload::Unsized(_) if head => HttpResponse::build(status).body(no_length()),
+            Payload::Unsized(body) => {
                 HttpResponse::build(status).body(actix_web::body::BodyStream::new(body))
             }
             _ if head || len == 0 => HttpResponse::build(status).body(HeadBody(len)),
