@@ -232,6 +232,9 @@ fn check(dir: &std::path::Path) -> ExitCode {
     match config::load_sites(dir) {
         Ok(sites) => {
             println!("{}: {} site file(s) valid", dir.display(), sites.len());
+            for warning in s3edge::tls::certificate_warnings(&sites) {
+                println!("warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {

@@ -211,6 +211,44 @@ pub fn check_site_tls(site: &SiteConfig) -> Result<(), TlsError> {
     }
 }
 
+/// What `s3edge check`, the start and each reload warn of (they are not
+/// errors: the site serves, and plain HTTP works): each host of a site whose
+/// certificate file does not cover it, which browsers refuse HTTPS for. A
+/// wildcard host is checked with a label of its own in front, so only a
+/// wildcard certificate covers it. Sites without certificate files: none.
+pub fn certificate_warnings(sites: &[SiteConfig]) -> Vec<crate::config::ConfigProblem> {
+    let mut warnings = Vec::new();
+    for site in sites {
+        let Some(CertificateSource::Files { cert, key }) =
+            site.tls.as_ref().map(|tls| &tls.certificate)
+        else {
+            continue;
+        };
+        let Ok(certificate) = load_certified_key(cert, key) else {
+            continue; // an error already, reported by validation
+        };
+        for host in &site.hosts {
+            let (name, probe) = match host {
+                crate::config::HostPattern::Exact(name) => (name.clone(), name.clone()),
+                crate::config::HostPattern::Wildcard(suffix) => {
+                    (format!("*{suffix}"), format!("s3edge-check{suffix}"))
+                }
+            };
+            if !session::covers(&certificate, &probe) {
+                warnings.push(crate::config::ConfigProblem {
+                    file: site.file.clone(),
+                    key: "tls.cert".into(),
+                    message: format!(
+                        "`{}` does not cover `{name}`, one of the site's hosts: browsers will refuse HTTPS for it; add the name to the certificate, or serve that host from another site",
+                        cert.display()
+                    ),
+                });
+            }
+        }
+    }
+    warnings
+}
+
 /// A site's certificate, or `None` for a site without `[tls]`.
 type Entry = Option<Arc<CertifiedKey>>;
 

@@ -102,6 +102,42 @@ fn check_prints_every_problem_with_file_and_key_and_exits_2() {
     );
 }
 
+/// A certificate that does not cover one of its site's hosts is valid, and
+/// browsers refuse HTTPS for that host: `check` says so (exit 0), naming the
+/// file, the key and the host; a wildcard host wants a wildcard certificate.
+#[test]
+fn check_warns_of_a_host_the_sites_certificate_does_not_cover() {
+    let dir = tempfile::tempdir().unwrap();
+    let sites = dir.path().join("sites");
+    let pki = common::pki::Pki::new();
+    let leaf = pki.leaf("shop", &["shop.example.com", "*.cdn.example.com"]);
+    let tls = leaf.tls_section();
+    write(
+        &sites,
+        "good.toml",
+        &format!("hosts = [\"shop.example.com\", \"*.cdn.example.com\"]\n[origin]\nbucket = \"shop\"\n{tls}"),
+    );
+    write(
+        &sites,
+        "bad.toml",
+        &format!("hosts = [\"www.shop.example.com\", \"*.img.example.com\"]\n[origin]\nbucket = \"shop\"\n{tls}"),
+    );
+    let output = s3edge()
+        .args(["check", "--sites"])
+        .arg(&sites)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    let bad = sites.join("bad.toml").display().to_string();
+    let cert = leaf.cert.display().to_string();
+    for host in ["www.shop.example.com", "*.img.example.com"] {
+        let want = format!("warning: {bad}: tls.cert: `{cert}` does not cover `{host}`");
+        assert!(text.contains(&want), "wanted `{want}` in:\n{text}");
+    }
+    assert_eq!(text.matches("warning:").count(), 2, "{text}");
+}
+
 #[test]
 fn serve_refuses_to_start_on_an_invalid_site_with_the_same_messages() {
     let dir = tempfile::tempdir().unwrap();

@@ -53,6 +53,9 @@ impl ReloadError {
 pub async fn reload(state: &web::Data<AppState>) -> Result<usize, ReloadError> {
     let context = &state.reload_context;
     let configs = config::load_sites(&context.sites_dir)?;
+    for warning in crate::tls::certificate_warnings(&configs) {
+        tracing::warn!("{warning}");
+    }
     let old = state.sites();
     let sites = Sites::build(configs, &context.build, Some(&old)).await?;
     let configs: Vec<_> = sites.sites.iter().map(|s| s.config.clone()).collect();

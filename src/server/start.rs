@@ -37,6 +37,9 @@ impl Node {
     /// [`Node::run`] to serve. Prints one line per listener and per site.
     pub async fn start(mut options: NodeOptions) -> Result<Node, StartError> {
         let configs = config::load_sites(&options.sites_dir)?;
+        for warning in crate::tls::certificate_warnings(&configs) {
+            tracing::warn!("{warning}");
+        }
         let wants_embedded = options.embedded_dir.is_some()
             || configs
                 .iter()
