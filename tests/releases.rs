@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::fault_proxy::FaultProxy;
-use common::{site_toml, Edge, EdgeBuilder};
+use common::{site_toml, Edge, EdgeBuilder, Fault};
 
 const HOST: &str = "www.example.com";
 const SITE: &str = "web";
@@ -592,4 +592,42 @@ async fn publish_leaves_hidden_files_out_unless_asked() {
         body(&edge, HOST, "/.env").await,
         (200, "AWS_SECRET_ACCESS_KEY=hunter2".to_string())
     );
+}
+
+/// A reload (SIGHUP: also how a rotated access log is reopened) while the
+/// bucket cannot be reached turned every `[releases]` site into a 503
+/// outage: the new build of the site knew no release until its first
+/// pointer read succeeded. It now keeps the release the site in force
+/// serves, as the pointer watch does, and follows the pointer again once
+/// the bucket answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_while_the_bucket_is_unreachable_keeps_the_live_release() {
+    let (builder, origins) = EdgeBuilder::new()
+        .bucket(BUCKET)
+        .site(SITE, &releases_site("1h"))
+        .test_origins();
+    let edge = builder.start();
+    let store = store(&edge);
+    let work = tempfile::tempdir().expect("tempdir");
+    let v1 = folder(work.path(), "v1", &[("index.html", "<h1>one</h1>")]);
+    publish(&edge, &store, &v1, &[]);
+    assert_eq!(body(&edge, HOST, "/").await, (200, "<h1>one</h1>".into()));
+
+    let origin = origins.site(SITE);
+    origin.inject(Fault::Refuse);
+    for _ in 0..2 {
+        s3edge::server::reload(&edge.node.state)
+            .await
+            .expect("reload");
+        assert_eq!(body(&edge, HOST, "/").await, (200, "<h1>one</h1>".into()));
+    }
+
+    origin.clear();
+    let v2 = folder(work.path(), "v2", &[("index.html", "<h1>two</h1>")]);
+    publish(&edge, &store, &v2, &[]);
+    assert_eq!(body(&edge, HOST, "/").await, (200, "<h1>two</h1>".into()));
+    s3edge::server::reload(&edge.node.state)
+        .await
+        .expect("reload");
+    assert_eq!(body(&edge, HOST, "/").await, (200, "<h1>two</h1>".into()));
 }

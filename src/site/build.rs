@@ -100,10 +100,26 @@ impl Site {
                 site: site.name().to_string(),
                 reason,
             })?;
-        // With `[releases]`: the live release, read once before it serves.
+        // With `[releases]`: on reload, the release the site in force serves,
+        // when the new one reads the same pointer of the same bucket (a
+        // pointer that cannot be read now keeps it, as the watch does: a
+        // reload while the bucket was unreachable turned the site into a
+        // 503 outage); then the live release, read once before it serves.
+        if let Some(previous) = previous.filter(|old| same_pointer(old, &site)) {
+            site.carry_live_release(previous);
+        }
         crate::releases::watch::load(&site).await;
         Ok(site)
     }
+}
+
+/// Whether two builds of a site read the same release pointer: the same
+/// objects (endpoint, bucket, prefix) and pointer key.
+fn same_pointer(old: &Site, new: &Site) -> bool {
+    let pointer = |site: &Site| site.config.releases.as_ref().map(|r| r.pointer.clone());
+    old.config.origin.objects() == new.config.origin.objects()
+        && pointer(old).is_some()
+        && pointer(old) == pointer(new)
 }
 
 /// A new S3 client for the site, wrapped when the context says so.

@@ -96,6 +96,17 @@ impl Site {
         }
     }
 
+    /// Puts in force the release `previous` (the build of this site it
+    /// replaces) serves, with the pointer ETag it was read with.
+    pub(crate) fn carry_live_release(&self, previous: &Site) {
+        let (Some(live), Some(old)) = (self.live_release(), previous.live_release()) else {
+            return;
+        };
+        if let Some(id) = old.id() {
+            live.switch(id, old.etag());
+        }
+    }
+
     /// The site as one request sees it: without `[releases]` the site itself;
     /// with it, a view pinned to the release a preview host names
     /// (`<id>.preview.example.com`), else to the live release, so that a switch
