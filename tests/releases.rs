@@ -631,3 +631,79 @@ async fn a_reload_while_the_bucket_is_unreachable_keeps_the_live_release() {
         .expect("reload");
     assert_eq!(body(&edge, HOST, "/").await, (200, "<h1>two</h1>".into()));
 }
+
+/// `rollback` without an id goes back to the release that was live before
+/// the live one, one step further each time, as an undo: it took the newest
+/// release older than the live one, which could be one already rolled back
+/// from (`bad`, after `good`, `bad`, rollback, `fixed`) or one never made
+/// live (published with `--no-activate`), and put it live.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_goes_back_to_the_release_live_before_never_to_one_that_was_not() {
+    let edge = releases_edge();
+    let store = store(&edge);
+    let work = tempfile::tempdir().expect("tempdir");
+    let release = |name: &str| {
+        let dir = folder(
+            work.path(),
+            name,
+            &[("index.html", &format!("<h1>{name}</h1>"))],
+        );
+        publish(&edge, &store, &dir, &["--release", name]);
+    };
+    let rollback = || {
+        s3edge(&edge, "rollback", &store)
+            .args(["--site", SITE, "--admin", &admin(&edge)])
+            .output()
+            .expect("run rollback")
+    };
+    let live = |name: &str| (200u16, format!("<h1>{name}</h1>"));
+
+    release("good");
+    release("bad");
+    assert_eq!(rollback().status.code(), Some(0));
+    assert_eq!(body(&edge, HOST, "/").await, live("good"));
+    release("fixed");
+    let preview = folder(
+        work.path(),
+        "preview",
+        &[("index.html", "<h1>preview</h1>")],
+    );
+    publish(
+        &edge,
+        &store,
+        &preview,
+        &["--release", "preview", "--no-activate"],
+    );
+    release("latest");
+    assert_eq!(body(&edge, HOST, "/").await, live("latest"));
+
+    // latest -> fixed -> good, then nothing was live before `good`.
+    for (back_to, was) in [("fixed", "latest"), ("good", "fixed")] {
+        let output = rollback();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        assert!(
+            text(&output).contains(&format!("release {back_to} is live (was {was})")),
+            "{}",
+            text(&output)
+        );
+        assert_eq!(body(&edge, HOST, "/").await, live(back_to));
+    }
+    let output = rollback();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("no release was live before `good`"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(body(&edge, HOST, "/").await, live("good"));
+
+    // A rollback to a named release can itself be undone.
+    let output = s3edge(&edge, "rollback", &store)
+        .args(["--site", SITE, "latest", "--admin", &admin(&edge)])
+        .output()
+        .expect("run rollback");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(body(&edge, HOST, "/").await, live("latest"));
+    assert_eq!(rollback().status.code(), Some(0));
+    assert_eq!(body(&edge, HOST, "/").await, live("good"));
+}

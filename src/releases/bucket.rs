@@ -68,12 +68,24 @@ where
     }
 }
 
+/// The pointer's user metadata that holds the releases live before the one
+/// it names, most recent first, comma-separated (`x-amz-meta-s3edge-history`):
+/// what `rollback` without an id goes back through.
+const HISTORY_METADATA: &str = "s3edge-history";
+
+/// How many earlier live releases the pointer remembers (63-byte ids: well
+/// within S3's 2 KB of user metadata).
+pub const HISTORY_LEN: usize = 20;
+
 /// The pointer as read: the live release and the ETag to write against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pointer {
     /// The pointer's body, trimmed (a release id, unless someone wrote garbage).
     pub names: String,
     pub etag: String,
+    /// The releases that were live before, most recent first; `None` for a
+    /// pointer written before the history was kept.
+    pub history: Option<Vec<ReleaseId>>,
 }
 
 impl Pointer {
@@ -81,6 +93,22 @@ impl Pointer {
     pub fn release(&self) -> Option<ReleaseId> {
         ReleaseId::parse(&self.names).ok()
     }
+
+    /// The history to write with a pointer that makes another release live
+    /// (a publish, a rollback to a named release): the live one first.
+    pub fn pushed(&self) -> Vec<ReleaseId> {
+        let mut history: Vec<ReleaseId> = self.release().into_iter().collect();
+        history.extend(self.history.iter().flatten().cloned());
+        history.truncate(HISTORY_LEN);
+        history
+    }
+}
+
+fn parse_history(text: &str) -> Vec<ReleaseId> {
+    text.split(',')
+        .filter_map(|id| ReleaseId::parse(id.trim()).ok())
+        .take(HISTORY_LEN)
+        .collect()
 }
 
 /// One release found in the bucket.
@@ -169,6 +197,10 @@ impl ReleaseBucket {
             Err(err) => return Err(s3_error("reading the pointer", &self.pointer, err)),
         };
         let etag = output.e_tag().unwrap_or_default().to_string();
+        let history = output
+            .metadata()
+            .and_then(|m| m.get(HISTORY_METADATA))
+            .map(|text| parse_history(text));
         let body = output.body.collect().await.map_err(|e| ReleaseError::S3 {
             action: "reading the pointer",
             key: self.pointer.clone(),
@@ -177,7 +209,11 @@ impl ReleaseBucket {
         let names = String::from_utf8_lossy(&body.into_bytes())
             .trim()
             .to_string();
-        Ok(Some(Pointer { names, etag }))
+        Ok(Some(Pointer {
+            names,
+            etag,
+            history,
+        }))
     }
 
     /// The files of a release: key (inside the release) to ETag without quotes.
@@ -349,12 +385,19 @@ impl ReleaseBucket {
     }
 
     /// Makes `to` live if the pointer is still `expected` (If-Match on its ETag;
-    /// If-None-Match: * when there was none). 412 means someone else moved it.
+    /// If-None-Match: * when there was none), with `history` (the releases
+    /// live before it, most recent first). 412 means someone else moved it.
     pub async fn move_pointer(
         &self,
         to: &ReleaseId,
         expected: Option<&Pointer>,
+        history: &[ReleaseId],
     ) -> Result<(), ReleaseError> {
+        let history: Vec<&str> = history
+            .iter()
+            .take(HISTORY_LEN)
+            .map(ReleaseId::as_str)
+            .collect();
         let mut put = self
             .client
             .put_object()
@@ -362,6 +405,7 @@ impl ReleaseBucket {
             .key(&self.pointer)
             .content_type("text/plain; charset=utf-8")
             .cache_control("no-cache")
+            .metadata(HISTORY_METADATA, history.join(","))
             .body(ByteStream::from(format!("{to}\n").into_bytes()));
         put = match expected {
             Some(pointer) => put.if_match(&pointer.etag),

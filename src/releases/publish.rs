@@ -18,7 +18,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 use sha2::Sha256;
 
-use super::bucket::{ReleaseBucket, ReleaseError};
+use super::bucket::{Pointer, ReleaseBucket, ReleaseError};
 use super::notify::switch_nodes;
 use super::ReleaseId;
 
@@ -320,8 +320,9 @@ pub async fn publish(
     if request.activation == Activation::UploadOnly {
         return Ok(report);
     }
+    let history = pointer.as_ref().map(Pointer::pushed).unwrap_or_default();
     bucket
-        .move_pointer(&id, pointer.as_ref())
+        .move_pointer(&id, pointer.as_ref(), &history)
         .await
         .map_err(|e| match e {
             ReleaseError::PointerMoved { site, now, .. } => ReleaseError::PointerMoved {

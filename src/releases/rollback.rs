@@ -27,13 +27,20 @@ pub async fn list(bucket: &ReleaseBucket) -> Result<Vec<Listed>, ReleaseError> {
         .collect())
 }
 
-/// The release a rollback makes live: `target`, or the one listed after the
-/// live release (the one before it in time).
+/// The release a rollback makes live, and the history written with it:
+/// `target` (the live release goes on the history), or the release that was
+/// live before the live one (taken off the history, so that each rollback
+/// goes one further back, as an undo does). The newest release older than
+/// the live one could be one that was never live (published with
+/// `--no-activate`, or that lost a race) or one already rolled back from.
+/// A pointer written before the history was kept: the release listed after
+/// the live one (the one before it in time).
 pub fn choose(
     releases: &[ReleaseInfo],
+    pointer: &Pointer,
     live: &ReleaseId,
     target: Option<&ReleaseId>,
-) -> Result<ReleaseId, ReleaseError> {
+) -> Result<(ReleaseId, Vec<ReleaseId>), ReleaseError> {
     if let Some(target) = target {
         if target == live {
             return Err(ReleaseError::Usage(format!(
@@ -43,20 +50,32 @@ pub fn choose(
         return releases
             .iter()
             .find(|r| &r.id == target)
-            .map(|r| r.id.clone())
+            .map(|r| (r.id.clone(), pointer.pushed()))
             .ok_or_else(|| {
                 ReleaseError::Usage(format!(
                     "no release `{target}` in the bucket; `s3edge releases` lists them"
                 ))
             });
     }
-    let position = releases.iter().position(|r| &r.id == live);
-    position
-        .and_then(|i| releases.get(i + 1))
-        .map(|r| r.id.clone())
+    let listed = |id: &ReleaseId| releases.iter().any(|r| &r.id == id);
+    let Some(history) = &pointer.history else {
+        let position = releases.iter().position(|r| &r.id == live);
+        return position
+            .and_then(|i| releases.get(i + 1))
+            .map(|r| (r.id.clone(), Vec::new()))
+            .ok_or_else(|| {
+                ReleaseError::Usage(format!(
+                    "no release older than the live one (`{live}`); name one: `s3edge rollback ID` (`s3edge releases` lists them)"
+                ))
+            });
+    };
+    history
+        .iter()
+        .position(|id| id != live && listed(id))
+        .map(|i| (history[i].clone(), history[i + 1..].to_vec()))
         .ok_or_else(|| {
             ReleaseError::Usage(format!(
-                "no release older than the live one (`{live}`); name one: `s3edge rollback ID` (`s3edge releases` lists them)"
+                "no release was live before `{live}` (or it has been deleted); name one: `s3edge rollback ID` (`s3edge releases` lists them)"
             ))
         })
 }
@@ -87,7 +106,7 @@ pub async fn rollback(
                 bucket.site()
             )));
         };
-        return make_live(bucket, None, to, None, admins).await;
+        return make_live(bucket, None, to, None, &[], admins).await;
     };
     let live = pointer.release().ok_or_else(|| {
         ReleaseError::Usage(format!(
@@ -96,17 +115,18 @@ pub async fn rollback(
         ))
     })?;
     let releases = bucket.releases().await?;
-    let to = choose(&releases, &live, target.as_ref())?;
-    make_live(bucket, Some(live), to, Some(&pointer), admins).await
+    let (to, history) = choose(&releases, &pointer, &live, target.as_ref())?;
+    make_live(bucket, Some(live), to, Some(&pointer), &history, admins).await
 }
 
 /// Moves the pointer from `expected` (absent: none yet) to `to`, a release
-/// with files, and switches the `admins` nodes.
+/// with files, with `history`, and switches the `admins` nodes.
 async fn make_live(
     bucket: &ReleaseBucket,
     from: Option<ReleaseId>,
     to: ReleaseId,
     expected: Option<&Pointer>,
+    history: &[ReleaseId],
     admins: &[String],
 ) -> Result<RollbackReport, ReleaseError> {
     if !bucket.exists(&to).await? {
@@ -114,7 +134,7 @@ async fn make_live(
             "release `{to}` has no files in the bucket; choose another (`s3edge releases` lists them)"
         )));
     }
-    bucket.move_pointer(&to, expected).await?;
+    bucket.move_pointer(&to, expected, history).await?;
     let nodes_failed = switch_nodes(admins, bucket.site(), &to).await;
     Ok(RollbackReport {
         from,
@@ -140,29 +160,75 @@ mod tests {
         ReleaseId::parse(text).expect("id")
     }
 
-    #[test]
-    fn without_an_id_the_release_before_the_live_one_is_chosen() {
-        let list = releases(&["c", "b", "a"]);
-        assert_eq!(choose(&list, &id("c"), None).expect("choice"), id("b"));
-        assert_eq!(choose(&list, &id("b"), None).expect("choice"), id("a"));
+    fn ids(texts: &[&str]) -> Vec<ReleaseId> {
+        texts.iter().map(|t| id(t)).collect()
+    }
+
+    /// The pointer naming `live`, with `history` (`None`: written before
+    /// the history was kept).
+    fn pointer(live: &str, history: Option<&[&str]>) -> Pointer {
+        Pointer {
+            names: live.to_string(),
+            etag: "\"e\"".to_string(),
+            history: history.map(ids),
+        }
     }
 
     #[test]
-    fn the_oldest_release_has_nothing_to_roll_back_to() {
-        let err = choose(&releases(&["b", "a"]), &id("a"), None).unwrap_err();
+    fn without_an_id_the_release_live_before_is_chosen_and_taken_off_the_history() {
+        // `fixed` was published after a rollback from `bad` to `good`; `preview`
+        // was never live.
+        let list = releases(&["fixed", "preview", "bad", "good"]);
+        let live = pointer("fixed", Some(&["good"]));
+        assert_eq!(
+            choose(&list, &live, &id("fixed"), None).expect("choice"),
+            (id("good"), vec![])
+        );
+        let live = pointer("c", Some(&["b", "a"]));
+        let list = releases(&["c", "b", "a"]);
+        assert_eq!(
+            choose(&list, &live, &id("c"), None).expect("choice"),
+            (id("b"), ids(&["a"]))
+        );
+        let err = choose(&list, &pointer("a", Some(&[])), &id("a"), None).unwrap_err();
+        assert!(
+            err.to_string().contains("no release was live before"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_deleted_release_in_the_history_is_passed_over() {
+        let list = releases(&["c", "a"]);
+        let live = pointer("c", Some(&["b", "a"]));
+        assert_eq!(
+            choose(&list, &live, &id("c"), None).expect("choice"),
+            (id("a"), vec![])
+        );
+    }
+
+    #[test]
+    fn a_pointer_without_history_goes_back_in_time() {
+        let list = releases(&["c", "b", "a"]);
+        assert_eq!(
+            choose(&list, &pointer("c", None), &id("c"), None).expect("choice"),
+            (id("b"), vec![])
+        );
+        let err = choose(&list, &pointer("a", None), &id("a"), None).unwrap_err();
         assert!(err.to_string().contains("no release older"), "{err}");
     }
 
     #[test]
-    fn a_named_release_must_exist_and_not_be_live() {
+    fn a_named_release_must_exist_and_not_be_live_and_goes_on_the_history() {
         let list = releases(&["c", "b", "a"]);
+        let live = pointer("c", Some(&["b"]));
         assert_eq!(
-            choose(&list, &id("c"), Some(&id("a"))).expect("choice"),
-            id("a")
+            choose(&list, &live, &id("c"), Some(&id("a"))).expect("choice"),
+            (id("a"), ids(&["c", "b"]))
         );
-        let missing = choose(&list, &id("c"), Some(&id("z"))).unwrap_err();
+        let missing = choose(&list, &live, &id("c"), Some(&id("z"))).unwrap_err();
         assert!(missing.to_string().contains("no release `z`"), "{missing}");
-        let live = choose(&list, &id("c"), Some(&id("c"))).unwrap_err();
-        assert!(live.to_string().contains("already live"), "{live}");
+        let same = choose(&list, &live, &id("c"), Some(&id("c"))).unwrap_err();
+        assert!(same.to_string().contains("already live"), "{same}");
     }
 }
