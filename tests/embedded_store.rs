@@ -15,6 +15,8 @@ mod conditional;
 mod conditional_writes;
 #[path = "embedded_store/errors.rs"]
 mod errors;
+#[path = "embedded_store/hashing.rs"]
+mod hashing;
 #[path = "embedded_store/keys.rs"]
 mod keys;
 #[path = "embedded_store/lifecycle.rs"]

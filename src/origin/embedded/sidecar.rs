@@ -11,13 +11,16 @@
 //!   Bucket names cannot start with a dot, so none of these files is ever a bucket, and
 //!   s3s-fs lists only directories as buckets.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use md5::{Digest, Md5};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::watch;
 
 /// A per-bucket configuration the store keeps itself (s3s-fs has none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,11 +47,43 @@ impl BucketConfigKind {
 /// was computed from (only for files put in the directory by hand).
 const HASHED_FOR: &str = "s3edge_hashed_for";
 
+/// How a hash in flight ended: the ETag, or why there is none.
+type Hashed = Result<String, Arc<io::Error>>;
+
+/// A hash in flight: `None` until it ends.
+type Hashing = watch::Receiver<Option<Hashed>>;
+
+/// What a hash is for: the object's internal file, and the file's stamp.
+type HashFor = (PathBuf, String);
+
 /// Paths and small file operations under the store's root directory.
 #[derive(Debug)]
 pub(crate) struct Sidecars {
     root: PathBuf,
     tmp_counter: AtomicU64,
+    /// The hashes in flight, by internal file and stamp; each entry lives as
+    /// long as its task.
+    hashing: Mutex<HashMap<HashFor, Hashing>>,
+    /// Files hashed so far (tests count them).
+    #[cfg(test)]
+    hashes: AtomicU64,
+}
+
+/// Removes its hash from the map in flight when its task ends, however it ends.
+struct InFlight {
+    files: Arc<Sidecars>,
+    id: HashFor,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut hashing = self
+            .files
+            .hashing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        hashing.remove(&self.id);
+    }
 }
 
 impl Sidecars {
@@ -56,6 +91,9 @@ impl Sidecars {
         Self {
             root,
             tmp_counter: AtomicU64::new(0),
+            hashing: Mutex::new(HashMap::new()),
+            #[cfg(test)]
+            hashes: AtomicU64::new(0),
         }
     }
 
@@ -106,33 +144,96 @@ impl Sidecars {
     /// once and again only when the file's size or modification time changes.
     /// Without it s3s-fs hashes the whole file on every GET and HEAD (seconds
     /// for a large file). ETags stored by PutObject are left as they are.
+    ///
+    /// The hash runs in a task of its own, shared by every request for the same
+    /// file and stamp: a request that gives up (the edge's timeout drops it)
+    /// leaves the hash running, and a later request finds its ETag stored.
     pub(crate) async fn remember_etag(
-        &self,
+        self: &Arc<Self>,
         bucket: &str,
         key: &str,
         file: &std::fs::Metadata,
     ) -> io::Result<String> {
         let path = self.internal_path(bucket, key);
-        let modified = file
-            .modified()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let stamp = serde_json::Value::String(format!("{}:{modified}", file.len()));
-        let info: Option<serde_json::Map<String, serde_json::Value>> = read_json(&path).await?;
-        if let Some(map) = &info {
-            let hashed_for = map.get(HASHED_FOR);
-            if let Some(etag) = map.get("e_tag").and_then(|v| v.as_str()) {
-                if hashed_for.is_none_or(|v| *v == stamp) {
-                    return Ok(etag.to_owned());
-                }
-            }
+        let stamp = hashed_for(file)?;
+        if let Some(etag) = recorded_etag(&path, &stamp).await? {
+            return Ok(etag);
         }
-        let etag = md5_hex(&self.bucket_dir(bucket).join(key)).await?;
+        let mut done = self.hash_in_flight(self.bucket_dir(bucket).join(key), path, stamp);
+        let outcome = done
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|outcome| outcome.clone());
+        match outcome {
+            Some(Ok(etag)) => Ok(etag),
+            Some(Err(e)) => Err(io::Error::new(e.kind(), e.to_string())),
+            None => Err(io::Error::other(
+                "the hash of the object stopped unfinished",
+            )),
+        }
+    }
+
+    /// The hash of `object` for `stamp` in flight, started if there is none.
+    fn hash_in_flight(
+        self: &Arc<Self>,
+        object: PathBuf,
+        internal: PathBuf,
+        stamp: String,
+    ) -> Hashing {
+        let mut hashing = self.hashing.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = (internal, stamp);
+        if let Some(done) = hashing.get(&id) {
+            return done.clone();
+        }
+        let (tx, rx) = watch::channel(None);
+        hashing.insert(id.clone(), rx.clone());
+        // Spawned with the map locked, so the entry is in it before the task can
+        // remove it; the guard removes it however the task ends.
+        let in_flight = InFlight {
+            files: Arc::clone(self),
+            id,
+        };
+        tokio::spawn(async move {
+            let (internal, stamp) = &in_flight.id;
+            let outcome = in_flight
+                .files
+                .hash_and_record(&object, internal, stamp)
+                .await;
+            tx.send_replace(Some(outcome.map_err(Arc::new)));
+            drop(in_flight);
+        });
+        rx
+    }
+
+    /// Hashes `object` and records its ETag for `stamp`, unless the file changed
+    /// meanwhile: the hash may be of neither version, so it is an error (500)
+    /// and the next request hashes the file as it is then.
+    async fn hash_and_record(
+        &self,
+        object: &Path,
+        internal: &Path,
+        stamp: &str,
+    ) -> io::Result<String> {
+        // A hash that ended between the caller's look and this task's start.
+        if let Some(etag) = recorded_etag(internal, stamp).await? {
+            return Ok(etag);
+        }
+        #[cfg(test)]
+        self.hashes.fetch_add(1, Ordering::Relaxed);
+        let etag = md5_hex(object).await?;
+        if hashed_for(&tokio::fs::metadata(object).await?)? != stamp {
+            return Err(io::Error::other(
+                "the file changed while it was being hashed",
+            ));
+        }
         let mut map = serde_json::Map::new();
         map.insert("e_tag".to_owned(), serde_json::Value::String(etag.clone()));
-        map.insert(HASHED_FOR.to_owned(), stamp);
-        self.write_json(&path, &map).await?;
+        map.insert(
+            HASHED_FOR.to_owned(),
+            serde_json::Value::String(stamp.to_owned()),
+        );
+        self.write_json(internal, &map).await?;
         Ok(etag)
     }
 
@@ -192,6 +293,29 @@ impl Sidecars {
         }
         Ok(())
     }
+}
+
+/// The stamp of an ETag computed from a file: its size and modification time.
+fn hashed_for(file: &std::fs::Metadata) -> io::Result<String> {
+    let modified = file
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    Ok(format!("{}:{modified}", file.len()))
+}
+
+/// The ETag the internal file holds for a file of `stamp`: one stored by
+/// PutObject (no stamp), or one computed from the file as it is now.
+async fn recorded_etag(internal: &Path, stamp: &str) -> io::Result<Option<String>> {
+    let info: Option<serde_json::Map<String, serde_json::Value>> = read_json(internal).await?;
+    Ok(info.and_then(|map| {
+        let current = map
+            .get(HASHED_FOR)
+            .is_none_or(|v| v.as_str() == Some(stamp));
+        let etag = map.get("e_tag").and_then(|v| v.as_str());
+        etag.filter(|_| current).map(str::to_owned)
+    }))
 }
 
 async fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
@@ -280,8 +404,116 @@ pub(crate) async fn md5_hex(path: &Path) -> io::Result<String> {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, PoisonError};
+    use std::time::{Duration, Instant};
 
-    use super::{key_fit, storable_key, KeyFit, Sidecars};
+    use md5::{Digest, Md5};
+
+    use super::{hashed_for, key_fit, recorded_etag, storable_key, KeyFit, Sidecars};
+
+    /// A store root holding the bucket `b` with `body` as its object `key`,
+    /// written there by hand (no internal file).
+    fn by_hand(key: &str, body: &[u8]) -> (tempfile::TempDir, Arc<Sidecars>) {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("b")).expect("bucket");
+        std::fs::write(root.path().join("b").join(key), body).expect("object");
+        let files = Arc::new(Sidecars::new(root.path().to_path_buf()));
+        (root, files)
+    }
+
+    fn md5_of(body: &[u8]) -> String {
+        Md5::digest(body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// [`by_hand`] with the object `big.bin`, whose MD5 takes a while (64 MiB:
+    /// tens of milliseconds or more); also its metadata and its MD5.
+    fn large_by_hand() -> (tempfile::TempDir, Arc<Sidecars>, std::fs::Metadata, String) {
+        let body = (0..=250u8).collect::<Vec<u8>>().repeat((64 << 20) / 251);
+        let (root, files) = by_hand("big.bin", &body);
+        let file = std::fs::metadata(root.path().join("b/big.bin")).expect("stat");
+        (root, files, file, md5_of(&body))
+    }
+
+    fn in_flight(files: &Sidecars) -> usize {
+        files
+            .hashing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Waits (up to 30 s) until no hash is in flight.
+    async fn settled(files: &Sidecars) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while in_flight(files) > 0 {
+            assert!(Instant::now() < deadline, "a hash is still in flight");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_first_requests_for_a_file_share_one_hash() {
+        let (_root, files, file, expected) = large_by_hand();
+        let requests: Vec<_> = (0..8)
+            .map(|_| {
+                let (files, file) = (Arc::clone(&files), file.clone());
+                tokio::spawn(async move { files.remember_etag("b", "big.bin", &file).await })
+            })
+            .collect();
+        for request in requests {
+            let etag = request.await.expect("request task").expect("etag");
+            assert_eq!(etag, expected);
+        }
+        assert_eq!(files.hashes.load(Ordering::Relaxed), 1);
+        settled(&files).await;
+        // Stored: the next request hashes nothing.
+        let etag = files.remember_etag("b", "big.bin", &file).await;
+        assert_eq!(etag.expect("etag"), expected);
+        assert_eq!(files.hashes.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hash_whose_request_gave_up_is_finished_and_stored() {
+        let (_root, files, file, expected) = large_by_hand();
+        let mut request = Box::pin(files.remember_etag("b", "big.bin", &file));
+        // The request gives up once its hash has started.
+        while in_flight(&files) == 0 {
+            let early = tokio::time::timeout(Duration::from_millis(1), request.as_mut()).await;
+            assert!(early.is_err(), "the hash ended before its request gave up");
+        }
+        drop(request);
+        settled(&files).await;
+        let stamp = hashed_for(&file).expect("stamp");
+        let stored = recorded_etag(&files.internal_path("b", "big.bin"), &stamp).await;
+        assert_eq!(stored.expect("read"), Some(expected.clone()));
+        let etag = files.remember_etag("b", "big.bin", &file).await;
+        assert_eq!(etag.expect("etag"), expected);
+        assert_eq!(files.hashes.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_file_changed_since_it_was_looked_at_records_no_etag() {
+        let (root, files) = by_hand("page.html", b"old");
+        let object = root.path().join("b/page.html");
+        let looked_at = std::fs::metadata(&object).expect("stat");
+        let later = looked_at.modified().expect("mtime") + Duration::from_secs(5);
+        let changed = std::fs::File::options().write(true).open(&object);
+        let changed = changed.expect("open");
+        std::io::Write::write_all(&mut &changed, b"new").expect("write");
+        changed.set_modified(later).expect("set mtime");
+        let stale = files.remember_etag("b", "page.html", &looked_at).await;
+        assert!(stale.is_err(), "{stale:?}");
+        settled(&files).await;
+        let internal = files.internal_path("b", "page.html");
+        assert!(!internal.exists(), "an ETag was recorded");
+        let now = std::fs::metadata(&object).expect("stat");
+        let etag = files.remember_etag("b", "page.html", &now).await;
+        assert_eq!(etag.expect("etag"), md5_of(b"new"));
+    }
 
     #[test]
     fn keys_that_would_leave_their_bucket_directory_are_not_storable() {
