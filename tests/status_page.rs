@@ -172,6 +172,9 @@ async fn the_page_needs_the_token_like_every_admin_endpoint_but_asks_for_it() {
         assert!(!html.contains(external), "{external}");
     }
     assert!(html.contains("status.json"));
+    // Its own (empty) icon: without one a browser asks for /favicon.ico,
+    // a 404 and an error in its console on every load.
+    assert!(html.contains("<link rel=\"icon\" href=\"data:,\">"));
 }
 
 /// Chromium from Debian (`chromium`), or `S3EDGE_CHROMIUM`.
