@@ -30,6 +30,13 @@ pub const COMPRESSIBLE_TYPES: &[&str] = &[
     "font/otf",
     "font/collection",
     "application/vnd.ms-fontobject",
+    // Their names before RFC 8081, which buckets carry and the extension
+    // guess gives (`.otf` is `application/font-sfnt` in mime_guess).
+    "application/font-sfnt",
+    "application/x-font-ttf",
+    "application/x-font-truetype",
+    "application/x-font-otf",
+    "application/x-font-opentype",
     // Uncompressed bitmaps (favicons are usually BMP inside ICO).
     "image/x-icon",
     "image/vnd.microsoft.icon",
@@ -172,6 +179,9 @@ mod tests {
             "font/otf",
             "font/collection",
             "application/vnd.ms-fontobject",
+            "application/font-sfnt",
+            "application/x-font-ttf",
+            "application/x-font-opentype",
             "image/x-icon",
         ];
         for content_type in cases {
