@@ -148,6 +148,16 @@ fn json_error(status: actix_web::http::StatusCode, message: &str) -> HttpRespons
 /// The object key a purge path names (the site's prefix included; for an
 /// HTTP origin, the path and query as a client sends them).
 fn purge_key(site: &crate::site::Site, path: &str) -> Option<String> {
+    // A full URL (what a browser's address bar shows, what Fastly's purge
+    // takes) names its path: it purged nothing, silently.
+    let path = match path.split_once("://") {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
+        {
+            rest.find(['/', '?']).map_or("/", |i| &rest[i..])
+        }
+        _ => path,
+    };
     let path = if path.starts_with('/') {
         path.to_string()
     } else {

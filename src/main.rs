@@ -263,6 +263,9 @@ fn purge(
         ExitCode::SUCCESS
     } else {
         eprintln!("purge failed: HTTP {status}");
+        if status == 401 {
+            eprintln!("the node wants its admin token: set S3EDGE_ADMIN_TOKEN to it");
+        }
         ExitCode::FAILURE
     })
 }

@@ -385,13 +385,32 @@ async fn purge_needs_the_admin_token_when_one_is_set() {
         purge(&edge, r#"{"site":"c","all":true}"#, Some("s3cret")).await,
         (200, r#"{"purged":0}"#.into())
     );
+    // The command without the token says which variable it reads.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_s3edge"))
+        .args([
+            "purge",
+            "--admin",
+            &edge.admin_url(""),
+            "--site",
+            "c",
+            "--all",
+        ])
+        .env_remove("S3EDGE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("set S3EDGE_ADMIN_TOKEN"), "{stderr}");
 }
 
 #[tokio::test]
 async fn the_purge_command_talks_to_the_admin_api() {
     let (edge, _, _) = edge_with("").await;
     edge.put(BUCKET, "p.html", "p", Some("text/html")).await;
+    edge.put(BUCKET, "q.html", "q", Some("text/html")).await;
     assert_eq!(get(&edge, "/p.html").await.0, 200);
+    assert_eq!(get(&edge, "/q.html").await.0, 200);
+    // A path, and a full URL as a browser shows it (it purged nothing).
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_s3edge"))
         .args([
             "purge",
@@ -400,6 +419,7 @@ async fn the_purge_command_talks_to_the_admin_api() {
             "--site",
             "c",
             "/p.html",
+            "https://c.test/q.html?v=1",
         ])
         .output()
         .unwrap();
@@ -410,8 +430,9 @@ async fn the_purge_command_talks_to_the_admin_api() {
     );
     assert_eq!(
         String::from_utf8_lossy(&output.stdout).trim(),
-        r#"{"purged":1}"#
+        r#"{"purged":2}"#
     );
+    assert_eq!(get(&edge, "/q.html").await.1, "s3edge; fwd=miss; stored");
 }
 
 #[tokio::test]
