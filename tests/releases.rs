@@ -707,3 +707,29 @@ async fn rollback_goes_back_to_the_release_live_before_never_to_one_that_was_not
     assert_eq!(rollback().status.code(), Some(0));
     assert_eq!(body(&edge, HOST, "/").await, live("good"));
 }
+
+/// `publish` to a store that is not running printed the SDK's whole error
+/// structure (`DispatchFailure(DispatchFailure { source: ConnectorError {...`);
+/// it now says the bucket could not be reached, why, and what to check.
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_to_a_store_that_is_down_says_so_in_one_line() {
+    let edge = releases_edge();
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = folder(work.path(), "v1", &[("index.html", "<h1>one</h1>")]);
+    // A port nothing listens on: bound, then closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .to_string();
+    let output = s3edge(&edge, "publish", &closed)
+        .args(["--site", SITE])
+        .arg(&dir)
+        .output()
+        .expect("run publish");
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    assert!(all.contains("the bucket could not be reached ("), "{all}");
+    assert!(all.contains("origin.endpoint"), "{all}");
+    assert!(!all.contains("DispatchFailure"), "{all}");
+}

@@ -59,12 +59,37 @@ where
             "S3 error {code} (HTTP {status}){}",
             err.message().map(|m| format!(": {m}")).unwrap_or_default()
         ),
+        // No answer at all (the store down, a wrong endpoint): the cause, not
+        // the SDK's whole error structure.
+        _ if matches!(
+            err,
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
+        ) =>
+        {
+            format!(
+                "the bucket could not be reached ({}); check the site's `origin.endpoint`, and that the store is running (for `endpoint = \"embedded\"`, a node serving it on --embedded-s3-listen)",
+                root_cause(&err)
+            )
+        }
         _ => DisplayErrorContext(&err).to_string(),
     };
     ReleaseError::S3 {
         action,
         key: key.to_string(),
         message,
+    }
+}
+
+/// The innermost error under `err` (`Connection refused (os error 111)`),
+/// or `err` itself; "timed out" when that is all there is to say.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    match cause.to_string() {
+        text if text.is_empty() => "timed out".to_string(),
+        text => text,
     }
 }
 
