@@ -346,13 +346,19 @@ fn rule_redirect(rule: &RoutingRule, key: &str, request: &RequestInfo<'_>) -> Re
     let absolute = redirect.protocol.is_some()
         || redirect.host_name.is_some()
         || redirect.replacement != KeyReplacement::Keep;
-    let location = if absolute {
+    let mut location = if absolute {
         let scheme = redirect.protocol.unwrap_or(request.scheme);
         let host = redirect.host_name.as_deref().unwrap_or(request.host);
         format!("{scheme}://{host}/{path}")
     } else {
         format!("/{path}")
     };
+    // The query goes along, as with the other redirects here (S3 drops it,
+    // and with it a campaign's `utm_` fields; Netlify keeps it).
+    if let Some(query) = request.query {
+        location.push('?');
+        location.push_str(query);
+    }
     RedirectTarget {
         status: redirect.http_redirect_code,
         location: sanitize_location(&location),
@@ -623,12 +629,12 @@ mod tests {
             (
                 "a prefix rule fires before the lookup and replaces the prefix",
                 "old/page.html",
-                redirect_to(301, "http://example.com:8080/new/page.html"),
+                redirect_to(301, "http://example.com:8080/new/page.html?x=1"),
             ),
             (
                 "a prefix rule with only a code keeps a relative location",
                 "moved/x.html",
-                redirect_to(307, "/moved/x.html"),
+                redirect_to(307, "/moved/x.html?x=1"),
             ),
             (
                 "an error-code rule does not fire before the lookup",
@@ -642,6 +648,32 @@ mod tests {
         }
     }
 
+    /// A rule's redirect keeps the request's query (S3 drops it: a
+    /// campaign's `utm_` fields were lost on every moved page).
+    #[test]
+    fn a_rule_redirect_keeps_the_query_and_adds_none_without_one() {
+        let config = site();
+        let bare = RequestInfo {
+            query: None,
+            ..request()
+        };
+        assert_eq!(
+            plan(&config, "moved/x.html", &bare),
+            redirect_to(307, "/moved/x.html")
+        );
+        let campaign = RequestInfo {
+            query: Some("utm_source=mail&utm_campaign=winter"),
+            ..request()
+        };
+        assert_eq!(
+            plan(&config, "old/a.html", &campaign),
+            redirect_to(
+                301,
+                "http://example.com:8080/new/a.html?utm_source=mail&utm_campaign=winter"
+            )
+        );
+    }
+
     #[test]
     fn prefix_rules_are_not_applied_to_the_bucket_root() {
         let mut config = site();
@@ -653,7 +685,7 @@ mod tests {
         assert_eq!(plan(&config, "", &request()), lookup("index.html"));
         assert_eq!(
             plan(&config, "a", &request()),
-            redirect_to(301, "http://elsewhere.com/a")
+            redirect_to(301, "http://elsewhere.com/a?x=1")
         );
     }
 
@@ -701,7 +733,7 @@ mod tests {
                 404,
                 Some(RedirectTarget {
                     status: 302,
-                    location: "https://docs.example.com/a.html".into(),
+                    location: "https://docs.example.com/a.html?x=1".into(),
                 }),
             ),
             (
@@ -710,7 +742,7 @@ mod tests {
                 404,
                 Some(RedirectTarget {
                     status: 302,
-                    location: "https://docs.example.com/index.html".into(),
+                    location: "https://docs.example.com/index.html?x=1".into(),
                 }),
             ),
             (
@@ -725,7 +757,7 @@ mod tests {
                 403,
                 Some(RedirectTarget {
                     status: 303,
-                    location: "http://example.com:8080/login.html".into(),
+                    location: "http://example.com:8080/login.html?x=1".into(),
                 }),
             ),
             (
@@ -734,7 +766,7 @@ mod tests {
                 403,
                 Some(RedirectTarget {
                     status: 303,
-                    location: "http://example.com:8080/login.html".into(),
+                    location: "http://example.com:8080/login.html?x=1".into(),
                 }),
             ),
         ];
