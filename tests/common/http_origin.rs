@@ -118,6 +118,9 @@ impl ScriptedOrigin {
                                 let handler = scripted.lock().unwrap().clone();
                                 let reply = handler(&seen);
                                 recorded.lock().unwrap().push(seen);
+                                if let Some(delay) = reply.delay {
+                                    tokio::time::sleep(delay).await;
+                                }
                                 let mut response = hyper::Response::builder().status(reply.status);
                                 for (name, value) in &reply.headers {
                                     response = response.header(name.as_str(), value.as_str());
