@@ -1283,3 +1283,118 @@ async fn a_long_body_without_a_length_streams_unstored_instead_of_being_gathered
         assert_eq!(total, CHUNKS * MIB, "round {round}");
     }
 }
+
+/// Requests that wait for another's fetch share its answer only when it may
+/// be reused without validation (RFC 9111 section 4): an app's page with no
+/// freshness (no Cache-Control, no Last-Modified), `no-cache` or `max-age=0`
+/// is the requester's alone. Concurrent requests with different cookies got
+/// the first one's page; each now gets its own, while a fresh answer is
+/// still fetched once for all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waiting_requests_never_share_an_answer_fresh_for_no_time() {
+    let origin = ScriptedOrigin::start(|r: &Recorded| {
+        let user = r.header("cookie").unwrap_or("nobody").to_string();
+        let mut headers = Vec::new();
+        match r.target.as_str() {
+            "/no-cache" => headers.push(("cache-control", "no-cache")),
+            "/zero" => headers.push(("cache-control", "max-age=0, must-revalidate")),
+            "/fresh" => headers.push(("cache-control", "public, max-age=60")),
+            _ => {}
+        }
+        Reply::ok(&format!("page of {user}"), &headers).after(Duration::from_millis(400))
+    })
+    .await;
+    let edge = std::sync::Arc::new(edge_for(&origin, ""));
+    for target in ["/app", "/no-cache", "/zero"] {
+        for round in 0..3 {
+            let clients: Vec<_> = (0..4)
+                .map(|i| {
+                    let edge = edge.clone();
+                    let cookie = format!("sid={target}-{round}-{i}");
+                    tokio::spawn(async move {
+                        let answer = get(&edge, target, &[("cookie", &cookie)]).await;
+                        (cookie, answer)
+                    })
+                })
+                .collect();
+            for client in clients {
+                let (cookie, (status, headers, body)) = client.await.unwrap();
+                assert_eq!(
+                    (status, body.as_str()),
+                    (200, format!("page of {cookie}").as_str()),
+                    "{target}: {:?}",
+                    headers.get("cache-status")
+                );
+            }
+        }
+    }
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let edge = edge.clone();
+            tokio::spawn(async move { get(&edge, "/fresh", &[]).await })
+        })
+        .collect();
+    for client in clients {
+        assert_eq!(client.await.unwrap().2, "page of nobody");
+    }
+    assert_eq!(origin.count("/fresh"), 1, "a fresh answer is still shared");
+}
+
+/// An answer that sets a cookie is not stored (nginx's proxy_cache, Varnish
+/// and Fastly store none either): replayed from the cache, the first
+/// visitor's session cookie went to every visitor. An origin that names the
+/// field (`no-cache="Set-Cookie"`) has the answer stored without it. And
+/// `proxy-revalidate` does not let an answer to an `Authorization` request
+/// be stored (RFC 9111 3.5): one user's page went to another.
+#[tokio::test]
+async fn answers_setting_cookies_or_to_credentials_are_not_shared() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let served = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    let origin = ScriptedOrigin::start(move |r: &Recorded| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        let cookie = format!("sid={n}");
+        match r.target.as_str() {
+            "/login" => Reply::ok(
+                "welcome",
+                &[
+                    ("cache-control", "public, max-age=60"),
+                    ("set-cookie", &cookie),
+                ],
+            ),
+            "/named" => Reply::ok(
+                "welcome",
+                &[
+                    ("cache-control", "max-age=60, no-cache=\"Set-Cookie\""),
+                    ("set-cookie", &cookie),
+                ],
+            ),
+            _ => Reply::ok(
+                &format!("page for {}", r.header("authorization").unwrap_or("-")),
+                &[("cache-control", "max-age=60, proxy-revalidate")],
+            ),
+        }
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    let first = get(&edge, "/login", &[]).await;
+    let second = get(&edge, "/login", &[]).await;
+    assert_ne!(
+        header(&first.1, "set-cookie"),
+        header(&second.1, "set-cookie"),
+        "one visitor's cookie went to another"
+    );
+    assert_eq!(origin.count("/login"), 2);
+
+    let first = get(&edge, "/named", &[]).await;
+    assert!(header(&first.1, "set-cookie").starts_with("sid="));
+    let second = get(&edge, "/named", &[]).await;
+    assert_eq!(header(&second.1, "cache-status"), "s3edge; hit");
+    assert_eq!(header(&second.1, "set-cookie"), "");
+    assert_eq!(origin.count("/named"), 1);
+
+    let alice = get(&edge, "/account", &[("authorization", "Bearer alice")]).await;
+    let bob = get(&edge, "/account", &[("authorization", "Bearer bob")]).await;
+    assert_eq!(alice.2, "page for Bearer alice");
+    assert_eq!(bob.2, "page for Bearer bob");
+}

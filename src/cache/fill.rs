@@ -346,7 +346,9 @@ impl Drop for FlightGuard {
             let mut state = self.flight.lock();
             match state.outcome {
                 None => state.outcome = Some(Outcome::Retry),
-                Some(Outcome::Streaming(_)) if state.finished.is_none() => {
+                // `Retry` too: a leader streams an answer it shares with no
+                // one (fresh for no time) through its flight all the same.
+                Some(Outcome::Streaming(_) | Outcome::Retry) if state.finished.is_none() => {
                     state.finished =
                         Some(Err(OriginError::Invalid("the fill was abandoned".into())));
                 }

@@ -36,6 +36,10 @@ struct Directives {
     /// `private="a, b"` and `no-cache="a, b"`: fields not to store or reuse.
     qualified_fields: bool,
     must_revalidate: bool,
+    /// Forbids serving stale as `must-revalidate` does, but, unlike it, does
+    /// not let an answer to an `Authorization` request be stored (RFC 9111
+    /// section 3.5 names only `must-revalidate`, `public` and `s-maxage`).
+    proxy_revalidate: bool,
     max_age: Option<u64>,
     s_maxage: Option<u64>,
     stale_while_revalidate: Option<u64>,
@@ -75,7 +79,8 @@ fn parse_directives(value: &str) -> Directives {
             "private" if arg.is_none() => d.private = true,
             "no-cache" if arg.is_none() => d.no_cache = true,
             "private" | "no-cache" => d.qualified_fields = true,
-            "must-revalidate" | "proxy-revalidate" => d.must_revalidate = true,
+            "must-revalidate" => d.must_revalidate = true,
+            "proxy-revalidate" => d.proxy_revalidate = true,
             "max-age" => d.max_age = seconds.or(Some(0)),
             "s-maxage" => d.s_maxage = seconds.or(Some(0)),
             "stale-while-revalidate" => d.stale_while_revalidate = seconds,
@@ -126,7 +131,7 @@ pub fn storable(meta: &ObjectMeta, site: &CacheConfig, stored_at: SystemTime) ->
             .unwrap_or(site.default_ttl)
             .clamp(site.min_ttl, site.max_ttl.max(site.min_ttl))
     };
-    let (swr, sie) = if d.must_revalidate {
+    let (swr, sie) = if d.must_revalidate || d.proxy_revalidate {
         (Duration::ZERO, Duration::ZERO)
     } else {
         (
@@ -169,7 +174,8 @@ const MAX_HEURISTIC: Duration = Duration::from_secs(86_400);
 /// `s-maxage`, `max-age`, `Expires - Date`, else the site's `default_ttl`
 /// when set, else 10% of the time since `Last-Modified` (at most a day).
 /// `no-cache` stores it to be revalidated on every use; `must-revalidate`,
-/// `proxy-revalidate` and `s-maxage` forbid serving it stale.
+/// `proxy-revalidate` and `s-maxage` forbid serving it stale. An answer
+/// with `Set-Cookie` only when a qualified `no-cache` or `private` names it.
 pub fn http_storable(
     meta: &ObjectMeta,
     site: &CacheConfig,
@@ -200,6 +206,22 @@ pub fn http_storable(
         return Storable::No;
     }
     if authorization && !(d.public || d.s_maxage.is_some() || d.must_revalidate) {
+        return Storable::No;
+    }
+    // An answer that sets a cookie is not stored unless the origin names the
+    // field not to store (`no-cache="Set-Cookie"`, `private="Set-Cookie"`:
+    // then it is stored without it). Replayed from the cache, one visitor's
+    // session cookie became every visitor's; nginx's proxy_cache, Varnish's
+    // built-in VCL and Fastly do not store such answers either.
+    let sets_cookie = meta
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("set-cookie"));
+    if sets_cookie
+        && !qualified_fields(meta.cache_control.as_deref())
+            .iter()
+            .any(|field| field == "set-cookie")
+    {
         return Storable::No;
     }
     let date = meta
@@ -239,7 +261,7 @@ pub fn http_storable(
             .unwrap_or_else(heuristic)
             .clamp(site.min_ttl, site.max_ttl.max(site.min_ttl))
     };
-    let no_stale = d.must_revalidate || d.s_maxage.is_some() || d.no_cache;
+    let no_stale = d.must_revalidate || d.proxy_revalidate || d.s_maxage.is_some() || d.no_cache;
     let seconds = |s: Option<u64>, default: Duration| s.map(Duration::from_secs).unwrap_or(default);
     Storable::Yes(Freshness {
         ttl,
@@ -835,6 +857,40 @@ mod tests {
                 200,
                 &[("cache-control", "public, max-age=60")],
                 true,
+                Some(60),
+            ),
+            (
+                "Authorization with must-revalidate",
+                200,
+                &[("cache-control", "max-age=60, must-revalidate")],
+                true,
+                Some(60),
+            ),
+            (
+                "Authorization with proxy-revalidate only",
+                200,
+                &[("cache-control", "max-age=60, proxy-revalidate")],
+                true,
+                None,
+            ),
+            (
+                "a cookie set: not stored",
+                200,
+                &[
+                    ("cache-control", "public, max-age=60"),
+                    ("set-cookie", "sid=1"),
+                ],
+                false,
+                None,
+            ),
+            (
+                "a cookie set, named not to store: stored without it",
+                200,
+                &[
+                    ("cache-control", "max-age=60, no-cache=\"Set-Cookie\""),
+                    ("set-cookie", "sid=1"),
+                ],
+                false,
                 Some(60),
             ),
             (

@@ -653,8 +653,12 @@ impl Cache {
         let selected = |meta: &ObjectMeta, key: &CacheKey| {
             vary_names(meta).is_empty() || key.object_key.contains(VARY_SEPARATOR)
         };
+        // An entry fresh for no time (a 304 to a `no-cache` answer's
+        // revalidation) is the leader's alone, as in `store_shared`; a stale
+        // one the leader served because the origin failed is shared.
+        let shareable = |entry: &Entry| !entry.freshness.ttl.is_zero();
         match flight.wait().await {
-            Outcome::Entry(entry) if selected(&entry.meta, &entry.key) => {
+            Outcome::Entry(entry) if selected(&entry.meta, &entry.key) && shareable(&entry) => {
                 Answer::new(serve_entry(&entry, now, since), CacheOutcome::Collapsed)
             }
             Outcome::Streaming(meta) if vary_names(&meta).is_empty() => {
@@ -824,7 +828,18 @@ impl Cache {
         if let Sink::Disk(writer) = &sink {
             guard.spill_to(writer.reader());
         }
-        guard.publish(Outcome::Streaming(Arc::new(meta.clone())));
+        // Requests waiting for this fetch share the answer only when it may
+        // be reused without validation (RFC 9111 section 4): one fresh for no
+        // time (`no-cache`, `max-age=0`, an app's page with no freshness at
+        // all) is this request's alone, and is stored only to be revalidated.
+        // Each waiter asks the origin itself, as nginx's cache lock and
+        // Varnish's hit-for-miss do: an app's page for one user's cookie was
+        // served to every request that waited for it.
+        guard.publish(if freshness.ttl.is_zero() {
+            Outcome::Retry
+        } else {
+            Outcome::Streaming(Arc::new(meta.clone()))
+        });
         let subscriber = guard.subscribe();
         let mut stored_meta = meta.clone();
         stored_meta
