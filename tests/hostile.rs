@@ -729,3 +729,63 @@ fn malformed_request_heads_are_refused_without_error_lines_in_the_log() {
         "ERROR lines for clients' malformed heads:\n{log}"
     );
 }
+
+/// Requests the HTTP/1 parser refuses before any handler sees them (a bare
+/// CR in a field: 400; a head past its 128 KiB buffer: 431; half a head,
+/// then nothing: 408)
+/// were in neither `s3edge_requests_total` nor the access log, where nginx
+/// logs them: a scan or a broken client went unseen. They are now counted
+/// under site `-` and logged with `-` for what was never parsed; a
+/// connection that sends nothing (a browser's preconnect) is not a request.
+#[tokio::test]
+async fn requests_the_parser_refuses_are_counted_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let edge = EdgeBuilder::new()
+        .site("h", &site_toml("h.test", "hostile-bucket", ""))
+        .access_log(&log, s3edge::access_log::LogFormat::Json)
+        .start();
+    let (bad, _) = raw(
+        &edge,
+        b"GET /ok.txt HTTP/1.1\r\nHost: h.test\r\nX-Bad: a\rb\r\n\r\n",
+    );
+    assert_eq!(bad, 400);
+    let big = format!(
+        "GET /ok.txt HTTP/1.1\r\nHost: h.test\r\nX-Big: {}\r\n\r\n",
+        "x".repeat(256 * 1024)
+    );
+    let (too_large, _) = raw(&edge, big.as_bytes());
+    assert_eq!(too_large, 431);
+    let addr = edge.node.http_addrs[0];
+    let (silent, partial) = tokio::task::spawn_blocking(move || {
+        let silent = TcpStream::connect(addr).unwrap();
+        let mut partial = TcpStream::connect(addr).unwrap();
+        partial.write_all(b"GET /ok.txt HTTP/1.1\r\n").unwrap();
+        let silent = std::thread::spawn(move || time_until_closed(silent, Duration::from_secs(40)));
+        let partial =
+            std::thread::spawn(move || time_until_closed(partial, Duration::from_secs(40)));
+        (silent.join().unwrap(), partial.join().unwrap())
+    })
+    .await
+    .unwrap();
+    assert!(partial.1.starts_with("HTTP/1.1 408"), "{}", partial.1);
+    assert!(silent.1.is_empty() || silent.1.starts_with("HTTP/1.1 408"));
+    for status in [400, 431, 408] {
+        let series = format!("s3edge_requests_total{{site=\"-\",status=\"{status}\"}}");
+        assert_eq!(edge.wait_metric(&series, |n| n == 1).await, 1, "{series}");
+    }
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let statuses: Vec<u64> = lines.iter().filter_map(|l| l["status"].as_u64()).collect();
+    assert_eq!(statuses, [400, 431, 408], "{lines:?}");
+    for line in &lines {
+        assert_eq!(
+            (&line["method"], &line["path"], &line["client"]),
+            (&"-".into(), &"-".into(), &"127.0.0.1".into()),
+            "{line}"
+        );
+    }
+}

@@ -497,6 +497,39 @@ fn request_host(req: &HttpRequest) -> Option<&str> {
 
 /// The client's address: the peer, or the forwarded address when the peer is a
 /// trusted proxy (`http/forwarded.rs`).
+/// What counts and logs the requests the HTTP/1 parser refuses before any
+/// handler sees them (400 for a malformed head, 431 for one too large, 408
+/// for one not sent in time): they went unseen in `s3edge_requests_total`
+/// and the access log, where nginx logs them. Counted under site `-`, logged
+/// with `-` for what was never parsed. Put in each edge connection's
+/// extensions (`server::listeners`).
+pub fn refused_hook(state: web::Data<AppState>) -> actix_http::h1::RefusedHook {
+    actix_http::h1::RefusedHook(std::sync::Arc::new(
+        move |refused: &actix_http::h1::Refused| {
+            let status = refused.status.as_u16();
+            state.metrics.site("-").response(&state.metrics, status, 0);
+            if state.access_log.is_enabled() {
+                state.access_log.record(&AccessRecord {
+                    time: SystemTime::now(),
+                    site: None,
+                    client: refused
+                        .peer_addr
+                        .map_or_else(|| "-".to_string(), |addr| addr.ip().to_string()),
+                    method: "-".into(),
+                    path: "-".into(),
+                    protocol: "-",
+                    status,
+                    bytes: 0,
+                    duration_ms: Duration::ZERO,
+                    cache: CacheOutcome::Pass.as_str(),
+                    origin_request_id: None,
+                    complete: true,
+                });
+            }
+        },
+    ))
+}
+
 fn client_address(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> String {
     crate::http::forwarded::from_request(req, trusted)
         .address

@@ -37,6 +37,7 @@ impl Listeners {
     ) -> Result<Listeners, StartError> {
         let edge_state = state.clone();
         let resolver = state.tls_resolver.clone();
+        let refused = crate::handler::refused_hook(state.clone());
         let mut edge = HttpServer::new(move || {
             App::new()
                 .app_data(edge_state.clone())
@@ -48,6 +49,7 @@ impl Listeners {
         .on_connect(move |connection, extensions| {
             tls::session::on_connect(&resolver, connection, extensions);
             wire::on_connect(connection, extensions);
+            extensions.insert(refused.clone());
         })
         .workers(options.workers.max(1))
         // HTTP/2 writes a response's HEADERS and DATA frames separately: with

@@ -1131,6 +1131,11 @@ where
 
                 Err(ParseError::TooLarge) => {
                     trace!("request head was too big; returning 431 response");
+                    super::RefusedHook::report(
+                        this.conn_data.as_ref(),
+                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        *this.peer_addr,
+                    );
 
                     if let Some(mut payload) = this.payload.take() {
                         payload.set_error(PayloadError::Overflow);
@@ -1151,6 +1156,11 @@ where
 
                 Err(err) => {
                     trace!("parse error {}", &err);
+                    super::RefusedHook::report(
+                        this.conn_data.as_ref(),
+                        StatusCode::BAD_REQUEST,
+                        *this.peer_addr,
+                    );
 
                     if let Some(mut payload) = this.payload.take() {
                         payload.set_error(PayloadError::EncodingCorrupted);
@@ -1182,6 +1192,14 @@ where
                 // timeout on first request (slow request) return 408
 
                 trace!("timed out on slow request; replying with 408 and closing connection");
+                // A connection that sent nothing (a browser's preconnect) is no request.
+                if !this.read_buf.is_empty() {
+                    super::RefusedHook::report(
+                        this.conn_data.as_ref(),
+                        StatusCode::REQUEST_TIMEOUT,
+                        *this.peer_addr,
+                    );
+                }
 
                 let _ = self.as_mut().send_error_response(
                     Response::with_body(StatusCode::REQUEST_TIMEOUT, ()),

@@ -45,6 +45,35 @@ pub struct SendFile {
     pub sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// A request the HTTP/1 dispatcher answered itself, without calling the service: a request
+/// head it could not parse (400), one too large for its buffer (431), or a first request head
+/// that did not arrive in time (408; reported only when part of it did).
+#[derive(Debug, Clone, Copy)]
+pub struct Refused {
+    /// The status the dispatcher answered with.
+    pub status: crate::StatusCode,
+    /// The client's address, when the stream has one.
+    pub peer_addr: Option<std::net::SocketAddr>,
+}
+
+/// Called for each request the HTTP/1 dispatcher refuses on a connection (see [`Refused`]), when
+/// put in the connection's extensions by an `on_connect` handler: what the server never sees
+/// otherwise, for its access log and metrics.
+#[derive(Clone)]
+pub struct RefusedHook(pub std::sync::Arc<dyn Fn(&Refused) + Send + Sync>);
+
+impl RefusedHook {
+    pub(crate) fn report(
+        conn_data: Option<&std::rc::Rc<crate::Extensions>>,
+        status: crate::StatusCode,
+        peer_addr: Option<std::net::SocketAddr>,
+    ) {
+        if let Some(hook) = conn_data.and_then(|data| data.get::<RefusedHook>()) {
+            (hook.0)(&Refused { status, peer_addr });
+        }
+    }
+}
+
 #[derive(Debug)]
 /// Codec message
 pub enum Message<T> {
