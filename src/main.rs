@@ -232,7 +232,7 @@ fn check(dir: &std::path::Path) -> ExitCode {
     match config::load_sites(dir) {
         Ok(sites) => {
             println!("{}: {} site file(s) valid", dir.display(), sites.len());
-            for warning in s3edge::tls::certificate_warnings(&sites) {
+            for warning in s3edge::config::warnings(&sites) {
                 println!("warning: {warning}");
             }
             ExitCode::SUCCESS

@@ -105,8 +105,9 @@ fn check_prints_every_problem_with_file_and_key_and_exits_2() {
 /// A certificate that does not cover one of its site's hosts is valid, and
 /// browsers refuse HTTPS for that host: `check` says so (exit 0), naming the
 /// file, the key and the host; a wildcard host wants a wildcard certificate.
+/// A bucket name S3 refuses (`My_Blog`) made every request a 502: warned of.
 #[test]
-fn check_warns_of_a_host_the_sites_certificate_does_not_cover() {
+fn check_warns_of_an_uncovered_host_and_a_bucket_name_s3_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let sites = dir.path().join("sites");
     let pki = common::pki::Pki::new();
@@ -122,6 +123,11 @@ fn check_warns_of_a_host_the_sites_certificate_does_not_cover() {
         "bad.toml",
         &format!("hosts = [\"www.shop.example.com\", \"*.img.example.com\"]\n[origin]\nbucket = \"shop\"\n{tls}"),
     );
+    write(
+        &sites,
+        "named.toml",
+        "hosts = [\"named.example.com\"]\n[origin]\nbucket = \"My_Blog\"\n",
+    );
     let output = s3edge()
         .args(["check", "--sites"])
         .arg(&sites)
@@ -129,13 +135,17 @@ fn check_warns_of_a_host_the_sites_certificate_does_not_cover() {
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{text}");
+    let named = sites.join("named.toml").display().to_string();
+    let want =
+        format!("warning: {named}: origin.bucket: `My_Blog` is not a bucket name S3 accepts");
+    assert!(text.contains(&want), "wanted `{want}` in:\n{text}");
     let bad = sites.join("bad.toml").display().to_string();
     let cert = leaf.cert.display().to_string();
     for host in ["www.shop.example.com", "*.img.example.com"] {
         let want = format!("warning: {bad}: tls.cert: `{cert}` does not cover `{host}`");
         assert!(text.contains(&want), "wanted `{want}` in:\n{text}");
     }
-    assert_eq!(text.matches("warning:").count(), 2, "{text}");
+    assert_eq!(text.matches("warning:").count(), 3, "{text}");
 }
 
 #[test]

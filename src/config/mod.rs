@@ -309,6 +309,42 @@ pub struct ReleasesConfig {
     pub check_every: Duration,
 }
 
+/// What `s3edge check`, the start and each reload warn of, in valid site
+/// files: things that are not errors (the node serves) but that fail for
+/// some or all requests. A bucket name S3 refuses; a host the site's
+/// certificate does not cover ([`crate::tls::certificate_warnings`]).
+pub fn warnings(sites: &[SiteConfig]) -> Vec<ConfigProblem> {
+    let mut warnings: Vec<ConfigProblem> = sites
+        .iter()
+        .filter(|site| site.origin.http.is_none() && !valid_bucket_name(&site.origin.bucket))
+        .map(|site| ConfigProblem {
+            file: site.file.clone(),
+            key: "origin.bucket".into(),
+            message: format!(
+                "`{}` is not a bucket name S3 accepts (3 to 63 lowercase letters, digits, dots and hyphens, beginning and ending with a letter or digit); most stores, the embedded one among them, refuse it, and AWS only for buckets made before 2018 in us-east-1",
+                site.origin.bucket
+            ),
+        })
+        .collect();
+    warnings.extend(crate::tls::certificate_warnings(sites));
+    warnings
+}
+
+/// S3's rules for a new bucket's name (AWS "Bucket naming rules"): 3 to 63
+/// characters of lowercase letters, digits, `.` and `-`, beginning and ending
+/// with a letter or digit, no `..`, not an IPv4 address.
+pub fn valid_bucket_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (3..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'.' || *b == b'-')
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+}
+
 /// Reads and validates every `*.toml` file in `dir`, in name order.
 pub fn load_sites(dir: &Path) -> Result<Vec<SiteConfig>, ConfigErrors> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
@@ -343,6 +379,28 @@ pub fn load_sites(dir: &Path) -> Result<Vec<SiteConfig>, ConfigErrors> {
         Err(ConfigErrors(more)) => {
             problems.extend(more);
             Err(ConfigErrors(problems))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bucket_names_follow_s3_s_rules() {
+        for good in ["abc", "my-site.example.com", "a1b", &"x".repeat(63)] {
+            assert!(super::valid_bucket_name(good), "{good}");
+        }
+        for bad in [
+            "ab",
+            "My_Blog",
+            "-abc",
+            "abc-",
+            "a..b",
+            "192.168.1.1",
+            &"x".repeat(64),
+            "b",
+        ] {
+            assert!(!super::valid_bucket_name(bad), "{bad}");
         }
     }
 }

@@ -53,7 +53,7 @@ impl ReloadError {
 pub async fn reload(state: &web::Data<AppState>) -> Result<usize, ReloadError> {
     let context = &state.reload_context;
     let configs = config::load_sites(&context.sites_dir)?;
-    for warning in crate::tls::certificate_warnings(&configs) {
+    for warning in config::warnings(&configs) {
         tracing::warn!("{warning}");
     }
     let old = state.sites();

@@ -37,7 +37,7 @@ impl Node {
     /// [`Node::run`] to serve. Prints one line per listener and per site.
     pub async fn start(mut options: NodeOptions) -> Result<Node, StartError> {
         let configs = config::load_sites(&options.sites_dir)?;
-        for warning in crate::tls::certificate_warnings(&configs) {
+        for warning in config::warnings(&configs) {
             tracing::warn!("{warning}");
         }
         let wants_embedded = options.embedded_dir.is_some()
