@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use super::respond::origin_error_response;
 use crate::cache::{Cache, PurgeScope};
 use crate::config::HttpOriginConfig;
-use crate::origin::http::{connection_tokens, is_hop_by_hop, outgoing_body};
+use crate::origin::http::{connection_tokens, field_text, is_hop_by_hop, outgoing_body};
 use crate::site::Site;
 
 /// Longest request target accepted for an HTTP origin, in bytes.
@@ -51,7 +51,7 @@ pub(super) fn forward_headers(
     let pairs = || {
         req.headers()
             .iter()
-            .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
+            .filter_map(|(n, v)| Some((n.as_str(), field_text(v.as_bytes())?)))
     };
     let tokens = connection_tokens(pairs());
     let mut forward: Vec<(String, String)> = pairs()
@@ -122,7 +122,7 @@ pub(super) fn client_locations(
         let rewritten = response
             .headers()
             .get(&name)
-            .and_then(|v| v.to_str().ok())
+            .and_then(|v| field_text(v.as_bytes()))
             .and_then(|location| client_location(location, origin, scheme, host))
             .and_then(|location| HeaderValue::from_str(&location).ok());
         if let Some(value) = rewritten {
@@ -263,7 +263,8 @@ pub(super) async fn pass_through(
 /// relative), as a request target; `None` for another host (RFC 9111 4.4:
 /// only URIs with the same origin are invalidated).
 fn same_site_target(value: &str, host: &str) -> Option<String> {
-    let value = value.trim();
+    let value = percent_encoded(value.trim());
+    let value = value.as_ref();
     if value.starts_with('/') && !value.starts_with("//") {
         return Some(value.to_string());
     }
@@ -273,6 +274,24 @@ fn same_site_target(value: &str, host: &str) -> Option<String> {
         return None;
     }
     Some(uri.path_and_query().map_or("/", |p| p.as_str()).to_string())
+}
+
+/// `location` with its non-ASCII bytes (raw UTF-8, which origins send for
+/// `/café`) percent-encoded, as a browser encodes them when it follows it:
+/// the request target the cache keeps such a resource under.
+fn percent_encoded(location: &str) -> std::borrow::Cow<'_, str> {
+    if location.is_ascii() {
+        return std::borrow::Cow::Borrowed(location);
+    }
+    let mut encoded = String::with_capacity(location.len() * 3);
+    for byte in location.bytes() {
+        if byte.is_ascii() {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(encoded)
 }
 
 /// Removes what is stored for `keys` (all their `Vary` selections), behind
@@ -311,6 +330,14 @@ mod tests {
         assert_eq!(same_site_target("http://h/x", "h"), Some("/x".into()));
         assert_eq!(same_site_target("http://other/x", "h"), None);
         assert_eq!(same_site_target("//other/x", "h"), None);
+        assert_eq!(
+            same_site_target("/caf\u{e9}/men\u{fc}?q=\u{e9}", "h"),
+            Some("/caf%C3%A9/men%C3%BC?q=%C3%A9".into())
+        );
+        assert_eq!(
+            same_site_target("http://h/caf\u{e9}", "h"),
+            Some("/caf%C3%A9".into())
+        );
     }
 
     #[test]

@@ -351,10 +351,20 @@ fn classify(error: &hyper_util::client::legacy::Error) -> OriginError {
     }
 }
 
+/// A header field's value as text, byte for byte: any UTF-8 (RFC 9110 5.5's
+/// obs-text, which `HeaderValue::to_str` refuses: a raw UTF-8 cookie, a
+/// `filename="résumé.pdf"`), so that it passes on unchanged. A value that is
+/// not UTF-8 (Latin-1) is `None`, and dropped. A header value holds no CR,
+/// LF or NUL, so neither does the text, and `HeaderValue::from_str` takes it
+/// back as it was.
+pub fn field_text(value: &[u8]) -> Option<&str> {
+    std::str::from_utf8(value).ok()
+}
+
 fn header_pairs(headers: &hyper::HeaderMap) -> impl Iterator<Item = (&str, &str)> {
     headers
         .iter()
-        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .filter_map(|(name, value)| Some((name.as_str(), field_text(value.as_bytes())?)))
 }
 
 /// The fields an answer's metadata keeps: the typed ones, then every other

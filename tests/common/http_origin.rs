@@ -110,7 +110,9 @@ impl ScriptedOrigin {
                                         .headers
                                         .iter()
                                         .map(|(n, v)| {
-                                            (n.to_string(), v.to_str().unwrap_or("").to_string())
+                                            // UTF-8 (obs-text) kept as sent.
+                                            let value = String::from_utf8_lossy(v.as_bytes());
+                                            (n.to_string(), value.into_owned())
                                         })
                                         .collect(),
                                     body_len,
