@@ -1511,3 +1511,65 @@ async fn a_client_s_cookie_with_utf8_bytes_reaches_the_origin_unchanged() {
         [Some(COOKIE.to_string()), None, Some(COOKIE.to_string())]
     );
 }
+
+/// A POST's redirect built from the origin's own address (what an
+/// application asked with the origin's `Host` sends: `Location:
+/// http://ORIGIN/item`), under the origin's base path if it has one,
+/// invalidates the target it names on this site, as a relative one does;
+/// so does such a `Content-Location`.
+#[tokio::test]
+async fn a_post_s_location_naming_the_origin_s_own_address_invalidates_it() {
+    for base in ["", "/app"] {
+        let origin = ScriptedOrigin::start(|_: &Recorded| Reply::ok("", &[])).await;
+        let own = format!("http://{}{base}", origin.addr);
+        origin.script(move |r: &Recorded| match r.method.as_str() {
+            "POST" => Reply::with_status(
+                302,
+                "",
+                &[
+                    ("location", &format!("{own}/item?id=7")),
+                    ("content-location", &format!("{own}/made#new")),
+                ],
+            ),
+            _ => Reply::ok(
+                &format!("{} #{}", r.target, r.body_len),
+                &[("cache-control", "max-age=600")],
+            ),
+        });
+        let site = format!(
+            "hosts = [\"{HOST}\"]\n[origin]\nurl = \"http://{}{base}\"\ntimeout = \"2s\"\n",
+            origin.addr
+        );
+        let edge = EdgeBuilder::new().site("h", &site).start();
+        let (item, made) = (format!("{base}/item?id=7"), format!("{base}/made"));
+        for _ in 0..2 {
+            get(&edge, "/item?id=7", &[]).await;
+            get(&edge, "/made", &[]).await;
+        }
+        assert_eq!(
+            (origin.count(&item), origin.count(&made)),
+            (1, 1),
+            "base {base:?}"
+        );
+        let posted = edge
+            .request(reqwest::Method::POST, HOST, "/items", &[])
+            .await;
+        assert_eq!(posted.status(), 302);
+        assert_eq!(
+            header(posted.headers(), "location"),
+            "http://h.test/item?id=7"
+        );
+        let (_, headers, _) = get(&edge, "/item?id=7", &[]).await;
+        assert_ne!(
+            header(&headers, "cache-status"),
+            "s3edge; hit",
+            "base {base:?}"
+        );
+        get(&edge, "/made", &[]).await;
+        assert_eq!(
+            (origin.count(&item), origin.count(&made)),
+            (2, 2),
+            "base {base:?}: Location and Content-Location invalidated"
+        );
+    }
+}

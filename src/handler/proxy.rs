@@ -139,18 +139,26 @@ fn client_location(
     scheme: &str,
     host: &str,
 ) -> Option<String> {
+    let rest = under_origin(location, origin)?;
+    Some(format!("{scheme}://{host}{rest}"))
+}
+
+/// What follows the origin's URL in `location` (its path, query and
+/// fragment past the base path, `/` when nothing does): what the client
+/// asks for the same resource. `None` when `location` is not under the
+/// origin's URL (another scheme, authority, or path segment).
+fn under_origin<'a>(location: &'a str, origin: &HttpOriginConfig) -> Option<&'a str> {
     let site = format!("{}://{}", origin.scheme, origin.authority);
     let head = location.get(..site.len())?;
     if !head.eq_ignore_ascii_case(&site) {
         return None;
     }
     let rest = location[site.len()..].strip_prefix(origin.base_path.as_str())?;
-    let rest = match rest.chars().next() {
-        None => "/",
-        Some('/' | '?' | '#') => rest,
-        Some(_) => return None,
-    };
-    Some(format!("{scheme}://{host}{rest}"))
+    match rest.chars().next() {
+        None => Some("/"),
+        Some('/' | '?' | '#') => Some(rest),
+        Some(_) => None,
+    }
 }
 
 fn joined(list: &str, item: &str) -> String {
@@ -220,11 +228,12 @@ pub(super) async fn pass_through(
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
+        let origin_url = site.config.origin.http.as_ref();
         for (name, value) in &forwarded.headers {
             if name.eq_ignore_ascii_case("location")
                 || name.eq_ignore_ascii_case("content-location")
             {
-                if let Some(local) = same_site_target(value, host) {
+                if let Some(local) = same_site_target(value, host, origin_url) {
                     keys.push(local);
                 }
             }
@@ -261,10 +270,20 @@ pub(super) async fn pass_through(
 
 /// A `Location` or `Content-Location` on the request's own host (or
 /// relative), as a request target; `None` for another host (RFC 9111 4.4:
-/// only URIs with the same origin are invalidated).
-fn same_site_target(value: &str, host: &str) -> Option<String> {
+/// only URIs with the same origin are invalidated). One under the `origin`'s
+/// own URL is this site too: the origin is asked with its own `Host`, so an
+/// application builds its absolute redirects from that, and the client gets
+/// them rewritten to this site ([`client_locations`]).
+fn same_site_target(value: &str, host: &str, origin: Option<&HttpOriginConfig>) -> Option<String> {
     let value = percent_encoded(value.trim());
-    let value = value.as_ref();
+    let value = value.split('#').next().unwrap_or_default();
+    if let Some(rest) = origin.and_then(|origin| under_origin(value, origin)) {
+        return Some(if rest.starts_with('/') {
+            rest.to_string()
+        } else {
+            format!("/{rest}")
+        });
+    }
     if value.starts_with('/') && !value.starts_with("//") {
         return Some(value.to_string());
     }
@@ -326,18 +345,46 @@ mod tests {
 
     #[test]
     fn only_locations_on_the_same_host_are_invalidated() {
-        assert_eq!(same_site_target("/a?b", "h"), Some("/a?b".into()));
-        assert_eq!(same_site_target("http://h/x", "h"), Some("/x".into()));
-        assert_eq!(same_site_target("http://other/x", "h"), None);
-        assert_eq!(same_site_target("//other/x", "h"), None);
+        assert_eq!(same_site_target("/a?b", "h", None), Some("/a?b".into()));
+        assert_eq!(same_site_target("http://h/x", "h", None), Some("/x".into()));
+        assert_eq!(same_site_target("http://other/x", "h", None), None);
+        assert_eq!(same_site_target("//other/x", "h", None), None);
         assert_eq!(
-            same_site_target("/caf\u{e9}/men\u{fc}?q=\u{e9}", "h"),
+            same_site_target("/caf\u{e9}/men\u{fc}?q=\u{e9}", "h", None),
             Some("/caf%C3%A9/men%C3%BC?q=%C3%A9".into())
         );
         assert_eq!(
-            same_site_target("http://h/caf\u{e9}", "h"),
+            same_site_target("http://h/caf\u{e9}", "h", None),
             Some("/caf%C3%A9".into())
         );
+    }
+
+    #[test]
+    fn locations_under_the_origin_s_own_url_are_the_site_s() {
+        let origin = |base: &str| HttpOriginConfig {
+            scheme: "http".into(),
+            authority: "10.0.0.5:8080".into(),
+            base_path: base.into(),
+        };
+        for (location, base, expected) in [
+            ("http://10.0.0.5:8080/item?id=7", "", Some("/item?id=7")),
+            ("HTTP://10.0.0.5:8080/item#top", "", Some("/item")),
+            ("http://10.0.0.5:8080", "", Some("/")),
+            ("http://10.0.0.5:8080?q", "", Some("/?q")),
+            ("http://10.0.0.5:8080/app/x", "/app", Some("/x")),
+            ("http://10.0.0.5:8080/app", "/app", Some("/")),
+            ("http://10.0.0.5:8080/apple", "/app", None),
+            ("https://10.0.0.5:8080/x", "", None),
+            ("http://10.0.0.5:80801/x", "", None),
+            ("/relative#f", "", Some("/relative")),
+            ("http://h/x", "", Some("/x")),
+        ] {
+            assert_eq!(
+                same_site_target(location, "h", Some(&origin(base))).as_deref(),
+                expected,
+                "{location} under {base:?}"
+            );
+        }
     }
 
     #[test]
