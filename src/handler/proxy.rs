@@ -30,6 +30,11 @@ const CACHE_OWN_FIELDS: &[&str] = &[
     "if-range",
     "range",
     "expect",
+    // A fill sends no body: a GET's `Content-Length` forwarded without its
+    // bytes made the origin read the next request on the connection as the
+    // body, and answer a request hidden in its fields (smuggled into the
+    // cache under another key).
+    "content-length",
 ];
 
 /// The fields the origin gets: the client's end-to-end ones (for a cache
@@ -342,6 +347,23 @@ fn tokio_stream_of<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fill_never_forwards_a_content_length_it_sends_no_body_for() {
+        let req = actix_web::test::TestRequest::get()
+            .uri("/f.html")
+            .insert_header(("content-length", "48"))
+            .insert_header(("x-app", "1"))
+            .to_http_request();
+        let filled = forward_headers(&req, true, &[], crate::website::Protocol::Http);
+        assert!(
+            !filled.iter().any(|(n, _)| n == "content-length"),
+            "{filled:?}"
+        );
+        assert!(filled.iter().any(|(n, _)| n == "x-app"));
+        let passed = forward_headers(&req, false, &[], crate::website::Protocol::Http);
+        assert!(passed.iter().any(|(n, _)| n == "content-length"));
+    }
 
     #[test]
     fn only_locations_on_the_same_host_are_invalidated() {
