@@ -134,11 +134,6 @@ fn finish(
     let looked_up = delivered.as_ref().and_then(|d| d.cache);
     let cache = looked_up.unwrap_or(CacheOutcome::Pass);
     if let Some(site) = &site {
-        // One lookup per request, with what its `Cache-Status` says (the
-        // reads it made for website rules are not lookups of their own).
-        if let Some(outcome) = looked_up {
-            state.metrics.count_lookup(site, outcome.as_str());
-        }
         let name = state.cluster.as_ref().map(|c| c.node_id.as_str());
         let upstream = response
             .headers()
@@ -170,6 +165,11 @@ fn finish(
         Some(site) => state.metrics.of_site(site),
         None => state.metrics.site("-"),
     };
+    // One lookup per request, with what its `Cache-Status` says (the reads
+    // it made for website rules are not lookups of their own).
+    if let (Some(_), Some(outcome)) = (&site, looked_up) {
+        site_metrics.lookup(&state.metrics, outcome.as_str());
+    }
     let status = response.status().as_u16();
     // The access log line's text is only built when the log is on.
     let record = state.access_log.is_enabled().then(|| AccessRecord {

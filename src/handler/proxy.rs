@@ -304,18 +304,7 @@ fn same_site_target(value: &str, host: &str, origin: Option<&HttpOriginConfig>) 
 /// `/café`) percent-encoded, as a browser encodes them when it follows it:
 /// the request target the cache keeps such a resource under.
 fn percent_encoded(location: &str) -> std::borrow::Cow<'_, str> {
-    if location.is_ascii() {
-        return std::borrow::Cow::Borrowed(location);
-    }
-    let mut encoded = String::with_capacity(location.len() * 3);
-    for byte in location.bytes() {
-        if byte.is_ascii() {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    std::borrow::Cow::Owned(encoded)
+    percent_encoding::utf8_percent_encode(location, percent_encoding::CONTROLS).into()
 }
 
 /// Removes what is stored for `keys` (all their `Vary` selections), behind

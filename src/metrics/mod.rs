@@ -73,7 +73,7 @@ pub struct SiteMetricsSlot(OnceLock<(u64, Arc<SiteMetrics>)>);
 impl SiteMetrics {
     /// Counts one cache lookup of this site with `result` (a
     /// [`LOOKUP_RESULTS`] value; any other goes through the label lookup).
-    fn lookup(&self, metrics: &Metrics, result: &str) {
+    pub fn lookup(&self, metrics: &Metrics, result: &str) {
         match LOOKUP_RESULTS.iter().position(|known| *known == result) {
             Some(i) => {
                 self.lookups[i]
