@@ -172,7 +172,7 @@ fn is_plain_path(path: &str) -> bool {
 /// RFC 3986 section 5.2.4 on an absolute path: `.` segments vanish, `..` removes the
 /// previous segment and never climbs above the root. A trailing `.` or `..` leaves
 /// a trailing `/`, as the RFC's algorithm does.
-fn remove_dot_segments(path: &str) -> String {
+pub(crate) fn remove_dot_segments(path: &str) -> String {
     let mut output: Vec<&str> = Vec::new();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let last = segments.len().saturating_sub(1);

@@ -1573,3 +1573,182 @@ async fn a_post_s_location_naming_the_origin_s_own_address_invalidates_it() {
         );
     }
 }
+
+/// A site whose `url` has a base path: the origin is asked for paths under
+/// it and never beside it, whatever dot-segments (plain or `%2E`-encoded)
+/// the client sends; a dot-segment hidden behind an encoded slash, a
+/// backslash or a path parameter is refused with 400 and never asked for.
+#[tokio::test]
+async fn a_path_never_leaves_the_base_path_of_the_origin_s_url() {
+    let origin = ScriptedOrigin::start(echo("max-age=60")).await;
+    let site = format!(
+        "hosts = [\"{HOST}\"]\n[origin]\nurl = \"http://{}/base\"\ntimeout = \"2s\"\n",
+        origin.addr
+    );
+    let edge = EdgeBuilder::new().site("h", &site).start();
+    let node = edge.node.http_addrs[0];
+    let ask = |target: &str, method: &str| {
+        format!("{method} {target} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    };
+    for (sent, asked) in [
+        ("/../private/secret", "/base/private/secret"),
+        ("/%2e%2e/private/secret", "/base/private/secret"),
+        (
+            "/a/%2E%2E/%2E%2E/%2e%2e/private/secret?q=/../x",
+            "/base/private/secret?q=/../x",
+        ),
+        ("/a/./b/../c", "/base/a/c"),
+        ("/a/..", "/base/"),
+    ] {
+        let (answer, _) = exchange(node, ask(sent, "GET")).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{sent}: {answer}");
+        assert!(
+            answer.ends_with(&format!("body of {asked}")),
+            "{sent}: {answer}"
+        );
+    }
+    // Stored under the normalized target: asked once.
+    assert_eq!(origin.count("/base/private/secret"), 1);
+    for sent in [
+        "/..%2fprivate%2fsecret",
+        "/..%5Cprivate",
+        "/..\\private",
+        "/..;/private",
+    ] {
+        for method in ["GET", "POST"] {
+            let (answer, _) = exchange(node, ask(sent, method)).await;
+            assert!(
+                answer.starts_with("HTTP/1.1 400"),
+                "{method} {sent}: {answer}"
+            );
+        }
+    }
+    let (answer, _) = exchange(node, ask("/../private/form", "POST")).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let asked: Vec<String> = origin.requests().into_iter().map(|r| r.target).collect();
+    assert!(
+        asked.contains(&"/base/private/form".to_string()),
+        "{asked:?}"
+    );
+    assert!(
+        asked
+            .iter()
+            .all(|t| t.starts_with("/base/") && !t.split('?').next().unwrap().contains("..")),
+        "{asked:?}"
+    );
+}
+
+/// The origin hears the client's host and scheme (`X-Forwarded-Host`,
+/// `X-Forwarded-Proto`) and may build its answer from them (an absolute
+/// redirect, an `https` redirect): each host and scheme has its own stored
+/// answer, as Varnish and Fastly key by host. A client naming another host
+/// (a default site takes any; a port may be added) or plain HTTP cannot put
+/// its answer in front of the other clients; a purge of the path purges
+/// every one.
+#[tokio::test]
+async fn answers_are_stored_per_host_and_scheme_the_origin_hears() {
+    let origin = ScriptedOrigin::start(|r: &Recorded| {
+        let location = format!(
+            "{}://{}/next",
+            r.header("x-forwarded-proto").unwrap_or("?"),
+            r.header("x-forwarded-host").unwrap_or("?")
+        );
+        Reply::with_status(
+            301,
+            "",
+            &[
+                ("location", location.as_str()),
+                ("cache-control", "max-age=60"),
+            ],
+        )
+    })
+    .await;
+    let site = origin
+        .site_toml(HOST, "")
+        .replace("[origin]", "default = true\n[origin]");
+    let edge = EdgeBuilder::new()
+        .site("h", &site)
+        .with(|o| o.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()])
+        .start();
+    let location = |host: &'static str, proto: &'static str| {
+        let edge = &edge;
+        async move {
+            let response = edge
+                .request(
+                    reqwest::Method::GET,
+                    host,
+                    "/r",
+                    &[("x-forwarded-proto", proto)],
+                )
+                .await;
+            assert_eq!(response.status(), 301);
+            header(response.headers(), "location").to_string()
+        }
+    };
+    // Attackers first: another host, a port, plain HTTP.
+    assert_eq!(
+        location("attacker.example", "https").await,
+        "https://attacker.example/next"
+    );
+    assert_eq!(
+        location("h.test:6666", "https").await,
+        "https://h.test:6666/next"
+    );
+    assert_eq!(location(HOST, "http").await, "http://h.test/next");
+    for _ in 0..2 {
+        assert_eq!(location(HOST, "https").await, "https://h.test/next");
+        assert_eq!(
+            location("H.TEST", "https").await,
+            "https://h.test/next",
+            "hosts are case-blind"
+        );
+        assert_eq!(location(HOST, "http").await, "http://h.test/next");
+    }
+    assert_eq!(origin.count("/r"), 4, "one answer per scheme and host");
+    let purged = edge
+        .http
+        .post(edge.admin_url("/purge"))
+        .header("content-type", "application/json")
+        .body(r#"{"site": "h", "paths": ["/r"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(purged.status().is_success());
+    location(HOST, "https").await;
+    location("h.test:6666", "https").await;
+    assert_eq!(
+        origin.count("/r"),
+        6,
+        "the purge removed every host's answer"
+    );
+}
+
+/// Two cold requests that select different responses of an answer with
+/// `Vary` each get their own, though the second waited for the first's
+/// flight: the flight was for the target, not for the response the second
+/// selects.
+#[tokio::test]
+async fn a_waiting_request_never_takes_a_response_its_vary_fields_do_not_select() {
+    let origin = ScriptedOrigin::start(|r: &Recorded| {
+        let language = r.header("accept-language").unwrap_or("none").to_string();
+        Reply::ok(
+            &format!("in {language}"),
+            &[("cache-control", "max-age=60"), ("vary", "Accept-Language")],
+        )
+        .after(Duration::from_millis(300))
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    for round in 0..5 {
+        let path = format!("/v{round}");
+        let (en, fr) = tokio::join!(get(&edge, &path, &[("accept-language", "en")]), async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            get(&edge, &path, &[("accept-language", "fr")]).await
+        });
+        assert_eq!(
+            (en.2.as_str(), fr.2.as_str()),
+            ("in en", "in fr"),
+            "round {round}"
+        );
+    }
+}

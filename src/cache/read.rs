@@ -350,18 +350,23 @@ impl Cache {
         // Every path that may go to the origin before its first await is
         // boxed (here, and in `read`, `range` and `variant`): actix moves
         // the handler's future, whose size is that of its largest path.
-        if site.config.is_http_origin() {
+        // An HTTP origin's answers (and their variants) are keyed by the
+        // scheme and host the origin hears as well.
+        let keyed;
+        let object_key = if site.config.is_http_origin() {
+            keyed = super::shared::keyed_target(object_key, forward);
             match want {
-                Want::Object => {
-                    return Box::pin(self.shared(site, object_key, forward, None)).await
-                }
+                Want::Object => return Box::pin(self.shared(site, &keyed, forward, None)).await,
                 Want::Range { spec, .. } => {
-                    let shared = self.shared(site, object_key, forward, Some(&spec));
+                    let shared = self.shared(site, &keyed, forward, Some(&spec));
                     return Box::pin(shared).await;
                 }
-                _ => {}
+                Want::Variant { .. } => keyed.as_str(),
+                Want::Exists => object_key,
             }
-        }
+        } else {
+            object_key
+        };
         match want {
             Want::Object => self.object(site, object_key, wire).await,
             Want::Range { spec, if_range } => {

@@ -3,7 +3,8 @@
 //! body puller as the S3 read-through ([`super::read`]); only the policy
 //! differs (docs/ARCHITECTURE.md, "HTTP origin").
 //!
-//! - The key is the request target, query included. A response with `Vary`
+//! - The key is the request target, query included, with the scheme and
+//!   host the origin hears ([`keyed_target`]). A response with `Vary`
 //!   is stored under the target plus the values of the fields it names in
 //!   the request that got it ([`VARY_SEPARATOR`]); the names last seen for
 //!   each target are kept in an index, so one lookup finds the response
@@ -171,6 +172,31 @@ fn field_value(headers: &[(String, String)], name: &str) -> Option<String> {
         .peekable();
     values.peek()?;
     Some(values.collect::<Vec<_>>().join(","))
+}
+
+/// The key an HTTP origin's answers to `target` are stored under: the
+/// target, then the scheme and host the origin is told of
+/// (`X-Forwarded-Proto`, `X-Forwarded-Host`), as Varnish and Fastly key by
+/// host. An origin that builds redirects or links from them (Django's and
+/// Rails' `https` redirects, absolute `Location`s) gives each its own
+/// answer: a plain-HTTP request cannot store a redirect to https that loops
+/// for https clients, nor a client naming another host (a default site
+/// takes any, a port may be added) put its links in front of the others.
+/// Purging the target purges every one ([`VARY_SEPARATOR`]); the origin is
+/// asked for the target alone ([`origin_request`]).
+pub(super) fn keyed_target(target: &str, forward: &[(String, String)]) -> String {
+    let scheme = field_value(forward, "x-forwarded-proto").unwrap_or_default();
+    let host = field_value(forward, "x-forwarded-host").unwrap_or_default();
+    format!(
+        "{target}{VARY_SEPARATOR}{scheme}://{}",
+        host.to_ascii_lowercase()
+    )
+}
+
+/// The request target a key made by [`keyed_target`] (and [`selected_key`],
+/// [`part_key`]) stands for.
+fn target_of(key: &str) -> &str {
+    key.split(VARY_SEPARATOR).next().unwrap_or(key)
 }
 
 /// The field names of a `Vary` value, lowercased (`*` kept).
@@ -651,7 +677,7 @@ impl Cache {
         let now = SystemTime::now();
         let since = flight.since();
         let selected = |meta: &ObjectMeta, key: &CacheKey| {
-            vary_names(meta).is_empty() || key.object_key.contains(VARY_SEPARATOR)
+            key.object_key == selected_key(target, &vary_names(meta), forward)
         };
         // An entry fresh for no time (a 304 to a `no-cache` answer's
         // revalidation) is the leader's alone, as in `store_shared`; a stale
@@ -755,6 +781,7 @@ impl Cache {
             },
             Err(e) => match stale {
                 Some(entry) if super::read::stale_if_error(&entry, now) => {
+                    let target = target_of(target);
                     tracing::warn!(site = site.name(), target, "serving stale: {e}");
                     guard.publish(Outcome::Entry(entry.clone()));
                     (serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
@@ -872,7 +899,7 @@ fn origin_request(
     forward: &[(String, String)],
     stale: Option<&Entry>,
 ) -> ObjectRequest {
-    let mut request = ObjectRequest::new(target);
+    let mut request = ObjectRequest::new(target_of(target));
     request.headers = forward.to_vec();
     if let Some(entry) = stale.filter(|e| e.kind == EntryKind::Object) {
         request.if_none_match.clone_from(&entry.meta.etag);

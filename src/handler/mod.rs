@@ -432,7 +432,10 @@ fn method(req: &HttpRequest) -> Stage<bool> {
 /// HTTP origin, the request target as the client sent it.
 fn object_key(req: &HttpRequest, site: &Site) -> Stage<String> {
     if site.config.is_http_origin() {
-        let target = proxy::target(req);
+        let target = match proxy::target(req) {
+            Continue(target) => target,
+            Break(response) => return Break(response),
+        };
         if target.len() > proxy::MAX_TARGET_BYTES {
             return Break(error_page(
                 StatusCode::URI_TOO_LONG,
@@ -488,7 +491,7 @@ fn https_redirect(req: &HttpRequest, state: &AppState) -> HttpResponse {
 }
 
 /// The request's host: the `Host` header, or the authority of an HTTP/2 request.
-fn request_host(req: &HttpRequest) -> Option<&str> {
+pub(super) fn request_host(req: &HttpRequest) -> Option<&str> {
     req.headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())

@@ -3,6 +3,7 @@
 //! bodies streamed, never stored, and invalidating what is stored for their
 //! target and their `Location`/`Content-Location` (RFC 9111 section 4.4).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
@@ -96,11 +97,8 @@ pub(super) fn forward_headers(
         ));
     }
     forward.push(("x-forwarded-proto".into(), scheme.as_str().into()));
-    if let Some(host) = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-    {
+    // HTTP/2 names the host in `:authority`, not `Host`.
+    if let Some(host) = super::request_host(req) {
         forward.push(("x-forwarded-host".into(), host.to_string()));
     }
     forward
@@ -174,9 +172,60 @@ fn joined(list: &str, item: &str) -> String {
     }
 }
 
-/// The request target (path and query) as the client sent it.
-pub(super) fn target(req: &HttpRequest) -> &str {
-    req.uri().path_and_query().map_or("/", |p| p.as_str())
+/// The request target (path and query) the origin is asked for and the
+/// cache keeps its answer under: the client's, its path without
+/// dot-segments ([`normalized_target`]); `Err` is the 400 for a target that
+/// hides one.
+pub(super) fn target(req: &HttpRequest) -> super::Stage<Cow<'_, str>> {
+    let sent = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    match normalized_target(sent) {
+        Ok(target) => std::ops::ControlFlow::Continue(target),
+        Err(e) => std::ops::ControlFlow::Break(super::respond::error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("Bad request: {e}."),
+        )),
+    }
+}
+
+/// `target` with the dot-segments of its path removed (RFC 3986 section
+/// 5.2.4), `%2E` counted as the dot it encodes (section 6.2.2.2), never
+/// climbing above the root: the origin is asked for a path under the site
+/// file's `url`, never beside it (`/../private` would leave its base path,
+/// and be cached as the site's). The query is kept as sent. A segment that
+/// hides a dot-segment behind an encoded slash or backslash (`..%2F`,
+/// `..%5C`), a backslash or a path parameter (`..;`) is refused: servers
+/// differ in whether they split there, so no rewriting of it is safe
+/// (nginx refuses `..%2F` above the root likewise).
+pub(super) fn normalized_target(target: &str) -> Result<Cow<'_, str>, &'static str> {
+    let (path, query) = target.split_at(target.find('?').unwrap_or(target.len()));
+    // Most targets have no dot, `%` or backslash: nothing to remove.
+    if !path.starts_with('/') || !path.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
+        return Ok(Cow::Borrowed(target));
+    }
+    let mut dotted = false;
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        let decoded: Vec<u8> = percent_encoding::percent_decode_str(segment).collect();
+        match String::from_utf8_lossy(&decoded).as_ref() {
+            "." => {
+                segments.push(".");
+                dotted = true;
+            }
+            ".." => {
+                segments.push("..");
+                dotted = true;
+            }
+            other if other.split(['/', '\\', ';']).any(|p| p == "." || p == "..") => {
+                return Err("the path hides a dot-segment");
+            }
+            _ => segments.push(segment),
+        }
+    }
+    if !dotted {
+        return Ok(Cow::Borrowed(target));
+    }
+    let path = crate::website::remove_dot_segments(&segments.join("/"));
+    Ok(Cow::Owned(format!("{path}{query}")))
 }
 
 /// Stage 3c: passes a request with a method other than GET and HEAD to the
@@ -203,7 +252,10 @@ pub(super) async fn pass_through(
             "This method is not allowed here.",
         );
     };
-    let target = target(req).to_string();
+    let target = match target(req) {
+        std::ops::ControlFlow::Continue(target) => target.into_owned(),
+        std::ops::ControlFlow::Break(response) => return response,
+    };
     // actix's payload lives on this worker thread; hyper's body must be
     // `Send`: a bounded channel carries the chunks across, so an upload
     // streams with at most a few chunks in memory.
@@ -238,8 +290,9 @@ pub(super) async fn pass_through(
             if name.eq_ignore_ascii_case("location")
                 || name.eq_ignore_ascii_case("content-location")
             {
-                if let Some(local) = same_site_target(value, host, origin_url) {
-                    keys.push(local);
+                let local = same_site_target(value, host, origin_url);
+                if let Some(local) = local.as_deref().and_then(|t| normalized_target(t).ok()) {
+                    keys.push(local.into_owned());
                 }
             }
         }
@@ -352,6 +405,24 @@ mod tests {
         assert!(filled.iter().any(|(n, _)| n == "x-app"));
         let passed = forward_headers(&req, false, &[], crate::website::Protocol::Http);
         assert!(passed.iter().any(|(n, _)| n == "content-length"));
+    }
+
+    #[test]
+    fn dot_segments_are_removed_and_hidden_ones_refused() {
+        let normalized = |t: &str| normalized_target(t).map(Cow::into_owned);
+        for plain in ["/", "/a/b.css?x=../y", "/caf%C3%A9/v1.2/", "/a..b/...", "*"] {
+            assert!(
+                matches!(normalized_target(plain), Ok(Cow::Borrowed(_))),
+                "{plain}"
+            );
+        }
+        assert_eq!(normalized("/../x").unwrap(), "/x");
+        assert_eq!(normalized("/a/%2e/b/%2E%2e/c?q").unwrap(), "/a/c?q");
+        assert_eq!(normalized("/a/b/..").unwrap(), "/a/");
+        assert_eq!(normalized("/a%2Fb/./c").unwrap(), "/a%2Fb/c");
+        for hidden in ["/..%2Fx", "/a/.%5cx", "/..\\x", "/..;x/y", "/x/.;/y"] {
+            assert!(normalized(hidden).is_err(), "{hidden}");
+        }
     }
 
     #[test]
