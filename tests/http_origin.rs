@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::http_origin::{raw_origin, Recorded, Reply, ScriptedOrigin};
-use common::{Edge, EdgeBuilder};
+use common::{exchange, Edge, EdgeBuilder};
 use tokio::io::AsyncWriteExt;
 
 const HOST: &str = "h.test";
@@ -1183,18 +1183,6 @@ async fn head_of_an_unsized_404_has_no_content_length() {
     assert!(!head.contains("content-length"), "{head}");
     assert!(head.ends_with("\r\n\r\n"), "no body: {head}");
     assert!(closed, "{head}");
-}
-
-/// Sends `request` to `node` and reads the answer until the node closes the
-/// connection; `false` when it was still open after 10 s.
-async fn exchange(node: std::net::SocketAddr, request: String) -> (String, bool) {
-    use tokio::io::AsyncReadExt;
-    let mut stream = tokio::net::TcpStream::connect(node).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
-    let closed = matches!(read.await, Ok(Ok(_)));
-    (String::from_utf8_lossy(&answer).to_string(), closed)
 }
 
 /// An answer without an ETag (as many application servers send) is

@@ -51,6 +51,15 @@ async fn hosts_route_to_exact_then_longest_wildcard_then_default_sites() {
         assert_eq!(response.status(), 200, "{name}");
         assert_eq!(response.text().await.unwrap(), want, "{name}");
     }
+    // A request in absolute form names its host in the target: `Host` is
+    // ignored (RFC 9112 section 3.2.2), as nginx routes it; a proxy in
+    // front that routed by the target sends it to the same site.
+    let node = edge.node.http_addrs[0];
+    let request = "GET http://shop.example.com/who.txt HTTP/1.1\r\n\
+                   Host: www.example.com\r\nConnection: close\r\n\r\n";
+    let (answer, _) = common::exchange(node, request.to_string()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nwild"), "{answer}");
 }
 
 #[tokio::test]

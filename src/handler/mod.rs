@@ -490,12 +490,15 @@ fn https_redirect(req: &HttpRequest, state: &AppState) -> HttpResponse {
     })
 }
 
-/// The request's host: the `Host` header, or the authority of an HTTP/2 request.
+/// The request's host: the target's authority (HTTP/2's `:authority`, an
+/// HTTP/1.1 request in absolute form, whose `Host` a server ignores: RFC
+/// 9112 section 3.2.2), else the `Host` header.
 pub(super) fn request_host(req: &HttpRequest) -> Option<&str> {
-    req.headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+    req.uri().authority().map(|a| a.as_str()).or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+    })
 }
 
 /// The client's address: the peer, or the forwarded address when the peer is a

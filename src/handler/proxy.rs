@@ -280,11 +280,7 @@ pub(super) async fn pass_through(
     };
     if (200..400).contains(&forwarded.status) {
         let mut keys = vec![target.clone()];
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
+        let host = super::request_host(req).unwrap_or("");
         let origin_url = site.config.origin.http.as_ref();
         for (name, value) in &forwarded.headers {
             if name.eq_ignore_ascii_case("location")

@@ -138,6 +138,18 @@ impl EdgeBuilder {
     }
 }
 
+/// Sends `request` to `node` and reads the answer until the node closes the
+/// connection; `false` when it was still open after 10 s.
+pub async fn exchange(node: SocketAddr, request: String) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(node).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
+    let closed = matches!(read.await, Ok(Ok(_)));
+    (String::from_utf8_lossy(&answer).to_string(), closed)
+}
+
 /// A client that neither follows redirects nor decompresses, so tests see the
 /// edge's answers as they are.
 pub fn http_client() -> reqwest::Client {
