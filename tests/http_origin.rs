@@ -1740,3 +1740,21 @@ async fn a_waiting_request_never_takes_a_response_its_vary_fields_do_not_select(
         );
     }
 }
+
+/// An upload whose chunked framing breaks (a chunk size that is not hex)
+/// gets 400 (RFC 9112 section 7.1: the message cannot be read), as nginx
+/// answers, and the node goes on serving.
+#[tokio::test]
+async fn a_malformed_chunked_upload_gets_400() {
+    let origin = ScriptedOrigin::start(echo("no-store")).await;
+    let edge = edge_for(&origin, "");
+    let node = edge.node.http_addrs[0];
+    let request = format!(
+        "POST /upload HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5\r\nhello\r\nzz\r\nbroken\r\n0\r\n\r\n"
+    );
+    let (answer, closed) = exchange(node, request).await;
+    assert!(closed, "the connection is closed after the answer");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    assert_eq!(get(&edge, "/after", &[]).await.0, 200);
+}

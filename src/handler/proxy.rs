@@ -261,9 +261,16 @@ pub(super) async fn pass_through(
     // streams with at most a few chunks in memory.
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let (body_sent, sent) = tokio::sync::oneshot::channel();
+    // Set when the client's body could not be read as its framing says (a
+    // broken chunk): the origin's failure is then the client's 400.
+    let malformed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body_malformed = malformed.clone();
     actix_web::rt::spawn(async move {
         let mut payload = payload;
         while let Some(chunk) = payload.next().await {
+            if let Err(actix_web::error::PayloadError::EncodingCorrupted) = &chunk {
+                body_malformed.store(true, std::sync::atomic::Ordering::Release);
+            }
             let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()));
             let failed = chunk.is_err();
             if sender.send(chunk).await.is_err() || failed {
@@ -276,6 +283,12 @@ pub(super) async fn pass_through(
     let method = req.method().as_str().to_string();
     let forwarded = match origin.forward(&method, &target, &headers, body, sent).await {
         Ok(forwarded) => forwarded,
+        Err(_) if malformed.load(std::sync::atomic::Ordering::Acquire) => {
+            return super::respond::error_page(
+                StatusCode::BAD_REQUEST,
+                "Bad request: the request body's chunked framing is malformed.",
+            )
+        }
         Err(e) => return origin_error_response(site, &target, &e),
     };
     if (200..400).contains(&forwarded.status) {

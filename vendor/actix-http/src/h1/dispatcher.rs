@@ -1121,6 +1121,24 @@ where
                 // break and wait for more read
                 Ok(None) => break,
 
+                // A body whose framing is broken (a chunk size that is not
+                // hex): the chunked decoder reports it as `InvalidInput`.
+                // The client is still there: the request in flight gets the
+                // payload error and answers it (400, RFC 9112 section 7.1),
+                // and the connection closes after that answer; unpatched it
+                // was dropped as if the client had gone, answering nothing.
+                Err(ParseError::Io(err)) if err.kind() == io::ErrorKind::InvalidInput => {
+                    trace!("malformed request body: {}", &err);
+                    match this.payload.take() {
+                        Some(mut payload) => payload.set_error(PayloadError::EncodingCorrupted),
+                        None => this.messages.push_back(DispatcherMessage::Error(
+                            Response::bad_request().drop_body(),
+                        )),
+                    }
+                    this.flags.insert(Flags::READ_DISCONNECT);
+                    break;
+                }
+
                 Err(ParseError::Io(err)) => {
                     trace!("I/O error: {}", &err);
                     self.as_mut().client_disconnected();
