@@ -181,7 +181,7 @@ fn purge_key(site: &crate::site::Site, path: &str) -> Option<String> {
 /// `"nodes": {"confirmed": [...], "failed": [...]}`.
 async fn purge(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
     use actix_web::http::StatusCode;
-    if let Some(denied) = check_token(&req, state.admin_token.as_deref()) {
+    if let Some(denied) = check_change(&req, state.admin_token.as_deref()) {
         return denied;
     }
     let request: PurgeRequest = match serde_json::from_slice(&body) {
@@ -290,6 +290,34 @@ pub async fn purge_locally(
         purged,
     });
     Ok(purged)
+}
+
+/// [`check_token`] for a request that changes something (`POST /purge`,
+/// `POST /releases/switch`), after refusing one a browser sent from another
+/// site's page: the admin listener is on loopback and usually without a
+/// token, so any web page its operator opens could otherwise POST to it
+/// (a `no-cors` fetch or a form needs no preflight) and purge every site.
+/// As Go's `http.CrossOriginProtection` does: 403 when `Sec-Fetch-Site` is
+/// there and says neither `same-origin` nor `none`, or, without it, when an
+/// `Origin` is there and names another host than `Host`. curl, the CLI and
+/// the nodes of a cluster send neither.
+pub fn check_change(req: &HttpRequest, token: Option<&str>) -> Option<HttpResponse> {
+    let field = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let cross_site = match field("sec-fetch-site") {
+        Some(site) => !matches!(site, "same-origin" | "none"),
+        None => field("origin").is_some_and(|origin| {
+            let host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            !field("host").is_some_and(|own| own.eq_ignore_ascii_case(host))
+        }),
+    };
+    if cross_site {
+        return Some(
+            HttpResponse::Forbidden()
+                .content_type("text/plain; charset=utf-8")
+                .body("cross-origin requests from a browser may not change anything here\n"),
+        );
+    }
+    check_token(req, token)
 }
 
 /// `None` when the request may proceed; a 401 otherwise.

@@ -365,6 +365,66 @@ async fn purge_removes_paths_prefixes_and_whole_sites() {
     assert_eq!(purge(&edge, "not json", None).await.0, 400);
 }
 
+/// A page on another site that the operator's browser opens cannot purge
+/// through the admin listener on loopback (a `no-cors` POST needs no
+/// preflight): browsers name the page's origin, and the purge is refused;
+/// curl, the CLI and the status page itself still purge.
+#[tokio::test]
+async fn a_web_page_on_another_site_cannot_purge_through_the_operator_s_browser() {
+    let (edge, _origin) = indexed_edge().await;
+    let admin_host = edge
+        .admin_url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let post = |fields: Vec<(&'static str, String)>| {
+        let mut request = edge
+            .http
+            .post(edge.admin_url("/purge"))
+            .header("content-type", "text/plain")
+            .body(r#"{"site":"c","all":true}"#);
+        for (name, value) in fields {
+            request = request.header(name, value);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let evil = "https://evil.example".to_string();
+    assert_eq!(post(vec![("origin", evil.clone())]).await, 403);
+    assert_eq!(post(vec![("origin", "null".into())]).await, 403);
+    assert_eq!(
+        post(vec![
+            ("sec-fetch-site", "cross-site".into()),
+            ("origin", evil)
+        ])
+        .await,
+        403
+    );
+    assert_eq!(
+        post(vec![("sec-fetch-site", "same-site".into())]).await,
+        403
+    );
+    let switch = edge
+        .http
+        .post(edge.admin_url("/releases/switch"))
+        .header("origin", "https://evil.example")
+        .body(r#"{"site":"c"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(switch.status(), 403);
+    // What may purge: a client that is no browser, a page of the listener's own.
+    assert_eq!(post(vec![]).await, 200);
+    assert_eq!(
+        post(vec![("origin", format!("http://{admin_host}"))]).await,
+        200
+    );
+    assert_eq!(
+        post(vec![("sec-fetch-site", "same-origin".into())]).await,
+        200
+    );
+    assert_eq!(post(vec![("sec-fetch-site", "none".into())]).await, 200);
+}
+
 #[tokio::test]
 async fn purge_needs_the_admin_token_when_one_is_set() {
     let edge = EdgeBuilder::new()

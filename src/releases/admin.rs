@@ -13,7 +13,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::watch::{self, PointerError, Revalidate};
-use crate::admin::check_token;
+use crate::admin::check_change;
 use crate::state::AppState;
 
 /// The admin route's path.
@@ -42,7 +42,7 @@ fn answer(status: StatusCode, body: serde_json::Value) -> HttpResponse {
 }
 
 async fn switch(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
-    if let Some(denied) = check_token(&req, state.admin_token.as_deref()) {
+    if let Some(denied) = check_change(&req, state.admin_token.as_deref()) {
         return denied;
     }
     let request: SwitchRequest = match serde_json::from_slice(&body) {
