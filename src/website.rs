@@ -403,6 +403,17 @@ const LOCATION_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'|');
 
 /// Makes a Location value safe for a header: no raw CR, LF, space or non-ASCII.
+/// Whether `location` may be an object's `x-amz-website-redirect-location`:
+/// S3 takes only a value that starts with `/`, `http://` or `https://`
+/// (PutObject refuses any other with 400), so a `javascript:` or
+/// `data:` value never becomes a redirect.
+pub fn valid_redirect_location(location: &str) -> bool {
+    let lower = |n: usize| location.get(..n).map(str::to_ascii_lowercase);
+    location.starts_with('/')
+        || lower(7).as_deref() == Some("http://")
+        || lower(8).as_deref() == Some("https://")
+}
+
 pub fn sanitize_location(location: &str) -> String {
     percent_encoding::utf8_percent_encode(location, LOCATION_SET).to_string()
 }
@@ -410,6 +421,23 @@ pub fn sanitize_location(location: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_locations_s3_would_store_are_redirects() {
+        for valid in ["/", "/a b", "http://x", "HTTPS://x/y"] {
+            assert!(valid_redirect_location(valid), "{valid}");
+        }
+        for invalid in [
+            "",
+            "javascript:alert(1)",
+            "data:,x",
+            "a.html",
+            "http:/x",
+            "ht",
+        ] {
+            assert!(!valid_redirect_location(invalid), "{invalid}");
+        }
+    }
 
     #[test]
     fn request_paths_become_object_keys() {

@@ -300,7 +300,7 @@ async fn website_response(
     // 6. The read.
     let error = match trace.note(lookup.fetch(&lookup_key, true).await) {
         Ok(fetch) => {
-            if let Some(location) = fetch.meta.website_redirect_location.as_deref() {
+            if let Some(location) = redirect_of(&fetch) {
                 return object_redirect(location);
             }
             // 8 and 9.
@@ -338,6 +338,21 @@ async fn website_response(
     }
     // The rules after a failed read are boxed: a hit's future stays small.
     Box::pin(error_document(lookup, config, status, trace)).await
+}
+
+/// An object's `x-amz-website-redirect-location`, when it is one S3 would
+/// have stored (a bucket of another store may keep any value: a `javascript:`
+/// one is no redirect, the object is served).
+fn redirect_of(fetch: &Fetch) -> Option<&str> {
+    let location = fetch.meta.website_redirect_location.as_deref()?;
+    if website::valid_redirect_location(location) {
+        return Some(location);
+    }
+    tracing::debug!(
+        location,
+        "ignoring an object's website redirect location S3 would refuse"
+    );
+    None
 }
 
 /// `x-amz-website-redirect-location` on an object: 301 to it, never its bytes.
@@ -388,7 +403,7 @@ async fn error_document(
     };
     let fetched = match trace.note(lookup.fetch(document, false).await) {
         Ok(fetch) => {
-            if let Some(location) = fetch.meta.website_redirect_location.as_deref() {
+            if let Some(location) = redirect_of(&fetch) {
                 return object_redirect(location);
             }
             // The error document's body is compressed like any other page.

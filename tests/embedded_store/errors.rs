@@ -184,3 +184,67 @@ async fn a_query_name_with_a_wide_character_is_answered_not_dropped() {
     .unwrap();
     assert!(answer.starts_with("HTTP/1.1 "), "no answer: {answer:?}");
 }
+
+/// A website redirect location S3 refuses (one that starts with neither
+/// `/` nor `http(s)://`: a `javascript:` URL) is refused as S3 refuses it,
+/// by PutObject, CopyObject and CreateMultipartUpload alike; nothing is
+/// stored.
+#[tokio::test]
+async fn a_website_redirect_location_s3_refuses_is_refused() {
+    let h = harness().await;
+    h.put("source.html", b"source").await;
+    for location in ["javascript:alert(1)", "data:text/html,x", "elsewhere.html"] {
+        let err =
+            h.s3.put_object()
+                .bucket(BUCKET)
+                .key("r.html")
+                .body(ByteStream::from_static(b"x"))
+                .website_redirect_location(location)
+                .send()
+                .await
+                .expect_err(location);
+        assert_eq!(
+            (status(&err), err.code()),
+            (400, Some("InvalidArgument")),
+            "{location}"
+        );
+        let err =
+            h.s3.copy_object()
+                .bucket(BUCKET)
+                .key("r.html")
+                .copy_source(format!("{BUCKET}/source.html"))
+                .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+                .website_redirect_location(location)
+                .send()
+                .await
+                .expect_err(location);
+        assert_eq!(err.code(), Some("InvalidArgument"), "{location}");
+        let err =
+            h.s3.create_multipart_upload()
+                .bucket(BUCKET)
+                .key("r.html")
+                .website_redirect_location(location)
+                .send()
+                .await
+                .expect_err(location);
+        assert_eq!(err.code(), Some("InvalidArgument"), "{location}");
+    }
+    let err =
+        h.s3.head_object()
+            .bucket(BUCKET)
+            .key("r.html")
+            .send()
+            .await
+            .expect_err("nothing stored");
+    assert_eq!(status(&err), 404);
+    for location in ["/new/", "https://example.com/x", "HTTP://example.com/"] {
+        h.s3.put_object()
+            .bucket(BUCKET)
+            .key("r.html")
+            .body(ByteStream::from_static(b"x"))
+            .website_redirect_location(location)
+            .send()
+            .await
+            .expect(location);
+    }
+}

@@ -50,6 +50,20 @@ impl Store {
         })
     }
 
+    /// Refuses a website redirect location S3 refuses (400 InvalidArgument,
+    /// its own message): one that starts with neither `/` nor `http(s)://`.
+    pub(super) fn require_redirect_location(location: Option<&str>) -> S3Result<()> {
+        match location {
+            Some(location) if !crate::website::valid_redirect_location(location) => {
+                Err(s3_error!(
+                    InvalidArgument,
+                    "The website redirect location must have a prefix of 'http://' or 'https://' or '/'"
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses a key the store cannot keep as a file of its own in its bucket's
     /// directory, before anything is written.
     pub(super) fn require_storable(key: &str) -> S3Result<()> {

@@ -81,6 +81,7 @@ impl Store {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         // s3s-fs would create the bucket's directory on the way.
         Self::require_storable(&req.input.key)?;
+        Self::require_redirect_location(req.input.website_redirect_location.as_deref())?;
         self.require_bucket(&req.input.bucket).await?;
         req.input.content_encoding = without_aws_chunked(req.input.content_encoding.take());
         if req.input.if_none_match.is_none() && req.input.if_match.is_none() {
@@ -137,6 +138,7 @@ impl Store {
         mut req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         Self::require_storable(&req.input.key)?;
+        Self::require_redirect_location(req.input.website_redirect_location.as_deref())?;
         self.require_bucket(&req.input.bucket).await?;
         req.input.content_encoding = without_aws_chunked(req.input.content_encoding.take());
         self.fs.create_multipart_upload(req).await
@@ -182,6 +184,7 @@ impl Store {
         };
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         Self::require_storable(&key)?;
+        Self::require_redirect_location(req.input.website_redirect_location.as_deref())?;
         if source
             .as_ref()
             .is_some_and(|(_, src_key)| !storable_key(src_key))
