@@ -55,6 +55,11 @@ fn check_prints_every_problem_with_file_and_key_and_exits_2() {
         "d.toml",
         "hosts = [\"d.example.com\"]\n[origin]\nregion = \"eu-west-1\"\n",
     );
+    write(
+        &sites,
+        "e.toml",
+        "hosts = [\"e.example.com\"\n[origin]\nbucket = \"e\"\n",
+    );
     let output = s3edge()
         .args(["check", "--sites"])
         .arg(&sites)
@@ -74,6 +79,20 @@ fn check_prints_every_problem_with_file_and_key_and_exits_2() {
     ] {
         assert!(text.contains(&want), "wanted `{want}` in:\n{text}");
     }
+    // A syntax error is one line, naming where the parser stopped.
+    let e = sites.join("e.toml").display().to_string();
+    let syntax: Vec<&str> = text.lines().filter(|l| l.contains("e.toml")).collect();
+    assert_eq!(syntax.len(), 1, "{text}");
+    assert!(
+        syntax[0].starts_with(&format!("{e}: (syntax): invalid array")),
+        "{text}"
+    );
+    assert!(
+        syntax[0].ends_with(" at line 2, column 1; fix the TOML"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 5, "one line per problem:\n{text}");
+    std::fs::remove_file(sites.join("e.toml")).unwrap();
     // The duplicate host is only detectable across files once both are valid.
     write(
         &sites,

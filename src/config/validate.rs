@@ -223,10 +223,23 @@ fn describe_parse_error(
             format!("unknown key{expected}; remove it or fix its spelling"),
         );
     }
-    let line = inner
+    // toml's message may span lines ("invalid array\nexpected `]`"): one
+    // line per problem, so `check`'s output reads (and greps) as a list.
+    let message = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ");
+    let at = inner
         .span()
-        .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
-    let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+        .map(|span| {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
+            format!(" at line {line}, column {column}")
+        })
+        .unwrap_or_default();
     if key.is_empty() {
         key = "(syntax)".into();
     }
