@@ -151,11 +151,22 @@ async fn an_expired_entry_is_refreshed_by_a_304_and_replaced_by_a_200() {
         .await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (_, cache, body) = get(&edge, "/e.html").await;
+    // The cache had a response, stale: RFC 9211's `fwd=stale`, not `miss`.
     assert_eq!(
         (cache.as_str(), body.as_str()),
-        ("s3edge; fwd=miss; stored", "v2")
+        ("s3edge; fwd=stale; stored", "v2")
     );
     assert_eq!(origin.gets_for("e.html"), 3);
+    let metrics = edge.metrics().await;
+    assert!(
+        metrics.contains("s3edge_cache_lookups_total{site=\"c\",result=\"miss\"} 2"),
+        "a refreshed entry counts as a miss:\n{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("lookups"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 #[tokio::test]

@@ -145,6 +145,10 @@ pub enum CacheOutcome {
     StaleIfError,
     /// A stale entry confirmed by a 304.
     Revalidated,
+    /// A stale entry the origin answered with a new response (a 200, or an
+    /// error, to the revalidation); `stored` when it entered the cache.
+    /// Counted as a miss.
+    Refreshed { stored: bool },
 }
 
 impl CacheOutcome {
@@ -153,7 +157,7 @@ impl CacheOutcome {
         match self {
             CacheOutcome::Pass => "pass",
             CacheOutcome::Hit | CacheOutcome::Collapsed => "hit",
-            CacheOutcome::Miss { .. } => "miss",
+            CacheOutcome::Miss { .. } | CacheOutcome::Refreshed { .. } => "miss",
             CacheOutcome::Stale | CacheOutcome::StaleIfError => "stale",
             CacheOutcome::Revalidated => "revalidated",
         }
@@ -170,6 +174,19 @@ impl CacheOutcome {
             CacheOutcome::Stale => "s3edge; hit; detail=stale-while-revalidate",
             CacheOutcome::StaleIfError => "s3edge; fwd=stale; detail=stale-if-error",
             CacheOutcome::Revalidated => "s3edge; fwd=stale; fwd-status=304",
+            CacheOutcome::Refreshed { stored: true } => "s3edge; fwd=stale; stored",
+            CacheOutcome::Refreshed { stored: false } => "s3edge; fwd=stale",
+        }
+    }
+
+    /// A miss's outcome as it is when the fetch replaced `stale`, an entry
+    /// no longer fresh: RFC 9211's `fwd=stale` (the cache had a response,
+    /// stale), not `fwd=miss` (it had none).
+    pub(super) fn after(self, stale: Option<&Entry>, now: SystemTime) -> CacheOutcome {
+        let was_stale = stale.is_some_and(|entry| entry.state(now) != State::Fresh);
+        match self {
+            CacheOutcome::Miss { stored } if was_stale => CacheOutcome::Refreshed { stored },
+            other => other,
         }
     }
 
@@ -184,6 +201,7 @@ impl CacheOutcome {
             CacheOutcome::Collapsed => 1,
             CacheOutcome::Pass
             | CacheOutcome::Miss { .. }
+            | CacheOutcome::Refreshed { .. }
             | CacheOutcome::StaleIfError
             | CacheOutcome::Revalidated => 2,
         }
@@ -664,6 +682,7 @@ impl Cache {
             }
         }
         let (result, request_id) = self.origin_get(site, &request).await;
+        let stale_before = stale.clone();
         let now = SystemTime::now();
         let since = ticket.since();
         let (result, outcome) = match result {
@@ -707,6 +726,7 @@ impl Cache {
                 }
             },
         };
+        let outcome = outcome.after(stale_before.as_deref(), now);
         Answer {
             result,
             outcome,

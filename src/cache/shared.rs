@@ -731,6 +731,7 @@ impl Cache {
     ) -> Answer {
         let request = origin_request(target, &forward, stale.as_deref());
         let (result, request_id) = self.origin_get(site, &request).await;
+        let stale_before = stale.clone();
         let now = SystemTime::now();
         let since = ticket.since();
         let authorization = has_authorization(&forward);
@@ -792,6 +793,7 @@ impl Cache {
                 }
             },
         };
+        let outcome = outcome.after(stale_before.as_deref(), now);
         Answer {
             result,
             outcome,
