@@ -281,6 +281,46 @@ async fn each_object_is_fetched_from_the_bucket_once_across_three_nodes() {
     assert_eq!(states, ["self", "peer", "peer"], "{members:?}");
     assert_eq!(members[0]["id"], "edge-1");
     assert_eq!(report["node"]["id"], "edge-1");
+    for node in &nodes {
+        let log = node.bin().stderr();
+        assert!(!log.contains("other members than this node"), "{log}");
+    }
+}
+
+/// Two nodes given different `--peers` disagree on which node owns a key,
+/// so objects are fetched and stored twice: each says so in its log, naming
+/// the fix, when the other's requests show it.
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_given_different_peer_lists_warn_of_it() {
+    let bucket = Bucket::start().await;
+    let mut nodes: Vec<Node> = (1..=2)
+        .map(|i| Node::new(&format!("edge-{i}"), &bucket.proxy.url(), ""))
+        .collect();
+    let two = peers_of(&nodes);
+    let mut three = two.clone();
+    three.push(SocketAddr::from(([127, 0, 0, 1], free_port())));
+    nodes[0].start(&two, &[]);
+    nodes[1].start(&three, &[]);
+    for i in 0..40 {
+        let key = format!("objects/{i}.txt");
+        bucket.put(&key, "x", None).await;
+        for node in &nodes {
+            assert_eq!(node.text(&format!("/{key}")).await.0, 200);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for node in &nodes {
+        let log = node.bin().stderr();
+        let warnings: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("hashes keys over other members than this node"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "once a minute at most:\n{log}");
+        assert!(
+            warnings[0].contains("give every node the same --peers"),
+            "{log}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

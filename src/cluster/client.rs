@@ -78,6 +78,7 @@ impl PeerClient {
         site: &str,
         request: &ObjectRequest,
         cdn_loop: &str,
+        ring: Option<&str>,
         timeout: Duration,
     ) -> Result<Fetched, PeerError> {
         let uri = format!(
@@ -94,6 +95,9 @@ impl PeerClient {
                 format!("Bearer {}", self.token),
             )
             .header(wire::CDN_LOOP, cdn_loop);
+        if let Some(ring) = ring {
+            builder = builder.header(wire::RING, ring);
+        }
         if let Some(range) = &request.range {
             builder = builder.header(http::header::RANGE, range);
         }

@@ -96,6 +96,9 @@ async fn object(
     if query.key.len() > MAX_KEY_BYTES {
         return HttpResponse::BadRequest().body("key too long\n");
     }
+    if let Some(theirs) = req.headers().get(wire::RING).and_then(|v| v.to_str().ok()) {
+        cluster.compare_ring(req.peer_addr().map(|a| a.ip()), theirs);
+    }
     let sites = state.sites();
     let Some(site) = sites.sites.iter().find(|s| s.name() == query.site).cloned() else {
         // Not the bucket's answer: the asking node skips this one.

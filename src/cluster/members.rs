@@ -99,6 +99,12 @@ impl Tier {
         self.source.is_some()
     }
 
+    /// Whether its members come from DNS, where nodes may see different
+    /// answers for up to a refresh (a scale-up, a rollout).
+    pub fn from_dns(&self) -> bool {
+        matches!(self.source, Some(Source::Dns(_)))
+    }
+
     /// The ring in force.
     pub fn ring(&self) -> Arc<Ring> {
         self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()

@@ -161,7 +161,18 @@ pub struct Cluster {
     peer_requests: CounterVec,
     /// Purges not yet confirmed by a node, sent again until they are.
     pub(crate) backlog: purge::Backlog,
+    /// The peers whose last request named another ring than this node's.
+    ring_noted: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, RingNote>>,
 }
+
+/// Since when a peer's ring has differed, and when that was last warned of.
+struct RingNote {
+    since: std::time::Instant,
+    warned: Option<std::time::Instant>,
+}
+
+/// How often a peer whose ring differs is warned of again.
+const RING_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Cluster {
     /// Resolves the members once (a name that does not resolve yet is
@@ -176,6 +187,7 @@ impl Cluster {
             listen: options.listen,
             peer_requests,
             backlog: purge::Backlog::default(),
+            ring_noted: Default::default(),
         });
         for tier in [&cluster.peers, &cluster.parents] {
             if let Err(e) = tier.refresh().await {
@@ -249,9 +261,12 @@ impl Cluster {
             return None;
         };
         let peer = addr.to_string();
+        // Peers compare rings; parents have rings of their own.
+        let ring = (tier.role == Role::Peers).then(|| tier.ring());
+        let digest = ring.as_ref().map(|ring| ring.digest());
         match self
             .client
-            .get(addr, site, request, cdn_loop, timeout)
+            .get(addr, site, request, cdn_loop, digest, timeout)
             .await
         {
             Ok(fetched) => {
@@ -278,6 +293,50 @@ impl Cluster {
                 None
             }
         }
+    }
+
+    /// A peer's request said which ring it hashes keys over (`theirs`,
+    /// [`wire::RING`]): when this node's own differs, the two disagree on
+    /// which node owns a key (`--peers` lists that differ, or a DNS answer
+    /// not yet the same on both), so keys are fetched and stored twice.
+    /// Warned of at most once a minute per peer; with `--peers-dns`, only
+    /// once it has lasted two refreshes of the members (20 s).
+    pub fn compare_ring(&self, from: Option<std::net::IpAddr>, theirs: &str) {
+        let Some(from) = from else { return };
+        let ours = self.peers.ring();
+        let mut noted = self.ring_noted.lock().unwrap_or_else(|e| e.into_inner());
+        if theirs == ours.digest() {
+            noted.remove(&from);
+            return;
+        }
+        let now = std::time::Instant::now();
+        let note = noted.entry(from).or_insert(RingNote {
+            since: now,
+            warned: None,
+        });
+        // From DNS, nodes may see different answers for up to a refresh:
+        // warned of once it has lasted two. A list is the operator's.
+        let hold = if self.peers.from_dns() {
+            members::REFRESH_EVERY * 2
+        } else {
+            std::time::Duration::ZERO
+        };
+        let lasting = now.duration_since(note.since) >= hold;
+        let due = note
+            .warned
+            .is_none_or(|at| now.duration_since(at) >= RING_WARN_EVERY);
+        if !(lasting && due) {
+            return;
+        }
+        note.warned = Some(now);
+        drop(noted);
+        tracing::warn!(
+            node = self.node_id.as_str(),
+            peer = %from,
+            members = ?ours.members(),
+            "cluster: peer {from} hashes keys over other members than this node (ring {theirs}, this node's {}): they disagree on which node owns a key, so objects are fetched and stored more than once; give every node the same --peers",
+            ours.digest()
+        );
     }
 
     /// Counts and logs a failed request to `peer`, now skipped `how_long`.

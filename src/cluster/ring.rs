@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 
 use pingora_ketama::{Bucket, Continuum};
+use sha2::{Digest, Sha256};
 
 /// Points per node on the ring (ketama's weight): 160 points per weight unit
 /// spread the keys within a few percent of even.
@@ -16,6 +17,7 @@ const WEIGHT: u32 = 1;
 pub struct Ring {
     members: Vec<SocketAddr>,
     continuum: Continuum,
+    digest: String,
 }
 
 impl Ring {
@@ -25,14 +27,31 @@ impl Ring {
         members.sort();
         members.dedup();
         let buckets: Vec<Bucket> = members.iter().map(|m| Bucket::new(*m, WEIGHT)).collect();
+        let mut hash = Sha256::new();
+        for member in &members {
+            hash.update(member.to_string().as_bytes());
+            hash.update(b",");
+        }
+        let digest = hash.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Ring {
             continuum: Continuum::new(&buckets),
             members,
+            digest,
         }
     }
 
     pub fn members(&self) -> &[SocketAddr] {
         &self.members
+    }
+
+    /// 16 hex digits naming the members: equal on two nodes exactly when
+    /// they hash keys over the same addresses (whatever order their lists
+    /// or DNS answers came in).
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     pub fn is_empty(&self) -> bool {
@@ -94,6 +113,10 @@ mod tests {
             let key = object_hash_key("site", &format!("k{i}"));
             assert_eq!(a.ranked(&key), b.ranked(&key));
         }
+        assert_eq!(a.digest(), b.digest());
+        assert_eq!(a.digest().len(), 16);
+        assert_ne!(a.digest(), Ring::new(addrs(4)).digest());
+        assert_ne!(a.digest(), Ring::new(addrs(2)).digest());
     }
 
     #[test]

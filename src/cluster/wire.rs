@@ -31,6 +31,11 @@ pub const ORIGIN_DATE: &str = "x-s3edge-origin-date";
 pub const REDIRECT_LOCATION: &str = "x-amz-website-redirect-location";
 /// The bucket's request id.
 pub const REQUEST_ID: &str = "x-amz-request-id";
+/// On a request to a peer: the digest of the members the asking node hashes
+/// keys over ([`Ring::digest`](super::ring::Ring::digest)). A node whose own
+/// ring differs warns: the two disagree on owners, so each key is fetched
+/// and stored more than once.
+pub const RING: &str = "x-s3edge-ring";
 
 /// A usable answer from another node.
 #[derive(Debug)]
