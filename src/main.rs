@@ -270,6 +270,28 @@ fn purge(
     })
 }
 
+/// The process log's filter: `RUST_LOG` (default `info`) with the two quiet
+/// directives above added unless it names those crates itself, so that
+/// `RUST_LOG=info` (as deploy files used to set) or `RUST_LOG=s3edge=debug`
+/// keeps clients' malformed heads out of the log.
+fn log_filter(rust_log: Option<&str>) -> String {
+    let mut directives = rust_log
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .unwrap_or("info")
+        .to_owned();
+    for (target, quiet) in [
+        ("actix_server", "actix_server=warn"),
+        ("actix_http", "actix_http::h1::dispatcher=off"),
+    ] {
+        if !directives.contains(target) {
+            directives.push(',');
+            directives.push_str(quiet);
+        }
+    }
+    directives
+}
+
 /// The process log: every line `serve` writes about itself (start-up lines,
 /// warnings, errors), on standard error, in the format `--log-format` names
 /// (the access log has its own target). Colour only on a terminal, and not
@@ -282,9 +304,8 @@ fn init_tracing(format: LogFormat) {
     // request head, too many fields, a reset. Any client can write those
     // lines, and the client gets its 400 or 431 all the same; an operator
     // cannot act on them. `RUST_LOG=actix_http=debug` shows them.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,actix_server=warn,actix_http::h1::dispatcher=off")
-    });
+    let filter =
+        tracing_subscriber::EnvFilter::new(log_filter(std::env::var("RUST_LOG").ok().as_deref()));
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
@@ -442,4 +463,29 @@ pub(crate) fn embedded_credential(var: &str, default: &str) -> String {
         .ok()
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| default.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn rust_log_adds_to_the_quiet_directives_unless_it_names_their_crates() {
+        let quiet = "actix_server=warn,actix_http::h1::dispatcher=off";
+        assert_eq!(log_filter(None), format!("info,{quiet}"));
+        assert_eq!(log_filter(Some(" ")), format!("info,{quiet}"));
+        assert_eq!(log_filter(Some("info")), format!("info,{quiet}"));
+        assert_eq!(
+            log_filter(Some("warn,s3edge=debug")),
+            format!("warn,s3edge=debug,{quiet}")
+        );
+        assert_eq!(
+            log_filter(Some("actix_http=debug")),
+            "actix_http=debug,actix_server=warn"
+        );
+        assert_eq!(
+            log_filter(Some("trace,actix_server=trace,actix_http=trace")),
+            "trace,actix_server=trace,actix_http=trace"
+        );
+    }
 }

@@ -690,12 +690,19 @@ async fn a_body_sent_with_a_get_is_never_buffered_and_ends_the_connection() {
 }
 
 /// A malformed request head gets its 400 or 431 and writes nothing at
-/// ERROR in the process log: any client could fill it otherwise.
+/// ERROR in the process log: any client could fill it otherwise. Also with
+/// `RUST_LOG=info`, which deploy files used to set.
 #[test]
 fn malformed_request_heads_are_refused_without_error_lines_in_the_log() {
+    for env in [&[][..], &[("RUST_LOG", "info")][..]] {
+        malformed_heads_write_no_error_lines(env);
+    }
+}
+
+fn malformed_heads_write_no_error_lines(env: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
     binary_site(dir.path(), "");
-    let mut node = Binary::serve_dir(dir.path());
+    let mut node = Binary::serve_dir_env(dir.path(), &[], env);
     let addr = node.http.trim_start_matches("http://").to_string();
     let many: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
     for (head, status) in [
@@ -726,7 +733,7 @@ fn malformed_request_heads_are_refused_without_error_lines_in_the_log() {
     let log = node.stderr();
     assert!(
         !log.lines().any(|l| l.contains("ERROR")),
-        "ERROR lines for clients' malformed heads:\n{log}"
+        "ERROR lines for clients' malformed heads with {env:?}:\n{log}"
     );
 }
 

@@ -92,6 +92,11 @@ impl Binary {
     /// [`serve_dir`](Self::serve_dir) with `more` arguments after (another
     /// listener: `--tls-listen 127.0.0.1:0`; an `--access-log` of its own).
     pub fn serve_dir_with(dir: &Path, more: &[&str]) -> Binary {
+        Binary::serve_dir_env(dir, more, &[])
+    }
+
+    /// [`serve_dir_with`](Self::serve_dir_with) with `env` added.
+    pub fn serve_dir_env(dir: &Path, more: &[&str], env: &[(&str, &str)]) -> Binary {
         let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
         let (sites, cache) = (path("sites"), path("cache"));
         let mut args = vec![
@@ -110,7 +115,7 @@ impl Binary {
             args.extend(["--access-log", "off"]);
         }
         args.extend_from_slice(more);
-        Binary::serve(&args, &[], dir)
+        Binary::serve(&args, env, dir)
     }
 
     /// `s3edge serve ARGS` with `env` added (and `S3EDGE_*`/`RUST_LOG` from the
