@@ -64,6 +64,11 @@ pub(crate) struct Sidecars {
     /// The hashes in flight, by internal file and stamp; each entry lives as
     /// long as its task.
     hashing: Mutex<HashMap<HashFor, Hashing>>,
+    /// ETags computed but not recorded (the root is read-only to this process),
+    /// by internal file: `(stamp, ETag)`, so a file is hashed once per change.
+    unrecorded: Mutex<HashMap<PathBuf, (String, String)>>,
+    /// When a failed record was last logged, in seconds since the epoch.
+    warned: AtomicU64,
     /// Files hashed so far (tests count them).
     #[cfg(test)]
     hashes: AtomicU64,
@@ -92,6 +97,8 @@ impl Sidecars {
             root,
             tmp_counter: AtomicU64::new(0),
             hashing: Mutex::new(HashMap::new()),
+            unrecorded: Mutex::new(HashMap::new()),
+            warned: AtomicU64::new(0),
             #[cfg(test)]
             hashes: AtomicU64::new(0),
         }
@@ -159,6 +166,9 @@ impl Sidecars {
         if let Some(etag) = recorded_etag(&path, &stamp).await? {
             return Ok(etag);
         }
+        if let Some(etag) = self.unrecorded_etag(&path, &stamp) {
+            return Ok(etag);
+        }
         let mut done = self.hash_in_flight(self.bucket_dir(bucket).join(key), path, stamp);
         let outcome = done
             .wait_for(Option::is_some)
@@ -206,9 +216,26 @@ impl Sidecars {
         rx
     }
 
+    /// The ETag computed for `stamp` that could not be recorded, if any.
+    fn unrecorded_etag(&self, internal: &Path, stamp: &str) -> Option<String> {
+        let unrecorded = self
+            .unrecorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match unrecorded.get(internal) {
+            Some((hashed_for, etag)) if hashed_for == stamp => Some(etag.clone()),
+            _ => None,
+        }
+    }
+
     /// Hashes `object` and records its ETag for `stamp`, unless the file changed
     /// meanwhile: the hash may be of neither version, so it is an error (500)
     /// and the next request hashes the file as it is then.
+    ///
+    /// A record that cannot be written (a bucket directory shipped read-only,
+    /// as in a container image or a mounted volume) costs speed, not the
+    /// answer: the ETag is kept in memory and a warning says why, at most once
+    /// a minute. s3s-fs, finding no record, hashes the file itself on each read.
     async fn hash_and_record(
         &self,
         object: &Path,
@@ -233,8 +260,36 @@ impl Sidecars {
             HASHED_FOR.to_owned(),
             serde_json::Value::String(stamp.to_owned()),
         );
-        self.write_json(internal, &map).await?;
+        if let Err(e) = self.write_json(internal, &map).await {
+            self.warn_unrecorded(object, &e);
+            let mut unrecorded = self
+                .unrecorded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            unrecorded.insert(internal.to_path_buf(), (stamp.to_owned(), etag.clone()));
+        }
         Ok(etag)
+    }
+
+    fn warn_unrecorded(&self, object: &Path, e: &io::Error) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.warned.load(Ordering::Relaxed);
+        if (last == 0 || now >= last + 60)
+            && self
+                .warned
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                "embedded store: cannot record the ETag of {} in {} ({e}); every read \
+                 of a file put there by hand hashes it whole: let this process write \
+                 that directory",
+                object.display(),
+                self.root.display()
+            );
+        }
     }
 
     /// Replaces the internal file with one holding only `etag` (drops stale checksums).
@@ -513,6 +568,27 @@ mod tests {
         let now = std::fs::metadata(&object).expect("stat");
         let etag = files.remember_etag("b", "page.html", &now).await;
         assert_eq!(etag.expect("etag"), md5_of(b"new"));
+    }
+
+    #[tokio::test]
+    async fn an_etag_that_cannot_be_recorded_is_still_given_and_hashed_once() {
+        let (root, files) = by_hand("page.html", b"hello");
+        // Directories where the record's temporary files would go: writing
+        // them fails for every user, root included (a read-only store root,
+        // as the container image ships, fails the same call for its non-root
+        // user).
+        for n in 0..8 {
+            let tmp = format!(".s3edge-tmp.{}.{n}", std::process::id());
+            std::fs::create_dir(root.path().join(tmp)).expect("directory in the way");
+        }
+        let file = std::fs::metadata(root.path().join("b/page.html")).expect("stat");
+        for _ in 0..3 {
+            let etag = files.remember_etag("b", "page.html", &file).await;
+            assert_eq!(etag.expect("etag"), md5_of(b"hello"));
+            settled(&files).await;
+        }
+        assert_eq!(files.hashes.load(Ordering::Relaxed), 1);
+        assert!(!files.internal_path("b", "page.html").exists());
     }
 
     #[test]
