@@ -8,7 +8,7 @@
 //! (compressing a large body, a TLS handshake), and took two wake-ups across
 //! threads when it was not. A pool per thread is nginx's model too
 //! (`keepalive` connections per worker process). The S3 origin does the same
-//! with aws-sdk-s3's client (`S3Origin::local`).
+//! with aws-sdk-s3's client (`origin::s3::per_thread_pools`).
 
 use std::time::Duration;
 
@@ -72,7 +72,7 @@ pub(crate) mod tests {
 
     /// A keep-alive HTTP/1.1 server on loopback answering every request with
     /// a 2-byte 200; the number of requests each connection carried.
-    fn counting_origin() -> (SocketAddr, Arc<Mutex<Vec<usize>>>) {
+    pub(crate) fn counting_origin() -> (SocketAddr, Arc<Mutex<Vec<usize>>>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let served = Arc::new(Mutex::new(Vec::new()));
