@@ -612,6 +612,13 @@ async fn a_peer_killed_mid_run_costs_no_client_an_error() {
             metrics.lines().any(|l| l == "s3edge_cluster_members 2"),
             "after 11 s: {metrics}"
         );
+        // Still a member of the ring: S3edgeClusterMemberMissing compares the two.
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l == "s3edge_cluster_members_known 3"),
+            "after 11 s: {metrics}"
+        );
     }
     // Every key served, none fetched twice from the bucket by the survivors
     // for the dead node's share beyond one per node.

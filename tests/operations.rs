@@ -369,15 +369,15 @@ fn the_dashboard_and_the_alert_rules_use_only_metrics_a_live_node_exports() {
     for expected in [
         "s3edge_certificate_expiry_seconds",
         "s3edge_cluster_members",
+        "s3edge_cluster_members_known",
         "s3edge_cache_tier_enabled",
         "s3edge_allocator_bytes",
     ] {
         assert!(exported.contains(expected), "{expected}: {metrics}");
     }
-    assert!(
-        metrics.lines().any(|l| l == "s3edge_cluster_members 1"),
-        "{metrics}"
-    );
+    for line in ["s3edge_cluster_members 1", "s3edge_cluster_members_known 1"] {
+        assert!(metrics.lines().any(|l| l == line), "{line}: {metrics}");
+    }
     let expiry = metrics
         .lines()
         .find_map(|l| l.strip_prefix("s3edge_certificate_expiry_seconds{site=\"secure\"} "))

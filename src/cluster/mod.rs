@@ -372,6 +372,14 @@ impl Cluster {
         (up + usize::from(!itself)) as i64
     }
 
+    /// Members of this node's ring, itself included, up or not
+    /// (`s3edge_cluster_members_known`).
+    pub fn members_known(&self) -> i64 {
+        let states = self.peers.states();
+        let itself = states.iter().any(|(_, s)| *s == MemberState::Itself);
+        (states.len() + usize::from(!itself)) as i64
+    }
+
     /// Makes every other member of both tiers appear in
     /// `s3edge_peer_requests_total` (at 0) before it is first asked, so each
     /// node's `/metrics` shows its peers.

@@ -49,6 +49,8 @@ pub struct NodeReadings {
     pub acme_certificate_valid: Vec<(String, bool)>,
     /// Cluster members this node sees, itself included.
     pub cluster_members: i64,
+    /// Members of this node's ring, itself included, whether up or not.
+    pub cluster_members_known: i64,
     /// jemalloc's figures (`stats.*`), by kind; empty when it is not the allocator.
     pub allocator: Vec<(&'static str, u64)>,
     /// Disk-tier files kept open between hits (0 without a disk tier).
@@ -66,6 +68,7 @@ pub struct NodeGauges {
     certificate_expiry: GaugeVec,
     acme_certificate_valid: GaugeVec,
     cluster_members: Gauge,
+    cluster_members_known: Gauge,
     allocator: GaugeVec,
 }
 
@@ -80,6 +83,7 @@ impl Default for NodeGauges {
             certificate_expiry: GaugeVec::gauges(&["site"]),
             acme_certificate_valid: GaugeVec::gauges(&["site"]),
             cluster_members: Gauge::default(),
+            cluster_members_known: Gauge::default(),
             allocator: GaugeVec::gauges(&["kind"]),
         }
     }
@@ -132,6 +136,11 @@ impl NodeGauges {
             self.cluster_members.clone(),
         );
         registry.register(
+            "s3edge_cluster_members_known",
+            "Members of this node's ring (--peers, or what --peers-dns resolves to), itself included, up or not",
+            self.cluster_members_known.clone(),
+        );
+        registry.register(
             "s3edge_allocator_bytes",
             "The memory allocator's figures (jemalloc stats.*)",
             self.allocator.clone(),
@@ -166,6 +175,8 @@ impl NodeGauges {
                 .map(|(site, valid)| (vec![site.as_str()], i64::from(*valid))),
         );
         self.cluster_members.set(readings.cluster_members);
+        self.cluster_members_known
+            .set(readings.cluster_members_known);
         self.allocator.replace(
             readings
                 .allocator
@@ -203,6 +214,7 @@ mod tests {
             certificate_expiry: vec![("a\"b".into(), 86400), ("old".into(), -5)],
             acme_certificate_valid: vec![("a\"b".into(), true), ("old".into(), false)],
             cluster_members: 1,
+            cluster_members_known: 3,
             allocator: vec![("allocated", 7)],
             cache_open_files: 3,
         };
@@ -219,6 +231,7 @@ mod tests {
             "s3edge_acme_certificate_valid{site=\"a\\\"b\"} 1",
             "s3edge_acme_certificate_valid{site=\"old\"} 0",
             "s3edge_cluster_members 1",
+            "s3edge_cluster_members_known 3",
             "s3edge_allocator_bytes{kind=\"allocated\"} 7",
             "s3edge_cache_open_files 3",
             "# TYPE s3edge_cache_bytes gauge",

@@ -15,6 +15,7 @@ pub fn read(state: &AppState) -> NodeReadings {
         certificate_expiry: certificate_expiry(state, now),
         acme_certificate_valid: state.acme.validity(),
         cluster_members: cluster_members(state),
+        cluster_members_known: state.cluster.as_ref().map_or(1, |c| c.members_known()),
         allocator: allocator(),
         cache_open_files: state.cache.open_files(),
     }
