@@ -733,3 +733,120 @@ async fn publish_to_a_store_that_is_down_says_so_in_one_line() {
     assert!(all.contains("origin.endpoint"), "{all}");
     assert!(!all.contains("DispatchFailure"), "{all}");
 }
+
+/// A node restarted while its bucket cannot be read serves the release it
+/// served before, from its disk tier, as a site without `[releases]` does:
+/// it answered 503 "No release of this site is live yet" for the whole
+/// site until the bucket came back. Once the bucket answers, the pointer
+/// decides again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_while_the_bucket_is_unreachable_serves_the_release_live_before() {
+    let edge = releases_edge();
+    let store = store(&edge);
+    let work = tempfile::tempdir().expect("tempdir");
+    let v1 = folder(work.path(), "v1", &[("index.html", "<h1>one</h1>")]);
+    let (v1_id, _) = publish(&edge, &store, &v1, &[]);
+    assert_eq!(body(&edge, HOST, "/").await, (200, "<h1>one</h1>".into()));
+    edge.wait_disk_entries(1).await;
+    let Edge { node, dir, .. } = edge;
+    node.stop();
+
+    // The same node again, every call to its bucket refused from the start.
+    let origins = std::sync::Arc::new(common::TestOrigins::default());
+    let wrap = origins.wrapper();
+    let refusing = origins.clone();
+    let wrapper: s3edge::site::OriginWrapper = std::sync::Arc::new(move |config, inner| {
+        let origin = wrap(config, inner);
+        refusing.site(&config.name).inject(Fault::Refuse);
+        origin
+    });
+    let path = dir.path().to_path_buf();
+    let restarted = EdgeBuilder::new()
+        .with(|o| {
+            o.sites_dir = path.join("sites");
+            o.cache_dir = path.join("cache");
+            o.embedded_dir = Some(path.join("buckets"));
+            o.origin_wrapper = Some(wrapper);
+        })
+        .start();
+    assert_eq!(
+        body(&restarted, HOST, "/").await,
+        (200, "<h1>one</h1>".into()),
+        "release {v1_id}, live before the restart"
+    );
+
+    // The bucket is back: a publish switches the node as always.
+    origins.site(SITE).clear();
+    let store = restarted
+        .node
+        .embedded_addr
+        .expect("embedded store")
+        .to_string();
+    let v2 = folder(work.path(), "v2", &[("index.html", "<h1>two</h1>")]);
+    let output = Command::new(env!("CARGO_BIN_EXE_s3edge"))
+        .arg("publish")
+        .arg("--sites")
+        .arg(path.join("sites"))
+        .args(["--embedded-s3-listen", &store, "--site", SITE])
+        .arg(&v2)
+        .args(["--admin", &admin(&restarted)])
+        .output()
+        .expect("run publish");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(
+        body(&restarted, HOST, "/").await,
+        (200, "<h1>two</h1>".into())
+    );
+    drop(dir);
+}
+
+/// A publish that returns while a reload (SIGHUP) is building the sites is
+/// not undone when the reload puts them in force: the switch went to the
+/// build in force, the reload's build had read the pointer before it, and
+/// the node served the older release until the next `check_every`. Many
+/// rounds, the reload held up by another site's slow pointer read.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_publish_during_a_reload_is_not_undone_by_it() {
+    let slow_site = site_toml(
+        "slow.example.com",
+        "zslow",
+        "[releases]\ncheck_every = \"1h\"\n",
+    );
+    let (builder, origins) = EdgeBuilder::new()
+        .bucket(BUCKET)
+        .bucket("zslow")
+        .site(SITE, &releases_site("1h"))
+        .site("zslow", &slow_site)
+        .test_origins();
+    let edge = builder.start();
+    let store = store(&edge);
+    let work = tempfile::tempdir().expect("tempdir");
+    let first = folder(work.path(), "r0", &[("index.html", "<h1>r0</h1>")]);
+    publish(&edge, &store, &first, &[]);
+    for round in 1..=4 {
+        // The reload reads this site's pointer first, then waits on the
+        // other site's for a while: the publish lands meanwhile.
+        origins
+            .site("zslow")
+            .inject(Fault::Stall(Duration::from_millis(1500)));
+        let state = edge.node.state.clone();
+        let reload = tokio::spawn(async move { s3edge::server::reload(&state).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let name = format!("r{round}");
+        let page = format!("<h1>{name}</h1>");
+        let dir = folder(work.path(), &name, &[("index.html", &page)]);
+        publish(&edge, &store, &dir, &[]);
+        assert_eq!(body(&edge, HOST, "/").await, (200, page.clone()));
+        assert!(
+            !reload.is_finished(),
+            "round {round}: the reload ended first"
+        );
+        reload.await.expect("reload task").expect("reload");
+        origins.site("zslow").clear();
+        assert_eq!(
+            body(&edge, HOST, "/").await,
+            (200, page),
+            "round {round}: after the reload"
+        );
+    }
+}

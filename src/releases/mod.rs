@@ -24,9 +24,11 @@ pub mod bucket;
 mod id;
 pub mod notify;
 pub mod publish;
+pub mod record;
 pub mod rollback;
 pub mod watch;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 pub use id::{InvalidReleaseId, ReleaseId};
@@ -39,10 +41,15 @@ pub fn release_dir(id: &ReleaseId) -> String {
     format!("{RELEASES_DIR}{id}/")
 }
 
-/// The live release of one site on this node, switched atomically.
+/// The live release of one site on this node, switched atomically. Shared
+/// by the builds of a site that read the same pointer, so a switch made
+/// while a reload builds the next one is not lost with the build it
+/// replaces.
 #[derive(Debug, Default)]
 pub struct LiveRelease {
     state: RwLock<LiveState>,
+    /// The last [`Ticket`] given.
+    tickets: AtomicU64,
 }
 
 /// What the node knows of the pointer.
@@ -52,7 +59,14 @@ struct LiveState {
     id: Option<ReleaseId>,
     /// The pointer's ETag when `id` was read from it (for If-None-Match).
     etag: Option<String>,
+    /// The ticket of the check whose read is in force: a check that began
+    /// earlier applies nothing ([`LiveRelease::switch_if`]).
+    applied: u64,
 }
+
+/// The order in which checks of a [`LiveRelease`] began reading the pointer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket(u64);
 
 impl LiveRelease {
     /// The live release id, if one is known.
@@ -65,13 +79,45 @@ impl LiveRelease {
         self.read().etag.clone()
     }
 
-    /// Puts `id` in force for every request routed from now on. Returns the
-    /// release it replaced.
-    pub fn switch(&self, id: ReleaseId, etag: Option<String>) -> Option<ReleaseId> {
-        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        let previous = state.id.replace(id);
+    /// Puts `id` in force if no release is (with no pointer ETag).
+    pub fn adopt_if_none(&self, id: ReleaseId) -> bool {
+        let mut state = self.write();
+        if state.id.is_some() {
+            return false;
+        }
+        state.id = Some(id);
+        true
+    }
+
+    /// A ticket for a check about to read the pointer, to give
+    /// [`LiveRelease::switch_if`] with what it read.
+    pub fn ticket(&self) -> Ticket {
+        Ticket(self.tickets.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    /// Puts what the check of `ticket` read in force for every request
+    /// routed from now on (returning the release it replaced), unless a
+    /// check that began later has put its read in force: a read that began
+    /// before the pointer last changed must not put an older release back (a
+    /// periodic check outrun by a publish's switch, a reload's read by a
+    /// publish during the reload). `Err` holds the release in force.
+    pub fn switch_if(
+        &self,
+        ticket: Ticket,
+        id: ReleaseId,
+        etag: Option<String>,
+    ) -> Result<Option<ReleaseId>, Option<ReleaseId>> {
+        let mut state = self.write();
+        if ticket.0 < state.applied {
+            return Err(state.id.clone());
+        }
+        state.applied = ticket.0;
         state.etag = etag;
-        previous
+        Ok(state.id.replace(id))
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, LiveState> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
     fn read(&self) -> LiveState {
@@ -106,5 +152,81 @@ impl ReleaseUnavailable {
             ReleaseUnavailable::NoneLive => 503,
             ReleaseUnavailable::NotARelease => 404,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{LiveRelease, ReleaseId};
+
+    fn release(version: u64) -> ReleaseId {
+        ReleaseId::parse(&format!("v{version}")).unwrap()
+    }
+
+    fn version(id: &ReleaseId) -> u64 {
+        id.as_str()[1..].parse().unwrap()
+    }
+
+    /// A check as `watch::check` makes one: a ticket, then a read of the
+    /// pointer after `before`, then `after` until what it read is applied.
+    async fn check(live: &LiveRelease, pointer: &AtomicU64, before: u64, after: u64) {
+        let ticket = live.ticket();
+        tokio::time::sleep(Duration::from_micros(before)).await;
+        let read = pointer.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_micros(after)).await;
+        let _ = live.switch_if(ticket, release(read), None);
+    }
+
+    /// Publishes race periodic checks that read the pointer at any moment and
+    /// take any time to apply it. Every time: when a publish's own check
+    /// (the admin switch) returns, the node serves that release or a newer
+    /// one; once every check has ended, the last one, never an older one
+    /// put back by a slower check.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_check_that_read_the_pointer_earlier_never_puts_an_older_release_back() {
+        for round in 0..50u64 {
+            let live = Arc::new(LiveRelease::default());
+            let pointer = Arc::new(AtomicU64::new(0));
+            let mut periodic = Vec::new();
+            for n in 0..16u64 {
+                let (live, pointer) = (live.clone(), pointer.clone());
+                let (before, after) = ((n * 37 + round * 11) % 400, (n * 53 + round * 7) % 900);
+                periodic.push(tokio::spawn(async move {
+                    check(&live, &pointer, before, after).await;
+                }));
+            }
+            let publishes: Vec<_> = (0..4u64)
+                .map(|p| {
+                    let (live, pointer) = (live.clone(), pointer.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_micros(p * 150 + round % 5)).await;
+                        let written = pointer.fetch_add(1, Ordering::SeqCst) + 1;
+                        check(&live, &pointer, 0, (p * 91 + round) % 300).await;
+                        let serving = version(&live.id().expect("a release"));
+                        assert!(
+                            serving >= written,
+                            "round {round}: published v{written}, serving v{serving}"
+                        );
+                    })
+                })
+                .collect();
+            for task in publishes.into_iter().chain(periodic) {
+                task.await.expect("no assertion failed");
+            }
+            // No check put an older release back after the last publish's.
+            assert_eq!(live.id(), Some(release(4)), "round {round}");
+        }
+    }
+
+    #[test]
+    fn a_recorded_release_is_adopted_only_when_none_is_in_force() {
+        let live = LiveRelease::default();
+        assert!(live.adopt_if_none(release(1)));
+        assert!(!live.adopt_if_none(release(2)));
+        assert_eq!(live.id(), Some(release(1)));
     }
 }

@@ -68,11 +68,24 @@ pub enum PointerError {
 }
 
 /// Reads the site's pointer and switches to the release it names when that
-/// release has files.
+/// release has files, unless another check switched meanwhile (its read is
+/// the newer one). The release in force afterwards is recorded for the next
+/// start ([`super::record`]).
 pub async fn check(site: &Site, how: Revalidate) -> Result<PointerCheck, PointerError> {
+    let result = read_and_switch(site, how).await;
+    if let (Ok(check), Some(record), Some(pointer)) =
+        (&result, site.release_record(), site.pointer_identity())
+    {
+        record.note(site.name(), &pointer, check.live());
+    }
+    result
+}
+
+async fn read_and_switch(site: &Site, how: Revalidate) -> Result<PointerCheck, PointerError> {
     let (Some(config), Some(live)) = (&site.config.releases, site.live_release()) else {
         return Err(PointerError::NoReleases);
     };
+    let ticket = live.ticket();
     let prefix = &site.config.origin.prefix;
     let key = format!("{prefix}{}", config.pointer);
     let mut request = ObjectRequest::new(key.clone());
@@ -99,16 +112,18 @@ pub async fn check(site: &Site, how: Revalidate) -> Result<PointerCheck, Pointer
     }
     let named = String::from_utf8_lossy(&text);
     let id = ReleaseId::parse(named.trim()).map_err(PointerError::NotAnId)?;
-    if live.id().as_ref() == Some(&id) {
-        live.switch(id.clone(), meta.etag);
-        return Ok(PointerCheck::Unchanged(id));
+    if live.id().as_ref() != Some(&id) {
+        let dir = format!("{prefix}{}", release_dir(&id));
+        if !site.origin.has_objects_under(&dir).await? {
+            return Err(PointerError::UnknownRelease(id, dir));
+        }
     }
-    let dir = format!("{prefix}{}", release_dir(&id));
-    if !site.origin.has_objects_under(&dir).await? {
-        return Err(PointerError::UnknownRelease(id, dir));
-    }
-    let from = live.switch(id.clone(), meta.etag);
-    Ok(PointerCheck::Switched { from, to: id })
+    Ok(match live.switch_if(ticket, id.clone(), meta.etag) {
+        Ok(from) if from.as_ref() == Some(&id) => PointerCheck::Unchanged(id),
+        Ok(from) => PointerCheck::Switched { from, to: id },
+        // A check that began later has put what it read in force.
+        Err(now) => PointerCheck::Unchanged(now.unwrap_or(id)),
+    })
 }
 
 /// Logs what a check found.
@@ -134,11 +149,29 @@ pub fn log(site: &Site, result: &Result<PointerCheck, PointerError>) {
 }
 
 /// At start (and on reload): reads the pointer once, before the site serves.
-/// Failures are logged; the site answers 503 until a release is known.
+/// Failures are logged. When the pointer cannot be read (the bucket is
+/// unreachable) and no release is in force, the release recorded live at the
+/// last run is put in force until the pointer can be read; with none, the
+/// site answers 503 until a release is known.
 pub async fn load(site: &Site) {
-    if site.config.releases.is_some() {
-        let result = check(site, Revalidate::Always).await;
-        log(site, &result);
+    if site.config.releases.is_none() {
+        return;
+    }
+    let result = check(site, Revalidate::Always).await;
+    log(site, &result);
+    let (Err(PointerError::Origin(_)), Some(live)) = (&result, site.live_release()) else {
+        return;
+    };
+    let recorded = site
+        .release_record()
+        .zip(site.pointer_identity())
+        .and_then(|(record, pointer)| record.live(site.name(), &pointer));
+    if let Some(id) = recorded.filter(|id| live.adopt_if_none(id.clone())) {
+        tracing::warn!(
+            site = site.name(),
+            live = id.as_str(),
+            "release pointer: serving the release live at the last run until the pointer can be read"
+        );
     }
 }
 

@@ -67,6 +67,13 @@ impl Node {
                 Some(cluster) => Some(cluster.origin_wrapper(options.origin_wrapper.clone())),
                 None => options.origin_wrapper.clone(),
             },
+            // Only with a disk tier: without one a restart has nothing of
+            // the recorded release to serve.
+            release_record: (options.disk_cache_size > 0).then(|| {
+                Arc::new(crate::releases::record::ReleaseRecord::open(
+                    &options.cache_dir,
+                ))
+            }),
         };
         let sites = Sites::build(configs, &build, None).await?;
         print_sites(&sites);

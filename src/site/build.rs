@@ -16,6 +16,7 @@ use crate::config::SiteConfig;
 use crate::origin::http::HttpOrigin;
 use crate::origin::s3::{BuildError, EmbeddedEndpoint, S3Origin};
 use crate::origin::Origin;
+use crate::releases::record::ReleaseRecord;
 
 /// What building a site needs besides its file.
 #[derive(Clone, Default)]
@@ -24,6 +25,8 @@ pub struct BuildContext {
     pub embedded: Option<EmbeddedEndpoint>,
     /// Wraps each new origin client (tests: call counters, injected faults).
     pub wrapper: Option<OriginWrapper>,
+    /// Where live releases are recorded across restarts (with a disk tier).
+    pub release_record: Option<Arc<ReleaseRecord>>,
 }
 
 /// Why a site could not be built. Every message starts with the site's name.
@@ -88,6 +91,9 @@ impl Site {
         };
         let mut site = Site::new(config, origin);
         site.http_origin = http_origin;
+        if site.config.releases.is_some() {
+            site.release_record = context.release_record.clone();
+        }
         site.load_bucket_website()
             .await
             .map_err(|reason| SiteError::Website {
@@ -100,13 +106,15 @@ impl Site {
                 site: site.name().to_string(),
                 reason,
             })?;
-        // With `[releases]`: on reload, the release the site in force serves,
-        // when the new one reads the same pointer of the same bucket (a
-        // pointer that cannot be read now keeps it, as the watch does: a
-        // reload while the bucket was unreachable turned the site into a
-        // 503 outage); then the live release, read once before it serves.
+        // With `[releases]`: on reload, the live release of the site in
+        // force, shared, when the new one reads the same pointer of the same
+        // bucket (a pointer that cannot be read now keeps it, as the watch
+        // does: a reload while the bucket was unreachable turned the site
+        // into a 503 outage; and a publish's switch made during the reload
+        // is not lost with the old build); then the live release, read once
+        // before it serves.
         if let Some(previous) = previous.filter(|old| same_pointer(old, &site)) {
-            site.carry_live_release(previous);
+            site.share_live_release(previous);
         }
         crate::releases::watch::load(&site).await;
         Ok(site)

@@ -12,6 +12,7 @@ pub use router::{normalize_host, HostRouter};
 
 use crate::config::{CorsConfig, SiteConfig};
 use crate::origin::Origin;
+use crate::releases::record::ReleaseRecord;
 use crate::releases::{release_dir, LiveRelease, ReleaseBinding, ReleaseId, ReleaseUnavailable};
 use crate::website::WebsiteConfig;
 
@@ -41,6 +42,9 @@ pub struct Site {
     /// (another bucket, prefix or origin), or removed it: requests still
     /// holding it store nothing ([`Site::retire`]). Shared with its views.
     retired: Arc<std::sync::atomic::AtomicBool>,
+    /// Where the live release is recorded for the next start (`[releases]`
+    /// with a disk tier).
+    release_record: Option<Arc<ReleaseRecord>>,
 }
 
 /// Most release views a site keeps (the live release and a few previews);
@@ -70,6 +74,7 @@ impl Site {
             http_origin: None,
             metrics: Default::default(),
             retired: Default::default(),
+            release_record: None,
         }
     }
 
@@ -96,15 +101,30 @@ impl Site {
         }
     }
 
-    /// Puts in force the release `previous` (the build of this site it
-    /// replaces) serves, with the pointer ETag it was read with.
-    pub(crate) fn carry_live_release(&self, previous: &Site) {
-        let (Some(live), Some(old)) = (self.live_release(), previous.live_release()) else {
-            return;
-        };
-        if let Some(id) = old.id() {
-            live.switch(id, old.etag());
+    /// Shares the live release of `previous` (the build of this site it
+    /// replaces, reading the same pointer): what it serves is served, and a
+    /// switch made to it while this build is not yet in force (a publish
+    /// during a reload) is this build's too.
+    pub(crate) fn share_live_release(&mut self, previous: &Site) {
+        if let (ReleaseBinding::Live(_), Some(old)) = (&self.release, previous.live_release()) {
+            self.release = ReleaseBinding::Live(old.clone());
         }
+    }
+
+    /// Which pointer the site reads: its objects and the pointer's key
+    /// (`None` without `[releases]`).
+    pub fn pointer_identity(&self) -> Option<String> {
+        let releases = self.config.releases.as_ref()?;
+        Some(format!(
+            "{} {}",
+            self.config.origin.objects(),
+            releases.pointer
+        ))
+    }
+
+    /// Where the live release is recorded across restarts, if anywhere.
+    pub fn release_record(&self) -> Option<&ReleaseRecord> {
+        self.release_record.as_deref()
     }
 
     /// The site as one request sees it: without `[releases]` the site itself;
@@ -156,6 +176,7 @@ impl Site {
             http_origin: self.http_origin.clone(),
             metrics: Default::default(),
             retired: self.retired.clone(),
+            release_record: None,
         });
         let mut views = self.views.write().unwrap_or_else(|e| e.into_inner());
         if views.len() >= MAX_RELEASE_VIEWS {
