@@ -17,6 +17,33 @@ use s3edge::server::{self, Node, NodeOptions, StartError};
 
 mod release_commands;
 
+/// `println!` for the commands' output. A reader that went away (`s3edge
+/// releases | head -1`) ends the output, not the command: `println!` panics
+/// on the broken pipe, and a `publish` whose release was already live exited
+/// 101 with a backtrace. Other write errors are said once on stderr.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
+
+fn write_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static FAILED: AtomicBool = AtomicBool::new(false);
+    if FAILED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        FAILED.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("s3edge: cannot write to standard output: {e}");
+        }
+    }
+}
+
 /// jemalloc instead of glibc malloc: glibc kept the 256 KiB body chunks freed
 /// by cache evictions (RSS 769 MiB for a 512 MiB memory tier); jemalloc, with
 /// the decay settings in `.cargo/config.toml`, gives them back.
@@ -231,15 +258,15 @@ fn main() -> ExitCode {
 fn check(dir: &std::path::Path) -> ExitCode {
     match config::load_sites(dir) {
         Ok(sites) => {
-            println!("{}: {} site file(s) valid", dir.display(), sites.len());
+            outln!("{}: {} site file(s) valid", dir.display(), sites.len());
             for warning in s3edge::config::warnings(&sites) {
-                println!("warning: {warning}");
+                outln!("warning: {warning}");
             }
             ExitCode::SUCCESS
         }
         Err(errors) => {
             for problem in &errors.0 {
-                println!("{problem}");
+                outln!("{problem}");
             }
             ExitCode::from(EXIT_INVALID)
         }
@@ -258,7 +285,7 @@ fn purge(
         serde_json::json!({ "site": site, "paths": paths, "prefixes": prefixes, "all": all })
             .to_string();
     let (status, body) = s3edge::releases::notify::post_json(admin, "/purge", &body)?;
-    println!("{body}");
+    outln!("{body}");
     Ok(if status == 200 {
         ExitCode::SUCCESS
     } else {

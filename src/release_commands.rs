@@ -1,6 +1,7 @@
 //! `s3edge publish`, `rollback` and `releases`: argument parsing and output;
 //! the work is in the library's `releases` module.
 
+use crate::outln;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -164,8 +165,8 @@ pub fn publish(args: PublishArgs) -> ExitCode {
             Activation::Activate => "is live",
             Activation::UploadOnly => "is uploaded (not live: --no-activate)",
         };
-        println!("release {} {state}", report.id);
-        println!(
+        outln!("release {} {state}", report.id);
+        outln!(
             "{} uploaded ({} bytes), {} copied, {} deleted from the listing (previous: {})",
             report.uploaded,
             report.bytes_uploaded,
@@ -178,7 +179,7 @@ pub fn publish(args: PublishArgs) -> ExitCode {
                 1 => String::new(),
                 n => format!(" and {} more", n - 1),
             };
-            println!("left out, hidden: {first}{more} (--include-hidden publishes them)");
+            outln!("left out, hidden: {first}{more} (--include-hidden publishes them)");
         }
         report_nodes(&report.nodes_failed)
     })
@@ -197,8 +198,8 @@ pub fn rollback(args: RollbackArgs) -> ExitCode {
         match rollback::rollback(&bucket, target, &args.admin).await {
             Ok(report) => {
                 match &report.from {
-                    Some(from) => println!("release {} is live (was {})", report.to, from),
-                    None => println!("release {} is live (no release was)", report.to),
+                    Some(from) => outln!("release {} is live (was {})", report.to, from),
+                    None => outln!("release {} is live (no release was)", report.to),
                 }
                 report_nodes(&report.nodes_failed)
             }
@@ -227,7 +228,7 @@ pub fn releases(args: SiteArgs) -> ExitCode {
                         .unwrap_or_else(|| "-".to_string());
                     let mark = if listed.live { "* " } else { "  " };
                     let live = if listed.live { "  (live)" } else { "" };
-                    println!("{mark}{}  {created}{live}", listed.release.id);
+                    outln!("{mark}{}  {created}{live}", listed.release.id);
                 }
                 ExitCode::SUCCESS
             }

@@ -35,6 +35,24 @@ fn check_accepts_valid_sites_and_the_shipped_demo() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("1 site file(s) valid"));
 }
 
+/// A reader that stops reading (`s3edge releases | head -1`) ends the output,
+/// not the command: `println!` panicked on the broken pipe (exit 101 with a
+/// backtrace), which failed a `publish` whose release was already live in a
+/// script with `pipefail`.
+#[test]
+fn a_closed_standard_output_is_not_a_panic() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = s3edge()
+        .args(["check", "--sites", "sites"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn check_prints_every_problem_with_file_and_key_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
