@@ -444,3 +444,38 @@ async fn an_origin_failing_the_directory_index_check_is_a_502_not_a_404() {
     );
     clean_error_body(response, "a failed index check").await;
 }
+
+/// Requests that wait on a revalidation the origin fails are served the
+/// stale copy as stale-if-error, as the request that asked is: they said
+/// `fwd=miss; collapsed` and were counted as hits, and a peer node asking
+/// the owner whether its copy was current got a 304 for it, so that node
+/// reported a successful revalidation during the outage.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_waiting_on_a_failed_revalidation_are_stale_if_error_too() {
+    let f = faulty("1500ms", STALE_IF_ERROR).await;
+    let stale = random_bytes(20_000, 3);
+    f.put("stale.bin", &stale, Some("max-age=1")).await;
+    assert_exact(f.get("/stale.bin").await, &stale, "warming").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    f.proxy.set(HttpFault::Stall);
+    f.proxy.reset_counts();
+    let first = f.get("/stale.bin");
+    let waiting = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        futures_util::future::join_all((0..4).map(|_| f.get("/stale.bin"))).await
+    };
+    let (first, waiting) = tokio::join!(first, waiting);
+    assert_eq!(f.proxy.attempts(), 1, "one revalidation for all");
+    for response in std::iter::once(first).chain(waiting) {
+        assert_eq!(
+            cache_status(&response),
+            "s3edge; fwd=stale; detail=stale-if-error"
+        );
+        assert_exact(response, &stale, "the stale copy").await;
+    }
+    let stale_served = f
+        .edge
+        .metric("s3edge_cache_lookups_total{site=\"f\",result=\"stale\"}")
+        .await;
+    assert_eq!(stale_served, 5);
+}

@@ -30,6 +30,11 @@ pub enum Outcome {
     Entry(Arc<Entry>),
     /// The body is arriving: [`Flight::subscribe`] to it.
     Streaming(Arc<ObjectMeta>),
+    /// The origin failed and the leader serves this stale entry
+    /// (stale-if-error): the followers serve it too, as stale-if-error (a
+    /// peer asking whether its copy is current gets the failure relayed,
+    /// not a 304).
+    StaleIfError(Arc<Entry>),
     /// The origin failed: the followers get the same error.
     Failed(OriginError),
     /// Nothing to share (not cacheable, too large, abandoned): fetch yourself.

@@ -611,6 +611,9 @@ impl Cache {
             Outcome::Entry(entry) => {
                 Answer::new(serve_entry(&entry, now, since), CacheOutcome::Collapsed)
             }
+            Outcome::StaleIfError(entry) => {
+                Answer::new(serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
+            }
             Outcome::Streaming(meta) => {
                 let fetch = Fetch::from_origin(ObjectMeta::clone(&meta), flight.subscribe(), since);
                 Answer::new(Ok(fetch), CacheOutcome::Collapsed)
@@ -717,7 +720,7 @@ impl Cache {
                         key = guard.key().object_key.as_str(),
                         "serving stale: {e}"
                     );
-                    guard.publish(Outcome::Entry(entry.clone()));
+                    guard.publish(Outcome::StaleIfError(entry.clone()));
                     (serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
                 }
                 _ => {

@@ -687,6 +687,9 @@ impl Cache {
             Outcome::Entry(entry) if selected(&entry.meta, &entry.key) && shareable(&entry) => {
                 Answer::new(serve_entry(&entry, now, since), CacheOutcome::Collapsed)
             }
+            Outcome::StaleIfError(entry) if selected(&entry.meta, &entry.key) => {
+                Answer::new(serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
+            }
             Outcome::Streaming(meta) if vary_names(&meta).is_empty() => {
                 let fetch = Fetch::from_origin(ObjectMeta::clone(&meta), flight.subscribe(), since);
                 Answer::new(Ok(fetch), CacheOutcome::Collapsed)
@@ -764,7 +767,7 @@ impl Cache {
             },
             Ok(Fetched::Object { meta, body }) => match stale {
                 Some(entry) if meta.status() >= 500 && super::read::stale_if_error(&entry, now) => {
-                    guard.publish(Outcome::Entry(entry.clone()));
+                    guard.publish(Outcome::StaleIfError(entry.clone()));
                     (serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
                 }
                 _ => {
@@ -784,7 +787,7 @@ impl Cache {
                 Some(entry) if super::read::stale_if_error(&entry, now) => {
                     let target = target_of(target);
                     tracing::warn!(site = site.name(), target, "serving stale: {e}");
-                    guard.publish(Outcome::Entry(entry.clone()));
+                    guard.publish(Outcome::StaleIfError(entry.clone()));
                     (serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
                 }
                 _ => {

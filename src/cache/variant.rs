@@ -221,9 +221,11 @@ impl Cache {
                     };
                     Answer::new(Ok(fetch), CacheOutcome::Hit)
                 }
-                Outcome::Entry(_) | Outcome::Streaming(_) | Outcome::Failed(_) | Outcome::Retry => {
-                    passed(identity)
-                }
+                Outcome::Entry(_)
+                | Outcome::StaleIfError(_)
+                | Outcome::Streaming(_)
+                | Outcome::Failed(_)
+                | Outcome::Retry => passed(identity),
             },
             Role::Leader(guard) => {
                 let fetch = self
