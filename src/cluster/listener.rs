@@ -97,7 +97,8 @@ async fn object(
         return HttpResponse::BadRequest().body("key too long\n");
     }
     if let Some(theirs) = req.headers().get(wire::RING).and_then(|v| v.to_str().ok()) {
-        cluster.compare_ring(req.peer_addr().map(|a| a.ip()), theirs);
+        let sender = passed.last().map_or("-", String::as_str);
+        cluster.compare_ring(req.peer_addr().map(|a| a.ip()), sender, theirs);
     }
     let sites = state.sites();
     let Some(site) = sites.sites.iter().find(|s| s.name() == query.site).cloned() else {

@@ -162,12 +162,20 @@ pub struct Cluster {
     /// Purges not yet confirmed by a node, sent again until they are.
     pub(crate) backlog: purge::Backlog,
     /// The peers whose last request named another ring than this node's.
-    ring_noted: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, RingNote>>,
+    ring_noted: std::sync::Mutex<std::collections::HashMap<RingSender, RingNote>>,
 }
 
-/// Since when a peer's ring has differed, and when that was last warned of.
+/// A peer that sent a ring other than this node's: its address, its node
+/// id (the last of its `CDN-Loop`) and the ring it sent. Peers on one host
+/// share an address, and one of them sending this node's own ring must not
+/// reset what another's differing one has shown.
+type RingSender = (std::net::IpAddr, String, String);
+
+/// Since when a peer's ring has differed, when it last said so, and when
+/// that was last warned of.
 struct RingNote {
     since: std::time::Instant,
+    seen: std::time::Instant,
     warned: Option<std::time::Instant>,
 }
 
@@ -299,21 +307,15 @@ impl Cluster {
     /// [`wire::RING`]): when this node's own differs, the two disagree on
     /// which node owns a key (`--peers` lists that differ, or a DNS answer
     /// not yet the same on both), so keys are fetched and stored twice.
-    /// Warned of at most once a minute per peer; with `--peers-dns`, only
-    /// once it has lasted two refreshes of the members (20 s).
-    pub fn compare_ring(&self, from: Option<std::net::IpAddr>, theirs: &str) {
+    /// Warned of at most once a minute per peer (node id `sender` at
+    /// `from`) and ring; with `--peers-dns`, only once it has lasted two
+    /// refreshes of the members (20 s).
+    pub fn compare_ring(&self, from: Option<std::net::IpAddr>, sender: &str, theirs: &str) {
         let Some(from) = from else { return };
         let ours = self.peers.ring();
-        let mut noted = self.ring_noted.lock().unwrap_or_else(|e| e.into_inner());
         if theirs == ours.digest() {
-            noted.remove(&from);
             return;
         }
-        let now = std::time::Instant::now();
-        let note = noted.entry(from).or_insert(RingNote {
-            since: now,
-            warned: None,
-        });
         // From DNS, nodes may see different answers for up to a refresh:
         // warned of once it has lasted two. A list is the operator's.
         let hold = if self.peers.from_dns() {
@@ -321,6 +323,22 @@ impl Cluster {
         } else {
             std::time::Duration::ZERO
         };
+        let now = std::time::Instant::now();
+        let mut noted = self.ring_noted.lock().unwrap_or_else(|e| e.into_inner());
+        // Rings no peer has sent for a while: a difference that ended.
+        noted.retain(|_, note| now.duration_since(note.seen) < RING_WARN_EVERY * 2);
+        let note = noted
+            .entry((from, sender.to_owned(), theirs.to_owned()))
+            .or_insert(RingNote {
+                since: now,
+                seen: now,
+                warned: None,
+            });
+        if now.duration_since(note.seen) > hold.max(members::REFRESH_EVERY) {
+            // Not sent for a while: counted anew.
+            note.since = now;
+        }
+        note.seen = now;
         let lasting = now.duration_since(note.since) >= hold;
         let due = note
             .warned
@@ -334,7 +352,7 @@ impl Cluster {
             node = self.node_id.as_str(),
             peer = %from,
             members = ?ours.members(),
-            "cluster: peer {from} hashes keys over other members than this node (ring {theirs}, this node's {}): they disagree on which node owns a key, so objects are fetched and stored more than once; give every node the same --peers",
+            "cluster: peer {sender} at {from} hashes keys over other members than this node (ring {theirs}, this node's {}): they disagree on which node owns a key, so objects are fetched and stored more than once; give every node the same --peers",
             ours.digest()
         );
     }

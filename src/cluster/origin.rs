@@ -23,10 +23,19 @@ pub struct TieredOrigin {
     site: String,
     inner: Arc<dyn Origin>,
     cluster: Arc<Cluster>,
-    /// How long another node may take to answer (the site's `origin.timeout`:
-    /// it may be waiting for the bucket itself).
+    /// The site's `origin.timeout`: how long a node waits for the bucket.
     timeout: Duration,
 }
+
+/// What a node asking another adds to the site's `timeout` per tier the
+/// other may ask before the bucket: that node waits up to `timeout` for the
+/// bucket (and a ring owner longer for its parent), then answers with the
+/// bucket's failure, which is not held against it. An asking node that gave
+/// up at `timeout` itself gave up first: it took the healthy node for
+/// failed, skipped it for 10 s and asked the bucket again, so a bucket that
+/// hung cost clients two or three timeouts and got a request from every
+/// tier.
+pub const HOP_ALLOWANCE: Duration = Duration::from_secs(1);
 
 impl TieredOrigin {
     pub fn new(
@@ -56,7 +65,13 @@ impl Origin for TieredOrigin {
         // node as the owner.
         let peers = passed.is_none().then_some(&cluster.peers);
         for tier in peers.into_iter().chain([&cluster.parents]) {
-            let asked = cluster.ask(tier, &key, &self.site, request, &cdn_loop, self.timeout);
+            // A ring owner may ask a parent, which asks the bucket.
+            let hops = match tier.role {
+                super::members::Role::Peers => 2,
+                super::members::Role::Parents => 1,
+            };
+            let timeout = self.timeout + HOP_ALLOWANCE * hops;
+            let asked = cluster.ask(tier, &key, &self.site, request, &cdn_loop, timeout);
             if let Some(answer) = asked.await {
                 return answer;
             }
