@@ -558,3 +558,225 @@ async fn the_handler_future_of_a_request_stays_small() {
     // 4,208 after.
     assert!(size <= 5_000, "the handler's future is {size} bytes");
 }
+
+/// Pipelined requests on a cache miss: the first request's handler is still
+/// waiting for the origin while the next is read. Each answer must be framed
+/// for its own request (RFC 9112 section 9.3.2; a HEAD's has no body, RFC
+/// 9110 section 9.3.2). The patched actix-http's codec kept the method,
+/// version and connection type of the request it decoded last, so the
+/// answer to the first took the second's: a GET's 200 lost its body behind a
+/// HEAD, and a HEAD before a GET got no answer at all.
+mod pipelined_misses {
+    use std::time::Duration;
+
+    use super::common::{site_toml, Edge, EdgeBuilder, Fault};
+
+    const BUCKET: &str = "pipelined";
+
+    /// An edge whose origin answers every request after 300 ms: every first
+    /// request for a key is a miss that is still pending when the next
+    /// pipelined request is read.
+    async fn slow_edge() -> Edge {
+        let (builder, origins) = EdgeBuilder::new()
+            .site("p", &site_toml("p.test", BUCKET, ""))
+            .test_origins();
+        let edge = builder.start();
+        edge.create_bucket(BUCKET).await;
+        for (key, body, content_type) in [
+            ("a.html", page(), "text/html"),
+            ("b.txt", b"plain text b\n".to_vec(), "text/plain"),
+            ("c.txt", b"plain text c\n".to_vec(), "text/plain"),
+            ("d.html", page(), "text/html"),
+            ("app.js", script(), "text/javascript"),
+            ("k1.txt", b"first\n".to_vec(), "text/plain"),
+            ("k2.txt", b"second\n".to_vec(), "text/plain"),
+        ] {
+            edge.put(BUCKET, key, body, Some(content_type)).await;
+        }
+        origins
+            .site("p")
+            .inject(Fault::Stall(Duration::from_millis(300)));
+        edge
+    }
+
+    fn page() -> Vec<u8> {
+        b"<!doctype html><html><head><title>pipelined</title></head><body><p>A page of a known length, sent whole.</p></body></html>\n".to_vec()
+    }
+
+    /// Compressible: a brotli answer to it is chunked.
+    fn script() -> Vec<u8> {
+        (0..300)
+            .map(|i| format!("function f{i}() {{ return {i} * 2 + 1; }}\n"))
+            .collect::<String>()
+            .into_bytes()
+    }
+
+    /// Writes `requests` in one write and reads until the node closes the
+    /// connection (at most 10 s); `false` when it was still open.
+    async fn exchange_bytes(edge: &Edge, requests: &str) -> (Vec<u8>, bool) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(edge.node.http_addrs[0])
+            .await
+            .unwrap();
+        stream.write_all(requests.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
+        let closed = matches!(read.await, Ok(Ok(_)));
+        (answer, closed)
+    }
+
+    /// Splits `answer` into the responses to requests made with `methods`,
+    /// in order: each head (lowercase) and the body its framing gives (none
+    /// for a HEAD, a 204 or a 304; a chunked body without its framing).
+    /// Fails if a response does not start where the one before ended, or if
+    /// bytes are left after the last.
+    fn responses(answer: &[u8], methods: &[&str]) -> Vec<(String, Vec<u8>)> {
+        let mut rest = answer;
+        let mut out = Vec::new();
+        for (i, method) in methods.iter().enumerate() {
+            assert!(
+                rest.starts_with(b"HTTP/1.1 "),
+                "response {i} (to {method}) does not start where it should: {:?}\nwhole answer: {:?}",
+                String::from_utf8_lossy(&rest[..rest.len().min(600)]),
+                String::from_utf8_lossy(&answer[..answer.len().min(2000)])
+            );
+            let end = rest
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .unwrap_or_else(|| panic!("response {i}: no end of head"))
+                + 4;
+            let head = String::from_utf8_lossy(&rest[..end]).to_ascii_lowercase();
+            rest = &rest[end..];
+            let status: u16 = head[9..12].parse().unwrap();
+            let header = |name: &str| {
+                head.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                    .map(str::to_string)
+            };
+            let mut body = Vec::new();
+            if *method == "HEAD" || status == 204 || status == 304 || status < 200 {
+                // no body
+            } else if header("transfer-encoding").as_deref() == Some("chunked") {
+                loop {
+                    let line_end = rest
+                        .windows(2)
+                        .position(|w| w == b"\r\n")
+                        .unwrap_or_else(|| panic!("response {i}: a chunk size without its end"));
+                    let size = std::str::from_utf8(&rest[..line_end]).unwrap();
+                    let size = usize::from_str_radix(size.split(';').next().unwrap(), 16)
+                        .unwrap_or_else(|_| panic!("response {i}: chunk size {size:?}"));
+                    rest = &rest[line_end + 2..];
+                    if size == 0 {
+                        assert!(rest.starts_with(b"\r\n"), "response {i}: trailers");
+                        rest = &rest[2..];
+                        break;
+                    }
+                    body.extend_from_slice(&rest[..size]);
+                    assert_eq!(&rest[size..size + 2], b"\r\n", "response {i}: chunk end");
+                    rest = &rest[size + 2..];
+                }
+            } else {
+                let length: usize = header("content-length")
+                    .unwrap_or_else(|| panic!("response {i} has no length: {head}"))
+                    .parse()
+                    .unwrap();
+                assert!(
+                    rest.len() >= length,
+                    "response {i}: {length} bytes stated, {} sent before the end: {head}",
+                    rest.len()
+                );
+                body = rest[..length].to_vec();
+                rest = &rest[length..];
+            }
+            out.push((head, body));
+        }
+        assert!(
+            rest.is_empty(),
+            "bytes after the last response: {:?}",
+            String::from_utf8_lossy(rest)
+        );
+        out
+    }
+
+    fn request(method: &str, path: &str, extra: &str) -> String {
+        format!("{method} {path} HTTP/1.1\r\nHost: p.test\r\n{extra}\r\n")
+    }
+
+    #[tokio::test]
+    async fn a_get_then_a_head_on_a_miss_each_get_their_own_framing() {
+        let edge = slow_edge().await;
+        let requests =
+            request("GET", "/a.html", "") + &request("HEAD", "/b.txt", "Connection: close\r\n");
+        let (answer, closed) = exchange_bytes(&edge, &requests).await;
+        assert!(closed, "still open after a Connection: close");
+        let got = responses(&answer, &["GET", "HEAD"]);
+        let (get, body) = &got[0];
+        assert!(get.starts_with("http/1.1 200"), "{get}");
+        assert!(
+            get.contains(&format!("content-length: {}\r\n", page().len())),
+            "{get}"
+        );
+        assert!(
+            *body == page(),
+            "the GET's body: {:?}",
+            String::from_utf8_lossy(body)
+        );
+        let (head, _) = &got[1];
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("content-length: 13\r\n"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn a_head_then_a_get_on_a_miss_are_both_answered_the_head_without_a_body() {
+        let edge = slow_edge().await;
+        let requests =
+            request("HEAD", "/c.txt", "") + &request("GET", "/d.html", "Connection: close\r\n");
+        let (answer, closed) = exchange_bytes(&edge, &requests).await;
+        assert!(closed, "still open after a Connection: close");
+        let got = responses(&answer, &["HEAD", "GET"]);
+        assert!(got[0].0.starts_with("http/1.1 200"), "{}", got[0].0);
+        assert!(got[0].0.contains("content-length: 13\r\n"), "{}", got[0].0);
+        assert!(got[1].0.starts_with("http/1.1 200"), "{}", got[1].0);
+        assert!(got[1].1 == page(), "{}", String::from_utf8_lossy(&got[1].1));
+
+        // A HEAD of a compressible object in brotli (its GET would be
+        // chunked), then its GET: no stray last chunk after the HEAD's head.
+        let br = "Accept-Encoding: br\r\n";
+        let requests = request("HEAD", "/app.js", br)
+            + &request("GET", "/app.js", &format!("{br}Connection: close\r\n"));
+        let (answer, closed) = exchange_bytes(&edge, &requests).await;
+        assert!(closed, "still open after a Connection: close");
+        let got = responses(&answer, &["HEAD", "GET"]);
+        assert!(got[0].0.starts_with("http/1.1 200"), "{}", got[0].0);
+        let (get, body) = &got[1];
+        assert!(get.starts_with("http/1.1 200"), "{get}");
+        let mut plain = Vec::new();
+        if get.contains("content-encoding: br\r\n") {
+            use std::io::Read;
+            brotli::Decompressor::new(&body[..], 4096)
+                .read_to_end(&mut plain)
+                .unwrap();
+        } else {
+            plain.clone_from(body);
+        }
+        assert!(plain == script(), "the GET's body decodes to the script");
+    }
+
+    #[tokio::test]
+    async fn connection_close_on_the_second_pipelined_request_closes_after_the_second_answer() {
+        let edge = slow_edge().await;
+        let requests =
+            request("GET", "/k1.txt", "") + &request("GET", "/k2.txt", "Connection: close\r\n");
+        let (answer, closed) = exchange_bytes(&edge, &requests).await;
+        assert!(closed, "still open after a Connection: close");
+        let got = responses(&answer, &["GET", "GET"]);
+        let (first, body) = &got[0];
+        assert!(first.starts_with("http/1.1 200"), "{first}");
+        assert!(!first.contains("connection: close"), "{first}");
+        assert_eq!(body, b"first\n");
+        let (second, body) = &got[1];
+        assert!(second.starts_with("http/1.1 200"), "{second}");
+        assert!(second.contains("connection: close\r\n"), "{second}");
+        assert_eq!(body, b"second\n");
+    }
+}

@@ -20,6 +20,31 @@ bitflags! {
     }
 }
 
+/// How the response to one request is framed: whether the request was a HEAD (its response has no
+/// body), whether its payload is the rest of the connection (an upgrade or `CONNECT`), its HTTP
+/// version and its connection type. Decoding a request sets these in the codec, and encoding a
+/// response uses them; with pipelined requests the codec may have decoded the next request before
+/// the response to the one before is encoded, so the dispatcher keeps each request's own with it
+/// and sets them back ([`Codec::set_answer`]) before it encodes that request's response.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answer {
+    head: bool,
+    stream: bool,
+    version: Version,
+    conn_type: ConnectionType,
+}
+
+impl Answer {
+    /// For a response no request is waiting for (a 400, 408 or 431 the dispatcher sends on its own
+    /// before closing the connection): what the codec holds before it has decoded any request.
+    pub(crate) const UNASKED: Answer = Answer {
+        head: false,
+        stream: false,
+        version: Version::HTTP_11,
+        conn_type: ConnectionType::Close,
+    };
+}
+
 /// HTTP/1 Codec
 pub struct Codec {
     config: ServiceConfig,
@@ -104,20 +129,24 @@ impl Codec {
         &self.config
     }
 
-    /// Sets up the encoder for the response to the request with this head: its method (a HEAD's
-    /// response has no body), version and connection type. Decoding a request does this, and so
-    /// must the dispatcher when it starts answering a pipelined request that was decoded earlier
-    /// (a later request's decoding has since overwritten these).
-    pub(crate) fn answer(&mut self, head: &crate::RequestHead) {
-        self.flags.set(Flags::HEAD, head.method == Method::HEAD);
-        self.version = head.version;
-        self.conn_type = head.connection_type();
-
-        if self.conn_type == ConnectionType::KeepAlive
-            && !self.flags.contains(Flags::KEEP_ALIVE_ENABLED)
-        {
-            self.conn_type = ConnectionType::Close
+    /// How the response to the request decoded last is to be framed (see [`Answer`]).
+    pub(crate) fn answer(&self) -> Answer {
+        Answer {
+            head: self.flags.contains(Flags::HEAD),
+            stream: self.flags.contains(Flags::STREAM),
+            version: self.version,
+            conn_type: self.conn_type,
         }
+    }
+
+    /// Sets up the encoder for the response to the request `answer` was taken from. The dispatcher
+    /// calls this just before it encodes each response: by then the codec may have decoded later,
+    /// pipelined, requests, which overwrote what it held for this one.
+    pub(crate) fn set_answer(&mut self, answer: Answer) {
+        self.flags.set(Flags::HEAD, answer.head);
+        self.flags.set(Flags::STREAM, answer.stream);
+        self.version = answer.version;
+        self.conn_type = answer.conn_type;
     }
 
     /// Whether the response being encoded answers a HEAD request (it has no body).
@@ -157,7 +186,16 @@ impl Decoder for Codec {
                 None => None,
             })
         } else if let Some((req, payload)) = self.decoder.decode(src)? {
-            self.answer(req.head());
+            let head = req.head();
+            self.flags.set(Flags::HEAD, head.method == Method::HEAD);
+            self.version = head.version;
+            self.conn_type = head.connection_type();
+
+            if self.conn_type == ConnectionType::KeepAlive
+                && !self.flags.contains(Flags::KEEP_ALIVE_ENABLED)
+            {
+                self.conn_type = ConnectionType::Close
+            }
 
             match payload {
                 PayloadType::None => self.payload = None,

@@ -22,7 +22,7 @@ use tokio_util::codec::{Decoder as _, Encoder as _};
 use tracing::{error, trace};
 
 use super::{
-    codec::Codec,
+    codec::{Answer, Codec},
     decoder::MAX_BUFFER_SIZE,
     payload::{Payload, PayloadSender, PayloadStatus},
     timer::TimerState,
@@ -205,13 +205,17 @@ pin_project! {
         // The file region was sent whole: the body counts as finished.
         file_sent: bool,
 
+        // How the response being produced is framed: its own request's method, version and
+        // connection type, set back in the codec before it is encoded (`Codec::set_answer`).
+        answer: Answer,
+
         codec: Codec,
     }
 }
 
 enum DispatcherMessage {
-    Item(Request),
-    Upgrade(Request),
+    Item(Request, Answer),
+    Upgrade(Request, Answer),
     Error(Response<()>),
 }
 
@@ -324,6 +328,7 @@ where
                     write_body: None,
                     write_file: None,
                     file_sent: false,
+                    answer: Answer::UNASKED,
                     codec: Codec::new(config),
                 },
             },
@@ -542,6 +547,9 @@ where
 
         let size = body.size();
 
+        // the codec holds the last decoded request's method, version and connection type, which
+        // may be a later (pipelined) request's
+        this.codec.set_answer(*this.answer);
         this.codec
             .encode(Message::Item((res, size)), this.write_buf)
             .map_err(|err| {
@@ -701,10 +709,9 @@ where
                 // no future is in InnerDispatcher state; pop next message
                 StateProj::None => match this.messages.pop_front() {
                     // handle request message
-                    Some(DispatcherMessage::Item(req)) => {
-                        // the codec holds the last decoded request's method, version and
-                        // connection type: set them back to this (pipelined) request's
-                        this.codec.answer(req.head());
+                    Some(DispatcherMessage::Item(req, answer)) => {
+                        // its response is framed for it, whatever was decoded since
+                        *this.answer = answer;
 
                         // Handle `EXPECT: 100-Continue` header
                         if req.head().expect() {
@@ -720,6 +727,7 @@ where
 
                     // handle error message
                     Some(DispatcherMessage::Error(res)) => {
+                        *this.answer = Answer::UNASKED;
                         // send_response would update InnerDispatcher state to SendPayload or None
                         // (If response body is empty)
                         // continue loop to poll it
@@ -727,7 +735,11 @@ where
                     }
 
                     // return with upgrade request and poll it exclusively
-                    Some(DispatcherMessage::Upgrade(req)) => return Ok(PollResponse::Upgrade(req)),
+                    Some(DispatcherMessage::Upgrade(req, answer)) => {
+                        // the upgrade service gets the codec set up for this request
+                        this.codec.set_answer(answer);
+                        return Ok(PollResponse::Upgrade(req));
+                    }
 
                     // all messages are dealt with
                     None => {
@@ -936,11 +948,13 @@ where
     fn handle_request(
         mut self: Pin<&mut Self>,
         req: Request,
+        answer: Answer,
         cx: &mut Context<'_>,
     ) -> Result<(), DispatchError> {
         // initialize dispatcher state
         {
             let mut this = self.as_mut().project();
+            *this.answer = answer;
 
             // Handle `EXPECT: 100-Continue` header
             if req.head().expect() {
@@ -1043,6 +1057,10 @@ where
 
                     match msg {
                         Message::Item(mut req) => {
+                            // how its response is framed: the codec holds it only until it
+                            // decodes the next request
+                            let answer = this.codec.answer();
+
                             // head timer only applies to first request on connection
                             this.head_timer.clear(line!());
 
@@ -1059,7 +1077,8 @@ where
                                 // upgraded Request.
                                 MessageType::Stream if this.flow.upgrade.is_some() => {
                                     *this.payload_drainable = false;
-                                    this.messages.push_back(DispatcherMessage::Upgrade(req));
+                                    this.messages
+                                        .push_back(DispatcherMessage::Upgrade(req, answer));
                                     break;
                                 }
 
@@ -1079,10 +1098,11 @@ where
 
                             // handle request early when no future in InnerDispatcher state.
                             if this.state.is_none() {
-                                self.as_mut().handle_request(req, cx)?;
+                                self.as_mut().handle_request(req, answer, cx)?;
                                 this = self.as_mut().project();
                             } else {
-                                this.messages.push_back(DispatcherMessage::Item(req));
+                                this.messages
+                                    .push_back(DispatcherMessage::Item(req, answer));
                             }
                         }
 
@@ -1219,6 +1239,7 @@ where
                     );
                 }
 
+                *self.as_mut().project().answer = Answer::UNASKED;
                 let _ = self.as_mut().send_error_response(
                     Response::with_body(StatusCode::REQUEST_TIMEOUT, ()),
                     BoxBody::new(()),
