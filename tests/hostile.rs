@@ -118,6 +118,25 @@ async fn oversized_or_too_many_headers_are_refused_and_hosts_route_or_404() {
     }
 }
 
+/// HTTP/1.1 takes a header section of up to 100 fields, as the README says
+/// and as HTTP/2 does; the 101st gets 431 (RFC 6585 section 5). actix-http's
+/// parser stopped at 96, so 97 fields were refused.
+#[tokio::test]
+async fn http_1_1_takes_100_header_fields_and_refuses_101() {
+    let edge = edge().await;
+    for (fields, want) in [(97, 200), (100, 200), (101, 431)] {
+        // Host and Connection, then the rest.
+        let mut head =
+            String::from("GET /ok.txt HTTP/1.1\r\nHost: h.test\r\nConnection: close\r\n");
+        for i in 0..fields - 2 {
+            head.push_str(&format!("X-H{i}: v\r\n"));
+        }
+        head.push_str("\r\n");
+        let (code, text) = raw(&edge, head.as_bytes());
+        assert_eq!(code, want, "{fields} fields: {text}");
+    }
+}
+
 #[tokio::test]
 async fn range_abuse_gets_200_or_416_never_a_huge_answer() {
     let edge = edge().await;

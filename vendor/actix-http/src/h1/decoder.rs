@@ -12,7 +12,7 @@ use super::chunked::ChunkedState;
 use crate::{error::ParseError, header::HeaderMap, ConnectionType, Request, ResponseHead};
 
 pub(crate) const MAX_BUFFER_SIZE: usize = 131_072;
-const MAX_HEADERS: usize = 96;
+const MAX_HEADERS: usize = 100;
 
 /// Incoming message decoder
 pub(crate) struct MessageDecoder<T: MessageType>(PhantomData<T>);
