@@ -779,4 +779,26 @@ mod pipelined_misses {
         assert!(second.contains("connection: close\r\n"), "{second}");
         assert_eq!(body, b"second\n");
     }
+
+    /// A request that asks to close the connection is the last one answered
+    /// on it: the one pipelined after it is not processed (RFC 9112 9.6: the
+    /// server "MUST NOT process any further requests received on that
+    /// connection"); it was answered, and the connection left open. Cold
+    /// (the first answer pending while the second is read) and warm.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn nothing_after_a_request_that_asks_to_close_is_answered() {
+        let edge = slow_edge().await;
+        for round in ["cold", "warm"] {
+            let requests =
+                request("GET", "/k1.txt", "Connection: close\r\n") + &request("GET", "/k2.txt", "");
+            let (answer, closed) = exchange_bytes(&edge, &requests).await;
+            assert!(closed, "{round}: still open after a Connection: close");
+            // One response, nothing after it (`responses` checks).
+            let got = responses(&answer, &["GET"]);
+            let (first, body) = &got[0];
+            assert!(first.starts_with("http/1.1 200"), "{round}: {first}");
+            assert!(first.contains("connection: close\r\n"), "{round}: {first}");
+            assert_eq!(body, b"first\n", "{round}");
+        }
+    }
 }

@@ -35,6 +35,13 @@ pub(crate) struct Answer {
 }
 
 impl Answer {
+    /// Whether the connection closes after this response: the request asked for it (`Connection:
+    /// close`, or HTTP/1.0 without keep-alive) or keep-alive is off. No later request on the
+    /// connection may be answered (RFC 9112 9.6).
+    pub(crate) fn closes(&self) -> bool {
+        self.conn_type == ConnectionType::Close
+    }
+
     /// For a response no request is waiting for (a 400, 408 or 431 the dispatcher sends on its own
     /// before closing the connection): what the codec holds before it has decoded any request.
     pub(crate) const UNASKED: Answer = Answer {

@@ -49,7 +49,7 @@ const PASSTHROUGH_MIN_CHUNK: usize = 1024 * 16;
 
 bitflags! {
     #[derive(Debug, Clone, Copy)]
-    pub struct Flags: u8 {
+    pub struct Flags: u16 {
         /// Set when stream is read for first time.
         const STARTED          = 0b0000_0001;
 
@@ -78,6 +78,15 @@ bitflags! {
         /// after the current response finishes. [`LINGER`](Self::LINGER) remains separate and is
         /// used only to close cleanly after a response to an unread request payload.
         const DRAINING         = 0b1000_0000;
+
+        /// Set once a request that closes the connection was decoded (`Connection: close`, or
+        /// HTTP/1.0 without keep-alive): a request pipelined after it is not processed, and the
+        /// connection closes after its response (RFC 9112 9.6).
+        const CLOSE_ASKED      = 0b0001_0000_0000;
+
+        /// Set once a request was found after one that closes the connection: nothing more is
+        /// decoded.
+        const NO_MORE_REQUESTS = 0b0010_0000_0000;
     }
 }
 
@@ -1036,6 +1045,9 @@ where
         if self.flags.contains(Flags::DRAINING) && self.state.is_none() {
             return Ok(false);
         }
+        if self.flags.contains(Flags::NO_MORE_REQUESTS) {
+            return Ok(false);
+        }
 
         let pipeline_queue_full = self.messages.len() >= MAX_PIPELINED_MESSAGES;
         let can_not_read = !self.can_read(cx);
@@ -1057,9 +1069,21 @@ where
 
                     match msg {
                         Message::Item(mut req) => {
+                            // a request after one that closes the connection: not processed
+                            // (the connection then closes as when draining: after the
+                            // response in progress, with nothing queued started)
+                            if this.flags.contains(Flags::CLOSE_ASKED) {
+                                this.flags
+                                    .insert(Flags::NO_MORE_REQUESTS | Flags::DRAINING);
+                                break;
+                            }
+
                             // how its response is framed: the codec holds it only until it
                             // decodes the next request
                             let answer = this.codec.answer();
+                            if answer.closes() {
+                                this.flags.insert(Flags::CLOSE_ASKED);
+                            }
 
                             // head timer only applies to first request on connection
                             this.head_timer.clear(line!());
