@@ -1758,3 +1758,131 @@ async fn a_malformed_chunked_upload_gets_400() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
     assert_eq!(get(&edge, "/after", &[]).await.0, 200);
 }
+
+/// No visitor's cookie or private field reaches another, whichever way the
+/// answer is kept: a 304 that sets a cookie (its fields were merged into the
+/// stored answer, and served to everyone after, as hits with
+/// `no-cache="Set-Cookie"`), a 206 part (stored with the fields `no-cache`
+/// and `private` name), and the requests that wait on a fill (they got the
+/// first client's answer as it came).
+#[tokio::test(flavor = "multi_thread")]
+async fn no_visitor_s_cookie_or_private_field_reaches_another() {
+    let revalidated = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = revalidated.clone();
+    let origin = ScriptedOrigin::start(move |r: &Recorded| {
+        let named = "max-age=1, no-cache=\"Set-Cookie\", private=\"X-Secret\"";
+        match (r.target.as_str(), r.header("if-none-match")) {
+            ("/refresh" | "/named", None) => Reply::ok(
+                "page",
+                &[("cache-control", "max-age=1"), ("etag", "\"v1\"")],
+            ),
+            (path, Some(_)) => {
+                // Only the first revalidation of each path sets a cookie.
+                let mut seen = seen.lock().unwrap();
+                let first = !seen.iter().any(|p| p == path);
+                seen.push(path.to_string());
+                let cc = if path == "/named" { named } else { "max-age=1" };
+                let mut fields = vec![("cache-control", cc), ("etag", "\"v1\"")];
+                if first {
+                    fields.push(("set-cookie", "sid=victim"));
+                    fields.push(("x-secret", "victim-token"));
+                }
+                Reply::with_status(304, "", &fields)
+            }
+            ("/part", _) => Reply::with_status(
+                206,
+                "cdef",
+                &[
+                    ("content-range", "bytes 2-5/10"),
+                    ("etag", "\"p1\""),
+                    (
+                        "cache-control",
+                        "max-age=600, no-cache=\"Set-Cookie\", private=\"X-Secret\"",
+                    ),
+                    ("set-cookie", "sid=first-visitor"),
+                    ("x-secret", "first-token"),
+                ],
+            ),
+            _ => Reply::ok(
+                "slow page",
+                &[
+                    (
+                        "cache-control",
+                        "max-age=60, no-cache=\"Set-Cookie\", private=\"X-Secret\"",
+                    ),
+                    ("set-cookie", "sid=leader"),
+                    ("x-secret", "leader-token"),
+                ],
+            )
+            .after(Duration::from_millis(800)),
+        }
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    let leaked = |headers: &reqwest::header::HeaderMap| {
+        format!(
+            "{}{}",
+            header(headers, "set-cookie"),
+            header(headers, "x-secret")
+        )
+    };
+
+    for path in ["/refresh", "/named"] {
+        get(&edge, path, &[]).await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // The revalidation whose 304 sets the cookie: this client's.
+        let (_, mine, _) = get(&edge, path, &[]).await;
+        assert_eq!(header(&mine, "set-cookie"), "sid=victim", "{path}");
+        // Everyone after: never it, fresh (a hit) or revalidated again.
+        // (X-Secret is private only where `private="X-Secret"` says so.)
+        let kept = |headers: &reqwest::header::HeaderMap| match path {
+            "/named" => leaked(headers),
+            _ => header(headers, "set-cookie").to_string(),
+        };
+        let (_, next, body) = get(&edge, path, &[]).await;
+        assert_eq!(body, "page");
+        assert_eq!(
+            kept(&next),
+            "",
+            "{path}: {:?}",
+            header(&next, "cache-status")
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let (_, later, _) = get(&edge, path, &[]).await;
+        assert_eq!(
+            kept(&later),
+            "",
+            "{path}: {:?}",
+            header(&later, "cache-status")
+        );
+    }
+
+    let (status, first, _) = get(&edge, "/part", &[("range", "bytes=2-5")]).await;
+    assert_eq!(status, 206);
+    assert_eq!(header(&first, "set-cookie"), "sid=first-visitor");
+    let (status, second, body) = get(&edge, "/part", &[("range", "bytes=2-5")]).await;
+    assert_eq!((status, body.as_str()), (206, "cdef"));
+    assert_eq!(header(&second, "cache-status"), "s3edge; hit");
+    assert_eq!(leaked(&second), "");
+
+    let requests = (0..3).map(|i| {
+        let edge = &edge;
+        async move {
+            tokio::time::sleep(Duration::from_millis(100 * i)).await;
+            get(edge, "/slow", &[]).await
+        }
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    assert_eq!(origin.count("/slow"), 1);
+    let leaders = answers
+        .iter()
+        .filter(|(_, h, _)| header(h, "set-cookie") == "sid=leader")
+        .count();
+    assert_eq!(leaders, 1, "only the client that asked gets its cookie");
+    for (_, h, body) in &answers {
+        assert_eq!(body, "slow page");
+        if header(h, "set-cookie").is_empty() {
+            assert_eq!(header(h, "x-secret"), "", "{:?}", header(h, "cache-status"));
+        }
+    }
+}

@@ -540,7 +540,8 @@ impl Cache {
     /// tier is on and it is within the per-object limit; a body already in its
     /// file (a revalidated large entry) gets its header rewritten. Nothing is
     /// stored when a purge since the ticket covers it.
-    fn store(&self, entry: Entry, ticket: &Ticket) -> Arc<Entry> {
+    fn store(&self, mut entry: Entry, ticket: &Ticket) -> Arc<Entry> {
+        policy::shareable_meta(&mut entry.meta);
         let entry = Arc::new(entry);
         let len = entry.body_len();
         let is_memory = matches!(entry.body, Body::Memory(_));

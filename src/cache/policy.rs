@@ -383,6 +383,21 @@ pub fn qualified_fields(cache_control: Option<&str>) -> Vec<String> {
     fields
 }
 
+/// `meta` as a shared cache may keep and give others: without `Set-Cookie`
+/// (one visitor's session; an answer that sets a cookie is stored only when
+/// `no-cache` or `private` names the field, and then without it) and
+/// without the fields a qualified `no-cache="..."` or `private="..."` names
+/// (RFC 9111 sections 5.2.2.4 and 5.2.2.7). Every entry is stored so (the
+/// 200's, a 304's merged fields, a part's, a combined whole), and requests
+/// waiting on a fill get it so.
+pub fn shareable_meta(meta: &mut ObjectMeta) {
+    let unstored = qualified_fields(meta.cache_control.as_deref());
+    meta.headers.retain(|(name, _)| {
+        !name.eq_ignore_ascii_case("set-cookie")
+            && !unstored.iter().any(|u| u.eq_ignore_ascii_case(name))
+    });
+}
+
 impl Storable {
     /// The freshness, or none at all (revalidate on every use, never serve
     /// stale) for a response that may not be stored.

@@ -745,17 +745,26 @@ impl Cache {
                     let freshness =
                         policy::http_storable(&merged, &site.config.cache, authorization, now)
                             .or_expired();
-                    let entry = self.store(
-                        Entry {
-                            meta: merged,
-                            stored_at: policy::stored_at(&meta, now),
-                            freshness,
-                            ..Entry::clone(&entry)
-                        },
-                        &ticket,
-                    );
-                    guard.publish(Outcome::Entry(entry.clone()));
-                    (serve_entry(&entry, now, since), CacheOutcome::Revalidated)
+                    let refreshed = Entry {
+                        meta: merged,
+                        stored_at: policy::stored_at(&meta, now),
+                        freshness,
+                        ..Entry::clone(&entry)
+                    };
+                    // Stored and shared without the 304's `Set-Cookie` and
+                    // the fields it says not to store; this request, whose
+                    // 304 it was, gets them.
+                    let mine = refreshed.meta.clone();
+                    let stored = self.store(refreshed, &ticket);
+                    guard.publish(Outcome::Entry(stored.clone()));
+                    let answer = serve_entry(&stored, now, since).map(|mut fetch| {
+                        fetch.meta = mine;
+                        // Not the stored entry's fields: nothing made from
+                        // them (a prepared head, a variant) is kept with it.
+                        fetch.entry = None;
+                        fetch
+                    });
+                    (answer, CacheOutcome::Revalidated)
                 }
                 None => {
                     guard.publish(Outcome::Retry);
@@ -833,8 +842,10 @@ impl Cache {
                 CacheOutcome::Miss { stored: false },
             );
         };
-        // Fields `private="..."` and `no-cache="..."` name are not stored.
-        let unstored = policy::qualified_fields(meta.cache_control.as_deref());
+        // Fields `private="..."` and `no-cache="..."` name are not stored,
+        // nor given to the requests waiting (the first client's cookie).
+        let mut stored_meta = meta.clone();
+        policy::shareable_meta(&mut stored_meta);
         let target_key = CacheKey::new(site.name(), target, Variant::Identity);
         let names = vary_names(&meta);
         let key = if names.is_empty() {
@@ -870,13 +881,9 @@ impl Cache {
         guard.publish(if freshness.ttl.is_zero() {
             Outcome::Retry
         } else {
-            Outcome::Streaming(Arc::new(meta.clone()))
+            Outcome::Streaming(Arc::new(stored_meta.clone()))
         });
         let subscriber = guard.subscribe();
-        let mut stored_meta = meta.clone();
-        stored_meta
-            .headers
-            .retain(|(name, _)| !unstored.iter().any(|u| u.eq_ignore_ascii_case(name)));
         let entry = Entry {
             key,
             kind: EntryKind::Object,
