@@ -299,7 +299,7 @@ pub(super) async fn pass_through(
             if name.eq_ignore_ascii_case("location")
                 || name.eq_ignore_ascii_case("content-location")
             {
-                let local = same_site_target(value, host, origin_url);
+                let local = same_site_target(value, &target, host, origin_url);
                 if let Some(local) = local.as_deref().and_then(|t| normalized_target(t).ok()) {
                     keys.push(local.into_owned());
                 }
@@ -341,9 +341,29 @@ pub(super) async fn pass_through(
 /// own URL is this site too: the origin is asked with its own `Host`, so an
 /// application builds its absolute redirects from that, and the client gets
 /// them rewritten to this site ([`client_locations`]).
-fn same_site_target(value: &str, host: &str, origin: Option<&HttpOriginConfig>) -> Option<String> {
+///
+/// A relative reference without a leading `/` (`t3?x`, `../y`, `?q`) is
+/// resolved against `request`, the target the answer is for (RFC 3986
+/// section 5.2; the caller removes dot-segments).
+fn same_site_target(
+    value: &str,
+    request: &str,
+    host: &str,
+    origin: Option<&HttpOriginConfig>,
+) -> Option<String> {
     let value = percent_encoded(value.trim());
     let value = value.split('#').next().unwrap_or_default();
+    if !value.starts_with('/') && !has_scheme(value) {
+        let path = request.split('?').next().unwrap_or_default();
+        return Some(if value.is_empty() {
+            request.to_string()
+        } else if value.starts_with('?') {
+            format!("{path}{value}")
+        } else {
+            let directory = &path[..path.rfind('/').map_or(0, |at| at + 1)];
+            format!("{directory}{value}")
+        });
+    }
     if let Some(rest) = origin.and_then(|origin| under_origin(value, origin)) {
         return Some(if rest.starts_with('/') {
             rest.to_string()
@@ -360,6 +380,17 @@ fn same_site_target(value: &str, host: &str, origin: Option<&HttpOriginConfig>) 
         return None;
     }
     Some(uri.path_and_query().map_or("/", |p| p.as_str()).to_string())
+}
+
+/// Whether a URI reference starts with a scheme (RFC 3986 section 3.1:
+/// a letter, then letters, digits, `+`, `-`, `.`, up to a `:`).
+fn has_scheme(reference: &str) -> bool {
+    let Some((scheme, _)) = reference.split_once(':') else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
 }
 
 /// `location` with its non-ASCII bytes (raw UTF-8, which origins send for
@@ -434,18 +465,53 @@ mod tests {
         }
     }
 
+    fn same_site_target_of(
+        value: &str,
+        host: &str,
+        origin: Option<&HttpOriginConfig>,
+    ) -> Option<String> {
+        same_site_target(value, "/dir/page?x=1", host, origin)
+    }
+
+    #[test]
+    fn relative_references_are_resolved_against_the_request() {
+        for (location, expected) in [
+            ("t3?h=1", "/dir/t3?h=1"),
+            ("../up", "/dir/../up"),
+            ("?q=2", "/dir/page?q=2"),
+            ("", "/dir/page?x=1"),
+            ("sub/x#frag", "/dir/sub/x"),
+            ("a:b/c", "/dir/a:b/c"),
+        ] {
+            let resolved = same_site_target_of(location, "h", None);
+            if location == "a:b/c" {
+                // A scheme `a`: another URI altogether.
+                assert_eq!(resolved, None, "{location}");
+            } else {
+                assert_eq!(resolved.as_deref(), Some(expected), "{location}");
+            }
+        }
+        assert_eq!(
+            normalized_target(&same_site_target_of("../up", "h", None).unwrap()).unwrap(),
+            "/up"
+        );
+    }
+
     #[test]
     fn only_locations_on_the_same_host_are_invalidated() {
-        assert_eq!(same_site_target("/a?b", "h", None), Some("/a?b".into()));
-        assert_eq!(same_site_target("http://h/x", "h", None), Some("/x".into()));
-        assert_eq!(same_site_target("http://other/x", "h", None), None);
-        assert_eq!(same_site_target("//other/x", "h", None), None);
+        assert_eq!(same_site_target_of("/a?b", "h", None), Some("/a?b".into()));
         assert_eq!(
-            same_site_target("/caf\u{e9}/men\u{fc}?q=\u{e9}", "h", None),
+            same_site_target_of("http://h/x", "h", None),
+            Some("/x".into())
+        );
+        assert_eq!(same_site_target_of("http://other/x", "h", None), None);
+        assert_eq!(same_site_target_of("//other/x", "h", None), None);
+        assert_eq!(
+            same_site_target_of("/caf\u{e9}/men\u{fc}?q=\u{e9}", "h", None),
             Some("/caf%C3%A9/men%C3%BC?q=%C3%A9".into())
         );
         assert_eq!(
-            same_site_target("http://h/caf\u{e9}", "h", None),
+            same_site_target_of("http://h/caf\u{e9}", "h", None),
             Some("/caf%C3%A9".into())
         );
     }
@@ -471,7 +537,7 @@ mod tests {
             ("http://h/x", "", Some("/x")),
         ] {
             assert_eq!(
-                same_site_target(location, "h", Some(&origin(base))).as_deref(),
+                same_site_target(location, "/r/p?q", "h", Some(&origin(base))).as_deref(),
                 expected,
                 "{location} under {base:?}"
             );
