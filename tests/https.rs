@@ -18,8 +18,13 @@ async fn https_serves_the_site_over_http2_and_redirect_http_sends_plain_requests
         "[headers]\n\"Strict-Transport-Security\" = \"max-age=63072000\"\n\"X-Site\" = \"secure\"\n{}redirect_http = true\n",
         pki.leaf("secure.test", &["secure.test"]).tls_section()
     );
+    // The default site: a request without Host comes to it.
+    let site = format!(
+        "default = true\n{}",
+        site_toml("secure.test", "secure-bucket", &tls)
+    );
     let edge = EdgeBuilder::new()
-        .site("secure", &site_toml("secure.test", "secure-bucket", &tls))
+        .site("secure", &site)
         .with(|o| o.tls_listen = vec![common::loopback()])
         .start();
     edge.create_bucket("secure-bucket").await;
@@ -83,6 +88,21 @@ async fn https_serves_the_site_over_http2_and_redirect_http_sends_plain_requests
         answer
             .to_ascii_lowercase()
             .contains("location: https://secure.test:"),
+        "{answer}"
+    );
+    // Without Host (HTTP/1.0): sent to the site's first host, never to an
+    // `https` URL with an empty host (RFC 9110 4.2.2).
+    let mut stream = tokio::net::TcpStream::connect(edge.url("").trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.write_all(b"GET /x HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(
+        answer.to_ascii_lowercase().contains(&format!(
+            "location: https://secure.test:{}/x\r\n",
+            https.port()
+        )),
         "{answer}"
     );
 }

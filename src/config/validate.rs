@@ -903,6 +903,13 @@ fn validate_acme(p: &mut Problems, raw: &raw::RawTls, hosts: &[String]) -> Optio
                 format!("`{host}` is a wildcard, and `acme = true` cannot obtain wildcard certificates (they need the DNS-01 challenge); list the exact names, or give a wildcard certificate with tls.cert and tls.key"),
             );
         }
+        let bare = host.trim().trim_start_matches('[').trim_end_matches(']');
+        if bare.parse::<std::net::IpAddr>().is_ok() {
+            p.add(
+                format!("hosts[{i}]"),
+                format!("`{host}` is an IP address, and `acme = true` orders certificates for names only (Let's Encrypt refuses IP addresses, and the whole order with them); move it to a site with tls.cert and tls.key, or without [tls]"),
+            );
+        }
     }
     if hosts.is_empty() {
         p.add(
@@ -975,6 +982,8 @@ mod tests {
             ("a hop-by-hop header", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[headers]\n\"Connection\"=\"close\"\n", "headers.\"Connection\": describes the connection"),
             ("a missing certificate", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[tls]\ncert=\"/nonexistent.pem\"\nkey=\"/nonexistent.key\"\n", "tls.cert: `/nonexistent.pem` does not exist"),
             ("acme with a wildcard host", "hosts=[\"a.com\", \"*.a.com\"]\n[origin]\nbucket=\"b\"\n[tls]\nacme=true\n", "sites/x.toml: hosts[1]: `*.a.com` is a wildcard, and `acme = true` cannot obtain wildcard certificates (they need the DNS-01 challenge); list the exact names"),
+            ("acme with an IP address host", "hosts=[\"a.com\", \"127.0.0.2\", \"[::1]\"]\n[origin]\nbucket=\"b\"\n[tls]\nacme=true\n", "sites/x.toml: hosts[1]: `127.0.0.2` is an IP address, and `acme = true` orders certificates for names only"),
+            ("acme with an IPv6 host", "hosts=[\"a.com\", \"[::1]\"]\n[origin]\nbucket=\"b\"\n[tls]\nacme=true\n", "sites/x.toml: hosts[1]: `[::1]` is an IP address"),
             ("acme with a certificate file", "hosts=[\"a.com\"]\n[origin]\nbucket=\"b\"\n[tls]\nacme=true\ncert=\"c.pem\"\n", "sites/x.toml: tls.cert: cannot be combined with `acme = true`; remove cert and key"),
             ("acme with a key file", "hosts=[\"a.com\"]\n[origin]\nbucket=\"b\"\n[tls]\nacme=true\nkey=\"c.key\"\n", "sites/x.toml: tls.key: cannot be combined with `acme = true`"),
             ("acme on a default site without hosts", "default=true\n[origin]\nbucket=\"b\"\n[tls]\nacme=true\n", "sites/x.toml: tls.acme: the site lists no hosts"),

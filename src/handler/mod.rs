@@ -236,7 +236,7 @@ async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Se
     if site.config.tls.as_ref().is_some_and(|t| t.redirect_http)
         && scheme == website::Protocol::Http
     {
-        let mut response = https_redirect(req, state);
+        let mut response = https_redirect(req, state, &site);
         response.extensions_mut().insert(ToHttps);
         let mut served = Served::without_site(response);
         served.site = Some(site);
@@ -463,10 +463,27 @@ fn object_key(req: &HttpRequest, site: &Site) -> Stage<String> {
 }
 
 /// 308 to the request's URL on https, on the TLS listener's port unless it is 443.
-fn https_redirect(req: &HttpRequest, state: &AppState) -> HttpResponse {
-    let host = request_host(req)
+/// The `https://` URL of this request; a request without a host (HTTP/1.0
+/// without `Host`) is sent to the site's first host, as nginx uses its
+/// `server_name`: an `https` URI with an empty host is invalid (RFC 9110
+/// section 4.2.2). A site of wildcard hosts only has no name to give: 400.
+fn https_redirect(req: &HttpRequest, state: &AppState, site: &Site) -> HttpResponse {
+    let first_exact = || {
+        site.config.hosts.iter().find_map(|host| match host {
+            crate::config::HostPattern::Exact(host) => Some(host.clone()),
+            crate::config::HostPattern::Wildcard(_) => None,
+        })
+    };
+    let Some(host) = request_host(req)
         .and_then(crate::site::normalize_host)
-        .unwrap_or_default();
+        .filter(|host| !host.is_empty())
+        .or_else(first_exact)
+    else {
+        return respond::error_page(
+            StatusCode::BAD_REQUEST,
+            "Bad request: the request names no host to send it to over HTTPS.",
+        );
+    };
     let port = state.https_port.load(std::sync::atomic::Ordering::Relaxed);
     let authority = if port == 443 {
         host
