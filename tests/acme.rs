@@ -906,3 +906,43 @@ async fn after_a_restart_an_expired_certificate_and_a_missing_one_stay_on_metric
         "{text}"
     );
 }
+
+/// A host added to an acme site before its order can succeed (its DNS does
+/// not lead here yet; here the CA refuses it): after a restart the stored
+/// certificate serves the names it covers, as the running node did after a
+/// reload. It was dropped at start for not naming every host, and HTTPS
+/// failed for all of the site's names until the new one validated.
+#[tokio::test]
+async fn after_a_restart_the_stored_certificate_serves_its_names_while_an_added_one_waits() {
+    let ports = Ports::new();
+    let work = tempfile::tempdir().unwrap();
+    let pebble = Pebble::start(work.path(), ports.pebble(None, &["new.example.com"]));
+    let acme_dir = work.path().join("acme");
+    let options = || acme_options(&pebble, &acme_dir, &[ChallengeKind::TlsAlpn01]);
+    let first = start_node(&ports, options(), &[("shop", "shop.example.com")]).await;
+    let valid = "s3edge_acme_certificate_valid{site=\"shop\"}";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while series_value(&first.metrics().await, valid) != Some(1) {
+        assert!(
+            Instant::now() < deadline,
+            "no certificate: {}",
+            pebble.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(first);
+
+    // The same site with a second host (site_toml writes `hosts = ["HOST"]`).
+    let both = "shop.example.com\", \"new.example.com";
+    let second = start_node(&ports, options(), &[("shop", both)]).await;
+    let root = pebble.issuing_root().await;
+    let client = https_client(&root, "shop.example.com", ports.tls_addr());
+    let served = fetch(&client, "shop.example.com", ports.tls).await;
+    assert!(
+        served.is_ok(),
+        "the stored certificate no longer serves shop.example.com: {served:?}"
+    );
+    let text = second.metrics().await;
+    // Not valid for every host: an order for both follows (and fails here).
+    assert_eq!(series_value(&text, valid), Some(0), "{text}");
+}

@@ -91,6 +91,12 @@ impl SiteCertificate {
         mine == wanted
     }
 
+    /// Whether it names any of `hosts` (serving it for those is better than
+    /// nothing while one for all of them is ordered).
+    pub fn shares_a_host(&self, hosts: &[String]) -> bool {
+        self.hosts.iter().any(|mine| hosts.contains(mine))
+    }
+
     /// Whether it is still within its validity period at `now`.
     pub fn is_valid_at(&self, now: SystemTime) -> bool {
         self.not_before <= now && now < self.not_after

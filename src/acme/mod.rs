@@ -578,8 +578,12 @@ impl Acme {
         })
     }
 
-    /// Puts the stored certificate in service when it is for the site's hosts
-    /// and newer than the one in service. An expired one is put in service too
+    /// Puts the stored certificate in service when it names any of the site's
+    /// hosts and is newer than the one in service: after a host was added
+    /// (and before its order succeeds, which may take until its DNS points
+    /// here) a restart serves the names it covers, as the running node did,
+    /// rather than none; the order for all of them follows at once, since a
+    /// certificate not for every host is due. An expired one is put in service too
     /// when it is all there is, as it was before the restart: the handshake
     /// fails either way, and its expiry stays on `/metrics` (negative) so the
     /// expiry alert keeps firing; it is due, so an order follows at once.
@@ -607,8 +611,16 @@ impl Acme {
                 return Ok(());
             }
         };
-        if !certificate.is_for(&site.hosts) {
+        if !certificate.shares_a_host(&site.hosts) {
             return Ok(());
+        }
+        if !certificate.is_for(&site.hosts) {
+            tracing::info!(
+                site = site.name,
+                covers = certificate.hosts.join(","),
+                hosts = site.hosts.join(","),
+                "ACME: the stored certificate names some of the site's hosts; it serves those until one for all of them is obtained"
+            );
         }
         let newer = self.installed(&site.name).is_none_or(|current| {
             current.serial != certificate.serial && certificate.not_after > current.not_after
