@@ -548,14 +548,26 @@ async fn http_01_and_a_restart_that_reuses_the_stored_certificate_without_a_new_
 /// store: one takes the order lock (a conditional PutObject) and orders, the
 /// other waits and serves the same certificate. The CA validates HTTP-01 on
 /// the first node only; the answer is shared, so either node may order.
-#[tokio::test]
-async fn two_nodes_sharing_a_bucket_order_once_and_serve_the_same_certificate() {
+/// Two nodes sharing the `--acme-bucket` (in the first one's embedded
+/// store) and serving the site `shared.example.com`, each on its own
+/// listeners; `blocklist` names pebble refuses.
+struct SharedPair {
+    pebble: Pebble,
+    first: Edge,
+    second: Edge,
+    first_ports: Ports,
+    second_ports: Ports,
+    client: aws_sdk_s3::Client,
+    _work: tempfile::TempDir,
+}
+
+async fn shared_pair(blocklist: &[&str]) -> SharedPair {
     use s3edge::acme::bucket::{AcmeBucket, BucketStorage};
     use s3edge::config::Endpoint;
     let first_ports = Ports::new();
     let second_ports = Ports::new();
     let work = tempfile::tempdir().unwrap();
-    let pebble = Pebble::start(work.path(), first_ports.pebble(None, &[]));
+    let pebble = Pebble::start(work.path(), first_ports.pebble(None, blocklist));
     let quick = |o: &mut AcmeOptions, name: &str| {
         o.shared_poll = Duration::from_millis(200);
         o.node_name = name.into();
@@ -629,6 +641,28 @@ async fn two_nodes_sharing_a_bucket_order_once_and_serve_the_same_certificate() 
         )
         .await;
 
+    SharedPair {
+        pebble,
+        first,
+        second,
+        first_ports,
+        second_ports,
+        client,
+        _work: work,
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_sharing_a_bucket_order_once_and_serve_the_same_certificate() {
+    let SharedPair {
+        pebble,
+        first,
+        second,
+        first_ports,
+        second_ports,
+        client,
+        _work,
+    } = shared_pair(&[]).await;
     let (a, b) = (first.node.state.clone(), second.node.state.clone());
     wait_until(
         "both nodes serving a certificate",
@@ -945,4 +979,48 @@ async fn after_a_restart_the_stored_certificate_serves_its_names_while_an_added_
     let text = second.metrics().await;
     // Not valid for every host: an order for both follows (and fails here).
     assert_eq!(series_value(&text, valid), Some(0), "{text}");
+}
+
+/// Nodes sharing a bucket share the retry schedule of a failing order: each
+/// kept its own, so two nodes made twice the failed validations a CA
+/// counts (Let's Encrypt allows 5 per name and hour), three nodes three
+/// times. The failure is recorded beside the certificates, and no node
+/// orders before the next attempt is due.
+#[tokio::test]
+async fn nodes_sharing_a_bucket_share_the_retry_schedule_of_a_failing_order() {
+    let pair = shared_pair(&["shared.example.com"]).await;
+    let (a, b) = (
+        pair.first.node.state.clone(),
+        pair.second.node.state.clone(),
+    );
+    // Retries from 300 ms, doubling, up to 2 s (acme_options): one schedule
+    // makes about 6 attempts in 8 s, two of their own about 12.
+    wait_until(
+        "a failed order",
+        Duration::from_secs(20),
+        || a.acme.failures() + b.acme.failures() >= 1,
+        || pair.pebble.log(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let attempts = a.acme.failures() + b.acme.failures();
+    assert!(
+        (3..=8).contains(&attempts),
+        "{attempts} failed orders in 8 s: {} and {}",
+        a.acme.failures(),
+        b.acme.failures()
+    );
+    let objects = pair
+        .client
+        .list_objects_v2()
+        .bucket("acme-shared")
+        .prefix("edge/acme/")
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = objects.contents().iter().filter_map(|o| o.key()).collect();
+    assert!(
+        keys.iter().any(|k| k.ends_with("/failures/shared.json")),
+        "no shared record of the failures: {keys:?}"
+    );
 }

@@ -429,6 +429,26 @@ impl Acme {
         format!("{}certificates/{site}.json", self.ca)
     }
 
+    fn failure_key(&self, site: &str) -> String {
+        format!("{}failures/{site}.json", self.ca)
+    }
+
+    /// With shared storage: the failed orders for `site`'s hosts recorded by
+    /// any node, if the record is for these hosts.
+    async fn shared_failures(&self, site: &AcmeSite) -> Option<FailedOrders> {
+        if !self.storage.is_shared() {
+            return None;
+        }
+        let bytes = self
+            .storage
+            .load(&self.failure_key(&site.name))
+            .await
+            .ok()??;
+        serde_json::from_slice::<FailedOrders>(&bytes)
+            .ok()
+            .filter(|record| record.hosts == site.hosts)
+    }
+
     /// Keeps one site's certificate until the task is aborted.
     async fn maintain(self: Arc<Self>, site: AcmeSite) {
         let mut failures = 0u32;
@@ -473,6 +493,20 @@ impl Acme {
         if let Some(wait) = self.time_to_renewal(site) {
             return Ok(wait);
         }
+        // With shared storage the retry schedule is the ring's: an order
+        // another node made failed, and the next attempt is not due yet.
+        // Each node used to keep its own, so N nodes made N times the failed
+        // validations (Let's Encrypt allows 5 per name and hour).
+        let shared = self.shared_failures(site).await;
+        if let Some(wait) = shared.as_ref().and_then(FailedOrders::wait) {
+            tracing::info!(
+                site = site.name,
+                failures = shared.as_ref().map_or(0, |r| r.failures),
+                retry_in = ?wait,
+                "ACME: the last order for these hosts failed; waiting for the next attempt"
+            );
+            return Ok(wait);
+        }
         let lock_key = format!("{}locks/{}", self.ca, site.name);
         let guard = match lock::try_lock(
             &self.storage,
@@ -509,10 +543,23 @@ impl Acme {
                     "ACME: the CA does not know the stored account; registering a new one"
                 );
                 self.forget_account().await;
-                self.order(site, kind).await?
+                match self.order(site, kind).await {
+                    Ok(stored) => stored,
+                    Err(error) => {
+                        self.record_failure(site, shared, failures).await;
+                        return Err(error);
+                    }
+                }
             }
-            other => other?,
+            Err(error) => {
+                self.record_failure(site, shared, failures).await;
+                return Err(error);
+            }
+            Ok(stored) => stored,
         };
+        if shared.is_some() {
+            let _ = self.storage.delete(&self.failure_key(&site.name)).await;
+        }
         let json = serde_json::to_vec_pretty(&stored)
             .map_err(|e| AcmeError::Certificate(e.to_string()))?;
         let certificate = SiteCertificate::from_stored(stored)
@@ -533,6 +580,37 @@ impl Acme {
         );
         self.install(&site.name, certificate);
         Ok(self.time_to_renewal(site).unwrap_or(self.options.retry_min))
+    }
+
+    /// With shared storage, records a failed order (lock held): the count
+    /// (this node's or the ring's, whichever is higher, plus this one) and
+    /// when the next attempt is due, so that no node orders before then.
+    async fn record_failure(&self, site: &AcmeSite, shared: Option<FailedOrders>, local: u32) {
+        if !self.storage.is_shared() {
+            return;
+        }
+        let failures = shared
+            .map_or(0, |r| r.failures)
+            .max(local)
+            .saturating_add(1);
+        let delay = schedule::retry_delay(failures, self.options.retry_min, self.options.retry_max);
+        let record = FailedOrders {
+            hosts: site.hosts.clone(),
+            failures,
+            retry_at_ms: unix_millis(SystemTime::now() + delay),
+        };
+        if let Ok(json) = serde_json::to_vec(&record) {
+            if let Err(e) = self
+                .storage
+                .store(&self.failure_key(&site.name), &json)
+                .await
+            {
+                tracing::warn!(
+                    site = site.name,
+                    "ACME: cannot record the failed order: {e}"
+                );
+            }
+        }
     }
 
     /// One order for the site's hosts with the account (registered if need be).
@@ -682,6 +760,30 @@ impl std::fmt::Debug for Acme {
             .field("certificates", &self.expiries())
             .finish()
     }
+}
+
+/// The failed orders of a site's hosts, recorded in shared storage
+/// (`<ca>/failures/<site>.json`) by the node that made the last one, and
+/// removed by the order that succeeds.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct FailedOrders {
+    hosts: Vec<String>,
+    failures: u32,
+    /// When the next attempt is due, in milliseconds since the epoch.
+    retry_at_ms: u64,
+}
+
+impl FailedOrders {
+    /// How long until the next attempt, `None` when it is due.
+    fn wait(&self) -> Option<Duration> {
+        let now = unix_millis(SystemTime::now());
+        (self.retry_at_ms > now).then(|| Duration::from_millis(self.retry_at_ms - now))
+    }
+}
+
+fn unix_millis(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
