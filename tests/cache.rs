@@ -91,6 +91,36 @@ async fn a_hundred_concurrent_cold_requests_make_one_origin_get() {
     );
 }
 
+/// `s3edge_coalesced_requests_total` counts the requests that took another
+/// request's answer: 99 of 100 cold ones, and none of requests that waited
+/// for an answer not to be shared (`no-store`) and then asked the bucket
+/// themselves (they were all counted).
+#[tokio::test]
+async fn only_requests_that_took_another_s_answer_count_as_coalesced() {
+    let (edge, origin, _) = edge_with("").await;
+    edge.put(BUCKET, "shared.bin", vec![7u8; 4096], None).await;
+    edge.put_with(BUCKET, "own.bin", vec![8u8; 4096], |p| {
+        p.cache_control("no-store")
+    })
+    .await;
+    origin.inject(Fault::Stall(Duration::from_millis(300)));
+    let edge = Arc::new(edge);
+    let coalesced = "s3edge_coalesced_requests_total{site=\"c\"}";
+    for (key, gets, counted) in [("own.bin", 8, 0), ("shared.bin", 1, 7)] {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let edge = edge.clone();
+                tokio::spawn(async move { edge.get("c.test", &format!("/{key}")).await.status() })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), 200);
+        }
+        assert_eq!(origin.gets_for(key), gets, "{key}");
+        assert_eq!(edge.metric(coalesced).await, counted, "{key}");
+    }
+}
+
 #[tokio::test]
 async fn no_store_and_private_are_never_stored() {
     let (edge, origin, _) = edge_with("").await;

@@ -590,14 +590,13 @@ impl Cache {
     ) -> Answer {
         match self.join(&key, ticket.since()) {
             Role::Leader(guard) => self.lead(site, guard, stale, ticket).await,
-            Role::Follower(flight) => {
-                self.metrics.coalesced_requests.inc(&[site.name()]);
-                self.follow(site, &key, &flight, stale).await
-            }
+            Role::Follower(flight) => self.follow(site, &key, &flight, stale).await,
         }
     }
 
-    /// A follower's answer: what its leader published.
+    /// A follower's answer: what its leader published. Counted as coalesced
+    /// (`s3edge_coalesced_requests_total`) unless the leader had nothing to
+    /// share and the follower asks the origin itself.
     async fn follow(
         self: &Arc<Self>,
         site: &Arc<Site>,
@@ -607,7 +606,11 @@ impl Cache {
     ) -> Answer {
         let now = SystemTime::now();
         let since = flight.since();
-        match flight.wait().await {
+        let outcome = flight.wait().await;
+        if !matches!(outcome, Outcome::Retry) {
+            self.metrics.coalesced_requests.inc(&[site.name()]);
+        }
+        match outcome {
             Outcome::Entry(entry) => {
                 Answer::new(serve_entry(&entry, now, since), CacheOutcome::Collapsed)
             }

@@ -315,7 +315,6 @@ impl Cache {
                             .await
                     }
                     Role::Follower(flight) => {
-                        self.metrics.coalesced_requests.inc(&[site.name()]);
                         self.follow_shared(site, target, &flight, stale, &forward)
                             .await
                     }
@@ -683,23 +682,32 @@ impl Cache {
         // revalidation) is the leader's alone, as in `store_shared`; a stale
         // one the leader served because the origin failed is shared.
         let shareable = |entry: &Entry| !entry.freshness.ttl.is_zero();
+        // Counted as coalesced when the leader's answer is this request's;
+        // not when it asks the origin itself (the last arm).
+        let coalesced = || self.metrics.coalesced_requests.inc(&[site.name()]);
         match flight.wait().await {
             Outcome::Entry(entry) if selected(&entry.meta, &entry.key) && shareable(&entry) => {
+                coalesced();
                 Answer::new(serve_entry(&entry, now, since), CacheOutcome::Collapsed)
             }
             Outcome::StaleIfError(entry) if selected(&entry.meta, &entry.key) => {
+                coalesced();
                 Answer::new(serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
             }
             Outcome::Streaming(meta) if vary_names(&meta).is_empty() => {
+                coalesced();
                 let fetch = Fetch::from_origin(ObjectMeta::clone(&meta), flight.subscribe(), since);
                 Answer::new(Ok(fetch), CacheOutcome::Collapsed)
             }
-            Outcome::Failed(e) => match stale {
-                Some(entry) if super::read::stale_if_error(&entry, now) => {
-                    Answer::new(serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
+            Outcome::Failed(e) => {
+                coalesced();
+                match stale {
+                    Some(entry) if super::read::stale_if_error(&entry, now) => {
+                        Answer::new(serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
+                    }
+                    _ => Answer::new(Err(e), CacheOutcome::Miss { stored: false }),
                 }
-                _ => Answer::new(Err(e), CacheOutcome::Miss { stored: false }),
-            },
+            }
             _ => {
                 let request = origin_request(target, forward, None);
                 let (result, request_id) = self.origin_get(site, &request).await;
