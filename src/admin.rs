@@ -17,6 +17,18 @@ use crate::status::{self, PurgeRecord};
 /// Environment variable holding the admin token.
 pub const ADMIN_TOKEN_ENV: &str = "S3EDGE_ADMIN_TOKEN";
 
+/// A secret token from the environment variable `name`, without the
+/// whitespace around it: a Kubernetes Secret made with `--from-file`, or
+/// `echo TOKEN | base64`, ends in a newline, which no `Authorization` field
+/// can carry (RFC 9110 5.5): the node refused every scrape and purge, and
+/// the CLI wrote it into its request head, cutting the request short.
+/// `None` when unset or blank.
+pub fn token_from_env(name: &str) -> Option<String> {
+    let value = std::env::var(name).ok()?;
+    let token = value.trim();
+    (!token.is_empty()).then(|| token.to_string())
+}
+
 /// Registers the admin routes. Another method on a known path is a 405
 /// naming the one allowed (RFC 9110 section 15.5.6), not the 404 of an
 /// unknown path.

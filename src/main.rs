@@ -402,7 +402,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         peers_dns: args.peers_dns.clone(),
         parents: args.parent.clone(),
         parent_dns: args.parent_dns.clone(),
-        token: std::env::var(CLUSTER_TOKEN_ENV).ok(),
+        token: s3edge::admin::token_from_env(CLUSTER_TOKEN_ENV),
     }
     .check(s3edge::status::node_id());
     let cluster = match cluster {
@@ -429,9 +429,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         embedded_listen: args.embedded_s3_listen,
         embedded_access_key: embedded_credential("S3EDGE_EMBEDDED_ACCESS_KEY", DEV_ACCESS_KEY),
         embedded_secret_key: embedded_credential("S3EDGE_EMBEDDED_SECRET_KEY", DEV_SECRET_KEY),
-        admin_token: std::env::var(ADMIN_TOKEN_ENV)
-            .ok()
-            .filter(|t| !t.is_empty()),
+        admin_token: s3edge::admin::token_from_env(ADMIN_TOKEN_ENV),
         shutdown_timeout: server::SHUTDOWN_TIMEOUT,
         cache_dir: args.cache_dir,
         disk_cache_size: args.disk_cache_size,

@@ -502,6 +502,27 @@ async fn purge_needs_the_admin_token_when_one_is_set() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("set S3EDGE_ADMIN_TOKEN"), "{stderr}");
+    // A token as a Kubernetes Secret made `--from-file` holds it, newline
+    // and all: it went into the request head as it was, and cut it short.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_s3edge"))
+        .args([
+            "purge",
+            "--admin",
+            &edge.admin_url(""),
+            "--site",
+            "c",
+            "--all",
+        ])
+        .env("S3EDGE_ADMIN_TOKEN", "s3cret\n")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        r#"{"purged":0}"#,
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(0));
 }
 
 #[tokio::test]

@@ -19,6 +19,10 @@ pub enum AdminCallError {
     NotHttp(String),
     #[error("cannot reach the admin listener at {0}: {1}")]
     Io(String, std::io::Error),
+    #[error(
+        "{ADMIN_TOKEN_ENV} holds a control character inside it, which no HTTP field can carry"
+    )]
+    BadToken,
 }
 
 /// POSTs `body` (JSON) to `path` on the admin listener at `admin`. Returns the
@@ -32,10 +36,10 @@ pub fn post_json(admin: &str, path: &str, body: &str) -> Result<(u16, String), A
         "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
-    if let Some(token) = std::env::var(ADMIN_TOKEN_ENV)
-        .ok()
-        .filter(|t| !t.is_empty())
-    {
+    if let Some(token) = crate::admin::token_from_env(ADMIN_TOKEN_ENV) {
+        if token.chars().any(char::is_control) {
+            return Err(AdminCallError::BadToken);
+        }
         request.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
     request.push_str("\r\n");
