@@ -121,6 +121,30 @@ async fn only_requests_that_took_another_s_answer_count_as_coalesced() {
     }
 }
 
+/// A body larger than the whole memory tier, with no disk tier, is not
+/// stored, and `Cache-Status` says so: it said `stored` (it was under
+/// `--memory-object-max`) and every request went to the bucket.
+#[tokio::test]
+async fn a_body_larger_than_the_memory_tier_is_not_said_to_be_stored() {
+    let (builder, origins) = EdgeBuilder::new()
+        .site("c", &site_toml("c.test", BUCKET, ""))
+        .with(|o| {
+            o.memory_cache_size = 1 << 20;
+            o.disk_cache_size = 0;
+        })
+        .test_origins();
+    let edge = builder.start();
+    edge.create_bucket(BUCKET).await;
+    edge.put(BUCKET, "big.bin", vec![1u8; 2 << 20], None).await;
+    edge.put(BUCKET, "small.bin", vec![2u8; 4096], None).await;
+    for _ in 0..2 {
+        assert_eq!(get(&edge, "/big.bin").await.1, "s3edge; fwd=miss");
+    }
+    assert_eq!(origins.site("c").gets_for("big.bin"), 2);
+    assert_eq!(get(&edge, "/small.bin").await.1, "s3edge; fwd=miss; stored");
+    assert_eq!(get(&edge, "/small.bin").await.1, "s3edge; hit");
+}
+
 #[tokio::test]
 async fn no_store_and_private_are_never_stored() {
     let (edge, origin, _) = edge_with("").await;

@@ -429,7 +429,10 @@ impl Cache {
             memory: MemoryTier::new(memory_size),
             disk: disk.map(Arc::new),
             coalescer: Coalescer::default(),
-            memory_object_max,
+            // A body larger than the whole memory tier is never kept there:
+            // it goes to the disk tier, or is passed through unstored (it
+            // was "stored", as Cache-Status said, and gone at once).
+            memory_object_max: memory_object_max.min(memory_size),
             barrier: Arc::new(PurgeBarrier::default()),
             metrics,
             vary_index: moka::sync::Cache::new(shared::VARY_INDEX_CAPACITY),

@@ -80,6 +80,13 @@ impl Node {
         if sites.sites.is_empty() {
             tracing::warn!(dir = %options.sites_dir.display(), "no site files found; every request will get 404");
         }
+        if options.memory_object_max > options.memory_cache_size {
+            tracing::warn!(
+                "--memory-object-max ({} bytes) is above --memory-cache-size ({} bytes): bodies larger than the memory tier go to the disk tier, or are not stored",
+                options.memory_object_max,
+                options.memory_cache_size
+            );
+        }
         let cache = Cache::new(
             options.memory_cache_size,
             options.memory_object_max,
