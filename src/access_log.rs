@@ -140,7 +140,7 @@ pub struct AccessLog {
 #[derive(Debug, Default)]
 struct Lost {
     lines: AtomicU64,
-    warned: AtomicU64,
+    warned: crate::throttle::Throttle,
 }
 
 impl Lost {
@@ -148,16 +148,7 @@ impl Lost {
     /// minute.
     fn add(&self, n: u64, why: &dyn std::fmt::Display) {
         let total = self.lines.fetch_add(n, Ordering::Relaxed) + n;
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let last = self.warned.load(Ordering::Relaxed);
-        if (last == 0 || now >= last + 60)
-            && self
-                .warned
-                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.warned.ready(Duration::from_secs(60)) {
             tracing::warn!("access log: {why}; {total} line(s) lost so far");
         }
     }

@@ -22,5 +22,6 @@ pub mod server;
 pub mod site;
 pub mod state;
 pub mod status;
+pub mod throttle;
 pub mod tls;
 pub mod website;

@@ -885,6 +885,19 @@ fn series_value(text: &str, series: &str) -> Option<i64> {
 /// A certificate that expired while the CA was down is still on `/metrics`
 /// after a restart (a negative expiry), and every acme site without a valid
 /// certificate, one that never had any included, says so in
+/// Waits (up to 30 s) until the gauge `valid` reads 1 on `edge`.
+async fn wait_for_valid(edge: &Edge, valid: &str, pebble: &Pebble) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while series_value(&edge.metrics().await, valid) != Some(1) {
+        assert!(
+            Instant::now() < deadline,
+            "no certificate: {}",
+            pebble.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// `s3edge_acme_certificate_valid`: the alerts keep firing while HTTPS is down.
 #[tokio::test]
 async fn after_a_restart_an_expired_certificate_and_a_missing_one_stay_on_metrics() {
@@ -895,15 +908,7 @@ async fn after_a_restart_an_expired_certificate_and_a_missing_one_stay_on_metric
     let options = || acme_options(&pebble, &acme_dir, &[ChallengeKind::TlsAlpn01]);
     let first = start_node(&ports, options(), &[("brief", "brief.example.com")]).await;
     let valid = "s3edge_acme_certificate_valid{site=\"brief\"}";
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while series_value(&first.metrics().await, valid) != Some(1) {
-        assert!(
-            Instant::now() < deadline,
-            "no certificate: {}",
-            pebble.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_valid(&first, valid, &pebble).await;
     let second_options = options();
     drop(first);
     pebble.stop_ca();
@@ -955,15 +960,7 @@ async fn after_a_restart_the_stored_certificate_serves_its_names_while_an_added_
     let options = || acme_options(&pebble, &acme_dir, &[ChallengeKind::TlsAlpn01]);
     let first = start_node(&ports, options(), &[("shop", "shop.example.com")]).await;
     let valid = "s3edge_acme_certificate_valid{site=\"shop\"}";
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while series_value(&first.metrics().await, valid) != Some(1) {
-        assert!(
-            Instant::now() < deadline,
-            "no certificate: {}",
-            pebble.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_valid(&first, valid, &pebble).await;
     drop(first);
 
     // The same site with a second host (site_toml writes `hosts = ["HOST"]`).

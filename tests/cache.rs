@@ -510,36 +510,31 @@ async fn purge_needs_the_admin_token_when_one_is_set() {
         purge(&edge, r#"{"site":"c","all":true}"#, Some("s3cret")).await,
         (200, r#"{"purged":0}"#.into())
     );
-    // The command without the token says which variable it reads.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_s3edge"))
-        .args([
+    // `s3edge purge --all` with the token `S3EDGE_ADMIN_TOKEN` holds, if any.
+    let purge_all = |token: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_s3edge"));
+        command.args([
             "purge",
             "--admin",
             &edge.admin_url(""),
             "--site",
             "c",
             "--all",
-        ])
-        .env_remove("S3EDGE_ADMIN_TOKEN")
-        .output()
-        .unwrap();
+        ]);
+        match token {
+            Some(token) => command.env("S3EDGE_ADMIN_TOKEN", token),
+            None => command.env_remove("S3EDGE_ADMIN_TOKEN"),
+        };
+        command.output().unwrap()
+    };
+    // The command without the token says which variable it reads.
+    let output = purge_all(None);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("set S3EDGE_ADMIN_TOKEN"), "{stderr}");
     // A token as a Kubernetes Secret made `--from-file` holds it, newline
     // and all: it went into the request head as it was, and cut it short.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_s3edge"))
-        .args([
-            "purge",
-            "--admin",
-            &edge.admin_url(""),
-            "--site",
-            "c",
-            "--all",
-        ])
-        .env("S3EDGE_ADMIN_TOKEN", "s3cret\n")
-        .output()
-        .unwrap();
+    let output = purge_all(Some("s3cret\n"));
     assert_eq!(
         String::from_utf8_lossy(&output.stdout).trim(),
         r#"{"purged":0}"#,

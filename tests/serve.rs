@@ -625,6 +625,18 @@ mod pipelined_misses {
         (answer, closed)
     }
 
+    /// Writes `requests` in one write, checks the node closed the connection
+    /// (a request asked it to), and splits the answer as [`responses`] does.
+    async fn answered_then_closed(
+        edge: &Edge,
+        requests: &str,
+        methods: &[&str],
+    ) -> Vec<(String, Vec<u8>)> {
+        let (answer, closed) = exchange_bytes(edge, requests).await;
+        assert!(closed, "still open after a Connection: close");
+        responses(&answer, methods)
+    }
+
     /// Splits `answer` into the responses to requests made with `methods`,
     /// in order: each head (lowercase) and the body its framing gives (none
     /// for a HEAD, a 204 or a 304; a chunked body without its framing).
@@ -707,9 +719,7 @@ mod pipelined_misses {
         let edge = slow_edge().await;
         let requests =
             request("GET", "/a.html", "") + &request("HEAD", "/b.txt", "Connection: close\r\n");
-        let (answer, closed) = exchange_bytes(&edge, &requests).await;
-        assert!(closed, "still open after a Connection: close");
-        let got = responses(&answer, &["GET", "HEAD"]);
+        let got = answered_then_closed(&edge, &requests, &["GET", "HEAD"]).await;
         let (get, body) = &got[0];
         assert!(get.starts_with("http/1.1 200"), "{get}");
         assert!(
@@ -731,9 +741,7 @@ mod pipelined_misses {
         let edge = slow_edge().await;
         let requests =
             request("HEAD", "/c.txt", "") + &request("GET", "/d.html", "Connection: close\r\n");
-        let (answer, closed) = exchange_bytes(&edge, &requests).await;
-        assert!(closed, "still open after a Connection: close");
-        let got = responses(&answer, &["HEAD", "GET"]);
+        let got = answered_then_closed(&edge, &requests, &["HEAD", "GET"]).await;
         assert!(got[0].0.starts_with("http/1.1 200"), "{}", got[0].0);
         assert!(got[0].0.contains("content-length: 13\r\n"), "{}", got[0].0);
         assert!(got[1].0.starts_with("http/1.1 200"), "{}", got[1].0);
@@ -744,9 +752,7 @@ mod pipelined_misses {
         let br = "Accept-Encoding: br\r\n";
         let requests = request("HEAD", "/app.js", br)
             + &request("GET", "/app.js", &format!("{br}Connection: close\r\n"));
-        let (answer, closed) = exchange_bytes(&edge, &requests).await;
-        assert!(closed, "still open after a Connection: close");
-        let got = responses(&answer, &["HEAD", "GET"]);
+        let got = answered_then_closed(&edge, &requests, &["HEAD", "GET"]).await;
         assert!(got[0].0.starts_with("http/1.1 200"), "{}", got[0].0);
         let (get, body) = &got[1];
         assert!(get.starts_with("http/1.1 200"), "{get}");
@@ -767,9 +773,7 @@ mod pipelined_misses {
         let edge = slow_edge().await;
         let requests =
             request("GET", "/k1.txt", "") + &request("GET", "/k2.txt", "Connection: close\r\n");
-        let (answer, closed) = exchange_bytes(&edge, &requests).await;
-        assert!(closed, "still open after a Connection: close");
-        let got = responses(&answer, &["GET", "GET"]);
+        let got = answered_then_closed(&edge, &requests, &["GET", "GET"]).await;
         let (first, body) = &got[0];
         assert!(first.starts_with("http/1.1 200"), "{first}");
         assert!(!first.contains("connection: close"), "{first}");
@@ -791,10 +795,8 @@ mod pipelined_misses {
         for round in ["cold", "warm"] {
             let requests =
                 request("GET", "/k1.txt", "Connection: close\r\n") + &request("GET", "/k2.txt", "");
-            let (answer, closed) = exchange_bytes(&edge, &requests).await;
-            assert!(closed, "{round}: still open after a Connection: close");
             // One response, nothing after it (`responses` checks).
-            let got = responses(&answer, &["GET"]);
+            let got = answered_then_closed(&edge, &requests, &["GET"]).await;
             let (first, body) = &got[0];
             assert!(first.starts_with("http/1.1 200"), "{round}: {first}");
             assert!(first.contains("connection: close\r\n"), "{round}: {first}");

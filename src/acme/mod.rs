@@ -38,7 +38,7 @@ use std::time::{Duration, SystemTime};
 use rustls::sign::CertifiedKey;
 use tokio::task::JoinHandle;
 
-use crate::config::{CertificateSource, HostPattern, SiteConfig};
+use crate::config::{CertificateSource, SiteConfig};
 use certificate::{SiteCertificate, StoredCertificate};
 use challenge::{ChallengeKind, Challenges};
 use lock::{Locking, Releases};
@@ -159,10 +159,7 @@ fn acme_sites(sites: &[SiteConfig]) -> Vec<AcmeSite> {
             hosts: site
                 .hosts
                 .iter()
-                .filter_map(|host| match host {
-                    HostPattern::Exact(name) => Some(name.clone()),
-                    HostPattern::Wildcard(_) => None,
-                })
+                .filter_map(|host| host.exact().map(str::to_owned))
                 .collect(),
         })
         .filter(|site| !site.hosts.is_empty())
@@ -533,7 +530,7 @@ impl Acme {
         }
         let kind =
             self.options.challenges[failures as usize % self.options.challenges.len().max(1)];
-        let stored = match self.order(site, kind).await {
+        let ordered = match self.order(site, kind).await {
             // The CA lost the account (a reset, a test CA restarted): this is
             // no failure of the order, so register a new account and order
             // again now rather than after a retry delay.
@@ -543,19 +540,16 @@ impl Acme {
                     "ACME: the CA does not know the stored account; registering a new one"
                 );
                 self.forget_account().await;
-                match self.order(site, kind).await {
-                    Ok(stored) => stored,
-                    Err(error) => {
-                        self.record_failure(site, shared, failures).await;
-                        return Err(error);
-                    }
-                }
+                self.order(site, kind).await
             }
+            other => other,
+        };
+        let stored = match ordered {
+            Ok(stored) => stored,
             Err(error) => {
                 self.record_failure(site, shared, failures).await;
                 return Err(error);
             }
-            Ok(stored) => stored,
         };
         if shared.is_some() {
             let _ = self.storage.delete(&self.failure_key(&site.name)).await;

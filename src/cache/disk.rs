@@ -139,11 +139,8 @@ fn is_transient(e: &io::Error) -> bool {
 /// Logs a transient error (see [`is_transient`]) at most once a second: they
 /// come in floods.
 fn warn_transient(what: &str, e: &io::Error) {
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if LAST.swap(now, Ordering::Relaxed) != now {
+    static LAST: crate::throttle::Throttle = crate::throttle::Throttle::new();
+    if LAST.ready(std::time::Duration::from_secs(1)) {
         tracing::warn!("disk cache: {what}, going on without it: {e}");
     }
 }

@@ -391,6 +391,10 @@ pub fn qualified_fields(cache_control: Option<&str>) -> Vec<String> {
 /// 200's, a 304's merged fields, a part's, a combined whole), and requests
 /// waiting on a fill get it so.
 pub fn shareable_meta(meta: &mut ObjectMeta) {
+    // A bucket's answers carry no such fields: nothing to parse or copy.
+    if meta.headers.is_empty() {
+        return;
+    }
     let unstored = qualified_fields(meta.cache_control.as_deref());
     meta.headers.retain(|(name, _)| {
         !name.eq_ignore_ascii_case("set-cookie")

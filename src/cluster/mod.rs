@@ -378,24 +378,17 @@ impl Cluster {
         );
     }
 
-    /// Members this node sees, itself included, skipped ones excluded
-    /// (`s3edge_cluster_members`).
-    pub fn members_seen(&self) -> i64 {
+    /// Members of this node's ring, itself included: those it sees (skipped
+    /// ones excluded, `s3edge_cluster_members`) and all of them, up or not
+    /// (`s3edge_cluster_members_known`).
+    pub fn member_counts(&self) -> (i64, i64) {
         let states = self.peers.states();
         let up = states
             .iter()
             .filter(|(_, s)| *s != MemberState::Skipped)
             .count();
-        let itself = states.iter().any(|(_, s)| *s == MemberState::Itself);
-        (up + usize::from(!itself)) as i64
-    }
-
-    /// Members of this node's ring, itself included, up or not
-    /// (`s3edge_cluster_members_known`).
-    pub fn members_known(&self) -> i64 {
-        let states = self.peers.states();
-        let itself = states.iter().any(|(_, s)| *s == MemberState::Itself);
-        (states.len() + usize::from(!itself)) as i64
+        let itself = usize::from(!states.iter().any(|(_, s)| *s == MemberState::Itself));
+        ((up + itself) as i64, (states.len() + itself) as i64)
     }
 
     /// Makes every other member of both tiers appear in

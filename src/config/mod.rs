@@ -99,6 +99,16 @@ pub enum HostPattern {
     Wildcard(String),
 }
 
+impl HostPattern {
+    /// The name, when it is one name (not a wildcard).
+    pub fn exact(&self) -> Option<&str> {
+        match self {
+            HostPattern::Exact(name) => Some(name),
+            HostPattern::Wildcard(_) => None,
+        }
+    }
+}
+
 impl fmt::Display for HostPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

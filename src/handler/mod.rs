@@ -469,10 +469,10 @@ fn object_key(req: &HttpRequest, site: &Site) -> Stage<String> {
 /// section 4.2.2). A site of wildcard hosts only has no name to give: 400.
 fn https_redirect(req: &HttpRequest, state: &AppState, site: &Site) -> HttpResponse {
     let first_exact = || {
-        site.config.hosts.iter().find_map(|host| match host {
-            crate::config::HostPattern::Exact(host) => Some(host.clone()),
-            crate::config::HostPattern::Wildcard(_) => None,
-        })
+        site.config
+            .hosts
+            .iter()
+            .find_map(|host| host.exact().map(str::to_owned))
     };
     let Some(host) = request_host(req)
         .and_then(crate::site::normalize_host)

@@ -124,10 +124,8 @@ impl Site {
 /// Whether two builds of a site read the same release pointer: the same
 /// objects (endpoint, bucket, prefix) and pointer key.
 fn same_pointer(old: &Site, new: &Site) -> bool {
-    let pointer = |site: &Site| site.config.releases.as_ref().map(|r| r.pointer.clone());
-    old.config.origin.objects() == new.config.origin.objects()
-        && pointer(old).is_some()
-        && pointer(old) == pointer(new)
+    let pointer = old.pointer_identity();
+    pointer.is_some() && pointer == new.pointer_identity()
 }
 
 /// A new S3 client for the site, wrapped when the context says so.

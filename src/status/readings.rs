@@ -10,12 +10,13 @@ use crate::state::AppState;
 /// Reads everything [`NodeReadings`] holds.
 pub fn read(state: &AppState) -> NodeReadings {
     let now = SystemTime::now();
+    let (cluster_members, cluster_members_known) = cluster_members(state);
     NodeReadings {
         tiers: tiers(state),
         certificate_expiry: certificate_expiry(state, now),
         acme_certificate_valid: state.acme.validity(),
-        cluster_members: cluster_members(state),
-        cluster_members_known: state.cluster.as_ref().map_or(1, |c| c.members_known()),
+        cluster_members,
+        cluster_members_known,
         allocator: allocator(),
         cache_open_files: state.cache.open_files(),
     }
@@ -61,12 +62,13 @@ fn tiers(state: &AppState) -> Vec<TierReading> {
         .collect()
 }
 
-/// Members of this node's ring it sees up, itself included (1 without a
-/// cluster): `s3edge_cluster_members`.
-fn cluster_members(state: &AppState) -> i64 {
-    state.cluster.as_ref().map_or(1, |c| {
+/// Members of this node's ring it sees up, and all of them, itself
+/// included (1 and 1 without a cluster): `s3edge_cluster_members` and
+/// `s3edge_cluster_members_known`.
+fn cluster_members(state: &AppState) -> (i64, i64) {
+    state.cluster.as_ref().map_or((1, 1), |c| {
         c.show_members_in_metrics();
-        c.members_seen()
+        c.member_counts()
     })
 }
 

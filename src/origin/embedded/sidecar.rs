@@ -67,8 +67,8 @@ pub(crate) struct Sidecars {
     /// ETags computed but not recorded (the root is read-only to this process),
     /// by internal file: `(stamp, ETag)`, so a file is hashed once per change.
     unrecorded: Mutex<HashMap<PathBuf, (String, String)>>,
-    /// When a failed record was last logged, in seconds since the epoch.
-    warned: AtomicU64,
+    /// When a failed record was last logged.
+    warned: crate::throttle::Throttle,
     /// Files hashed so far (tests count them).
     #[cfg(test)]
     hashes: AtomicU64,
@@ -98,7 +98,7 @@ impl Sidecars {
             tmp_counter: AtomicU64::new(0),
             hashing: Mutex::new(HashMap::new()),
             unrecorded: Mutex::new(HashMap::new()),
-            warned: AtomicU64::new(0),
+            warned: crate::throttle::Throttle::new(),
             #[cfg(test)]
             hashes: AtomicU64::new(0),
         }
@@ -163,10 +163,11 @@ impl Sidecars {
     ) -> io::Result<String> {
         let path = self.internal_path(bucket, key);
         let stamp = hashed_for(file)?;
-        if let Some(etag) = recorded_etag(&path, &stamp).await? {
+        // In memory (a directory this process cannot write) before the file.
+        if let Some(etag) = self.unrecorded_etag(&path, &stamp) {
             return Ok(etag);
         }
-        if let Some(etag) = self.unrecorded_etag(&path, &stamp) {
+        if let Some(etag) = recorded_etag(&path, &stamp).await? {
             return Ok(etag);
         }
         let mut done = self.hash_in_flight(self.bucket_dir(bucket).join(key), path, stamp);
@@ -272,16 +273,7 @@ impl Sidecars {
     }
 
     fn warn_unrecorded(&self, object: &Path, e: &io::Error) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let last = self.warned.load(Ordering::Relaxed);
-        if (last == 0 || now >= last + 60)
-            && self
-                .warned
-                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.warned.ready(std::time::Duration::from_secs(60)) {
             tracing::warn!(
                 "embedded store: cannot record the ETag of {} in {} ({e}); every read \
                  of a file put there by hand hashes it whole: let this process write \
