@@ -702,6 +702,15 @@ async fn two_nodes_sharing_a_bucket_order_once_and_serve_the_same_certificate() 
         keys.iter().any(|k| k.ends_with("/account.json")),
         "{keys:?}"
     );
+    // The embedded store holds the private keys as --acme-dir does: its
+    // owner's only.
+    let stored = files_under(&first.dir.path().join("buckets/acme-shared/edge/acme"));
+    assert!(stored.len() >= 2, "{stored:?}");
+    for file in &stored {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} is {mode:o}", file.display());
+    }
 
     let root = pebble.issuing_root().await;
     for ports in [&first_ports, &second_ports] {
@@ -712,6 +721,20 @@ async fn two_nodes_sharing_a_bucket_order_once_and_serve_the_same_certificate() 
         assert_eq!(body, "page of shared.example.com");
         assert_eq!(Some(serial), a.acme.serial("shared"));
     }
+}
+
+/// Every regular file under `dir`, at any depth.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// The storage folder of the CA at `directory` inside an `--acme-dir`.

@@ -282,7 +282,13 @@ impl FileSystem {
     pub(crate) async fn prepare_file_write<'a>(&self, path: &'a Path) -> Result<FileWriter<'a>> {
         let tmp_name = format!(".tmp.{}.internal.part", self.tmp_file_counter.fetch_add(1, Ordering::SeqCst));
         let tmp_path = self.resolve_abs_path(tmp_name)?;
-        let file = File::create(&tmp_path).await?;
+        // Owner only, like S3's private objects: the store may hold private
+        // keys (shared ACME storage), and the rename keeps this mode.
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let file = options.open(&tmp_path).await?;
         let writer = BufWriter::new(file);
         Ok(FileWriter {
             tmp_path,
