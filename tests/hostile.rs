@@ -818,3 +818,78 @@ async fn requests_the_parser_refuses_are_counted_and_logged() {
         );
     }
 }
+
+/// A file of the bucket the node may not read (mode 000) answers 403, as S3
+/// answers an object one may not read: it was a 502 while its ETag was not
+/// recorded and a 404 once it was. HEAD on the store says the same. Run as
+/// root (CI), the node runs as `nobody`, for whom mode 000 holds.
+#[tokio::test]
+async fn a_file_the_node_may_not_read_is_a_403() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sites = binary_site(dir.path(), "");
+    let bucket = sites.join("buckets/demo");
+    for name in ["never.txt", "later.txt"] {
+        std::fs::write(bucket.join(name), name).unwrap();
+    }
+    let open = std::fs::Permissions::from_mode(0o777);
+    for path in [dir.path(), &sites, &sites.join("buckets"), &bucket] {
+        std::fs::set_permissions(path, open.clone()).unwrap();
+    }
+    let shut = || std::fs::Permissions::from_mode(0o000);
+    std::fs::set_permissions(bucket.join("never.txt"), shut()).unwrap();
+    let shell = if rustix::process::geteuid().is_root() {
+        "exec setpriv --reuid=65534 --regid=65534 --clear-groups \"$0\" serve \"$@\""
+    } else {
+        ":"
+    };
+    let args = Binary::dir_args(dir.path(), &["--disk-cache-size", "0"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let serve = || Binary::serve_in_shell(shell, &args, &[], dir.path());
+    let get = |node: &Binary, path: &str| {
+        let url = format!("{}{path}", node.http);
+        async move {
+            let response = reqwest::get(url).await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+
+    let mut node = serve();
+    assert_eq!(get(&node, "/small.txt").await, (200, "small".into()));
+    assert_eq!(get(&node, "/later.txt").await, (200, "later.txt".into()));
+    let (status, page) = get(&node, "/never.txt").await;
+    assert_eq!(status, 403, "{page}");
+    assert!(!page.contains("never"), "{page}");
+    assert!(
+        node.stderr().contains("never.txt") && node.stderr().contains("AccessDenied"),
+        "the warning names the file: {}",
+        node.stderr()
+    );
+    assert_eq!(node.stop(), Some(0));
+
+    // Its ETag recorded, the file is made unreadable; a new node (nothing
+    // cached) asks the store again.
+    std::fs::set_permissions(bucket.join("later.txt"), shut()).unwrap();
+    let mut node = serve();
+    assert_eq!(get(&node, "/later.txt").await.0, 403);
+    assert_eq!(get(&node, "/small.txt").await, (200, "small".into()));
+    let store = node
+        .stderr()
+        .lines()
+        .find_map(|line| common::binary::listener_url(line, "embedded S3 store: "))
+        .expect("the store's address");
+    let s3 = common::s3_client(
+        &store,
+        s3edge::origin::embedded::DEFAULT_ACCESS_KEY,
+        s3edge::origin::embedded::DEFAULT_SECRET_KEY,
+    );
+    for key in ["later.txt", "never.txt"] {
+        let refused = s3.head_object().bucket("demo").key(key).send().await;
+        let status = refused
+            .unwrap_err()
+            .raw_response()
+            .map(|r| r.status().as_u16());
+        assert_eq!(status, Some(403), "HEAD {key}");
+    }
+    assert_eq!(node.stop(), Some(0));
+}

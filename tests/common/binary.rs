@@ -97,9 +97,15 @@ impl Binary {
 
     /// [`serve_dir_with`](Self::serve_dir_with) with `env` added.
     pub fn serve_dir_env(dir: &Path, more: &[&str], env: &[(&str, &str)]) -> Binary {
+        let args = Binary::dir_args(dir, more);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Binary::serve(&args, env, dir)
+    }
+
+    /// The arguments of [`serve_dir_with`](Self::serve_dir_with).
+    pub fn dir_args(dir: &Path, more: &[&str]) -> Vec<String> {
         let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
-        let (sites, cache) = (path("sites"), path("cache"));
-        let mut args = vec![
+        let mut args: Vec<String> = [
             "--listen",
             "127.0.0.1:0",
             "--admin-listen",
@@ -107,15 +113,17 @@ impl Binary {
             "--embedded-s3-listen",
             "127.0.0.1:0",
             "--sites",
-            &sites,
+            &path("sites"),
             "--cache-dir",
-            &cache,
-        ];
+            &path("cache"),
+        ]
+        .map(String::from)
+        .into();
         if !more.contains(&"--access-log") {
-            args.extend(["--access-log", "off"]);
+            args.extend(["--access-log".into(), "off".into()]);
         }
-        args.extend_from_slice(more);
-        Binary::serve(&args, env, dir)
+        args.extend(more.iter().map(|a| a.to_string()));
+        args
     }
 
     /// `s3edge serve ARGS` with `env` added (and `S3EDGE_*`/`RUST_LOG` from the

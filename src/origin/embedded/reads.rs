@@ -34,6 +34,21 @@ const URL_ENCODING_KEEP: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b'/');
 
+/// What a file of a bucket this process may not read (mode 000, another
+/// owner's 0600) answers: `AccessDenied`, as S3 answers an object one may not
+/// read, with a warning naming the file at most once a minute.
+fn unreadable(path: &std::path::Path, e: &io::Error) -> S3Error {
+    static WARNED: crate::throttle::Throttle = crate::throttle::Throttle::new();
+    if WARNED.ready(std::time::Duration::from_secs(60)) {
+        tracing::warn!(
+            file = %path.display(),
+            error = %e,
+            "embedded S3 store: a file it may not read answers AccessDenied (403)"
+        );
+    }
+    s3_error!(AccessDenied, "The object cannot be read.")
+}
+
 /// The conditions of a request: parsed by the lenient route (`lenient.rs`) when s3s could
 /// not parse the raw headers, else read from them.
 fn preconditions_of<T>(req: &S3Request<T>) -> Preconditions {
@@ -136,7 +151,21 @@ impl Store {
         self.files
             .remember_etag(bucket, key, file)
             .await
-            .map_err(|e| internal("cannot hash an object", e))
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::PermissionDenied => {
+                    unreadable(&self.files.bucket_dir(bucket).join(key), &e)
+                }
+                _ => internal("cannot hash an object", e),
+            })
+    }
+
+    /// `AccessDenied` if this process may not open the object's file.
+    async fn require_readable(&self, bucket: &str, key: &str) -> S3Result<()> {
+        let path = self.files.bucket_dir(bucket).join(key);
+        match tokio::fs::File::open(&path).await {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(unreadable(&path, &e)),
+            _ => Ok(()),
+        }
     }
 
     pub(super) async fn object_file(&self, bucket: &str, key: &str) -> S3Result<Metadata> {
@@ -148,9 +177,7 @@ impl Store {
         };
         match found {
             Ok(meta) if meta.is_file() => Ok(meta),
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                Err(internal("cannot read an object", e))
-            }
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(unreadable(&path, &e)),
             _ => {
                 self.require_bucket(bucket).await?;
                 Err(s3_error!(NoSuchKey, "The specified key does not exist."))
@@ -184,7 +211,15 @@ impl Store {
                 last: Some(satisfiable.end - 1),
             });
         }
-        let mut resp = self.fs.get_object(req).await?;
+        let mut resp = match self.fs.get_object(req).await {
+            Ok(resp) => resp,
+            // s3s-fs says NoSuchKey for a file it could not open.
+            Err(e) if *e.code() == S3ErrorCode::NoSuchKey => {
+                self.require_readable(&bucket, &key).await?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let out = &mut resp.output;
         out.accept_ranges = Some("bytes".to_owned());
         out.content_type
@@ -199,6 +234,9 @@ impl Store {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let file = self.object_file(&bucket, &key).await?;
         self.remember_etag(&bucket, &key, &file).await?;
+        // s3s-fs's HEAD reads the sidecars only: a file made unreadable
+        // after its ETag was recorded would answer 200 here and 403 to GET.
+        self.require_readable(&bucket, &key).await?;
         let preconditions = preconditions_of(&req);
         let range = req.input.range.take();
         let mut resp = self.fs.head_object(req).await?;
