@@ -309,9 +309,17 @@ fn node_after_traffic(dir: &Path) -> (Binary, String) {
         ),
     );
     let buckets = buckets.display().to_string();
+    // An access log no line can be written to: every line is lost.
     let node = Binary::serve_dir_with(
         dir,
-        &["--tls-listen", "127.0.0.1:0", "--embedded-s3", &buckets],
+        &[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--embedded-s3",
+            &buckets,
+            "--access-log",
+            "/dev/full",
+        ],
     );
     let client = blocking_client();
     let get = |host: &str, path: &str| {
@@ -358,6 +366,18 @@ fn node_after_traffic(dir: &Path) -> (Binary, String) {
         coalesced(&metrics),
         "no coalesced request after 10 rounds: {metrics}"
     );
+    // The log's writer thread finds out when it flushes.
+    let lost = |metrics: &str| {
+        metrics
+            .lines()
+            .any(|l| l.starts_with("s3edge_access_log_lines_lost_total ") && !l.ends_with(" 0"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !lost(&metrics) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        metrics = admin_get(&node, "/metrics");
+    }
+    assert!(lost(&metrics), "no access log line counted lost: {metrics}");
     (node, metrics)
 }
 

@@ -3,6 +3,7 @@
 //! (`status::readings`) and sets them here just before encoding, so a series
 //! whose subject is gone (a site removed by a reload) disappears.
 
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -55,6 +56,8 @@ pub struct NodeReadings {
     pub allocator: Vec<(&'static str, u64)>,
     /// Disk-tier files kept open between hits (0 without a disk tier).
     pub cache_open_files: u64,
+    /// Access log lines lost since the start (queue full, sink refused them).
+    pub access_log_lines_lost: u64,
 }
 
 /// The scrape-time gauges.
@@ -70,6 +73,7 @@ pub struct NodeGauges {
     cluster_members: Gauge,
     cluster_members_known: Gauge,
     allocator: GaugeVec,
+    access_log_lines_lost: Counter,
 }
 
 impl Default for NodeGauges {
@@ -85,6 +89,7 @@ impl Default for NodeGauges {
             cluster_members: Gauge::default(),
             cluster_members_known: Gauge::default(),
             allocator: GaugeVec::gauges(&["kind"]),
+            access_log_lines_lost: Counter::default(),
         }
     }
 }
@@ -145,6 +150,11 @@ impl NodeGauges {
             "The memory allocator's figures (jemalloc stats.*)",
             self.allocator.clone(),
         );
+        registry.register(
+            "s3edge_access_log_lines_lost",
+            "Access log lines lost: dropped while the queue was full (a stalled pipe or disk) or refused by the sink",
+            self.access_log_lines_lost.clone(),
+        );
     }
 
     /// Shows `readings` in the next encoding.
@@ -183,6 +193,12 @@ impl NodeGauges {
                 .iter()
                 .map(|(kind, bytes)| (vec![*kind], clamp(*bytes))),
         );
+        // The log's own count, which only grows: the highest one read wins
+        // when two scrapes race.
+        self.access_log_lines_lost.inner().fetch_max(
+            readings.access_log_lines_lost,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 }
 
@@ -217,6 +233,7 @@ mod tests {
             cluster_members_known: 3,
             allocator: vec![("allocated", 7)],
             cache_open_files: 3,
+            access_log_lines_lost: 4,
         };
         m.node.set(&readings);
         let text = m.render();
@@ -234,6 +251,7 @@ mod tests {
             "s3edge_cluster_members_known 3",
             "s3edge_allocator_bytes{kind=\"allocated\"} 7",
             "s3edge_cache_open_files 3",
+            "s3edge_access_log_lines_lost_total 4",
             "# TYPE s3edge_cache_bytes gauge",
         ] {
             assert!(text.lines().any(|l| l == line), "{line}: {text}");
@@ -247,5 +265,12 @@ mod tests {
             !text.contains("s3edge_certificate_expiry_seconds{"),
             "{text}"
         );
+        // A counter: it follows the log's count up and never goes down.
+        for (read, shown) in [(9, 9), (2, 9)] {
+            readings.access_log_lines_lost = read;
+            m.node.set(&readings);
+            let line = format!("s3edge_access_log_lines_lost_total {shown}");
+            assert!(m.render().lines().any(|l| l == line), "{line}");
+        }
     }
 }

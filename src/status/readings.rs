@@ -19,6 +19,7 @@ pub fn read(state: &AppState) -> NodeReadings {
         cluster_members_known,
         allocator: allocator(),
         cache_open_files: state.cache.open_files(),
+        access_log_lines_lost: state.access_log.lost(),
     }
 }
 
