@@ -337,7 +337,7 @@ fn init_tracing(format: LogFormat) {
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| OneLine(std::io::stderr()))
         .with_ansi(colour);
     match format {
         LogFormat::Json => builder
@@ -347,6 +347,37 @@ fn init_tracing(format: LogFormat) {
             .with_span_list(false)
             .init(),
         LogFormat::Text => builder.init(),
+    }
+}
+
+/// Standard error for the process log, one line per event whatever the
+/// event says: a message or field holding a line break (a CA's error text,
+/// a file name) would otherwise start lines of no format. The text format
+/// writes each event with one `write`; its line breaks but the last become
+/// `\n`, as JSON writes them.
+struct OneLine<W>(W);
+
+impl<W: std::io::Write> std::io::Write for OneLine<W> {
+    fn write(&mut self, event: &[u8]) -> std::io::Result<usize> {
+        let body = event.strip_suffix(b"\n").unwrap_or(event);
+        if !body.contains(&b'\n') {
+            self.0.write_all(event)?;
+        } else {
+            let mut line = Vec::with_capacity(event.len() + 16);
+            for &byte in body {
+                match byte {
+                    b'\n' => line.extend_from_slice(b"\\n"),
+                    other => line.push(other),
+                }
+            }
+            line.extend_from_slice(&event[body.len()..]);
+            self.0.write_all(&line)?;
+        }
+        Ok(event.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 
@@ -492,6 +523,21 @@ pub(crate) fn embedded_credential(var: &str, default: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_log_event_is_one_line() {
+        use std::io::Write as _;
+        for (event, line) in [
+            ("plain\n", "plain\n"),
+            ("a\nb\r\nc\n", "a\\nb\r\\nc\n"),
+            ("no end\nbreak", "no end\\nbreak"),
+            ("\n", "\n"),
+        ] {
+            let mut out = super::OneLine(Vec::new());
+            assert_eq!(out.write(event.as_bytes()).unwrap(), event.len());
+            assert_eq!(String::from_utf8(out.0).unwrap(), line, "{event:?}");
+        }
+    }
+
     use super::log_filter;
 
     #[test]

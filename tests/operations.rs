@@ -562,18 +562,7 @@ fn with_log_format_json_every_process_log_line_is_json() {
     );
 
     // Refusing a broken site file is logged the same way.
-    write(
-        &dir.path().join("sites/bad.toml"),
-        "hosts = [\"x\"]\nnonsense = 1\n",
-    );
-    let output = Command::new(env!("CARGO_BIN_EXE_s3edge"))
-        .arg("serve")
-        .args(serve_args(dir.path(), "json"))
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_start(dir.path(), "bad.toml", "json");
     let problems: Vec<serde_json::Value> = stderr
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -586,6 +575,23 @@ fn with_log_format_json_every_process_log_line_is_json() {
                 .contains("bad.toml: nonsense: unknown key")),
         "{stderr}"
     );
+}
+
+/// Adds the site file `name` with an unknown key and starts a node on `dir`
+/// in log `format`, which must refuse to start: its standard error.
+fn refused_start(dir: &Path, name: &str, format: &str) -> String {
+    write(
+        &dir.join("sites").join(name),
+        "hosts = [\"x\"]\nnonsense = 1\n",
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_s3edge"))
+        .arg("serve")
+        .args(serve_args(dir, format))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[test]
@@ -624,6 +630,20 @@ fn with_log_format_text_every_line_has_the_same_plain_format() {
             "`{expected}` in {stderr}"
         );
     }
+
+    // A message holding a line break (here a file name; a CA's error text)
+    // is still one line: the break is written `\n`.
+    let stderr = refused_start(dir.path(), "two\nlines.toml", "text");
+    let messages: Vec<String> = stderr
+        .lines()
+        .map(|line| shape(line).unwrap_or_else(|| panic!("another format: {line:?} in {stderr}")))
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("two\\nlines.toml: nonsense: unknown key")),
+        "{stderr}"
+    );
 }
 
 // ---------------------------------------------------------------------------
