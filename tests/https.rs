@@ -395,6 +395,61 @@ async fn an_http2_client_cannot_have_more_than_128_streams_open_at_once() {
     assert_eq!((answered, refused), (LIMIT, OPENED - LIMIT));
 }
 
+/// A request with a field HTTP/2 does not allow (an upper-case name, RFC
+/// 9113 8.2.1) is malformed: that stream is reset with PROTOCOL_ERROR and
+/// the connection goes on (8.1.1). It was a GOAWAY for the whole connection,
+/// every other stream of the browser's page with it. The field stays in the
+/// HPACK table: a later request naming it by index is refused the same way,
+/// and one after it is answered.
+#[tokio::test]
+async fn an_http2_request_with_an_upper_case_field_name_resets_only_its_stream() {
+    use common::h2_frames::*;
+    use std::time::{Duration, Instant};
+
+    const PROTOCOL_ERROR: u32 = 0x1;
+    let pki = Pki::new();
+    let edge = https_edge(&pki, "upper.test", "upper").await;
+    edge.put("upper", "page.html", "a page", Some("text/html"))
+        .await;
+    let mut h2 = RawH2::connect(edge.node.https_addrs[0], "upper.test", &pki, &[]);
+    // `get_frame`'s block (END_STREAM | END_HEADERS) plus `more`.
+    let get_with = |stream: u32, more: &[u8]| {
+        let mut bytes = get_frame(stream, "upper.test", "/page.html");
+        let length = bytes.len() - 9 + more.len();
+        bytes[..3].copy_from_slice(&(length as u32).to_be_bytes()[1..]);
+        bytes.extend_from_slice(more);
+        bytes
+    };
+    // A literal with incremental indexing and a new name (RFC 7541 6.2.1):
+    // `X-Upper: 1`, entry 62 of the dynamic table from now on.
+    let mut upper = vec![0x40, 7];
+    upper.extend_from_slice(b"X-Upper");
+    upper.extend_from_slice(&[1, b'1']);
+    h2.send(&get_with(1, &upper));
+    // Entry 62 by index (6.1).
+    h2.send(&get_with(3, &[0x80 | 62]));
+    h2.get(5, "upper.test", "/page.html");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut outcome = std::collections::BTreeMap::new();
+    while outcome.len() < 3 {
+        match h2.next(deadline) {
+            Received::Frame(f) if f.kind == RST_STREAM => {
+                outcome.insert(f.stream, format!("reset {}", f.word(0)));
+            }
+            Received::Frame(f) if f.kind == HEADERS => {
+                outcome.insert(f.stream, "answered".to_string());
+            }
+            Received::Frame(f) if f.kind == GOAWAY => panic!("GOAWAY {f:?} after {outcome:?}"),
+            Received::Frame(_) => continue,
+            other => panic!("{other:?} after {outcome:?}"),
+        }
+    }
+    let reset = format!("reset {PROTOCOL_ERROR}");
+    assert_eq!(outcome[&1], reset, "{outcome:?}");
+    assert_eq!(outcome[&3], reset, "{outcome:?}");
+    assert_eq!(outcome[&5], "answered", "{outcome:?}");
+}
+
 /// HTTP/2 304s carried `content-length: 0` (HTTP/1.1 ones none): a server
 /// must not send a Content-Length in a 304 unless it is the selected
 /// representation's length (RFC 9110 8.6). Now neither protocol sends one,

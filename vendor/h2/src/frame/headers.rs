@@ -916,6 +916,10 @@ impl HeaderBlock {
                 Path(v) => set_pseudo!(path, v),
                 Protocol(v) => set_pseudo!(protocol, v),
                 Status(v) => set_pseudo!(status, v),
+                Invalid { .. } => {
+                    tracing::trace!("load_hpack; a field HTTP/2 does not allow");
+                    malformed = true;
+                }
             }
         });
 

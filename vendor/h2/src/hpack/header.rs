@@ -17,6 +17,13 @@ pub enum Header<T = HeaderName> {
     Path(BytesStr),
     Protocol(Protocol),
     Status(StatusCode),
+    /// A field HTTP/2 does not allow (an upper-case or otherwise invalid
+    /// name, a value with a forbidden byte, an unknown or ill-formed
+    /// pseudo-header). It is decoded and kept in the dynamic table like any
+    /// other, so the connection's HPACK state stays in step, and the message
+    /// that carries it is malformed: a stream error, not a connection error
+    /// (RFC 9113 8.1.1, 8.2.1).
+    Invalid { name: Bytes, value: Bytes },
 }
 
 /// The header field name
@@ -29,6 +36,7 @@ pub enum Name<'a> {
     Path,
     Protocol,
     Status,
+    Invalid(&'a Bytes),
 }
 
 #[doc(hidden)]
@@ -56,12 +64,21 @@ impl Header<Option<HeaderName>> {
             Path(v) => Path(v),
             Protocol(v) => Protocol(v),
             Status(v) => Status(v),
+            Invalid { name, value } => Invalid { name, value },
         })
     }
 }
 
 impl Header {
     pub fn new(name: Bytes, value: Bytes) -> Result<Header, DecoderError> {
+        match Header::parse(name.clone(), value.clone()) {
+            Err(DecoderError::NeedMore(more)) => Err(DecoderError::NeedMore(more)),
+            Err(_) => Ok(Header::Invalid { name, value }),
+            parsed => parsed,
+        }
+    }
+
+    fn parse(name: Bytes, value: Bytes) -> Result<Header, DecoderError> {
         if name.is_empty() {
             return Err(DecoderError::NeedMore(NeedMore::UnexpectedEndOfStream));
         }
@@ -114,6 +131,10 @@ impl Header {
             Header::Path(ref v) => 32 + 5 + v.len(),
             Header::Protocol(ref v) => 32 + 9 + v.as_str().len(),
             Header::Status(_) => 32 + 7 + 3,
+            Header::Invalid {
+                ref name,
+                ref value,
+            } => 32 + name.len() + value.len(),
         }
     }
 
@@ -127,6 +148,7 @@ impl Header {
             Header::Path(..) => Name::Path,
             Header::Protocol(..) => Name::Protocol,
             Header::Status(..) => Name::Status,
+            Header::Invalid { ref name, .. } => Name::Invalid(name),
         }
     }
 
@@ -139,6 +161,7 @@ impl Header {
             Header::Path(ref v) => v.as_ref(),
             Header::Protocol(ref v) => v.as_ref(),
             Header::Status(ref v) => v.as_str().as_ref(),
+            Header::Invalid { ref value, .. } => value.as_ref(),
         }
     }
 
@@ -173,6 +196,10 @@ impl Header {
             },
             Header::Status(ref a) => match *other {
                 Header::Status(ref b) => a == b,
+                _ => false,
+            },
+            Header::Invalid { value: ref a, .. } => match *other {
+                Header::Invalid { value: ref b, .. } => a == b,
                 _ => false,
             },
         }
@@ -222,13 +249,27 @@ impl From<Header> for Header<Option<HeaderName>> {
             Header::Path(v) => Header::Path(v),
             Header::Protocol(v) => Header::Protocol(v),
             Header::Status(v) => Header::Status(v),
+            Header::Invalid { name, value } => Header::Invalid { name, value },
         }
     }
 }
 
 impl<'a> Name<'a> {
     pub fn into_entry(self, value: Bytes) -> Result<Header, DecoderError> {
+        let name = match self {
+            Name::Invalid(name) => name.clone(),
+            _ => Bytes::copy_from_slice(self.as_slice()),
+        };
+        match self.parse_entry(value.clone()) {
+            Err(DecoderError::NeedMore(more)) => Err(DecoderError::NeedMore(more)),
+            Err(_) => Ok(Header::Invalid { name, value }),
+            parsed => parsed,
+        }
+    }
+
+    fn parse_entry(self, value: Bytes) -> Result<Header, DecoderError> {
         match self {
+            Name::Invalid(_) => Err(DecoderError::InvalidUtf8),
             Name::Field(name) => Ok(Header::Field {
                 name: name.clone(),
                 value: HeaderValue::from_bytes(&value)?,
@@ -257,6 +298,7 @@ impl<'a> Name<'a> {
             Name::Path => b":path",
             Name::Protocol => b":protocol",
             Name::Status => b":status",
+            Name::Invalid(name) => name.as_ref(),
         }
     }
 }
