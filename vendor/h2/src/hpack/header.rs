@@ -256,13 +256,15 @@ impl From<Header> for Header<Option<HeaderName>> {
 
 impl<'a> Name<'a> {
     pub fn into_entry(self, value: Bytes) -> Result<Header, DecoderError> {
-        let name = match self {
-            Name::Invalid(name) => name.clone(),
-            _ => Bytes::copy_from_slice(self.as_slice()),
-        };
-        match self.parse_entry(value.clone()) {
+        match self.clone().parse_entry(value.clone()) {
             Err(DecoderError::NeedMore(more)) => Err(DecoderError::NeedMore(more)),
-            Err(_) => Ok(Header::Invalid { name, value }),
+            Err(_) => {
+                let name = match self {
+                    Name::Invalid(name) => name.clone(),
+                    _ => Bytes::copy_from_slice(self.as_slice()),
+                };
+                Ok(Header::Invalid { name, value })
+            }
             parsed => parsed,
         }
     }
