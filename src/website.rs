@@ -301,8 +301,11 @@ pub fn directory_index_key(config: &WebsiteConfig, key: &str) -> Option<String> 
 
 /// The implicit redirect to the directory: a relative `Location` of the path as
 /// received plus `/`, keeping the query string.
-pub fn directory_redirect(request: &RequestInfo<'_>) -> RedirectTarget {
-    let mut location = format!("{}/", request.raw_path);
+pub fn directory_redirect(key: &str, request: &RequestInfo<'_>) -> RedirectTarget {
+    // From the key, not the path as sent: `//evil.com/..%2Fdocs` is the key
+    // `docs`, and its path plus `/` a Location a browser reads as another
+    // site's (`//evil.com/...`).
+    let mut location = format!("{}/", root_path(key));
     if let Some(query) = request.query {
         location.push('?');
         location.push_str(query);
@@ -346,12 +349,14 @@ fn rule_redirect(rule: &RoutingRule, key: &str, request: &RequestInfo<'_>) -> Re
     let absolute = redirect.protocol.is_some()
         || redirect.host_name.is_some()
         || redirect.replacement != KeyReplacement::Keep;
-    let mut location = if absolute {
+    let host = redirect.host_name.as_deref().unwrap_or(request.host);
+    // No host to name (a request without one to a site of wildcards only):
+    // root-relative, which the client resolves against the host it used.
+    let mut location = if absolute && !host.is_empty() {
         let scheme = redirect.protocol.unwrap_or(request.scheme);
-        let host = redirect.host_name.as_deref().unwrap_or(request.host);
         format!("{scheme}://{host}/{path}")
     } else {
-        format!("/{path}")
+        root_path(&new_key)
     };
     // The query goes along, as with the other redirects here (S3 drops it,
     // and with it a campaign's `utm_` fields; Netlify keeps it).
@@ -385,6 +390,17 @@ const KEY_PATH_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
 /// A key as a URL path (without the leading `/`).
 pub fn encode_key_path(key: &str) -> String {
     percent_encoding::utf8_percent_encode(key, KEY_PATH_SET).to_string()
+}
+
+/// A key as a root-relative Location: `/` and the encoded key, a leading `/`
+/// of the key as `%2F`, so that it never starts with `//`, which a browser
+/// reads as a URL of another host (`//evil.com/x`).
+pub fn root_path(key: &str) -> String {
+    let path = encode_key_path(key);
+    match path.strip_prefix('/') {
+        Some(rest) => format!("/%2F{rest}"),
+        None => format!("/{path}"),
+    }
 }
 
 /// Characters percent-encoded in a Location taken from configuration or object
@@ -816,10 +832,13 @@ mod tests {
         );
         assert_eq!(directory_index_key(&config, "docs/"), None);
         assert_eq!(directory_index_key(&config, ""), None);
-        let target = directory_redirect(&RequestInfo {
-            raw_path: "/docs",
-            ..request()
-        });
+        let target = directory_redirect(
+            "docs",
+            &RequestInfo {
+                raw_path: "/docs",
+                ..request()
+            },
+        );
         assert_eq!(
             target,
             RedirectTarget {
@@ -827,6 +846,15 @@ mod tests {
                 location: "/docs/?x=1".into()
             }
         );
+    }
+
+    #[test]
+    fn a_root_relative_location_never_starts_with_two_slashes() {
+        assert_eq!(root_path("docs"), "/docs");
+        assert_eq!(root_path("/evil.example/x"), "/%2Fevil.example/x");
+        assert_eq!(root_path("a b?"), "/a%20b%3F");
+        let target = directory_redirect("/evil.example", &request());
+        assert!(target.location.starts_with("/%2Fevil.example/"), "{target:?}");
     }
 
     #[test]

@@ -161,6 +161,15 @@ async fn the_website_endpoint_conformance_table() {
             302,
             "/about/?x=1&y=2",
         ),
+        // The key is `//evil.example/../about`, so `about`: the Location is
+        // its directory, never the path as sent plus `/` (`//evil.example/
+        // ..%2Fabout/`, which a browser follows to evil.example).
+        redirect(
+            "the implicit redirect names the key, never another host",
+            "//evil.example/..%2Fabout",
+            302,
+            "/about/",
+        ),
         get(
             "an object named like a directory is served itself",
             "/plain",
@@ -840,4 +849,42 @@ async fn a_path_whose_index_key_is_too_long_for_s3_is_missing_not_a_bucket_failu
             }
         }
     }
+}
+
+/// A request without a host (HTTP/1.0) to the default site: a routing rule's
+/// absolute Location names the site's first host, as `redirect_http` does,
+/// not `http:///new/...` (which a browser reads as the host `new`).
+#[tokio::test]
+async fn a_rule_redirect_for_a_request_without_a_host_names_the_sites_host() {
+    use std::io::{Read, Write};
+    let edge = EdgeBuilder::new()
+        .site(
+            "web",
+            &format!(
+                "hosts = [\"web.test\", \"*.web.test\"]\ndefault = true\n\
+                 [origin]\nbucket = \"web-bucket\"\nendpoint = \"embedded\"\n\
+                 {WEBSITE_HEAD}{RULES}"
+            ),
+        )
+        .start();
+    edge.create_bucket("web-bucket").await;
+    publish(&edge).await;
+    let addr = edge.node.http_addrs[0];
+    let head = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(b"GET /old/page.html HTTP/1.0\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(head.starts_with("HTTP/1.0 301"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("\r\nlocation: http://web.test/new/page.html\r\n"),
+        "{head}"
+    );
 }

@@ -321,7 +321,10 @@ async fn website_response(
             let index_object = lookup.site.object_key(&index_key);
             match Box::pin(lookup.exists(&index_object, trace)).await {
                 Ok(true) => {
-                    return redirect_response(&website::directory_redirect(&lookup.info));
+                    return redirect_response(&website::directory_redirect(
+                        &lookup_key,
+                        &lookup.info,
+                    ));
                 }
                 Ok(false) => {}
                 Err(e) => return missing_or_error(lookup, &index_key, &e),

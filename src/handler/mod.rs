@@ -304,7 +304,12 @@ async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Se
         head,
         info: website::RequestInfo {
             scheme,
-            host: request_host(req).unwrap_or(""),
+            // A request without a host (HTTP/1.0) is named as the site's
+            // first host in redirects, as `redirect_http` does.
+            host: request_host(req)
+                .filter(|host| !host.is_empty())
+                .or_else(|| site.first_exact_host())
+                .unwrap_or(""),
             raw_path: req.uri().path(),
             query: req.uri().query(),
         },
@@ -468,16 +473,10 @@ fn object_key(req: &HttpRequest, site: &Site) -> Stage<String> {
 /// `server_name`: an `https` URI with an empty host is invalid (RFC 9110
 /// section 4.2.2). A site of wildcard hosts only has no name to give: 400.
 fn https_redirect(req: &HttpRequest, state: &AppState, site: &Site) -> HttpResponse {
-    let first_exact = || {
-        site.config
-            .hosts
-            .iter()
-            .find_map(|host| host.exact().map(str::to_owned))
-    };
     let Some(host) = request_host(req)
         .and_then(crate::site::normalize_host)
         .filter(|host| !host.is_empty())
-        .or_else(first_exact)
+        .or_else(|| site.first_exact_host().map(str::to_owned))
     else {
         return respond::error_page(
             StatusCode::BAD_REQUEST,

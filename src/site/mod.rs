@@ -52,6 +52,13 @@ pub struct Site {
 const MAX_RELEASE_VIEWS: usize = 32;
 
 impl Site {
+    /// The first exact host of the site file: the name to use for a request
+    /// that names none (HTTP/1.0 without `Host`), as nginx uses its first
+    /// `server_name`.
+    pub fn first_exact_host(&self) -> Option<&str> {
+        self.config.hosts.iter().find_map(|host| host.exact())
+    }
+
     pub fn new(config: SiteConfig, origin: Arc<dyn Origin>) -> Site {
         let website = config.website.clone().map(Arc::new);
         let cors = config
