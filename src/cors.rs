@@ -23,21 +23,30 @@ pub enum Cors {
 }
 
 fn origin_allowed(cors: &CorsConfig, origin: &str) -> bool {
-    cors.allowed_origins.iter().any(|allowed| {
-        allowed == "*" || allowed.eq_ignore_ascii_case(origin) || wildcard_match(allowed, origin)
-    })
+    cors.allowed_origins
+        .iter()
+        .any(|allowed| matches(allowed, origin))
 }
 
-/// `https://*.example.com` matches `https://a.example.com` (as S3's CORS rules allow one `*`).
-fn wildcard_match(pattern: &str, origin: &str) -> bool {
-    match pattern.split_once('*') {
-        Some((before, after)) => {
-            origin.len() >= before.len() + after.len()
-                && origin[..before.len()].eq_ignore_ascii_case(before)
-                && origin[origin.len() - after.len()..].eq_ignore_ascii_case(after)
-        }
-        None => false,
-    }
+/// Whether an AllowedOrigin or AllowedHeader admits `value`: `*`, the same
+/// text in any case, or a pattern with one `*` (S3's CORS rules allow one in
+/// each: `https://*.example.com`, `x-amz-*`).
+fn matches(allowed: &str, value: &str) -> bool {
+    allowed == "*" || allowed.eq_ignore_ascii_case(value) || wildcard_match(allowed, value)
+}
+
+/// `https://*.example.com` matches `https://a.example.com`.
+fn wildcard_match(pattern: &str, value: &str) -> bool {
+    let Some((before, after)) = pattern.split_once('*') else {
+        return false;
+    };
+    value.len() >= before.len() + after.len()
+        && value
+            .get(..before.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(before))
+        && value
+            .get(value.len() - after.len()..)
+            .is_some_and(|end| end.eq_ignore_ascii_case(after))
 }
 
 fn allow_origin_value(cors: &CorsConfig, origin: &str) -> String {
@@ -70,7 +79,7 @@ pub fn evaluate(cors: &CorsConfig, method: &str, headers: &HeaderMap) -> Cors {
         let headers_ok = requested_headers.iter().all(|h| {
             cors.allowed_headers
                 .iter()
-                .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(h))
+                .any(|allowed| matches(allowed, h))
         });
         if !origin_allowed(cors, origin) || !method_ok || !headers_ok {
             return Cors::PreflightRefused;
@@ -262,6 +271,38 @@ mod tests {
                 Cors::PreflightRefused => "preflight-no",
             };
             assert_eq!(got, *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn allowed_headers_take_one_wildcard_as_s3_does() {
+        let mut cors = config(&["*"]);
+        cors.allowed_headers = vec!["x-amz-*".into(), "Authorization".into(), "*-token".into()];
+        let preflight = |requested: &str| {
+            evaluate(
+                &cors,
+                "OPTIONS",
+                &headers(&[
+                    ("origin", "https://x.org"),
+                    ("access-control-request-method", "GET"),
+                    ("access-control-request-headers", requested),
+                ]),
+            )
+        };
+        for allowed in [
+            "x-amz-date",
+            "X-Amz-Content-Sha256, authorization",
+            "x-csrf-token",
+        ] {
+            let got = preflight(allowed);
+            assert!(
+                matches!(got, Cors::PreflightAllowed(_)),
+                "{allowed}: {got:?}"
+            );
+        }
+        for refused in ["x-am", "x-amz", "content-type", "x-amz-date, x-other"] {
+            let got = preflight(refused);
+            assert!(matches!(got, Cors::PreflightRefused), "{refused}: {got:?}");
         }
     }
 

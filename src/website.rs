@@ -854,7 +854,10 @@ mod tests {
         assert_eq!(root_path("/evil.example/x"), "/%2Fevil.example/x");
         assert_eq!(root_path("a b?"), "/a%20b%3F");
         let target = directory_redirect("/evil.example", &request());
-        assert!(target.location.starts_with("/%2Fevil.example/"), "{target:?}");
+        assert!(
+            target.location.starts_with("/%2Fevil.example/"),
+            "{target:?}"
+        );
     }
 
     #[test]

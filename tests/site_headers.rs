@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{site_toml, EdgeBuilder};
+use common::{site_toml, Edge, EdgeBuilder};
 use reqwest::Method;
 
 const SITE: &str = r#"
@@ -106,17 +106,7 @@ async fn cors_answers_preflights_and_marks_allowed_requests() {
         "x-requested-with"
     );
     assert_eq!(preflight.headers()["access-control-max-age"], "3600");
-    let refused = edge
-        .request(
-            Method::OPTIONS,
-            "h.test",
-            "/data.json",
-            &[
-                ("origin", "https://evil.example"),
-                ("access-control-request-method", "GET"),
-            ],
-        )
-        .await;
+    let refused = preflight_from(&edge, "h.test", "/data.json", "https://evil.example").await;
     assert_eq!(refused.status(), 403);
     assert!(refused
         .headers()
@@ -156,17 +146,7 @@ async fn cors_answers_preflights_and_marks_allowed_requests() {
     let plain = EdgeBuilder::new()
         .site("p", &site_toml("p.test", "cors-bucket", ""))
         .start();
-    let response = plain
-        .request(
-            Method::OPTIONS,
-            "p.test",
-            "/data.json",
-            &[
-                ("origin", "https://app.example.com"),
-                ("access-control-request-method", "GET"),
-            ],
-        )
-        .await;
+    let response = preflight_from(&plain, "p.test", "/data.json", "https://app.example.com").await;
     assert_eq!(response.status(), 405);
 }
 
@@ -203,47 +183,76 @@ async fn cors_rules_can_come_from_the_bucket() {
             .unwrap();
     }
     let edge = EdgeBuilder::new()
-        .with(|o| o.embedded_dir = Some(buckets.clone()))
+        .with(|o| {
+            o.embedded_dir = Some(buckets.clone());
+            o.website_refresh = std::time::Duration::from_millis(200);
+        })
         .site(
             "c",
             &site_toml("c.test", "cors-from", "[cors]\nfrom_bucket = true\n"),
         )
         .start();
-    let preflight = edge
-        .request(
-            Method::OPTIONS,
-            "c.test",
-            "/a.json",
-            &[
-                ("origin", "https://bucket-app.example.com"),
-                ("access-control-request-method", "GET"),
-            ],
-        )
-        .await;
+    let preflight =
+        preflight_from(&edge, "c.test", "/a.json", "https://bucket-app.example.com").await;
     assert_eq!(preflight.status(), 204);
     assert_eq!(preflight.headers()["access-control-max-age"], "600");
-    let other = edge
+    let other = preflight_from(&edge, "c.test", "/a.json", "https://app.example.com").await;
+    assert_eq!(other.status(), 403);
+
+    // Deleting the bucket's configuration revokes CORS at the next refresh,
+    // as S3 answers a bucket without one: every preflight is a 403.
+    edge.s3
+        .delete_bucket_cors()
+        .bucket("cors-from")
+        .send()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while preflight_from(&edge, "c.test", "/a.json", "https://bucket-app.example.com")
+        .await
+        .status()
+        != 403
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deleted rules still answer"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let get = edge
         .request(
-            Method::OPTIONS,
+            Method::GET,
             "c.test",
             "/a.json",
-            &[
-                ("origin", "https://app.example.com"),
-                ("access-control-request-method", "GET"),
-            ],
+            &[("origin", "https://bucket-app.example.com")],
         )
         .await;
-    assert_eq!(other.status(), 403);
-    let missing = EdgeBuilder::new()
+    assert_eq!(get.status(), 200);
+    assert!(get.headers().get("access-control-allow-origin").is_none());
+
+    // A bucket without one from the start is a site without CORS, not a
+    // node that refuses to start (taking every other site down with it).
+    let bare = EdgeBuilder::new()
         .bucket("no-cors")
         .site(
             "n",
             &site_toml("n.test", "no-cors", "[cors]\nfrom_bucket = true\n"),
         )
-        .try_start();
-    let error = missing.err().expect("refused").to_string();
-    assert!(
-        error.contains("site `n`") && error.contains("no CORS configuration"),
-        "{error}"
-    );
+        .start();
+    bare.put("no-cors", "a.json", "{}", Some("application/json"))
+        .await;
+    let refused = preflight_from(&bare, "n.test", "/a.json", "https://app.example.com").await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(bare.get("n.test", "/a.json").await.status(), 200);
+}
+
+/// A CORS preflight for a GET of `path` from `origin`.
+async fn preflight_from(edge: &Edge, host: &str, path: &str, origin: &str) -> reqwest::Response {
+    edge.request(
+        Method::OPTIONS,
+        host,
+        path,
+        &[("origin", origin), ("access-control-request-method", "GET")],
+    )
+    .await
 }

@@ -30,6 +30,8 @@ pub struct Site {
     /// The CORS rules in force, in order: the site file's, or the bucket's
     /// (GetBucketCors) when `cors.from_bucket` is set.
     cors: Arc<RwLock<Arc<Vec<CorsConfig>>>>,
+    /// Whether the bucket's CORS rules were read once (`from_bucket`).
+    cors_loaded: std::sync::atomic::AtomicBool,
     /// The release the keys are read from (`[releases]`).
     release: ReleaseBinding,
     /// Views of this site pinned to one release each, made on first use.
@@ -81,6 +83,7 @@ impl Site {
             http_origin: None,
             metrics: Default::default(),
             retired: Default::default(),
+            cors_loaded: Default::default(),
             release_record: None,
         }
     }
@@ -183,6 +186,7 @@ impl Site {
             http_origin: self.http_origin.clone(),
             metrics: Default::default(),
             retired: self.retired.clone(),
+            cors_loaded: Default::default(),
             release_record: None,
         });
         let mut views = self.views.write().unwrap_or_else(|e| e.into_inner());
@@ -243,25 +247,40 @@ impl Site {
             || self.config.cors.as_ref().is_some_and(|c| c.from_bucket)
     }
 
-    /// For `cors.from_bucket = true`: reads the bucket's CORS rules. On failure
-    /// the rules in force are kept and the reason is returned.
+    /// For `cors.from_bucket = true`: reads the bucket's CORS rules. A bucket
+    /// without a CORS configuration has no CORS, as S3 answers then: no rule,
+    /// so every preflight is a 403 (an operator revokes cross-origin access by
+    /// deleting the configuration). On a failed read the rules in force are
+    /// kept and the reason is returned.
     pub async fn load_bucket_cors(&self) -> Result<(), String> {
         if !self.config.cors.as_ref().is_some_and(|c| c.from_bucket) {
             return Ok(());
         }
-        let rules = self
+        let found = self
             .origin
             .cors_configuration()
             .await
-            .map_err(|e| format!("cors.from_bucket: GetBucketCors failed: {e}"))?
-            .ok_or_else(|| {
-                format!(
-                    "cors.from_bucket: bucket `{}` has no CORS configuration; put one (aws s3api put-bucket-cors) or list the rules in [cors]",
-                    self.config.origin.bucket
-                )
-            })?;
-        *self.cors.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
+            .map_err(|e| format!("cors.from_bucket: GetBucketCors failed: {e}"))?;
+        let rules = found.unwrap_or_default();
+        let previous = std::mem::replace(
+            &mut *self.cors.write().unwrap_or_else(|e| e.into_inner()),
+            Arc::new(rules),
+        );
+        if self.cors_rules().is_empty() && (!previous.is_empty() || !self.cors_loaded()) {
+            tracing::warn!(
+                site = self.name(),
+                "cors.from_bucket: bucket `{}` has no CORS configuration: no cross-origin request is allowed (preflights get 403); put one (aws s3api put-bucket-cors) or list the rules in [cors]",
+                self.config.origin.bucket
+            );
+        }
+        self.cors_loaded
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Whether the bucket's CORS rules were read once.
+    fn cors_loaded(&self) -> bool {
+        self.cors_loaded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Replaces the website rules (after reading the bucket's configuration).
