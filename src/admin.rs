@@ -329,7 +329,35 @@ pub fn check_change(req: &HttpRequest, token: Option<&str>) -> Option<HttpRespon
                 .body("cross-origin requests from a browser may not change anything here\n"),
         );
     }
+    // DNS rebinding: a page of evil.example whose name then resolves to
+    // 127.0.0.1 is same-origin with a token-less listener on loopback. Such
+    // a listener takes changes only from requests that name it by address
+    // or as localhost, as the CLI, curl and scripts do.
+    if token.is_none()
+        && req.app_config().local_addr().ip().is_loopback()
+        && field("host").is_some_and(|host| !names_this_machine(host))
+    {
+        return Some(
+            HttpResponse::Forbidden()
+                .content_type("text/plain; charset=utf-8")
+                .body("a token-less admin listener on loopback takes changes only from requests to an IP address or localhost; set S3EDGE_ADMIN_TOKEN to reach it by another name\n"),
+        );
+    }
     check_token(req, token)
+}
+
+/// Whether a `Host` value names the machine itself: an IP address, or
+/// `localhost` (and `*.localhost`, RFC 6761), with or without a port.
+fn names_this_machine(host: &str) -> bool {
+    if host.starts_with('[') {
+        // An IPv6 literal: `[::1]:9090`.
+        return true;
+    }
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
 }
 
 /// `None` when the request may proceed; a 401 otherwise.
@@ -376,6 +404,29 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_machine_is_named_by_address_or_localhost() {
+        for ours in [
+            "127.0.0.1:9090",
+            "127.0.0.1",
+            "[::1]:9090",
+            "localhost:9090",
+            "LOCALHOST",
+            "a.localhost:1",
+            "10.0.0.5:9090",
+        ] {
+            assert!(names_this_machine(ours), "{ours}");
+        }
+        for other in [
+            "evil.example:9090",
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io:9090",
+        ] {
+            assert!(!names_this_machine(other), "{other}");
+        }
+    }
 
     #[test]
     fn tokens_compare_equal_only_when_identical() {

@@ -281,13 +281,27 @@ fn purge(
     prefixes: Vec<String>,
     all: bool,
 ) -> anyhow::Result<ExitCode> {
+    if let Err(e) = s3edge::releases::notify::admin_authority(admin) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
     let body =
         serde_json::json!({ "site": site, "paths": paths, "prefixes": prefixes, "all": all })
             .to_string();
     let (status, body) = s3edge::releases::notify::post_json(admin, "/purge", &body)?;
     outln!("{body}");
     Ok(if status == 200 {
-        ExitCode::SUCCESS
+        // In a ring, the barrier holds only on the nodes that confirmed it.
+        let failed = unconfirmed_nodes(&body);
+        if failed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            eprintln!(
+                "purge not confirmed by {}: they may still serve what was purged until they answer again",
+                failed.join(", ")
+            );
+            ExitCode::FAILURE
+        }
     } else {
         eprintln!("purge failed: HTTP {status}");
         if status == 401 {
@@ -295,6 +309,21 @@ fn purge(
         }
         ExitCode::FAILURE
     })
+}
+
+/// The ring nodes a purge's answer lists as failed (`nodes.failed`).
+fn unconfirmed_nodes(answer: &str) -> Vec<String> {
+    serde_json::from_str::<serde_json::Value>(answer)
+        .ok()
+        .and_then(|v| {
+            v["nodes"]["failed"].as_array().map(|nodes| {
+                nodes
+                    .iter()
+                    .map(|n| n.as_str().map_or_else(|| n.to_string(), str::to_string))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
 }
 
 /// The process log's filter: `RUST_LOG` (default `info`) with the two quiet

@@ -79,6 +79,15 @@ fn fail(e: &ReleaseError) -> ExitCode {
     }
 }
 
+/// Every `--admin` URL well formed, before anything changes.
+fn check_admins(admins: &[String]) -> Result<(), ReleaseError> {
+    for admin in admins {
+        s3edge::releases::notify::admin_authority(admin)
+            .map_err(|e| ReleaseError::Usage(e.to_string()))?;
+    }
+    Ok(())
+}
+
 fn parse_id(text: &str) -> Result<ReleaseId, ReleaseError> {
     ReleaseId::parse(text).map_err(|e| ReleaseError::Usage(e.to_string()))
 }
@@ -142,6 +151,9 @@ pub fn publish(args: PublishArgs) -> ExitCode {
             Ok(release) => release,
             Err(e) => return fail(&e),
         };
+        if let Err(e) = check_admins(&args.admin) {
+            return fail(&e);
+        }
         let bucket = match open(&args.site).await {
             Ok(bucket) => bucket,
             Err(e) => return fail(&e),
@@ -191,6 +203,9 @@ pub fn rollback(args: RollbackArgs) -> ExitCode {
             Ok(target) => target,
             Err(e) => return fail(&e),
         };
+        if let Err(e) = check_admins(&args.admin) {
+            return fail(&e);
+        }
         let bucket = match open(&args.site).await {
             Ok(bucket) => bucket,
             Err(e) => return fail(&e),

@@ -39,6 +39,9 @@ pub struct AppState {
     pub acme: Arc<crate::acme::Acme>,
     /// The cluster this node is part of (`--cluster-listen`, `--peers`, `--parent`).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// `--node-id` (default: the host name): the status page, ACME's locks
+    /// and the cluster name the node by it.
+    pub node_id: String,
 }
 
 /// Everything but the sites and the cache: the node's settings that the
@@ -76,6 +79,7 @@ impl AppState {
             reload_context: settings.reload_context,
             tls_resolver: Arc::new(ReloadableResolver::new(SniResolver::empty())),
             https_port: AtomicU16::new(DEFAULT_HTTPS_PORT),
+            node_id: settings.acme.node_name.clone(),
             acme: crate::acme::Acme::new(settings.acme),
             cluster: settings.cluster,
         }

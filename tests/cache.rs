@@ -488,6 +488,21 @@ async fn a_web_page_on_another_site_cannot_purge_through_the_operator_s_browser(
         200
     );
     assert_eq!(post(vec![("sec-fetch-site", "none".into())]).await, 200);
+    // DNS rebinding: a page of evil.example whose name now resolves to
+    // 127.0.0.1 is same-origin with the listener, and names it by that name.
+    let port = edge.node.admin_addr.port();
+    let rebound = format!("evil.example:{port}");
+    assert_eq!(
+        post(vec![
+            ("host", rebound.clone()),
+            ("origin", format!("http://{rebound}")),
+            ("sec-fetch-site", "same-origin".into()),
+        ])
+        .await,
+        403
+    );
+    assert_eq!(post(vec![("host", format!("localhost:{port}"))]).await, 200);
+    assert_eq!(post(vec![("host", format!("[::1]:{port}"))]).await, 200);
 }
 
 #[tokio::test]

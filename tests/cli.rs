@@ -814,3 +814,33 @@ fn sigterm_sends_goaway_on_an_idle_http2_connection_and_exits_at_once() {
         signalled.elapsed()
     );
 }
+
+/// `purge` with a malformed `--admin` is a usage error (exit 2), refused
+/// before any request.
+#[test]
+fn purge_refuses_a_malformed_admin_url_as_a_usage_error() {
+    for admin in [
+        "127.0.0.1:9090",
+        "http://127.0.0.1:9090/admin",
+        "http://host",
+    ] {
+        let output = s3edge()
+            .args(["purge", "--admin", admin, "--site", "x", "--all"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{admin}: {stderr}");
+        assert!(stderr.contains("--admin must be"), "{stderr}");
+    }
+}
+
+/// An invalid `--node-id` is refused at start with or without a cluster:
+/// it names the node on its status page and in ACME's locks.
+#[test]
+fn an_invalid_node_id_is_refused_without_a_cluster_too() {
+    let dir = site_dir(None);
+    let output = serve_once(&dir.path().join("sites"), &["--node-id", "not a valid id"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a valid id"), "{stderr}");
+}

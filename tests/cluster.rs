@@ -725,6 +725,26 @@ async fn a_node_down_during_a_purge_serves_nothing_purged_when_it_returns() {
         "{answer}"
     );
     assert_eq!(answer["nodes"]["confirmed"].as_array().unwrap().len(), 2);
+    // The command says so too: a script's `&& s3edge purge` must not go on
+    // as if every node had dropped the old files.
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_s3edge"))
+        .args([
+            "purge",
+            "--admin",
+            &nodes[0].bin().admin,
+            "--site",
+            "c",
+            "--all",
+        ])
+        .env_remove("S3EDGE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    assert_eq!(cli.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("not confirmed") && stderr.contains(&nodes[2].cluster.to_string()),
+        "{stderr}"
+    );
     let peers = peers_of(&nodes);
     nodes[2].start(&peers, &[]);
     for key in &keys {

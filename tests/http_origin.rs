@@ -1886,3 +1886,34 @@ async fn no_visitor_s_cookie_or_private_field_reaches_another() {
         }
     }
 }
+
+/// An HTTP origin's 404 and 5xx answers are counted as what they are in
+/// `s3edge_origin_requests_total` (`not_found`, `rejected`), as a bucket's
+/// are, so the error ratio, the status page and `S3edgeOriginErrors` see a
+/// backend that answers 503: they were all `ok`.
+#[tokio::test]
+async fn an_http_origin_s_errors_are_counted_as_origin_errors() {
+    let origin = ScriptedOrigin::start(|r: &Recorded| match r.target.as_str() {
+        "/missing" => Reply::with_status(404, "no", &[]),
+        "/down" => Reply::with_status(503, "down", &[]),
+        "/forbidden" => Reply::with_status(403, "no", &[]),
+        _ => Reply::ok("page", &[("cache-control", "no-store")]),
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    for (path, status) in [
+        ("/missing", 404),
+        ("/down", 503),
+        ("/down", 503),
+        ("/forbidden", 403),
+        ("/page", 200),
+    ] {
+        assert_eq!(get(&edge, path, &[]).await.0, status, "{path}");
+    }
+    let metrics = edge.metrics().await;
+    for (outcome, count) in [("not_found", 1), ("rejected", 2), ("denied", 1), ("ok", 1)] {
+        let line =
+            format!("s3edge_origin_requests_total{{site=\"h\",outcome=\"{outcome}\"}} {count}");
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
+}

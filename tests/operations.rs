@@ -319,6 +319,8 @@ fn node_after_traffic(dir: &Path) -> (Binary, String) {
             &buckets,
             "--access-log",
             "/dev/full",
+            "--node-id",
+            "edge-fra-1",
         ],
     );
     let client = blocking_client();
@@ -413,6 +415,8 @@ fn the_dashboard_and_the_alert_rules_use_only_metrics_a_live_node_exports() {
         serde_json::from_str(&admin_get(&node, "/status.json")).unwrap();
     let sites = report["sites"].as_array().unwrap();
     assert_eq!(sites.len(), 3, "{report}");
+    // A lone node is named by --node-id too (it showed the host name).
+    assert_eq!(report["node"]["id"], "edge-fra-1", "{report}");
     let secure = sites.iter().find(|s| s["name"] == "secure").unwrap();
     let reported = secure["certificate_expiry_seconds"].as_i64().unwrap();
     assert!((reported - expiry).abs() < 60, "{reported} vs {expiry}");

@@ -850,3 +850,41 @@ async fn a_publish_during_a_reload_is_not_undone_by_it() {
         );
     }
 }
+
+/// A malformed `--admin` (no scheme, a path) is a usage error found before
+/// anything changes: it was noticed only after the pointer had moved, so a
+/// CI job saw a failed deploy (exit 1) of a release that was live.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_admin_url_is_refused_before_the_release_goes_live() {
+    let edge = releases_edge();
+    let store = store(&edge);
+    let work = tempfile::tempdir().expect("tempdir");
+    let v1 = folder(work.path(), "v1", &[("index.html", "one")]);
+    publish(&edge, &store, &v1, &["--release", "v1"]);
+    let v2 = folder(work.path(), "v2", &[("index.html", "two")]);
+    for admin in ["127.0.0.1:9", "http://127.0.0.1:9090/admin", "http://:9090"] {
+        let output = s3edge(&edge, "publish", &store)
+            .args(["--site", SITE, "--release", "v2", "--admin", admin])
+            .arg(&v2)
+            .output()
+            .expect("publish");
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        assert!(
+            text(&output).contains("--admin must be"),
+            "{}",
+            text(&output)
+        );
+        let output = s3edge(&edge, "rollback", &store)
+            .args(["--site", SITE, "--admin", admin])
+            .output()
+            .expect("rollback");
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    }
+    let listed = s3edge(&edge, "releases", &store)
+        .args(["--site", SITE])
+        .output()
+        .expect("releases");
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(!listed.contains("v2"), "nothing uploaded: {listed}");
+    assert_eq!(body(&edge, HOST, "/").await, (200, "one".into()));
+}

@@ -658,7 +658,9 @@ impl Cache {
         let started = Instant::now();
         let result = site.origin.get(request).await;
         let (outcome, request_id) = match &result {
-            Ok(Fetched::Object { meta, .. }) => ("ok", meta.request_id.clone()),
+            Ok(Fetched::Object { meta, .. }) => {
+                (answer_outcome(meta.status), meta.request_id.clone())
+            }
             Ok(Fetched::NotModified { meta }) => ("not_modified", meta.request_id.clone()),
             Err(e) => (e.outcome(), e.request_id().map(str::to_string)),
         };
@@ -851,6 +853,22 @@ impl Cache {
 
 /// A stale entry refreshed by a 304 at `now`: its fields merged with the
 /// 304's and its freshness computed from the merge (RFC 9111 section 4.3.4).
+/// What an origin's answer counts as in `s3edge_origin_requests_total`. A
+/// bucket's errors arrive as errors; an HTTP origin answers every status as
+/// an object (`meta.status`), so its 404 is `not_found` and its 5xx
+/// `rejected` (an origin error, as a bucket's 5xx is), not `ok`. Its other
+/// 4xx answer the client's own request and count as `ok`.
+fn answer_outcome(status: Option<u16>) -> &'static str {
+    match status {
+        Some(404 | 410) => "not_found",
+        Some(401 | 403) => "denied",
+        Some(412) => "precondition_failed",
+        Some(416) => "range_not_satisfiable",
+        Some(500..=599) => "rejected",
+        _ => "ok",
+    }
+}
+
 fn revalidated(site: &Site, stale: &Entry, not_modified: &ObjectMeta, now: SystemTime) -> Entry {
     let meta = policy::merge_not_modified(&stale.meta, not_modified);
     let freshness = policy::storable(&meta, &site.config.cache, now).or_expired();

@@ -93,6 +93,15 @@ impl ClusterFlags {
             || self.peers_dns.is_some()
             || !self.parents.is_empty()
             || self.parent_dns.is_some();
+        // Checked with or without a cluster: the id names the node on its
+        // status page and in ACME's locks too.
+        if let Some(id) = self
+            .node_id
+            .as_deref()
+            .filter(|id| !headers::is_valid_node_id(id))
+        {
+            return Err(ClusterError::InvalidNodeId(id.to_string()));
+        }
         if !any {
             return Ok(None);
         }

@@ -15,7 +15,9 @@ pub const ADMIN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Why an admin call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminCallError {
-    #[error("--admin must be an http:// URL, e.g. http://127.0.0.1:9090 (got `{0}`)")]
+    #[error(
+        "--admin must be an http:// URL of a host and port, e.g. http://127.0.0.1:9090 (got `{0}`)"
+    )]
     NotHttp(String),
     #[error("cannot reach the admin listener at {0}: {1}")]
     Io(String, std::io::Error),
@@ -25,13 +27,30 @@ pub enum AdminCallError {
     BadToken,
 }
 
+/// The `host:port` of an `--admin` URL (`http://127.0.0.1:9090`, a trailing
+/// `/` allowed): commands check every one before they change anything, so a
+/// malformed one is a usage error, not a failure after a release went live.
+pub fn admin_authority(admin: &str) -> Result<&str, AdminCallError> {
+    let refused = || AdminCallError::NotHttp(admin.to_string());
+    let authority = admin
+        .strip_prefix("http://")
+        .ok_or_else(refused)?
+        .trim_end_matches('/');
+    let (host, port) = authority.rsplit_once(':').ok_or_else(refused)?;
+    if host.is_empty()
+        || host.contains(['/', '?', '#', '@'])
+        || port.is_empty()
+        || port.parse::<u16>().is_err()
+    {
+        return Err(refused());
+    }
+    Ok(authority)
+}
+
 /// POSTs `body` (JSON) to `path` on the admin listener at `admin`. Returns the
 /// status code and the body.
 pub fn post_json(admin: &str, path: &str, body: &str) -> Result<(u16, String), AdminCallError> {
-    let authority = admin
-        .strip_prefix("http://")
-        .ok_or_else(|| AdminCallError::NotHttp(admin.to_string()))?
-        .trim_end_matches('/');
+    let authority = admin_authority(admin)?;
     let mut request = format!(
         "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::history::{self, Interval, Percentiles, Sample, SAMPLE_EVERY, WINDOW};
 use super::purges::PurgeRecord;
-use super::{node_id, serialize_time};
+use super::serialize_time;
 use crate::metrics::{NodeReadings, TierReading, REQUEST_BUCKETS};
 use crate::state::AppState;
 
@@ -162,10 +162,7 @@ pub fn build(state: &AppState, readings: &NodeReadings) -> StatusReport {
             }
         })
         .collect();
-    let id = state
-        .cluster
-        .as_ref()
-        .map_or_else(node_id, |c| c.node_id.clone());
+    let id = state.node_id.clone();
     StatusReport {
         node: NodeInfo {
             id: id.clone(),
