@@ -281,14 +281,19 @@ fn purge(
     prefixes: Vec<String>,
     all: bool,
 ) -> anyhow::Result<ExitCode> {
-    if let Err(e) = s3edge::releases::notify::admin_authority(admin) {
-        eprintln!("error: {e}");
-        return Ok(ExitCode::from(EXIT_INVALID));
-    }
+    use s3edge::releases::notify::{post_json, AdminCallError};
     let body =
         serde_json::json!({ "site": site, "paths": paths, "prefixes": prefixes, "all": all })
             .to_string();
-    let (status, body) = s3edge::releases::notify::post_json(admin, "/purge", &body)?;
+    let (status, body) = match post_json(admin, "/purge", &body) {
+        Ok(answer) => answer,
+        // A malformed --admin is a usage error.
+        Err(e @ AdminCallError::NotHttp(_)) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+        Err(e) => return Err(e.into()),
+    };
     outln!("{body}");
     Ok(if status == 200 {
         // In a ring, the barrier holds only on the nodes that confirmed it.
@@ -552,6 +557,8 @@ pub(crate) fn embedded_credential(var: &str, default: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::log_filter;
+
     #[test]
     fn a_log_event_is_one_line() {
         use std::io::Write as _;
@@ -566,8 +573,6 @@ mod tests {
             assert_eq!(String::from_utf8(out.0).unwrap(), line, "{event:?}");
         }
     }
-
-    use super::log_filter;
 
     #[test]
     fn rust_log_adds_to_the_quiet_directives_unless_it_names_their_crates() {

@@ -299,8 +299,8 @@ pub fn directory_index_key(config: &WebsiteConfig, key: &str) -> Option<String> 
     (!key.is_empty() && !key.ends_with('/')).then(|| format!("{key}/{index}"))
 }
 
-/// The implicit redirect to the directory: a relative `Location` of the path as
-/// received plus `/`, keeping the query string.
+/// The implicit redirect to the directory `key`: a root-relative `Location`
+/// of the key plus `/`, keeping the query string.
 pub fn directory_redirect(key: &str, request: &RequestInfo<'_>) -> RedirectTarget {
     // From the key, not the path as sent: `//evil.com/..%2Fdocs` is the key
     // `docs`, and its path plus `/` a Location a browser reads as another
@@ -345,7 +345,6 @@ fn rule_redirect(rule: &RoutingRule, key: &str, request: &RequestInfo<'_>) -> Re
         }
         KeyReplacement::Key(with) => with.clone(),
     };
-    let path = encode_key_path(&new_key);
     let absolute = redirect.protocol.is_some()
         || redirect.host_name.is_some()
         || redirect.replacement != KeyReplacement::Keep;
@@ -354,7 +353,7 @@ fn rule_redirect(rule: &RoutingRule, key: &str, request: &RequestInfo<'_>) -> Re
     // root-relative, which the client resolves against the host it used.
     let mut location = if absolute && !host.is_empty() {
         let scheme = redirect.protocol.unwrap_or(request.scheme);
-        format!("{scheme}://{host}/{path}")
+        format!("{scheme}://{host}/{}", encode_key_path(&new_key))
     } else {
         root_path(&new_key)
     };

@@ -851,8 +851,6 @@ impl Cache {
     }
 }
 
-/// A stale entry refreshed by a 304 at `now`: its fields merged with the
-/// 304's and its freshness computed from the merge (RFC 9111 section 4.3.4).
 /// What an origin's answer counts as in `s3edge_origin_requests_total`. A
 /// bucket's errors arrive as errors; an HTTP origin answers every status as
 /// an object (`meta.status`), so its 404 is `not_found` and its 5xx
@@ -869,6 +867,8 @@ fn answer_outcome(status: Option<u16>) -> &'static str {
     }
 }
 
+/// A stale entry refreshed by a 304 at `now`: its fields merged with the
+/// 304's and its freshness computed from the merge (RFC 9111 section 4.3.4).
 fn revalidated(site: &Site, stale: &Entry, not_modified: &ObjectMeta, now: SystemTime) -> Entry {
     let meta = policy::merge_not_modified(&stale.meta, not_modified);
     let freshness = policy::storable(&meta, &site.config.cache, now).or_expired();

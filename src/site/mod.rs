@@ -262,25 +262,23 @@ impl Site {
             .await
             .map_err(|e| format!("cors.from_bucket: GetBucketCors failed: {e}"))?;
         let rules = found.unwrap_or_default();
+        let none = rules.is_empty();
         let previous = std::mem::replace(
             &mut *self.cors.write().unwrap_or_else(|e| e.into_inner()),
             Arc::new(rules),
         );
-        if self.cors_rules().is_empty() && (!previous.is_empty() || !self.cors_loaded()) {
+        let first = !self
+            .cors_loaded
+            .swap(true, std::sync::atomic::Ordering::Relaxed);
+        // Said at the first read and when rules disappear, not every minute.
+        if none && (first || !previous.is_empty()) {
             tracing::warn!(
                 site = self.name(),
                 "cors.from_bucket: bucket `{}` has no CORS configuration: no cross-origin request is allowed (preflights get 403); put one (aws s3api put-bucket-cors) or list the rules in [cors]",
                 self.config.origin.bucket
             );
         }
-        self.cors_loaded
-            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
-    }
-
-    /// Whether the bucket's CORS rules were read once.
-    fn cors_loaded(&self) -> bool {
-        self.cors_loaded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Replaces the website rules (after reading the bucket's configuration).
