@@ -191,11 +191,12 @@ fn purge_key(site: &crate::site::Site, path: &str) -> Option<String> {
 /// `/` and `/dir/` also purge their index document. In a cluster the purge
 /// reaches every node first (`cluster/purge.rs`) and the answer adds
 /// `"nodes": {"confirmed": [...], "failed": [...]}`.
-async fn purge(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+async fn purge(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     use actix_web::http::StatusCode;
-    if let Some(denied) = check_change(&req, state.admin_token.as_deref()) {
-        return denied;
-    }
+    let body = match change_body(&req, body, state.admin_token.as_deref()).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     let request: PurgeRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
@@ -302,6 +303,50 @@ pub async fn purge_locally(
         purged,
     });
     Ok(purged)
+}
+
+/// The largest body `POST /purge` and `POST /releases/switch` take.
+const CHANGE_BODY_MAX: usize = 256 * 1024;
+
+/// The body of a request that changes something, read only after
+/// [`check_change`] let it through: a client without the token learns
+/// nothing from the body's size. Over [`CHANGE_BODY_MAX`] it is a JSON 413
+/// (RFC 9110 section 15.5.14), refused from `Content-Length` before a byte
+/// of it is read when the client declares it.
+pub async fn change_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    token: Option<&str>,
+) -> Result<web::Bytes, HttpResponse> {
+    use actix_web::http::StatusCode;
+    if let Some(denied) = check_change(req, token) {
+        return Err(denied);
+    }
+    let too_large = || {
+        json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "the request body is larger than {} KiB",
+                CHANGE_BODY_MAX / 1024
+            ),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > CHANGE_BODY_MAX as u64) {
+        return Err(too_large());
+    }
+    match payload.to_bytes_limited(CHANGE_BODY_MAX).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(e)) => Err(json_error(
+            StatusCode::BAD_REQUEST,
+            &format!("the request body could not be read: {e}"),
+        )),
+        Err(_) => Err(too_large()),
+    }
 }
 
 /// [`check_token`] for a request that changes something (`POST /purge`,

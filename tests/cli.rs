@@ -133,7 +133,7 @@ fn check_prints_every_problem_with_file_and_key_and_exits_2() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         text.contains(&format!(
-            "{b}: hosts: host `a.example.com` is already claimed by site `a`"
+            "{b}: hosts[0]: host `a.example.com` is already claimed by site `a`"
         )),
         "{text}"
     );

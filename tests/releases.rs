@@ -324,7 +324,8 @@ async fn of_two_concurrent_publishes_one_wins_and_the_other_says_so() {
     assert!(
         loser_err.contains("another publish or rollback moved the pointer of site `web` first")
             && loser_err.contains(&format!("it now names `{winner_id}`"))
-            && loser_err.contains("is uploaded but not live"),
+            && loser_err.contains("is uploaded but not live")
+            && loser_err.contains("s3edge rollback --site web "),
         "{loser_err}"
     );
     // The pointer is whole: exactly the winner's id.
@@ -531,7 +532,7 @@ async fn the_first_release_published_unactivated_is_made_live_by_naming_it() {
         .expect("rollback");
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(
-        text(&output).contains("s3edge rollback ID"),
+        text(&output).contains("s3edge rollback --site web ID"),
         "{}",
         text(&output)
     );

@@ -76,6 +76,9 @@ pub struct SiteConfig {
     pub name: String,
     pub file: PathBuf,
     pub hosts: Vec<HostPattern>,
+    /// How many of `hosts` the file's `hosts` key lists; the rest are the
+    /// preview hosts of `[releases]` that `hosts` does not list.
+    pub listed_hosts: usize,
     /// Answers hosts that no other site claims.
     pub default: bool,
     pub origin: OriginConfig,
@@ -198,6 +201,25 @@ impl OriginConfig {
 }
 
 impl SiteConfig {
+    /// The site-file key that names `host`, for an error about it:
+    /// `hosts[i]`, or `releases.preview_hosts[i]` for a preview host that
+    /// `hosts` does not list.
+    pub fn host_key(&self, host: &HostPattern) -> String {
+        if let Some(i) = self.hosts[..self.listed_hosts.min(self.hosts.len())]
+            .iter()
+            .position(|h| h == host)
+        {
+            return format!("hosts[{i}]");
+        }
+        self.releases
+            .as_ref()
+            .and_then(|r| r.preview_hosts.iter().position(|h| h == host))
+            .map_or_else(
+                || "hosts".into(),
+                |i| format!("releases.preview_hosts[{i}]"),
+            )
+    }
+
     /// Whether the site's origin is an HTTP server, cached by RFC 9111 rules.
     pub fn is_http_origin(&self) -> bool {
         self.origin.http.is_some()

@@ -84,7 +84,7 @@ pub fn validate_sites(files: &[(PathBuf, String)]) -> Result<Vec<SiteConfig>, Co
             if let Some(other) = owners.insert(text.clone(), site) {
                 problems.push(ConfigProblem {
                     file: site.file.clone(),
-                    key: "hosts".into(),
+                    key: site.host_key(host),
                     message: format!(
                         "host `{text}` is already claimed by site `{}` ({}); a host may belong to one site only",
                         other.name,
@@ -145,6 +145,7 @@ pub fn validate_site(file: &Path, text: &str) -> Result<SiteConfig, Vec<ConfigPr
         }
     };
     let mut hosts = validate_hosts(&mut p, &raw);
+    let listed_hosts = hosts.len();
     let releases = raw
         .releases
         .as_ref()
@@ -179,6 +180,7 @@ pub fn validate_site(file: &Path, text: &str) -> Result<SiteConfig, Vec<ConfigPr
             name,
             file: file.to_path_buf(),
             hosts,
+            listed_hosts,
             default: raw.default,
             origin,
             website,
@@ -1026,9 +1028,28 @@ mod tests {
         ];
         let errors = validate_sites(&files).expect_err("duplicate");
         assert_eq!(errors.0.len(), 1);
-        assert!(errors.0[0]
-            .to_string()
-            .starts_with("sites/b.toml: hosts: host `example.com` is already claimed by site `a`"));
+        assert!(errors.0[0].to_string().starts_with(
+            "sites/b.toml: hosts[0]: host `example.com` is already claimed by site `a`"
+        ));
+    }
+
+    #[test]
+    fn a_preview_host_claimed_by_another_site_names_the_releases_key() {
+        let a = "hosts=[\"x.example\", \"*.preview.example\"]\n[origin]\nbucket=\"b\"\n";
+        let b = "hosts=[\"b.example\"]\n[origin]\nbucket=\"b\"\n[releases]\npreview_hosts=[\"*.other.example\", \"*.preview.example\"]\n";
+        let files = vec![
+            (PathBuf::from("sites/a.toml"), a.to_string()),
+            (PathBuf::from("sites/b.toml"), b.to_string()),
+        ];
+        let errors = validate_sites(&files).expect_err("duplicate");
+        assert_eq!(errors.0.len(), 1, "{errors:?}");
+        assert!(
+            errors.0[0].to_string().starts_with(
+                "sites/b.toml: releases.preview_hosts[1]: host `*.preview.example` is already claimed by site `a`"
+            ),
+            "{}",
+            errors.0[0]
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::watch::{self, PointerError, Revalidate};
-use crate::admin::check_change;
+use crate::admin::change_body;
 use crate::state::AppState;
 
 /// The admin route's path.
@@ -41,10 +41,11 @@ fn answer(status: StatusCode, body: serde_json::Value) -> HttpResponse {
     HttpResponse::build(status).json(body)
 }
 
-async fn switch(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
-    if let Some(denied) = check_change(&req, state.admin_token.as_deref()) {
-        return denied;
-    }
+async fn switch(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let body = match change_body(&req, body, state.admin_token.as_deref()).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     let request: SwitchRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {

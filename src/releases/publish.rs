@@ -326,11 +326,11 @@ pub async fn publish(
         .await
         .map_err(|e| match e {
             ReleaseError::PointerMoved { site, now, .. } => ReleaseError::PointerMoved {
+                what: format!(
+                    "release `{id}` is uploaded but not live; run publish again, or `s3edge rollback --site {site} {id}` to make it live"
+                ),
                 site,
                 now,
-                what: format!(
-                    "release `{id}` is uploaded but not live; run publish again, or `s3edge rollback {id}` to make it live"
-                ),
             },
             other => other,
         })?;

@@ -36,6 +36,7 @@ pub async fn list(bucket: &ReleaseBucket) -> Result<Vec<Listed>, ReleaseError> {
 /// A pointer written before the history was kept: the release listed after
 /// the live one (the one before it in time).
 pub fn choose(
+    site: &str,
     releases: &[ReleaseInfo],
     pointer: &Pointer,
     live: &ReleaseId,
@@ -53,7 +54,7 @@ pub fn choose(
             .map(|r| (r.id.clone(), pointer.pushed()))
             .ok_or_else(|| {
                 ReleaseError::Usage(format!(
-                    "no release `{target}` in the bucket; `s3edge releases` lists them"
+                    "no release `{target}` in the bucket; `s3edge releases --site {site}` lists them"
                 ))
             });
     }
@@ -65,7 +66,7 @@ pub fn choose(
             .map(|r| (r.id.clone(), Vec::new()))
             .ok_or_else(|| {
                 ReleaseError::Usage(format!(
-                    "no release older than the live one (`{live}`); name one: `s3edge rollback ID` (`s3edge releases` lists them)"
+                    "no release older than the live one (`{live}`); name one: `s3edge rollback --site {site} ID` (`s3edge releases --site {site}` lists them)"
                 ))
             });
     };
@@ -75,7 +76,7 @@ pub fn choose(
         .map(|i| (history[i].clone(), history[i + 1..].to_vec()))
         .ok_or_else(|| {
             ReleaseError::Usage(format!(
-                "no release was live before `{live}` (or it has been deleted); name one: `s3edge rollback ID` (`s3edge releases` lists them)"
+                "no release was live before `{live}` (or it has been deleted); name one: `s3edge rollback --site {site} ID` (`s3edge releases --site {site}` lists them)"
             ))
         })
 }
@@ -102,20 +103,21 @@ pub async fn rollback(
     let Some(pointer) = bucket.pointer().await? else {
         let Some(to) = target else {
             return Err(ReleaseError::Usage(format!(
-                "site `{}` has no live release; name a release to make live: `s3edge rollback ID` (`s3edge releases` lists them), or run `s3edge publish`",
-                bucket.site()
+                "site `{site}` has no live release; name a release to make live: `s3edge rollback --site {site} ID` (`s3edge releases --site {site}` lists them), or run `s3edge publish`",
+                site = bucket.site()
             )));
         };
         return make_live(bucket, None, to, None, &[], admins).await;
     };
     let live = pointer.release().ok_or_else(|| {
         ReleaseError::Usage(format!(
-            "the pointer names `{}`, which is not a release id; give the release to make live: `s3edge rollback ID`",
-            pointer.names
+            "the pointer names `{}`, which is not a release id; give the release to make live: `s3edge rollback --site {} ID`",
+            pointer.names,
+            bucket.site()
         ))
     })?;
     let releases = bucket.releases().await?;
-    let (to, history) = choose(&releases, &pointer, &live, target.as_ref())?;
+    let (to, history) = choose(bucket.site(), &releases, &pointer, &live, target.as_ref())?;
     make_live(bucket, Some(live), to, Some(&pointer), &history, admins).await
 }
 
@@ -131,7 +133,8 @@ async fn make_live(
 ) -> Result<RollbackReport, ReleaseError> {
     if !bucket.exists(&to).await? {
         return Err(ReleaseError::Usage(format!(
-            "release `{to}` has no files in the bucket; choose another (`s3edge releases` lists them)"
+            "release `{to}` has no files in the bucket; choose another (`s3edge releases --site {}` lists them)",
+            bucket.site()
         )));
     }
     bucket.move_pointer(&to, expected, history).await?;
@@ -181,16 +184,16 @@ mod tests {
         let list = releases(&["fixed", "preview", "bad", "good"]);
         let live = pointer("fixed", Some(&["good"]));
         assert_eq!(
-            choose(&list, &live, &id("fixed"), None).expect("choice"),
+            choose("blog", &list, &live, &id("fixed"), None).expect("choice"),
             (id("good"), vec![])
         );
         let live = pointer("c", Some(&["b", "a"]));
         let list = releases(&["c", "b", "a"]);
         assert_eq!(
-            choose(&list, &live, &id("c"), None).expect("choice"),
+            choose("blog", &list, &live, &id("c"), None).expect("choice"),
             (id("b"), ids(&["a"]))
         );
-        let err = choose(&list, &pointer("a", Some(&[])), &id("a"), None).unwrap_err();
+        let err = choose("blog", &list, &pointer("a", Some(&[])), &id("a"), None).unwrap_err();
         assert!(
             err.to_string().contains("no release was live before"),
             "{err}"
@@ -202,7 +205,7 @@ mod tests {
         let list = releases(&["c", "a"]);
         let live = pointer("c", Some(&["b", "a"]));
         assert_eq!(
-            choose(&list, &live, &id("c"), None).expect("choice"),
+            choose("blog", &list, &live, &id("c"), None).expect("choice"),
             (id("a"), vec![])
         );
     }
@@ -211,10 +214,10 @@ mod tests {
     fn a_pointer_without_history_goes_back_in_time() {
         let list = releases(&["c", "b", "a"]);
         assert_eq!(
-            choose(&list, &pointer("c", None), &id("c"), None).expect("choice"),
+            choose("blog", &list, &pointer("c", None), &id("c"), None).expect("choice"),
             (id("b"), vec![])
         );
-        let err = choose(&list, &pointer("a", None), &id("a"), None).unwrap_err();
+        let err = choose("blog", &list, &pointer("a", None), &id("a"), None).unwrap_err();
         assert!(err.to_string().contains("no release older"), "{err}");
     }
 
@@ -223,12 +226,12 @@ mod tests {
         let list = releases(&["c", "b", "a"]);
         let live = pointer("c", Some(&["b"]));
         assert_eq!(
-            choose(&list, &live, &id("c"), Some(&id("a"))).expect("choice"),
+            choose("blog", &list, &live, &id("c"), Some(&id("a"))).expect("choice"),
             (id("a"), ids(&["c", "b"]))
         );
-        let missing = choose(&list, &live, &id("c"), Some(&id("z"))).unwrap_err();
+        let missing = choose("blog", &list, &live, &id("c"), Some(&id("z"))).unwrap_err();
         assert!(missing.to_string().contains("no release `z`"), "{missing}");
-        let same = choose(&list, &live, &id("c"), Some(&id("c"))).unwrap_err();
+        let same = choose("blog", &list, &live, &id("c"), Some(&id("c"))).unwrap_err();
         assert!(same.to_string().contains("already live"), "{same}");
     }
 }
