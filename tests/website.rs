@@ -757,7 +757,7 @@ async fn forwarding_headers_name_the_client_and_its_scheme_by_one_trust_rule() {
         .start();
     // (what the proxies sent, the client the log must name, the redirect's scheme)
     type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
-    let cases: [Case<'_>; 5] = [
+    let cases: [Case<'_>; 7] = [
         (
             // A chain of trusted proxies is walked back to the client.
             &[("x-forwarded-for", "198.51.100.1, 127.0.0.5")],
@@ -798,6 +798,24 @@ async fn forwarding_headers_name_the_client_and_its_scheme_by_one_trust_rule() {
             ],
             "198.51.100.5",
             "https",
+        ),
+        (
+            // A load balancer that appends to the client's own
+            // X-Forwarded-For (AWS ALB, GCP) and sets one X-Forwarded-Proto:
+            // the scheme is the one used to reach it, not http (the site's
+            // `redirect_http` sent an https request to itself again).
+            &[
+                ("x-forwarded-for", "6.6.6.6, 198.51.100.6"),
+                ("x-forwarded-proto", "https"),
+            ],
+            "198.51.100.6",
+            "https",
+        ),
+        (
+            // A trusted hop written as an IPv4-mapped IPv6 address.
+            &[("x-forwarded-for", "198.51.100.7, ::ffff:127.0.0.9")],
+            "198.51.100.7",
+            "http",
         ),
     ];
     for (headers, _, scheme) in &cases {

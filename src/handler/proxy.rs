@@ -66,8 +66,8 @@ pub(super) fn forward_headers(
         .filter(|(name, _)| !(for_cache && CACHE_OWN_FIELDS.contains(name)) && *name != "expect")
         .map(|(n, v)| (n.to_string(), v.to_string()))
         .collect();
-    let peer = req.peer_addr().map(|a| a.ip());
-    let believed = peer.is_some_and(|ip| trusted.iter().any(|net| net.contains(&ip)));
+    let peer = crate::http::forwarded::peer(req);
+    let believed = peer.is_some_and(|ip| crate::http::forwarded::is_trusted(ip, trusted));
     let mut via = String::new();
     let mut forwarded_for = String::new();
     forward.retain(|(name, value)| match name.as_str() {

@@ -20,6 +20,10 @@
 //!    not trusted (or is unknown, or the oldest) names the client; its scheme is
 //!    the client's, else the nearest newer hop's that gives one.
 //! 4. A TLS connection's scheme is https whatever a header says.
+//!
+//! An IPv4 address mapped into IPv6 (`::ffff:192.0.2.1`, what a dual-stack
+//! `[::]` listener sees of an IPv4 peer) is the IPv4 address, for the trust
+//! rule and in what it reports, as nginx's address matching takes it.
 
 use std::net::IpAddr;
 
@@ -87,7 +91,8 @@ pub fn client(
     headers: ForwardingHeaders<'_>,
     trusted: &[IpNet],
 ) -> Client {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let is_trusted = |ip: &IpAddr| is_trusted(*ip, trusted);
+    let peer = peer.map(|ip| ip.to_canonical());
     let as_is = Client {
         address: peer,
         scheme: connection_scheme,
@@ -115,9 +120,22 @@ pub fn client(
     }
 }
 
+/// Whether `ip` (or the IPv4 address it maps) is in one of `trusted`.
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    let canonical = ip.to_canonical();
+    trusted
+        .iter()
+        .any(|net| net.contains(&canonical) || net.contains(&ip))
+}
+
+/// The address of the request's peer, an IPv4-mapped one as IPv4.
+pub fn peer(req: &HttpRequest) -> Option<IpAddr> {
+    req.peer_addr().map(|a| a.ip().to_canonical())
+}
+
 /// The hops the headers report, oldest first: from `X-Forwarded-For` and
-/// `X-Forwarded-Proto` (paired by position) when either is present, else from
-/// `Forwarded`.
+/// `X-Forwarded-Proto` (paired by position from the newest) when either is
+/// present, else from `Forwarded`.
 pub fn hops(headers: ForwardingHeaders<'_>) -> Vec<Hop> {
     if headers.x_forwarded_for.is_some() || headers.x_forwarded_proto.is_some() {
         x_forwarded_hops(headers.x_forwarded_for, headers.x_forwarded_proto)
@@ -127,17 +145,31 @@ pub fn hops(headers: ForwardingHeaders<'_>) -> Vec<Hop> {
 }
 
 /// `X-Forwarded-For: client, proxy1` with `X-Forwarded-Proto: https`: one hop
-/// per address, the n-th scheme with the n-th address (a single scheme, as
-/// load balancers send, goes with the oldest: the client's).
+/// per address, the lists lined up from their newest ends. A single scheme,
+/// as load balancers send it, is the one the newest address used to reach
+/// the proxy that set it ("the protocol the client used to connect to the
+/// load balancer", AWS): with `X-Forwarded-For` passed on from further out
+/// (a client's own, or a CDN's in front of the load balancer), lining up
+/// from the oldest gave it to an address the walk never reaches, and an
+/// https request was taken as http.
 pub fn x_forwarded_hops(for_list: Option<&str>, proto_list: Option<&str>) -> Vec<Hop> {
     let addresses: Vec<Option<IpAddr>> = list(for_list).map(parse_node).collect();
     let schemes: Vec<Option<Scheme>> = list(proto_list).map(Scheme::parse).collect();
-    (0..addresses.len().max(schemes.len()))
+    let len = addresses.len().max(schemes.len());
+    (0..len)
         .map(|i| Hop {
-            address: addresses.get(i).copied().flatten(),
-            scheme: schemes.get(i).copied().flatten(),
+            address: from_newest(&addresses, len, i),
+            scheme: from_newest(&schemes, len, i),
         })
         .collect()
+}
+
+/// The `i`-th of `len` hops from a list that names only the newest
+/// `items.len()` of them.
+fn from_newest<T: Copy>(items: &[Option<T>], len: usize, i: usize) -> Option<T> {
+    (i + items.len())
+        .checked_sub(len)
+        .and_then(|i| items.get(i).copied().flatten())
 }
 
 /// The elements of a comma-separated list, trimmed, empty ones skipped.
@@ -224,13 +256,15 @@ fn unquote(value: &str) -> String {
 pub fn parse_node(node: &str) -> Option<IpAddr> {
     let node = node.trim();
     if let Ok(ip) = node.parse::<IpAddr>() {
-        return Some(ip);
+        return Some(ip.to_canonical());
     }
     if let Some(rest) = node.strip_prefix('[') {
         let (ip, after) = rest.split_once(']')?;
         let port_ok = after.is_empty() || after.strip_prefix(':').is_some_and(is_port);
         return if port_ok {
-            ip.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)
+            ip.parse::<std::net::Ipv6Addr>()
+                .ok()
+                .map(|ip| IpAddr::V6(ip).to_canonical())
         } else {
             None
         };
@@ -264,14 +298,14 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 /// [`client`] for an actix request: its peer, its connection's scheme, its
 /// headers.
 pub fn from_request(req: &HttpRequest, trusted: &[IpNet]) -> Client {
-    let peer = req.peer_addr().map(|a| a.ip());
+    let peer = peer(req);
     let connection_scheme = if req.app_config().secure() {
         Scheme::Https
     } else {
         Scheme::Http
     };
     // Untrusted peers cost no header reading.
-    if !peer.is_some_and(|ip| trusted.iter().any(|net| net.contains(&ip))) {
+    if !peer.is_some_and(|ip| is_trusted(ip, trusted)) {
         return Client {
             address: peer,
             scheme: connection_scheme,
@@ -353,6 +387,13 @@ mod tests {
         Case { name: "a quoted comma does not split Forwarded", forwarded: Some("for=198.51.100.1;ext=\"a,b\";proto=https"), address: CLIENT, scheme: Https, ..PROXIED },
         Case { name: "empty list elements are skipped", xff: Some(" , 198.51.100.1 ,"), address: CLIENT, ..PROXIED },
         Case { name: "a trusted IPv6 peer", peer: "fd00::1", xff: Some(CLIENT), xfp: Some("https"), address: CLIENT, scheme: Https, ..PROXIED },
+        Case { name: "a single X-Forwarded-Proto goes with the address the load balancer appended", xff: Some("1.1.1.1, 198.51.100.1"), xfp: Some("https"), address: CLIENT, scheme: Https, ..PROXIED },
+        Case { name: "behind a CDN the load balancer's X-Forwarded-Proto is the CDN's scheme", xff: Some("1.1.1.1, 203.0.113.9"), xfp: Some("https"), address: UNTRUSTED, scheme: Https, ..PROXIED },
+        Case { name: "a list of schemes lines up with the addresses from the newest", xff: Some("1.1.1.1, 198.51.100.1, 10.0.0.7"), xfp: Some("https, http"), address: CLIENT, scheme: Https, ..PROXIED },
+        Case { name: "an IPv4-mapped peer is its IPv4 address", peer: "::ffff:10.0.0.1", xff: Some(CLIENT), xfp: Some("https"), address: CLIENT, scheme: Https, ..PROXIED },
+        Case { name: "an untrusted IPv4-mapped peer is reported as IPv4", peer: "::ffff:203.0.113.9", address: UNTRUSTED, ..PROXIED },
+        Case { name: "an IPv4-mapped hop in X-Forwarded-For is walked like IPv4", xff: Some("198.51.100.1, ::ffff:10.0.0.7"), address: CLIENT, ..PROXIED },
+        Case { name: "an IPv4-mapped client in Forwarded is reported as IPv4", forwarded: Some("for=\"[::ffff:198.51.100.1]:80\""), address: CLIENT, ..PROXIED },
     ];
 
     #[test]
