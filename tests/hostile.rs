@@ -819,6 +819,37 @@ async fn requests_the_parser_refuses_are_counted_and_logged() {
     }
 }
 
+/// `--node-id` defaults to the host name where `/proc/sys` is hidden, as the
+/// shipped systemd unit's `ProcSubset=pid` hides it: every node of a ring
+/// fell back to one name there, took each other's requests for loops (508)
+/// and never got a purge. Run as root (CI), the node runs in a mount
+/// namespace of its own with a procfs of processes only.
+#[tokio::test]
+async fn the_default_node_id_is_the_host_name_where_proc_sys_is_hidden() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: mounting a procfs needs root (CI runs as root)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    binary_site(dir.path(), "");
+    let shell = "exec unshare --mount --propagation private -- sh -c \
+        'mount -t proc -o subset=pid proc /proc && test ! -e /proc/sys/kernel/hostname && exec \"$0\" serve \"$@\"' \
+        \"$0\" \"$@\"";
+    let args = Binary::dir_args(dir.path(), &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut node = Binary::serve_in_shell(shell, &args, &[], dir.path());
+    let text = reqwest::get(format!("{}/status.json", node.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&text).expect(&text);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(report["node"]["id"], host.trim(), "{report}");
+    assert_eq!(node.stop(), Some(0));
+}
+
 /// A file of the bucket the node may not read (mode 000) answers 403, as S3
 /// answers an object one may not read: it was a 502 while its ETag was not
 /// recorded and a 404 once it was. HEAD on the store says the same. Run as

@@ -57,12 +57,18 @@ pub fn start_sampler(metrics: &Arc<Metrics>) {
     });
 }
 
-/// This node's name: the host name, as `--node-id` defaults to.
+/// This node's name: the host name, as `--node-id` defaults to. From
+/// uname(2), which needs no file: the shipped systemd unit's
+/// `ProcSubset=pid` hides `/proc/sys/kernel/hostname`, and every node of a
+/// ring read there fell back to one name, so each took the others' requests
+/// for loops (508) and purges never reached them.
 pub fn node_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "s3edge".to_string())
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_string_lossy();
+    let name = name.trim();
+    if name.is_empty() || name == "(none)" {
+        "s3edge".to_string()
+    } else {
+        name.to_string()
+    }
 }
