@@ -9,6 +9,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::binary::Binary;
 use common::http_origin::{raw_origin, Recorded, Reply, ScriptedOrigin};
 use common::{exchange, Edge, EdgeBuilder};
 use tokio::io::AsyncWriteExt;
@@ -351,6 +352,68 @@ async fn the_request_s_no_cache_revalidates_and_only_if_cached_gives_504() {
     assert_eq!(origin.count("/n"), 2);
     let (status, _, _) = get(&edge, "/missing", &[("cache-control", "only-if-cached")]).await;
     assert_eq!((status, origin.count("/missing")), (504, 0));
+}
+
+/// What a client alone causes is the client's: an upload cut short (the
+/// connection closed before its `Content-Length`) is a 400, and neither it
+/// nor `only-if-cached` with nothing stored puts an ERROR on the process
+/// log or a 5xx in the access log (they were "invalid answer from the
+/// origin", 502, and "origin timed out").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_a_client_causes_are_not_logged_as_the_origin_s() {
+    use tokio::io::AsyncReadExt;
+    let origin = ScriptedOrigin::start(echo("max-age=60")).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("sites")).unwrap();
+    std::fs::write(dir.path().join("sites/h.toml"), origin.site_toml(HOST, "")).unwrap();
+    let mut node = Binary::serve_dir_with(dir.path(), &["--access-log", "-"]);
+    let addr: std::net::SocketAddr = node.http.trim_start_matches("http://").parse().unwrap();
+
+    let mut cut = tokio::net::TcpStream::connect(addr).await.unwrap();
+    cut.write_all(
+        format!("POST /upload HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 100000\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    cut.write_all(&[b'x'; 1000]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(cut);
+    let (answer, _) = exchange(
+        addr,
+        format!("GET /missing HTTP/1.1\r\nHost: {HOST}\r\nCache-Control: only-if-cached\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    // A last request, so the access log holds the two before it.
+    let mut last = tokio::net::TcpStream::connect(addr).await.unwrap();
+    last.write_all(
+        format!("GET /last HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut sink = Vec::new();
+    last.read_to_end(&mut sink).await.unwrap();
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = node.stdout();
+        if log.contains("/last") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status_of = |path: &str| {
+        log.lines()
+            .find(|l| l.contains(path))
+            .unwrap_or_else(|| panic!("{path}: {log}"))
+            .to_string()
+    };
+    assert!(status_of("/upload").contains("\" 400 "), "{log}");
+    assert!(status_of("/missing").contains("\" 504 "), "{log}");
+    assert_eq!(node.stop(), Some(0));
+    let stderr = node.stderr();
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(errors.is_empty(), "{errors:?}");
 }
 
 #[tokio::test]
@@ -1624,6 +1687,96 @@ async fn a_path_never_leaves_the_base_path_of_the_origin_s_url() {
             .all(|t| t.starts_with("/base/") && !t.split('?').next().unwrap().contains("..")),
         "{asked:?}"
     );
+}
+
+/// Over HTTP/2 a `:path` that does not start with `/` (`../private`,
+/// malformed: RFC 9113 section 8.3.1) is a 400 and never reaches the origin:
+/// it was passed on as it was and joined to the base path as
+/// `/base/../private`, which the origin resolved beside its base path. And
+/// the cookies of an HTTP/2 request reach the origin as one `Cookie` line.
+/// (Multi-threaded: the raw client blocks its thread; the origin answers
+/// on another.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_path_without_its_leading_slash_never_leaves_the_base_path_and_cookies_are_one_line(
+) {
+    use common::h2_frames::*;
+    use std::time::{Duration, Instant};
+
+    let origin = ScriptedOrigin::start(echo("max-age=60")).await;
+    let pki = common::pki::Pki::new();
+    let site = format!(
+        "hosts = [\"{HOST}\"]\n[origin]\nurl = \"http://{}/base\"\ntimeout = \"2s\"\n{}",
+        origin.addr,
+        pki.leaf(HOST, &[HOST]).tls_section()
+    );
+    let edge = EdgeBuilder::new()
+        .site("h", &site)
+        .with(|o| o.tls_listen = vec![common::loopback()])
+        .start();
+    let mut h2 = RawH2::connect(edge.node.https_addrs[0], HOST, &pki, &[]);
+    let paths = [
+        "../private/secret",
+        "%2e%2e/private/secret",
+        "x/../../private/secret",
+        "*",
+        "/page",
+    ];
+    for (i, path) in paths.iter().enumerate() {
+        h2.get(1 + 2 * i as u32, HOST, path);
+    }
+    // The `:status` of each answer, the first field of its block: an
+    // indexed field of the static table (RFC 7541 appendix A), 0x88 for
+    // 200, 0x8c for 400.
+    let mut statuses = std::collections::BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while statuses.len() < paths.len() {
+        match h2.next(deadline) {
+            Received::Frame(f) if f.kind == HEADERS => {
+                statuses.insert(f.stream, f.payload[0]);
+            }
+            Received::Frame(f) if f.kind == RST_STREAM || f.kind == GOAWAY => {
+                panic!("{f:?} after {statuses:?}")
+            }
+            Received::Frame(_) => continue,
+            other => panic!("{other:?} after {statuses:?}"),
+        }
+    }
+    let asked: Vec<String> = origin.requests().into_iter().map(|r| r.target).collect();
+    let want: std::collections::BTreeMap<u32, u8> =
+        [(1, 0x8c), (3, 0x8c), (5, 0x8c), (7, 0x8c), (9, 0x88)].into();
+    assert_eq!(statuses, want);
+    assert_eq!(asked, ["/base/page"]);
+
+    // Two `cookie` fields, as HTTP/2 browsers send them, reach the HTTP/1.1
+    // origin as one line joined with `; ` (RFC 9113 section 8.2.3).
+    // `get_frame`'s frame with two literal fields more, its length mended.
+    let mut bytes = get_frame(11, HOST, "/cookies");
+    for value in ["a=1", "b=2"] {
+        bytes.extend_from_slice(&[0, 6]);
+        bytes.extend_from_slice(b"cookie");
+        bytes.push(value.len() as u8);
+        bytes.extend_from_slice(value.as_bytes());
+    }
+    let length = bytes.len() as u32 - 9;
+    bytes[..3].copy_from_slice(&length.to_be_bytes()[1..]);
+    h2.send(&bytes);
+    loop {
+        match h2.next(deadline) {
+            Received::Frame(f) if f.kind == HEADERS && f.stream == 11 => break,
+            Received::Frame(f) if f.kind == RST_STREAM || f.kind == GOAWAY => panic!("{f:?}"),
+            Received::Frame(_) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
+    let seen = origin.requests().into_iter().last().unwrap();
+    assert_eq!(seen.target, "/base/cookies");
+    let cookies: Vec<&str> = seen
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(cookies, ["a=1; b=2"]);
 }
 
 /// The origin hears the client's host and scheme (`X-Forwarded-Host`,

@@ -289,9 +289,7 @@ impl Cache {
                 Answer::new(serve_entry(&entry, now, since), CacheOutcome::Stale)
             }
             _ if directives.only_if_cached => Answer::new(
-                Err(OriginError::Timeout(
-                    "only-if-cached, and nothing usable is stored".into(),
-                )),
+                Err(OriginError::NotCached),
                 CacheOutcome::Miss { stored: false },
             ),
             _ if range.is_some() => {

@@ -99,6 +99,7 @@ fn origin_error(outcome: &str, status: StatusCode, detail: String) -> OriginErro
     let detail = format!("via another node: {detail}");
     match outcome {
         "timeout" => OriginError::Timeout(detail),
+        "not_cached" => OriginError::NotCached,
         "unreachable" => OriginError::Unreachable(detail),
         "invalid" => OriginError::Invalid(detail),
         _ => OriginError::Rejected {

@@ -70,9 +70,20 @@ pub(super) fn forward_headers(
     let believed = peer.is_some_and(|ip| crate::http::forwarded::is_trusted(ip, trusted));
     let mut via = String::new();
     let mut forwarded_for = String::new();
+    let mut cookie = String::new();
     forward.retain(|(name, value)| match name.as_str() {
         "via" => {
             via = joined(&via, value);
+            false
+        }
+        // HTTP/2 clients send each cookie as a field of its own; an HTTP/1.1
+        // origin wants them as one, joined with `; ` (RFC 9113 section
+        // 8.2.3; RFC 6265 section 5.4: one `Cookie` line).
+        "cookie" => {
+            if !cookie.is_empty() {
+                cookie.push_str("; ");
+            }
+            cookie.push_str(value);
             false
         }
         "x-forwarded-for" => {
@@ -89,6 +100,9 @@ pub(super) fn forward_headers(
         actix_web::http::Version::HTTP_2 => "2",
         _ => "1.1",
     };
+    if !cookie.is_empty() {
+        forward.push(("cookie".into(), cookie));
+    }
     forward.push(("via".into(), joined(&via, &format!("{version} s3edge"))));
     if let Some(peer) = peer {
         forward.push((
@@ -195,11 +209,19 @@ pub(super) fn target(req: &HttpRequest) -> super::Stage<Cow<'_, str>> {
 /// hides a dot-segment behind an encoded slash or backslash (`..%2F`,
 /// `..%5C`), a backslash or a path parameter (`..;`) is refused: servers
 /// differ in whether they split there, so no rewriting of it is safe
-/// (nginx refuses `..%2F` above the root likewise).
+/// (nginx refuses `..%2F` above the root likewise). A path that does not
+/// start with `/` is refused too: HTTP/1's parser never lets one through,
+/// but an HTTP/2 `:path` of `../private` (malformed, RFC 9113 section
+/// 8.3.1) was passed on untouched and joined to the base path as
+/// `/base/../private`, which the origin resolved beside it. `*` (`OPTIONS *`)
+/// is refused with them, as nginx refuses it.
 pub(super) fn normalized_target(target: &str) -> Result<Cow<'_, str>, &'static str> {
     let (path, query) = target.split_at(target.find('?').unwrap_or(target.len()));
+    if !path.starts_with('/') {
+        return Err("the request target is not a path from the root");
+    }
     // Most targets have no dot, `%` or backslash: nothing to remove.
-    if !path.starts_with('/') || !path.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
+    if !path.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
         return Ok(Cow::Borrowed(target));
     }
     let mut dotted = false;
@@ -262,13 +284,16 @@ pub(super) async fn pass_through(
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let (body_sent, sent) = tokio::sync::oneshot::channel();
     // Set when the client's body could not be read as its framing says (a
-    // broken chunk): the origin's failure is then the client's 400.
+    // broken chunk, an HTTP/2 body longer or shorter than its
+    // `content-length`, a client gone before its `Content-Length` was
+    // sent): the origin's failure is then the client's 400, not a 502 and
+    // an error on the log that any client could fill.
     let malformed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let body_malformed = malformed.clone();
     actix_web::rt::spawn(async move {
         let mut payload = payload;
         while let Some(chunk) = payload.next().await {
-            if let Err(actix_web::error::PayloadError::EncodingCorrupted) = &chunk {
+            if chunk.is_err() {
                 body_malformed.store(true, std::sync::atomic::Ordering::Release);
             }
             let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()));
@@ -283,11 +308,16 @@ pub(super) async fn pass_through(
     let method = req.method().as_str().to_string();
     let forwarded = match origin.forward(&method, &target, &headers, body, sent).await {
         Ok(forwarded) => forwarded,
-        Err(_) if malformed.load(std::sync::atomic::Ordering::Acquire) => {
+        Err(e) if malformed.load(std::sync::atomic::Ordering::Acquire) => {
+            tracing::debug!(
+                site = site.name(),
+                target,
+                "the client's body broke off: {e}"
+            );
             return super::respond::error_page(
                 StatusCode::BAD_REQUEST,
-                "Bad request: the request body's chunked framing is malformed.",
-            )
+                "Bad request: the request body is malformed or was cut short.",
+            );
         }
         Err(e) => return origin_error_response(site, &target, &e),
     };
@@ -450,7 +480,7 @@ mod tests {
     #[test]
     fn dot_segments_are_removed_and_hidden_ones_refused() {
         let normalized = |t: &str| normalized_target(t).map(Cow::into_owned);
-        for plain in ["/", "/a/b.css?x=../y", "/caf%C3%A9/v1.2/", "/a..b/...", "*"] {
+        for plain in ["/", "/a/b.css?x=../y", "/caf%C3%A9/v1.2/", "/a..b/..."] {
             assert!(
                 matches!(normalized_target(plain), Ok(Cow::Borrowed(_))),
                 "{plain}"
@@ -460,7 +490,19 @@ mod tests {
         assert_eq!(normalized("/a/%2e/b/%2E%2e/c?q").unwrap(), "/a/c?q");
         assert_eq!(normalized("/a/b/..").unwrap(), "/a/");
         assert_eq!(normalized("/a%2Fb/./c").unwrap(), "/a%2Fb/c");
-        for hidden in ["/..%2Fx", "/a/.%5cx", "/..\\x", "/..;x/y", "/x/.;/y"] {
+        for hidden in [
+            "/..%2Fx",
+            "/a/.%5cx",
+            "/..\\x",
+            "/..;x/y",
+            "/x/.;/y",
+            "../x",
+            "%2e%2e/x",
+            "x/../../y",
+            "*",
+            "",
+            "?q",
+        ] {
             assert!(normalized(hidden).is_err(), "{hidden}");
         }
     }

@@ -41,6 +41,10 @@ pub(super) fn origin_error_response(site: &Site, key: &str, error: &OriginError)
             tracing::error!(site = site.name(), key, "{error}");
             error_page(status, "The origin could not be reached.")
         }
+        OriginError::NotCached => error_page(
+            status,
+            "Nothing usable is stored, and the request asked for a stored answer only.",
+        ),
         OriginError::Timeout(_) => {
             tracing::error!(site = site.name(), key, "{error}");
             error_page(status, "The origin did not answer in time.")

@@ -180,6 +180,10 @@ pub enum OriginError {
     /// No answer in time (504).
     #[error("origin timed out: {0}")]
     Timeout(String),
+    /// `Cache-Control: only-if-cached` and nothing usable stored (504, RFC
+    /// 9111 section 5.2.1.7): the client's choice, not the origin's failure.
+    #[error("only-if-cached, and nothing usable is stored")]
+    NotCached,
     /// The origin's answer broke the protocol: a body cut short, a wrong length,
     /// a Content-Range that does not match the request (502).
     #[error("invalid answer from the origin: {0}")]
@@ -197,7 +201,7 @@ impl OriginError {
             OriginError::Rejected { .. }
             | OriginError::Unreachable(_)
             | OriginError::Invalid(_) => 502,
-            OriginError::Timeout(_) => 504,
+            OriginError::Timeout(_) | OriginError::NotCached => 504,
         }
     }
 
@@ -212,6 +216,7 @@ impl OriginError {
             OriginError::Unreachable(_) => "unreachable",
             OriginError::Timeout(_) => "timeout",
             OriginError::Invalid(_) => "invalid",
+            OriginError::NotCached => "not_cached",
         }
     }
 
