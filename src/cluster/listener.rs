@@ -66,7 +66,7 @@ fn admit(
             node = cluster.node_id.as_str(),
             cdn_loop = passed.join(", "),
             path = req.path(),
-            "cluster: a request came back to this node (CDN-Loop lists it): answering 508; check --peers and --parent for a cycle"
+            "cluster: a request came back to this node (CDN-Loop lists it): answering 508; check --peers and --parent for a cycle, and that no other node has the same --node-id"
         );
         return Break(
             HttpResponse::build(StatusCode::LOOP_DETECTED)
