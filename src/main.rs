@@ -159,6 +159,9 @@ struct ServeArgs {
     /// Worker threads (default: the number of cores).
     #[arg(long, env = "S3EDGE_WORKERS")]
     workers: Option<usize>,
+    /// A client that accepts no byte of a response, or sends no byte of a request body it announced, for this long is dropped (nginx's send_timeout and client_body_timeout); 0 turns it off
+    #[arg(long, env = "S3EDGE_STALL_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    stall_timeout: std::time::Duration,
     /// ACME CA directory URL for `[tls] acme = true` sites.
     #[arg(long, env = "S3EDGE_ACME_DIRECTORY", default_value = acme::LETS_ENCRYPT_PRODUCTION)]
     acme_directory: String,
@@ -220,6 +223,10 @@ struct ServeArgs {
 
 fn parse_size(text: &str) -> Result<u64, String> {
     units::parse_size(text)
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    units::parse_duration(text)
 }
 
 fn main() -> ExitCode {
@@ -496,6 +503,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         embedded_secret_key: embedded_credential("S3EDGE_EMBEDDED_SECRET_KEY", DEV_SECRET_KEY),
         admin_token: s3edge::admin::token_from_env(ADMIN_TOKEN_ENV),
         shutdown_timeout: server::SHUTDOWN_TIMEOUT,
+        stall_timeout: args.stall_timeout,
         cache_dir: args.cache_dir,
         disk_cache_size: args.disk_cache_size,
         memory_cache_size: args.memory_cache_size,

@@ -394,6 +394,136 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() 
     );
 }
 
+/// Half a request head after a kept-alive request is timed out like half
+/// the first: the head timer applied only to a connection's first request,
+/// so one full request bought a connection that could then hold itself
+/// open with a few bytes, forever.
+#[tokio::test]
+async fn half_a_head_after_a_kept_alive_request_is_closed_after_the_request_timeout() {
+    let edge = edge().await;
+    let addr = edge.node.http_addrs[0];
+    let kept = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(b"GET /ok.txt HTTP/1.1\r\nHost: h.test\r\n\r\n")
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\nok") {
+            assert_eq!(stream.read(&mut byte).unwrap(), 1, "the response");
+            head.push(byte[0]);
+        }
+        stream.write_all(b"GET /ok.txt HTTP/1.1\r\nX-Pa").unwrap();
+        time_until_closed(stream, Duration::from_secs(40))
+    });
+    let (took, answer) = tokio::task::spawn_blocking(move || kept.join().unwrap())
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        took >= CLIENT_REQUEST_TIMEOUT - Duration::from_secs(1)
+            && took < CLIENT_REQUEST_TIMEOUT + Duration::from_secs(10),
+        "closed after {took:?}"
+    );
+}
+
+/// A client that stops reading is dropped after `--stall-timeout`, as
+/// nginx's `send_timeout` drops it: over HTTP/1 the connection is closed,
+/// over HTTP/2 a stream that gets no window is reset (CANCEL) while the
+/// connection and its other streams go on. Each held the response's buffer
+/// (and over HTTP/2 an open file) for as long as the client stayed.
+#[test]
+fn a_client_that_stops_reading_is_dropped_after_the_stall_timeout() {
+    use common::h2_frames::*;
+    let dir = tempfile::tempdir().unwrap();
+    let sites = binary_site(dir.path(), "");
+    let big = std::fs::File::create(sites.join("buckets/demo/big.bin")).unwrap();
+    big.set_len(128 << 20).unwrap();
+    drop(big);
+    let pki = common::pki::Pki::new();
+    let leaf = pki.leaf("localhost", &["localhost"]);
+    let site = std::fs::read_to_string(sites.join("demo.toml")).unwrap();
+    std::fs::write(
+        sites.join("demo.toml"),
+        format!("{site}{}", leaf.tls_section()),
+    )
+    .unwrap();
+    let node = Binary::serve_dir_with(
+        dir.path(),
+        &["--stall-timeout", "2s", "--tls-listen", "127.0.0.1:0"],
+    );
+    let https: std::net::SocketAddr = node
+        .stderr()
+        .lines()
+        .find_map(|line| common::binary::listener_url(line, "listening on https://"))
+        .expect("the TLS listener")
+        .parse()
+        .unwrap();
+
+    // HTTP/1: read 1 MiB, stop for twice the limit, then read what is left.
+    let addr = node.http.trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+        .write_all(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut received = 0;
+    while received < 1 << 20 {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the body ended early");
+        received += n;
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let started = std::time::Instant::now();
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => received += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("still open after {:?}: {e}", started.elapsed()),
+        }
+    }
+    assert!(
+        received < (128 << 20) - (1 << 20),
+        "{received} bytes: the connection was not cut"
+    );
+
+    // HTTP/2: a stream with no window is reset; the connection still answers.
+    let mut h2 = RawH2::connect(
+        https,
+        "localhost",
+        &pki,
+        &[(SETTINGS_INITIAL_WINDOW_SIZE, 0)],
+    );
+    h2.get(1, "localhost", "/big.bin");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let reset = loop {
+        match h2.next(deadline) {
+            Received::Frame(f) if f.kind == RST_STREAM && f.stream == 1 => break f.word(0),
+            Received::Frame(f) if f.kind == GOAWAY => panic!("GOAWAY {f:?}"),
+            Received::Frame(_) => continue,
+            other => panic!("{other:?}: no reset of the stalled stream"),
+        }
+    };
+    const CANCEL: u32 = 0x8;
+    assert_eq!(reset, CANCEL);
+    h2.get(3, "localhost", "/small.txt");
+    loop {
+        match h2.next(deadline) {
+            Received::Frame(f) if f.kind == HEADERS && f.stream == 3 => break,
+            Received::Frame(f) if f.kind == GOAWAY || f.kind == RST_STREAM => panic!("{f:?}"),
+            Received::Frame(_) => continue,
+            other => panic!("{other:?}: the connection no longer answers"),
+        }
+    }
+}
+
 /// A site folder for the binary: one default site on the embedded store, with
 /// `origin` lines added to its `[origin]`.
 fn binary_site(dir: &std::path::Path, origin: &str) -> std::path::PathBuf {

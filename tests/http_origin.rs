@@ -355,7 +355,8 @@ async fn the_request_s_no_cache_revalidates_and_only_if_cached_gives_504() {
 }
 
 /// What a client alone causes is the client's: an upload cut short (the
-/// connection closed before its `Content-Length`) is a 400, and neither it
+/// connection closed before its `Content-Length`) is a 400, one that stops
+/// arriving a 408 after `--stall-timeout`, and neither they
 /// nor `only-if-cached` with nothing stored puts an ERROR on the process
 /// log or a 5xx in the access log (they were "invalid answer from the
 /// origin", 502, and "origin timed out").
@@ -366,7 +367,8 @@ async fn failures_a_client_causes_are_not_logged_as_the_origin_s() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("sites")).unwrap();
     std::fs::write(dir.path().join("sites/h.toml"), origin.site_toml(HOST, "")).unwrap();
-    let mut node = Binary::serve_dir_with(dir.path(), &["--access-log", "-"]);
+    let mut node =
+        Binary::serve_dir_with(dir.path(), &["--access-log", "-", "--stall-timeout", "1s"]);
     let addr: std::net::SocketAddr = node.http.trim_start_matches("http://").parse().unwrap();
 
     let mut cut = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -379,6 +381,22 @@ async fn failures_a_client_causes_are_not_logged_as_the_origin_s() {
     cut.write_all(&[b'x'; 1000]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(cut);
+    // An upload that stops arriving is cut after the stall timeout: 408.
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(
+            format!("POST /stalled HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 100000\r\n\r\nten bytes!")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stalled.read_to_end(&mut answer))
+        .await
+        .expect("the stalled upload is answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     let (answer, _) = exchange(
         addr,
         format!("GET /missing HTTP/1.1\r\nHost: {HOST}\r\nCache-Control: only-if-cached\r\nConnection: close\r\n\r\n"),
@@ -410,6 +428,7 @@ async fn failures_a_client_causes_are_not_logged_as_the_origin_s() {
     };
     assert!(status_of("/upload").contains("\" 400 "), "{log}");
     assert!(status_of("/missing").contains("\" 504 "), "{log}");
+    assert!(status_of("/stalled").contains("\" 408 "), "{log}");
     assert_eq!(node.stop(), Some(0));
     let stderr = node.stderr();
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();

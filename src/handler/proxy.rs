@@ -288,13 +288,31 @@ pub(super) async fn pass_through(
     // `content-length`, a client gone before its `Content-Length` was
     // sent): the origin's failure is then the client's 400, not a 502 and
     // an error on the log that any client could fill.
-    let malformed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let body_malformed = malformed.clone();
+    // A body that stops arriving for the stall timeout (`--stall-timeout`,
+    // nginx's `client_body_timeout`) is cut, and the client gets a 408:
+    // it held the origin's connection for as long as it liked.
+    let refused = Arc::new(std::sync::atomic::AtomicU16::new(0));
+    let body_refused = refused.clone();
     actix_web::rt::spawn(async move {
         let mut payload = payload;
-        while let Some(chunk) = payload.next().await {
+        loop {
+            let next = match actix_http::h1::send_timeout() {
+                Some(limit) => tokio::time::timeout(limit, payload.next())
+                    .await
+                    .unwrap_or_else(|_| {
+                        body_refused.store(408, std::sync::atomic::Ordering::Release);
+                        Some(Err(actix_web::error::PayloadError::Incomplete(None)))
+                    }),
+                None => payload.next().await,
+            };
+            let Some(chunk) = next else { break };
             if chunk.is_err() {
-                body_malformed.store(true, std::sync::atomic::Ordering::Release);
+                let _ = body_refused.compare_exchange(
+                    0,
+                    400,
+                    std::sync::atomic::Ordering::AcqRel,
+                    std::sync::atomic::Ordering::Acquire,
+                );
             }
             let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()));
             let failed = chunk.is_err();
@@ -308,7 +326,14 @@ pub(super) async fn pass_through(
     let method = req.method().as_str().to_string();
     let forwarded = match origin.forward(&method, &target, &headers, body, sent).await {
         Ok(forwarded) => forwarded,
-        Err(e) if malformed.load(std::sync::atomic::Ordering::Acquire) => {
+        Err(e) if refused.load(std::sync::atomic::Ordering::Acquire) == 408 => {
+            tracing::debug!(site = site.name(), target, "the client's body stalled: {e}");
+            return super::respond::error_page(
+                StatusCode::REQUEST_TIMEOUT,
+                "The request body stopped arriving.",
+            );
+        }
+        Err(e) if refused.load(std::sync::atomic::Ordering::Acquire) != 0 => {
             tracing::debug!(
                 site = site.name(),
                 target,

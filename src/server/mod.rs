@@ -35,6 +35,9 @@ pub use thread::NodeThread;
 /// How long a graceful stop waits for in-flight requests.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// `--stall-timeout`'s default: nginx's `send_timeout` and `client_body_timeout`.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How often a `from_bucket` website configuration is read again.
 pub const WEBSITE_REFRESH: Duration = Duration::from_secs(60);
 
@@ -59,6 +62,10 @@ pub struct NodeOptions {
     pub embedded_secret_key: String,
     pub admin_token: Option<String>,
     pub shutdown_timeout: Duration,
+    /// A client that accepts no byte of a response, or sends no byte of a
+    /// request body it announced, for this long is dropped; zero: never
+    /// (`--stall-timeout`). Process-wide (actix-http's send timeout).
+    pub stall_timeout: Duration,
     /// The disk tier's directory (`--cache-dir`).
     pub cache_dir: PathBuf,
     /// Bytes the disk tier may hold; 0 turns it off (`--disk-cache-size`).

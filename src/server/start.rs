@@ -36,6 +36,9 @@ impl Node {
     /// and binds every listener. Must run inside an actix system; call
     /// [`Node::run`] to serve. Prints one line per listener and per site.
     pub async fn start(mut options: NodeOptions) -> Result<Node, StartError> {
+        actix_http::h1::set_send_timeout(
+            (!options.stall_timeout.is_zero()).then_some(options.stall_timeout),
+        );
         let configs = config::load_sites(&options.sites_dir)?;
         for warning in config::warnings(&configs) {
             tracing::warn!("{warning}");

@@ -50,6 +50,7 @@ pub fn options(dir: &Path) -> NodeOptions {
         embedded_secret_key: DEFAULT_SECRET_KEY.into(),
         admin_token: None,
         shutdown_timeout: Duration::from_secs(5),
+        stall_timeout: s3edge::server::STALL_TIMEOUT,
         cache_dir: dir.join("cache"),
         disk_cache_size: 256 << 20,
         memory_cache_size: 64 << 20,

@@ -358,6 +358,11 @@ pub enum DispatchError {
     #[display("connection shutdown timeout")]
     DisconnectTimeout,
 
+    /// The client accepted no byte of the response for the send timeout
+    /// (`h1::set_send_timeout`).
+    #[display("the client accepted nothing for the send timeout")]
+    SendTimeout,
+
     /// Handler dropped payload before reading EOF.
     #[display("handler dropped payload before reading EOF")]
     HandlerDroppedPayload,

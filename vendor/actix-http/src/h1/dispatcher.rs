@@ -193,6 +193,9 @@ pin_project! {
         head_timer: TimerState,
         ka_timer: TimerState,
         shutdown_timer: TimerState,
+        // Armed while output waits on the client; reset whenever it accepts some
+        // (`super::set_send_timeout`).
+        send_timer: TimerState,
         graceful_shutdown: Option<crate::config::GracefulShutdownFuture>,
 
         pub(super) io: Option<T>,
@@ -327,6 +330,7 @@ where
                     head_timer: TimerState::new(config.client_request_deadline().is_some()),
                     ka_timer: TimerState::new(config.keep_alive().enabled()),
                     shutdown_timer: TimerState::new(config.client_disconnect_deadline().is_some()),
+                    send_timer: TimerState::new(super::send_timeout().is_some()),
                     graceful_shutdown: config.graceful_shutdown(),
 
                     io: Some(io),
@@ -397,13 +401,42 @@ where
             write_body,
             write_file,
             file_sent,
+            send_timer,
             ..
         } = self.project();
+        let mut progressed = false;
+        let poll = Self::poll_flush_inner(
+            io,
+            write_buf,
+            *h1_write_buffer_size,
+            write_buf_needs_reset,
+            write_body,
+            write_file,
+            file_sent,
+            &mut progressed,
+            cx,
+        );
+        watch_send(send_timer, poll.is_pending(), progressed, cx);
+        poll
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn poll_flush_inner(
+        io: &mut Option<T>,
+        write_buf: &mut BytesMut,
+        h1_write_buffer_size: usize,
+        write_buf_needs_reset: &mut bool,
+        write_body: &mut Option<Bytes>,
+        write_file: &mut Option<super::SendFile>,
+        file_sent: &mut bool,
+        progressed: &mut bool,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), io::Error>> {
         let mut io = Pin::new(io.as_mut().unwrap());
 
         // Allow normal buffer growth, but do not retain allocations caused by large response
         // chunks on idle connections.
-        let retention_limit = (*h1_write_buffer_size).max(WRITE_BUFFER_RETENTION_LIMIT);
+        let retention_limit = h1_write_buffer_size.max(WRITE_BUFFER_RETENTION_LIMIT);
 
         if write_buf.capacity() > retention_limit {
             // Needs stored flag because `write_buf.advance(n)` reduces reported capacity without
@@ -437,6 +470,7 @@ where
                 }
 
                 Poll::Ready(mut n) => {
+                    *progressed = true;
                     let from_buf = n.min(len - written);
                     written += from_buf;
                     n -= from_buf;
@@ -461,7 +495,10 @@ where
 
         // Then the file region, with `sendfile`.
         if let Some(file) = write_file.as_mut() {
-            match poll_send_file(io.as_mut().get_mut(), file, cx) {
+            let left = file.len;
+            let poll = poll_send_file(io.as_mut().get_mut(), file, cx);
+            *progressed |= file.len < left;
+            match poll {
                 Poll::Ready(Ok(())) => {
                     *write_file = None;
                     *file_sent = true;
@@ -1085,7 +1122,7 @@ where
                                 this.flags.insert(Flags::CLOSE_ASKED);
                             }
 
-                            // head timer only applies to first request on connection
+                            // the head arrived: no more head timer until the next one begins
                             this.head_timer.clear(line!());
 
                             req.head_mut().peer_addr = *this.peer_addr;
@@ -1370,6 +1407,12 @@ where
         self.as_mut().poll_head_timer(cx)?;
         self.as_mut().poll_ka_timer(cx)?;
         self.as_mut().poll_shutdown_timer(cx)?;
+        if let TimerState::Active { timer } = self.as_mut().project().send_timer {
+            if timer.as_mut().poll(cx).is_ready() {
+                trace!("the client accepted nothing for the send timeout; closing the connection");
+                return Err(DispatchError::SendTimeout);
+            }
+        }
 
         Ok(())
     }
@@ -1549,9 +1592,18 @@ where
 
                     // after reading something from stream, clear keep-alive timer
                     if !inner.read_buf.is_empty() && inner.flags.contains(Flags::KEEP_ALIVE) {
+                        let deadline = inner.config.client_request_deadline();
                         let inner = inner.as_mut().project();
                         inner.flags.remove(Flags::KEEP_ALIVE);
                         inner.ka_timer.clear(line!());
+                        // The next request's head must arrive in time too, not only the
+                        // first's: half a head after a kept-alive request held the
+                        // connection for good.
+                        if let (true, Some(deadline)) = (inner.state.is_none(), deadline) {
+                            inner
+                                .head_timer
+                                .set_and_init(cx, sleep_until(deadline.into()), line!());
+                        }
                     }
 
                     if !inner.flags.contains(Flags::STARTED) {
@@ -1742,6 +1794,30 @@ mod buffer_tests;
 /// Sends what is left of `file` to `io` with `sendfile` (Linux, plain TCP only: the dispatcher
 /// takes a `SendFile` only then).
 #[cfg(target_os = "linux")]
+/// Keeps the send timer (`super::set_send_timeout`): armed while output waits on the client
+/// (`pending`), its deadline moved on whenever the client accepted some (`progressed`), cleared
+/// once everything is written.
+fn watch_send(timer: &mut TimerState, pending: bool, progressed: bool, cx: &mut Context<'_>) {
+    let Some(timeout) = super::send_timeout() else {
+        return;
+    };
+    if !pending {
+        if matches!(timer, TimerState::Active { .. }) {
+            timer.clear(line!());
+        }
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    match timer {
+        TimerState::Active { timer } if progressed => {
+            timer.as_mut().reset(deadline);
+            let _ = timer.as_mut().poll(cx);
+        }
+        TimerState::Active { .. } => {}
+        _ => timer.set_and_init(cx, sleep_until(deadline), line!()),
+    }
+}
+
 fn poll_send_file<T: 'static>(
     io: &mut T,
     file: &mut super::SendFile,

@@ -26,6 +26,28 @@ pub use self::{
     utils::SendResponse,
 };
 
+/// How long, in milliseconds, a connection may hold output its client accepts none of; 0: no
+/// limit (upstream's behaviour).
+static SEND_TIMEOUT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Closes an HTTP/1 connection whose client accepts no byte of what is written to it for
+/// `timeout` (`None`: never, the default), as nginx's `send_timeout` and Varnish's
+/// `idle_send_timeout` do: a client that stops reading would otherwise hold the connection, its
+/// buffers and the response's resources for as long as it stays connected. Process-wide; the
+/// HTTP/2 dispatcher applies it to each stream waiting for flow-control window.
+pub fn set_send_timeout(timeout: Option<std::time::Duration>) {
+    let ms = timeout.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1));
+    SEND_TIMEOUT_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The limit [`set_send_timeout`] set.
+pub fn send_timeout() -> Option<std::time::Duration> {
+    match SEND_TIMEOUT_MS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => None,
+        ms => Some(std::time::Duration::from_millis(ms)),
+    }
+}
+
 /// A response body to send straight from a file with `sendfile(2)`.
 ///
 /// Put in a response's extensions by a handler whose body is `len` bytes of `file` from

@@ -185,6 +185,9 @@ where
                                 DispatchError::ResponseBody(err) => {
                                     tracing::error!("Response payload stream error: {err:?}");
                                 }
+                                DispatchError::SendTimeout => {
+                                    tracing::trace!("stream reset: no window for the send timeout");
+                                }
                             }
                         }
                     });
@@ -285,6 +288,7 @@ enum DispatchError {
     SendResponse(h2::Error),
     SendData(h2::Error),
     ResponseBody(Box<dyn StdError>),
+    SendTimeout,
 }
 
 async fn handle_response<B>(
@@ -330,7 +334,26 @@ where
             // reserve enough space and wait for stream ready.
             stream.reserve_capacity(chunk_size);
 
-            match poll_fn(|cx| stream.poll_capacity(cx)).await {
+            // Waited for at most the send timeout (`h1::set_send_timeout`): a client that
+            // never opens its window would hold the stream, and the body's resources, for
+            // as long as it keeps the connection. Polled once first, so a stream that has
+            // its window sets no timer.
+            let capacity = {
+                let mut wait = pin!(poll_fn(|cx| stream.poll_capacity(cx)));
+                match poll_fn(|cx| Poll::Ready(wait.as_mut().poll(cx))).await {
+                    Poll::Ready(capacity) => Some(capacity),
+                    Poll::Pending => match crate::h1::send_timeout() {
+                        Some(timeout) => tokio::time::timeout(timeout, wait).await.ok(),
+                        None => Some(wait.await),
+                    },
+                }
+            };
+            let Some(capacity) = capacity else {
+                stream.send_reset(h2::Reason::CANCEL);
+                return Err(DispatchError::SendTimeout);
+            };
+
+            match capacity {
                 // No capacity left. drop body and return.
                 None => return Ok(()),
 
