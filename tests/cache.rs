@@ -298,6 +298,86 @@ async fn an_origin_that_fails_gets_the_stale_copy_served_with_its_age() {
     assert_eq!(get(&edge, "/never.html").await.0, 502);
 }
 
+/// `s-maxage` (proxy-revalidate for a shared cache) and `no-cache` forbid
+/// every stale answer (RFC 9111 sections 4.2.4, 5.2.2.10), whatever the
+/// site's stale windows: the `s-maxage` object was served within
+/// stale-while-revalidate and the `no-cache` one within stale-if-error.
+#[tokio::test]
+async fn s_maxage_and_no_cache_objects_are_never_served_stale() {
+    let (edge, _origin_c, origins) =
+        edge_with("[cache]\nstale_while_revalidate = \"1h\"\nstale_if_error = \"1h\"\n").await;
+    for (key, cc) in [
+        ("sm.html", "max-age=1000, s-maxage=1"),
+        ("nc.html", "no-cache"),
+        ("mr.html", "max-age=1, must-revalidate"),
+    ] {
+        edge.put_with(BUCKET, key, "v1", |p| p.cache_control(cc))
+            .await;
+        assert_eq!(get(&edge, &format!("/{key}")).await.2, "v1");
+        edge.put_with(BUCKET, key, "v2", |p| p.cache_control(cc))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The bucket answers: revalidated at once, never the stale copy.
+    for key in ["sm.html", "nc.html", "mr.html"] {
+        let (status, cache, body) = get(&edge, &format!("/{key}")).await;
+        assert_eq!((status, body.as_str()), (200, "v2"), "{key}: {cache}");
+        assert!(!cache.contains("stale-while-revalidate"), "{key}: {cache}");
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The bucket fails: the failure shows, no stale-if-error.
+    origins.site("c").inject(Fault::ServerError);
+    for key in ["sm.html", "nc.html", "mr.html"] {
+        let (status, cache, _) = get(&edge, &format!("/{key}")).await;
+        assert_eq!(status, 502, "{key}: {cache}");
+    }
+}
+
+/// A stored object whose new version may not be stored (`no-store`,
+/// `private`) is dropped when the origin says so: within
+/// stale-while-revalidate the old page was served on and on, every request
+/// making a background GET that got the new one and kept nothing.
+#[tokio::test]
+async fn an_entry_whose_new_version_may_not_be_stored_is_dropped() {
+    let (edge, origin, _) = edge_with("").await;
+    for (key, cc) in [("ns.html", "no-store"), ("pv.html", "private")] {
+        edge.put_with(BUCKET, key, "old", |p| {
+            p.cache_control("max-age=1, stale-while-revalidate=86400")
+        })
+        .await;
+        assert_eq!(get(&edge, &format!("/{key}")).await.2, "old");
+        edge.put_with(BUCKET, key, "new", |p| p.cache_control(cc))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for key in ["ns.html", "pv.html"] {
+        // The first stale answer starts the refresh that learns of the new
+        // version; from then on every answer is the new one.
+        let (_, cache, body) = get(&edge, &format!("/{key}")).await;
+        assert_eq!(
+            (cache.as_str(), body.as_str()),
+            ("s3edge; hit; detail=stale-while-revalidate", "old")
+        );
+        let mut answers = Vec::new();
+        for _ in 0..50 {
+            let (_, _, body) = get(&edge, &format!("/{key}")).await;
+            if body == "new" {
+                break;
+            }
+            answers.push(body);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(answers.len() < 50, "{key}: still old after 1 s");
+        for _ in 0..3 {
+            assert_eq!(get(&edge, &format!("/{key}")).await.2, "new", "{key}");
+        }
+        assert!(
+            origin.gets_for(key) >= 4,
+            "{key}: not stored, asked each time"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_truncated_body_is_cut_for_the_client_and_never_stored() {
     let (edge, origin, _) = edge_with("").await;

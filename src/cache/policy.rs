@@ -81,10 +81,15 @@ fn parse_directives(value: &str) -> Directives {
             "private" | "no-cache" => d.qualified_fields = true,
             "must-revalidate" => d.must_revalidate = true,
             "proxy-revalidate" => d.proxy_revalidate = true,
-            "max-age" => d.max_age = seconds.or(Some(0)),
-            "s-maxage" => d.s_maxage = seconds.or(Some(0)),
-            "stale-while-revalidate" => d.stale_while_revalidate = seconds,
-            "stale-if-error" => d.stale_if_error = seconds,
+            // A directive given twice counts once, at its first occurrence
+            // (RFC 9111 section 4.2.1): `max-age=2, max-age=600` was fresh
+            // for ten minutes.
+            "max-age" if d.max_age.is_none() => d.max_age = seconds.or(Some(0)),
+            "s-maxage" if d.s_maxage.is_none() => d.s_maxage = seconds.or(Some(0)),
+            "stale-while-revalidate" if d.stale_while_revalidate.is_none() => {
+                d.stale_while_revalidate = seconds
+            }
+            "stale-if-error" if d.stale_if_error.is_none() => d.stale_if_error = seconds,
             _ => {}
         }
     }
@@ -97,7 +102,9 @@ fn parse_directives(value: &str) -> Directives {
 /// an invalid `Expires` means already expired, section 5.3), else the site's
 /// `default_ttl`; clamped to `[min_ttl, max_ttl]`.
 /// `no-cache` stores with a zero lifetime (revalidated on every use);
-/// `must-revalidate` forbids serving it stale.
+/// `no-cache`, `must-revalidate`, `proxy-revalidate` and `s-maxage` (which
+/// carries `proxy-revalidate`, RFC 9111 section 5.2.2.10) forbid serving it
+/// stale (section 4.2.4), within `stale-if-error` too, as for an HTTP origin.
 pub fn storable(meta: &ObjectMeta, site: &CacheConfig, stored_at: SystemTime) -> Storable {
     let d = meta
         .cache_control
@@ -131,7 +138,8 @@ pub fn storable(meta: &ObjectMeta, site: &CacheConfig, stored_at: SystemTime) ->
             .unwrap_or(site.default_ttl)
             .clamp(site.min_ttl, site.max_ttl.max(site.min_ttl))
     };
-    let (swr, sie) = if d.must_revalidate || d.proxy_revalidate {
+    let no_stale = d.must_revalidate || d.proxy_revalidate || d.s_maxage.is_some() || d.no_cache;
+    let (swr, sie) = if no_stale {
         (Duration::ZERO, Duration::ZERO)
     } else {
         (
@@ -145,7 +153,7 @@ pub fn storable(meta: &ObjectMeta, site: &CacheConfig, stored_at: SystemTime) ->
     };
     Storable::Yes(Freshness {
         ttl,
-        stale_while_revalidate: if d.no_cache { Duration::ZERO } else { swr },
+        stale_while_revalidate: swr,
         stale_if_error: sie,
     })
 }
@@ -752,6 +760,39 @@ mod tests {
                 within_stale_if_error: false
             }
         );
+        // `s-maxage` (proxy-revalidate for a shared cache) and `no-cache`
+        // forbid every stale answer, within stale-if-error too, as
+        // `must-revalidate` does (RFC 9111 sections 4.2.4, 5.2.2.10).
+        for cc in [
+            "max-age=1000, s-maxage=10",
+            "no-cache",
+            "max-age=10, proxy-revalidate",
+        ] {
+            let Storable::Yes(f) = storable(&meta(Some(cc), None), &site(), now) else {
+                panic!("{cc}")
+            };
+            assert_eq!(
+                (f.stale_while_revalidate, f.stale_if_error),
+                (Duration::ZERO, Duration::ZERO),
+                "{cc}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_directive_given_twice_counts_at_its_first_occurrence() {
+        let now = SystemTime::UNIX_EPOCH;
+        for (cc, want) in [
+            ("max-age=2, max-age=600", Some(2)),
+            ("max-age=600, max-age=2", Some(600)),
+            ("s-maxage=5, max-age=9, s-maxage=700", Some(5)),
+        ] {
+            assert_eq!(
+                ttl(storable(&meta(Some(cc), None), &site(), now)),
+                want,
+                "{cc}"
+            );
+        }
     }
 
     fn http(status: u16, headers: &[(&str, &str)]) -> ObjectMeta {

@@ -16,7 +16,7 @@ use super::pull::{pull, Pulled, Sink};
 use super::{
     Body, Cache, CacheKey, DiskBody, Entry, EntryKind, FlightGuard, Generation, Prepared, Role,
 };
-use super::{State, Ticket, Variant};
+use super::{PurgeScope, State, Ticket, Variant};
 use crate::compress::ContentCoding;
 use crate::http::conditional::{self, Validators};
 use crate::http::range::{self, ByteRange};
@@ -709,7 +709,8 @@ impl Cache {
                 }
             },
             Ok(Fetched::Object { meta, body }) => {
-                self.store_streaming(site, guard, meta, body, now, ticket)
+                let replaces = stale.is_some();
+                self.store_streaming(site, guard, meta, body, now, ticket, replaces)
                     .await
             }
             Err(e @ (OriginError::NotFound { .. } | OriginError::Denied { .. })) => {
@@ -745,7 +746,13 @@ impl Cache {
     /// A 200 from the origin: when it may be stored, its body is pulled into
     /// the flight by a task of its own ([`pull`]) and every waiter streams it
     /// from there: from memory when it fits the memory tier, else from its
-    /// disk file as it is written. Otherwise it passes through.
+    /// disk file as it is written. Otherwise it passes through, and when it
+    /// `replaces` a stored entry (a revalidation's new version, now
+    /// `no-store`, `private` or too large) that entry is removed first: it
+    /// was served on within stale-while-revalidate (and stale-if-error) at
+    /// one useless origin GET per request, a new deploy never seen, where
+    /// Varnish's hit-for-miss shadows it.
+    #[allow(clippy::too_many_arguments)]
     async fn store_streaming(
         self: &Arc<Self>,
         site: &Arc<Site>,
@@ -754,6 +761,7 @@ impl Cache {
         body: BodyStream,
         now: SystemTime,
         ticket: Ticket,
+        replaces: bool,
     ) -> (Result<Fetch, OriginError>, CacheOutcome) {
         let since = ticket.since();
         let len = meta.content_length;
@@ -769,6 +777,15 @@ impl Cache {
             None => None,
         };
         let (Some(freshness), Some(sink)) = (freshness, sink) else {
+            if replaces {
+                let cache = self.clone();
+                let site = site.name().to_string();
+                let scope = PurgeScope {
+                    keys: vec![guard.key().object_key.clone()],
+                    prefixes: Vec::new(),
+                };
+                let _ = tokio::task::spawn_blocking(move || cache.purge(&site, scope)).await;
+            }
             guard.publish(Outcome::Retry);
             let fetch = Fetch::from_origin(meta, body, since);
             return (Ok(fetch), CacheOutcome::Miss { stored: false });
