@@ -1592,18 +1592,9 @@ where
 
                     // after reading something from stream, clear keep-alive timer
                     if !inner.read_buf.is_empty() && inner.flags.contains(Flags::KEEP_ALIVE) {
-                        let deadline = inner.config.client_request_deadline();
                         let inner = inner.as_mut().project();
                         inner.flags.remove(Flags::KEEP_ALIVE);
                         inner.ka_timer.clear(line!());
-                        // The next request's head must arrive in time too, not only the
-                        // first's: half a head after a kept-alive request held the
-                        // connection for good.
-                        if let (true, Some(deadline)) = (inner.state.is_none(), deadline) {
-                            inner
-                                .head_timer
-                                .set_and_init(cx, sleep_until(deadline.into()), line!());
-                        }
                     }
 
                     if !inner.flags.contains(Flags::STARTED) {
@@ -1619,6 +1610,25 @@ where
                     }
 
                     inner.as_mut().poll_request(cx)?;
+
+                    // A later request's head that has begun but not arrived whole is timed
+                    // like the first's: half a head after a kept-alive request held the
+                    // connection for good. Armed only then, so a head that arrives in one
+                    // read (nearly all) costs no timer.
+                    if inner.state.is_none()
+                        && inner.messages.is_empty()
+                        && inner.payload.is_none()
+                        && !inner.read_buf.is_empty()
+                        && !matches!(inner.head_timer, TimerState::Active { .. })
+                    {
+                        if let Some(deadline) = inner.config.client_request_deadline() {
+                            inner.as_mut().project().head_timer.set_and_init(
+                                cx,
+                                sleep_until(deadline.into()),
+                                line!(),
+                            );
+                        }
+                    }
 
                     if should_disconnect {
                         // I/O stream should to be closed
