@@ -433,7 +433,8 @@ async fn half_a_head_after_a_kept_alive_request_is_closed_after_the_request_time
 /// A client that stops reading is dropped after `--stall-timeout`, as
 /// nginx's `send_timeout` drops it: over HTTP/1 the connection is closed,
 /// over HTTP/2 a stream that gets no window is reset (CANCEL) while the
-/// connection and its other streams go on. Each held the response's buffer
+/// connection and its other streams go on; a chunked body left unread is
+/// drained only while it keeps arriving. Each held the response's buffer
 /// (and over HTTP/2 an open file) for as long as the client stayed.
 #[test]
 fn a_client_that_stops_reading_is_dropped_after_the_stall_timeout() {
@@ -522,6 +523,19 @@ fn a_client_that_stops_reading_is_dropped_after_the_stall_timeout() {
             other => panic!("{other:?}: the connection no longer answers"),
         }
     }
+
+    // A chunked body the node does not read (a POST to a bucket site: 405)
+    // is drained to keep the connection, but only while it keeps arriving:
+    // one chunk and then nothing held the connection for good.
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .write_all(
+            b"POST /small.txt HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n",
+        )
+        .unwrap();
+    let (took, answer) = time_until_closed(stream, Duration::from_secs(30));
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert!(took < Duration::from_secs(15), "closed after {took:?}");
 }
 
 /// A site folder for the binary: one default site on the embedded store, with

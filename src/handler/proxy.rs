@@ -328,10 +328,15 @@ pub(super) async fn pass_through(
         Ok(forwarded) => forwarded,
         Err(e) if refused.load(std::sync::atomic::Ordering::Acquire) == 408 => {
             tracing::debug!(site = site.name(), target, "the client's body stalled: {e}");
-            return super::respond::error_page(
+            // The rest of the body is not waited for (RFC 9110 15.5.9).
+            let mut response = super::respond::error_page(
                 StatusCode::REQUEST_TIMEOUT,
                 "The request body stopped arriving.",
             );
+            response
+                .head_mut()
+                .set_connection_type(actix_web::http::ConnectionType::Close);
+            return response;
         }
         Err(e) if refused.load(std::sync::atomic::Ordering::Acquire) != 0 => {
             tracing::debug!(

@@ -196,6 +196,9 @@ pin_project! {
         // Armed while output waits on the client; reset whenever it accepts some
         // (`super::set_send_timeout`).
         send_timer: TimerState,
+        // Armed while the rest of a dropped chunked body is drained; reset whenever some
+        // arrives (`super::set_send_timeout`).
+        drain_timer: TimerState,
         graceful_shutdown: Option<crate::config::GracefulShutdownFuture>,
 
         pub(super) io: Option<T>,
@@ -331,6 +334,7 @@ where
                     ka_timer: TimerState::new(config.keep_alive().enabled()),
                     shutdown_timer: TimerState::new(config.client_disconnect_deadline().is_some()),
                     send_timer: TimerState::new(super::send_timeout().is_some()),
+                    drain_timer: TimerState::new(super::send_timeout().is_some()),
                     graceful_shutdown: config.graceful_shutdown(),
 
                     io: Some(io),
@@ -1413,6 +1417,12 @@ where
                 return Err(DispatchError::SendTimeout);
             }
         }
+        if let TimerState::Active { timer } = self.as_mut().project().drain_timer {
+            if timer.as_mut().poll(cx).is_ready() {
+                trace!("the unread body stopped arriving for the send timeout; closing the connection");
+                return Err(DispatchError::SendTimeout);
+            }
+        }
 
         Ok(())
     }
@@ -1588,7 +1598,9 @@ where
                     }
                 } else {
                     // read from I/O stream and fill read buffer
+                    let buffered = inner.read_buf.len();
                     let should_disconnect = inner.as_mut().read_available(cx)?;
+                    let read_some = inner.read_buf.len() > buffered;
 
                     // after reading something from stream, clear keep-alive timer
                     if !inner.read_buf.is_empty() && inner.flags.contains(Flags::KEEP_ALIVE) {
@@ -1629,6 +1641,18 @@ where
                             );
                         }
                     }
+
+                    // The rest of a body the service dropped unread (chunked, so drained to
+                    // keep the connection) must keep arriving: a client that sent one chunk
+                    // and stopped held the connection for good.
+                    let draining = inner.payload_drainable
+                        && inner.payload.as_ref().is_some_and(|pl| pl.is_dropped());
+                    watch_send(
+                        inner.as_mut().project().drain_timer,
+                        draining,
+                        read_some,
+                        cx,
+                    );
 
                     if should_disconnect {
                         // I/O stream should to be closed
@@ -1806,7 +1830,8 @@ mod buffer_tests;
 #[cfg(target_os = "linux")]
 /// Keeps the send timer (`super::set_send_timeout`): armed while output waits on the client
 /// (`pending`), its deadline moved on whenever the client accepted some (`progressed`), cleared
-/// once everything is written.
+/// once everything is written. The drain timer likewise, for the rest of a dropped body: armed
+/// while it is drained, moved on whenever some of it arrives.
 fn watch_send(timer: &mut TimerState, pending: bool, progressed: bool, cx: &mut Context<'_>) {
     let Some(timeout) = super::send_timeout() else {
         return;
