@@ -7,6 +7,7 @@
 mod common;
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::binary::Binary;
@@ -433,6 +434,58 @@ async fn failures_a_client_causes_are_not_logged_as_the_origin_s() {
     let stderr = node.stderr();
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
     assert!(errors.is_empty(), "{errors:?}");
+}
+
+/// A stored answer whose revalidation brings a new version that may not be
+/// stored (`no-store`, `private`) is dropped: within stale-while-revalidate
+/// the old one was served on, each request asking the origin in the
+/// background and keeping nothing. A request's own `no-store` drops
+/// nothing.
+#[tokio::test]
+async fn an_answer_whose_new_version_may_not_be_stored_is_dropped() {
+    let version = Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let served = version.clone();
+    let origin = ScriptedOrigin::start(move |_: &Recorded| match served.load(Ordering::SeqCst) {
+        1 => Reply::ok(
+            "old",
+            &[("cache-control", "max-age=1, stale-while-revalidate=600")],
+        ),
+        _ => Reply::ok("new", &[("cache-control", "no-store")]),
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    assert_eq!(get(&edge, "/p", &[]).await.2, "old");
+    // A request's own no-store (with no-cache, to reach the origin) passes
+    // the answer through and keeps the entry.
+    version.store(2, Ordering::SeqCst);
+    let (_, _, body) = get(&edge, "/p", &[("cache-control", "no-cache, no-store")]).await;
+    assert_eq!(body, "new");
+    version.store(1, Ordering::SeqCst);
+    let (_, headers, body) = get(&edge, "/p", &[]).await;
+    assert_eq!(
+        (header(&headers, "cache-status"), body.as_str()),
+        ("s3edge; hit", "old")
+    );
+    version.store(2, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (_, headers, body) = get(&edge, "/p", &[]).await;
+    assert_eq!(
+        (header(&headers, "cache-status"), body.as_str()),
+        ("s3edge; hit; detail=stale-while-revalidate", "old")
+    );
+    let mut old = 0;
+    loop {
+        let body = get(&edge, "/p", &[]).await.2;
+        if body == "new" {
+            break;
+        }
+        old += 1;
+        assert!(old < 50, "still the old answer after 1 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..3 {
+        assert_eq!(get(&edge, "/p", &[]).await.2, "new");
+    }
 }
 
 #[tokio::test]

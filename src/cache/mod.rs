@@ -613,6 +613,21 @@ impl Cache {
         })
     }
 
+    /// Removes what is stored under `object_key` (every variant, both
+    /// tiers), as a purge of that key does, once the origin has answered
+    /// its revalidation with a new version that may not be stored: the old
+    /// one must not be served again (stale-while-revalidate,
+    /// stale-if-error), as Varnish's hit-for-miss shadows it.
+    pub(super) async fn drop_replaced(self: &Arc<Self>, site: &Site, object_key: &str) {
+        let cache = self.clone();
+        let site = site.name().to_string();
+        let scope = PurgeScope {
+            keys: vec![object_key.to_string()],
+            prefixes: Vec::new(),
+        };
+        let _ = tokio::task::spawn_blocking(move || cache.purge(&site, scope)).await;
+    }
+
     /// At start: drops the disk entries of every site whose origin differs
     /// from the one the last run recorded (another bucket, prefix, endpoint
     /// or URL in its site file), or that is no longer configured, as a

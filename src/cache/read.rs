@@ -16,7 +16,7 @@ use super::pull::{pull, Pulled, Sink};
 use super::{
     Body, Cache, CacheKey, DiskBody, Entry, EntryKind, FlightGuard, Generation, Prepared, Role,
 };
-use super::{PurgeScope, State, Ticket, Variant};
+use super::{State, Ticket, Variant};
 use crate::compress::ContentCoding;
 use crate::http::conditional::{self, Validators};
 use crate::http::range::{self, ByteRange};
@@ -778,13 +778,7 @@ impl Cache {
         };
         let (Some(freshness), Some(sink)) = (freshness, sink) else {
             if replaces {
-                let cache = self.clone();
-                let site = site.name().to_string();
-                let scope = PurgeScope {
-                    keys: vec![guard.key().object_key.clone()],
-                    prefixes: Vec::new(),
-                };
-                let _ = tokio::task::spawn_blocking(move || cache.purge(&site, scope)).await;
+                self.drop_replaced(site, &guard.key().object_key).await;
             }
             guard.publish(Outcome::Retry);
             let fetch = Fetch::from_origin(meta, body, since);

@@ -439,6 +439,7 @@ impl Cache {
                                 storable,
                                 now,
                                 ticket.clone(),
+                                false,
                             )
                             .await;
                         return Answer {
@@ -792,8 +793,15 @@ impl Cache {
                         } else {
                             policy::http_storable(&meta, &site.config.cache, authorization, now)
                         };
+                    // A new version of a stored answer (not a part, not a
+                    // failure, not kept out by the request's own
+                    // `no-store`): if it may not be stored, the old one goes.
+                    let replaces = stale.is_some()
+                        && !directives.no_store
+                        && meta.content_range.is_none()
+                        && meta.status() < 500;
                     self.store_shared(
-                        site, guard, target, &forward, meta, body, storable, now, ticket,
+                        site, guard, target, &forward, meta, body, storable, now, ticket, replaces,
                     )
                     .await
                 }
@@ -821,7 +829,7 @@ impl Cache {
 
     /// A whole answer from the origin: stored (under the key its `Vary`
     /// selects) while it streams to every waiter when `storable`, else passed
-    /// through.
+    /// through, after removing what it `replaces` ([`Cache::drop_replaced`]).
     #[allow(clippy::too_many_arguments)]
     async fn store_shared(
         self: &Arc<Self>,
@@ -834,6 +842,7 @@ impl Cache {
         storable: Storable,
         now: SystemTime,
         ticket: Ticket,
+        replaces: bool,
     ) -> (Result<Fetch, OriginError>, CacheOutcome) {
         let since = ticket.since();
         let len = meta.content_length;
@@ -842,6 +851,9 @@ impl Cache {
             _ => None,
         };
         let Some(freshness) = freshness else {
+            if replaces {
+                self.drop_replaced(site, target).await;
+            }
             guard.publish(Outcome::Retry);
             return (
                 Ok(Fetch::from_origin(meta, body, since)),
