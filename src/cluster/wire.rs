@@ -88,6 +88,10 @@ pub fn classify(status: StatusCode, headers: &HeaderMap) -> Result<Answer, PeerE
                     .to_string();
                 Err(PeerError::Origin(origin_error(outcome, status, detail)))
             }
+            None if status == StatusCode::LOOP_DETECTED => Err(PeerError::Down(
+                "HTTP 508: it found this node's id in CDN-Loop (a cycle in --peers and --parent, or two nodes with the same --node-id)"
+                    .into(),
+            )),
             None => Err(PeerError::Down(format!("HTTP {status}"))),
         },
         _ => Err(PeerError::Down(format!("unexpected HTTP {status}"))),
@@ -214,6 +218,11 @@ mod tests {
                 "{status}"
             );
         }
+        // A 508 says what to look for.
+        assert!(matches!(
+            classify(StatusCode::LOOP_DETECTED, &none),
+            Err(PeerError::Down(reason)) if reason.contains("the same --node-id")
+        ));
         // 200 without a length, 206 without a range.
         assert!(down(classify(StatusCode::OK, &none)));
         assert!(down(classify(
