@@ -363,25 +363,32 @@ async fn a_connection_that_sends_nothing_or_half_a_head_is_closed_after_the_requ
     }
 }
 
+/// A connection to `addr` after one request for `/ok.txt` and its whole
+/// 200, kept alive.
+fn kept_alive(addr: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /ok.txt HTTP/1.1\r\nHost: h.test\r\n\r\n")
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\nok") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "the response");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    stream
+}
+
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() {
     let edge = edge().await;
     let addr = edge.node.http_addrs[0];
     let idle = std::thread::spawn(move || {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        stream
-            .write_all(b"GET /ok.txt HTTP/1.1\r\nHost: h.test\r\n\r\n")
-            .unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\nok") {
-            assert_eq!(stream.read(&mut byte).unwrap(), 1, "the response");
-            head.push(byte[0]);
-        }
-        assert!(head.starts_with(b"HTTP/1.1 200"));
+        let stream = kept_alive(addr);
         time_until_closed(stream, Duration::from_secs(60))
     });
     let (took, extra) = tokio::task::spawn_blocking(move || idle.join().unwrap())
@@ -403,19 +410,7 @@ async fn half_a_head_after_a_kept_alive_request_is_closed_after_the_request_time
     let edge = edge().await;
     let addr = edge.node.http_addrs[0];
     let kept = std::thread::spawn(move || {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        stream
-            .write_all(b"GET /ok.txt HTTP/1.1\r\nHost: h.test\r\n\r\n")
-            .unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\nok") {
-            assert_eq!(stream.read(&mut byte).unwrap(), 1, "the response");
-            head.push(byte[0]);
-        }
+        let mut stream = kept_alive(addr);
         stream.write_all(b"GET /ok.txt HTTP/1.1\r\nX-Pa").unwrap();
         time_until_closed(stream, Duration::from_secs(40))
     });

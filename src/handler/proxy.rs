@@ -283,14 +283,13 @@ pub(super) async fn pass_through(
     // streams with at most a few chunks in memory.
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let (body_sent, sent) = tokio::sync::oneshot::channel();
-    // Set when the client's body could not be read as its framing says (a
-    // broken chunk, an HTTP/2 body longer or shorter than its
-    // `content-length`, a client gone before its `Content-Length` was
-    // sent): the origin's failure is then the client's 400, not a 502 and
-    // an error on the log that any client could fill.
-    // A body that stops arriving for the stall timeout (`--stall-timeout`,
-    // nginx's `client_body_timeout`) is cut, and the client gets a 408:
-    // it held the origin's connection for as long as it liked.
+    // The status the client's own body earned, when it failed: 400 when it
+    // could not be read as its framing says (a broken chunk, an HTTP/2 body
+    // longer or shorter than its `content-length`, a client gone before its
+    // `Content-Length` was sent), 408 when it stopped arriving for the stall
+    // timeout (`--stall-timeout`, nginx's `client_body_timeout`). The
+    // origin's failure is then the client's, not a 502 and an error on the
+    // log that any client could fill.
     let refused = Arc::new(std::sync::atomic::AtomicU16::new(0));
     let body_refused = refused.clone();
     actix_web::rt::spawn(async move {
@@ -326,30 +325,26 @@ pub(super) async fn pass_through(
     let method = req.method().as_str().to_string();
     let forwarded = match origin.forward(&method, &target, &headers, body, sent).await {
         Ok(forwarded) => forwarded,
-        Err(e) if refused.load(std::sync::atomic::Ordering::Acquire) == 408 => {
-            tracing::debug!(site = site.name(), target, "the client's body stalled: {e}");
+        Err(e) => {
+            let (status, message) = match refused.load(std::sync::atomic::Ordering::Acquire) {
+                0 => return origin_error_response(site, &target, &e),
+                408 => (
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The request body stopped arriving.",
+                ),
+                _ => (
+                    StatusCode::BAD_REQUEST,
+                    "Bad request: the request body is malformed or was cut short.",
+                ),
+            };
+            tracing::debug!(site = site.name(), target, "the client's body failed: {e}");
             // The rest of the body is not waited for (RFC 9110 15.5.9).
-            let mut response = super::respond::error_page(
-                StatusCode::REQUEST_TIMEOUT,
-                "The request body stopped arriving.",
-            );
+            let mut response = super::respond::error_page(status, message);
             response
                 .head_mut()
                 .set_connection_type(actix_web::http::ConnectionType::Close);
             return response;
         }
-        Err(e) if refused.load(std::sync::atomic::Ordering::Acquire) != 0 => {
-            tracing::debug!(
-                site = site.name(),
-                target,
-                "the client's body broke off: {e}"
-            );
-            return super::respond::error_page(
-                StatusCode::BAD_REQUEST,
-                "Bad request: the request body is malformed or was cut short.",
-            );
-        }
-        Err(e) => return origin_error_response(site, &target, &e),
     };
     if (200..400).contains(&forwarded.status) {
         let mut keys = vec![target.clone()];

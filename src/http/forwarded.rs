@@ -91,20 +91,20 @@ pub fn client(
     headers: ForwardingHeaders<'_>,
     trusted: &[IpNet],
 ) -> Client {
-    let is_trusted = |ip: &IpAddr| is_trusted(*ip, trusted);
+    let believed = |ip: &IpAddr| is_trusted(*ip, trusted);
     let peer = peer.map(|ip| ip.to_canonical());
     let as_is = Client {
         address: peer,
         scheme: connection_scheme,
     };
-    if !peer.as_ref().is_some_and(is_trusted) {
+    if !peer.as_ref().is_some_and(believed) {
         return as_is;
     }
     let hops = hops(headers);
     let Some(mut chosen) = hops.len().checked_sub(1) else {
         return as_is;
     };
-    while chosen > 0 && hops[chosen].address.as_ref().is_some_and(is_trusted) {
+    while chosen > 0 && hops[chosen].address.as_ref().is_some_and(believed) {
         chosen -= 1;
     }
     let scheme = match connection_scheme {

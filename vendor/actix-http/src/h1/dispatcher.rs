@@ -396,7 +396,22 @@ where
         }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        let unsent = self.unsent();
+        let poll = self.as_mut().poll_write_out(cx);
+        let progressed = self.unsent() < unsent;
+        watch_send(self.project().send_timer, poll.is_pending(), progressed, cx);
+        poll
+    }
+
+    /// Bytes of output not yet handed to the I/O stream: the send timer's measure of progress.
+    fn unsent(&self) -> u64 {
+        self.write_buf.len() as u64
+            + self.write_body.as_ref().map_or(0, |body| body.len() as u64)
+            + self.write_file.as_ref().map_or(0, |file| file.len)
+    }
+
+    fn poll_write_out(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
         let InnerDispatcherProj {
             io,
             write_buf,
@@ -405,42 +420,13 @@ where
             write_body,
             write_file,
             file_sent,
-            send_timer,
             ..
         } = self.project();
-        let mut progressed = false;
-        let poll = Self::poll_flush_inner(
-            io,
-            write_buf,
-            *h1_write_buffer_size,
-            write_buf_needs_reset,
-            write_body,
-            write_file,
-            file_sent,
-            &mut progressed,
-            cx,
-        );
-        watch_send(send_timer, poll.is_pending(), progressed, cx);
-        poll
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn poll_flush_inner(
-        io: &mut Option<T>,
-        write_buf: &mut BytesMut,
-        h1_write_buffer_size: usize,
-        write_buf_needs_reset: &mut bool,
-        write_body: &mut Option<Bytes>,
-        write_file: &mut Option<super::SendFile>,
-        file_sent: &mut bool,
-        progressed: &mut bool,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<(), io::Error>> {
         let mut io = Pin::new(io.as_mut().unwrap());
 
         // Allow normal buffer growth, but do not retain allocations caused by large response
         // chunks on idle connections.
-        let retention_limit = h1_write_buffer_size.max(WRITE_BUFFER_RETENTION_LIMIT);
+        let retention_limit = (*h1_write_buffer_size).max(WRITE_BUFFER_RETENTION_LIMIT);
 
         if write_buf.capacity() > retention_limit {
             // Needs stored flag because `write_buf.advance(n)` reduces reported capacity without
@@ -474,7 +460,6 @@ where
                 }
 
                 Poll::Ready(mut n) => {
-                    *progressed = true;
                     let from_buf = n.min(len - written);
                     written += from_buf;
                     n -= from_buf;
@@ -499,10 +484,7 @@ where
 
         // Then the file region, with `sendfile`.
         if let Some(file) = write_file.as_mut() {
-            let left = file.len;
-            let poll = poll_send_file(io.as_mut().get_mut(), file, cx);
-            *progressed |= file.len < left;
-            match poll {
+            match poll_send_file(io.as_mut().get_mut(), file, cx) {
                 Poll::Ready(Ok(())) => {
                     *write_file = None;
                     *file_sent = true;
@@ -1825,9 +1807,6 @@ mod dispatcher_tests;
 #[path = "dispatcher_buffer_tests.rs"]
 mod buffer_tests;
 
-/// Sends what is left of `file` to `io` with `sendfile` (Linux, plain TCP only: the dispatcher
-/// takes a `SendFile` only then).
-#[cfg(target_os = "linux")]
 /// Keeps the send timer (`super::set_send_timeout`): armed while output waits on the client
 /// (`pending`), its deadline moved on whenever the client accepted some (`progressed`), cleared
 /// once everything is written. The drain timer likewise, for the rest of a dropped body: armed
@@ -1842,17 +1821,19 @@ fn watch_send(timer: &mut TimerState, pending: bool, progressed: bool, cx: &mut 
         }
         return;
     }
-    let deadline = tokio::time::Instant::now() + timeout;
     match timer {
-        TimerState::Active { timer } if progressed => {
-            timer.as_mut().reset(deadline);
+        TimerState::Active { .. } if !progressed => {}
+        TimerState::Active { timer } => {
+            timer.as_mut().reset(tokio::time::Instant::now() + timeout);
             let _ = timer.as_mut().poll(cx);
         }
-        TimerState::Active { .. } => {}
-        _ => timer.set_and_init(cx, sleep_until(deadline), line!()),
+        _ => timer.set_and_init(cx, sleep_until(tokio::time::Instant::now() + timeout), line!()),
     }
 }
 
+/// Sends what is left of `file` to `io` with `sendfile` (Linux, plain TCP only: the dispatcher
+/// takes a `SendFile` only then).
+#[cfg(target_os = "linux")]
 fn poll_send_file<T: 'static>(
     io: &mut T,
     file: &mut super::SendFile,
