@@ -76,6 +76,8 @@ impl DirStorage {
 }
 
 /// Opens `path` for writing with mode 0600; `exclusive`: fail if it exists.
+/// A file already there (a temporary file left by a crash, or one copied in
+/// by hand) is made 0600 too: the mode of `open` applies only to a new file.
 fn open_private(path: &Path, exclusive: bool) -> io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true);
@@ -89,7 +91,24 @@ fn open_private(path: &Path, exclusive: bool) -> io::Result<std::fs::File> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path)
+    let file = options.open(path)?;
+    make_private(&file)?;
+    Ok(file)
+}
+
+/// Takes group and other access away from an open file.
+fn make_private(file: &std::fs::File) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
 }
 
 fn create_parent(path: &Path) -> io::Result<()> {
@@ -103,11 +122,31 @@ fn create_parent(path: &Path) -> io::Result<()> {
 impl Storage for DirStorage {
     async fn load(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let path = self.path(key)?;
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Self::error(&path, "read", e)),
-        }
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut file = match std::fs::File::open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(Self::error(&path, "read", e)),
+            };
+            // Values hold private keys: one that others may read (written by
+            // an older version, or copied in) is made 0600 as it is read.
+            if let Err(e) = make_private(&file) {
+                tracing::warn!(
+                    "{}: others may read it and it cannot be made private: {e}",
+                    path.display()
+                );
+            }
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)
+                .map_err(|e| Self::error(&path, "read", e))?;
+            Ok(Some(bytes))
+        })
+        .await
+        .map_err(|e| StorageError {
+            location: key.to_string(),
+            detail: e.to_string(),
+        })?
     }
 
     async fn store(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
@@ -224,5 +263,46 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "values hold private keys");
         }
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn files_others_may_read_are_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("acme");
+        std::fs::create_dir_all(root.join("ca/certificates")).expect("mkdir");
+        let mode = |name: &str| {
+            std::fs::metadata(root.join(name))
+                .expect("metadata")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let loose = |name: &str| {
+            std::fs::write(root.join(name), b"old").expect("write");
+            std::fs::set_permissions(root.join(name), std::fs::Permissions::from_mode(0o644))
+                .expect("chmod");
+        };
+        let storage = DirStorage::new(root.clone());
+        // A value copied in, or written by an older version, as 0644.
+        loose("ca/account.json");
+        assert_eq!(
+            storage
+                .load("ca/account.json")
+                .await
+                .expect("load")
+                .as_deref(),
+            Some(&b"old"[..])
+        );
+        assert_eq!(mode("ca/account.json"), 0o600);
+        // A temporary file a crash left behind, as 0644: the stored value
+        // renamed from it must not keep that mode.
+        loose("ca/certificates/site.tmp");
+        storage
+            .store("ca/certificates/site.json", b"new")
+            .await
+            .expect("store");
+        assert_eq!(mode("ca/certificates/site.json"), 0o600);
     }
 }
