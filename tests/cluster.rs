@@ -179,6 +179,19 @@ impl Node {
             .unwrap()
     }
 
+    /// `/status.json` of the admin listener.
+    async fn status(&self) -> serde_json::Value {
+        let text = http_client()
+            .get(format!("{}/status.json", self.bin().admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
     async fn purge(&self, body: serde_json::Value) -> serde_json::Value {
         let response = http_client()
             .post(format!("{}/purge", self.bin().admin))
@@ -262,17 +275,7 @@ async fn each_object_is_fetched_from_the_bucket_once_across_three_nodes() {
         }
     }
     // The status page lists the members: this node, then its peers.
-    let report: serde_json::Value = serde_json::from_str(
-        &http_client()
-            .get(format!("{}/status.json", nodes[0].bin().admin))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let report = nodes[0].status().await;
     let members = report["cluster"]["members"].as_array().unwrap();
     let states: Vec<&str> = members
         .iter()
@@ -426,6 +429,73 @@ async fn a_request_that_comes_back_to_a_node_answers_508_and_is_logged() {
     let log = nodes[0].bin().stderr();
     assert!(log.contains("CDN-Loop"), "{log}");
     assert!(log.contains("edge-9, edge-1"), "{log}");
+}
+
+/// Every node asks the others their `--node-id` (`/cluster/v1/hello`, with
+/// each probe): the status page names the members by it, and a node given
+/// another's id says so in its log within a probe or two, before any request
+/// has looped between them.
+#[tokio::test(flavor = "multi_thread")]
+async fn members_are_named_by_their_ids_and_a_shared_id_is_logged_at_start() {
+    let bucket = Bucket::start().await;
+    let mut nodes: Vec<Node> = ["edge-1", "edge-2", "edge-2"]
+        .into_iter()
+        .map(|id| Node::new(id, &bucket.proxy.url(), ""))
+        .collect();
+    let peers = peers_of(&nodes);
+    for node in &mut nodes {
+        node.start(&peers, &[]);
+    }
+    let shared = "has this node's --node-id `edge-2`";
+    let named = |report: &serde_json::Value| -> Vec<String> {
+        report["cluster"]["members"]
+            .as_array()
+            .map(|members| {
+                members
+                    .iter()
+                    .map(|m| m["id"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (report, logs) = loop {
+        let report = nodes[0].status().await;
+        let logs: Vec<String> = nodes.iter().map(|n| n.bin().stderr()).collect();
+        let done = named(&report) == ["edge-1", "edge-2", "edge-2"]
+            && logs[1].contains(shared)
+            && logs[2].contains(shared);
+        if done || std::time::Instant::now() > deadline {
+            break (report, logs);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(named(&report), ["edge-1", "edge-2", "edge-2"], "{report}");
+    // The addresses stay beside the ids (the ring's order, this node first).
+    let mut addresses: Vec<String> = report["cluster"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["address"].as_str().unwrap().to_string())
+        .collect();
+    let mut expected: Vec<String> = peers.iter().map(ToString::to_string).collect();
+    assert_eq!(addresses[0], expected[0]);
+    addresses.sort();
+    expected.sort();
+    assert_eq!(addresses, expected, "{report}");
+    // Each of the two names the other's address and the fix; edge-1 is told
+    // nothing.
+    assert!(logs[1].contains(&peers[2].to_string()), "{}", logs[1]);
+    assert!(
+        logs[1].contains("give every node its own --node-id"),
+        "{}",
+        logs[1]
+    );
+    assert!(logs[2].contains(&peers[1].to_string()), "{}", logs[2]);
+    assert!(!logs[0].contains("--node-id `"), "{}", logs[0]);
+    // Once per member, not at every probe.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(nodes[1].bin().stderr().matches(shared).count(), 1);
 }
 
 /// A key that `nodes[owner]` owns, stored by it now: asked for a key it owns,

@@ -30,6 +30,18 @@ pub const BUFFER_UP_TO: u64 = 1024 * 1024;
 const POOL_IDLE: Duration = Duration::from_secs(30);
 /// How long a purge may take on another node.
 pub const PURGE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a probe may take, connection included: less than the time
+/// between probes.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What a probe found at a member's cluster listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// No connection, or no answer within [`PROBE_TIMEOUT`].
+    Down,
+    /// It answered; with its `--node-id` when it said it.
+    Up { node_id: Option<String> },
+}
 
 /// Why another node did not answer for the object.
 #[derive(Debug)]
@@ -48,7 +60,8 @@ pub struct PeerClient {
     /// Object requests, made by the workers: connections kept per worker
     /// thread ([`ThreadPools`]).
     object: ThreadPools<HttpConnector, Empty<Bytes>>,
-    purge: Client<HttpConnector, Full<Bytes>>,
+    /// Purges and probes.
+    control: Client<HttpConnector, Full<Bytes>>,
     token: String,
 }
 
@@ -63,7 +76,7 @@ impl PeerClient {
     pub fn new(token: String) -> PeerClient {
         PeerClient {
             object: ThreadPools::new(connector(), POOL_IDLE),
-            purge: Client::builder(TokioExecutor::new())
+            control: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(POOL_IDLE)
                 .build(connector()),
             token,
@@ -160,7 +173,7 @@ impl PeerClient {
             .map_err(|e| format!("request: {e}"))?;
         let exchange = async {
             let response = self
-                .purge
+                .control
                 .request(request)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -187,6 +200,43 @@ impl PeerClient {
         tokio::time::timeout(PURGE_TIMEOUT, exchange)
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {PURGE_TIMEOUT:?}")))
+    }
+
+    /// Probes the node at `peer` (`GET /cluster/v1/hello`, [`PROBE_TIMEOUT`]
+    /// in all): down when it takes no connection or gives no answer, up
+    /// otherwise, with its node id when it says it (a node too old to know
+    /// the path, or one refusing this node's token, is up with none).
+    pub fn probe(&self, peer: SocketAddr) -> impl std::future::Future<Output = Probe> + Send {
+        let control = self.control.clone();
+        let request = http::Request::builder()
+            .method(Method::GET)
+            .uri(format!("http://{peer}{}", wire::HELLO_PATH))
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
+            .body(Full::new(Bytes::new()));
+        async move {
+            let Ok(request) = request else {
+                return Probe::Down;
+            };
+            let exchange = async {
+                let response = control.request(request).await.ok()?;
+                let status = response.status();
+                let body = response.into_body().collect().await.ok()?.to_bytes();
+                let hello = (status == StatusCode::OK)
+                    .then(|| serde_json::from_slice::<wire::Hello>(&body).ok())
+                    .flatten();
+                Some(Probe::Up {
+                    node_id: hello.map(|h| h.node_id),
+                })
+            };
+            tokio::time::timeout(PROBE_TIMEOUT, exchange)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(Probe::Down)
+        }
     }
 }
 

@@ -38,6 +38,7 @@ use crate::origin::MAX_KEY_BYTES;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(wire::OBJECT_PATH, web::get().to(object))
         .route(wire::PURGE_PATH, web::post().to(purge))
+        .route(wire::HELLO_PATH, web::get().to(hello))
         .default_service(web::to(|| async {
             HttpResponse::NotFound()
                 .content_type("text/plain; charset=utf-8")
@@ -290,6 +291,16 @@ async fn purge(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -
         Err((status, message)) => {
             HttpResponse::build(status).json(serde_json::json!({ "error": message }))
         }
+    }
+}
+
+/// `GET /cluster/v1/hello`: this node's id, for the other members' probes.
+async fn hello(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    match admit(&req, &state) {
+        Continue((cluster, _)) => HttpResponse::Ok().json(wire::Hello {
+            node_id: cluster.node_id.clone(),
+        }),
+        Break(refused) => refused,
     }
 }
 

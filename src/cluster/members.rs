@@ -8,19 +8,25 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
+
+use super::client::Probe;
 use super::ring::Ring;
 
 /// How often the members' names are resolved again (`--peers-dns`, `--parent-dns`).
 pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
 /// How long a member that refused, timed out or answered 5xx is skipped.
 pub const SKIP_FOR: Duration = Duration::from_secs(10);
-/// How often every other member's cluster listener is probed (a TCP
-/// connect within [`CONNECT_TIMEOUT`](super::client::CONNECT_TIMEOUT)), so
-/// that a member that is down is shown so on the status page and in
+/// How often every other member's cluster listener is probed
+/// ([`PeerClient::probe`](super::client::PeerClient::probe)), so that a
+/// member that is down is shown so on the status page and in
 /// `s3edge_cluster_members` whether or not requests go to it.
 pub const PROBE_EVERY: Duration = Duration::from_secs(5);
 /// How often a member skipped for taking no connection is tried again.
 pub const RETRY_UNREACHABLE_EVERY: Duration = Duration::from_millis(200);
+
+/// Asks a member's cluster listener whether it is up, and its node id.
+pub type Prober = Arc<dyn Fn(SocketAddr) -> BoxFuture<'static, Probe> + Send + Sync>;
 
 /// Where a tier's members come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +82,8 @@ pub struct Tier {
     skipped: Mutex<HashMap<SocketAddr, Instant>>,
     /// Members whose last probe found no listener ([`spawn_probes`](Self::spawn_probes)).
     down: Mutex<HashSet<SocketAddr>>,
+    /// The node id each member gave its last probe that answered.
+    ids: Mutex<HashMap<SocketAddr, String>>,
     /// Skipped members that took no connection, tried again every
     /// [`RETRY_UNREACHABLE_EVERY`] ([`skip_unreachable`](Self::skip_unreachable)).
     retrying: Mutex<HashSet<SocketAddr>>,
@@ -90,6 +98,7 @@ impl Tier {
             ring: RwLock::new(Arc::new(Ring::new(Vec::new()))),
             skipped: Mutex::new(HashMap::new()),
             down: Mutex::new(HashSet::new()),
+            ids: Mutex::new(HashMap::new()),
             retrying: Mutex::new(HashSet::new()),
         }
     }
@@ -165,8 +174,13 @@ impl Tier {
     /// failures: a node that starts after its peers' probe is asked as soon
     /// as it answers.
     ///
+    /// A probe also learns each member's node id (the status page names
+    /// members by it), and one that has `own_id`, this node's, is logged as
+    /// an error when first found: the two take each other's requests for
+    /// loops (508).
+    ///
     /// [`states`]: Self::states
-    pub fn spawn_probes(self: &Arc<Self>) {
+    pub fn spawn_probes(self: &Arc<Self>, prober: Prober, own_id: String) {
         if self.source.is_none() {
             return;
         }
@@ -186,20 +200,47 @@ impl Tier {
                     .copied()
                     .filter(|addr| !tier.is_self(*addr))
                     .collect();
-                let probes = others
-                    .into_iter()
-                    .map(|addr| async move { (addr, answers(addr).await) });
+                let probes = others.into_iter().map(|addr| {
+                    let probe = prober(addr);
+                    async move { (addr, probe.await) }
+                });
                 let found = futures_util::future::join_all(probes).await;
-                let mut down = lock(&tier.down);
-                down.clear();
-                down.extend(
-                    found
-                        .into_iter()
-                        .filter(|(_, up)| !up)
-                        .map(|(addr, _)| addr),
-                );
+                tier.record_probes(found, &own_id);
             }
         });
+    }
+
+    /// What a round of probes found: who is down, and each member's id.
+    fn record_probes(&self, found: Vec<(SocketAddr, Probe)>, own_id: &str) {
+        let mut down = lock(&self.down);
+        let mut ids = lock(&self.ids);
+        down.clear();
+        for (addr, probe) in found {
+            match probe {
+                // A member that is down keeps the id it last gave.
+                Probe::Down => {
+                    down.insert(addr);
+                }
+                Probe::Up { node_id: None } => {
+                    ids.remove(&addr);
+                }
+                Probe::Up { node_id: Some(id) } => {
+                    if id == own_id && ids.get(&addr) != Some(&id) {
+                        tracing::error!(
+                            node = own_id,
+                            "cluster: the {} at {addr} has this node's --node-id `{id}`: each takes the other's requests for loops (508), so objects go to the bucket and purges do not reach it; give every node its own --node-id (the default is the host name)",
+                            self.role.as_str()
+                        );
+                    }
+                    ids.insert(addr, id);
+                }
+            }
+        }
+    }
+
+    /// The node id `addr` gave its last probe that answered, if it gave one.
+    pub fn node_id(&self, addr: SocketAddr) -> Option<String> {
+        lock(&self.ids).get(&addr).cloned()
     }
 
     /// Whether `addr` is this node's own cluster listener.
@@ -397,7 +438,16 @@ mod tests {
         let addrs = vec![live.local_addr().unwrap().to_string(), dead.to_string()];
         let tier = Arc::new(Tier::new(Role::Peers, Some(Source::List(addrs)), None));
         tier.refresh().await.unwrap();
-        tier.spawn_probes();
+        let connects: Prober = Arc::new(|addr| {
+            Box::pin(async move {
+                if answers(addr).await {
+                    Probe::Up { node_id: None }
+                } else {
+                    Probe::Down
+                }
+            })
+        });
+        tier.spawn_probes(connects, "self".into());
         let deadline = Instant::now() + PROBE_EVERY + Duration::from_secs(3);
         while !tier.is_down(dead) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use actix_web::http::header::HeaderName;
 
-pub use members::{Candidate, MemberState, Role, Source, Tier};
+pub use members::{Candidate, MemberState, Prober, Role, Source, Tier};
 pub use origin::TieredOrigin;
 
 use crate::metrics::CounterVec;
@@ -214,7 +214,12 @@ impl Cluster {
                 );
             }
             tier.spawn_refresh();
-            tier.spawn_probes();
+            let node = Arc::downgrade(&cluster);
+            let prober: Prober = Arc::new(move |addr| match node.upgrade() {
+                Some(cluster) => Box::pin(cluster.client.probe(addr)),
+                None => Box::pin(std::future::ready(client::Probe::Down)),
+            });
+            tier.spawn_probes(prober, cluster.node_id.clone());
         }
         let ring = cluster.peers.ring();
         if cluster.peers.is_configured()
@@ -429,6 +434,14 @@ impl Cluster {
                     .map(move |(addr, state)| (tier.role, addr, state))
             })
             .collect()
+    }
+
+    /// The node id a member of either tier gave its last probe, if any.
+    pub fn member_id(&self, role: Role, addr: SocketAddr) -> Option<String> {
+        match role {
+            Role::Peers => self.peers.node_id(addr),
+            Role::Parents => self.parents.node_id(addr),
+        }
     }
 }
 

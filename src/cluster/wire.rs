@@ -10,6 +10,11 @@
 //!   the bucket itself: it would fail the same way); any other 5xx, a 401 or
 //!   a 508 is the node failing (the asking node skips it).
 //! - `POST /cluster/v1/purge` (the admin API's JSON): purges this node only.
+//! - `GET /cluster/v1/hello`: `{"node_id": ID}`, the answering node's
+//!   `--node-id` ([`Hello`]): every other member's probe asks it, so that
+//!   two nodes given the same id are found before their requests loop, and
+//!   the status page names the members. A node too old to know the path
+//!   answers 404: it is up, its id unknown.
 
 use http::{HeaderMap, StatusCode};
 
@@ -18,6 +23,13 @@ use crate::origin::{ObjectMeta, OriginError};
 
 pub const OBJECT_PATH: &str = "/cluster/v1/object";
 pub const PURGE_PATH: &str = "/cluster/v1/purge";
+pub const HELLO_PATH: &str = "/cluster/v1/hello";
+
+/// The answer to [`HELLO_PATH`].
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Hello {
+    pub node_id: String,
+}
 
 /// RFC 8586.
 pub const CDN_LOOP: &str = "cdn-loop";

@@ -210,7 +210,9 @@ fn members(state: &AppState, id: String) -> Vec<Member> {
             (Seen::Up, Role::Parents) => MemberState::Parent,
         };
         members.push(Member {
-            id: addr.to_string(),
+            id: cluster
+                .member_id(role, addr)
+                .unwrap_or_else(|| addr.to_string()),
             address: Some(addr.to_string()),
             state,
         });
