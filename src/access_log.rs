@@ -103,11 +103,14 @@ impl AccessRecord {
     }
 }
 
-/// Keeps a log line on one line whatever the client sent.
+/// Keeps a log line on one line whatever the client sent, and its quoted
+/// request field one field: control characters, `"` and `\` are escaped as
+/// Rust escapes them (`\n`, `\"`, `\\`), so a parser of quoted strings
+/// finds where the field ends (nginx escapes both too).
 fn escape(text: &str) -> String {
     text.chars()
         .flat_map(|c| {
-            if c.is_control() || c == '"' {
+            if c.is_control() || c == '"' || c == '\\' {
                 c.escape_default().collect::<Vec<_>>()
             } else {
                 vec![c]
@@ -299,7 +302,7 @@ mod tests {
             site: Some("demo".into()),
             client: "127.0.0.1".into(),
             method: "GET".into(),
-            path: "/a \"b\"\n".into(),
+            path: "/a \"b\"\\\n".into(),
             protocol: "HTTP/1.1",
             status: 200,
             bytes: 12,
@@ -315,7 +318,7 @@ mod tests {
         let line = record().format(LogFormat::Text);
         assert_eq!(
             line,
-            "1970-01-01T00:00:00Z demo 127.0.0.1 \"GET /a \\\"b\\\"\\n HTTP/1.1\" 200 12 1.500ms cache=pass origin_id=RID"
+            "1970-01-01T00:00:00Z demo 127.0.0.1 \"GET /a \\\"b\\\"\\\\\\n HTTP/1.1\" 200 12 1.500ms cache=pass origin_id=RID"
         );
     }
 

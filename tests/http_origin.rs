@@ -436,6 +436,80 @@ async fn failures_a_client_causes_are_not_logged_as_the_origin_s() {
     assert!(errors.is_empty(), "{errors:?}");
 }
 
+/// A body of unknown length (the origin's, sent on chunked) that its client
+/// stops reading is logged ` incomplete`, as a cut body of announced length
+/// is; read to its end, it is not (it was logged complete either way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_answer_cut_by_its_client_is_logged_incomplete() {
+    use tokio::io::AsyncReadExt;
+    // 40 chunks of 64 KiB, one every 25 ms: more than the sockets hold.
+    let (origin, _) = raw_origin(|mut stream: tokio::net::TcpStream| async move {
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nCache-Control: no-store\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if stream.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let chunk = [b'c'; 64 * 1024];
+        for _ in 0..40 {
+            let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+            framed.extend_from_slice(&chunk);
+            framed.extend_from_slice(b"\r\n");
+            if stream.write_all(&framed).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("sites")).unwrap();
+    std::fs::write(
+        dir.path().join("sites/h.toml"),
+        format!("hosts = [\"{HOST}\"]\n[origin]\nurl = \"http://{origin}\"\n"),
+    )
+    .unwrap();
+    let mut node = Binary::serve_dir_with(dir.path(), &["--access-log", "-"]);
+    let addr: std::net::SocketAddr = node.http.trim_start_matches("http://").parse().unwrap();
+    let request =
+        |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+    // Read some of the body, then leave.
+    let mut cut = tokio::net::TcpStream::connect(addr).await.unwrap();
+    cut.write_all(request("/cut").as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    while seen.len() < 100 * 1024 {
+        let n = cut.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(seen.starts_with(b"HTTP/1.1 200"), "{:?}", &seen[..20]);
+    drop(cut);
+    // Read to the end.
+    let mut whole = tokio::net::TcpStream::connect(addr).await.unwrap();
+    whole.write_all(request("/whole").as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    whole.read_to_end(&mut answer).await.unwrap();
+    assert!(answer.ends_with(b"\r\n0\r\n\r\n"), "not read to its end");
+    let mut log = String::new();
+    for _ in 0..200 {
+        log = node.stdout();
+        if log.contains("/cut") && log.contains("/whole") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let line = |path: &str| {
+        log.lines()
+            .find(|l| l.contains(path))
+            .unwrap_or_else(|| panic!("{path}: {log}"))
+            .to_string()
+    };
+    assert!(line("/cut").ends_with(" incomplete"), "{log}");
+    assert!(line("/whole").contains("\" 200 2621440 "), "{log}");
+    assert!(!line("/whole").ends_with(" incomplete"), "{log}");
+    assert_eq!(node.stop(), Some(0));
+}
+
 /// A stored answer whose revalidation brings a new version that may not be
 /// stored (`no-store`, `private`) is dropped: within stale-while-revalidate
 /// the old one was served on, each request asking the origin in the
@@ -2115,7 +2189,9 @@ async fn no_visitor_s_cookie_or_private_field_reaches_another() {
 /// An HTTP origin's 404 and 5xx answers are counted as what they are in
 /// `s3edge_origin_requests_total` (`not_found`, `rejected`), as a bucket's
 /// are, so the error ratio, the status page and `S3edgeOriginErrors` see a
-/// backend that answers 503: they were all `ok`.
+/// backend that answers 503: they were all `ok`. Requests passed through
+/// (POST, DELETE) are counted too: a site whose traffic is mostly POST had a
+/// dead origin that the metrics did not show.
 #[tokio::test]
 async fn an_http_origin_s_errors_are_counted_as_origin_errors() {
     let origin = ScriptedOrigin::start(|r: &Recorded| match r.target.as_str() {
@@ -2135,10 +2211,35 @@ async fn an_http_origin_s_errors_are_counted_as_origin_errors() {
     ] {
         assert_eq!(get(&edge, path, &[]).await.0, status, "{path}");
     }
+    for (method, path, status) in [
+        (reqwest::Method::POST, "/down", 503),
+        (reqwest::Method::DELETE, "/page", 200),
+        (reqwest::Method::POST, "/missing", 404),
+    ] {
+        let answer = edge.request(method.clone(), HOST, path, &[]).await;
+        assert_eq!(answer.status().as_u16(), status, "{method} {path}");
+    }
     let metrics = edge.metrics().await;
-    for (outcome, count) in [("not_found", 1), ("rejected", 2), ("denied", 1), ("ok", 1)] {
+    for (outcome, count) in [("not_found", 2), ("rejected", 3), ("denied", 1), ("ok", 2)] {
         let line =
             format!("s3edge_origin_requests_total{{site=\"h\",outcome=\"{outcome}\"}} {count}");
         assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
     }
+    // An origin that is gone: a POST is an `unreachable` origin request.
+    let gone = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let edge = EdgeBuilder::new()
+        .site(
+            "gone",
+            &format!("hosts = [\"{HOST}\"]\n[origin]\nurl = \"http://{gone}\"\n"),
+        )
+        .start();
+    let answer = edge
+        .request(reqwest::Method::POST, HOST, "/form", &[])
+        .await;
+    assert_eq!(answer.status(), 502);
+    let line = "s3edge_origin_requests_total{site=\"gone\",outcome=\"unreachable\"} 1";
+    assert!(edge.metrics().await.lines().any(|l| l == line), "{line}");
 }

@@ -668,6 +668,18 @@ impl Cache {
         (result, request_id)
     }
 
+    /// Counts a request passed through to an HTTP origin (a POST, a PUT, a
+    /// DELETE...: never cached, but the origin was asked) as
+    /// [`origin_get`](Self::origin_get) counts a fetch: `answer` is its
+    /// status, or the error.
+    pub fn count_passed(&self, site: &Site, started: Instant, answer: Result<u16, &OriginError>) {
+        let outcome = match answer {
+            Ok(status) => answer_outcome(Some(status)),
+            Err(e) => e.outcome(),
+        };
+        self.count_origin(site, started, outcome);
+    }
+
     fn count_origin(&self, site: &Site, started: Instant, outcome: &str) {
         self.metrics.origin_duration.observe(started.elapsed());
         self.metrics.origin_requests.inc(&[site.name(), outcome]);

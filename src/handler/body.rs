@@ -87,6 +87,9 @@ pub(super) struct LoggedBody {
     pub bytes: u64,
     /// `false` once the body failed or was cut short.
     pub complete: bool,
+    /// The body said it had no more (a body of unknown length, sent
+    /// chunked, is complete only then).
+    pub ended: bool,
     /// The access log line, built only when the access log is on (its
     /// `bytes`, `complete` and `duration_ms` are filled in at the end).
     pub record: Option<AccessRecord>,
@@ -118,7 +121,11 @@ impl MessageBody for LoggedBody {
                 tracing::warn!("response body failed: {e}");
                 Poll::Ready(Some(Err(e)))
             }
-            other => other,
+            Poll::Ready(None) => {
+                self.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -130,10 +137,12 @@ impl Drop for LoggedBody {
             self.state.metrics.sendfile_bytes.inc_by(sent);
             self.bytes = self.bytes.max(sent);
         }
-        if let (BodySize::Sized(len), false) = (self.size(), self.head) {
-            if self.bytes < len {
-                self.complete = false;
-            }
+        match (self.size(), self.head) {
+            (BodySize::Sized(len), false) if self.bytes < len => self.complete = false,
+            // A body of unknown length dropped before its end: the client
+            // left, or the connection broke.
+            (BodySize::Stream, false) if !self.ended => self.complete = false,
+            _ => {}
         }
         self.site_metrics
             .response(&self.state.metrics, self.status, self.bytes);

@@ -202,6 +202,7 @@ fn finish(
         head: req.method() == Method::HEAD,
         bytes: 0,
         complete: true,
+        ended: false,
         record,
         started,
         state: state.into_inner(),

@@ -323,11 +323,18 @@ pub(super) async fn pass_through(
     });
     let body = outgoing_body(tokio_stream_of(receiver));
     let method = req.method().as_str().to_string();
+    let started = std::time::Instant::now();
     let forwarded = match origin.forward(&method, &target, &headers, body, sent).await {
-        Ok(forwarded) => forwarded,
+        Ok(forwarded) => {
+            cache.count_passed(site, started, Ok(forwarded.status));
+            forwarded
+        }
         Err(e) => {
             let (status, message) = match refused.load(std::sync::atomic::Ordering::Acquire) {
-                0 => return origin_error_response(site, &target, &e),
+                0 => {
+                    cache.count_passed(site, started, Err(&e));
+                    return origin_error_response(site, &target, &e);
+                }
                 408 => (
                     StatusCode::REQUEST_TIMEOUT,
                     "The request body stopped arriving.",
