@@ -10,15 +10,25 @@
 //! purge recorded since then covers the key, nothing is stored.
 //!
 //! Commits hold the barrier shared and a purge holds it exclusively while it
-//! records its scope and removes the entries, so a commit lands either wholly
-//! before a purge (which then removes it) or after it (and sees its record).
+//! records its scope, so a commit lands either wholly before a purge's
+//! record (and the purge then removes what it stored) or after it (and sees
+//! the record). The entries are removed after that, with the barrier free:
+//! requests, hits and commits of every key go on meanwhile (a purge of a
+//! large site unlinks thousands of files). What keeps a removed version out
+//! is the generation requests are issued: it moves past a purge only once
+//! that purge (and every purge recorded before it) has removed its entries.
+//! A request issued a generation during the removal may still read an entry
+//! not removed yet, but whatever it would store of a covered key (a fill,
+//! the promotion of that entry to memory) is refused; a request issued the
+//! new generation comes after the removal and cannot read what it removed.
 //!
 //! The record is kept for [`RECORD_WINDOW`] and at most [`RECORD_MAX`]
 //! purges. A commit whose generation is older than the oldest record kept
 //! cannot tell what was purged since and stores nothing: only a fill that
 //! took longer than the window is affected.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
@@ -79,10 +89,23 @@ struct Record {
 
 #[derive(Default)]
 struct Log {
+    /// The last purge recorded.
     generation: Generation,
     /// Commits older than this cannot be judged: their purges were forgotten.
     floor: Generation,
     records: VecDeque<Record>,
+    /// Purges recorded whose entries are still being removed.
+    removing: BTreeSet<Generation>,
+}
+
+impl Log {
+    /// The generation requests are issued: the last purge recorded, or the
+    /// one before the oldest whose entries are still being removed.
+    fn issued(&self) -> Generation {
+        self.removing
+            .first()
+            .map_or(self.generation, |oldest| oldest - 1)
+    }
 }
 
 impl Log {
@@ -109,6 +132,8 @@ impl Log {
 #[derive(Default)]
 pub struct PurgeBarrier {
     log: RwLock<Log>,
+    /// [`Log::issued`], read by every request without the lock.
+    issued: AtomicU64,
 }
 
 impl PurgeBarrier {
@@ -116,9 +141,14 @@ impl PurgeBarrier {
         self.log.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The generation a request captures before it reads the cache.
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Log> {
+        self.log.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The generation a request captures before it reads the cache. Never
+    /// waits: a purge removing entries holds up no request.
     pub fn generation(&self) -> Generation {
-        self.read().generation
+        self.issued.load(Ordering::Acquire)
     }
 
     /// Runs `store` unless a purge recorded after `since` covers `key`; a
@@ -148,25 +178,56 @@ impl PurgeBarrier {
     }
 
     /// Records a purge of `scope` on `site`, then runs `remove` (which takes
-    /// the entries out of every tier) before any commit can run again.
+    /// the entries out of every tier) with the barrier free; requests are
+    /// issued its generation once `remove` has returned (see the module doc).
     pub fn purge<T>(
         &self,
         site: &str,
         scope: PurgeScope,
         remove: impl FnOnce(&PurgeScope) -> T,
     ) -> T {
-        let mut log = self.log.write().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        log.generation += 1;
-        let generation = log.generation;
-        log.records.push_back(Record {
+        let generation = {
+            let mut log = self.write();
+            let now = Instant::now();
+            log.generation += 1;
+            let generation = log.generation;
+            log.records.push_back(Record {
+                generation,
+                site: site.to_string(),
+                scope: scope.clone(),
+                at: now,
+            });
+            log.forget_old(now);
+            log.removing.insert(generation);
+            generation
+        };
+        // Issued even if `remove` panics (a blocking task's panic is caught):
+        // requests must not stay at the old generation for good.
+        let _removed = Removed {
+            barrier: self,
             generation,
-            site: site.to_string(),
-            scope: scope.clone(),
-            at: now,
-        });
-        log.forget_old(now);
+        };
         remove(&scope)
+    }
+
+    /// A purge's entries are removed: requests may be issued its generation
+    /// once every purge recorded before it is done too.
+    fn removed(&self, generation: Generation) {
+        let mut log = self.write();
+        log.removing.remove(&generation);
+        self.issued.store(log.issued(), Ordering::Release);
+    }
+}
+
+/// Marks a purge's removal done when dropped.
+struct Removed<'a> {
+    barrier: &'a PurgeBarrier,
+    generation: Generation,
+}
+
+impl Drop for Removed<'_> {
+    fn drop(&mut self) {
+        self.barrier.removed(self.generation);
     }
 }
 
@@ -244,6 +305,55 @@ mod tests {
         let before = barrier.generation();
         barrier.purge("site", PurgeScope::all(""), |_| ());
         assert!(barrier.commit(&key("about.html"), before, || ()).is_none());
+    }
+
+    /// While a purge removes its entries, requests are issued the
+    /// generation before it without waiting, and other keys' commits go
+    /// through; a covered key's commit is refused, whatever it read (an
+    /// entry not removed yet, promoted to memory, would outlive the purge).
+    /// The new generation is issued once the removal, and every removal
+    /// recorded before it, is done.
+    #[test]
+    fn requests_go_on_while_a_purge_removes_its_entries() {
+        use std::sync::mpsc;
+        let barrier = Arc::new(PurgeBarrier::default());
+        let before = barrier.generation();
+        let (started, removing) = mpsc::channel();
+        let (finish, finished) = mpsc::channel::<()>();
+        let purging = {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.purge("site", paths(&["a.html"]), |_| {
+                    started.send(()).unwrap();
+                    finished.recv().unwrap();
+                })
+            })
+        };
+        removing.recv().unwrap();
+        // The purge is removing: nothing here may wait for it (every request
+        // waited on the barrier for as long as a purge removed entries).
+        let (sent, issued) = mpsc::channel();
+        {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || sent.send(barrier.generation()));
+        }
+        let during = issued
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("a request waited for the purge's removal");
+        assert_eq!(during, before);
+        assert!(barrier.commit(&key("b.html"), during, || ()).is_some());
+        assert!(barrier.commit(&key("a.html"), during, || ()).is_none());
+        // A second purge recorded meanwhile, removed at once: still the old
+        // generation, as the first is not done.
+        barrier.purge("site", paths(&["c.html"]), |_| ());
+        assert_eq!(barrier.generation(), before);
+        assert!(barrier.commit(&key("c.html"), before, || ()).is_none());
+        finish.send(()).unwrap();
+        purging.join().unwrap();
+        let after = barrier.generation();
+        assert_eq!(after, before + 2);
+        assert!(barrier.commit(&key("a.html"), after, || ()).is_some());
+        assert!(barrier.commit(&key("c.html"), after, || ()).is_some());
     }
 
     #[test]
