@@ -532,17 +532,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         cluster,
     };
     actix_rt::System::new().block_on(async move {
-        let node = match Node::start(options).await {
-            Ok(node) => node,
-            Err(StartError::Config(errors)) => {
+        let mut signals = server::Signals::install()?;
+        let node = match signals.starting(Node::start(options)).await {
+            None => return Ok(ExitCode::SUCCESS),
+            Some(Ok(node)) => node,
+            Some(Err(StartError::Config(errors))) => {
                 for problem in &errors.0 {
                     tracing::error!("{problem}");
                 }
                 return Ok(ExitCode::from(EXIT_INVALID));
             }
-            Err(e) => return Err(e.into()),
+            Some(Err(e)) => return Err(e.into()),
         };
-        server::serve_until_signalled(node).await?;
+        server::serve_until_signalled(node, signals).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -737,6 +737,94 @@ fn sigusr1_and_sighup_reopen_a_rotated_access_log() {
     );
 }
 
+/// A bucket that takes connections and never answers: a `[releases]` site
+/// on it makes the node's start, and each reload, wait for its `timeout`.
+fn hung_bucket_site(dir: &Path) -> std::net::TcpListener {
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    write(
+        &dir.join("sites"),
+        "slow.toml",
+        &format!(
+            "hosts = [\"slow.test\"]\n[origin]\nbucket = \"slow-bucket\"\nendpoint = \"http://{}\"\nanonymous = true\ntimeout = \"6s\"\n[releases]\npreview_hosts = [\"*.preview.slow.test\"]\n",
+            hung.local_addr().unwrap()
+        ),
+    );
+    hung
+}
+
+/// SIGHUP and SIGUSR1 ended the process (their default action) until the
+/// node had started, which a slow bucket makes take seconds: a `systemctl
+/// reload` during a restart killed it for good (systemd takes an exit by
+/// SIGHUP as clean). Now they are taken over first: the node starts, then
+/// reads the site files again and reopens its log.
+#[test]
+fn sighup_and_sigusr1_during_a_slow_start_do_not_end_the_node() {
+    let dir = site_dir(Some(("a.txt", b"a")));
+    let _hung = hung_bucket_site(dir.path());
+    let args = Binary::dir_args(dir.path(), &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // `$$` is the shell that becomes the node: signalled while it starts.
+    let mut served = Binary::serve_in_shell(
+        "(sleep 0.7; kill -HUP $$; kill -USR1 $$) &",
+        &args,
+        &[],
+        dir.path(),
+    );
+    assert!(served.child.try_wait().unwrap().is_none());
+    let log = served.stderr();
+    assert!(log.contains("SIGHUP while starting"), "{log}");
+    let client = reqwest::blocking::Client::new();
+    let answer = client.get(format!("{}/a.txt", served.http)).send().unwrap();
+    assert_eq!(answer.status(), 200);
+    // The reload asked for during the start runs once started.
+    let started = Instant::now();
+    while !served.stderr().contains("SIGHUP: site files reloaded") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            served.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sigterm(&served.child);
+    assert_eq!(
+        wait_exit(&mut served.child, Duration::from_secs(15)),
+        Some(0)
+    );
+}
+
+/// A SIGTERM during a reload that waits on a slow bucket was acted on only
+/// once the reload was done (each `[releases]` site on a hung bucket added
+/// its `timeout`): the node went on taking requests. It now drains at once.
+#[test]
+fn sigterm_during_a_slow_reload_drains_at_once() {
+    let dir = site_dir(Some(("a.txt", b"a")));
+    let mut served = Binary::serve_dir(dir.path());
+    // A site on a hung bucket, then a reload that must wait for it.
+    let _hung = hung_bucket_site(dir.path());
+    let kill = |signal: &str| {
+        assert!(Command::new("kill")
+            .args([signal, &served.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    kill("-HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    let signalled = Instant::now();
+    kill("-TERM");
+    let code = wait_exit(&mut served.child, Duration::from_secs(15));
+    let took = signalled.elapsed();
+    eprintln!("stopped {took:?} after SIGTERM");
+    assert_eq!(code, Some(0));
+    assert!(
+        took < Duration::from_millis(2000),
+        "stopped {took:?} after SIGTERM: {}",
+        served.stderr()
+    );
+    assert!(!served.stderr().contains("SIGHUP: site files reloaded"));
+}
+
 /// At SIGTERM, an idle HTTP/2 connection (a browser's, between pages) held
 /// the shutdown for the whole 30 s grace period, and its client was never
 /// told to stop opening streams. Now every HTTP/2 connection gets GOAWAY

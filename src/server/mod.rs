@@ -28,7 +28,7 @@ mod thread;
 
 pub use crate::state::{AppState, ReloadContext};
 pub use reload::{reload, ReloadError};
-pub use signals::serve_until_signalled;
+pub use signals::{serve_until_signalled, Signals};
 pub use start::{EmbeddedStore, Node};
 pub use thread::NodeThread;
 

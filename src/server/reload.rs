@@ -80,7 +80,11 @@ pub async fn reload(state: &web::Data<AppState>) -> Result<usize, ReloadError> {
     state.replace_sites(sites);
     for site in changed {
         site.retire();
-        let purged = state.cache.purge(site.name(), PurgeScope::all(""));
+        // Blocking I/O (a file unlinked per entry): off the signal thread.
+        let (cache, name) = (state.cache.clone(), site.name().to_string());
+        let purged = tokio::task::spawn_blocking(move || cache.purge(&name, PurgeScope::all("")))
+            .await
+            .unwrap_or(0);
         tracing::info!(
             site = site.name(),
             purged,
