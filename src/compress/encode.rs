@@ -88,6 +88,82 @@ pub const BROTLI_WINDOW: u32 = 22;
 /// The smallest window brotli allows (1 KiB).
 const BROTLI_MIN_WINDOW: u32 = 10;
 
+/// The largest brotli window an encoder at the qualities of cached variants
+/// (9 and up) gets without a [`LargeWindow`]: 128 KiB, 6.0 MiB of heap at
+/// q10 (table on [`GZIP_LEVEL`]), the window of a body of up to 128 KiB
+/// anyway. A larger one costs up to 45 MiB of heap per encoder for the
+/// encoder's life (the whole fill), so at most [`LARGE_WINDOWS`] run at once:
+/// eight cold misses of large JS bundles compressed together took the RSS
+/// from 37 to 259 MiB. The others get this window, which costs them a few
+/// percent in size (3.3% from 22 bits to 20 on 2 MiB of HTML).
+pub const SHARED_WINDOW: u32 = 17;
+
+/// Brotli encoders with a window over [`SHARED_WINDOW`] at once.
+pub const LARGE_WINDOWS: usize = 1;
+
+/// The large windows in use, process-wide.
+static LARGE_WINDOWS_IN_USE: WindowBudget = WindowBudget::new(LARGE_WINDOWS);
+
+/// A count of large windows in use, bounded.
+struct WindowBudget {
+    in_use: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+impl WindowBudget {
+    const fn new(max: usize) -> WindowBudget {
+        WindowBudget {
+            in_use: std::sync::atomic::AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// One large window, if one is free.
+    fn take(&'static self) -> Option<LargeWindow> {
+        use std::sync::atomic::Ordering;
+        self.in_use
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| LargeWindow { budget: self })
+    }
+
+    /// `level` as an encoder may run it now: a heavy brotli level keeps a
+    /// window over [`SHARED_WINDOW`] only with a large window of the budget,
+    /// held until the encoder is dropped.
+    fn admit(&'static self, coding: ContentCoding, level: Level) -> (Level, Option<LargeWindow>) {
+        let heavy =
+            coding == ContentCoding::Brotli && level.quality >= 9 && level.window > SHARED_WINDOW;
+        if !heavy {
+            return (level, None);
+        }
+        match self.take() {
+            Some(large) => (level, Some(large)),
+            None => (
+                Level {
+                    window: SHARED_WINDOW,
+                    ..level
+                },
+                None,
+            ),
+        }
+    }
+}
+
+/// A large brotli window, given back when dropped.
+struct LargeWindow {
+    budget: &'static WindowBudget,
+}
+
+impl Drop for LargeWindow {
+    fn drop(&mut self) {
+        self.budget
+            .in_use
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// Input between two flushes of an encoder (module doc). Output / input on
 /// 2 MiB of HTML, by flush interval (a body shorter than this is never
 /// flushed, so most assets pay nothing):
@@ -305,6 +381,8 @@ struct Encoder {
     state: EncoderState,
     /// Input taken since the last flush.
     unflushed_input: usize,
+    /// Held for the encoder's life when its window is large.
+    _large_window: Option<LargeWindow>,
 }
 
 enum EncoderState {
@@ -316,6 +394,7 @@ enum EncoderState {
 
 impl Encoder {
     fn new(coding: ContentCoding, level: Level) -> Encoder {
+        let (level, large_window) = LARGE_WINDOWS_IN_USE.admit(coding, level);
         let state = match coding {
             ContentCoding::Gzip => EncoderState::Gzip(GzEncoder::new(
                 Vec::new(),
@@ -327,6 +406,7 @@ impl Encoder {
             coding,
             state,
             unflushed_input: 0,
+            _large_window: large_window,
         }
     }
 
@@ -458,6 +538,45 @@ mod tests {
     use futures_util::task::noop_waker_ref;
 
     use super::*;
+
+    /// One heavy brotli encoder at a time keeps its large window; the others
+    /// run with the shared one until it is given back. Light ones (gzip, q5,
+    /// small bodies) are never held back.
+    #[test]
+    fn large_brotli_windows_are_bounded_and_given_back() {
+        static BUDGET: WindowBudget = WindowBudget::new(1);
+        let big = Level::for_cache(ContentCoding::Brotli, Some(4 << 20));
+        assert_eq!(big.window, BROTLI_WINDOW);
+        let (first, held) = BUDGET.admit(ContentCoding::Brotli, big);
+        assert_eq!(first, big);
+        assert!(held.is_some());
+        let (second, none) = BUDGET.admit(ContentCoding::Brotli, big);
+        assert_eq!(second.window, SHARED_WINDOW);
+        assert_eq!(second.quality, BROTLI_QUALITY);
+        assert!(none.is_none());
+        for (coding, light) in [
+            (
+                ContentCoding::Gzip,
+                Level::for_cache(ContentCoding::Gzip, None),
+            ),
+            (
+                ContentCoding::Brotli,
+                Level::for_one_answer(ContentCoding::Brotli, 4 << 20),
+            ),
+            (
+                ContentCoding::Brotli,
+                Level::for_cache(ContentCoding::Brotli, Some(100_000)),
+            ),
+        ] {
+            let (admitted, large) = BUDGET.admit(coding, light);
+            assert_eq!(admitted, light);
+            assert!(large.is_none());
+        }
+        drop(held);
+        let (third, again) = BUDGET.admit(ContentCoding::Brotli, big);
+        assert_eq!(third, big);
+        assert!(again.is_some());
+    }
 
     const CODINGS: [ContentCoding; 2] = [ContentCoding::Brotli, ContentCoding::Gzip];
 
