@@ -134,6 +134,10 @@ pub struct PurgeBarrier {
     log: RwLock<Log>,
     /// [`Log::issued`], read by every request without the lock.
     issued: AtomicU64,
+    /// Purges removing their entries now (`Log::removing.len()`).
+    removing: AtomicU64,
+    /// Woken when a purge's removal is done.
+    removed: tokio::sync::Notify,
 }
 
 impl PurgeBarrier {
@@ -149,6 +153,37 @@ impl PurgeBarrier {
     /// waits: a purge removing entries holds up no request.
     pub fn generation(&self) -> Generation {
         self.issued.load(Ordering::Acquire)
+    }
+
+    /// The generation a request for `object_key` of `site` captures before
+    /// it reads the cache: at once, unless a purge covering the key is
+    /// removing its entries, then once that removal is done. Requests for
+    /// the keys a purge removes wait for it as they did when every request
+    /// did: they then read a cache without what it removed and coalesce
+    /// into one origin request per key, where a request issued the
+    /// generation before the purge could store nothing of such a key, and
+    /// each asked the origin itself. Requests for other keys go on.
+    pub async fn generation_for(&self, site: &str, object_key: &str) -> Generation {
+        loop {
+            if self.removing.load(Ordering::Acquire) == 0 {
+                return self.generation();
+            }
+            let removed = self.removed.notified();
+            let mut removed = std::pin::pin!(removed);
+            removed.as_mut().enable();
+            let covered = {
+                let log = self.read();
+                log.records.iter().rev().any(|r| {
+                    log.removing.contains(&r.generation)
+                        && r.site == site
+                        && r.scope.matches(object_key)
+                })
+            };
+            if !covered {
+                return self.generation();
+            }
+            removed.await;
+        }
     }
 
     /// Runs `store` unless a purge recorded after `since` covers `key`; a
@@ -199,6 +234,7 @@ impl PurgeBarrier {
             });
             log.forget_old(now);
             log.removing.insert(generation);
+            self.removing.fetch_add(1, Ordering::AcqRel);
             generation
         };
         // Issued even if `remove` panics (a blocking task's panic is caught):
@@ -216,6 +252,9 @@ impl PurgeBarrier {
         let mut log = self.write();
         log.removing.remove(&generation);
         self.issued.store(log.issued(), Ordering::Release);
+        self.removing.fetch_sub(1, Ordering::AcqRel);
+        drop(log);
+        self.removed.notify_waiters();
     }
 }
 
@@ -313,23 +352,33 @@ mod tests {
     /// entry not removed yet, promoted to memory, would outlive the purge).
     /// The new generation is issued once the removal, and every removal
     /// recorded before it, is done.
+    /// A purge of `key` on another thread, held in its removal until the
+    /// sender is used (or dropped); returns once the removal has begun.
+    fn purge_held(
+        barrier: &Arc<PurgeBarrier>,
+        key: &'static str,
+    ) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+        let (started, removing) = std::sync::mpsc::channel();
+        let (finish, finished) = std::sync::mpsc::channel::<()>();
+        let purging = {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.purge("site", paths(&[key]), |_| {
+                    started.send(()).unwrap();
+                    let _ = finished.recv();
+                })
+            })
+        };
+        removing.recv().unwrap();
+        (finish, purging)
+    }
+
     #[test]
     fn requests_go_on_while_a_purge_removes_its_entries() {
         use std::sync::mpsc;
         let barrier = Arc::new(PurgeBarrier::default());
         let before = barrier.generation();
-        let (started, removing) = mpsc::channel();
-        let (finish, finished) = mpsc::channel::<()>();
-        let purging = {
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.purge("site", paths(&["a.html"]), |_| {
-                    started.send(()).unwrap();
-                    finished.recv().unwrap();
-                })
-            })
-        };
-        removing.recv().unwrap();
+        let (finish, purging) = purge_held(&barrier, "a.html");
         // The purge is removing: nothing here may wait for it (every request
         // waited on the barrier for as long as a purge removed entries).
         let (sent, issued) = mpsc::channel();
@@ -354,6 +403,39 @@ mod tests {
         assert_eq!(after, before + 2);
         assert!(barrier.commit(&key("a.html"), after, || ()).is_some());
         assert!(barrier.commit(&key("c.html"), after, || ()).is_some());
+    }
+
+    /// A request for a key the purge is removing waits for the removal and
+    /// then gets the new generation (it would otherwise store nothing, and
+    /// every such request would ask the origin itself); others do not wait.
+    #[tokio::test]
+    async fn requests_for_keys_being_removed_wait_for_the_removal() {
+        let barrier = Arc::new(PurgeBarrier::default());
+        let before = barrier.generation();
+        let (finish, purging) = purge_held(&barrier, "a.html");
+        let other = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            barrier.generation_for("site", "b.html"),
+        )
+        .await
+        .expect("a key the purge does not cover waited");
+        assert_eq!(other, before);
+        let elsewhere = barrier.generation_for("other", "a.html").await;
+        assert_eq!(elsewhere, before);
+        let waiting = {
+            let barrier = barrier.clone();
+            tokio::spawn(async move { barrier.generation_for("site", "a.html.br").await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "did not wait for the removal");
+        finish.send(()).unwrap();
+        purging.join().unwrap();
+        let after = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken when the removal was done")
+            .unwrap();
+        assert_eq!(after, before + 1);
+        assert!(barrier.commit(&key("a.html"), after, || ()).is_some());
     }
 
     #[test]

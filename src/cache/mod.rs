@@ -465,7 +465,9 @@ impl Cache {
             .holding(|outdated| self.coalescer.flight(key, outdated))
     }
 
-    /// A ticket for what a request that starts now will store.
+    /// A ticket for what a request that starts now will store (tests; requests
+    /// take theirs by key, [`Cache::ticket_for`]).
+    #[cfg(test)]
     fn ticket(&self) -> Ticket {
         Ticket::new(self.barrier.clone(), self.barrier.generation())
     }
@@ -476,11 +478,15 @@ impl Cache {
     /// of the site, so nothing fetched from the old origin is stored after
     /// it, even by a request that began after that purge. What such a
     /// request stores before the purge, the purge removes.
-    fn ticket_for(&self, site: &Site) -> Ticket {
+    ///
+    /// A request for a key that a purge is removing now waits until the
+    /// removal is done ([`PurgeBarrier::generation_for`]).
+    async fn ticket_for(&self, site: &Site, object_key: &str) -> Ticket {
         if site.is_retired() {
             return Ticket::new(self.barrier.clone(), 0);
         }
-        self.ticket()
+        let since = self.barrier.generation_for(site.name(), object_key).await;
+        Ticket::new(self.barrier.clone(), since)
     }
 
     /// The entry for `key`: from memory, else from disk (checked; promoted to

@@ -401,7 +401,7 @@ impl Cache {
 
     /// The whole object.
     async fn object(self: &Arc<Self>, site: &Arc<Site>, object_key: &str, wire: Wire) -> Answer {
-        let ticket = self.ticket_for(site);
+        let ticket = self.ticket_for(site, object_key).await;
         let key = CacheKey::new(site.name(), object_key, Variant::Identity);
         let cached = self.get(&key, &ticket, wire).await;
         self.read(site, key, cached, ticket).await
@@ -440,7 +440,7 @@ impl Cache {
         if_range: Option<&str>,
         wire: Wire,
     ) -> Answer {
-        let ticket = self.ticket_for(site);
+        let ticket = self.ticket_for(site, object_key).await;
         let key = CacheKey::new(site.name(), object_key, Variant::Identity);
         let mut cached = self.get(&key, &ticket, wire).await;
         // Not cached: the range alone from the origin, unless a fill of the
@@ -540,7 +540,7 @@ impl Cache {
 
     /// Whether the object exists (see [`Want::Exists`]).
     async fn exists(self: &Arc<Self>, site: &Arc<Site>, object_key: &str) -> Answer {
-        let ticket = self.ticket_for(site);
+        let ticket = self.ticket_for(site, object_key).await;
         let key = CacheKey::new(site.name(), object_key, Variant::Identity);
         let now = SystemTime::now();
         let cached = self.get(&key, &ticket, Wire::Memory).await;
@@ -861,7 +861,7 @@ impl Cache {
         site: &Arc<Site>,
         object_key: &str,
     ) -> Result<Fetch, OriginError> {
-        let ticket = self.ticket_for(site);
+        let ticket = self.ticket_for(site, object_key).await;
         let key = CacheKey::new(site.name(), object_key, Variant::Identity);
         if let Some(cached) = self.get(&key, &ticket, Wire::Memory).await {
             return self.read(site, key, Some(cached), ticket).await.result;

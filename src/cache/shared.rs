@@ -268,8 +268,8 @@ impl Cache {
         range: Option<&str>,
     ) -> Answer {
         let directives = RequestDirectives::of(headers);
-        let ticket = self.ticket_for(site);
         let key = self.shared_key(site, target, headers);
+        let ticket = self.ticket_for(site, &key.object_key).await;
         let now = SystemTime::now();
         let cached = self.get(&key, &ticket, Wire::Memory).await;
         let since = ticket.since();
