@@ -315,6 +315,9 @@ impl Stamp {
 struct Index {
     slots: HashMap<KeyHash, Slot>,
     total: u64,
+    /// Bytes reserved by files being written (`DiskWriter`): counted against
+    /// the bound with `total`, so the entries at rest make room for them.
+    reserved: u64,
     clock: u64,
     /// Slots with an open file, by [`Open::seq`]: the order open files are
     /// closed in beyond the bound ([`keep_open`](Self::keep_open)).
@@ -374,7 +377,7 @@ impl Index {
     /// million (a scan of a `HashMap` of that many, release build, 2026-12-02).
     fn evict(&mut self, max: u64, keep: Option<&KeyHash>) -> Vec<(KeyHash, Slot)> {
         let mut taken = Vec::new();
-        while self.total > max {
+        while self.total + self.reserved > max {
             let holds = Slot::is_queued_as;
             let Some(victim) = self.queue.next(&self.slots, self.clock, holds, keep) else {
                 break;
@@ -1000,6 +1003,7 @@ impl DiskTier {
                 temp,
                 file: Arc::new(file),
                 written: 0,
+                reserved: 0,
                 crcs: Vec::new(),
                 block: crc32fast::Hasher::new(),
                 in_block: 0,
@@ -1080,12 +1084,15 @@ impl DiskTier {
     /// Adds a renamed file this process wrote (`stamp`) to the index and
     /// evicts the least recently used entries beyond the bound
     /// ([`Index::evict`]).
-    fn admit(&self, hash: &KeyHash, key: &CacheKey, size: u64, stamp: Stamp) {
+    /// `reserved`: what its writer had reserved, given back as the file is
+    /// counted.
+    fn admit(&self, hash: &KeyHash, key: &CacheKey, size: u64, stamp: Stamp, reserved: u64) {
         // The slots replaced or evicted, dropped (their open files closed)
         // after the lock.
         let mut gone = Vec::new();
         let doomed = {
             let mut index = self.lock();
+            index.reserved -= reserved.min(index.reserved);
             index.clock += 1;
             let slot = Slot::new(key.clone(), size, index.clock, Some(stamp));
             gone.extend(index.put(hash, slot));
@@ -1100,6 +1107,34 @@ impl DiskTier {
         for victim in doomed {
             let _ = fs::remove_file(self.path_of(&victim));
         }
+    }
+
+    /// Reserves `bytes` for a file being written, evicting the least recently
+    /// used entries at rest to make room: the tier's bound holds for the
+    /// files being written too. Without it a burst of concurrent misses (a
+    /// site purged whole at a deploy) wrote past the bound by as much as they
+    /// held, filled a disk sized with headroom, and the write error turned
+    /// the tier off.
+    fn reserve(&self, bytes: u64) {
+        let (gone, doomed): (Vec<Slot>, Vec<KeyHash>) = {
+            let mut index = self.lock();
+            index.reserved += bytes;
+            index
+                .evict(self.max_bytes, None)
+                .into_iter()
+                .map(|(victim, slot)| (slot, victim))
+                .unzip()
+        };
+        drop(gone);
+        for victim in doomed {
+            let _ = fs::remove_file(self.path_of(&victim));
+        }
+    }
+
+    /// Gives back what a writer reserved and did not use.
+    fn release(&self, bytes: u64) {
+        let mut index = self.lock();
+        index.reserved -= bytes.min(index.reserved);
     }
 
     fn remove(&self, hash: &KeyHash) {
@@ -1145,6 +1180,9 @@ pub struct DiskWriter {
     temp: PathBuf,
     file: Arc<File>,
     written: u64,
+    /// Bytes reserved against the tier's bound ([`DiskTier::reserve`]): the
+    /// body written so far.
+    reserved: u64,
     crcs: Vec<u32>,
     block: crc32fast::Hasher,
     in_block: u64,
@@ -1161,6 +1199,12 @@ impl DiskWriter {
 
     /// Appends body bytes (blocking I/O). An error turns the tier off.
     pub fn append(&mut self, mut data: &[u8]) -> io::Result<()> {
+        // Room first: entries at rest are evicted before the bytes land.
+        let needed = self.written + data.len() as u64;
+        if needed > self.reserved {
+            self.tier.reserve(needed - self.reserved);
+            self.reserved = needed;
+        }
         if let Err(e) = self.file.write_all_at(data, BODY_OFFSET + self.written) {
             self.tier.disable(&e);
             return Err(e);
@@ -1204,7 +1248,9 @@ impl DiskWriter {
                 fs::rename(&self.temp, &path)?;
                 // After the rename, which sets the change time.
                 let stamp = Stamp::of(&self.file.metadata()?);
-                self.tier.admit(&self.hash, &entry.key, size, stamp);
+                self.tier
+                    .admit(&self.hash, &entry.key, size, stamp, self.reserved);
+                self.reserved = 0;
                 Ok(())
             };
             ticket.commit(&entry.key, place).transpose()
@@ -1237,6 +1283,9 @@ impl Drop for DiskWriter {
     fn drop(&mut self) {
         if !self.done {
             let _ = fs::remove_file(&self.temp);
+        }
+        if self.reserved > 0 {
+            self.tier.release(self.reserved);
         }
     }
 }
@@ -1754,6 +1803,50 @@ mod tests {
         assert!(check_shape(BLOCK, &[0, 0], BLOCK + 1).is_ok());
         assert!(check_shape(BLOCK * 2, &[0], BLOCK + 1).is_err());
         assert!(check_shape(0, &[], 0).is_err());
+    }
+
+    /// Files being written count against the bound: entries at rest are
+    /// evicted to make room for them before their bytes land, and what a
+    /// writer reserved is given back when it is dropped or counted as an
+    /// entry. Without it twelve concurrent misses on a full tier wrote 69%
+    /// past the bound and filled a disk sized with half again as much room.
+    #[test]
+    fn files_being_written_count_against_the_bound() {
+        const MIB: usize = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), 8 * MIB as u64);
+        let data = pattern(MIB);
+        for i in 0..7 {
+            tier.insert(&entry(&format!("rest{i}"), &data), &ticket());
+        }
+        let at_rest = tier.usage().0;
+        assert!(at_rest > 7 * MIB as u64, "{at_rest}");
+        let on_disk = |tier: &DiskTier| {
+            let index = tier.lock();
+            (index.total, index.reserved)
+        };
+        let mut first = tier.writer(&key("new1")).unwrap();
+        let mut second = tier.writer(&key("new2")).unwrap();
+        for _ in 0..3 {
+            first.append(&data).unwrap();
+            second.append(&data).unwrap();
+            let (total, reserved) = on_disk(&tier);
+            assert!(total + reserved <= 8 * MIB as u64, "{total} + {reserved}");
+        }
+        assert_eq!(on_disk(&tier).1, 6 * MIB as u64);
+        // Dropped unfinished: its reservation is given back.
+        drop(second);
+        assert_eq!(on_disk(&tier).1, 3 * MIB as u64);
+        let entry = first
+            .finish(&entry("new1", &pattern(3 * MIB)), &ticket())
+            .unwrap()
+            .expect("stored");
+        let (total, reserved) = on_disk(&tier);
+        assert_eq!(reserved, 0);
+        assert!(total <= 8 * MIB as u64, "{total}");
+        assert!(tier.get(&entry.key, 0).is_some(), "the new entry stays");
+        let files = fs::read_dir(tier.root.join("tmp")).unwrap().count();
+        assert_eq!(files, 0, "temporary files left");
     }
 
     /// A file whose header states another length than its body holds (a
