@@ -534,7 +534,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     actix_rt::System::new().block_on(async move {
         let mut signals = server::Signals::install()?;
         let node = match signals.starting(Node::start(options)).await {
-            None => return Ok(ExitCode::SUCCESS),
+            // Now: the runtime would wait for the start's blocking work (the
+            // disk tier's index) before it let the process end.
+            None => std::process::exit(0),
             Some(Ok(node)) => node,
             Some(Err(StartError::Config(errors))) => {
                 for problem in &errors.0 {

@@ -793,6 +793,41 @@ fn sighup_and_sigusr1_during_a_slow_start_do_not_end_the_node() {
     );
 }
 
+/// A SIGTERM while the node starts stops it at once (exit 0), whatever the
+/// start waits on: a slow bucket here; the disk tier's index is built on the
+/// blocking pool for the same reason.
+#[test]
+fn sigterm_during_a_slow_start_stops_it_at_once() {
+    let dir = site_dir(Some(("a.txt", b"a")));
+    let _hung = hung_bucket_site(dir.path());
+    let args = Binary::dir_args(dir.path(), &[]);
+    let mut command = Command::new("bash");
+    command
+        .arg("-c")
+        .arg("(sleep 0.7; kill -TERM $$) & exec \"$0\" serve \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_s3edge"))
+        .args(&args)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let started = Instant::now();
+    let mut child = command.spawn().unwrap();
+    let code = wait_exit(&mut child, Duration::from_secs(20));
+    let took = started.elapsed();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("SIGTERM while starting"), "{log}");
+    assert!(!log.contains("listening on"), "{log}");
+    // The bucket's timeout is 6 s.
+    assert!(took < Duration::from_secs(4), "took {took:?}: {log}");
+}
+
 /// A SIGTERM during a reload that waits on a slow bucket was acted on only
 /// once the reload was done (each `[releases]` site on a hung bucket added
 /// its `timeout`): the node went on taking requests. It now drains at once.
