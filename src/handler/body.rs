@@ -140,8 +140,13 @@ impl Drop for LoggedBody {
         match (self.size(), self.head) {
             (BodySize::Sized(len), false) if self.bytes < len => self.complete = false,
             // A body of unknown length dropped before its end: the client
-            // left, or the connection broke.
-            (BodySize::Stream, false) if !self.ended => self.complete = false,
+            // left, or the connection broke. Not for a status that has no
+            // body (204, 304, 1xx), which the dispatchers never read.
+            (BodySize::Stream, false)
+                if !self.ended && !matches!(self.status, 100..=199 | 204 | 304) =>
+            {
+                self.complete = false
+            }
             _ => {}
         }
         self.site_metrics
