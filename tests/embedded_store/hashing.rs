@@ -60,3 +60,49 @@ async fn a_large_file_put_in_by_hand_is_served_once_its_hash_ends_past_the_timeo
         received += chunk.len() as u64;
     }
 }
+
+/// A file replaced by hand (renamed over, as a deploy's copy does) while it
+/// is read: every answer's ETag is the MD5 of the body it comes with. The
+/// store opened the file after it had hashed it, and about one read in
+/// seventy under this race sent one version's body with another's ETag,
+/// which a cache then kept as a pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_replaced_while_it_is_read_never_gets_another_version_s_etag() {
+    let store = harness().await;
+    let dir = store.root.path().join(BUCKET);
+    let path = dir.join("race.bin");
+    std::fs::write(&path, vec![0u8; 200_000]).expect("first version");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let replacing = {
+        let (done, dir, path) = (done.clone(), dir.clone(), path.clone());
+        std::thread::spawn(move || {
+            let mut version = 0u8;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                version = version.wrapping_add(1);
+                let aside = dir.join(format!(".race.{version}"));
+                std::fs::write(&aside, vec![version; 200_000]).expect("next version");
+                std::fs::rename(&aside, &path).expect("rename over");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let mut checked = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        let got = store
+            .s3
+            .get_object()
+            .bucket(BUCKET)
+            .key("race.bin")
+            .send()
+            .await
+            .expect("get");
+        let etag = got.e_tag().expect("etag").trim_matches('"').to_owned();
+        let body = got.body.collect().await.expect("body").into_bytes();
+        assert_eq!(etag, md5_hex(&body), "after {checked} good reads");
+        checked += 1;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    replacing.join().expect("replacer");
+    assert!(checked > 10, "{checked} reads");
+}

@@ -124,6 +124,16 @@ fn http_date_value(t: &Timestamp) -> Result<HeaderValue, io::Error> {
     HeaderValue::from_bytes(&buf).map_err(io::Error::other)
 }
 
+/// How many times a GetObject is read when its file keeps changing under it.
+const READ_ATTEMPTS: usize = 4;
+
+/// Whether two looks at a path found the same file, unchanged.
+fn same_file(a: &Metadata, b: &Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (a.dev(), a.ino(), a.len(), a.mtime(), a.mtime_nsec())
+        == (b.dev(), b.ino(), b.len(), b.mtime(), b.mtime_nsec())
+}
+
 fn modified(meta: &Metadata) -> S3Result<SystemTime> {
     meta.modified()
         .map_err(|e| internal("cannot read a modification time", e))
@@ -185,13 +195,33 @@ impl Store {
         }
     }
 
+    /// GetObject, read again (up to [`READ_ATTEMPTS`] times) when the file
+    /// was replaced while it was read (see [`Self::get_object_once`]).
     pub(super) async fn get_object_checked(
         &self,
-        mut req: S3Request<GetObjectInput>,
+        req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
+        for _ in 1..READ_ATTEMPTS {
+            if let Some(resp) = self.get_object_once(req.clone()).await? {
+                return Ok(resp);
+            }
+        }
+        self.get_object_once(req).await?.ok_or_else(|| {
+            s3_error!(
+                InternalError,
+                "The object changed while it was read; please retry."
+            )
+        })
+    }
+
+    /// One GetObject; `None` when the file changed while it was read.
+    async fn get_object_once(
+        &self,
+        mut req: S3Request<GetObjectInput>,
+    ) -> S3Result<Option<S3Response<GetObjectOutput>>> {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let file = self.object_file(&bucket, &key).await?;
-        self.remember_etag(&bucket, &key, &file).await?;
+        let etag = self.remember_etag(&bucket, &key, &file).await?;
         let preconditions = preconditions_of(&req);
         if !preconditions.is_empty() {
             let head = self
@@ -220,11 +250,21 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
+        // A file replaced while this was read (files copied into the bucket
+        // folder during a deploy): the file opened may not be the one the
+        // ETag was computed for, and a cache would keep that pair (S3 never
+        // sends one version's body with another's ETag). The same file
+        // before and after, with its own ETag, is the one that was opened.
+        let after = self.object_file(&bucket, &key).await.ok();
+        let sent = resp.output.e_tag.as_ref().map(ETag::value);
+        if !after.is_some_and(|after| same_file(&after, &file)) || sent != Some(etag.as_str()) {
+            return Ok(None);
+        }
         let out = &mut resp.output;
         out.accept_ranges = Some("bytes".to_owned());
         out.content_type
             .get_or_insert_with(|| DEFAULT_CONTENT_TYPE.to_owned());
-        Ok(resp)
+        Ok(Some(resp))
     }
 
     pub(super) async fn head_object_checked(
