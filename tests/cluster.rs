@@ -106,6 +106,17 @@ impl Node {
 
     /// [`Node::start`] with more flags.
     fn start_with(&mut self, peers: &[SocketAddr], parents: &[SocketAddr], more: &[&str]) {
+        self.start_env(peers, parents, more, &env());
+    }
+
+    /// [`Node::start_with`] with its own environment (another token).
+    fn start_env(
+        &mut self,
+        peers: &[SocketAddr],
+        parents: &[SocketAddr],
+        more: &[&str],
+        env: &[(&str, &str)],
+    ) {
         let join = |list: &[SocketAddr]| {
             list.iter()
                 .map(ToString::to_string)
@@ -140,7 +151,7 @@ impl Node {
             args.extend(["--parent", parents.as_str()]);
         }
         args.extend(more);
-        self.bin = Some(Binary::serve(&args, &env(), self.dir.path()));
+        self.bin = Some(Binary::serve(&args, env, self.dir.path()));
     }
 
     fn bin(&self) -> &Binary {
@@ -496,6 +507,40 @@ async fn members_are_named_by_their_ids_and_a_shared_id_is_logged_at_start() {
     // Once per member, not at every probe.
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(nodes[1].bin().stderr().matches(shared).count(), 1);
+}
+
+/// A node given another token than its peers is told so by its first
+/// probes, once, on both sides, without any request having failed yet.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_that_refuses_the_token_is_logged_once() {
+    let bucket = Bucket::start().await;
+    let mut nodes: Vec<Node> = ["edge-1", "edge-2"]
+        .into_iter()
+        .map(|id| Node::new(id, &bucket.proxy.url(), ""))
+        .collect();
+    let peers = peers_of(&nodes);
+    nodes[0].start(&peers, &[]);
+    let mut other = env();
+    other[0] = ("S3EDGE_CLUSTER_TOKEN", "another-token");
+    nodes[1].start_env(&peers, &[], &[], &other);
+    let refuses = "refuses this node's cluster token";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !nodes.iter().all(|n| n.bin().stderr().contains(refuses)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}\n{}",
+            nodes[0].bin().stderr(),
+            nodes[1].bin().stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(nodes[0].bin().stderr().contains(&peers[1].to_string()));
+    assert!(nodes[1].bin().stderr().contains(&peers[0].to_string()));
+    // Once, not at every probe.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for node in &nodes {
+        assert_eq!(node.bin().stderr().matches(refuses).count(), 1);
+    }
 }
 
 /// A key that `nodes[owner]` owns, stored by it now: asked for a key it owns,

@@ -41,6 +41,8 @@ pub enum Probe {
     Down,
     /// It answered; with its `--node-id` when it said it.
     Up { node_id: Option<String> },
+    /// It answered 401: it does not take this node's cluster token.
+    Refused,
 }
 
 /// Why another node did not answer for the object.
@@ -205,7 +207,8 @@ impl PeerClient {
     /// Probes the node at `peer` (`GET /cluster/v1/hello`, [`PROBE_TIMEOUT`]
     /// in all): down when it takes no connection or gives no answer, up
     /// otherwise, with its node id when it says it (a node too old to know
-    /// the path, or one refusing this node's token, is up with none).
+    /// the path is up with none); refused when it does not take this node's
+    /// token.
     pub fn probe(&self, peer: SocketAddr) -> impl std::future::Future<Output = Probe> + Send {
         let control = self.control.clone();
         let request = http::Request::builder()
@@ -223,6 +226,9 @@ impl PeerClient {
             let exchange = async {
                 let response = control.request(request).await.ok()?;
                 let status = response.status();
+                if status == StatusCode::UNAUTHORIZED {
+                    return Some(Probe::Refused);
+                }
                 let body = response.into_body().collect().await.ok()?.to_bytes();
                 let hello = (status == StatusCode::OK)
                     .then(|| serde_json::from_slice::<wire::Hello>(&body).ok())

@@ -84,6 +84,8 @@ pub struct Tier {
     down: Mutex<HashSet<SocketAddr>>,
     /// The node id each member gave its last probe that answered.
     ids: Mutex<HashMap<SocketAddr, String>>,
+    /// Members whose last probe was refused for the token (logged once).
+    refusing: Mutex<HashSet<SocketAddr>>,
     /// Skipped members that took no connection, tried again every
     /// [`RETRY_UNREACHABLE_EVERY`] ([`skip_unreachable`](Self::skip_unreachable)).
     retrying: Mutex<HashSet<SocketAddr>>,
@@ -99,6 +101,7 @@ impl Tier {
             skipped: Mutex::new(HashMap::new()),
             down: Mutex::new(HashSet::new()),
             ids: Mutex::new(HashMap::new()),
+            refusing: Mutex::new(HashSet::new()),
             retrying: Mutex::new(HashSet::new()),
         }
     }
@@ -214,9 +217,24 @@ impl Tier {
     fn record_probes(&self, found: Vec<(SocketAddr, Probe)>, own_id: &str) {
         let mut down = lock(&self.down);
         let mut ids = lock(&self.ids);
+        let mut refusing = lock(&self.refusing);
         down.clear();
         for (addr, probe) in found {
+            if !matches!(probe, Probe::Refused) {
+                refusing.remove(&addr);
+            }
             match probe {
+                // Reachable, so not shown down; its requests fail and say so.
+                Probe::Refused => {
+                    ids.remove(&addr);
+                    if refusing.insert(addr) {
+                        tracing::error!(
+                            node = own_id,
+                            "cluster: the {} at {addr} refuses this node's cluster token (401): requests and purges between the two fail; give every node the same S3EDGE_CLUSTER_TOKEN",
+                            self.role.as_str()
+                        );
+                    }
+                }
                 // A member that is down keeps the id it last gave.
                 Probe::Down => {
                     down.insert(addr);
