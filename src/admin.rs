@@ -283,9 +283,9 @@ pub async fn purge_locally(
     let (site, scope) = purge_scope(state, request)?;
     // The purge is a barrier (cache/barrier.rs): it answers once no later
     // request can get what it removed. Its file removals block.
-    let cache = state.cache.clone();
-    let name = site.name().to_string();
-    let purged = web::block(move || cache.purge(&name, scope))
+    let purged = state
+        .cache
+        .purge_off_thread(site.name(), scope)
         .await
         .map_err(|e| {
             (

@@ -355,6 +355,28 @@ async fn the_request_s_no_cache_revalidates_and_only_if_cached_gives_504() {
     assert_eq!((status, origin.count("/missing")), (504, 0));
 }
 
+/// The node's access log (`--access-log -`, its stdout) once it holds a
+/// line for each of `paths`, or after 5 s.
+async fn access_log_with(node: &Binary, paths: &[&str]) -> String {
+    let mut log = String::new();
+    for _ in 0..250 {
+        log = node.stdout();
+        if paths.iter().all(|p| log.contains(p)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    log
+}
+
+/// The first line of `log` that names `path`.
+fn log_line(log: &str, path: &str) -> String {
+    log.lines()
+        .find(|l| l.contains(path))
+        .unwrap_or_else(|| panic!("{path}: {log}"))
+        .to_string()
+}
+
 /// What a client alone causes is the client's: an upload cut short (the
 /// connection closed before its `Content-Length`) is a 400, one that stops
 /// arriving a 408 after `--stall-timeout`, and neither they
@@ -413,20 +435,8 @@ async fn failures_a_client_causes_are_not_logged_as_the_origin_s() {
     .unwrap();
     let mut sink = Vec::new();
     last.read_to_end(&mut sink).await.unwrap();
-    let mut log = String::new();
-    for _ in 0..100 {
-        log = node.stdout();
-        if log.contains("/last") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let status_of = |path: &str| {
-        log.lines()
-            .find(|l| l.contains(path))
-            .unwrap_or_else(|| panic!("{path}: {log}"))
-            .to_string()
-    };
+    let log = access_log_with(&node, &["/last"]).await;
+    let status_of = |path: &str| log_line(&log, path);
     assert!(status_of("/upload").contains("\" 400 "), "{log}");
     assert!(status_of("/missing").contains("\" 504 "), "{log}");
     assert!(status_of("/stalled").contains("\" 408 "), "{log}");
@@ -490,20 +500,8 @@ async fn a_chunked_answer_cut_by_its_client_is_logged_incomplete() {
     let mut answer = Vec::new();
     whole.read_to_end(&mut answer).await.unwrap();
     assert!(answer.ends_with(b"\r\n0\r\n\r\n"), "not read to its end");
-    let mut log = String::new();
-    for _ in 0..200 {
-        log = node.stdout();
-        if log.contains("/cut") && log.contains("/whole") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let line = |path: &str| {
-        log.lines()
-            .find(|l| l.contains(path))
-            .unwrap_or_else(|| panic!("{path}: {log}"))
-            .to_string()
-    };
+    let log = access_log_with(&node, &["/cut", "/whole"]).await;
+    let line = |path: &str| log_line(&log, path);
     assert!(line("/cut").ends_with(" incomplete"), "{log}");
     assert!(line("/whole").contains("\" 200 2621440 "), "{log}");
     assert!(!line("/whole").ends_with(" incomplete"), "{log}");

@@ -255,14 +255,22 @@ mod tests {
             .expect("create"));
         assert!(storage.load("../escape").await.is_err(), "`..` is refused");
         #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("acme/ca/account.json"))
-                .expect("metadata")
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600, "values hold private keys");
-        }
+        assert_eq!(
+            mode_of(&dir.path().join("acme/ca/account.json")),
+            0o600,
+            "values hold private keys"
+        );
+    }
+
+    /// A file's permission bits.
+    #[cfg(unix)]
+    fn mode_of(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
     }
 
     #[cfg(unix)]
@@ -272,13 +280,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("acme");
         std::fs::create_dir_all(root.join("ca/certificates")).expect("mkdir");
-        let mode = |name: &str| {
-            std::fs::metadata(root.join(name))
-                .expect("metadata")
-                .permissions()
-                .mode()
-                & 0o777
-        };
+        let mode = |name: &str| mode_of(&root.join(name));
         let loose = |name: &str| {
             std::fs::write(root.join(name), b"old").expect("write");
             std::fs::set_permissions(root.join(name), std::fs::Permissions::from_mode(0o644))

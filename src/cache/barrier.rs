@@ -12,9 +12,10 @@
 //! Commits hold the barrier shared and a purge holds it exclusively while it
 //! records its scope, so a commit lands either wholly before a purge's
 //! record (and the purge then removes what it stored) or after it (and sees
-//! the record). The entries are removed after that, with the barrier free:
-//! requests, hits and commits of every key go on meanwhile (a purge of a
-//! large site unlinks thousands of files). What keeps a removed version out
+//! the record). The maps in memory are emptied of the purge's entries
+//! with it; the disk tier's files are removed after that, with the barrier
+//! free: requests, hits and commits of every key go on meanwhile (a purge of
+//! a large site unlinks thousands of files). What keeps a removed version out
 //! is the generation requests are issued: it moves past a purge only once
 //! that purge (and every purge recorded before it) has removed its entries.
 //! A request issued a generation during the removal may still read an entry
@@ -173,11 +174,17 @@ impl PurgeBarrier {
             removed.as_mut().enable();
             let covered = {
                 let log = self.read();
-                log.records.iter().rev().any(|r| {
-                    log.removing.contains(&r.generation)
-                        && r.site == site
-                        && r.scope.matches(object_key)
-                })
+                // Only the records from the oldest removal under way on.
+                let oldest = log.removing.first().copied().unwrap_or(Generation::MAX);
+                log.records
+                    .iter()
+                    .rev()
+                    .take_while(|r| r.generation >= oldest)
+                    .any(|r| {
+                        log.removing.contains(&r.generation)
+                            && r.site == site
+                            && r.scope.matches(object_key)
+                    })
             };
             if !covered {
                 return self.generation();
@@ -221,7 +228,30 @@ impl PurgeBarrier {
         scope: PurgeScope,
         remove: impl FnOnce(&PurgeScope) -> T,
     ) -> T {
-        let generation = {
+        self.purge_in_two(site, scope, |_| (), |scope, ()| remove(scope))
+    }
+
+    /// [`purge`](Self::purge) in two steps: `held` runs with the record,
+    /// the barrier still held, so no commit interleaves with it (what it
+    /// takes out of the maps in memory, entries on their way to disk
+    /// included, is all there is: a write refused meanwhile cannot leave
+    /// the map uncounted); `free`, given what `held` returned, runs with the
+    /// barrier free (the disk tier's unlinks).
+    pub fn purge_in_two<H, T>(
+        &self,
+        site: &str,
+        scope: PurgeScope,
+        held: impl FnOnce(&PurgeScope) -> H,
+        free: impl FnOnce(&PurgeScope, H) -> T,
+    ) -> T {
+        // Declared before the lock, so that it is dropped after it: the
+        // generation is issued even if `held` or `free` panics (a blocking
+        // task's panic is caught), or requests would wait for good.
+        let mut removed = Removed {
+            barrier: self,
+            generation: None,
+        };
+        let taken = {
             let mut log = self.write();
             let now = Instant::now();
             log.generation += 1;
@@ -235,15 +265,10 @@ impl PurgeBarrier {
             log.forget_old(now);
             log.removing.insert(generation);
             self.removing.fetch_add(1, Ordering::AcqRel);
-            generation
+            removed.generation = Some(generation);
+            held(&scope)
         };
-        // Issued even if `remove` panics (a blocking task's panic is caught):
-        // requests must not stay at the old generation for good.
-        let _removed = Removed {
-            barrier: self,
-            generation,
-        };
-        remove(&scope)
+        free(&scope, taken)
     }
 
     /// A purge's entries are removed: requests may be issued its generation
@@ -258,15 +283,17 @@ impl PurgeBarrier {
     }
 }
 
-/// Marks a purge's removal done when dropped.
+/// Marks a purge's removal done when dropped, once it has been recorded.
 struct Removed<'a> {
     barrier: &'a PurgeBarrier,
-    generation: Generation,
+    generation: Option<Generation>,
 }
 
 impl Drop for Removed<'_> {
     fn drop(&mut self) {
-        self.barrier.removed(self.generation);
+        if let Some(generation) = self.generation {
+            self.barrier.removed(generation);
+        }
     }
 }
 

@@ -598,9 +598,7 @@ impl DiskTier {
                 self.max_bytes
             );
         }
-        for (victim, _) in evicted {
-            let _ = fs::remove_file(self.path_of(&victim));
-        }
+        self.discard(evicted);
         Ok(())
     }
 
@@ -1087,24 +1085,25 @@ impl DiskTier {
     /// `reserved`: what its writer had reserved, given back as the file is
     /// counted.
     fn admit(&self, hash: &KeyHash, key: &CacheKey, size: u64, stamp: Stamp, reserved: u64) {
-        // The slots replaced or evicted, dropped (their open files closed)
-        // after the lock.
-        let mut gone = Vec::new();
-        let doomed = {
+        // The slot replaced and those evicted are dropped (their open files
+        // closed) after the lock.
+        let (replaced, evicted) = {
             let mut index = self.lock();
-            index.reserved -= reserved.min(index.reserved);
+            index.reserved = index.reserved.saturating_sub(reserved);
             index.clock += 1;
             let slot = Slot::new(key.clone(), size, index.clock, Some(stamp));
-            gone.extend(index.put(hash, slot));
-            let mut doomed = Vec::new();
-            for (victim, slot) in index.evict(self.max_bytes, Some(hash)) {
-                gone.push(slot);
-                doomed.push(victim);
-            }
-            doomed
+            let replaced = index.put(hash, slot);
+            (replaced, index.evict(self.max_bytes, Some(hash)))
         };
-        drop(gone);
-        for victim in doomed {
+        drop(replaced);
+        self.discard(evicted);
+    }
+
+    /// Removes the files of slots taken out of the index by eviction, after
+    /// the lock, closing their open files first.
+    fn discard(&self, evicted: Vec<(KeyHash, Slot)>) {
+        for (victim, slot) in evicted {
+            drop(slot);
             let _ = fs::remove_file(self.path_of(&victim));
         }
     }
@@ -1116,25 +1115,18 @@ impl DiskTier {
     /// held, filled a disk sized with headroom, and the write error turned
     /// the tier off.
     fn reserve(&self, bytes: u64) {
-        let (gone, doomed): (Vec<Slot>, Vec<KeyHash>) = {
+        let evicted = {
             let mut index = self.lock();
             index.reserved += bytes;
-            index
-                .evict(self.max_bytes, None)
-                .into_iter()
-                .map(|(victim, slot)| (slot, victim))
-                .unzip()
+            index.evict(self.max_bytes, None)
         };
-        drop(gone);
-        for victim in doomed {
-            let _ = fs::remove_file(self.path_of(&victim));
-        }
+        self.discard(evicted);
     }
 
     /// Gives back what a writer reserved and did not use.
     fn release(&self, bytes: u64) {
         let mut index = self.lock();
-        index.reserved -= bytes.min(index.reserved);
+        index.reserved = index.reserved.saturating_sub(bytes);
     }
 
     fn remove(&self, hash: &KeyHash) {

@@ -603,20 +603,29 @@ impl Cache {
     /// distinct entries were removed. From then on no request gets what was
     /// removed (see [`barrier`]). Blocking I/O: call from a blocking task.
     pub fn purge(&self, site: &str, scope: PurgeScope) -> u64 {
-        self.barrier.purge(site, scope, |scope| {
-            let matches = |key: &str| scope.matches(key);
-            self.coalescer.detach(site, &matches);
-            let mut keys = self.memory.purge(site, &matches);
-            keys.extend(self.writing.purge(site, &matches));
-            if let Some(disk) = &self.disk {
-                keys.extend(disk.purge(site, &matches));
-            }
-            keys.sort_by(|a, b| {
-                (&a.object_key, a.variant.as_str()).cmp(&(&b.object_key, b.variant.as_str()))
-            });
-            keys.dedup();
-            keys.len() as u64
-        })
+        // The maps in memory with the barrier held (no write refused
+        // meanwhile goes uncounted), the disk tier's files after.
+        self.barrier.purge_in_two(
+            site,
+            scope,
+            |scope| {
+                let matches = |key: &str| scope.matches(key);
+                self.coalescer.detach(site, &matches);
+                let mut keys = self.memory.purge(site, &matches);
+                keys.extend(self.writing.purge(site, &matches));
+                keys
+            },
+            |scope, mut keys| {
+                if let Some(disk) = &self.disk {
+                    keys.extend(disk.purge(site, &|key: &str| scope.matches(key)));
+                }
+                keys.sort_by(|a, b| {
+                    (&a.object_key, a.variant.as_str()).cmp(&(&b.object_key, b.variant.as_str()))
+                });
+                keys.dedup();
+                keys.len() as u64
+            },
+        )
     }
 
     /// Removes what is stored under `object_key` (every variant, both
@@ -625,13 +634,22 @@ impl Cache {
     /// one must not be served again (stale-while-revalidate,
     /// stale-if-error), as Varnish's hit-for-miss shadows it.
     pub(super) async fn drop_replaced(self: &Arc<Self>, site: &Site, object_key: &str) {
-        let cache = self.clone();
-        let site = site.name().to_string();
         let scope = PurgeScope {
             keys: vec![object_key.to_string()],
             prefixes: Vec::new(),
         };
-        let _ = tokio::task::spawn_blocking(move || cache.purge(&site, scope)).await;
+        let _ = self.purge_off_thread(site.name(), scope).await;
+    }
+
+    /// [`Cache::purge`] on the blocking pool (its file removals block), from
+    /// a task: an error only if the purge panicked.
+    pub async fn purge_off_thread(
+        self: &Arc<Self>,
+        site: &str,
+        scope: PurgeScope,
+    ) -> Result<u64, tokio::task::JoinError> {
+        let (cache, site) = (self.clone(), site.to_string());
+        tokio::task::spawn_blocking(move || cache.purge(&site, scope)).await
     }
 
     /// At start: drops the disk entries of every site whose origin differs

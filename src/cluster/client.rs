@@ -154,6 +154,23 @@ impl PeerClient {
         }
     }
 
+    /// A purge's or a probe's request to `path` of the node at `peer`, with
+    /// the token.
+    fn control_request(
+        &self,
+        method: Method,
+        peer: SocketAddr,
+        path: &str,
+    ) -> http::request::Builder {
+        http::Request::builder()
+            .method(method)
+            .uri(format!("http://{peer}{path}"))
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
+    }
+
     /// POSTs a purge (the admin API's JSON) to the node at `peer`; its
     /// `{"purged": N}`.
     pub async fn purge(
@@ -162,13 +179,8 @@ impl PeerClient {
         body: Bytes,
         cdn_loop: &str,
     ) -> Result<u64, String> {
-        let request = http::Request::builder()
-            .method(Method::POST)
-            .uri(format!("http://{peer}{}", wire::PURGE_PATH))
-            .header(
-                http::header::AUTHORIZATION,
-                format!("Bearer {}", self.token),
-            )
+        let request = self
+            .control_request(Method::POST, peer, wire::PURGE_PATH)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(wire::CDN_LOOP, cdn_loop)
             .body(Full::new(body))
@@ -211,13 +223,8 @@ impl PeerClient {
     /// token.
     pub fn probe(&self, peer: SocketAddr) -> impl std::future::Future<Output = Probe> + Send {
         let control = self.control.clone();
-        let request = http::Request::builder()
-            .method(Method::GET)
-            .uri(format!("http://{peer}{}", wire::HELLO_PATH))
-            .header(
-                http::header::AUTHORIZATION,
-                format!("Bearer {}", self.token),
-            )
+        let request = self
+            .control_request(Method::GET, peer, wire::HELLO_PATH)
             .body(Full::new(Bytes::new()));
         async move {
             let Ok(request) = request else {
@@ -230,12 +237,13 @@ impl PeerClient {
                     return Some(Probe::Refused);
                 }
                 let body = response.into_body().collect().await.ok()?.to_bytes();
-                let hello = (status == StatusCode::OK)
-                    .then(|| serde_json::from_slice::<wire::Hello>(&body).ok())
-                    .flatten();
-                Some(Probe::Up {
-                    node_id: hello.map(|h| h.node_id),
-                })
+                let node_id = match status {
+                    StatusCode::OK => serde_json::from_slice::<wire::Hello>(&body)
+                        .ok()
+                        .map(|hello| hello.node_id),
+                    _ => None,
+                };
+                Some(Probe::Up { node_id })
             };
             tokio::time::timeout(PROBE_TIMEOUT, exchange)
                 .await

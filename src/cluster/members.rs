@@ -82,10 +82,9 @@ pub struct Tier {
     skipped: Mutex<HashMap<SocketAddr, Instant>>,
     /// Members whose last probe found no listener ([`spawn_probes`](Self::spawn_probes)).
     down: Mutex<HashSet<SocketAddr>>,
-    /// The node id each member gave its last probe that answered.
-    ids: Mutex<HashMap<SocketAddr, String>>,
-    /// Members whose last probe was refused for the token (logged once).
-    refusing: Mutex<HashSet<SocketAddr>>,
+    /// What each member's last probe that reached it found (up, with its
+    /// node id or without, or refused for the token).
+    answers: Mutex<HashMap<SocketAddr, Probe>>,
     /// Skipped members that took no connection, tried again every
     /// [`RETRY_UNREACHABLE_EVERY`] ([`skip_unreachable`](Self::skip_unreachable)).
     retrying: Mutex<HashSet<SocketAddr>>,
@@ -100,8 +99,7 @@ impl Tier {
             ring: RwLock::new(Arc::new(Ring::new(Vec::new()))),
             skipped: Mutex::new(HashMap::new()),
             down: Mutex::new(HashSet::new()),
-            ids: Mutex::new(HashMap::new()),
-            refusing: Mutex::new(HashSet::new()),
+            answers: Mutex::new(HashMap::new()),
             retrying: Mutex::new(HashSet::new()),
         }
     }
@@ -213,52 +211,44 @@ impl Tier {
         });
     }
 
-    /// What a round of probes found: who is down, and each member's id.
+    /// What a round of probes found: who is down, and each member's answer.
+    /// An answer that says something is wrong (this node's own id, a refused
+    /// token) is logged when it first comes, not at every probe; a member
+    /// that is down keeps its last answer.
     fn record_probes(&self, found: Vec<(SocketAddr, Probe)>, own_id: &str) {
         let mut down = lock(&self.down);
-        let mut ids = lock(&self.ids);
-        let mut refusing = lock(&self.refusing);
+        let mut answers = lock(&self.answers);
         down.clear();
         for (addr, probe) in found {
-            if !matches!(probe, Probe::Refused) {
-                refusing.remove(&addr);
+            if probe == Probe::Down {
+                down.insert(addr);
+                continue;
             }
-            match probe {
-                // Reachable, so not shown down; its requests fail and say so.
-                Probe::Refused => {
-                    ids.remove(&addr);
-                    if refusing.insert(addr) {
-                        tracing::error!(
-                            node = own_id,
-                            "cluster: the {} at {addr} refuses this node's cluster token (401): requests and purges between the two fail; give every node the same S3EDGE_CLUSTER_TOKEN",
-                            self.role.as_str()
-                        );
-                    }
-                }
-                // A member that is down keeps the id it last gave.
-                Probe::Down => {
-                    down.insert(addr);
-                }
-                Probe::Up { node_id: None } => {
-                    ids.remove(&addr);
-                }
-                Probe::Up { node_id: Some(id) } => {
-                    if id == own_id && ids.get(&addr) != Some(&id) {
-                        tracing::error!(
-                            node = own_id,
-                            "cluster: the {} at {addr} has this node's --node-id `{id}`: each takes the other's requests for loops (508), so objects go to the bucket and purges do not reach it; give every node its own --node-id (the default is the host name)",
-                            self.role.as_str()
-                        );
-                    }
-                    ids.insert(addr, id);
-                }
+            if answers.get(&addr) == Some(&probe) {
+                continue;
             }
+            let role = self.role.as_str();
+            match &probe {
+                Probe::Up { node_id: Some(id) } if id == own_id => tracing::error!(
+                    node = own_id,
+                    "cluster: the {role} at {addr} has this node's --node-id `{id}`: each takes the other's requests for loops (508), so objects go to the bucket and purges do not reach it; give every node its own --node-id (the default is the host name)"
+                ),
+                Probe::Refused => tracing::error!(
+                    node = own_id,
+                    "cluster: the {role} at {addr} refuses this node's cluster token (401): requests and purges between the two fail; give every node the same S3EDGE_CLUSTER_TOKEN"
+                ),
+                _ => {}
+            }
+            answers.insert(addr, probe);
         }
     }
 
     /// The node id `addr` gave its last probe that answered, if it gave one.
     pub fn node_id(&self, addr: SocketAddr) -> Option<String> {
-        lock(&self.ids).get(&addr).cloned()
+        match lock(&self.answers).get(&addr) {
+            Some(Probe::Up { node_id }) => node_id.clone(),
+            _ => None,
+        }
     }
 
     /// Whether `addr` is this node's own cluster listener.

@@ -28,6 +28,7 @@ use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use futures_util::{Stream, StreamExt};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::ContentCoding;
 use crate::origin::{BodyStream, OriginError};
@@ -101,66 +102,34 @@ pub const SHARED_WINDOW: u32 = 17;
 /// Brotli encoders with a window over [`SHARED_WINDOW`] at once.
 pub const LARGE_WINDOWS: usize = 1;
 
-/// The large windows in use, process-wide.
-static LARGE_WINDOWS_IN_USE: WindowBudget = WindowBudget::new(LARGE_WINDOWS);
-
-/// A count of large windows in use, bounded.
-struct WindowBudget {
-    in_use: std::sync::atomic::AtomicUsize,
-    max: usize,
-}
-
-impl WindowBudget {
-    const fn new(max: usize) -> WindowBudget {
-        WindowBudget {
-            in_use: std::sync::atomic::AtomicUsize::new(0),
-            max,
-        }
-    }
-
-    /// One large window, if one is free.
-    fn take(&'static self) -> Option<LargeWindow> {
-        use std::sync::atomic::Ordering;
-        self.in_use
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| LargeWindow { budget: self })
-    }
-
-    /// `level` as an encoder may run it now: a heavy brotli level keeps a
-    /// window over [`SHARED_WINDOW`] only with a large window of the budget,
-    /// held until the encoder is dropped.
-    fn admit(&'static self, coding: ContentCoding, level: Level) -> (Level, Option<LargeWindow>) {
-        let heavy =
-            coding == ContentCoding::Brotli && level.quality >= 9 && level.window > SHARED_WINDOW;
-        if !heavy {
-            return (level, None);
-        }
-        match self.take() {
-            Some(large) => (level, Some(large)),
-            None => (
-                Level {
-                    window: SHARED_WINDOW,
-                    ..level
-                },
-                None,
-            ),
-        }
-    }
-}
+/// The large windows, process-wide.
+static LARGE_WINDOW_PERMITS: Semaphore = Semaphore::const_new(LARGE_WINDOWS);
 
 /// A large brotli window, given back when dropped.
-struct LargeWindow {
-    budget: &'static WindowBudget,
-}
+type LargeWindow = SemaphorePermit<'static>;
 
-impl Drop for LargeWindow {
-    fn drop(&mut self) {
-        self.budget
-            .in_use
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+/// `level` as an encoder may run it now: a heavy brotli level keeps a window
+/// over [`SHARED_WINDOW`] only with one of `permits`, held until the encoder
+/// is dropped; without one it gets [`SHARED_WINDOW`].
+fn admit(
+    permits: &'static Semaphore,
+    coding: ContentCoding,
+    level: Level,
+) -> (Level, Option<LargeWindow>) {
+    let heavy =
+        coding == ContentCoding::Brotli && level.quality >= 9 && level.window > SHARED_WINDOW;
+    if !heavy {
+        return (level, None);
+    }
+    match permits.try_acquire() {
+        Ok(large) => (level, Some(large)),
+        Err(_) => (
+            Level {
+                window: SHARED_WINDOW,
+                ..level
+            },
+            None,
+        ),
     }
 }
 
@@ -394,7 +363,7 @@ enum EncoderState {
 
 impl Encoder {
     fn new(coding: ContentCoding, level: Level) -> Encoder {
-        let (level, large_window) = LARGE_WINDOWS_IN_USE.admit(coding, level);
+        let (level, large_window) = admit(&LARGE_WINDOW_PERMITS, coding, level);
         let state = match coding {
             ContentCoding::Gzip => EncoderState::Gzip(GzEncoder::new(
                 Vec::new(),
@@ -544,13 +513,13 @@ mod tests {
     /// small bodies) are never held back.
     #[test]
     fn large_brotli_windows_are_bounded_and_given_back() {
-        static BUDGET: WindowBudget = WindowBudget::new(1);
+        static BUDGET: Semaphore = Semaphore::const_new(1);
         let big = Level::for_cache(ContentCoding::Brotli, Some(4 << 20));
         assert_eq!(big.window, BROTLI_WINDOW);
-        let (first, held) = BUDGET.admit(ContentCoding::Brotli, big);
+        let (first, held) = admit(&BUDGET, ContentCoding::Brotli, big);
         assert_eq!(first, big);
         assert!(held.is_some());
-        let (second, none) = BUDGET.admit(ContentCoding::Brotli, big);
+        let (second, none) = admit(&BUDGET, ContentCoding::Brotli, big);
         assert_eq!(second.window, SHARED_WINDOW);
         assert_eq!(second.quality, BROTLI_QUALITY);
         assert!(none.is_none());
@@ -568,12 +537,12 @@ mod tests {
                 Level::for_cache(ContentCoding::Brotli, Some(100_000)),
             ),
         ] {
-            let (admitted, large) = BUDGET.admit(coding, light);
+            let (admitted, large) = admit(&BUDGET, coding, light);
             assert_eq!(admitted, light);
             assert!(large.is_none());
         }
         drop(held);
-        let (third, again) = BUDGET.admit(ContentCoding::Brotli, big);
+        let (third, again) = admit(&BUDGET, ContentCoding::Brotli, big);
         assert_eq!(third, big);
         assert!(again.is_some());
     }

@@ -465,18 +465,11 @@ fn percent_encoded(location: &str) -> std::borrow::Cow<'_, str> {
 /// Removes what is stored for `keys` (all their `Vary` selections), behind
 /// the purge barrier like any purge.
 pub(super) async fn invalidate(cache: &Arc<Cache>, site: &Site, keys: Vec<String>) {
-    let cache = cache.clone();
-    let site = site.name().to_string();
-    let _ = tokio::task::spawn_blocking(move || {
-        cache.purge(
-            &site,
-            PurgeScope {
-                keys,
-                prefixes: Vec::new(),
-            },
-        )
-    })
-    .await;
+    let scope = PurgeScope {
+        keys,
+        prefixes: Vec::new(),
+    };
+    let _ = cache.purge_off_thread(site.name(), scope).await;
 }
 
 /// A stream of a channel's items.

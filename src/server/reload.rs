@@ -80,9 +80,10 @@ pub async fn reload(state: &web::Data<AppState>) -> Result<usize, ReloadError> {
     state.replace_sites(sites);
     for site in changed {
         site.retire();
-        // Blocking I/O (a file unlinked per entry): off the signal thread.
-        let (cache, name) = (state.cache.clone(), site.name().to_string());
-        let purged = tokio::task::spawn_blocking(move || cache.purge(&name, PurgeScope::all("")))
+        // Off the signal thread: a file is unlinked per entry.
+        let purged = state
+            .cache
+            .purge_off_thread(site.name(), PurgeScope::all(""))
             .await
             .unwrap_or(0);
         tracing::info!(

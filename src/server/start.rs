@@ -94,44 +94,20 @@ impl Node {
         // and unlinks a file per entry: on the blocking pool, so that the
         // signals stay answered meanwhile (a SIGTERM during a start that
         // indexes 80,000 entries waited 22 s for it).
-        let disk = {
+        let (cache, sites) = {
             let (dir, size) = (options.cache_dir.clone(), options.disk_cache_size);
-            let opened = tokio::task::spawn_blocking(move || open_disk(&dir, size)).await;
-            opened.map_err(|e| StartError::CacheDir {
+            let (memory, object_max) = (options.memory_cache_size, options.memory_object_max);
+            let (metrics, in_cluster) = (metrics.clone(), cluster.is_some());
+            let opened = tokio::task::spawn_blocking(move || {
+                let cache = Cache::new(memory, object_max, open_disk(&dir, size)?, metrics);
+                drop_unservable(&cache, &sites, in_cluster);
+                Ok::<_, StartError>((cache, sites))
+            });
+            opened.await.map_err(|e| StartError::CacheDir {
                 dir: options.cache_dir.clone(),
                 error: std::io::Error::other(e),
             })??
         };
-        let cache = Cache::new(
-            options.memory_cache_size,
-            options.memory_object_max,
-            disk,
-            metrics.clone(),
-        );
-        let in_cluster = cluster.is_some();
-        let (cache, sites) = tokio::task::spawn_blocking(move || {
-            for (site, purged) in cache.reconcile_origins(&sites.origins()) {
-                tracing::info!(
-                    site,
-                    purged,
-                    "disk cache: the site's origin changed since the last run, or the site is gone: its entries are dropped"
-                );
-            }
-            if in_cluster {
-                let dropped = cluster::forget_disk(&cache, &sites);
-                if dropped > 0 {
-                    tracing::info!(
-                        "cluster: dropped {dropped} disk entries kept from before this start (a purge may have been missed meanwhile; peers hold them)"
-                    );
-                }
-            }
-            (cache, sites)
-        })
-        .await
-        .map_err(|e| StartError::CacheDir {
-            dir: options.cache_dir.clone(),
-            error: std::io::Error::other(e),
-        })?;
         let configs: Vec<_> = sites.sites.iter().map(|s| s.config.clone()).collect();
         let settings = Settings {
             access_log: options.access_log.clone(),
@@ -221,6 +197,27 @@ fn print_sites(sites: &Sites) {
 }
 
 /// Opens the disk tier (`--cache-dir`), unless `--disk-cache-size 0` turns it off.
+/// Drops the disk entries this start may not serve: those of sites whose
+/// origin changed since the last run, and in a cluster every one (a purge
+/// may have been missed while the node was down).
+fn drop_unservable(cache: &Cache, sites: &Sites, in_cluster: bool) {
+    for (site, purged) in cache.reconcile_origins(&sites.origins()) {
+        tracing::info!(
+            site,
+            purged,
+            "disk cache: the site's origin changed since the last run, or the site is gone: its entries are dropped"
+        );
+    }
+    if in_cluster {
+        let dropped = cluster::forget_disk(cache, sites);
+        if dropped > 0 {
+            tracing::info!(
+                "cluster: dropped {dropped} disk entries kept from before this start (a purge may have been missed meanwhile; peers hold them)"
+            );
+        }
+    }
+}
+
 fn open_disk(dir: &std::path::Path, size: u64) -> Result<Option<DiskTier>, StartError> {
     if size == 0 {
         return Ok(None);
