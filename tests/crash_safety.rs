@@ -228,7 +228,7 @@ fn kill_9_during_a_large_fill_leaves_no_temp_file_nothing_corrupt_and_the_comple
 }
 
 #[test]
-fn a_disk_that_fills_up_during_a_fill_turns_the_tier_off_and_serving_goes_on() {
+fn a_disk_that_fills_up_during_a_fill_pauses_the_tier_and_it_writes_again_once_it_can() {
     let small = random_bytes(100_000, 43);
     let big = random_bytes(8 * MIB, 44);
     let later = random_bytes(3 * MIB, 45);
@@ -243,8 +243,10 @@ fn a_disk_that_fills_up_during_a_fill_turns_the_tier_off_and_serving_goes_on() {
         ],
     );
     // No file of the process may grow past 3 MiB: writing one fails (EFBIG),
-    // as a full disk fails a write (SIGXFSZ is ignored, as bash's trap leaves it).
-    let node = start(dir.path(), store_port, "trap '' XFSZ\nulimit -f 3072");
+    // as a full disk fails a write (SIGXFSZ is ignored, as bash's trap leaves
+    // it). The soft limit only: the test lifts it later, as an operator frees
+    // space.
+    let node = start(dir.path(), store_port, "trap '' XFSZ\nulimit -S -f 3072");
     assert_eq!(get(&node, "/small.bin").2, small);
     wait_until("small.bin on disk", Duration::from_secs(10), || {
         disk_entries(&node) >= 1
@@ -260,7 +262,7 @@ fn a_disk_that_fills_up_during_a_fill_turns_the_tier_off_and_serving_goes_on() {
         Duration::from_secs(10),
         || {
             node.stderr()
-                .contains("disk cache turned off after a write error")
+                .contains("disk cache writes paused after a write error")
         },
     );
     assert!(
@@ -269,6 +271,7 @@ fn a_disk_that_fills_up_during_a_fill_turns_the_tier_off_and_serving_goes_on() {
     );
     // What the `S3edgeDiskTierOff` alert watches.
     assert_eq!(disk_metric(&node, "s3edge_cache_tier_enabled"), Some(0));
+    let paused_at = Instant::now();
 
     // Serving goes on: hits from memory, misses from the origin, byte-exact.
     let (status, cache, body) = get(&node, "/small.bin");
@@ -289,6 +292,47 @@ fn a_disk_that_fills_up_during_a_fill_turns_the_tier_off_and_serving_goes_on() {
         .send()
         .unwrap();
     assert_eq!(health.status(), 200);
+
+    // Space again: once the pause (10 s) is over, the next fill is written
+    // and the tier is back on, with no restart.
+    lift_file_size_limit(node.pid());
+    if paused_at.elapsed() < Duration::from_secs(8) {
+        let (_, cache, _) = get(&node, "/later.bin");
+        assert_eq!(cache, "s3edge; fwd=miss", "not stored while paused");
+    }
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(paused_at.elapsed()));
+    let (status, cache, body) = get(&node, "/later.bin");
+    assert_eq!((status, cache.as_str()), (200, "s3edge; fwd=miss; stored"));
+    assert_eq!(sha256(&body), sha256(&later));
+    wait_until("the tier back on", Duration::from_secs(10), || {
+        disk_metric(&node, "s3edge_cache_tier_enabled") == Some(1)
+    });
+    assert!(node.stderr().contains("disk cache: writes work again"));
+    let (_, cache, body) = get(&node, "/later.bin");
+    assert_eq!(cache, "s3edge; hit");
+    assert_eq!(sha256(&body), sha256(&later));
+}
+
+/// Raises the soft file size limit of process `pid` to its hard one.
+fn lift_file_size_limit(pid: u32) {
+    use rustix::process::{prlimit, Pid, Resource, Rlimit};
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max file size"))
+        .unwrap();
+    let hard = line.split_whitespace().nth(4).unwrap();
+    let hard = (hard != "unlimited").then(|| hard.parse().unwrap());
+    let new = Rlimit {
+        current: hard,
+        maximum: hard,
+    };
+    prlimit(
+        Some(Pid::from_raw(pid as i32).unwrap()),
+        Resource::Fsize,
+        new,
+    )
+    .unwrap();
 }
 
 /// The soft and hard open file limits of process `pid`.

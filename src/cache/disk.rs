@@ -39,7 +39,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -459,12 +459,33 @@ pub struct DiskTier {
     /// Held for reading while a trailer is read, for writing while one is
     /// rewritten in place (a revalidated large entry), so no reader sees half.
     trailers: RwLock<()>,
-    disabled: AtomicBool,
+    /// Set by a write error, cleared by the next write that works.
+    failing: AtomicBool,
+    /// While `failing`: until when writes are paused.
+    pause: Mutex<WritePause>,
     temp_counter: AtomicU64,
     /// `<dir>/s3edge.lock`, locked for as long as the tier is open: a second
     /// node on the same directory would delete this one's files being
     /// written and turn its tier off ([`DiskTier::open`] refuses it).
     _lock: File,
+}
+
+/// The first pause of the tier's writes after a write error (a full disk):
+/// then writes are tried again, and each pause after another error is twice
+/// the last, up to [`LONGEST_WRITE_PAUSE`], until a write works.
+const FIRST_WRITE_PAUSE: Duration = Duration::from_secs(10);
+const LONGEST_WRITE_PAUSE: Duration = Duration::from_secs(320);
+
+/// Writes paused after a write error ([`DiskTier::disable`]).
+#[derive(Debug, Default)]
+struct WritePause {
+    /// Writes are refused until then; `None` once it has passed (a write is
+    /// being tried again) or before any error.
+    until: Option<Instant>,
+    /// The length of the last pause.
+    last: Duration,
+    /// Of the first pause (shortened by tests).
+    first: Duration,
 }
 
 /// The file a node locks in its `--cache-dir`.
@@ -536,7 +557,11 @@ impl DiskTier {
             open_max,
             index: Mutex::new(Index::default()),
             trailers: RwLock::new(()),
-            disabled: AtomicBool::new(max_bytes == 0),
+            failing: AtomicBool::new(false),
+            pause: Mutex::new(WritePause {
+                first: FIRST_WRITE_PAUSE,
+                ..WritePause::default()
+            }),
             temp_counter: AtomicU64::new(0),
             _lock: lock,
         };
@@ -650,8 +675,49 @@ impl DiskTier {
         self.root.join(&name[..2]).join(name)
     }
 
+    /// Whether the tier takes new entries: it has room at all, and its writes
+    /// are not paused after a write error. Entries already on disk are served
+    /// either way.
     pub fn is_enabled(&self) -> bool {
-        !self.disabled.load(Ordering::Relaxed)
+        if self.max_bytes == 0 {
+            return false;
+        }
+        if !self.failing.load(Ordering::Relaxed) {
+            return true;
+        }
+        let mut pause = self.pause.lock().unwrap_or_else(|e| e.into_inner());
+        match pause.until {
+            Some(until) if Instant::now() < until => false,
+            Some(_) => {
+                pause.until = None;
+                tracing::info!(dir = %self.root.display(), "disk cache: trying writes again");
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Whether the tier's last write worked (no error since): what the
+    /// `s3edge_cache_tier_enabled` gauge and the status page show.
+    pub fn is_healthy(&self) -> bool {
+        self.max_bytes > 0 && !self.failing.load(Ordering::Relaxed)
+    }
+
+    /// A write worked: a pause after an error is over for good.
+    fn wrote(&self) {
+        if self.failing.load(Ordering::Relaxed) {
+            let mut pause = self.pause.lock().unwrap_or_else(|e| e.into_inner());
+            if self.failing.swap(false, Ordering::Relaxed) {
+                pause.until = None;
+                pause.last = Duration::ZERO;
+                tracing::info!(dir = %self.root.display(), "disk cache: writes work again");
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn set_first_write_pause(&self, first: Duration) {
+        self.pause.lock().unwrap().first = first;
     }
 
     /// The largest body stored: a quarter of the tier, so one object cannot
@@ -660,10 +726,12 @@ impl DiskTier {
         self.max_bytes / 4
     }
 
-    /// Turns the tier off after a write error, unless the error says nothing
-    /// about the disk ([`is_transient`]), or is not the system's at all but
-    /// about the entry (a header that cannot be written): then only that
-    /// write is given up.
+    /// Pauses the tier's writes after a write error, unless the error says
+    /// nothing about the disk ([`is_transient`]), or is not the system's at
+    /// all but about the entry (a header that cannot be written): then only
+    /// that write is given up. Entries on disk are still served; writes are
+    /// tried again once the pause ends (see [`FIRST_WRITE_PAUSE`]). Errors of
+    /// writes under way when the pause began do not lengthen it.
     fn disable(&self, error: &io::Error) {
         if is_transient(error) {
             warn_transient("a write could not be made", error);
@@ -673,9 +741,23 @@ impl DiskTier {
             tracing::warn!(dir = %self.root.display(), "disk cache: an entry could not be written, going on: {error}");
             return;
         }
-        if !self.disabled.swap(true, Ordering::Relaxed) {
-            tracing::error!(dir = %self.root.display(), "disk cache turned off after a write error: {error}");
+        let mut pause = self.pause.lock().unwrap_or_else(|e| e.into_inner());
+        if pause.until.is_some() {
+            return;
         }
+        let length = if self.failing.swap(true, Ordering::Relaxed) {
+            (pause.last * 2).clamp(pause.first, LONGEST_WRITE_PAUSE)
+        } else {
+            pause.first
+        };
+        pause.until = Some(Instant::now() + length);
+        pause.last = length;
+        tracing::error!(
+            dir = %self.root.display(),
+            "disk cache writes paused after a write error: {error}; entries on disk are still \
+             served, and writes are tried again in {} s",
+            length.as_secs()
+        );
     }
 
     /// `key`'s slot, marked used, and what a hit needs of it before any I/O:
@@ -1059,6 +1141,7 @@ impl DiskTier {
         let result = ticket.commit(&entry.key, rewrite).unwrap_or(Ok(None));
         match result {
             Ok(Some((size, before, after))) => {
+                self.wrote();
                 let mut index = self.lock();
                 if let Some(slot) = index.slots.get_mut(&body.hash) {
                     let old = std::mem::replace(&mut slot.size, size);
@@ -1248,7 +1331,7 @@ impl DiskWriter {
             ticket.commit(&entry.key, place).transpose()
         });
         match placed {
-            Ok(Some(())) => {}
+            Ok(Some(())) => self.tier.wrote(),
             Ok(None) => return Ok(None),
             Err(e) => {
                 self.tier.disable(&e);
@@ -2415,6 +2498,67 @@ mod tests {
     /// limit), nothing can be opened: that says nothing about the files. No
     /// entry is dropped and the tier stays on. The limit is the process's,
     /// so the test runs again as a child process of its own, alone.
+    /// A write error (here the tier's `tmp` directory replaced by a file,
+    /// as a full disk fails every new file) pauses writes, not reads; writes
+    /// are tried again after the pause, each pause twice the last while they
+    /// keep failing, and the first write that works ends it.
+    #[test]
+    fn a_write_error_pauses_writes_until_one_works_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), 64 << 20);
+        let first = Duration::from_millis(300);
+        tier.set_first_write_pause(first);
+        tier.insert(&entry("kept", b"kept body"), &ticket());
+        assert!(tier.is_enabled() && tier.is_healthy());
+
+        let tmp = tier.root.join("tmp");
+        fs::remove_dir_all(&tmp).unwrap();
+        fs::write(&tmp, b"in the way").unwrap();
+        let failed_at = Instant::now();
+        assert!(tier.writer(&key("new")).is_none(), "the write fails");
+        assert!(!tier.is_enabled(), "writes are paused");
+        assert!(!tier.is_healthy(), "and the gauge says so");
+        // Errors of writes under way do not lengthen the pause.
+        tier.disable(&io::Error::from_raw_os_error(
+            rustix::io::Errno::NOSPC.raw_os_error(),
+        ));
+        assert_eq!(tier.pause.lock().unwrap().last, first);
+        // What is on disk is still served.
+        let kept = tier.get(&key("kept"), 1 << 20).expect("still on disk");
+        assert_eq!(memory_body(&kept), b"kept body");
+        assert!(tier.writer(&key("new")).is_none(), "paused: not even tried");
+
+        while failed_at.elapsed() < first {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(tier.is_enabled(), "tried again once the pause is over");
+        assert!(tier.writer(&key("new")).is_none(), "and it fails again");
+        assert!(!tier.is_enabled());
+        assert_eq!(
+            tier.pause.lock().unwrap().last,
+            2 * first,
+            "a pause twice as long"
+        );
+
+        fs::remove_file(&tmp).unwrap();
+        fs::create_dir(&tmp).unwrap();
+        let again = Instant::now();
+        while !tier.is_enabled() {
+            assert!(again.elapsed() < 4 * first, "the pause ends");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!tier.is_healthy(), "not until a write has worked");
+        tier.insert(&entry("new", b"new body"), &ticket());
+        assert!(tier.is_enabled() && tier.is_healthy(), "writes work again");
+        let new = tier.get(&key("new"), 1 << 20).expect("written");
+        assert_eq!(memory_body(&new), b"new body");
+        // The next error starts from the first pause again.
+        fs::remove_dir_all(&tmp).unwrap();
+        fs::write(&tmp, b"in the way").unwrap();
+        assert!(tier.writer(&key("third")).is_none());
+        assert_eq!(tier.pause.lock().unwrap().last, first);
+    }
+
     #[test]
     fn out_of_file_descriptors_no_entry_is_dropped_and_the_tier_stays_on() {
         const NAME: &str =

@@ -414,7 +414,7 @@ pub struct TierUsage {
     pub entries: u64,
     /// The bytes it may hold (`--memory-cache-size`, `--disk-cache-size`).
     pub capacity: u64,
-    /// `false` once a write error has turned the disk tier off.
+    /// `false` from a write error of the disk tier until a write works again.
     pub enabled: bool,
 }
 
@@ -441,7 +441,7 @@ impl Cache {
         }
     }
 
-    /// The disk tier, when it is on.
+    /// The disk tier, when it takes new entries (its writes are not paused).
     fn enabled_disk(&self) -> Option<&Arc<DiskTier>> {
         self.disk.as_ref().filter(|d| d.is_enabled())
     }
@@ -704,15 +704,16 @@ impl Cache {
                 bytes,
                 entries,
                 capacity: disk.capacity(),
-                enabled: disk.is_enabled(),
+                enabled: disk.is_healthy(),
             });
         }
         tiers
     }
 
-    /// Whether the disk tier is configured and still on (a write error turns it off).
-    pub fn disk_enabled(&self) -> bool {
-        self.enabled_disk().is_some()
+    /// Whether the node has a disk tier: its entries are served (and must be
+    /// purged) even while its writes are paused after a write error.
+    pub fn has_disk(&self) -> bool {
+        self.disk.is_some()
     }
 
     /// Fills in flight (tests, metrics).

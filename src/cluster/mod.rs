@@ -450,7 +450,7 @@ impl Cluster {
 /// purged may be served when it comes back (DESIGN.md). Its peers hold the
 /// objects it owned, so it refills from them, not from the bucket.
 pub fn forget_disk(cache: &crate::cache::Cache, sites: &crate::site::Sites) -> u64 {
-    if !cache.disk_enabled() {
+    if !cache.has_disk() {
         return 0;
     }
     sites

@@ -14,7 +14,8 @@ use super::series::GaugeVec;
 #[serde(rename_all = "snake_case")]
 pub enum TierState {
     On,
-    /// Switched off after a write error (a full disk): serving goes on without it.
+    /// A write failed (a full disk) and none has worked since: its writes are
+    /// paused and tried again from time to time; its entries are still served.
     Off,
 }
 
