@@ -575,6 +575,23 @@ async fn unsafe_methods_pass_through_with_their_bodies_and_invalidate() {
     get(&edge, "/other", &[]).await;
     get(&edge, "/p", &[]).await;
     assert_eq!(origin.count("/p"), 1);
+    // A CORS preflight is safe (RFC 9110 9.2.1): it invalidates nothing.
+    let preflight = edge
+        .http
+        .request(reqwest::Method::OPTIONS, edge.url("/p"))
+        .header("host", HOST)
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "PUT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status().as_u16(), 200);
+    get(&edge, "/p", &[]).await;
+    assert_eq!(
+        origin.count("/p"),
+        2,
+        "the OPTIONS, and still a hit after it"
+    );
     let response = edge
         .http
         .post(edge.url("/p"))
@@ -593,7 +610,7 @@ async fn unsafe_methods_pass_through_with_their_bodies_and_invalidate() {
     assert_eq!(post.body_len, 12);
     get(&edge, "/p", &[]).await;
     get(&edge, "/other", &[]).await;
-    assert_eq!(origin.count("/p"), 3, "the POST and a new fill");
+    assert_eq!(origin.count("/p"), 4, "the POST and a new fill");
     assert_eq!(origin.count("/other"), 2, "Location invalidated too");
 }
 
@@ -832,6 +849,58 @@ async fn stored_parts_serve_ranges_and_combine_into_the_whole() {
         .requests()
         .iter()
         .all(|r| r.header("range").is_some()));
+}
+
+/// A client resuming a download of a version the origin no longer has
+/// (`If-Range` names it) gets the whole current version with 200, never a
+/// range of it (RFC 9110 13.1.5): not from the origin's 206 when nothing is
+/// stored, not from a stored part, not from the stored whole; and one that
+/// names the current version gets its range.
+#[tokio::test]
+async fn a_range_whose_if_range_names_another_version_gets_the_whole_representation() {
+    const DATA: &str = "0123456789ABCDEFGHIJ";
+    let origin = ScriptedOrigin::start(|r: &Recorded| {
+        let headers = [("cache-control", "max-age=60"), ("etag", "\"v2\"")];
+        let Some(spec) = r.header("range") else {
+            return Reply::ok(DATA, &headers);
+        };
+        // A range server that knows nothing of If-Range.
+        let a: usize = spec
+            .trim_start_matches("bytes=")
+            .trim_end_matches('-')
+            .parse()
+            .unwrap();
+        let range = format!("bytes {a}-{}/{}", DATA.len() - 1, DATA.len());
+        let mut reply = Reply::with_status(206, &DATA[a..], &headers);
+        reply.headers.push(("content-range".into(), range));
+        reply
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    let resume = |path: &'static str, version: &'static str| {
+        let edge = &edge;
+        async move {
+            let headers = [("range", "bytes=10-"), ("if-range", version)];
+            let (status, headers, body) = get(edge, path, &headers).await;
+            (status, header(&headers, "content-range").to_string(), body)
+        }
+    };
+    let whole = (200, String::new(), DATA.to_string());
+    let tail = (206, "bytes 10-19/20".to_string(), "ABCDEFGHIJ".to_string());
+    // Nothing stored.
+    assert_eq!(resume("/a.bin", "\"v1\"").await, whole, "nothing stored");
+    assert_eq!(resume("/a.bin", "\"v1\"").await, whole, "the whole stored");
+    assert_eq!(
+        resume("/a.bin", "\"v2\"").await,
+        tail,
+        "the current version"
+    );
+    // A stored part of the current version.
+    assert_eq!(get(&edge, "/b.bin", &[("range", "bytes=10-")]).await.0, 206);
+    let before = origin.count("/b.bin");
+    assert_eq!(resume("/b.bin", "\"v2\"").await, tail, "from the part");
+    assert_eq!(origin.count("/b.bin"), before, "the part answered it");
+    assert_eq!(resume("/b.bin", "\"v1\"").await, whole, "not from the part");
 }
 
 #[tokio::test]

@@ -374,9 +374,12 @@ impl Cache {
         let object_key = if site.config.is_http_origin() {
             keyed = super::shared::keyed_target(object_key, forward);
             match want {
-                Want::Object => return Box::pin(self.shared(site, &keyed, forward, None)).await,
-                Want::Range { spec, .. } => {
-                    let shared = self.shared(site, &keyed, forward, Some(&spec));
+                Want::Object => {
+                    return Box::pin(self.shared(site, &keyed, forward, None, None)).await
+                }
+                Want::Range { spec, if_range } => {
+                    let shared =
+                        self.shared(site, &keyed, forward, Some(&spec), if_range.as_deref());
                     return Box::pin(shared).await;
                 }
                 Want::Variant { .. } => keyed.as_str(),

@@ -259,13 +259,18 @@ impl Cache {
     /// Reads `target` (path and query) of an HTTP origin for a GET or HEAD
     /// with the (end-to-end) `headers` it forwards. A `range` that nothing
     /// stored can answer is asked of the origin as it is, and its answer
-    /// passed on without being stored.
+    /// passed on without being stored; with an `If-Range` (`if_range`) the
+    /// whole representation is read instead, for the handler to decide on
+    /// it: only a range of the very version the client holds may be sent
+    /// (RFC 9110 13.1.5), and an origin's 206 cannot say what the 200 in its
+    /// place would have been.
     pub(super) async fn shared(
         self: &Arc<Self>,
         site: &Arc<Site>,
         target: &str,
         headers: &[(String, String)],
         range: Option<&str>,
+        if_range: Option<&str>,
     ) -> Answer {
         let directives = RequestDirectives::of(headers);
         let key = self.shared_key(site, target, headers);
@@ -292,20 +297,19 @@ impl Cache {
                 Err(OriginError::NotCached),
                 CacheOutcome::Miss { stored: false },
             ),
-            _ if range.is_some() => {
-                let spec = range.unwrap_or_default();
-                match self
-                    .stored_part(site, target, spec, &directives, &ticket, now)
-                    .await
-                {
-                    Some(answer) => answer,
-                    None => {
-                        self.shared_range(site, target, headers, spec, &directives, &ticket)
-                            .await
+            stale => {
+                if let Some(spec) = range {
+                    let part =
+                        self.stored_part(site, target, spec, if_range, &directives, &ticket, now);
+                    if let Some(answer) = part.await {
+                        return answer;
+                    }
+                    if if_range.is_none() {
+                        return self
+                            .shared_range(site, target, headers, spec, &directives, &ticket)
+                            .await;
                     }
                 }
-            }
-            stale => {
                 let forward = Arc::new(headers.to_vec());
                 match self.join(&key, since) {
                     Role::Leader(guard) => {
@@ -322,12 +326,15 @@ impl Cache {
     }
 
     /// A range served from a stored part of the representation (a 206 kept
-    /// earlier) that holds all of it, when the part may be used.
+    /// earlier) that holds all of it, when the part may be used and the
+    /// client's `If-Range`, if any, names its version.
+    #[allow(clippy::too_many_arguments)]
     async fn stored_part(
         self: &Arc<Self>,
         site: &Site,
         target: &str,
         spec: &str,
+        if_range: Option<&str>,
         directives: &RequestDirectives,
         ticket: &Ticket,
         now: SystemTime,
@@ -353,6 +360,13 @@ impl Cache {
             );
             let entry = self.get(&key, ticket, Wire::Memory).await?;
             if !directives.accepts(&entry, now) {
+                return None;
+            }
+            let validators = crate::http::conditional::Validators {
+                etag: entry.meta.etag.as_deref(),
+                last_modified: entry.meta.last_modified,
+            };
+            if !crate::http::conditional::if_range_allows(if_range, &validators) {
                 return None;
             }
             let Body::Memory(chunks) = &entry.body else {

@@ -250,9 +250,20 @@ pub(super) fn normalized_target(target: &str) -> Result<Cow<'_, str>, &'static s
     Ok(Cow::Owned(format!("{path}{query}")))
 }
 
+/// Whether `method` is safe (the IANA method registry: RFC 9110 9.2.1, and
+/// WebDAV's PROPFIND, REPORT and SEARCH): its answer invalidates nothing
+/// (RFC 9111 4.4 invalidates after unsafe methods, and methods whose safety
+/// is unknown). A CORS preflight (OPTIONS) must not drop what it precedes.
+fn is_safe(method: &Method) -> bool {
+    matches!(
+        method.as_str(),
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PROPFIND" | "REPORT" | "SEARCH"
+    )
+}
+
 /// Stage 3c: passes a request with a method other than GET and HEAD to the
 /// origin, its body streamed as it arrives, and the answer back as it comes;
-/// a non-error answer invalidates the target and its `Location` and
+/// a non-error answer to an unsafe method invalidates the target and its `Location` and
 /// `Content-Location` when they are on this site. `headers` are the fields
 /// the origin gets ([`forward_headers`]).
 pub(super) async fn pass_through(
@@ -353,7 +364,7 @@ pub(super) async fn pass_through(
             return response;
         }
     };
-    if (200..400).contains(&forwarded.status) {
+    if (200..400).contains(&forwarded.status) && !is_safe(req.method()) {
         let mut keys = vec![target.clone()];
         let host = super::request_host(req).unwrap_or("");
         let origin_url = site.config.origin.http.as_ref();
