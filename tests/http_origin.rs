@@ -2310,3 +2310,72 @@ async fn an_http_origin_s_errors_are_counted_as_origin_errors() {
     let line = "s3edge_origin_requests_total{site=\"gone\",outcome=\"unreachable\"} 1";
     assert!(edge.metrics().await.lines().any(|l| l == line), "{line}");
 }
+
+/// What a target varies by outlives the node: after a restart on the same
+/// cache directory, answers stored under the keys their `Vary` selects are
+/// found (hits, no origin request), and an older answer stored before the
+/// target began to vary is never served in place of the newer one.
+#[tokio::test]
+async fn vary_survives_a_restart_and_the_newest_answer_is_served() {
+    use std::sync::atomic::AtomicUsize;
+    let version = Arc::new(AtomicUsize::new(1));
+    let seen = version.clone();
+    let origin = ScriptedOrigin::start(move |r: &Recorded| {
+        let v = seen.load(Ordering::SeqCst);
+        match r.target.as_str() {
+            // Version 1 does not vary; version 2 varies by X-Foo.
+            "/v" if v == 1 => Reply::ok("v1", &[("cache-control", "max-age=3600")]),
+            "/v" => Reply::ok(
+                "v2",
+                &[("cache-control", "max-age=3600"), ("vary", "x-foo")],
+            ),
+            _ => Reply::ok(
+                &format!("lang {}", r.header("accept-language").unwrap_or("-")),
+                &[
+                    ("cache-control", "max-age=3600"),
+                    ("vary", "Accept-Language"),
+                ],
+            ),
+        }
+    })
+    .await;
+    let shared = tempfile::tempdir().unwrap();
+    let node = |shared: &std::path::Path| {
+        let cache = shared.join("cache");
+        EdgeBuilder::new()
+            .site("h", &origin.site_toml(HOST, ""))
+            .with(move |o| o.cache_dir = cache)
+            .start()
+    };
+    {
+        let edge = node(shared.path());
+        assert_eq!(get(&edge, "/v", &[]).await.2, "v1");
+        version.store(2, Ordering::SeqCst);
+        let reload = [("cache-control", "no-cache")];
+        assert_eq!(get(&edge, "/v", &reload).await.2, "v2");
+        let (_, headers, body) = get(&edge, "/v", &[]).await;
+        assert_eq!(
+            (header(&headers, "cache-status"), body.as_str()),
+            ("s3edge; hit", "v2")
+        );
+        for lang in ["en", "fr"] {
+            get(&edge, "/w", &[("accept-language", lang)]).await;
+        }
+        // v1, v2 and its record of X-Foo; /w's two answers and its record.
+        edge.wait_disk_entries(6).await;
+    }
+    let before = origin.requests().len();
+    let edge = node(shared.path());
+    let (_, headers, body) = get(&edge, "/v", &[]).await;
+    assert_eq!(
+        (header(&headers, "cache-status"), body.as_str()),
+        ("s3edge; hit", "v2"),
+        "the newest answer, from disk"
+    );
+    for lang in ["en", "fr"] {
+        let (_, headers, body) = get(&edge, "/w", &[("accept-language", lang)]).await;
+        assert_eq!(header(&headers, "cache-status"), "s3edge; hit", "{lang}");
+        assert_eq!(body, format!("lang {lang}"));
+    }
+    assert_eq!(origin.requests().len(), before, "no origin request");
+}

@@ -619,6 +619,8 @@ impl Cache {
                 if let Some(disk) = &self.disk {
                     keys.extend(disk.purge(site, &|key: &str| scope.matches(key)));
                 }
+                // A target's record of its `Vary` names is not an answer.
+                keys.retain(|key| !shared::is_vary_record(key));
                 keys.sort_by(|a, b| {
                     (&a.object_key, a.variant.as_str()).cmp(&(&b.object_key, b.variant.as_str()))
                 });

@@ -57,7 +57,28 @@ fn part_key(target: &str, range: ByteRange) -> String {
     )
 }
 
-/// Targets whose `Vary` names are remembered.
+/// The key of the entry that records a target's `Vary` names: the target,
+/// then [`VARY_SEPARATOR`] and nothing (no answer's key ends so). It is
+/// written when the names change, to both tiers, so that the index is
+/// rebuilt from it after a restart, or once the index has let the target
+/// go: without it, a target's answers stored under the keys their `Vary`
+/// selects were not found, and an older answer stored before the target
+/// varied was served. A purge of the target removes it too.
+fn vary_record_key(site: &Site, target: &str) -> CacheKey {
+    CacheKey::new(
+        site.name(),
+        &format!("{target}{VARY_SEPARATOR}"),
+        Variant::Identity,
+    )
+}
+
+/// Whether `key` is a target's record of its `Vary` names
+/// ([`vary_record_key`]): not an answer, and not counted by purges.
+pub(super) fn is_vary_record(key: &CacheKey) -> bool {
+    key.object_key.ends_with(VARY_SEPARATOR)
+}
+
+/// Targets whose `Vary` names are remembered (none: answers without `Vary`).
 pub(super) const VARY_INDEX_CAPACITY: u64 = 100_000;
 
 /// The request's `Cache-Control` directives (RFC 9111 section 5.2.1).
@@ -233,6 +254,22 @@ fn selected_key(target: &str, names: &[String], headers: &[(String, String)]) ->
     key
 }
 
+/// The key of the response `names` select for a request with `headers`
+/// (the target's own when there are none).
+fn key_selected(
+    site: &Site,
+    target: &str,
+    names: &[String],
+    headers: &[(String, String)],
+) -> CacheKey {
+    let key = if names.is_empty() {
+        target.to_string()
+    } else {
+        selected_key(target, names, headers)
+    };
+    CacheKey::new(site.name(), &key, Variant::Identity)
+}
+
 /// Whether the request carries credentials (RFC 9111 section 3.5).
 pub(super) fn has_authorization(headers: &[(String, String)]) -> bool {
     headers
@@ -243,16 +280,72 @@ pub(super) fn has_authorization(headers: &[(String, String)]) -> bool {
 impl Cache {
     /// The key a request for `target` reads: the target's own (which also
     /// names it in the `Vary` index), or the response its `Vary` fields
-    /// select.
-    fn shared_key(&self, site: &Site, target: &str, headers: &[(String, String)]) -> CacheKey {
+    /// select, as far as the index knows.
+    fn indexed_key(&self, site: &Site, target: &str, headers: &[(String, String)]) -> CacheKey {
         let key = CacheKey::new(site.name(), target, Variant::Identity);
         match self.vary_index.get(&key) {
-            Some(names) => CacheKey::new(
-                site.name(),
-                &selected_key(target, &names, headers),
-                Variant::Identity,
-            ),
+            Some(names) => key_selected(site, target, &names, headers),
             None => key,
+        }
+    }
+
+    /// [`Cache::indexed_key`], the index rebuilt first from the target's
+    /// stored record ([`vary_record_key`]) when it does not know the target.
+    async fn shared_key(
+        &self,
+        site: &Site,
+        target: &str,
+        headers: &[(String, String)],
+        ticket: &Ticket,
+    ) -> CacheKey {
+        let key = CacheKey::new(site.name(), target, Variant::Identity);
+        let names = match self.vary_index.get(&key) {
+            Some(names) => names,
+            None => {
+                let record = vary_record_key(site, target);
+                let record = self.get(&record, ticket, Wire::Memory).await;
+                let names = Arc::new(record.map(|r| vary_names(&r.meta)).unwrap_or_default());
+                self.vary_index.insert(key.clone(), names.clone());
+                names
+            }
+        };
+        key_selected(site, target, &names, headers)
+    }
+
+    /// Records that `target`'s answers vary by `names` (none: they do not),
+    /// in the index and, when they change, in the stored record.
+    fn record_vary(
+        &self,
+        site: &Site,
+        target: &str,
+        names: Vec<String>,
+        ticket: &Ticket,
+        like: &Entry,
+    ) {
+        let key = CacheKey::new(site.name(), target, Variant::Identity);
+        let known = self.vary_index.get(&key);
+        // Unknown to the index: the lookup before found no record, or the
+        // index has let it go since; written again either way when varying.
+        let changed = match &known {
+            Some(known) => **known != names,
+            None => !names.is_empty(),
+        };
+        self.vary_index.insert(key, Arc::new(names.clone()));
+        if changed {
+            let meta = ObjectMeta {
+                headers: vec![("vary".to_string(), names.join(", "))],
+                ..ObjectMeta::default()
+            };
+            let record = Entry {
+                key: vary_record_key(site, target),
+                kind: EntryKind::Object,
+                meta,
+                body: Body::empty(),
+                stored_at: like.stored_at,
+                freshness: like.freshness,
+                prepared: Default::default(),
+            };
+            self.store(record, ticket);
         }
     }
 
@@ -273,8 +366,8 @@ impl Cache {
         if_range: Option<&str>,
     ) -> Answer {
         let directives = RequestDirectives::of(headers);
-        let key = self.shared_key(site, target, headers);
-        let ticket = self.ticket_for(site, &key.object_key).await;
+        let ticket = self.ticket_for(site, target).await;
+        let key = self.shared_key(site, target, headers, &ticket).await;
         let now = SystemTime::now();
         let cached = self.get(&key, &ticket, Wire::Memory).await;
         let since = ticket.since();
@@ -426,7 +519,7 @@ impl Cache {
             Ok(Fetched::Object { meta, body }) => {
                 match super::read::checked_origin_range(spec, &meta) {
                     Ok(None) if meta.status() == 200 && !directives.no_store && !meta.streamed => {
-                        let key = self.shared_key(site, target, headers);
+                        let key = self.indexed_key(site, target, headers);
                         let Role::Leader(guard) = self.join(&key, since) else {
                             // Another request is filling it already.
                             let fetch = Fetch::from_origin(meta, body, since);
@@ -878,16 +971,8 @@ impl Cache {
         // nor given to the requests waiting (the first client's cookie).
         let mut stored_meta = meta.clone();
         policy::shareable_meta(&mut stored_meta);
-        let target_key = CacheKey::new(site.name(), target, Variant::Identity);
         let names = vary_names(&meta);
-        let key = if names.is_empty() {
-            self.vary_index.invalidate(&target_key);
-            target_key
-        } else {
-            let key = selected_key(target, &names, forward);
-            self.vary_index.insert(target_key, Arc::new(names));
-            CacheKey::new(site.name(), &key, Variant::Identity)
-        };
+        let key = key_selected(site, target, &names, forward);
         let sink = if len > self.memory_object_max {
             self.disk_writer(&key, len).await.map(Sink::Disk)
         } else {
@@ -925,6 +1010,7 @@ impl Cache {
             freshness,
             prepared: Default::default(),
         };
+        self.record_vary(site, target, names, &ticket, &entry);
         tokio::spawn(
             self.clone()
                 .complete(guard, body, entry, Some(len), sink, ticket),
