@@ -8,6 +8,7 @@
 //! sink stalled (270 MB after 45 s of wrk). nginx blocks its worker on the
 //! write instead; varnishncsa reads a ring that overwrites.
 
+use std::borrow::Cow;
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -96,7 +97,9 @@ impl AccessRecord {
                 self.bytes,
                 self.duration_ms.as_secs_f64() * 1e3,
                 self.cache,
-                self.origin_request_id.as_deref().unwrap_or("-"),
+                self.origin_request_id
+                    .as_deref()
+                    .map_or(Cow::Borrowed("-"), escape_bare),
                 if self.complete { "" } else { " incomplete" },
             ),
         }
@@ -117,6 +120,30 @@ fn escape(text: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Keeps an unquoted field one field whatever an origin or a peer sent (an
+/// `x-amz-request-id` is theirs): anything but printable ASCII, and `"` and
+/// `\`, is escaped (a space as `\x20`), so the field ends at the next space
+/// and cannot add fields or the ` incomplete` mark.
+fn escape_bare(text: &str) -> Cow<'_, str> {
+    if text
+        .chars()
+        .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+    {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_ascii_graphic() && c != '"' && c != '\\' {
+            out.push(c);
+        } else if c.is_ascii() {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.extend(c.escape_unicode());
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// What the writer thread is sent.
@@ -320,6 +347,31 @@ mod tests {
             line,
             "1970-01-01T00:00:00Z demo 127.0.0.1 \"GET /a \\\"b\\\"\\\\\\n HTTP/1.1\" 200 12 1.500ms cache=pass origin_id=RID"
         );
+    }
+
+    /// An origin's (or a peer's) request id cannot add fields to the line,
+    /// nor mark a complete answer incomplete.
+    #[test]
+    fn an_origin_s_request_id_stays_one_field() {
+        let mut hostile = record();
+        hostile.origin_request_id =
+            Some("R1\" 200 0 0.1ms cache=hit origin_id=F\\ incomplete\u{e9}".into());
+        let line = hostile.format(LogFormat::Text);
+        assert!(
+            line.ends_with(
+                "cache=pass origin_id=R1\\x22\\x20200\\x200\\x200.1ms\\x20cache=hit\\x20origin_id=F\\x5c\\x20incomplete\\u{e9}"
+            ),
+            "{line}"
+        );
+        assert_eq!(
+            line.split(' ').count(),
+            record().format(LogFormat::Text).split(' ').count()
+        );
+        let mut plain = record();
+        plain.origin_request_id = Some("4442587FB7D0A2F9".into());
+        assert!(plain
+            .format(LogFormat::Text)
+            .ends_with("origin_id=4442587FB7D0A2F9"));
     }
 
     /// A writer that takes nothing until `open` is set, then everything.

@@ -310,7 +310,11 @@ async fn chromium_renders_each_site_its_hit_ratio_and_its_charts() {
     // Without the token the same page asks for it.
     let denied_profile = tempfile::tempdir().unwrap();
     let dom = {
-        let (browser, profile) = (browser.clone(), denied_profile.path().to_owned());
+        let (browser, profile, page) = (
+            browser.clone(),
+            denied_profile.path().to_owned(),
+            page.clone(),
+        );
         tokio::task::spawn_blocking(move || headless(&browser, &profile, &page, &["--dump-dom"]))
             .await
             .unwrap()
@@ -321,6 +325,22 @@ async fn chromium_renders_each_site_its_hit_ratio_and_its_charts() {
         "{dom}"
     );
     assert!(dom.contains("<form id=\"login\" class=\"card\">"), "{dom}");
+
+    // A wrong token with a bare % (not percent-encoding) is a wrong token,
+    // not a page stuck connecting.
+    let odd_profile = tempfile::tempdir().unwrap();
+    let odd = format!("{page}#token=not%token");
+    let dom = {
+        let (browser, profile) = (browser.clone(), odd_profile.path().to_owned());
+        tokio::task::spawn_blocking(move || headless(&browser, &profile, &odd, &["--dump-dom"]))
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        attribute(&dom, "<body", "data-state").as_deref(),
+        Some("unauthorized"),
+        "{dom}"
+    );
 
     // A screenshot to look at (target/tmp/status-page.png).
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
