@@ -2379,3 +2379,77 @@ async fn vary_survives_a_restart_and_the_newest_answer_is_served() {
     }
     assert_eq!(origin.requests().len(), before, "no origin request");
 }
+
+/// A 304 that names another ETag than the stored answer's does not confirm
+/// it (RFC 9111 4.3.4: it updates no stored response): an origin that
+/// answers 304 because `If-Modified-Since` matched, though its body and
+/// ETag changed, gets asked again without validators, and the new version
+/// is served and stored.
+#[tokio::test]
+async fn a_304_naming_another_etag_updates_nothing_and_the_new_version_is_fetched() {
+    use std::sync::atomic::AtomicUsize;
+    const MODIFIED: &str = "Mon, 02 Nov 2026 10:00:00 GMT";
+    let version = Arc::new(AtomicUsize::new(1));
+    let seen = version.clone();
+    let origin = ScriptedOrigin::start(move |r: &Recorded| {
+        let (body, etag) = match seen.load(Ordering::SeqCst) {
+            1 => ("version A", "\"a\""),
+            _ => ("version B", "\"b\""),
+        };
+        let headers = [
+            ("cache-control", "max-age=0"),
+            ("etag", etag),
+            ("last-modified", MODIFIED),
+        ];
+        // Either validator matching makes a 304, as some applications do.
+        let matched = r.header("if-none-match") == Some(etag)
+            || r.header("if-modified-since") == Some(MODIFIED);
+        if matched {
+            Reply::with_status(304, "", &headers)
+        } else {
+            Reply::ok(body, &headers)
+        }
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    assert_eq!(get(&edge, "/p", &[]).await.2, "version A");
+    let (_, headers, body) = get(&edge, "/p", &[]).await;
+    assert_eq!(
+        (body.as_str(), header(&headers, "etag")),
+        ("version A", "\"a\"")
+    );
+    version.store(2, Ordering::SeqCst);
+    for round in 0..3 {
+        let (status, headers, body) = get(&edge, "/p", &[]).await;
+        assert_eq!(
+            (status, body.as_str(), header(&headers, "etag")),
+            (200, "version B", "\"b\""),
+            "round {round}"
+        );
+    }
+}
+
+/// An origin that answers a request for the whole with a part (206) has it
+/// passed on as a 206 with its Content-Range, not stored: served as a 200,
+/// the client took ten bytes for the whole hundred.
+#[tokio::test]
+async fn a_206_to_a_request_without_range_is_passed_on_as_a_206() {
+    let origin = ScriptedOrigin::start(|_: &Recorded| {
+        let mut reply = Reply::with_status(206, "0123456789", &[("cache-control", "max-age=60")]);
+        reply
+            .headers
+            .push(("content-range".into(), "bytes 0-9/100".into()));
+        reply
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    for round in 0..2 {
+        let (status, headers, body) = get(&edge, "/part", &[]).await;
+        assert_eq!(
+            (status, header(&headers, "content-range"), body.as_str()),
+            (206, "bytes 0-9/100", "0123456789"),
+            "round {round}"
+        );
+    }
+    assert_eq!(origin.count("/part"), 2, "not stored");
+}

@@ -210,7 +210,9 @@ pub fn http_storable(
     } else {
         d.no_store
     };
-    if no_store || d.private || vary_any || (100..200).contains(&status) {
+    // A 206 here is a part sent for the whole (stored parts are kept
+    // apart, `shared_range`): never stored as the whole.
+    if no_store || d.private || vary_any || (100..200).contains(&status) || status == 206 {
         return Storable::No;
     }
     if authorization && !(d.public || d.s_maxage.is_some() || d.must_revalidate) {
@@ -423,6 +425,27 @@ impl Storable {
             },
         }
     }
+}
+
+/// Whether a 304 selects `stored` for update (RFC 9111 section 4.3.4): when
+/// it names an ETag, the stored response must have that one (compared
+/// strongly when the 304's is strong, weakly when it is weak). A 304 that
+/// names none selects the response it answers. An origin that answers 304
+/// because `If-Modified-Since` matched while its ETag has changed does not
+/// confirm the stored body.
+pub fn not_modified_selects(stored: &ObjectMeta, not_modified: &ObjectMeta) -> bool {
+    let Some(new) = not_modified.etag.as_deref() else {
+        return true;
+    };
+    let Some(old) = stored.etag.as_deref() else {
+        return false;
+    };
+    new == old
+        || if new.trim_start().starts_with("W/") {
+            crate::http::conditional::weak_eq(new, old)
+        } else {
+            crate::http::conditional::strong_eq(new, old)
+        }
 }
 
 /// A stored response's metadata updated by a 304 (RFC 9111 section 4.3.4):

@@ -847,7 +847,18 @@ impl Cache {
         ticket: Ticket,
     ) -> Answer {
         let request = origin_request(target, &forward, stale.as_deref());
-        let (result, request_id) = self.origin_get(site, &request).await;
+        let (mut result, mut request_id) = self.origin_get(site, &request).await;
+        if let (Ok(Fetched::NotModified { meta }), Some(entry)) = (&result, &stale) {
+            if !policy::not_modified_selects(&entry.meta, meta) {
+                // A 304 for another version (RFC 9111 4.3.4: it updates
+                // nothing): the representation is asked for again, whole.
+                let request = origin_request(target, &forward, None);
+                (result, request_id) = self.origin_get(site, &request).await;
+                if let Ok(Fetched::NotModified { .. }) = result {
+                    result = Err(OriginError::Invalid("304 to an unconditional GET".into()));
+                }
+            }
+        }
         let stale_before = stale.clone();
         let now = SystemTime::now();
         let since = ticket.since();

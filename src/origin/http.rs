@@ -264,6 +264,15 @@ impl HttpOrigin {
             206 if meta.content_range.is_none() => {
                 return Err(OriginError::Invalid("206 without Content-Range".into()))
             }
+            // A part to a request for the whole: passed on as the origin
+            // sent it (a 206 with its Content-Range), never stored; served
+            // as a 200, the client took the part for the whole.
+            206 if request.range.is_none() => {
+                meta.status = Some(206);
+                if let Some(range) = meta.content_range.take() {
+                    meta.headers.push(("content-range".into(), range));
+                }
+            }
             206 => meta.status = None,
             _ => {}
         }
