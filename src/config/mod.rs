@@ -377,7 +377,9 @@ pub fn valid_bucket_name(name: &str) -> bool {
         && name.parse::<std::net::Ipv4Addr>().is_err()
 }
 
-/// Reads and validates every `*.toml` file in `dir`, in name order.
+/// Reads and validates every `*.toml` file in `dir`, in name order; hidden
+/// files (`.name.toml`: macOS's `._a.toml`, an editor's lock or swap file)
+/// are not sites, as a shell's `*.toml` and nginx's `include` skip them.
 pub fn load_sites(dir: &Path) -> Result<Vec<SiteConfig>, ConfigErrors> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         ConfigErrors(vec![ConfigProblem {
@@ -389,6 +391,11 @@ pub fn load_sites(dir: &Path) -> Result<Vec<SiteConfig>, ConfigErrors> {
     let mut files: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| path.extension().is_some_and(|ext| ext == "toml") && path.is_file())
+        .filter(|path| {
+            !path
+                .file_name()
+                .is_some_and(|name| name.as_encoded_bytes().starts_with(b"."))
+        })
         .collect();
     files.sort();
     let mut problems = Vec::new();
@@ -434,5 +441,19 @@ mod tests {
         ] {
             assert!(!super::valid_bucket_name(bad), "{bad}");
         }
+    }
+
+    /// A hidden `*.toml` (macOS's `._a.toml` beside `a.toml`, not TOML at
+    /// all) is not a site: it neither fails the set nor adds one.
+    #[test]
+    fn hidden_toml_files_are_not_sites() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = "hosts = [\"a.example\"]\n[origin]\nbucket = \"abc\"\n";
+        std::fs::write(dir.path().join("a.toml"), site).unwrap();
+        std::fs::write(dir.path().join("._a.toml"), b"\x00\x05\x16\x07 binary").unwrap();
+        std::fs::write(dir.path().join(".b.toml"), site).unwrap();
+        let sites = super::load_sites(dir.path()).expect("the hidden files are skipped");
+        assert_eq!(sites.len(), 1);
+        assert_eq!(sites[0].name, "a");
     }
 }

@@ -27,6 +27,11 @@ const FORBIDDEN_SITE_HEADERS: &[&str] = &[
     "proxy-connection",
 ];
 
+/// Fields a site's `[headers]` may not set: s3edge sets them per response,
+/// from the body it sends (a wrong coding or range corrupts what a client
+/// decodes).
+const SET_PER_RESPONSE: &[&str] = &["content-encoding", "content-range"];
+
 /// Collects problems for one file.
 struct Problems<'a> {
     file: &'a Path,
@@ -774,6 +779,32 @@ fn validate_headers(
             );
             continue;
         }
+        if SET_PER_RESPONSE.contains(&header.as_str()) {
+            p.add(
+                key,
+                "describes the body of each response (its coding, the range sent), which s3edge sets itself; remove it",
+            );
+            continue;
+        }
+        if let Some(first) = rules.iter().find(|r: &&HeaderRule| r.name == header) {
+            p.add(
+                key,
+                format!(
+                    "names the same header as headers.\"{}\" (header names ignore case); keep one",
+                    raw.keys()
+                        .find(|n| n.eq_ignore_ascii_case(first.name.as_str()))
+                        .map_or(first.name.as_str(), String::as_str)
+                ),
+            );
+            continue;
+        }
+        if header == actix_web::http::header::VARY && value.trim().is_empty() {
+            p.add(
+                key,
+                "is empty; a Vary value adds names to those s3edge sets (Accept-Encoding, Origin) and cannot remove them",
+            );
+            continue;
+        }
         let value = if value.is_empty() {
             None
         } else {
@@ -981,6 +1012,9 @@ mod tests {
             ("a bad endpoint", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\nendpoint=\"s3.example.com\"\n", "origin.endpoint: `s3.example.com` is not an endpoint"),
             ("an unknown algorithm", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[compression]\nalgorithms=[\"zstd\"]\n", "compression.algorithms[0]: `zstd` is not supported"),
             ("a CORS origin with a path", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[cors]\nallowed_origins=[\"https://*.a.test\", \"https://app.a.test/\"]\n", "sites/x.toml: cors.allowed_origins[1]: `https://app.a.test/` has a path (`/`); a browser's Origin is scheme://host[:port]: write `https://app.a.test`"),
+            ("a coding set per response", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[headers]\n\"Content-Encoding\"=\"gzip\"\n", "headers.\"Content-Encoding\": describes the body of each response"),
+            ("one header twice in two cases", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[headers]\n\"X-Frame-Options\"=\"DENY\"\n\"x-frame-options\"=\"SAMEORIGIN\"\n", "headers.\"x-frame-options\": names the same header as headers.\"X-Frame-Options\""),
+            ("an empty Vary", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[headers]\n\"Vary\"=\"\"\n", "headers.\"Vary\": is empty; a Vary value adds names"),
             ("a hop-by-hop header", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[headers]\n\"Connection\"=\"close\"\n", "headers.\"Connection\": describes the connection"),
             ("a missing certificate", "hosts=[\"a\"]\n[origin]\nbucket=\"b\"\n[tls]\ncert=\"/nonexistent.pem\"\nkey=\"/nonexistent.key\"\n", "tls.cert: `/nonexistent.pem` does not exist"),
             ("acme with a wildcard host", "hosts=[\"a.com\", \"*.a.com\"]\n[origin]\nbucket=\"b\"\n[tls]\nacme=true\n", "sites/x.toml: hosts[1]: `*.a.com` is a wildcard, and `acme = true` cannot obtain wildcard certificates (they need the DNS-01 challenge); list the exact names"),

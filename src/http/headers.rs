@@ -102,8 +102,13 @@ fn http_date(time: std::time::SystemTime) -> HeaderValue {
 
 /// Adds a field name to `Vary`, keeping the names already there.
 pub fn add_vary(headers: &mut HeaderMap, name: &'static str) {
+    add_vary_name(headers, name);
+}
+
+/// [`add_vary`] for any name (or `*`).
+fn add_vary_name(headers: &mut HeaderMap, name: &str) {
     let Some(existing) = headers.get(header::VARY) else {
-        headers.insert(header::VARY, HeaderValue::from_static(name));
+        set_checked(headers, header::VARY, name);
         return;
     };
     let existing = existing.to_str().unwrap_or("");
@@ -121,10 +126,20 @@ pub fn add_vary(headers: &mut HeaderMap, name: &'static str) {
     set_checked(headers, header::VARY, &value);
 }
 
-/// Applies the site's `[headers]`: set each, or remove it when its value is empty.
+/// Applies the site's `[headers]`: set each, or remove it when its value is
+/// empty. A `Vary` adds its names to those already there (s3edge's own,
+/// `Accept-Encoding` and `Origin`, must stay: a cache downstream would hand
+/// one client's coding or CORS answer to another), as nginx's `add_header
+/// Vary` goes beside `gzip_vary`.
 pub fn apply_site_headers(headers: &mut HeaderMap, rules: &[HeaderRule]) {
     for rule in rules {
         match &rule.value {
+            Some(value) if rule.name == header::VARY => {
+                let names = value.to_str().unwrap_or("");
+                for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    add_vary_name(headers, name);
+                }
+            }
             Some(value) => {
                 headers.insert(rule.name.clone(), value.clone());
             }
@@ -138,6 +153,37 @@ pub fn apply_site_headers(headers: &mut HeaderMap, rules: &[HeaderRule]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A site's `Vary` adds its names to s3edge's own; other fields are set
+    /// or removed.
+    #[test]
+    fn a_site_s_vary_adds_to_the_names_s3edge_sets() {
+        use crate::config::HeaderRule;
+        let rule = |name: &'static str, value: &'static str| HeaderRule {
+            name: HeaderName::from_static(name),
+            value: (!value.is_empty()).then(|| HeaderValue::from_static(value)),
+        };
+        let mut headers = HeaderMap::new();
+        add_vary(&mut headers, "Accept-Encoding");
+        add_vary(&mut headers, "Origin");
+        headers.insert(header::SERVER, HeaderValue::from_static("s3edge"));
+        let rules = [
+            rule("vary", "Cookie, accept-encoding"),
+            rule("x-frame-options", "DENY"),
+            rule("server", ""),
+        ];
+        apply_site_headers(&mut headers, &rules);
+        assert_eq!(
+            headers.get(header::VARY).unwrap(),
+            "Accept-Encoding, Origin, Cookie"
+        );
+        assert_eq!(headers.get("x-frame-options").unwrap(), "DENY");
+        assert!(!headers.contains_key(header::SERVER));
+        // Alone, it is the whole Vary.
+        let mut alone = HeaderMap::new();
+        apply_site_headers(&mut alone, &rules[..1]);
+        assert_eq!(alone.get(header::VARY).unwrap(), "Cookie, accept-encoding");
+    }
 
     /// The representation fields of `meta` with the type `content_type`, as
     /// a response's header map.
