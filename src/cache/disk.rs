@@ -943,14 +943,14 @@ impl DiskTier {
         checked: Stamp,
     ) -> io::Result<Option<Entry>> {
         let file = File::open(path)?;
-        let stamp = Stamp::of(&file.metadata()?);
-        if stamp != checked {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let size = stamp.len;
         let header = {
+            // The length and the trailer under one lock (see `read`).
             let _reading = self.trailers.read().unwrap_or_else(|e| e.into_inner());
-            read_trailer_at(&file, size, Io::PageCacheOnly, Magic::Checked)?
+            let stamp = Stamp::of(&file.metadata()?);
+            if stamp != checked {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            read_trailer_at(&file, stamp.len, Io::PageCacheOnly, Magic::Checked)?
         };
         if header.key != *key {
             return Ok(None);
@@ -968,6 +968,12 @@ impl DiskTier {
         io: Io,
     ) -> io::Result<Option<Entry>> {
         let file = File::open(path)?;
+        // The file's length is taken under the lock that a header rewritten
+        // in place (a revalidated entry kept in its file) holds while it cuts
+        // the file and writes the new trailer, which may be of another
+        // length: taken before, it pointed into the middle of the new trailer,
+        // and a sound entry was dropped as "an incomplete file".
+        let reading = self.trailers.read().unwrap_or_else(|e| e.into_inner());
         let stamp = Stamp::of(&file.metadata()?);
         let verified = checked == Some(stamp);
         let size = stamp.len;
@@ -978,7 +984,7 @@ impl DiskTier {
         // read: no seeks, and the body is not copied again.
         if size <= load_max.saturating_add(WHOLE_READ_SLACK) {
             let whole = {
-                let _reading = self.trailers.read().unwrap_or_else(|e| e.into_inner());
+                let _reading = reading;
                 let mut whole = read_buffer(size as usize);
                 read_at(&file, &mut whole, 0, io)?;
                 Bytes::from(whole)
@@ -1011,7 +1017,7 @@ impl DiskTier {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let header = {
-            let _reading = self.trailers.read().unwrap_or_else(|e| e.into_inner());
+            let _reading = reading;
             let magic = if verified {
                 Magic::Checked
             } else {
@@ -2498,6 +2504,60 @@ mod tests {
     /// limit), nothing can be opened: that says nothing about the files. No
     /// entry is dropped and the tier stays on. The limit is the process's,
     /// so the test runs again as a child process of its own, alone.
+    /// Reads racing a header rewritten in place (a 304 for an entry kept in
+    /// its file), whose new trailer differs in length from the old: every
+    /// read finds the entry, none drops it as corrupt.
+    #[test]
+    fn reads_racing_a_header_rewrite_always_find_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), 64 << 20);
+        let data = pattern(300 * 1024);
+        tier.insert(&entry("r.bin", &data), &ticket());
+        let stored = tier.get(&key("r.bin"), 0).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let rewriter = {
+            let (tier, stop) = (tier.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut round = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut refreshed = stored.clone();
+                    // Headers of two lengths, in turn.
+                    refreshed.meta.cache_control = Some(if round.is_multiple_of(2) {
+                        "max-age=1".into()
+                    } else {
+                        format!("max-age=1, stale-if-error={}", "9".repeat(200))
+                    });
+                    tier.rewrite_header(&refreshed, &ticket());
+                    round += 1;
+                }
+                round
+            })
+        };
+        let readers: Vec<_> = (0..2u64)
+            .map(|reader| {
+                let tier = tier.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1500 {
+                        // The in-file read (load limit 0) and the whole read.
+                        let load_max = if (i + reader).is_multiple_of(2) {
+                            0
+                        } else {
+                            1 << 20
+                        };
+                        let got = tier.get(&key("r.bin"), load_max);
+                        assert!(got.is_some(), "read {i} of reader {reader}");
+                    }
+                })
+            })
+            .collect();
+        for reader in readers {
+            reader.join().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        let rounds = rewriter.join().unwrap();
+        assert!(rounds > 10, "{rounds} rewrites raced the reads");
+    }
+
     /// A write error (here the tier's `tmp` directory replaced by a file,
     /// as a full disk fails every new file) pauses writes, not reads; writes
     /// are tried again after the pause, each pause twice the last while they
