@@ -106,7 +106,8 @@ async fn oversized_or_too_many_headers_are_refused_and_hosts_route_or_404() {
         ("H.TEST.", 200),
         ("h.test:8080", 200),
         ("[::1]", 404),
-        ("bad host!", 404),
+        // No host at all: 400 (RFC 9112 3.2), not "no site for it".
+        ("bad host!", 400),
         ("", 404),
     ] {
         let request = format!("GET /ok.txt HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");

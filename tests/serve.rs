@@ -60,6 +60,22 @@ async fn hosts_route_to_exact_then_longest_wildcard_then_default_sites() {
     let (answer, _) = common::exchange(node, request.to_string()).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("\r\n\r\nwild"), "{answer}");
+    // A Host that is no host is a 400 (RFC 9112 3.2), never the default
+    // site's answer; an empty one is no host at all (the default site).
+    for host in [
+        "www.example.com, shop.example.com",
+        "www.example.com:abc",
+        "www.example.com:80:80",
+        "a b",
+    ] {
+        let request = format!("GET /who.txt HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let (answer, _) = common::exchange(node, request).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{host}: {answer}");
+    }
+    let request = "GET /who.txt HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n";
+    let (answer, _) = common::exchange(node, request.to_string()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nfallback"), "{answer}");
 }
 
 #[tokio::test]

@@ -356,7 +356,17 @@ struct ToHttps;
 fn route(req: &HttpRequest, state: &AppState) -> Stage<Arc<Site>> {
     let sites = state.sites();
     let connection = req.conn_data::<tls::session::TlsConnection>();
-    let host = request_host(req);
+    // An empty Host is what a client sends for a target without an
+    // authority (RFC 9112 3.2): no host, not an invalid one.
+    let host = request_host(req).filter(|host| !host.trim().is_empty());
+    // One that cannot be a host (`a, b`, `a:abc`, `a b`): 400, as RFC 9112
+    // 3.2 requires, not the default site's answer.
+    if host.is_some_and(|host| !crate::site::is_valid_host(host)) {
+        return Break(error_page(
+            StatusCode::BAD_REQUEST,
+            "The Host header is not a valid host name.",
+        ));
+    }
     // A request without a host (HTTP/1.0, a load balancer's health check)
     // on a TLS connection goes to the site the client named in SNI, whose
     // certificate it got, as nginx does; else to the default site.

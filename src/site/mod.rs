@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 pub use build::{BuildContext, SiteError};
-pub use router::{normalize_host, HostRouter};
+pub use router::{is_valid_host, normalize_host, HostRouter};
 
 use crate::config::{CorsConfig, SiteConfig};
 use crate::origin::Origin;

@@ -60,6 +60,11 @@ pub fn normalize_host(raw: &str) -> Option<String> {
     normalized_host(raw).map(Cow::into_owned)
 }
 
+/// Whether a `Host` value can name a host at all (no allocation).
+pub fn is_valid_host(raw: &str) -> bool {
+    normalized_host(raw).is_some()
+}
+
 /// [`normalize_host`], borrowed when the host is already in lower case (on
 /// every request: no allocation).
 fn normalized_host(raw: &str) -> Option<Cow<'_, str>> {
@@ -81,9 +86,13 @@ fn normalized_host(raw: &str) -> Option<Cow<'_, str>> {
         }
     };
     let host = host.strip_suffix('.').unwrap_or(host);
+    // Colons and brackets only in an IPv6 literal (`a:80:80` is no host).
+    let literal = host.starts_with('[');
     if host.is_empty()
         || !host.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'.' | b'-' | b'_')
+                || (literal && matches!(b, b'[' | b']' | b':'))
         })
     {
         return None;
@@ -144,6 +153,7 @@ mod tests {
             ),
             ("no host goes to the default site", None, Some(2)),
             ("garbage goes to the default site", Some("a b/c"), Some(2)),
+            ("an IPv6 literal", Some("[::1]:8080"), Some(2)),
             (
                 "a suffix without the dot is not a match",
                 Some("badexample.com"),
@@ -152,6 +162,35 @@ mod tests {
         ];
         for (name, host, want) in cases {
             assert_eq!(r.route(*host), *want, "{name}");
+        }
+    }
+
+    /// What the handler answers 400 (RFC 9112 3.2): values that are no host.
+    #[test]
+    fn values_that_are_no_host_are_told_apart() {
+        for good in [
+            "example.com",
+            "EXAMPLE.com.:80",
+            "10.0.0.1:8080",
+            "[::1]",
+            "[::1]:443",
+            "a_b.example",
+        ] {
+            assert!(is_valid_host(good), "{good}");
+        }
+        for bad in [
+            "a.test, b.test",
+            "a.test:abc",
+            "a.test:80:80",
+            "a b",
+            "a/b",
+            "[::1",
+            "[::1]x",
+            "a:b:c",
+            "",
+            ".",
+        ] {
+            assert!(!is_valid_host(bad), "{bad}");
         }
     }
 
