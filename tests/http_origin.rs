@@ -2453,3 +2453,41 @@ async fn a_206_to_a_request_without_range_is_passed_on_as_a_206() {
     }
     assert_eq!(origin.count("/part"), 2, "not stored");
 }
+
+/// A site whose origin leads back to the node itself (a typo in `url`, a
+/// load balancer in front of the node) is answered 508 on its second pass
+/// (RFC 8586 CDN-Loop), not forwarded round and round until the node runs
+/// out of connections; the client's own CDN-Loop members go on before it.
+#[tokio::test]
+async fn an_origin_that_leads_back_to_the_node_is_a_508_not_a_loop() {
+    let port = common::binary::free_port();
+    let site =
+        format!("default = true\n[origin]\nurl = \"http://127.0.0.1:{port}\"\ntimeout = \"5s\"\n");
+    let edge = EdgeBuilder::new()
+        .site("looped", &site)
+        .with(move |o| o.listen = vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))])
+        .start();
+    let started = std::time::Instant::now();
+    let response = edge
+        .request(
+            reqwest::Method::GET,
+            "looped.test",
+            "/a",
+            &[("cdn-loop", "other-cdn")],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 508);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered at once"
+    );
+    let post = edge
+        .http
+        .post(edge.url("/a"))
+        .header("host", "looped.test")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status().as_u16(), 508, "passed-through methods too");
+}

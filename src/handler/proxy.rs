@@ -53,6 +53,7 @@ pub(super) fn forward_headers(
     for_cache: bool,
     trusted: &[ipnet::IpNet],
     scheme: crate::website::Protocol,
+    node_id: &str,
 ) -> Vec<(String, String)> {
     let pairs = || {
         req.headers()
@@ -71,7 +72,12 @@ pub(super) fn forward_headers(
     let mut via = String::new();
     let mut forwarded_for = String::new();
     let mut cookie = String::new();
+    let mut cdn_loop = Vec::new();
     forward.retain(|(name, value)| match name.as_str() {
+        "cdn-loop" => {
+            cdn_loop.push(value.clone());
+            false
+        }
         "via" => {
             via = joined(&via, value);
             false
@@ -104,6 +110,14 @@ pub(super) fn forward_headers(
         forward.push(("cookie".into(), cookie));
     }
     forward.push(("via".into(), joined(&via, &format!("{version} s3edge"))));
+    // RFC 8586: the CDNs a request has passed, this node last, so an origin
+    // that leads back to this node (or to another that forwards here) is
+    // answered 508 there instead of looping (`handler::route`).
+    let passed = crate::cluster::headers::cdn_loop_ids(cdn_loop.iter().map(String::as_str));
+    forward.push((
+        "cdn-loop".into(),
+        crate::cluster::headers::cdn_loop_value(&passed, node_id),
+    ));
     if let Some(peer) = peer {
         forward.push((
             "x-forwarded-for".into(),
@@ -502,14 +516,21 @@ mod tests {
             .uri("/f.html")
             .insert_header(("content-length", "48"))
             .insert_header(("x-app", "1"))
+            .insert_header(("cdn-loop", "cdn-a, cdn-b; v=2"))
             .to_http_request();
-        let filled = forward_headers(&req, true, &[], crate::website::Protocol::Http);
+        let filled = forward_headers(&req, true, &[], crate::website::Protocol::Http, "n1");
+        let cdn_loop: Vec<_> = filled.iter().filter(|(n, _)| n == "cdn-loop").collect();
+        assert_eq!(
+            cdn_loop,
+            [&("cdn-loop".to_string(), "cdn-a, cdn-b, n1".to_string())],
+            "the client's CDN-Loop, then this node"
+        );
         assert!(
             !filled.iter().any(|(n, _)| n == "content-length"),
             "{filled:?}"
         );
         assert!(filled.iter().any(|(n, _)| n == "x-app"));
-        let passed = forward_headers(&req, false, &[], crate::website::Protocol::Http);
+        let passed = forward_headers(&req, false, &[], crate::website::Protocol::Http, "n1");
         assert!(passed.iter().any(|(n, _)| n == "content-length"));
     }
 
