@@ -42,6 +42,24 @@ pub struct AppState {
     /// `--node-id` (default: the host name): the status page, ACME's locks
     /// and the cluster name the node by it.
     pub node_id: String,
+    /// This process's name in the `CDN-Loop` of requests to HTTP origins
+    /// (RFC 8586): `--node-id`, then the process id, so that two nodes on
+    /// one machine left with the default id (the host name), one the
+    /// other's origin (README "Cluster": a shield for an HTTP origin), are
+    /// not taken for a loop; a request that comes back to this very process
+    /// is.
+    pub loop_id: String,
+}
+
+/// [`AppState::loop_id`]: `<node-id>-<pid>`, and `.<n>` after it for the
+/// second node and later ones in one process (tests run several).
+fn loop_id(node_id: &str) -> String {
+    static NODES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let pid = std::process::id();
+    match NODES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+        0 => format!("{node_id}-{pid}"),
+        n => format!("{node_id}-{pid}.{}", n + 1),
+    }
 }
 
 /// Everything but the sites and the cache: the node's settings that the
@@ -80,6 +98,7 @@ impl AppState {
             tls_resolver: Arc::new(ReloadableResolver::new(SniResolver::empty())),
             https_port: AtomicU16::new(DEFAULT_HTTPS_PORT),
             node_id: settings.acme.node_name.clone(),
+            loop_id: loop_id(&settings.acme.node_name),
             acme: crate::acme::Acme::new(settings.acme),
             cluster: settings.cluster,
         }

@@ -275,7 +275,7 @@ async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Se
                 payload,
                 &site,
                 &state.cache,
-                proxy::forward_headers(req, false, &state.trusted_proxies, scheme, &state.node_id),
+                proxy::forward_headers(req, false, &state.trusted_proxies, scheme, &state.loop_id),
             ))
             .await;
             if let Some(origin) = &site.config.origin.http {
@@ -292,7 +292,7 @@ async fn serve(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Se
         Break(response) => return answered(response, cors),
     };
     let forward = if http_origin {
-        proxy::forward_headers(req, true, &state.trusted_proxies, scheme, &state.node_id)
+        proxy::forward_headers(req, true, &state.trusted_proxies, scheme, &state.loop_id)
     } else {
         Vec::new()
     };
@@ -354,7 +354,7 @@ struct ToHttps;
 
 /// Stage 2: the site for the request's host.
 fn route(req: &HttpRequest, state: &AppState) -> Stage<Arc<Site>> {
-    if let Some(looped) = came_back(req, &state.node_id) {
+    if let Some(looped) = came_back(req, &state.loop_id) {
         return Break(looped);
     }
     let sites = state.sites();
@@ -398,10 +398,10 @@ fn route(req: &HttpRequest, state: &AppState) -> Stage<Arc<Site>> {
     Continue(site)
 }
 
-/// A request whose `CDN-Loop` lists this node (RFC 8586): it has been here
-/// before, so an HTTP origin leads back to this node, or two nodes share a
-/// `--node-id`. 508, and an error logged at most once a minute.
-fn came_back(req: &HttpRequest, node_id: &str) -> Option<HttpResponse> {
+/// A request whose `CDN-Loop` lists this process (`loop_id`, RFC 8586): it
+/// has been here before, so an HTTP origin leads back to this node. 508,
+/// and an error logged at most once a minute.
+fn came_back(req: &HttpRequest, loop_id: &str) -> Option<HttpResponse> {
     let mut values = req
         .headers()
         .get_all("cdn-loop")
@@ -409,16 +409,16 @@ fn came_back(req: &HttpRequest, node_id: &str) -> Option<HttpResponse> {
         .peekable();
     values.peek()?;
     let passed = crate::cluster::headers::cdn_loop_ids(values);
-    if !passed.iter().any(|id| id == node_id) {
+    if !passed.iter().any(|id| id == loop_id) {
         return None;
     }
     static LOGGED: crate::throttle::Throttle = crate::throttle::Throttle::new();
     if LOGGED.ready(std::time::Duration::from_secs(60)) {
         tracing::error!(
-            node = node_id,
+            node = loop_id,
             cdn_loop = passed.join(", "),
             path = req.path(),
-            "a request came back to this node (CDN-Loop lists it): answering 508; check that no site's origin url leads back to this node, and that no other node has the same --node-id"
+            "a request came back to this node (CDN-Loop lists it): answering 508; check that no site's origin url leads back to this node"
         );
     }
     Some(
