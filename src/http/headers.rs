@@ -107,22 +107,32 @@ pub fn add_vary(headers: &mut HeaderMap, name: &'static str) {
 
 /// [`add_vary`] for any name (or `*`).
 fn add_vary_name(headers: &mut HeaderMap, name: &str) {
-    let Some(existing) = headers.get(header::VARY) else {
+    // Every Vary line counts (an origin may send several: RFC 9110 5.3
+    // makes them one list); the result is one line holding them all.
+    let mut lines = headers.get_all(header::VARY).peekable();
+    if lines.peek().is_none() {
         set_checked(headers, header::VARY, name);
         return;
-    };
-    let existing = existing.to_str().unwrap_or("");
-    if existing
-        .split(',')
-        .any(|n| n.trim().eq_ignore_ascii_case(name))
-    {
+    }
+    let existing: Vec<&str> = lines
+        .filter_map(|line| line.to_str().ok())
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    let known = existing
+        .iter()
+        .flat_map(|line| line.split(','))
+        .any(|n| n.trim().eq_ignore_ascii_case(name));
+    if known && existing.len() == 1 {
         return;
     }
-    let value = if existing.trim().is_empty() {
-        name.to_string()
-    } else {
-        format!("{existing}, {name}")
-    };
+    let mut value = existing.join(", ");
+    if !known {
+        if !value.is_empty() {
+            value.push_str(", ");
+        }
+        value.push_str(name);
+    }
     set_checked(headers, header::VARY, &value);
 }
 
@@ -179,6 +189,14 @@ mod tests {
         );
         assert_eq!(headers.get("x-frame-options").unwrap(), "DENY");
         assert!(!headers.contains_key(header::SERVER));
+        // An origin's Vary lines all stay, joined.
+        let mut several = HeaderMap::new();
+        several.append(header::VARY, HeaderValue::from_static("Accept-Language"));
+        several.append(header::VARY, HeaderValue::from_static("Cookie"));
+        apply_site_headers(&mut several, &[rule("vary", "X-Site")]);
+        add_vary(&mut several, "Accept-Encoding");
+        let lines: Vec<_> = several.get_all(header::VARY).collect();
+        assert_eq!(lines, ["Accept-Language, Cookie, X-Site, Accept-Encoding"]);
         // Alone, it is the whole Vary.
         let mut alone = HeaderMap::new();
         apply_site_headers(&mut alone, &rules[..1]);

@@ -118,7 +118,7 @@ impl NodeGauges {
         );
         registry.register(
             "s3edge_cache_tier_enabled",
-            "1 while a cache tier serves, 0 once it was switched off after a write error",
+            "1 while a cache tier writes, 0 from a disk-tier write error until a write works again (its entries are still served)",
             self.cache_tier_enabled.clone(),
         );
         registry.register(
