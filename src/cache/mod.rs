@@ -611,6 +611,14 @@ impl Cache {
             |scope| {
                 let matches = |key: &str| scope.matches(key);
                 self.coalescer.detach(site, &matches);
+                // The `Vary` names of purged targets are read again from
+                // their records (gone with them), and written again with the
+                // next answer.
+                for (key, _) in self.vary_index.iter() {
+                    if key.site == site && matches(&key.object_key) {
+                        self.vary_index.invalidate(key.as_ref());
+                    }
+                }
                 let mut keys = self.memory.purge(site, &matches);
                 keys.extend(self.writing.purge(site, &matches));
                 keys

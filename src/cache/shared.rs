@@ -313,9 +313,13 @@ impl Cache {
     }
 
     /// Records that `target`'s answers vary by `names` (none: they do not),
-    /// in the index and, when they change, in the stored record.
+    /// in the index and, when they change, in the stored record; then the
+    /// answers stored under the names before are removed (all but `like`'s
+    /// key, which `like`, the newest answer, replaces): each could be
+    /// selected again later (a restart that lost the record, a change back),
+    /// and served in place of the newest (RFC 9111 4.1).
     fn record_vary(
-        &self,
+        self: &Arc<Self>,
         site: &Site,
         target: &str,
         names: Vec<String>,
@@ -346,7 +350,30 @@ impl Cache {
                 prepared: Default::default(),
             };
             self.store(record, ticket);
+            self.forget_other_answers(site, target, &like.key);
         }
+    }
+
+    /// Removes, in the background, what is stored for `target` (its own key,
+    /// every `Vary` selection and stored part) but `keep` and the record of
+    /// its names. Not a purge: no barrier is raised, so the answer being
+    /// stored now is not refused.
+    fn forget_other_answers(self: &Arc<Self>, site: &Site, target: &str, keep: &CacheKey) {
+        let cache = self.clone();
+        let site = site.name().to_string();
+        let target = target.to_string();
+        let keep = keep.object_key.clone();
+        tokio::task::spawn_blocking(move || {
+            let record = format!("{target}{VARY_SEPARATOR}");
+            let matches = |key: &str| {
+                key != keep && key != record && (key == target || key.starts_with(&record))
+            };
+            cache.memory.purge(&site, &matches);
+            cache.writing.purge(&site, &matches);
+            if let Some(disk) = &cache.disk {
+                disk.purge(&site, &matches);
+            }
+        });
     }
 
     /// Reads `target` (path and query) of an HTTP origin for a GET or HEAD
