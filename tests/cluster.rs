@@ -1015,6 +1015,49 @@ async fn a_parent_tier_fetches_for_the_ring_and_its_death_costs_no_error() {
     }
 }
 
+/// A node purges itself whatever tiers it has: a lone parent (only
+/// `--cluster-listen`, as README "Cluster" adds one) and an edge with only
+/// `--parent` answered 200 to their own purge and removed nothing. And a
+/// site a node does not serve is nothing to purge there, not a failure
+/// queued for ever (it held back every purge queued after it).
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_with_one_tier_or_none_purge_themselves_and_a_site_elsewhere_is_no_failure() {
+    let bucket = Bucket::start().await;
+    let proxy = bucket.proxy.url();
+    let mut parent = Node::new("shield-1", &proxy, "");
+    parent.start(&[], &[]);
+    let mut edge = Node::new("edge-1", &proxy, "");
+    // A site only the edge serves.
+    let only_here = site_file(&proxy, "").replace(HOST, "only-edge.test");
+    std::fs::write(edge.dir.path().join("sites/e.toml"), only_here).unwrap();
+    edge.start(&[], &[parent.cluster]);
+    bucket.put("s.txt", "old", None).await;
+    assert_eq!(edge.text("/s.txt").await, (200, "old".into()));
+    bucket.put("s.txt", "new", None).await;
+
+    let answer = parent
+        .purge(serde_json::json!({ "site": "c", "paths": ["/s.txt"] }))
+        .await;
+    assert_eq!(answer["purged"], 1, "the lone parent's own copy: {answer}");
+    assert_eq!(parent.text("/s.txt").await, (200, "new".into()));
+
+    let answer = edge
+        .purge(serde_json::json!({ "site": "c", "paths": ["/s.txt"] }))
+        .await;
+    assert_eq!(answer["nodes"]["failed"], serde_json::json!([]), "{answer}");
+    assert_eq!(
+        answer["nodes"]["confirmed"].as_array().unwrap().len(),
+        2,
+        "the parent, then the edge itself: {answer}"
+    );
+    assert_eq!(edge.text("/s.txt").await, (200, "new".into()));
+
+    let answer = edge
+        .purge(serde_json::json!({ "site": "e", "all": true }))
+        .await;
+    assert_eq!(answer["nodes"]["failed"], serde_json::json!([]), "{answer}");
+}
+
 /// `--parent-dns NAME:PORT`: the parent tier is every address the name
 /// resolves to (here `localhost`, one parent), and it shields the bucket.
 #[tokio::test(flavor = "multi_thread")]

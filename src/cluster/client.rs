@@ -58,6 +58,35 @@ pub enum PeerError {
 }
 
 /// The HTTP client every request to another node goes through.
+/// Why a node did not confirm a purge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurgeFailure {
+    /// No answer, a broken one, or one that says nothing of the purge (a
+    /// 5xx, a timeout): sent again until it is confirmed.
+    Unreachable(String),
+    /// The node answered with this status.
+    Refused { status: u16, message: String },
+}
+
+impl PurgeFailure {
+    /// A refusal that no retry can change: the request itself is wrong for
+    /// that node (400, 404, 405, 413...). Not 401 and 403 (a token the
+    /// operator may yet fix), 408 and 429 (asked again later), nor 5xx.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, PurgeFailure::Refused { status, .. }
+            if (400..500).contains(status) && !matches!(status, 401 | 403 | 408 | 429))
+    }
+}
+
+impl std::fmt::Display for PurgeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PurgeFailure::Unreachable(reason) => f.write_str(reason),
+            PurgeFailure::Refused { status, message } => write!(f, "HTTP {status}: {message}"),
+        }
+    }
+}
+
 pub struct PeerClient {
     /// Object requests, made by the workers: connections kept per worker
     /// thread ([`ThreadPools`]).
@@ -178,42 +207,43 @@ impl PeerClient {
         peer: SocketAddr,
         body: Bytes,
         cdn_loop: &str,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, PurgeFailure> {
+        let unreachable = |e: String| PurgeFailure::Unreachable(e);
         let request = self
             .control_request(Method::POST, peer, wire::PURGE_PATH)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(wire::CDN_LOOP, cdn_loop)
             .body(Full::new(body))
-            .map_err(|e| format!("request: {e}"))?;
+            .map_err(|e| unreachable(format!("request: {e}")))?;
         let exchange = async {
             let response = self
                 .control
                 .request(request)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| unreachable(e.to_string()))?;
             let status = response.status();
             let body = response
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| unreachable(e.to_string()))?
                 .to_bytes();
             if status != StatusCode::OK {
-                return Err(format!(
-                    "HTTP {status}: {}",
-                    String::from_utf8_lossy(&body[..body.len().min(200)])
-                ));
+                return Err(PurgeFailure::Refused {
+                    status: status.as_u16(),
+                    message: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+                });
             }
             let answer: serde_json::Value =
-                serde_json::from_slice(&body).map_err(|e| format!("answer: {e}"))?;
+                serde_json::from_slice(&body).map_err(|e| unreachable(format!("answer: {e}")))?;
             answer
                 .get("purged")
                 .and_then(serde_json::Value::as_u64)
-                .ok_or_else(|| "answer without `purged`".to_string())
+                .ok_or_else(|| unreachable("answer without `purged`".to_string()))
         };
         tokio::time::timeout(PURGE_TIMEOUT, exchange)
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {PURGE_TIMEOUT:?}")))
+            .unwrap_or_else(|_| Err(unreachable(format!("no answer within {PURGE_TIMEOUT:?}"))))
     }
 
     /// Probes the node at `peer` (`GET /cluster/v1/hello`, [`PROBE_TIMEOUT`]

@@ -286,6 +286,18 @@ async fn purge(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -
                 .json(serde_json::json!({ "error": format!("invalid purge request: {e}") }))
         }
     };
+    // A site this node does not serve holds nothing here to purge: done.
+    // (Answered 404, the sender queued it for ever, and every purge queued
+    // after it waited behind it: a rolling change of the sites, or an
+    // HTTP-origin site its parents do not carry.)
+    if !state
+        .sites()
+        .sites
+        .iter()
+        .any(|site| site.name() == request.site)
+    {
+        return HttpResponse::Ok().json(serde_json::json!({ "purged": 0 }));
+    }
     match admin::purge_locally(&state, &request).await {
         Ok(purged) => HttpResponse::Ok().json(serde_json::json!({ "purged": purged })),
         Err((status, message)) => {

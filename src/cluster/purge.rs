@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::client::PurgeFailure;
 use super::{headers, Cluster};
 use crate::admin::{self, PurgeRequest};
 use crate::state::AppState;
@@ -64,15 +65,19 @@ pub async fn fan_out(
         .listen
         .map_or_else(|| cluster.node_id.clone(), |a| a.to_string());
     for tier in [&cluster.parents, &cluster.peers] {
-        if !tier.is_configured() {
+        // This node is purged with its ring, and alone when it has none (an
+        // edge with only --parent, a parent with only --cluster-listen).
+        if !tier.is_configured() && tier.role != super::Role::Peers {
             continue;
         }
         let mut targets: Vec<(String, Target)> = Vec::new();
-        for addr in tier.ring().members() {
-            if tier.is_self(*addr) {
-                targets.push((addr.to_string(), Target::Itself));
-            } else {
-                targets.push((addr.to_string(), Target::Node(*addr)));
+        if tier.is_configured() {
+            for addr in tier.ring().members() {
+                if tier.is_self(*addr) {
+                    targets.push((addr.to_string(), Target::Itself));
+                } else {
+                    targets.push((addr.to_string(), Target::Node(*addr)));
+                }
             }
         }
         if tier.role == super::Role::Peers && !targets.iter().any(|(_, t)| *t == Target::Itself) {
@@ -80,6 +85,7 @@ pub async fn fan_out(
         }
         let rounds = if targets.len() > 1 { 2 } else { 1 };
         let mut failed: Vec<usize> = Vec::new();
+        let mut given_up: Vec<usize> = Vec::new();
         for _ in 0..rounds {
             // A node that failed the first round is not waited for again.
             let asked: Vec<usize> = (0..targets.len()).filter(|i| !failed.contains(i)).collect();
@@ -92,6 +98,18 @@ pub async fn fan_out(
             for (&i, result) in asked.iter().zip(results) {
                 match result {
                     Ok(purged) => reached.purged = reached.purged.saturating_add(purged),
+                    // A node of an older version that does not serve the
+                    // site: it holds nothing of it to purge.
+                    Err(PurgeFailure::Refused { status: 404, .. }) => {}
+                    Err(reason) if reason.is_permanent() => {
+                        tracing::error!(
+                            node = targets[i].0.as_str(),
+                            site = request.site.as_str(),
+                            "cluster: purge refused: {reason}; not sent again (no retry can change it)"
+                        );
+                        failed.push(i);
+                        given_up.push(i);
+                    }
                     Err(reason) => {
                         tracing::warn!(
                             node = targets[i].0.as_str(),
@@ -106,7 +124,7 @@ pub async fn fan_out(
         for (i, (name, target)) in targets.into_iter().enumerate() {
             if failed.contains(&i) {
                 reached.nodes.failed.push(name);
-                if let Target::Node(addr) = target {
+                if let (Target::Node(addr), false) = (target, given_up.contains(&i)) {
                     retry_in_background(cluster.clone(), addr, request.clone());
                 }
             } else {
@@ -123,11 +141,11 @@ async fn purge_one(
     request: &PurgeRequest,
     body: &Bytes,
     target: Target,
-) -> Result<u64, String> {
+) -> Result<u64, PurgeFailure> {
     match target {
         Target::Itself => admin::purge_locally(state, request)
             .await
-            .map_err(|(_, message)| message),
+            .map_err(|(_, message)| PurgeFailure::Unreachable(message)),
         Target::Node(addr) => {
             let cdn_loop = headers::cdn_loop_value(&[], &cluster.node_id);
             cluster.client.purge(addr, body.clone(), &cdn_loop).await
@@ -229,13 +247,22 @@ fn retry_in_background(cluster: Arc<Cluster>, addr: SocketAddr, request: PurgeRe
                     sent += 1;
                     continue;
                 };
-                if cluster
+                match cluster
                     .client
                     .purge(addr, Bytes::from(body), &cdn_loop)
                     .await
-                    .is_err()
                 {
-                    break;
+                    Ok(_) | Err(PurgeFailure::Refused { status: 404, .. }) => {}
+                    // One the node refuses for good is dropped, so that it
+                    // does not hold back the purges queued after it.
+                    Err(reason) if reason.is_permanent() => {
+                        tracing::error!(
+                            node = %addr,
+                            site = request.site.as_str(),
+                            "cluster: a queued purge refused: {reason}; dropped"
+                        );
+                    }
+                    Err(_) => break,
                 }
                 sent += 1;
             }
@@ -258,6 +285,23 @@ mod tests {
             prefixes: Vec::new(),
             all: false,
         }
+    }
+
+    /// Which refusals a retry could change: those are queued; the others
+    /// are dropped, so they never hold back the purges queued after them.
+    #[test]
+    fn only_refusals_a_retry_could_change_are_sent_again() {
+        let refused = |status: u16| PurgeFailure::Refused {
+            status,
+            message: String::new(),
+        };
+        for status in [400, 404, 405, 413, 422] {
+            assert!(refused(status).is_permanent(), "{status}");
+        }
+        for status in [401, 403, 408, 429, 500, 502, 503] {
+            assert!(!refused(status).is_permanent(), "{status}");
+        }
+        assert!(!PurgeFailure::Unreachable("reset".into()).is_permanent());
     }
 
     #[test]
