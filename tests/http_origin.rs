@@ -731,6 +731,51 @@ async fn concurrent_cold_requests_make_one_origin_request() {
     assert_eq!(origin.count("/cold?x=1"), 1);
 }
 
+/// Concurrent requests for an answer with `Vary` share one origin request
+/// when they select the same stored answer: cold, and when the target's
+/// names are known (an expiry); requests selecting another answer each
+/// get their own (never the leader's). Mixed, each client gets its own
+/// language.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_for_a_vary_answer_share_one_origin_request() {
+    let origin = ScriptedOrigin::start(|r: &Recorded| {
+        let lang = r.header("accept-language").unwrap_or("-").to_string();
+        Reply::ok(
+            &format!("{} in {lang}", r.target),
+            &[("cache-control", "max-age=60"), ("vary", "Accept-Language")],
+        )
+        .after(Duration::from_millis(300))
+    })
+    .await;
+    let edge = std::sync::Arc::new(edge_for(&origin, ""));
+    let burst = |path: &'static str, langs: Vec<&'static str>| {
+        let edge = edge.clone();
+        async move {
+            let clients: Vec<_> = langs
+                .into_iter()
+                .map(|lang| {
+                    let edge = edge.clone();
+                    tokio::spawn(async move {
+                        let (status, _, body) =
+                            get(&edge, path, &[("accept-language", lang)]).await;
+                        assert_eq!((status, body), (200, format!("{path} in {lang}")));
+                    })
+                })
+                .collect();
+            for client in clients {
+                client.await.unwrap();
+            }
+        }
+    };
+    burst("/cold", vec!["en"; 20]).await;
+    assert_eq!(origin.count("/cold"), 1, "cold, one selection");
+    get(&edge, "/known", &[("accept-language", "en")]).await;
+    burst("/known", vec!["fr"; 20]).await;
+    assert_eq!(origin.count("/known"), 2, "names known, a new selection");
+    burst("/mixed", [vec!["en"; 10], vec!["de"; 10]].concat()).await;
+    assert!(origin.count("/mixed") <= 11, "{}", origin.count("/mixed"));
+}
+
 /// A POST invalidates behind the purge barrier: once its answer has
 /// arrived, no request gets the version before it, however many fills of
 /// the old version are in flight from a slow origin. Raced 60 times.

@@ -67,9 +67,18 @@ pub struct Flight {
     /// The purge generation its leader's request captured: what the flight
     /// delivers is current as of then.
     since: Generation,
+    /// The key the leader stores its answer under, when its `Vary` selects
+    /// one: a follower shares the streaming answer when its own request
+    /// selects the same ([`FlightGuard::select`]).
+    selected: std::sync::OnceLock<String>,
 }
 
 impl Flight {
+    /// The object key the leader's answer is stored under, once it has said.
+    pub fn selected(&self) -> Option<&str> {
+        self.selected.get().map(String::as_str)
+    }
+
     /// The purge generation the leader's request captured.
     pub fn since(&self) -> Generation {
         self.since
@@ -274,6 +283,12 @@ pub struct FlightGuard {
 }
 
 impl FlightGuard {
+    /// Says which object key the answer about to stream is stored under
+    /// (before [`FlightGuard::publish`]).
+    pub fn select(&self, object_key: &str) {
+        let _ = self.flight.selected.set(object_key.to_string());
+    }
+
     /// Tells the followers what happened. A `Streaming` outcome keeps the flight
     /// open for the body; any other ends it.
     pub fn publish(&self, outcome: Outcome) {

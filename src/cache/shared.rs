@@ -827,7 +827,14 @@ impl Cache {
                 coalesced();
                 Answer::new(serve_entry(&entry, now, since), CacheOutcome::StaleIfError)
             }
-            Outcome::Streaming(meta) if vary_names(&meta).is_empty() => {
+            // An answer with `Vary`, when this request selects the very key
+            // the leader stores it under (the same values of its fields).
+            Outcome::Streaming(meta)
+                if vary_names(&meta).is_empty()
+                    || flight.selected().is_some_and(|key| {
+                        key == selected_key(target, &vary_names(&meta), forward)
+                    }) =>
+            {
                 coalesced();
                 let fetch = Fetch::from_origin(ObjectMeta::clone(&meta), flight.subscribe(), since);
                 Answer::new(Ok(fetch), CacheOutcome::Collapsed)
@@ -1033,6 +1040,7 @@ impl Cache {
         // Each waiter asks the origin itself, as nginx's cache lock and
         // Varnish's hit-for-miss do: an app's page for one user's cookie was
         // served to every request that waited for it.
+        guard.select(&key.object_key);
         guard.publish(if freshness.ttl.is_zero() {
             Outcome::Retry
         } else {
