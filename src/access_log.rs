@@ -49,6 +49,8 @@ pub enum LogFormat {
 pub struct AccessRecord {
     #[serde(serialize_with = "serialize_time")]
     pub time: SystemTime,
+    /// `None` before a site is chosen: `-` in both formats.
+    #[serde(serialize_with = "serialize_site")]
     pub site: Option<String>,
     pub client: String,
     pub method: String,
@@ -74,6 +76,10 @@ fn rfc3339(time: SystemTime) -> String {
 /// Serializes a time as RFC 3339, UTC.
 pub fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&rfc3339(*t))
+}
+
+fn serialize_site<S: serde::Serializer>(site: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(site.as_deref().unwrap_or("-"))
 }
 
 fn serialize_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -460,5 +466,11 @@ mod tests {
         assert_eq!(v["duration_ms"], 1.5);
         assert_eq!(v["origin_request_id"], "RID");
         assert_eq!(v["time"], "1970-01-01T00:00:00Z");
+        // A request refused before a site was chosen: `-`, as in text.
+        let mut refused = record();
+        refused.site = None;
+        let v: serde_json::Value =
+            serde_json::from_str(&refused.format(LogFormat::Json)).expect("json");
+        assert_eq!(v["site"], "-");
     }
 }

@@ -207,7 +207,7 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, 
 pub fn check_site_tls(site: &SiteConfig) -> Result<(), TlsError> {
     match site.tls.as_ref().map(|tls| &tls.certificate) {
         Some(CertificateSource::Files { cert, key }) => load_certified_key(cert, key).map(|_| ()),
-        Some(CertificateSource::Acme) | None => Ok(()),
+        Some(CertificateSource::Acme | CertificateSource::InFront) | None => Ok(()),
     }
 }
 
@@ -282,7 +282,7 @@ impl SniResolver {
         for site in sites {
             let entry = match site.tls.as_ref().map(|tls| &tls.certificate) {
                 // ACME sites' certificates are looked up in the ACME store.
-                None | Some(CertificateSource::Acme) => None,
+                None | Some(CertificateSource::Acme | CertificateSource::InFront) => None,
                 Some(CertificateSource::Files { cert, key }) => {
                     let files = (cert.clone(), key.clone());
                     if let Some(key) = loaded.get(&files) {

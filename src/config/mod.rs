@@ -320,6 +320,10 @@ pub enum CertificateSource {
     Files { cert: PathBuf, key: PathBuf },
     /// `acme = true`: obtained and renewed from the ACME CA (`src/acme/`).
     Acme,
+    /// Neither: only `redirect_http`, TLS being terminated in front of the
+    /// node (a load balancer, nginx: `deploy/nginx`), which tells it the
+    /// scheme (`--trusted-proxy`). The node has no certificate for the site.
+    InFront,
 }
 
 /// `releases.pointer` when unset: the key (after `origin.prefix`) naming the live release.

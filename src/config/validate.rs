@@ -881,6 +881,13 @@ fn validate_tls(p: &mut Problems, raw: &raw::RawTls, hosts: &[String]) -> Option
     if raw.acme {
         return validate_acme(p, raw, hosts);
     }
+    // Only `redirect_http`: the certificate is in front of the node.
+    if raw.redirect_http && raw.cert.is_none() && raw.key.is_none() {
+        return Some(TlsConfig {
+            certificate: CertificateSource::InFront,
+            redirect_http: true,
+        });
+    }
     let mut file = |key: &str, value: &Option<String>, what: &str| -> Option<PathBuf> {
         let Some(path) = value else {
             p.add(key, format!("missing; name the {what} file (PEM)"));
@@ -978,6 +985,23 @@ mod tests {
         assert_eq!(site.cache, CacheConfig::default());
         assert_eq!(site.compression, CompressionConfig::default());
         assert!(site.website.is_none());
+    }
+
+    /// `redirect_http` alone: TLS ends in front of the node (deploy/nginx),
+    /// so no certificate files are asked for; `[tls]` with nothing still
+    /// wants them.
+    #[test]
+    fn redirect_http_alone_needs_no_certificate_here() {
+        let site =
+            check("hosts = [\"a\"]\n[origin]\nbucket = \"b\"\n[tls]\nredirect_http = true\n")
+                .expect("valid");
+        let tls = site.tls.expect("tls");
+        assert_eq!(tls.certificate, CertificateSource::InFront);
+        assert!(tls.redirect_http);
+        let problems = check("hosts = [\"a\"]\n[origin]\nbucket = \"b\"\n[tls]\n")
+            .unwrap_err()
+            .join("\n");
+        assert!(problems.contains("tls.cert: missing"), "{problems}");
     }
 
     #[test]

@@ -33,12 +33,10 @@ pub struct BuildContext {
 #[derive(Debug, thiserror::Error)]
 pub enum SiteError {
     /// The S3 client cannot be built (missing credentials, no embedded store).
-    #[error("site `{site}`: {source}")]
-    Origin {
-        site: String,
-        #[source]
-        source: BuildError,
-    },
+    /// (Its message holds the cause's: not also a `source`, which printers
+    /// of the error chain would print a second time.)
+    #[error("site `{site}`: {cause}")]
+    Origin { site: String, cause: BuildError },
     /// `website.from_bucket`: the bucket's website configuration cannot be read
     /// or is invalid (`reason` names the key and the fix).
     #[error("site `{site}`: {reason}")]
@@ -136,9 +134,9 @@ async fn new_origin(
     let origin: Arc<dyn Origin> = Arc::new(
         S3Origin::build(&config.origin, context.embedded.as_ref())
             .await
-            .map_err(|source| SiteError::Origin {
+            .map_err(|cause| SiteError::Origin {
                 site: config.name.clone(),
-                source,
+                cause,
             })?,
     );
     Ok(wrapped(config, context, origin))
