@@ -150,15 +150,7 @@ impl Site {
             return Ok(self.clone());
         };
         let host = host.and_then(normalize_host).unwrap_or_default();
-        let preview = releases
-            .preview_hosts
-            .iter()
-            .find_map(|pattern| match pattern {
-                crate::config::HostPattern::Wildcard(suffix) => host
-                    .strip_suffix(suffix.as_str())
-                    .filter(|label| !label.is_empty()),
-                crate::config::HostPattern::Exact(_) => None,
-            });
+        let preview = preview_label(&releases.preview_hosts, &host);
         let id = match preview {
             Some(label) => ReleaseId::parse(label).map_err(|_| ReleaseUnavailable::NotARelease)?,
             None => live.id().ok_or(ReleaseUnavailable::NoneLive)?,
@@ -337,5 +329,40 @@ impl Sites {
     /// The site for a `Host` value.
     pub fn route(&self, host: Option<&str>) -> Option<&Arc<Site>> {
         self.router.route(host).and_then(|i| self.sites.get(i))
+    }
+}
+
+/// What a preview host names before the longest of `patterns` it matches
+/// (`*.preview.example.com` before `*.example.com`, as hosts route): the
+/// release id, if it is one.
+fn preview_label<'a>(patterns: &[crate::config::HostPattern], host: &'a str) -> Option<&'a str> {
+    patterns
+        .iter()
+        .filter_map(|pattern| match pattern {
+            crate::config::HostPattern::Wildcard(suffix) => host
+                .strip_suffix(suffix.as_str())
+                .filter(|label| !label.is_empty())
+                .map(|label| (suffix.len(), label)),
+            crate::config::HostPattern::Exact(_) => None,
+        })
+        .max_by_key(|(length, _)| *length)
+        .map(|(_, label)| label)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::HostPattern;
+
+    #[test]
+    fn the_longest_preview_pattern_names_the_release() {
+        let patterns = [
+            HostPattern::Wildcard(".rel.test".into()),
+            HostPattern::Wildcard(".preview.rel.test".into()),
+        ];
+        let label = |host| super::preview_label(&patterns, host);
+        assert_eq!(label("r1.preview.rel.test"), Some("r1"));
+        assert_eq!(label("r2.rel.test"), Some("r2"));
+        assert_eq!(label("rel.test"), None);
+        assert_eq!(label("other.test"), None);
     }
 }
