@@ -425,25 +425,75 @@ impl fmt::Debug for ReloadableResolver {
 }
 
 impl ResolvesServerCert for ReloadableResolver {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.resolve_on(client_hello, None)
+    }
+}
+
+impl ReloadableResolver {
     /// A TLS-ALPN-01 validation gets its challenge certificate; otherwise the
     /// site chosen by SNI gets its file certificate or, for `acme = true`, the
-    /// ACME certificate when it has one for that name.
-    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    /// ACME certificate when it has one for that name. A ClientHello without
+    /// SNI is taken as naming `address` (the listener's own IP address, when
+    /// it is bound to one), so a site whose host is that address gets its
+    /// certificate, as Caddy gives it; the default site's otherwise.
+    fn resolve_on(
+        &self,
+        client_hello: ClientHello<'_>,
+        address: Option<&str>,
+    ) -> Option<Arc<CertifiedKey>> {
         let acme = self.acme.get();
         let server_name = client_hello.server_name();
         if crate::acme::challenge::is_validation_handshake(&client_hello) {
             return acme?.validation_certificate(server_name);
         }
         let resolver = self.current();
-        let (site, entry) = resolver.lookup(server_name)?;
-        entry.or_else(|| acme?.certificate(site, server_name))
+        let name = server_name.or(address);
+        let (site, entry) = resolver.lookup(name)?;
+        entry.or_else(|| acme?.certificate(site, name))
+    }
+}
+
+/// The resolver of one TLS listener: [`ReloadableResolver`], with the
+/// listener's IP address standing in for a missing SNI
+/// ([`listener_address`]).
+#[derive(Debug)]
+struct ListenerResolver {
+    inner: Arc<ReloadableResolver>,
+    address: Option<String>,
+}
+
+impl ResolvesServerCert for ListenerResolver {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.inner.resolve_on(client_hello, self.address.as_deref())
+    }
+}
+
+/// The name a ClientHello without SNI stands for on a listener bound to
+/// `addr`: its IP address as a `Host` names it (`192.0.2.1`, `[2001:db8::1]`),
+/// or none for a listener on every address (`0.0.0.0`, `[::]`), whose
+/// connections' own address the handshake does not see.
+pub fn listener_address(addr: std::net::SocketAddr) -> Option<String> {
+    match addr.ip() {
+        ip if ip.is_unspecified() => None,
+        std::net::IpAddr::V4(ip) => Some(ip.to_string()),
+        std::net::IpAddr::V6(ip) => Some(format!("[{ip}]")),
     }
 }
 
 /// The rustls configuration of the TLS listeners: TLS 1.2 and 1.3 only, rustls's
 /// safe default cipher suites and groups (aws-lc-rs), ALPN `h2` then `http/1.1`,
-/// no client authentication, certificates from `resolver`.
-pub fn server_config(resolver: Arc<ReloadableResolver>) -> Result<ServerConfig, rustls::Error> {
+/// no client authentication, certificates from `resolver` (a ClientHello
+/// without SNI on a listener bound to one address taken as naming that
+/// address: [`listener_address`]).
+pub fn server_config(
+    resolver: Arc<ReloadableResolver>,
+    listen: std::net::SocketAddr,
+) -> Result<ServerConfig, rustls::Error> {
+    let resolver = Arc::new(ListenerResolver {
+        inner: resolver,
+        address: listener_address(listen),
+    });
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()

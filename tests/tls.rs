@@ -626,6 +626,33 @@ fn an_unknown_name_or_no_sni_gets_the_default_sites_certificate() {
     assert_eq!(status, "HTTP/1.1 200 OK");
 }
 
+/// A site whose host is the listener's IP address gets its own certificate
+/// on a connection without SNI (clients send none for an IP address, RFC
+/// 6066 section 3), not the default site's, as Caddy does; names still get
+/// theirs.
+#[test]
+fn a_connection_without_sni_gets_the_certificate_of_the_listener_s_address() {
+    let pki = Pki::new();
+    let ip = pki.leaf("ip", &["127.0.0.1"]);
+    let named = pki.leaf("named", &["named.test"]);
+    let edge = node(&[
+        ("ip", &["127.0.0.1"], false, Some(&ip)),
+        ("named", &["named.test"], true, Some(&named)),
+    ]);
+    let addr = edge.node.https_addrs[0];
+    let options = ClientOptions {
+        sni: false,
+        ..ClientOptions::trusting(&pki)
+    };
+    let mut stream = connect(addr, "127.0.0.1", &options).expect("the IP site's certificate");
+    assert_eq!(peer_certificate(&stream), ip.der);
+    let (status, body) = http1_get(&mut stream, "127.0.0.1");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains(&page("ip")), "{body}");
+    let stream = connect(addr, "named.test", &ClientOptions::trusting(&pki)).unwrap();
+    assert_eq!(peer_certificate(&stream), named.der);
+}
+
 #[test]
 fn without_a_default_site_an_unknown_name_fails_the_handshake_cleanly() {
     let fx = Fixture::new(false);

@@ -3,6 +3,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -38,6 +39,11 @@ impl Listeners {
         let edge_state = state.clone();
         let resolver = state.tls_resolver.clone();
         let refused = crate::handler::refused_hook(state.clone());
+        // The TLS listeners bound to one address, once bound: a connection
+        // to one without SNI was given the certificate of that address's
+        // site (`tls::listener_address`), and is recorded as such.
+        let tls_bound: Arc<std::sync::OnceLock<Vec<SocketAddr>>> = Arc::default();
+        let bound = tls_bound.clone();
         let mut edge = HttpServer::new(move || {
             App::new()
                 .app_data(edge_state.clone())
@@ -47,7 +53,7 @@ impl Listeners {
         // the misdirected-request check (RFC 9110 15.5.20); each plain one,
         // whether its congestion control paces it (how bodies are sent).
         .on_connect(move |connection, extensions| {
-            tls::session::on_connect(&resolver, connection, extensions);
+            tls::session::on_connect(&resolver, connection, extensions, bound.get());
             wire::on_connect(connection, extensions);
             extensions.insert(refused.clone());
         })
@@ -70,18 +76,25 @@ impl Listeners {
             tracing::info!("listening on http://{local}");
             http_addrs.push(local);
         }
-        let tls_config = tls::server_config(state.tls_resolver.clone())
-            .map_err(|e| StartError::Tls(format!("TLS configuration: {e}")))?;
         let mut https_addrs = Vec::new();
         for addr in &options.tls_listen {
             let (listener, local) = bind(*addr)?;
             set_congestion(&listener, options.tcp_congestion.as_deref())?;
+            let tls_config = tls::server_config(state.tls_resolver.clone(), local)
+                .map_err(|e| StartError::Tls(format!("TLS configuration: {e}")))?;
             edge = edge
-                .listen_rustls_0_23(listener, tls_config.clone())
+                .listen_rustls_0_23(listener, tls_config)
                 .map_err(|error| StartError::Listen { addr: local, error })?;
             tracing::info!("listening on https://{local}");
             https_addrs.push(local);
         }
+        let _ = tls_bound.set(
+            https_addrs
+                .iter()
+                .copied()
+                .filter(|addr| tls::listener_address(*addr).is_some())
+                .collect(),
+        );
         if !https_addrs.is_empty() && state.tls_resolver.current().tls_sites() == 0 {
             tracing::warn!(
                 "--tls-listen is set but no site has a [tls] section: every handshake will fail"

@@ -44,7 +44,18 @@ pub struct TlsConnection {
 impl TlsConnection {
     /// What a ClientHello naming `server_name` gets from `resolver`.
     pub fn chosen(resolver: &SniResolver, server_name: Option<&str>) -> TlsConnection {
-        let (site, certificate) = match resolver.lookup(server_name) {
+        TlsConnection::chosen_on(resolver, server_name, None)
+    }
+
+    /// [`TlsConnection::chosen`] on a listener bound to `address`, which a
+    /// ClientHello without SNI is taken to name (the connection still has no
+    /// server name: its `Host` alone picks the site).
+    pub fn chosen_on(
+        resolver: &SniResolver,
+        server_name: Option<&str>,
+        address: Option<&str>,
+    ) -> TlsConnection {
+        let (site, certificate) = match resolver.lookup(server_name.or(address)) {
             Some((site, certificate)) => (Some(site.to_string()), certificate),
             None => (None, None),
         };
@@ -68,16 +79,30 @@ impl fmt::Debug for TlsConnection {
 
 /// `HttpServer::on_connect` for the edge listeners: records what the handshake
 /// of a TLS connection chose (the resolver in force is the one it used).
+/// `tls_bound`: the TLS listeners bound to one address.
 pub fn on_connect(
     resolver: &ReloadableResolver,
     connection: &dyn Any,
     extensions: &mut Extensions,
+    tls_bound: Option<&Vec<std::net::SocketAddr>>,
 ) {
     if let Some(stream) = connection.downcast_ref::<TlsStream<TcpStream>>() {
-        let (_, session) = stream.get_ref();
-        extensions.insert(TlsConnection::chosen(
+        let (tcp, session) = stream.get_ref();
+        let server_name = session.server_name();
+        // Without SNI, on a listener bound to one address, the handshake
+        // took the address for the name (`tls::listener_address`).
+        let address = match server_name {
+            Some(_) => None,
+            None => tcp
+                .local_addr()
+                .ok()
+                .filter(|local| tls_bound.is_some_and(|bound| bound.contains(local)))
+                .and_then(crate::tls::listener_address),
+        };
+        extensions.insert(TlsConnection::chosen_on(
             &resolver.current(),
-            session.server_name(),
+            server_name,
+            address.as_deref(),
         ));
     }
 }
