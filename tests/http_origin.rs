@@ -2536,6 +2536,24 @@ async fn an_origin_that_leads_back_to_the_node_is_a_508_not_a_loop() {
         .await
         .unwrap();
     assert_eq!(post.status().as_u16(), 508, "passed-through methods too");
+    // This node's id behind 32 others is still seen: a loop, not a chain
+    // cut to its first members that goes round until a timeout.
+    let others: Vec<String> = (0..32).map(|i| format!("cdn-{i}")).collect();
+    let long = others.join(", ");
+    let started = std::time::Instant::now();
+    let response = edge
+        .request(
+            reqwest::Method::GET,
+            "looped.test",
+            "/b",
+            &[("cdn-loop", long.as_str())],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 508);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered at once"
+    );
 }
 
 /// When a target's `Vary` names change, the answers stored under the old

@@ -53,8 +53,29 @@ pub fn cdn_loop_ids<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<String
 }
 
 /// Most `CDN-Loop` members read from a request: a longer chain is a loop
-/// anyway, and the field stays small.
+/// anyway ([`has_looped`]), and the field stays small.
 pub const MAX_HOPS: usize = 32;
+
+/// Whether a request whose `CDN-Loop` field values are `values` has been
+/// through `own` already, or through more than [`MAX_HOPS`] CDNs: every
+/// member is read (a list cut to its first members hid this node's own id
+/// behind 32 others, and the request went round until a timeout).
+pub fn has_looped<'a>(values: impl IntoIterator<Item = &'a str>, own: &str) -> bool {
+    let mut members = 0;
+    for value in values {
+        for member in value.split(',') {
+            let id = member.split(';').next().unwrap_or("").trim();
+            if id.is_empty() {
+                continue;
+            }
+            members += 1;
+            if id == own || members > MAX_HOPS {
+                return true;
+            }
+        }
+    }
+    false
+}
 
 /// The `CDN-Loop` value a node sends on: what it received, then itself.
 pub fn cdn_loop_value(passed: &[String], own: &str) -> String {
@@ -113,6 +134,20 @@ mod tests {
     fn a_hostile_cdn_loop_is_cut_to_a_bounded_list() {
         let long = "x,".repeat(10_000);
         assert_eq!(cdn_loop_ids([long.as_str()]).len(), MAX_HOPS);
+    }
+
+    /// This node's id after 32 others is found, and a chain longer than
+    /// MAX_HOPS is a loop whoever is in it.
+    #[test]
+    fn a_loop_is_seen_behind_any_number_of_members() {
+        let others: Vec<String> = (0..40).map(|i| format!("cdn-{i}")).collect();
+        let behind = format!("{}, edge-1", others[..32].join(", "));
+        assert!(has_looped([behind.as_str()], "edge-1"));
+        assert!(has_looped([others.join(", ").as_str()], "edge-1"));
+        let short = others[..5].join(", ");
+        assert!(!has_looped([short.as_str(), "x; v=1"], "edge-1"));
+        assert!(has_looped(["a", "edge-1 ; p=2"], "edge-1"));
+        assert!(!has_looped([" , ,", ""], "edge-1"));
     }
 
     #[test]

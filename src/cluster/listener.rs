@@ -57,12 +57,13 @@ fn admit(
     if let Some(denied) = admin::check_token(req, Some(cluster.token.as_str())) {
         return Break(denied);
     }
-    let passed = headers::cdn_loop_ids(
+    let values = || {
         req.headers()
             .get_all(wire::CDN_LOOP)
-            .filter_map(|v| v.to_str().ok()),
-    );
-    if passed.iter().any(|id| *id == cluster.node_id) {
+            .filter_map(|v| v.to_str().ok())
+    };
+    let passed = headers::cdn_loop_ids(values());
+    if headers::has_looped(values(), &cluster.node_id) {
         tracing::error!(
             node = cluster.node_id.as_str(),
             cdn_loop = passed.join(", "),

@@ -402,16 +402,15 @@ fn route(req: &HttpRequest, state: &AppState) -> Stage<Arc<Site>> {
 /// has been here before, so an HTTP origin leads back to this node. 508,
 /// and an error logged at most once a minute.
 fn came_back(req: &HttpRequest, loop_id: &str) -> Option<HttpResponse> {
-    let mut values = req
-        .headers()
-        .get_all("cdn-loop")
-        .filter_map(|v| v.to_str().ok())
-        .peekable();
-    values.peek()?;
-    let passed = crate::cluster::headers::cdn_loop_ids(values);
-    if !passed.iter().any(|id| id == loop_id) {
+    let values = || {
+        req.headers()
+            .get_all("cdn-loop")
+            .filter_map(|v| v.to_str().ok())
+    };
+    if !crate::cluster::headers::has_looped(values(), loop_id) {
         return None;
     }
+    let passed = crate::cluster::headers::cdn_loop_ids(values());
     static LOGGED: crate::throttle::Throttle = crate::throttle::Throttle::new();
     if LOGGED.ready(std::time::Duration::from_secs(60)) {
         tracing::error!(
