@@ -1058,6 +1058,52 @@ async fn nodes_with_one_tier_or_none_purge_themselves_and_a_site_elsewhere_is_no
     assert_eq!(answer["nodes"]["failed"], serde_json::json!([]), "{answer}");
 }
 
+/// A purge that reaches the parent only on a retry, once a partition heals,
+/// purges the edge's ring again: meanwhile the edge stored a copy (here from
+/// the bucket, while the parent could not be reached; or the parent's old
+/// one right after the heal), which it would otherwise keep for its whole
+/// lifetime after the parent had purged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_purge_delivered_to_the_parent_on_retry_purges_the_ring_again() {
+    let bucket = Bucket::start().await;
+    let proxy = bucket.proxy.url();
+    let mut parent = Node::new("shield-1", &proxy, "");
+    parent.start(&[], &[]);
+    let link = FaultProxy::start();
+    link.set_upstream(parent.cluster);
+    let link_addr: SocketAddr = link.url().trim_start_matches("http://").parse().unwrap();
+    let mut edge = Node::new("edge-1", &proxy, "");
+    edge.start(&[], &[link_addr]);
+    bucket.put("s.txt", "v1", None).await;
+    assert_eq!(edge.text("/s.txt").await, (200, "v1".into()));
+
+    link.set(common::fault_proxy::HttpFault::Refuse);
+    bucket.put("s.txt", "v2", None).await;
+    let answer = edge
+        .purge(serde_json::json!({ "site": "c", "paths": ["/s.txt"] }))
+        .await;
+    assert_eq!(
+        answer["nodes"]["failed"],
+        serde_json::json!([link_addr.to_string()]),
+        "{answer}"
+    );
+    // Stored again by the edge while the parent is away.
+    let response = edge.get("/s.txt").await;
+    assert!(header(&response, "cache-status").ends_with("stored"));
+    assert_eq!(response.text().await.unwrap(), "v2");
+
+    link.clear();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !edge.bin().stderr().contains("purges delivered on retry") {
+        assert!(Instant::now() < deadline, "the retry never landed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let response = edge.get("/s.txt").await;
+    let status = header(&response, "cache-status");
+    assert!(!status.ends_with("edge-1; hit"), "purged again: {status}");
+    assert_eq!(response.text().await.unwrap(), "v2");
+}
+
 /// `--parent-dns NAME:PORT`: the parent tier is every address the name
 /// resolves to (here `localhost`, one parent), and it shields the bucket.
 #[tokio::test(flavor = "multi_thread")]

@@ -61,78 +61,92 @@ pub async fn fan_out(
     body: Bytes,
 ) -> Reached {
     let mut reached = Reached::default();
-    let own_name = cluster
-        .listen
-        .map_or_else(|| cluster.node_id.clone(), |a| a.to_string());
     for tier in [&cluster.parents, &cluster.peers] {
         // This node is purged with its ring, and alone when it has none (an
         // edge with only --parent, a parent with only --cluster-listen).
         if !tier.is_configured() && tier.role != super::Role::Peers {
             continue;
         }
-        let mut targets: Vec<(String, Target)> = Vec::new();
-        if tier.is_configured() {
-            for addr in tier.ring().members() {
-                if tier.is_self(*addr) {
-                    targets.push((addr.to_string(), Target::Itself));
-                } else {
-                    targets.push((addr.to_string(), Target::Node(*addr)));
-                }
-            }
-        }
-        if tier.role == super::Role::Peers && !targets.iter().any(|(_, t)| *t == Target::Itself) {
-            targets.push((own_name.clone(), Target::Itself));
-        }
-        let rounds = if targets.len() > 1 { 2 } else { 1 };
-        let mut failed: Vec<usize> = Vec::new();
-        let mut given_up: Vec<usize> = Vec::new();
-        for _ in 0..rounds {
-            // A node that failed the first round is not waited for again.
-            let asked: Vec<usize> = (0..targets.len()).filter(|i| !failed.contains(i)).collect();
-            let results = futures_util::future::join_all(
-                asked
-                    .iter()
-                    .map(|&i| purge_one(state, cluster, request, &body, targets[i].1)),
-            )
-            .await;
-            for (&i, result) in asked.iter().zip(results) {
-                match result {
-                    Ok(purged) => reached.purged = reached.purged.saturating_add(purged),
-                    // A node of an older version that does not serve the
-                    // site: it holds nothing of it to purge.
-                    Err(PurgeFailure::Refused { status: 404, .. }) => {}
-                    Err(reason) if reason.is_permanent() => {
-                        tracing::error!(
-                            node = targets[i].0.as_str(),
-                            site = request.site.as_str(),
-                            "cluster: purge refused: {reason}; not sent again (no retry can change it)"
-                        );
-                        failed.push(i);
-                        given_up.push(i);
-                    }
-                    Err(reason) => {
-                        tracing::warn!(
-                            node = targets[i].0.as_str(),
-                            site = request.site.as_str(),
-                            "cluster: purge not confirmed: {reason}; retrying in the background"
-                        );
-                        failed.push(i);
-                    }
-                }
-            }
-        }
-        for (i, (name, target)) in targets.into_iter().enumerate() {
-            if failed.contains(&i) {
-                reached.nodes.failed.push(name);
-                if let (Target::Node(addr), false) = (target, given_up.contains(&i)) {
-                    retry_in_background(cluster.clone(), addr, request.clone());
-                }
+        purge_tier(state, cluster, tier, request, &body, &mut reached).await;
+    }
+    reached
+}
+
+/// Purges `request` on the members of `tier` (its ring: this node too), in
+/// two rounds when it has several; adds to `reached`. A node that does not
+/// confirm is queued for [`retry_in_background`].
+async fn purge_tier(
+    state: &Arc<AppState>,
+    cluster: &Arc<Cluster>,
+    tier: &super::Tier,
+    request: &PurgeRequest,
+    body: &Bytes,
+    reached: &mut Reached,
+) {
+    let own_name = cluster
+        .listen
+        .map_or_else(|| cluster.node_id.clone(), |a| a.to_string());
+    let mut targets: Vec<(String, Target)> = Vec::new();
+    if tier.is_configured() {
+        for addr in tier.ring().members() {
+            if tier.is_self(*addr) {
+                targets.push((addr.to_string(), Target::Itself));
             } else {
-                reached.nodes.confirmed.push(name);
+                targets.push((addr.to_string(), Target::Node(*addr)));
             }
         }
     }
-    reached
+    if tier.role == super::Role::Peers && !targets.iter().any(|(_, t)| *t == Target::Itself) {
+        targets.push((own_name, Target::Itself));
+    }
+    let rounds = if targets.len() > 1 { 2 } else { 1 };
+    let mut failed: Vec<usize> = Vec::new();
+    let mut given_up: Vec<usize> = Vec::new();
+    for _ in 0..rounds {
+        // A node that failed the first round is not waited for again.
+        let asked: Vec<usize> = (0..targets.len()).filter(|i| !failed.contains(i)).collect();
+        let results = futures_util::future::join_all(
+            asked
+                .iter()
+                .map(|&i| purge_one(state, cluster, request, body, targets[i].1)),
+        )
+        .await;
+        for (&i, result) in asked.iter().zip(results) {
+            match result {
+                Ok(purged) => reached.purged = reached.purged.saturating_add(purged),
+                // A node of an older version that does not serve the
+                // site: it holds nothing of it to purge.
+                Err(PurgeFailure::Refused { status: 404, .. }) => {}
+                Err(reason) if reason.is_permanent() => {
+                    tracing::error!(
+                        node = targets[i].0.as_str(),
+                        site = request.site.as_str(),
+                        "cluster: purge refused: {reason}; not sent again (no retry can change it)"
+                    );
+                    failed.push(i);
+                    given_up.push(i);
+                }
+                Err(reason) => {
+                    tracing::warn!(
+                        node = targets[i].0.as_str(),
+                        site = request.site.as_str(),
+                        "cluster: purge not confirmed: {reason}; retrying in the background"
+                    );
+                    failed.push(i);
+                }
+            }
+        }
+    }
+    for (i, (name, target)) in targets.into_iter().enumerate() {
+        if failed.contains(&i) {
+            reached.nodes.failed.push(name);
+            if let (Target::Node(addr), false) = (target, given_up.contains(&i)) {
+                retry_in_background(state, cluster.clone(), addr, request.clone());
+            }
+        } else {
+            reached.nodes.confirmed.push(name);
+        }
+    }
 }
 
 async fn purge_one(
@@ -223,15 +237,26 @@ impl Backlog {
 /// Queues the purge for `addr` and, unless one runs already, starts the task
 /// that sends its queue until the node confirms it (a partition that heals,
 /// however long) or is no longer a member of either tier.
-fn retry_in_background(cluster: Arc<Cluster>, addr: SocketAddr, request: PurgeRequest) {
+///
+/// Once the node has them, this node's ring is purged again with them:
+/// while the node had not purged, this node or a peer may have refilled the
+/// old version from it (a parent, or the peer owning the key), and kept it
+/// for its whole lifetime.
+fn retry_in_background(
+    state: &Arc<AppState>,
+    cluster: Arc<Cluster>,
+    addr: SocketAddr,
+    request: PurgeRequest,
+) {
     if !cluster.backlog.push(addr, request) {
         return;
     }
     let cluster = Arc::downgrade(&cluster);
+    let state = Arc::downgrade(state);
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(RETRY_EVERY).await;
-            let Some(cluster) = cluster.upgrade() else {
+            let (Some(cluster), Some(state)) = (cluster.upgrade(), state.upgrade()) else {
                 return;
             };
             if !cluster.is_member(addr) {
@@ -266,7 +291,27 @@ fn retry_in_background(cluster: Arc<Cluster>, addr: SocketAddr, request: PurgeRe
                 }
                 sent += 1;
             }
-            if cluster.backlog.confirmed(addr, sent) {
+            let done = cluster.backlog.confirmed(addr, sent);
+            if sent > 0 {
+                // What the node may have handed out meanwhile goes too.
+                for request in &queue[..sent] {
+                    let Ok(body) = serde_json::to_vec(request) else {
+                        continue;
+                    };
+                    let mut reached = Reached::default();
+                    let body = Bytes::from(body);
+                    purge_tier(
+                        &state,
+                        &cluster,
+                        &cluster.peers,
+                        request,
+                        &body,
+                        &mut reached,
+                    )
+                    .await;
+                }
+            }
+            if done {
                 tracing::info!(node = %addr, "cluster: purges delivered on retry");
                 return;
             }
