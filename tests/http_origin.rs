@@ -23,6 +23,16 @@ fn edge_for(origin: &ScriptedOrigin, extra: &str) -> Edge {
         .start()
 }
 
+/// A node for `origin` whose cache directory is under `shared`: nodes
+/// started one after the other on it find what the one before stored.
+fn edge_on_cache_dir(origin: &ScriptedOrigin, shared: &std::path::Path) -> Edge {
+    let cache = shared.join("cache");
+    EdgeBuilder::new()
+        .site("h", &origin.site_toml(HOST, ""))
+        .with(move |o| o.cache_dir = cache)
+        .start()
+}
+
 async fn get(
     edge: &Edge,
     path: &str,
@@ -2385,13 +2395,7 @@ async fn vary_survives_a_restart_and_the_newest_answer_is_served() {
     })
     .await;
     let shared = tempfile::tempdir().unwrap();
-    let node = |shared: &std::path::Path| {
-        let cache = shared.join("cache");
-        EdgeBuilder::new()
-            .site("h", &origin.site_toml(HOST, ""))
-            .with(move |o| o.cache_dir = cache)
-            .start()
-    };
+    let node = |shared: &std::path::Path| edge_on_cache_dir(&origin, shared);
     {
         let edge = node(shared.path());
         assert_eq!(get(&edge, "/v", &[]).await.2, "v1");
@@ -2578,13 +2582,7 @@ async fn answers_under_old_vary_names_are_never_served_again() {
     })
     .await;
     let shared = tempfile::tempdir().unwrap();
-    let node = |shared: &std::path::Path| {
-        let cache = shared.join("cache");
-        EdgeBuilder::new()
-            .site("h", &origin.site_toml(HOST, ""))
-            .with(move |o| o.cache_dir = cache)
-            .start()
-    };
+    let node = |shared: &std::path::Path| edge_on_cache_dir(&origin, shared);
     let reload = |foo: &'static str| [("x-foo", foo), ("cache-control", "no-cache")];
     {
         let edge = node(shared.path());
