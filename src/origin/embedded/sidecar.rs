@@ -342,14 +342,25 @@ impl Sidecars {
     }
 }
 
-/// The stamp of an ETag computed from a file: its size and modification time.
+/// The stamp of an ETag computed from a file: its size, modification time,
+/// inode and change time. Size and modification time alone did not tell
+/// apart two versions written within one tick of the file system's clock
+/// (a few ms) and renamed into place one after the other, as a deploy's
+/// copy does: the second was sent with the first's ETag.
 fn hashed_for(file: &std::fs::Metadata) -> io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
     let modified = file
         .modified()?
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos();
-    Ok(format!("{}:{modified}", file.len()))
+    Ok(format!(
+        "{}:{modified}:{}:{}.{}",
+        file.len(),
+        file.ino(),
+        file.ctime(),
+        file.ctime_nsec()
+    ))
 }
 
 /// The ETag the internal file holds for a file of `stamp`: one stored by
@@ -540,6 +551,38 @@ mod tests {
         let etag = files.remember_etag("b", "big.bin", &file).await;
         assert_eq!(etag.expect("etag"), expected);
         assert_eq!(files.hashes.load(Ordering::Relaxed), 1);
+    }
+
+    /// Two versions of one size and one modification time (written within
+    /// one tick of the clock), the second renamed over the first: each is
+    /// hashed for itself, never given the other's ETag.
+    #[tokio::test]
+    async fn a_version_renamed_in_within_one_clock_tick_gets_its_own_etag() {
+        let (root, files) = by_hand("page.html", b"version A");
+        let object = root.path().join("b/page.html");
+        let when = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let set = |path: &std::path::Path| {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(path)
+                .expect("open");
+            file.set_modified(when).expect("set mtime");
+        };
+        set(&object);
+        let first = std::fs::metadata(&object).expect("stat");
+        let etag = files.remember_etag("b", "page.html", &first).await;
+        assert_eq!(etag.expect("etag"), md5_of(b"version A"));
+        let aside = root.path().join("b/.page.html.new");
+        std::fs::write(&aside, b"version B").expect("write");
+        set(&aside);
+        std::fs::rename(&aside, &object).expect("rename");
+        let second = std::fs::metadata(&object).expect("stat");
+        assert_eq!(
+            (second.len(), second.modified().unwrap()),
+            (first.len(), first.modified().unwrap())
+        );
+        let etag = files.remember_etag("b", "page.html", &second).await;
+        assert_eq!(etag.expect("etag"), md5_of(b"version B"));
     }
 
     #[tokio::test]
