@@ -266,7 +266,11 @@ fn check(dir: &std::path::Path) -> ExitCode {
     match config::load_sites(dir) {
         Ok(sites) => {
             outln!("{}: {} site file(s) valid", dir.display(), sites.len());
-            for warning in s3edge::config::warnings(&sites) {
+            let warnings = s3edge::config::warnings(&sites);
+            for warning in warnings
+                .iter()
+                .chain(&s3edge::config::environment_warnings(&sites))
+            {
                 outln!("warning: {warning}");
             }
             ExitCode::SUCCESS

@@ -165,9 +165,17 @@ fn check_warns_of_an_uncovered_host_and_a_bucket_name_s3_refuses() {
         "named.toml",
         "hosts = [\"named.example.com\"]\n[origin]\nbucket = \"My_Blog\"\n",
     );
+    // Credentials from variables this environment does not set (one set).
+    write(
+        &sites,
+        "keys.toml",
+        "hosts = [\"keys.example.com\"]\n[origin]\nbucket = \"keys\"\nendpoint = \"https://s3.example.net\"\naccess_key_id_env = \"S3EDGE_TEST_SET_KEY\"\nsecret_access_key_env = \"S3EDGE_TEST_UNSET_SECRET\"\n",
+    );
     let output = s3edge()
         .args(["check", "--sites"])
         .arg(&sites)
+        .env("S3EDGE_TEST_SET_KEY", "AKIA")
+        .env_remove("S3EDGE_TEST_UNSET_SECRET")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
@@ -182,7 +190,10 @@ fn check_warns_of_an_uncovered_host_and_a_bucket_name_s3_refuses() {
         let want = format!("warning: {bad}: tls.cert: `{cert}` does not cover `{host}`");
         assert!(text.contains(&want), "wanted `{want}` in:\n{text}");
     }
-    assert_eq!(text.matches("warning:").count(), 3, "{text}");
+    let keys = sites.join("keys.toml").display().to_string();
+    let want = format!("warning: {keys}: origin.secret_access_key_env: environment variable `S3EDGE_TEST_UNSET_SECRET` is not set here");
+    assert!(text.contains(&want), "wanted `{want}` in:\n{text}");
+    assert_eq!(text.matches("warning:").count(), 4, "{text}");
 }
 
 #[test]

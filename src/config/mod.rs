@@ -366,6 +366,38 @@ pub fn warnings(sites: &[SiteConfig]) -> Vec<ConfigProblem> {
     warnings
 }
 
+/// What `s3edge check` alone warns of: a site's credentials variable that is
+/// not set in check's own environment. `serve` refuses to start such a
+/// site (and says why); `check` may run elsewhere (CI, another user), so it
+/// is a warning, not an error.
+pub fn environment_warnings(sites: &[SiteConfig]) -> Vec<ConfigProblem> {
+    let mut warnings = Vec::new();
+    for site in sites {
+        let CredentialsSource::Env {
+            access_key_id_var,
+            secret_access_key_var,
+        } = &site.origin.credentials
+        else {
+            continue;
+        };
+        for (key, var) in [
+            ("origin.access_key_id_env", access_key_id_var),
+            ("origin.secret_access_key_env", secret_access_key_var),
+        ] {
+            if std::env::var_os(var).is_none() {
+                warnings.push(ConfigProblem {
+                    file: site.file.clone(),
+                    key: key.into(),
+                    message: format!(
+                        "environment variable `{var}` is not set here; `serve` refuses to start the site without it"
+                    ),
+                });
+            }
+        }
+    }
+    warnings
+}
+
 /// S3's rules for a new bucket's name (AWS "Bucket naming rules"): 3 to 63
 /// characters of lowercase letters, digits, `.` and `-`, beginning and ending
 /// with a letter or digit, no `..`, not an IPv4 address.
