@@ -157,6 +157,9 @@ enum Message {
     Line(String),
     /// Reopen the file by its path ([`AccessLog::reopen`]).
     Reopen,
+    /// Say so once every line before this one is written and flushed
+    /// ([`AccessLog::flush`]).
+    Flushed(mpsc::SyncSender<()>),
 }
 
 /// Lines the writer thread may be behind by (a few seconds of a busy node:
@@ -261,6 +264,22 @@ impl AccessLog {
         }
     }
 
+    /// Waits, at most `timeout`, until every line recorded so far is written
+    /// and flushed to the sink: at exit, whose end does not wait for the
+    /// writer thread. `false` when the sink did not take them in time (a
+    /// stalled pipe).
+    pub fn flush(&self, timeout: std::time::Duration) -> bool {
+        let Some(sender) = self.sender.clone() else {
+            return true;
+        };
+        let (done, flushed) = mpsc::sync_channel(1);
+        // Sent from a thread of its own: a full queue blocks the send.
+        std::thread::spawn(move || {
+            let _ = sender.send(Message::Flushed(done));
+        });
+        flushed.recv_timeout(timeout).is_ok()
+    }
+
     /// Reopens a file log by its path (SIGUSR1 and SIGHUP), after the lines
     /// already recorded: logrotate (or `mv`) renames the file, then the node
     /// writes to a new one of the old name. A file that cannot be opened
@@ -297,6 +316,17 @@ fn write_lines(
                     Ok(()) => pending += 1,
                     Err(e) => lost.add(1, &format_args!("cannot write ({e})")),
                 },
+                Message::Flushed(done) => {
+                    match out.flush() {
+                        Ok(()) => pending = 0,
+                        Err(e) => {
+                            lost.add(pending, &format_args!("cannot write ({e})"));
+                            pending = 0;
+                            out = BufWriter::new(out.into_parts().0);
+                        }
+                    }
+                    let _ = done.send(());
+                }
                 Message::Reopen => {
                     let _ = out.flush();
                     if let Some(path) = &path {
@@ -378,6 +408,22 @@ mod tests {
         assert!(plain
             .format(LogFormat::Text)
             .ends_with("origin_id=4442587FB7D0A2F9"));
+    }
+
+    /// `flush` returns once every line recorded before it is in the file:
+    /// what the exit relies on, the writer thread not being waited for.
+    #[test]
+    fn flush_returns_once_every_recorded_line_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let log = AccessLog::open(&AccessLogTarget::File(path.clone()), LogFormat::Text).unwrap();
+        for _ in 0..5_000 {
+            log.record(&record());
+        }
+        assert!(log.flush(Duration::from_secs(10)));
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(written.lines().count(), 5_000);
+        assert!(AccessLog::off().flush(Duration::from_millis(1)));
     }
 
     /// A writer that takes nothing until `open` is set, then everything.

@@ -551,7 +551,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             Some(Err(e)) => return Err(e.into()),
         };
         server::serve_until_signalled(node, signals).await?;
-        Ok(ExitCode::SUCCESS)
+        // Now: everything to keep is written (the access log flushed), and the
+        // runtime would wait for blocking work still running (a reload's
+        // purge of a large disk tier: 14.6 s for 49,000 entries) before it
+        // let the process end. What that work leaves, the next start reads
+        // again (`Cache::reconcile_origins`).
+        std::process::exit(0)
     })
 }
 

@@ -78,6 +78,9 @@ impl Signals {
 /// it. A SIGHUP's reload runs on a task of its own, one at a time (SIGHUPs
 /// during a reload make one more after it), so that a SIGTERM is acted on at
 /// once even while a reload waits on a slow bucket or purges a large site.
+/// How long the exit waits for the access log's last lines.
+const ACCESS_LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub async fn serve_until_signalled(node: Node, mut signals: Signals) -> std::io::Result<()> {
     let handles = node.handles();
     let state = node.state.clone();
@@ -124,6 +127,11 @@ pub async fn serve_until_signalled(node: Node, mut signals: Signals) -> std::io:
         );
     }
     result?;
+    if !state.access_log.flush(ACCESS_LOG_FLUSH_TIMEOUT) {
+        tracing::warn!(
+            "access log: its last lines were not written within {ACCESS_LOG_FLUSH_TIMEOUT:?}"
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }
