@@ -317,14 +317,7 @@ fn write_lines(
                     Err(e) => lost.add(1, &format_args!("cannot write ({e})")),
                 },
                 Message::Flushed(done) => {
-                    match out.flush() {
-                        Ok(()) => pending = 0,
-                        Err(e) => {
-                            lost.add(pending, &format_args!("cannot write ({e})"));
-                            pending = 0;
-                            out = BufWriter::new(out.into_parts().0);
-                        }
-                    }
+                    flush(&mut out, &mut pending, lost);
                     let _ = done.send(());
                 }
                 Message::Reopen => {
@@ -342,17 +335,19 @@ fn write_lines(
             }
             next = receiver.try_recv().ok();
         }
-        match out.flush() {
-            Ok(()) => pending = 0,
-            Err(e) => {
-                // What the buffer held is lost with it (a full disk, a
-                // closed pipe).
-                lost.add(pending, &format_args!("cannot write ({e})"));
-                pending = 0;
-                out = BufWriter::new(out.into_parts().0);
-            }
-        }
+        flush(&mut out, &mut pending, lost);
     }
+}
+
+/// Flushes `out`; the `pending` lines its buffer held are lost with it on an
+/// error (a full disk, a closed pipe), and counted.
+fn flush(out: &mut BufWriter<Box<dyn Write + Send>>, pending: &mut u64, lost: &Lost) {
+    if let Err(e) = out.flush() {
+        lost.add(*pending, &format_args!("cannot write ({e})"));
+        let failed = std::mem::replace(out, BufWriter::new(Box::new(std::io::sink())));
+        *out = BufWriter::new(failed.into_parts().0);
+    }
+    *pending = 0;
 }
 
 #[cfg(test)]
