@@ -2621,3 +2621,26 @@ async fn answers_under_old_vary_names_are_never_served_again() {
         "found after the restart"
     );
 }
+
+/// A stale answer served because the request's `max-stale` accepts it says
+/// so in `Cache-Status` (it is not stale-while-revalidate: nothing is
+/// refreshed); without `max-stale` the same answer is revalidated.
+#[tokio::test]
+async fn an_answer_served_for_max_stale_says_so() {
+    let origin = ScriptedOrigin::start(|_: &Recorded| {
+        // Already 40 s past its lifetime when it arrives.
+        Reply::ok("aged", &[("cache-control", "max-age=60"), ("age", "100")])
+    })
+    .await;
+    let edge = edge_for(&origin, "");
+    assert_eq!(get(&edge, "/a", &[]).await.2, "aged");
+    let (_, headers, body) = get(&edge, "/a", &[("cache-control", "max-stale=120")]).await;
+    assert_eq!(
+        (header(&headers, "cache-status"), body.as_str()),
+        ("s3edge; hit; detail=max-stale", "aged")
+    );
+    assert_eq!(origin.count("/a"), 1);
+    let (_, headers, _) = get(&edge, "/a", &[]).await;
+    assert!(header(&headers, "cache-status").contains("fwd=stale"));
+    assert_eq!(origin.count("/a"), 2);
+}

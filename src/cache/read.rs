@@ -141,6 +141,9 @@ pub enum CacheOutcome {
     Miss { stored: bool },
     /// Served stale within stale-while-revalidate, refreshed in the background.
     Stale,
+    /// Served stale because the request's `max-stale` accepts it (RFC 9111
+    /// 5.2.1.2): no refresh.
+    StaleAccepted,
     /// Served stale because the origin failed (stale-if-error).
     StaleIfError,
     /// A stale entry confirmed by a 304.
@@ -158,7 +161,9 @@ impl CacheOutcome {
             CacheOutcome::Pass => "pass",
             CacheOutcome::Hit | CacheOutcome::Collapsed => "hit",
             CacheOutcome::Miss { .. } | CacheOutcome::Refreshed { .. } => "miss",
-            CacheOutcome::Stale | CacheOutcome::StaleIfError => "stale",
+            CacheOutcome::Stale | CacheOutcome::StaleAccepted | CacheOutcome::StaleIfError => {
+                "stale"
+            }
             CacheOutcome::Revalidated => "revalidated",
         }
     }
@@ -172,6 +177,7 @@ impl CacheOutcome {
             CacheOutcome::Miss { stored: true } => "s3edge; fwd=miss; stored",
             CacheOutcome::Miss { stored: false } => "s3edge; fwd=miss",
             CacheOutcome::Stale => "s3edge; hit; detail=stale-while-revalidate",
+            CacheOutcome::StaleAccepted => "s3edge; hit; detail=max-stale",
             CacheOutcome::StaleIfError => "s3edge; fwd=stale; detail=stale-if-error",
             CacheOutcome::Revalidated => "s3edge; fwd=stale; fwd-status=304",
             CacheOutcome::Refreshed { stored: true } => "s3edge; fwd=stale; stored",
@@ -197,7 +203,7 @@ impl CacheOutcome {
     /// served with a cached error document went to the bucket.
     pub fn rank(self) -> u8 {
         match self {
-            CacheOutcome::Hit | CacheOutcome::Stale => 0,
+            CacheOutcome::Hit | CacheOutcome::Stale | CacheOutcome::StaleAccepted => 0,
             CacheOutcome::Collapsed => 1,
             CacheOutcome::Pass
             | CacheOutcome::Miss { .. }

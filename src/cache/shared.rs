@@ -403,7 +403,7 @@ impl Cache {
                 let outcome = if entry.state(now) == State::Fresh {
                     CacheOutcome::Hit
                 } else {
-                    CacheOutcome::Stale
+                    CacheOutcome::StaleAccepted
                 };
                 Answer::new(serve_entry(&entry, now, since), outcome)
             }
