@@ -106,3 +106,68 @@ async fn a_file_replaced_while_it_is_read_never_gets_another_version_s_etag() {
     replacing.join().expect("replacer");
     assert!(checked > 10, "{checked} reads");
 }
+
+/// An object uploaded through S3, then replaced by hand (renamed over, as
+/// rsync and `mv` do; or written over in place, as `cp` does): its ETag is
+/// the new body's MD5. The upload's record was trusted for ever, so a cache
+/// revalidating the object got 304s and served the uploaded body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_object_replaced_by_hand_gets_its_new_etag() {
+    let store = harness().await;
+    let dir = store.root.path().join(BUCKET);
+    let path = dir.join("q.txt");
+    let etag_of = |store: &Harness| {
+        let s3 = store.s3.clone();
+        async move {
+            let got = s3
+                .get_object()
+                .bucket(BUCKET)
+                .key("q.txt")
+                .send()
+                .await
+                .expect("get");
+            let etag = got.e_tag().expect("etag").trim_matches('"').to_owned();
+            let body = got.body.collect().await.expect("body").into_bytes();
+            (etag, body.to_vec())
+        }
+    };
+    store
+        .s3
+        .put_object()
+        .bucket(BUCKET)
+        .key("q.txt")
+        .body(ByteStream::from_static(b"version one (uploaded)"))
+        .send()
+        .await
+        .expect("put");
+    let (etag, body) = etag_of(&store).await;
+    assert_eq!(
+        (etag, body.as_slice()),
+        (
+            md5_hex(b"version one (uploaded)"),
+            &b"version one (uploaded)"[..]
+        )
+    );
+
+    // Renamed over, its modification time older than the upload.
+    let aside = dir.join(".q.txt.new");
+    std::fs::write(&aside, b"version two, by hand").expect("write");
+    let old = std::fs::File::options()
+        .write(true)
+        .open(&aside)
+        .expect("open");
+    old.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000))
+        .expect("mtime");
+    drop(old);
+    std::fs::rename(&aside, &path).expect("rename");
+    let (etag, body) = etag_of(&store).await;
+    assert_eq!(body, b"version two, by hand");
+    assert_eq!(etag, md5_hex(&body), "renamed over");
+
+    // Written over in place.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&path, b"version three, cp over it").expect("write over");
+    let (etag, body) = etag_of(&store).await;
+    assert_eq!(body, b"version three, cp over it");
+    assert_eq!(etag, md5_hex(&body), "written over");
+}

@@ -167,7 +167,7 @@ impl Sidecars {
         if let Some(etag) = self.unrecorded_etag(&path, &stamp) {
             return Ok(etag);
         }
-        if let Some(etag) = recorded_etag(&path, &stamp).await? {
+        if let Some(etag) = recorded_etag(&path, &stamp, changed_at(file)).await? {
             return Ok(etag);
         }
         let mut done = self.hash_in_flight(self.bucket_dir(bucket).join(key), path, stamp);
@@ -244,7 +244,8 @@ impl Sidecars {
         stamp: &str,
     ) -> io::Result<String> {
         // A hash that ended between the caller's look and this task's start.
-        if let Some(etag) = recorded_etag(internal, stamp).await? {
+        let changed = changed_at(&tokio::fs::metadata(object).await?);
+        if let Some(etag) = recorded_etag(internal, stamp, changed).await? {
             return Ok(etag);
         }
         #[cfg(test)]
@@ -363,17 +364,41 @@ fn hashed_for(file: &std::fs::Metadata) -> io::Result<String> {
     ))
 }
 
-/// The ETag the internal file holds for a file of `stamp`: one stored by
-/// PutObject (no stamp), or one computed from the file as it is now.
-async fn recorded_etag(internal: &Path, stamp: &str) -> io::Result<Option<String>> {
+/// The ETag the internal file holds for a file of `stamp` last changed at
+/// `changed` (its ctime, seconds and nanoseconds): one computed from the
+/// file as it is now, or one stored by a write through S3 (PutObject, a
+/// copy, a multipart upload: no stamp) that the file has not changed since.
+/// Such a record was trusted whatever became of the file, so a file
+/// replaced by hand after an upload (rsync, `mv`, `cp` over it) kept the
+/// upload's ETag for ever, and a cache revalidating it got 304s and served
+/// the old body. A rename or a write sets the file's ctime, whatever its
+/// mtime: a record older than that is not the file's.
+async fn recorded_etag(
+    internal: &Path,
+    stamp: &str,
+    changed: (i64, i64),
+) -> io::Result<Option<String>> {
+    use std::os::unix::fs::MetadataExt;
     let info: Option<serde_json::Map<String, serde_json::Value>> = read_json(internal).await?;
-    Ok(info.and_then(|map| {
-        let current = map
-            .get(HASHED_FOR)
-            .is_none_or(|v| v.as_str() == Some(stamp));
-        let etag = map.get("e_tag").and_then(|v| v.as_str());
-        etag.filter(|_| current).map(str::to_owned)
-    }))
+    let Some(map) = info else {
+        return Ok(None);
+    };
+    let current = match map.get(HASHED_FOR) {
+        Some(hashed_for) => hashed_for.as_str() == Some(stamp),
+        None => match tokio::fs::metadata(internal).await {
+            Ok(record) => (record.mtime(), record.mtime_nsec()) >= changed,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        },
+    };
+    let etag = map.get("e_tag").and_then(|v| v.as_str());
+    Ok(etag.filter(|_| current).map(str::to_owned))
+}
+
+/// A file's change time, as [`recorded_etag`] compares it.
+fn changed_at(file: &std::fs::Metadata) -> (i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (file.ctime(), file.ctime_nsec())
 }
 
 async fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
@@ -468,7 +493,7 @@ mod tests {
 
     use md5::{Digest, Md5};
 
-    use super::{hashed_for, key_fit, recorded_etag, storable_key, KeyFit, Sidecars};
+    use super::{changed_at, hashed_for, key_fit, recorded_etag, storable_key, KeyFit, Sidecars};
 
     /// A store root holding the bucket `b` with `body` as its object `key`,
     /// written there by hand (no internal file).
@@ -546,11 +571,40 @@ mod tests {
         drop(request);
         settled(&files).await;
         let stamp = hashed_for(&file).expect("stamp");
-        let stored = recorded_etag(&files.internal_path("b", "big.bin"), &stamp).await;
+        let stored = recorded_etag(
+            &files.internal_path("b", "big.bin"),
+            &stamp,
+            changed_at(&file),
+        )
+        .await;
         assert_eq!(stored.expect("read"), Some(expected.clone()));
         let etag = files.remember_etag("b", "big.bin", &file).await;
         assert_eq!(etag.expect("etag"), expected);
         assert_eq!(files.hashes.load(Ordering::Relaxed), 1);
+    }
+
+    /// A record written by an upload (no stamp) is trusted while the file
+    /// has not changed since it: no hash. Once the file is replaced by hand,
+    /// the file is hashed.
+    #[tokio::test]
+    async fn an_upload_s_record_holds_until_the_file_changes_after_it() {
+        let (root, files) = by_hand("up.txt", b"uploaded");
+        let object = root.path().join("b/up.txt");
+        let internal = files.internal_path("b", "up.txt");
+        std::fs::create_dir_all(internal.parent().unwrap()).expect("dir");
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&internal, br#"{"e_tag":"as-uploaded"}"#).expect("record");
+        let file = std::fs::metadata(&object).expect("stat");
+        let etag = files.remember_etag("b", "up.txt", &file).await;
+        assert_eq!(etag.expect("etag"), "as-uploaded");
+        assert_eq!(files.hashes.load(Ordering::Relaxed), 0, "not hashed");
+        std::thread::sleep(Duration::from_millis(20));
+        let aside = root.path().join("b/.up.txt.new");
+        std::fs::write(&aside, b"by hand").expect("write");
+        std::fs::rename(&aside, &object).expect("rename");
+        let file = std::fs::metadata(&object).expect("stat");
+        let etag = files.remember_etag("b", "up.txt", &file).await;
+        assert_eq!(etag.expect("etag"), md5_of(b"by hand"));
     }
 
     /// Two versions of one size and one modification time (written within
