@@ -329,6 +329,20 @@ impl SniResolver {
         Some((site, entry.clone()))
     }
 
+    /// `address` (a listener's, for a ClientHello without SNI) when the site
+    /// it routes to has a certificate file: else the handshake gets the
+    /// default site's, as without the address (a plain-HTTP site listing
+    /// the address, as the demo lists 127.0.0.1, must not fail every
+    /// handshake on it).
+    pub fn address_with_certificate<'a>(&self, address: Option<&'a str>) -> Option<&'a str> {
+        let address = address?;
+        let index = self.router.route(Some(address))?;
+        self.sites
+            .get(index)
+            .and_then(|(_, entry)| entry.as_ref())
+            .map(|_| address)
+    }
+
     /// The name of the site a request's `Host` routes to, by the same rules.
     pub fn site_for_host(&self, host: Option<&str>) -> Option<&str> {
         let (site, _) = self.sites.get(self.router.route(host)?)?;
@@ -448,7 +462,7 @@ impl ReloadableResolver {
             return acme?.validation_certificate(server_name);
         }
         let resolver = self.current();
-        let name = server_name.or(address);
+        let name = server_name.or_else(|| resolver.address_with_certificate(address));
         let (site, entry) = resolver.lookup(name)?;
         entry.or_else(|| acme?.certificate(site, name))
     }

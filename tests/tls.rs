@@ -651,6 +651,26 @@ fn a_connection_without_sni_gets_the_certificate_of_the_listener_s_address() {
     assert!(body.contains(&page("ip")), "{body}");
     let stream = connect(addr, "named.test", &ClientOptions::trusting(&pki)).unwrap();
     assert_eq!(peer_certificate(&stream), named.der);
+
+    // A site listing the address without a certificate of its own (plain
+    // HTTP, as the demo lists 127.0.0.1): the default site's, as before.
+    let plain = node(&[
+        ("plainip", &["127.0.0.1"], false, None),
+        ("named", &["named.test"], true, Some(&named)),
+    ]);
+    let addr = plain.node.https_addrs[0];
+    let mut stream = connect(
+        addr,
+        "127.0.0.1",
+        &ClientOptions {
+            sni: false,
+            ..ClientOptions::trusting_anything()
+        },
+    )
+    .expect("the default site's certificate");
+    assert_eq!(peer_certificate(&stream), named.der);
+    let (status, _) = http1_get(&mut stream, "named.test");
+    assert_eq!(status, "HTTP/1.1 200 OK");
 }
 
 #[test]

@@ -55,7 +55,8 @@ impl TlsConnection {
         server_name: Option<&str>,
         address: Option<&str>,
     ) -> TlsConnection {
-        let (site, certificate) = match resolver.lookup(server_name.or(address)) {
+        let name = server_name.or_else(|| resolver.address_with_certificate(address));
+        let (site, certificate) = match resolver.lookup(name) {
             Some((site, certificate)) => (Some(site.to_string()), certificate),
             None => (None, None),
         };
