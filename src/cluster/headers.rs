@@ -44,12 +44,35 @@ pub fn is_valid_node_id(id: &str) -> bool {
 pub fn cdn_loop_ids<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     values
         .into_iter()
-        .flat_map(|value| value.split(','))
+        .flat_map(members)
         .map(|member| member.split(';').next().unwrap_or("").trim())
         .filter(|id| !id.is_empty())
         .take(MAX_HOPS)
         .map(str::to_string)
         .collect()
+}
+
+/// The comma-separated members of a field value, a comma inside a quoted
+/// parameter value (`cdn; note="a, b"`) not separating them.
+fn members(value: &str) -> impl Iterator<Item = &str> {
+    let mut quoted = false;
+    let mut escaped = false;
+    let mut start = 0;
+    let mut cuts = Vec::new();
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                cuts.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    cuts.push(&value[start..]);
+    cuts.into_iter()
 }
 
 /// Most `CDN-Loop` members read from a request: a longer chain is a loop
@@ -61,15 +84,15 @@ pub const MAX_HOPS: usize = 32;
 /// member is read (a list cut to its first members hid this node's own id
 /// behind 32 others, and the request went round until a timeout).
 pub fn has_looped<'a>(values: impl IntoIterator<Item = &'a str>, own: &str) -> bool {
-    let mut members = 0;
+    let mut count = 0;
     for value in values {
-        for member in value.split(',') {
+        for member in members(value) {
             let id = member.split(';').next().unwrap_or("").trim();
             if id.is_empty() {
                 continue;
             }
-            members += 1;
-            if id == own || members > MAX_HOPS {
+            count += 1;
+            if id == own || count > MAX_HOPS {
                 return true;
             }
         }
@@ -148,6 +171,15 @@ mod tests {
         assert!(!has_looped([short.as_str(), "x; v=1"], "edge-1"));
         assert!(has_looped(["a", "edge-1 ; p=2"], "edge-1"));
         assert!(!has_looped([" , ,", ""], "edge-1"));
+        // One CDN whose parameter holds commas is one member.
+        let note = format!("fastly; note=\"{}\"", "w, ".repeat(40));
+        assert!(!has_looped([note.as_str()], "edge-1"));
+        assert_eq!(
+            cdn_loop_ids([note.as_str(), "edge-2"]),
+            ["fastly", "edge-2"]
+        );
+        let escaped = r#"a; q="x\", edge-1", b"#;
+        assert_eq!(cdn_loop_ids([escaped]), ["a", "b"]);
     }
 
     #[test]
