@@ -69,18 +69,22 @@ pub fn is_valid_host(raw: &str) -> bool {
 /// every request: no allocation).
 fn normalized_host(raw: &str) -> Option<Cow<'_, str>> {
     let raw = raw.trim();
+    // A port is digits of at most 65535, or nothing (`host:`, RFC 3986).
+    let port_ok = |port: &str| {
+        port.bytes().all(|b| b.is_ascii_digit()) && (port.is_empty() || port.parse::<u16>().is_ok())
+    };
     let host = if raw.starts_with('[') {
         let end = raw.find(']')?;
         let rest = &raw[end + 1..];
-        if !(rest.is_empty()
-            || (rest.starts_with(':') && rest[1..].bytes().all(|b| b.is_ascii_digit())))
-        {
+        if !(rest.is_empty() || rest.strip_prefix(':').is_some_and(port_ok)) {
             return None;
         }
+        // An IPv6 address between the brackets (`[zz]` is no host).
+        raw[1..end].parse::<std::net::Ipv6Addr>().ok()?;
         &raw[..=end]
     } else {
         match raw.rsplit_once(':') {
-            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            Some((host, port)) if port_ok(port) => host,
             Some(_) => return None,
             None => raw,
         }
@@ -175,6 +179,8 @@ mod tests {
             "[::1]",
             "[::1]:443",
             "a_b.example",
+            "a.test:",
+            "a.test:65535",
         ] {
             assert!(is_valid_host(good), "{good}");
         }
@@ -189,6 +195,9 @@ mod tests {
             "a:b:c",
             "",
             ".",
+            "[zz]",
+            "a.test:99999",
+            "[::1]:70000",
         ] {
             assert!(!is_valid_host(bad), "{bad}");
         }
