@@ -42,18 +42,21 @@ pub struct AppState {
     /// `--node-id` (default: the host name): the status page, ACME's locks
     /// and the cluster name the node by it.
     pub node_id: String,
-    /// This process's name in the `CDN-Loop` of requests to HTTP origins
-    /// (RFC 8586): `--node-id`, then the process id, so that two nodes on
-    /// one machine left with the default id (the host name), one the
-    /// other's origin (README "Cluster": a shield for an HTTP origin), are
-    /// not taken for a loop; a request that comes back to this very process
-    /// is.
+    /// This node's name in the `CDN-Loop` of requests to HTTP origins (RFC
+    /// 8586): `--node-id`, with the process id after it when the id is the
+    /// default ([`loop_id`]).
     pub loop_id: String,
 }
 
-/// [`AppState::loop_id`]: `<node-id>-<pid>`, and `.<n>` after it for the
-/// second node and later ones in one process (tests run several).
+/// [`AppState::loop_id`]: `--node-id` as given (DESIGN.md: it names the
+/// node in `CDN-Loop`); when it is the default, the host name, then the
+/// process id after it (and `.<n>` for the second node and later ones in
+/// one process, as tests run several): two nodes on one machine left with
+/// the default, one the other's HTTP origin, are not taken for a loop.
 fn loop_id(node_id: &str) -> String {
+    if node_id != crate::status::node_id() {
+        return node_id.to_string();
+    }
     static NODES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let pid = std::process::id();
     match NODES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {

@@ -236,6 +236,25 @@ fn headless(browser: &Path, profile: &Path, url: &str, extra: &[&str]) -> String
     }
 }
 
+/// [`headless`] on `url` in a profile of its own (no token kept from
+/// another run), off the async workers.
+async fn in_chromium(browser: &Path, url: &str, extra: &[&str]) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let (browser, url) = (browser.to_owned(), url.to_owned());
+    let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        headless(&browser, profile.path(), &url, &extra)
+    })
+    .await
+    .unwrap()
+}
+
+/// The DOM headless Chromium renders for `url`.
+async fn dump_dom(browser: &Path, url: &str) -> String {
+    in_chromium(browser, url, &["--dump-dom"]).await
+}
+
 /// The value of `name="..."` in the first tag that has `marker`.
 fn attribute(dom: &str, marker: &str, name: &str) -> Option<String> {
     let at = dom.find(marker)?;
@@ -262,15 +281,9 @@ async fn chromium_renders_each_site_its_hit_ratio_and_its_charts() {
     tokio::time::sleep(Duration::from_secs(11)).await;
     assert_eq!(edge.get("alpha.test", "/index.html").await.status(), 200);
     assert_eq!(edge.get("beta.test", "/a.css").await.status(), 200);
-    let profile = tempfile::tempdir().unwrap();
     let page = edge.admin_url("/");
     let url = format!("{page}#token={TOKEN}");
-    let dom = {
-        let (browser, profile, url) = (browser.clone(), profile.path().to_owned(), url.clone());
-        tokio::task::spawn_blocking(move || headless(&browser, &profile, &url, &["--dump-dom"]))
-            .await
-            .unwrap()
-    };
+    let dom = dump_dom(&browser, &url).await;
 
     // The script ran, fetched /status.json with the token and drew the page.
     assert_eq!(
@@ -308,17 +321,7 @@ async fn chromium_renders_each_site_its_hit_ratio_and_its_charts() {
     assert!(!dom.contains(TOKEN));
 
     // Without the token the same page asks for it.
-    let denied_profile = tempfile::tempdir().unwrap();
-    let dom = {
-        let (browser, profile, page) = (
-            browser.clone(),
-            denied_profile.path().to_owned(),
-            page.clone(),
-        );
-        tokio::task::spawn_blocking(move || headless(&browser, &profile, &page, &["--dump-dom"]))
-            .await
-            .unwrap()
-    };
+    let dom = dump_dom(&browser, &page).await;
     assert_eq!(
         attribute(&dom, "<body", "data-state").as_deref(),
         Some("unauthorized"),
@@ -328,14 +331,7 @@ async fn chromium_renders_each_site_its_hit_ratio_and_its_charts() {
 
     // A wrong token with a bare % (not percent-encoding) is a wrong token,
     // not a page stuck connecting.
-    let odd_profile = tempfile::tempdir().unwrap();
-    let odd = format!("{page}#token=not%token");
-    let dom = {
-        let (browser, profile) = (browser.clone(), odd_profile.path().to_owned());
-        tokio::task::spawn_blocking(move || headless(&browser, &profile, &odd, &["--dump-dom"]))
-            .await
-            .unwrap()
-    };
+    let dom = dump_dom(&browser, &format!("{page}#token=not%token")).await;
     assert_eq!(
         attribute(&dom, "<body", "data-state").as_deref(),
         Some("unauthorized"),
@@ -345,14 +341,8 @@ async fn chromium_renders_each_site_its_hit_ratio_and_its_charts() {
     // A screenshot to look at (target/tmp/status-page.png).
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
     let _ = std::fs::remove_file(&shot);
-    let shot_profile = tempfile::tempdir().unwrap();
     let argument = format!("--screenshot={}", shot.display());
-    {
-        let (browser, profile) = (browser.clone(), shot_profile.path().to_owned());
-        tokio::task::spawn_blocking(move || headless(&browser, &profile, &url, &[&argument]))
-            .await
-            .unwrap();
-    }
+    in_chromium(&browser, &url, &[&argument]).await;
     let png = std::fs::read(&shot).expect("screenshot written");
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     assert!(

@@ -717,7 +717,7 @@ impl DiskTier {
 
     #[cfg(test)]
     fn set_first_write_pause(&self, first: Duration) {
-        self.pause.lock().unwrap().first = first;
+        self.pause.lock().unwrap_or_else(|e| e.into_inner()).first = first;
     }
 
     /// The largest body stored: a quarter of the tier, so one object cannot

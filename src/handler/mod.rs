@@ -364,12 +364,16 @@ fn route(req: &HttpRequest, state: &AppState) -> Stage<Arc<Site>> {
     let host = request_host(req).filter(|host| !host.trim().is_empty());
     // One that cannot be a host (`a, b`, `a:abc`, `a b`): 400, as RFC 9112
     // 3.2 requires, not the default site's answer.
-    if host.is_some_and(|host| !crate::site::is_valid_host(host)) {
-        return Break(error_page(
-            StatusCode::BAD_REQUEST,
-            "The Host header is not a valid host name.",
-        ));
-    }
+    let normalized = match host.map(crate::site::normalized_host) {
+        Some(None) => {
+            return Break(error_page(
+                StatusCode::BAD_REQUEST,
+                "The Host header is not a valid host name.",
+            ))
+        }
+        Some(Some(normalized)) => Some(normalized),
+        None => None,
+    };
     // A request without a host (HTTP/1.0, a load balancer's health check)
     // on a TLS connection goes to the site the client named in SNI, whose
     // certificate it got, as nginx does; else to the default site.
@@ -377,7 +381,10 @@ fn route(req: &HttpRequest, state: &AppState) -> Stage<Arc<Site>> {
         (None, Some(name)) => sites.sites.iter().find(|site| site.name() == name),
         _ => None,
     };
-    let Some(site) = by_server_name.or_else(|| sites.route(host)).cloned() else {
+    let Some(site) = by_server_name
+        .or_else(|| sites.route_normalized(normalized.as_deref()))
+        .cloned()
+    else {
         return Break(error_page(
             StatusCode::NOT_FOUND,
             "No site is configured for this host.",
@@ -398,13 +405,15 @@ fn route(req: &HttpRequest, state: &AppState) -> Stage<Arc<Site>> {
     Continue(site)
 }
 
-/// A request whose `CDN-Loop` lists this process (`loop_id`, RFC 8586): it
+const CDN_LOOP: header::HeaderName = header::HeaderName::from_static("cdn-loop");
+
+/// A request whose `CDN-Loop` lists this node (`loop_id`, RFC 8586): it
 /// has been here before, so an HTTP origin leads back to this node. 508,
 /// and an error logged at most once a minute.
 fn came_back(req: &HttpRequest, loop_id: &str) -> Option<HttpResponse> {
     let values = || {
         req.headers()
-            .get_all("cdn-loop")
+            .get_all(&CDN_LOOP)
             .filter_map(|v| v.to_str().ok())
     };
     if !crate::cluster::headers::has_looped(values(), loop_id) {

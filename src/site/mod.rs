@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 pub use build::{BuildContext, SiteError};
-pub use router::{is_valid_host, normalize_host, HostRouter};
+pub use router::{normalize_host, normalized_host, HostRouter};
 
 use crate::config::{CorsConfig, SiteConfig};
 use crate::origin::Origin;
@@ -329,6 +329,14 @@ impl Sites {
     /// The site for a `Host` value.
     pub fn route(&self, host: Option<&str>) -> Option<&Arc<Site>> {
         self.router.route(host).and_then(|i| self.sites.get(i))
+    }
+
+    /// [`Sites::route`] for a host already normalized
+    /// ([`normalized_host`]): the request path normalizes it once.
+    pub fn route_normalized(&self, host: Option<&str>) -> Option<&Arc<Site>> {
+        self.router
+            .route_normalized(host)
+            .and_then(|i| self.sites.get(i))
     }
 }
 

@@ -40,8 +40,14 @@ impl HostRouter {
 
     /// The site for a raw `Host` header value (or HTTP/2 `:authority`), if any.
     pub fn route(&self, host: Option<&str>) -> Option<usize> {
-        let found = host.and_then(normalized_host).and_then(|host| {
-            self.exact.get(&*host).copied().or_else(|| {
+        self.route_normalized(host.and_then(normalized_host).as_deref())
+    }
+
+    /// [`HostRouter::route`] for a host already normalized
+    /// ([`normalized_host`]).
+    pub fn route_normalized(&self, host: Option<&str>) -> Option<usize> {
+        let found = host.and_then(|host| {
+            self.exact.get(host).copied().or_else(|| {
                 self.wildcards
                     .iter()
                     .find(|(suffix, _)| {
@@ -60,14 +66,9 @@ pub fn normalize_host(raw: &str) -> Option<String> {
     normalized_host(raw).map(Cow::into_owned)
 }
 
-/// Whether a `Host` value can name a host at all (no allocation).
-pub fn is_valid_host(raw: &str) -> bool {
-    normalized_host(raw).is_some()
-}
-
 /// [`normalize_host`], borrowed when the host is already in lower case (on
-/// every request: no allocation).
-fn normalized_host(raw: &str) -> Option<Cow<'_, str>> {
+/// every request: no allocation). `None` for a value that is no host.
+pub fn normalized_host(raw: &str) -> Option<Cow<'_, str>> {
     let raw = raw.trim();
     // A port is digits of at most 65535, or nothing (`host:`, RFC 3986).
     let port_ok = |port: &str| {
@@ -182,7 +183,7 @@ mod tests {
             "a.test:",
             "a.test:65535",
         ] {
-            assert!(is_valid_host(good), "{good}");
+            assert!(normalized_host(good).is_some(), "{good}");
         }
         for bad in [
             "a.test, b.test",
@@ -199,7 +200,7 @@ mod tests {
             "a.test:99999",
             "[::1]:70000",
         ] {
-            assert!(!is_valid_host(bad), "{bad}");
+            assert!(normalized_host(bad).is_none(), "{bad}");
         }
     }
 

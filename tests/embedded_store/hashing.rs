@@ -89,16 +89,7 @@ async fn a_file_replaced_while_it_is_read_never_gets_another_version_s_etag() {
     let mut checked = 0;
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(6) {
-        let got = store
-            .s3
-            .get_object()
-            .bucket(BUCKET)
-            .key("race.bin")
-            .send()
-            .await
-            .expect("get");
-        let etag = got.e_tag().expect("etag").trim_matches('"').to_owned();
-        let body = got.body.collect().await.expect("body").into_bytes();
+        let (etag, body) = etag_and_body(&store.s3, "race.bin").await;
         assert_eq!(etag, md5_hex(&body), "after {checked} good reads");
         checked += 1;
     }
@@ -116,21 +107,6 @@ async fn an_uploaded_object_replaced_by_hand_gets_its_new_etag() {
     let store = harness().await;
     let dir = store.root.path().join(BUCKET);
     let path = dir.join("q.txt");
-    let etag_of = |store: &Harness| {
-        let s3 = store.s3.clone();
-        async move {
-            let got = s3
-                .get_object()
-                .bucket(BUCKET)
-                .key("q.txt")
-                .send()
-                .await
-                .expect("get");
-            let etag = got.e_tag().expect("etag").trim_matches('"').to_owned();
-            let body = got.body.collect().await.expect("body").into_bytes();
-            (etag, body.to_vec())
-        }
-    };
     store
         .s3
         .put_object()
@@ -140,7 +116,7 @@ async fn an_uploaded_object_replaced_by_hand_gets_its_new_etag() {
         .send()
         .await
         .expect("put");
-    let (etag, body) = etag_of(&store).await;
+    let (etag, body) = etag_and_body(&store.s3, "q.txt").await;
     assert_eq!(
         (etag, body.as_slice()),
         (
@@ -160,14 +136,28 @@ async fn an_uploaded_object_replaced_by_hand_gets_its_new_etag() {
         .expect("mtime");
     drop(old);
     std::fs::rename(&aside, &path).expect("rename");
-    let (etag, body) = etag_of(&store).await;
+    let (etag, body) = etag_and_body(&store.s3, "q.txt").await;
     assert_eq!(body, b"version two, by hand");
     assert_eq!(etag, md5_hex(&body), "renamed over");
 
     // Written over in place.
     std::thread::sleep(Duration::from_millis(20));
     std::fs::write(&path, b"version three, cp over it").expect("write over");
-    let (etag, body) = etag_of(&store).await;
+    let (etag, body) = etag_and_body(&store.s3, "q.txt").await;
     assert_eq!(body, b"version three, cp over it");
     assert_eq!(etag, md5_hex(&body), "written over");
+}
+
+/// GetObject of `key`: its ETag (unquoted) and its body.
+async fn etag_and_body(s3: &Client, key: &str) -> (String, Vec<u8>) {
+    let got = s3
+        .get_object()
+        .bucket(BUCKET)
+        .key(key)
+        .send()
+        .await
+        .expect("get");
+    let etag = got.e_tag().expect("etag").trim_matches('"').to_owned();
+    let body = got.body.collect().await.expect("body").into_bytes();
+    (etag, body.to_vec())
 }
